@@ -1,0 +1,36 @@
+"""get_session: the session of a request, whatever the framework."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .session import Session
+from .wsgi import SESSION_KEY
+
+
+def get_session(request: Any) -> Session:
+    """The session of a Starlette/FastAPI Request, Django HttpRequest, Flask request,
+    ASGI scope or WSGI environ."""
+    for holder in _holders(request):
+        session = holder.get("session") if "type" in holder else holder.get(SESSION_KEY)
+        if isinstance(session, Session):
+            return session
+    raise LookupError(
+        "no session on this request: wrap the app with sessions(...) "
+        "or add SessionMiddleware before reading the session"
+    )
+
+
+def _holders(request: Any) -> list[Mapping[str, Any]]:
+    if isinstance(request, Mapping):
+        return [request]
+    holders = []
+    for attribute in ("scope", "environ"):
+        try:
+            value = getattr(request, attribute, None)
+        except RuntimeError:  # a Flask proxy outside a request context
+            value = None
+        if isinstance(value, Mapping):
+            holders.append(value)
+    return holders

@@ -1,0 +1,117 @@
+"""The ASGI driver: moves bytes between the ASGI server and the core, on redis.asyncio."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from . import unavailable
+from .config import SessionConfig
+from .core import Opened
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+_STARTED = "the response has started: session changes can no longer be saved"
+_WEBSOCKET = "the session is read-only in a WebSocket handler"
+
+
+class SessionMiddleware:
+    """ASGI middleware giving every HTTP and WebSocket request `scope["session"]`.
+
+    Use it as ``app.add_middleware(SessionMiddleware, secret_key=..., redis_url=...)``
+    with the keywords of `sessions(...)` (a superset of Starlette's SessionMiddleware),
+    or get one from the decorator: ``app = sessions(...)(app)``.
+    """
+
+    def __init__(self, app: Any, config: SessionConfig | None = None, **settings: Any) -> None:
+        if config is None:
+            config = SessionConfig(**settings)
+        elif settings:
+            raise TypeError("pass either config= or settings, not both")
+        config.check_interface("asgi")
+        self.app = app
+        self.config = config
+        self._core = config.core
+        self._fail_open = config.on_redis_error == "raise"
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        try:
+            opened = await self.config.run_async(
+                self._core.open(_cookie_header(scope), time.time())
+            )
+        except RedisError:
+            if self._fail_open:
+                raise
+            await _refuse(kind, send)
+            return
+        scope["session"] = opened.session
+        if opened.rejected is not None:
+            scope["session_rejected"] = opened.rejected
+        if kind == "websocket":
+            await self._websocket(opened, scope, receive, send)
+        else:
+            await self._http(opened, scope, receive, send)
+
+    async def _http(self, opened: Opened, scope: Scope, receive: Any, send: Any) -> None:
+        refused = False
+
+        async def send_with_session(message: Message) -> None:
+            nonlocal refused
+            if refused:
+                return
+            if message["type"] == "http.response.start":
+                opened.session.freeze(_STARTED)
+                try:
+                    committed = await self.config.run_async(self._core.commit(opened, time.time()))
+                except RedisError:
+                    if self._fail_open:
+                        raise
+                    refused = True
+                    await _refuse("http", send)
+                    return
+                if committed.set_cookie is not None:
+                    headers = list(message.get("headers", ()))
+                    headers.append((b"set-cookie", committed.set_cookie.encode("latin-1")))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_session)
+
+    async def _websocket(self, opened: Opened, scope: Scope, receive: Any, send: Any) -> None:
+        opened.session.freeze(_WEBSOCKET)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if opened.cleanup:
+                # A stale record left behind here still expires by its own TTL.
+                with contextlib.suppress(RedisError):
+                    await self.config.run_async(self._core.commit(opened, time.time()))
+
+
+def _cookie_header(scope: Scope) -> str | None:
+    found = [value for name, value in scope["headers"] if name == b"cookie"]
+    if not found:
+        return None
+    return "; ".join(value.decode("latin-1") for value in found)
+
+
+async def _refuse(kind: str, send: Any) -> None:
+    if kind == "websocket":
+        await send({"type": "websocket.close", "code": unavailable.WEBSOCKET_CLOSE_CODE})
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": unavailable.STATUS,
+            "headers": [(k.encode(), v.encode()) for k, v in unavailable.HEADERS],
+        }
+    )
+    await send({"type": "http.response.body", "body": unavailable.BODY})

@@ -1,0 +1,190 @@
+"""The settings object: validation, defaults, and the decorator that applies them."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from .clients import ConfigurationError, RedisClients, is_async_client
+from .cookies import CookieCodec, SameSite
+from .core import Core, Timing
+from .drive import drive_async, drive_sync
+from .epochs.base import EpochContext, EpochProvider, Interface
+from .epochs.redis import RedisEpochs
+from .keys import KeySpace, UserId
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_MAX_AGE = 14 * 24 * 60 * 60
+MIN_SECRET_LENGTH = 32
+_PLACEHOLDER_SECRETS = {"secret", "changeme", "change-me", "secret_key", "your-secret-key"}
+
+OnRedisError = Literal["503", "raise"]
+
+
+class SessionConfig:
+    """One configured session layer: a decorator for apps, plus user-level operations.
+
+    secret_key: signs the cookie; a list rotates keys (the first signs, all verify).
+    redis_url / redis: the session Redis, as a URL or a redis-py client (sync or async).
+    epochs: where user epochs live (default RedisEpochs() on the session Redis).
+    session_cookie, path, domain, same_site, https_only, partitioned: the cookie, with the
+        meaning Starlette's SessionMiddleware gives them. HttpOnly is always set.
+    max_age: absolute lifetime of a session in seconds (and the cookie's Max-Age); None
+        makes a browser-session cookie, and the server still ends it after 14 days.
+    idle_timeout: end a session unused for this many seconds (sliding; off by default).
+    refresh_interval: how often, at most, a read extends the idle timeout.
+    key_prefix: prefix of every Redis key.
+    interface: 'asgi' or 'wsgi' to override detection.
+    on_redis_error: '503' answers 503 when Redis cannot be reached; 'raise' lets the
+        redis-py error propagate to your own error handling.
+    redis_timeout: socket timeouts (seconds) of clients built from redis_url.
+    """
+
+    def __init__(
+        self,
+        *,
+        secret_key: str | bytes | Sequence[str | bytes],
+        redis_url: str | None = None,
+        redis: Any | None = None,
+        epochs: EpochProvider | None = None,
+        session_cookie: str = "session",
+        max_age: int | None = DEFAULT_MAX_AGE,
+        idle_timeout: int | None = None,
+        refresh_interval: int | None = None,
+        path: str = "/",
+        domain: str | None = None,
+        same_site: SameSite = "lax",
+        https_only: bool = False,
+        partitioned: bool = False,
+        key_prefix: str = "sm:",
+        interface: Interface | None = None,
+        on_redis_error: OnRedisError = "503",
+        redis_timeout: float | None = 2.0,
+    ) -> None:
+        secret_keys = _secret_keys(secret_key)
+        if same_site not in ("lax", "strict", "none"):
+            raise ConfigurationError("same_site must be 'lax', 'strict' or 'none'")
+        if same_site == "none" and not https_only:
+            raise ConfigurationError(
+                "same_site='none' needs https_only=True: browsers drop SameSite=None cookies "
+                "that are not Secure"
+            )
+        if max_age is not None and max_age <= 0:
+            raise ConfigurationError("max_age must be a positive number of seconds, or None")
+        if idle_timeout is not None and idle_timeout <= 0:
+            raise ConfigurationError("idle_timeout must be a positive number of seconds, or None")
+        if on_redis_error not in ("503", "raise"):
+            raise ConfigurationError("on_redis_error must be '503' or 'raise'")
+        if interface not in (None, "asgi", "wsgi"):
+            raise ConfigurationError("interface must be 'asgi', 'wsgi' or None (detect)")
+        if redis_url is None and redis is None:
+            redis_url = DEFAULT_REDIS_URL
+
+        lifetime = max_age or DEFAULT_MAX_AGE
+        if refresh_interval is None:
+            refresh_interval = max(1, (idle_timeout or lifetime) // 10)
+        self.interface = interface
+        self.on_redis_error = on_redis_error
+        self.keys = KeySpace(key_prefix, secret_keys)
+        self.redis = RedisClients(url=redis_url, client=redis, timeout=redis_timeout)
+        self.epochs: EpochProvider = epochs if epochs is not None else RedisEpochs()
+        self.epochs.attach(
+            EpochContext(
+                keys=self.keys,
+                redis=self.redis,
+                epoch_ttl_ms=lifetime * 1000 + 60_000,
+                redis_timeout=redis_timeout,
+            )
+        )
+        codec = CookieCodec(
+            secret_keys,
+            name=session_cookie,
+            path=path,
+            domain=domain,
+            same_site=same_site,
+            secure=https_only,
+            partitioned=partitioned,
+            max_age=max_age,
+        )
+        self.core = Core(
+            self.keys,
+            codec,
+            self.epochs,
+            Timing(lifetime=lifetime, idle_timeout=idle_timeout, refresh_interval=refresh_interval),
+        )
+
+    # -- the decorator --------------------------------------------------------------
+
+    def __call__(self, app: Any) -> Any:
+        """Wrap an ASGI 3 or WSGI app (detected; `interface=` overrides)."""
+        interface = self.interface or detect_interface(app)
+        self.check_interface(interface)
+        if interface == "asgi":
+            from .asgi import SessionMiddleware
+
+            return SessionMiddleware(app, config=self)
+        from .wsgi import WSGISessionMiddleware
+
+        return WSGISessionMiddleware(app, config=self)
+
+    def check_interface(self, interface: Interface) -> None:
+        """Fail at start-up, not at the first request, if this app cannot be served."""
+        if interface == "asgi" and not self.redis.can_async:
+            raise ConfigurationError("an ASGI app needs an async Redis client (redis.asyncio)")
+        if interface == "wsgi" and not self.redis.can_sync:
+            raise ConfigurationError("a WSGI app needs a sync Redis client (redis.Redis)")
+        self.epochs.check_interface(interface)
+
+    # -- operations on a user, from anywhere ---------------------------------------
+
+    def invalidate_user(self, user_id: UserId) -> None:
+        """Reject every existing session of the user from now on, on every worker."""
+        self.epochs.bump(user_id)
+
+    async def ainvalidate_user(self, user_id: UserId) -> None:
+        """The async twin of invalidate_user."""
+        await self.epochs.abump(user_id)
+
+    # -- running the core ---------------------------------------------------------------
+
+    def run_sync(self, step: Any) -> Any:
+        return drive_sync(step, self.redis, self.epochs)
+
+    async def run_async(self, step: Any) -> Any:
+        return await drive_async(step, self.redis, self.epochs)
+
+
+sessions = SessionConfig
+"""`sessions(...)` builds a SessionConfig: the one decorator."""
+
+
+def detect_interface(app: Any) -> Interface:
+    """'asgi' when calling the app gives a coroutine, else 'wsgi'."""
+    call = app if inspect.isfunction(app) or inspect.ismethod(app) else type(app).__call__
+    if inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(app):
+        return "asgi"
+    return "wsgi"
+
+
+def _secret_keys(secret_key: str | bytes | Sequence[str | bytes]) -> list[bytes]:
+    if isinstance(secret_key, (str, bytes)):
+        secret_key = [secret_key]
+    keys = [k.encode() if isinstance(k, str) else bytes(k) for k in secret_key]
+    if not keys:
+        raise ConfigurationError("secret_key must not be empty")
+    for key in keys:
+        if key.strip().lower().decode(errors="replace") in _PLACEHOLDER_SECRETS:
+            raise ConfigurationError(
+                "secret_key is a placeholder; generate one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        if len(key) < MIN_SECRET_LENGTH:
+            raise ConfigurationError(
+                f"secret_key must be at least {MIN_SECRET_LENGTH} characters; generate one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+    return keys
+
+
+__all__ = ["SessionConfig", "detect_interface", "is_async_client", "sessions"]

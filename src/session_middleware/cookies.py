@@ -1,0 +1,109 @@
+"""Signing and verifying the session cookie, and building its Set-Cookie header.
+
+The cookie value is ``<tag>.<session id>.<signature>``: an opaque tag (see keys.py), at
+least 128 random bits of session id, and an itsdangerous HMAC over both. It carries
+nothing about the user or the session data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from itsdangerous import BadSignature, Signer
+
+from .keys import SESSION_ID_BYTES, TAG_BYTES
+
+SameSite = Literal["lax", "strict", "none"]
+
+MAX_COOKIE_VALUE_LENGTH = 256
+_TAG = rf"[0-9a-f]{{{TAG_BYTES * 2}}}"
+_SESSION_ID = rf"[A-Za-z0-9_-]{{{-(-SESSION_ID_BYTES * 4 // 3)}}}"
+_VALUE = re.compile(rf"({_TAG})\.({_SESSION_ID})\.[A-Za-z0-9_-]{{20,100}}")
+_EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+@dataclass(frozen=True, slots=True)
+class CookieRef:
+    """A verified cookie: the tag and session id we issued."""
+
+    tag: str
+    session_id: str
+
+
+class CookieCodec:
+    def __init__(
+        self,
+        secret_keys: Sequence[bytes],
+        *,
+        name: str,
+        path: str,
+        domain: str | None,
+        same_site: SameSite,
+        secure: bool,
+        partitioned: bool,
+        max_age: int | None,
+    ) -> None:
+        # itsdangerous signs with the last key and verifies with all; ours signs with the first.
+        self._signer = Signer(
+            list(reversed(secret_keys)),
+            salt="session_middleware.cookie",
+            digest_method=hashlib.sha256,
+        )
+        self.name = name
+        attributes = [f"Path={path}"]
+        if domain is not None:
+            attributes.append(f"Domain={domain}")
+        attributes.append("HttpOnly")
+        attributes.append(f"SameSite={same_site.capitalize()}")
+        if secure:
+            attributes.append("Secure")
+        if partitioned:
+            attributes.append("Partitioned")
+        self._attributes = "; ".join(attributes)
+        self._max_age = max_age
+
+    def encode(self, ref: CookieRef) -> str:
+        return self._signer.sign(f"{ref.tag}.{ref.session_id}").decode("ascii")
+
+    def decode(self, value: str) -> CookieRef | None:
+        """The reference a cookie value holds, or None unless we issued it."""
+        if len(value) > MAX_COOKIE_VALUE_LENGTH:
+            return None
+        match = _VALUE.fullmatch(value)
+        if match is None:
+            return None
+        try:
+            self._signer.unsign(value)
+        except BadSignature:
+            return None
+        return CookieRef(tag=match.group(1), session_id=match.group(2))
+
+    def find(self, cookie_header: str | None) -> CookieRef | None:
+        """The first valid session cookie in a Cookie header (duplicates are allowed)."""
+        if not cookie_header or self.name not in cookie_header:
+            return None
+        for value in _values_named(self.name, cookie_header.split(";")):
+            ref = self.decode(value)
+            if ref is not None:
+                return ref
+        return None
+
+    def set_header(self, ref: CookieRef, max_age: int | None) -> str:
+        """Set-Cookie for a new session id; max_age caps the configured cookie lifetime."""
+        lifetime = self._max_age if max_age is None else max_age
+        age = "" if self._max_age is None else f"; Max-Age={max(lifetime or 0, 0)}"
+        return f"{self.name}={self.encode(ref)}{age}; {self._attributes}"
+
+    def clear_header(self) -> str:
+        return f"{self.name}=; Max-Age=0; Expires={_EXPIRED}; {self._attributes}"
+
+
+def _values_named(name: str, pairs: Iterable[str]) -> Iterable[str]:
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if sep and key.strip() == name:
+            yield value.strip().strip('"')

@@ -1,0 +1,78 @@
+"""What an epoch provider is, and what every provider shares."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from ..clients import RedisClients
+from ..commands import Command
+from ..keys import KeySpace, UserId
+
+Interface = Literal["asgi", "wsgi"]
+
+
+def new_epoch() -> str:
+    """A random epoch: 128 bits from `secrets`, so a value never comes back."""
+    return secrets.token_hex(16)
+
+
+@dataclass(frozen=True)
+class EpochContext:
+    """What a provider is given when a configuration adopts it."""
+
+    keys: KeySpace
+    redis: RedisClients
+    epoch_ttl_ms: int
+    redis_timeout: float | None
+
+
+@runtime_checkable
+class EpochProvider(Protocol):
+    """Where each user's epoch lives.
+
+    The request path reads the epoch beside the session record in one Redis command:
+    `cached_key` names that key (the epoch itself for RedisEpochs, a cache of the
+    database's value for SQLEpochs) and `resolve` turns what it held into the user's
+    current epoch. Every method has an async twin with the `a` prefix.
+    """
+
+    def attach(self, context: EpochContext) -> None:
+        """Adopt the configuration's key layout and Redis (called once, at set-up)."""
+
+    def check_interface(self, interface: Interface) -> None:
+        """Raise ConfigurationError if the provider cannot serve this kind of app."""
+
+    def cached_key(self, tag: str) -> str | None:
+        """The key read together with the session record, or None."""
+
+    def resolve(self, user_id: UserId, tag: str, cached: str | None) -> str | None:
+        """The user's current epoch given the value of `cached_key(tag)`; None if none."""
+
+    async def aresolve(self, user_id: UserId, tag: str, cached: str | None) -> str | None: ...
+
+    def login_epoch(self, user_id: UserId) -> str | None:
+        """The epoch to stamp at login, created if the user has none.
+
+        None means: create or read it in Redis atomically with the login write.
+        """
+
+    async def alogin_epoch(self, user_id: UserId) -> str | None: ...
+
+    def login_mode(self) -> Literal["ensure", "cache", "given"]:
+        """How the login write treats `cached_key`: ensure it, overwrite it, leave it."""
+
+    def bump_commands(self, user_id: UserId, epoch: str) -> list[Command] | None:
+        """Commands on the session Redis that set the user's epoch to `epoch`, when the
+        bump can ride in the request's write; None when it needs `bump`."""
+
+    def get(self, user_id: UserId) -> str | None:
+        """The user's current epoch, or None if they have none."""
+
+    async def aget(self, user_id: UserId) -> str | None: ...
+
+    def bump(self, user_id: UserId) -> str:
+        """Give the user a new epoch: every session stamped with an older one is rejected."""
+
+    async def abump(self, user_id: UserId) -> str: ...

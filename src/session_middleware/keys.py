@@ -1,0 +1,81 @@
+"""The Redis key layout, in one place.
+
+Every key of one user lives under the same Redis Cluster hash tag ``{tag}``, so the
+session record and the user's epoch can be read with one MGET even on a cluster::
+
+    {prefix}{<tag>}:s:<hash of session id>   the session record (JSON)
+    {prefix}{<tag>}:e                        the user's epoch (or its cache)
+
+The tag of a logged-in session is a keyed hash of the user id, so it reveals nothing
+about the user; an anonymous session gets a random tag of the same shape. Redis never
+holds a session id: records are keyed by a hash of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+
+TAG_BYTES = 12
+SESSION_ID_BYTES = 32
+UserId = str | int
+
+
+def user_id_text(user_id: UserId) -> str:
+    """The canonical text of a user id; only str and int are accepted."""
+    if isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
+        raise TypeError(f"user_id must be a str or an int, not {type(user_id).__name__}")
+    text = str(user_id)
+    if not text or len(text) > 256:
+        raise ValueError("user_id must be between 1 and 256 characters long")
+    return text
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(SESSION_ID_BYTES)
+
+
+def new_anonymous_tag() -> str:
+    return secrets.token_hex(TAG_BYTES)
+
+
+class KeySpace:
+    """Builds every key this package writes."""
+
+    def __init__(self, prefix: str, secret_keys: Sequence[bytes]) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError("key_prefix must not contain '{' or '}' (they mark cluster hash tags)")
+        self.prefix = prefix
+        self._tag_keys = [
+            hashlib.blake2b(key, digest_size=32, person=b"sm-user-tag").digest()
+            for key in secret_keys
+        ]
+
+    def user_tags(self, user_id: UserId) -> list[str]:
+        """The user's tag under each secret key, the current (signing) key's first.
+
+        While keys rotate, sessions issued under an older key keep the tag of that key;
+        an invalidation therefore bumps the epoch under every tag.
+        """
+        text = user_id_text(user_id).encode()
+        tags: list[str] = []
+        for tag_key in self._tag_keys:
+            tag = hashlib.blake2b(text, key=tag_key, digest_size=TAG_BYTES).hexdigest()
+            if tag not in tags:
+                tags.append(tag)
+        return tags
+
+    def user_tag(self, user_id: UserId) -> str:
+        return self.user_tags(user_id)[0]
+
+    def session_key(self, tag: str, session_id: str) -> str:
+        digest = hashlib.blake2b(session_id.encode(), digest_size=16).hexdigest()
+        return f"{self.prefix}{{{tag}}}:s:{digest}"
+
+    def epoch_key(self, tag: str) -> str:
+        return f"{self.prefix}{{{tag}}}:e"
+
+    def pattern(self) -> str:
+        """A SCAN pattern matching every key under this prefix."""
+        return f"{self.prefix}{{*"

@@ -1,0 +1,130 @@
+"""The session record stored in Redis: JSON only, validated on the way in and out."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .keys import UserId
+
+FORMAT_VERSION = 1
+MAX_NESTING = 64
+_EPOCH_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
+
+
+class CorruptRecord(ValueError):
+    """A stored record that is not what this package writes."""
+
+
+@dataclass(slots=True)
+class Record:
+    data: dict[str, Any]
+    created: float
+    expires: float
+    refreshed: float
+    user_id: UserId | None = None
+    epoch: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_json_value(key: object, value: object) -> None:
+    """Raise TypeError, naming the key, unless JSON can hold the value faithfully."""
+    if not isinstance(key, str):
+        raise TypeError(f"session keys must be str, not {type(key).__name__} ({key!r})")
+    _check(value, f"session[{key!r}]", 0)
+
+
+def _check(value: object, where: str, depth: int) -> None:
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"{where}: {value!r} cannot be stored (JSON has no NaN or Infinity)")
+        return
+    if depth >= MAX_NESTING:
+        raise TypeError(f"{where}: nested deeper than {MAX_NESTING} levels")
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check(item, f"{where}[{index}]", depth + 1)
+        return
+    if isinstance(value, dict):
+        for inner_key, item in value.items():
+            if not isinstance(inner_key, str):
+                raise TypeError(
+                    f"{where}: dict key {inner_key!r} is a {type(inner_key).__name__}; "
+                    "JSON object keys must be str"
+                )
+            _check(item, f"{where}[{inner_key!r}]", depth + 1)
+        return
+    raise TypeError(
+        f"{where}: a {type(value).__name__} cannot be stored in the session "
+        "(only JSON values: str, int, float, bool, None, list, dict)"
+    )
+
+
+def valid_epoch(epoch: object) -> bool:
+    return isinstance(epoch, str) and 0 < len(epoch) <= 64 and set(epoch) <= _EPOCH_CHARS
+
+
+def encode_parts(record: Record) -> tuple[str, str]:
+    """The record as JSON split around its epoch: ``head + epoch + tail``.
+
+    Login stamps the epoch inside Redis (a script concatenates it), so the epoch is kept
+    out of the JSON encoder: it is always the last member, a plain ASCII string.
+    """
+    body: dict[str, Any] = {
+        "v": FORMAT_VERSION,
+        "c": record.created,
+        "x": record.expires,
+        "r": record.refreshed,
+        "u": record.user_id,
+        "d": record.data,
+    }
+    if record.extra:
+        body["m"] = record.extra
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text[:-1] + ',"e":"', '"}'
+
+
+def encode(record: Record) -> str:
+    if record.epoch is not None and not valid_epoch(record.epoch):
+        raise ValueError("invalid epoch value")
+    head, tail = encode_parts(record)
+    return head + (record.epoch or "") + tail
+
+
+def decode(raw: bytes | str) -> Record:
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as error:
+        raise CorruptRecord("not JSON") from error
+    if not isinstance(body, dict) or body.get("v") != FORMAT_VERSION:
+        raise CorruptRecord("unknown record format")
+    data, user_id, epoch = body.get("d"), body.get("u"), body.get("e")
+    created, expires, refreshed = body.get("c"), body.get("x"), body.get("r")
+    extra = body.get("m", {})
+    if not isinstance(data, dict) or not isinstance(extra, dict):
+        raise CorruptRecord("data is not an object")
+    if not all(_is_number(t) for t in (created, expires, refreshed)):
+        raise CorruptRecord("bad timestamps")
+    if user_id is not None and (isinstance(user_id, bool) or not isinstance(user_id, (str, int))):
+        raise CorruptRecord("bad user id")
+    if epoch == "":
+        epoch = None
+    if user_id is not None and not valid_epoch(epoch):
+        raise CorruptRecord("logged-in record without a valid epoch")
+    return Record(
+        data=data,
+        created=float(created),
+        expires=float(expires),
+        refreshed=float(refreshed),
+        user_id=user_id,
+        epoch=epoch,
+        extra=extra,
+    )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -1,0 +1,135 @@
+"""The Session mapping that handlers see. It never does I/O.
+
+``login``, ``logout`` and ``logout_others`` record an intent; the driver carries it out
+when the response starts, the same way under ASGI and WSGI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+from .keys import UserId, user_id_text
+from .records import check_json_value
+
+
+class Session(MutableMapping[str, Any]):
+    """A mutable mapping of JSON values, bound to at most one user."""
+
+    __slots__ = (
+        "_data",
+        "_frozen",
+        "_user_id",
+        "accessed",
+        "ended",
+        "logout_others_requested",
+        "modified",
+        "pending_login",
+    )
+
+    def __init__(self, data: dict[str, Any] | None = None, user_id: UserId | None = None) -> None:
+        self._data: dict[str, Any] = data if data is not None else {}
+        self._user_id = user_id
+        self._frozen: str | None = None
+        self.accessed = False
+        self.modified = False
+        self.pending_login: UserId | None = None
+        self.ended = False
+        self.logout_others_requested = False
+
+    # -- the mapping -------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        self.accessed = True
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._check_writable()
+        check_json_value(key, value)
+        self._data[key] = value
+        self.modified = True
+
+    def __delitem__(self, key: str) -> None:
+        self._check_writable()
+        del self._data[key]
+        self.modified = True
+
+    def __iter__(self) -> Iterator[str]:
+        self.accessed = True
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __repr__(self) -> str:
+        return f"<Session user_id={self._user_id!r} keys={sorted(self._data)!r}>"
+
+    def clear(self) -> None:
+        self._check_writable()
+        if self._data:
+            self._data.clear()
+            self.modified = True
+
+    def mark_modified(self) -> None:
+        """Force a write-back, e.g. after changing a nested value in place."""
+        self._check_writable()
+        self.modified = True
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The underlying dict (read it; assign through the session so values are checked)."""
+        self.accessed = True
+        return self._data
+
+    # -- authentication ------------------------------------------------------------
+
+    @property
+    def user_id(self) -> UserId | None:
+        """The logged-in user, or None when anonymous."""
+        return self._user_id
+
+    def login(self, user_id: UserId) -> None:
+        """Bind this session to ``user_id`` under a new session id.
+
+        The old id is deleted (a session-fixation defence) and the session is stamped
+        with the user's current epoch. Data is kept unless another user was logged in.
+        """
+        self._check_writable()
+        user_id_text(user_id)
+        if self._user_id is not None and self._user_id != user_id:
+            self._data.clear()
+        self._user_id = user_id
+        self.pending_login = user_id
+        self.logout_others_requested = False
+        self.modified = True
+
+    def logout(self) -> None:
+        """End this session: its record is deleted and its cookie cleared."""
+        self._check_writable()
+        self._data.clear()
+        self._user_id = None
+        self.pending_login = None
+        self.logout_others_requested = False
+        self.ended = True
+        self.modified = True
+
+    def logout_others(self) -> None:
+        """End every other session of this user; this one stays logged in."""
+        self._check_writable()
+        if self._user_id is None:
+            raise RuntimeError("logout_others() needs a logged-in session; call login() first")
+        self.logout_others_requested = True
+        self.modified = True
+
+    # -- driver side ----------------------------------------------------------------
+
+    def freeze(self, reason: str) -> None:
+        """From now on, changing the session raises RuntimeError with ``reason``."""
+        self._frozen = reason
+
+    def _check_writable(self) -> None:
+        if self._frozen is not None:
+            raise RuntimeError(self._frozen)

@@ -1,0 +1,92 @@
+"""The WSGI driver: moves bytes between the WSGI server and the core, on sync redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from . import unavailable
+from .config import SessionConfig
+
+SESSION_KEY = "session_middleware.session"
+REJECTED_KEY = "session_middleware.rejected"
+
+_STARTED = "the response has started: session changes can no longer be saved"
+_STATUS = f"{unavailable.STATUS} {unavailable.REASON}"
+
+
+class WSGISessionMiddleware:
+    """WSGI middleware putting the session in ``environ["session_middleware.session"]``."""
+
+    def __init__(self, app: Any, config: SessionConfig | None = None, **settings: Any) -> None:
+        if config is None:
+            config = SessionConfig(**settings)
+        elif settings:
+            raise TypeError("pass either config= or settings, not both")
+        config.check_interface("wsgi")
+        self.app = app
+        self.config = config
+        self._core = config.core
+        self._fail_open = config.on_redis_error == "raise"
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        try:
+            opened = self.config.run_sync(self._core.open(environ.get("HTTP_COOKIE"), time.time()))
+        except RedisError:
+            if self._fail_open:
+                raise
+            start_response(_STATUS, unavailable.HEADERS)
+            return [unavailable.BODY]
+        environ[SESSION_KEY] = opened.session
+        if opened.rejected is not None:
+            environ[REJECTED_KEY] = opened.rejected
+        refused = started = False
+
+        def start_with_session(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            nonlocal refused, started
+            started = True
+            opened.session.freeze(_STARTED)
+            try:
+                committed = self.config.run_sync(self._core.commit(opened, time.time()))
+            except RedisError:
+                if self._fail_open:
+                    raise
+                refused = True
+                return start_response(_STATUS, unavailable.HEADERS, exc_info)
+            if committed.set_cookie is not None:
+                headers = [*headers, ("Set-Cookie", committed.set_cookie)]
+            return start_response(status, headers, exc_info)
+
+        body = self.app(environ, start_with_session)
+        if started and not refused:
+            return body  # the common case: keeps the server's file_wrapper and the like
+        return _Body(body, lambda: refused)
+
+
+class _Body:
+    """The app's body, replaced by the 503 text if the session could not be saved."""
+
+    def __init__(self, body: Iterable[bytes], refused: Callable[[], bool]) -> None:
+        self._body = body
+        self._refused = refused
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._body:
+            if self._refused():
+                yield unavailable.BODY
+                return
+            yield chunk
+        if self._refused():
+            yield unavailable.BODY
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            close()
