@@ -1,0 +1,79 @@
+"""Shared test helpers: a real Redis, isolated by key prefix, with round trips counted."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import redis
+import redis.asyncio
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+SECRET = "test-secret-key-0123456789abcdefghijklmnop"
+OTHER_SECRET = "another-secret-key-0123456789abcdefghijklm"
+
+
+class Counter:
+    """Round trips (packets sent) and commands sent through counted connections."""
+
+    def __init__(self) -> None:
+        self.round_trips = 0
+        self.commands: list[str] = []
+
+    def reset(self) -> None:
+        self.round_trips = 0
+        self.commands = []
+
+
+def _counting(base: type, counter: Counter) -> type:
+    class CountingConnection(base):  # type: ignore[misc, valid-type]
+        def pack_command(self, *args: Any) -> Any:
+            counter.commands.append(str(args[0]).upper())
+            return super().pack_command(*args)
+
+        def send_packed_command(self, *args: Any, **kwargs: Any) -> Any:
+            counter.round_trips += 1
+            return super().send_packed_command(*args, **kwargs)
+
+    return CountingConnection
+
+
+def counted_sync_client(counter: Counter) -> redis.Redis:
+    connection_class = _counting(redis.Connection, counter)
+    pool = redis.ConnectionPool.from_url(REDIS_URL, connection_class=connection_class)
+    client = redis.Redis(connection_pool=pool)
+    client.ping()
+    counter.reset()
+    return client
+
+
+async def counted_async_client(counter: Counter) -> redis.asyncio.Redis:
+    connection_class = _counting(redis.asyncio.Connection, counter)
+    pool = redis.asyncio.ConnectionPool.from_url(REDIS_URL, connection_class=connection_class)
+    client = redis.asyncio.Redis(connection_pool=pool)
+    await client.ping()
+    counter.reset()
+    return client
+
+
+def new_prefix() -> str:
+    return f"smtest:{uuid.uuid4().hex[:10]}:"
+
+
+def delete_prefix(prefix: str) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def keys_under(prefix: str) -> list[str]:
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        return sorted(client.scan_iter(match=prefix + "*", count=1000))
+    finally:
+        client.close()
