@@ -28,10 +28,6 @@ class Counter:
 
 def _counting(base: type, counter: Counter) -> type:
     class CountingConnection(base):  # type: ignore[misc, valid-type]
-        def pack_command(self, *args: Any) -> Any:
-            counter.commands.append(str(args[0]).upper())
-            return super().pack_command(*args)
-
         def send_packed_command(self, *args: Any, **kwargs: Any) -> Any:
             counter.round_trips += 1
             return super().send_packed_command(*args, **kwargs)
@@ -39,8 +35,30 @@ def _counting(base: type, counter: Counter) -> type:
     return CountingConnection
 
 
+def _counting_sync(counter: Counter) -> type:
+    class CountingSyncConnection(_counting(redis.Connection, counter)):  # type: ignore[misc]
+        def send_command(self, *args: Any, **kwargs: Any) -> None:
+            counter.commands.append(str(args[0]).upper())
+            super().send_command(*args, **kwargs)
+
+        def pack_commands(self, commands: Any) -> Any:
+            counter.commands.extend(str(command[0]).upper() for command in commands)
+            return super().pack_commands(commands)
+
+    return CountingSyncConnection
+
+
+def _counting_async(counter: Counter) -> type:
+    class CountingAsyncConnection(_counting(redis.asyncio.Connection, counter)):  # type: ignore[misc]
+        def pack_command(self, *args: Any) -> Any:
+            counter.commands.append(str(args[0]).upper())
+            return super().pack_command(*args)
+
+    return CountingAsyncConnection
+
+
 def counted_sync_client(counter: Counter) -> redis.Redis:
-    connection_class = _counting(redis.Connection, counter)
+    connection_class = _counting_sync(counter)
     pool = redis.ConnectionPool.from_url(REDIS_URL, connection_class=connection_class)
     client = redis.Redis(connection_pool=pool)
     client.ping()
@@ -49,7 +67,7 @@ def counted_sync_client(counter: Counter) -> redis.Redis:
 
 
 async def counted_async_client(counter: Counter) -> redis.asyncio.Redis:
-    connection_class = _counting(redis.asyncio.Connection, counter)
+    connection_class = _counting_async(counter)
     pool = redis.asyncio.ConnectionPool.from_url(REDIS_URL, connection_class=connection_class)
     client = redis.asyncio.Redis(connection_pool=pool)
     await client.ping()
