@@ -55,9 +55,13 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             body = str(error).encode()
         await send({"type": "http.response.body", "body": body})
         return
-    if path != "/untouched":
+    if path not in ("/untouched", "/handle"):
         act(session, path, query)
-    body = describe(session, scope.get("session_rejected")) if path != "/untouched" else b"{}"
+    body = describe(session, scope.get("session_rejected"))
+    if path == "/untouched":
+        body = b"{}"
+    elif path == "/handle":
+        body = json.dumps({"handle": session.handle}).encode()
     await send(
         {
             "type": "http.response.start",

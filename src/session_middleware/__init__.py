@@ -6,12 +6,14 @@ from .asgi import SessionMiddleware
 from .config import SessionConfig, sessions
 from .epochs import EpochProvider, RedisEpochs
 from .session import Session
+from .users import SessionInfo
 
 __all__ = [
     "EpochProvider",
     "RedisEpochs",
     "Session",
     "SessionConfig",
+    "SessionInfo",
     "SessionMiddleware",
     "get_session",
     "sessions",

@@ -44,9 +44,8 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            opened = await self.config.run_async(
-                self._core.open(_cookie_header(scope), time.time())
-            )
+            step = self._core.open(_cookie_header(scope), time.time(), lambda: _client(scope))
+            opened = await self.config.run_async(step)
         except RedisError:
             if self._fail_open:
                 raise
@@ -94,6 +93,12 @@ class SessionMiddleware:
                 # A stale record left behind here still expires by its own TTL.
                 with contextlib.suppress(RedisError):
                     await self.config.run_async(self._core.commit(opened, time.time()))
+
+
+def _client(scope: Scope) -> tuple[str | None, str | None]:
+    agents = [value for name, value in scope["headers"] if name == b"user-agent"]
+    client = scope.get("client")
+    return (agents[0].decode("latin-1") if agents else None, client[0] if client else None)
 
 
 def _cookie_header(scope: Scope) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -13,9 +14,11 @@ from .drive import drive_async, drive_sync
 from .epochs.base import EpochContext, EpochProvider, Interface
 from .epochs.redis import RedisEpochs
 from .keys import KeySpace, UserId
+from .users import SessionInfo, UserSessions
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_MAX_AGE = 14 * 24 * 60 * 60
+DEFAULT_REFRESH_INTERVAL = 300
 MIN_SECRET_LENGTH = 32
 _PLACEHOLDER_SECRETS = {"secret", "changeme", "change-me", "secret_key", "your-secret-key"}
 
@@ -33,7 +36,10 @@ class SessionConfig:
     max_age: absolute lifetime of a session in seconds (and the cookie's Max-Age); None
         makes a browser-session cookie, and the server still ends it after 14 days.
     idle_timeout: end a session unused for this many seconds (sliding; off by default).
-    refresh_interval: how often, at most, a read extends the idle timeout.
+    refresh_interval: how often, at most, a read writes the session back to record that
+        it was seen (and to extend the idle timeout); default 300 s, or a tenth of
+        idle_timeout if that is shorter.
+    track_devices: keep the user agent and client IP seen at login, for list_sessions.
     key_prefix: prefix of every Redis key.
     interface: 'asgi' or 'wsgi' to override detection.
     on_redis_error: '503' answers 503 when Redis cannot be reached; 'raise' lets the
@@ -51,7 +57,7 @@ class SessionConfig:
         session_cookie: str = "session",
         max_age: int | None = DEFAULT_MAX_AGE,
         idle_timeout: int | None = None,
-        refresh_interval: int | None = None,
+        refresh_interval: float | None = None,
         path: str = "/",
         domain: str | None = None,
         same_site: SameSite = "lax",
@@ -61,6 +67,7 @@ class SessionConfig:
         interface: Interface | None = None,
         on_redis_error: OnRedisError = "503",
         redis_timeout: float | None = 2.0,
+        track_devices: bool = True,
     ) -> None:
         secret_keys = _secret_keys(secret_key)
         if same_site not in ("lax", "strict", "none"):
@@ -83,7 +90,13 @@ class SessionConfig:
 
         lifetime = max_age or DEFAULT_MAX_AGE
         if refresh_interval is None:
-            refresh_interval = max(1, (idle_timeout or lifetime) // 10)
+            refresh_interval = DEFAULT_REFRESH_INTERVAL
+            if idle_timeout is not None:
+                refresh_interval = min(refresh_interval, idle_timeout / 10)
+        if refresh_interval <= 0 or (idle_timeout is not None and refresh_interval >= idle_timeout):
+            raise ConfigurationError(
+                "refresh_interval must be positive and shorter than idle_timeout"
+            )
         self.interface = interface
         self.on_redis_error = on_redis_error
         self.keys = KeySpace(key_prefix, secret_keys)
@@ -112,7 +125,9 @@ class SessionConfig:
             codec,
             self.epochs,
             Timing(lifetime=lifetime, idle_timeout=idle_timeout, refresh_interval=refresh_interval),
+            track_devices=track_devices,
         )
+        self._users = UserSessions(self.core)
 
     # -- the decorator --------------------------------------------------------------
 
@@ -138,13 +153,41 @@ class SessionConfig:
 
     # -- operations on a user, from anywhere ---------------------------------------
 
-    def invalidate_user(self, user_id: UserId) -> None:
-        """Reject every existing session of the user from now on, on every worker."""
-        self.epochs.bump(user_id)
+    def invalidate_user(self, user_id: UserId, *, delete: bool = False) -> None:
+        """Reject every existing session of the user from now on, on every worker.
 
-    async def ainvalidate_user(self, user_id: UserId) -> None:
+        The new epoch alone rejects them; `delete=True` also deletes their records now,
+        freeing the memory at once instead of at their next request or expiry.
+        """
+        self.epochs.bump(user_id)
+        if delete:
+            self.run_sync(self._users.delete_all(user_id))
+
+    async def ainvalidate_user(self, user_id: UserId, *, delete: bool = False) -> None:
         """The async twin of invalidate_user."""
         await self.epochs.abump(user_id)
+        if delete:
+            await self.run_async(self._users.delete_all(user_id))
+
+    def list_sessions(self, user_id: UserId) -> list[SessionInfo]:
+        """The user's active sessions, most recently seen first."""
+        result: list[SessionInfo] = self.run_sync(self._users.list(user_id, time.time()))
+        return result
+
+    async def alist_sessions(self, user_id: UserId) -> list[SessionInfo]:
+        """The async twin of list_sessions."""
+        result: list[SessionInfo] = await self.run_async(self._users.list(user_id, time.time()))
+        return result
+
+    def revoke_session(self, user_id: UserId, handle: str) -> bool:
+        """End the user's session `handle` now; False if no such session of theirs."""
+        revoked: bool = self.run_sync(self._users.revoke(user_id, handle))
+        return revoked
+
+    async def arevoke_session(self, user_id: UserId, handle: str) -> bool:
+        """The async twin of revoke_session."""
+        revoked: bool = await self.run_async(self._users.revoke(user_id, handle))
+        return revoked
 
     # -- running the core ---------------------------------------------------------------
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .commands import Command, text
 from .cookies import CookieCodec, CookieRef
 from .epochs.base import EpochProvider, new_epoch
-from .keys import KeySpace, new_anonymous_tag, new_session_id
+from .keys import KeySpace, new_anonymous_tag, new_session_id, session_handle
 from .records import CorruptRecord, Record, decode, encode, encode_parts
-from .scripts import LOGIN
+from .scripts import LOGIN, WRITE_BACK
 from .session import Session
 
 logger = logging.getLogger("session_middleware")
@@ -52,7 +52,16 @@ class Timing:
 
     lifetime: int
     idle_timeout: int | None
-    refresh_interval: int
+    refresh_interval: float
+
+    def record_ttl(self, record: Record, now: float) -> float:
+        """Seconds until the record expires, as of a write at `now`."""
+        left = record.expires - now
+        return left if self.idle_timeout is None else min(left, self.idle_timeout)
+
+
+ClientInfo = Callable[[], tuple[str | None, str | None]]
+MAX_USER_AGENT = 256
 
 
 @dataclass(slots=True)
@@ -66,6 +75,7 @@ class Opened:
     rejected: str | None = None
     cookie_is_stale: bool = False
     cleanup: list[Command] = field(default_factory=list)
+    client_info: ClientInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,19 +85,27 @@ class Committed:
 
 class Core:
     def __init__(
-        self, keys: KeySpace, codec: CookieCodec, provider: EpochProvider, timing: Timing
+        self,
+        keys: KeySpace,
+        codec: CookieCodec,
+        provider: EpochProvider,
+        timing: Timing,
+        track_devices: bool = True,
     ) -> None:
         self.keys = keys
         self.codec = codec
         self.provider = provider
         self.timing = timing
+        self.track_devices = track_devices
 
     # -- reading --------------------------------------------------------------------
 
-    def open(self, cookie_header: str | None, now: float) -> Step[Opened]:
+    def open(
+        self, cookie_header: str | None, now: float, client_info: ClientInfo | None = None
+    ) -> Step[Opened]:
         ref = self.codec.find(cookie_header)
         if ref is None:
-            return Opened(Session())
+            return Opened(Session(), client_info=client_info)
         session_key = self.keys.session_key(ref.tag, ref.session_id)
         epoch_key = self.provider.cached_key(ref.tag)
         if epoch_key is None:
@@ -96,9 +114,9 @@ class Core:
         else:
             ((raw_reply, cached),) = yield RedisIO((("MGET", session_key, epoch_key),))
         raw = text(raw_reply)
+        stale = Opened(Session(), ref=ref, cookie_is_stale=True, client_info=client_info)
         if raw is None:
-            return Opened(Session(), ref=ref, cookie_is_stale=True)
-        stale = Opened(Session(), ref=ref, cookie_is_stale=True, cleanup=[("DEL", session_key)])
+            return stale
         try:
             record = decode(raw)
         except CorruptRecord as error:
@@ -107,18 +125,22 @@ class Core:
                 error,
                 _fingerprint(session_key),
             )
+            stale.cleanup = self._forget(ref, listed=True)
             return stale
-        if self._expired(record, now):
+        if self.expired(record, now):
+            stale.cleanup = self._forget(ref, listed=record.user_id is not None)
             return stale
         if record.user_id is not None:
             epoch = yield ProviderIO("resolve", (record.user_id, ref.tag, text(cached)))
-            if not _same_epoch(epoch, record.epoch):
+            if not same_epoch(epoch, record.epoch):
                 stale.rejected = "epoch"
+                stale.cleanup = self._forget(ref, listed=True)
                 return stale
         session = Session(record.data, record.user_id)
-        return Opened(session, ref=ref, record=record, raw=raw)
+        session.handle = session_handle(ref.session_id)
+        return Opened(session, ref=ref, record=record, raw=raw, client_info=client_info)
 
-    def _expired(self, record: Record, now: float) -> bool:
+    def expired(self, record: Record, now: float) -> bool:
         if now >= record.expires:
             return True
         idle = self.timing.idle_timeout
@@ -131,77 +153,75 @@ class Core:
         session = opened.session
         commands = list(opened.cleanup)
         set_cookie: str | None = None
-        live = opened.record is not None and opened.ref is not None
+        record, ref = opened.record, opened.ref
 
         if session.pending_login is not None:
-            if live:
-                commands.append(("DEL", self._key(opened)))
+            if record is not None and ref is not None:
+                commands += self._forget(ref, listed=record.user_id is not None)
             if session.logout_others_requested:
                 commands += yield from self._bump(session.pending_login)
-            login_commands, set_cookie = yield from self._login(session, now)
+            login_commands, set_cookie = yield from self._login(opened, now)
             commands += login_commands
-        elif session.ended or not live:
-            if live:
-                commands.append(("DEL", self._key(opened)))
+        elif session.ended or record is None or ref is None:
+            if record is not None and ref is not None:
+                commands += self._forget(ref, listed=record.user_id is not None)
             if len(session):
                 ref = CookieRef(new_anonymous_tag(), new_session_id())
-                record = Record(
-                    data=session.data,
-                    created=now,
-                    expires=now + self.timing.lifetime,
-                    refreshed=now,
-                )
+                record = self._new_record(session, now, user_id=None)
                 commands.append(self._write(ref, record, now, create=True))
                 set_cookie = self.codec.set_header(ref, self.timing.lifetime)
-            elif live or opened.cookie_is_stale:
+            elif record is not None or opened.cookie_is_stale:
                 set_cookie = self.codec.clear_header()
-        else:
-            assert opened.record is not None and opened.ref is not None
-            record = opened.record
-            if session.logout_others_requested:
-                assert session.user_id is not None
-                commands += yield from self._bump(session.user_id, record)
-                commands.append(self._write(opened.ref, self._updated(record, session, now), now))
-            elif self._changed(opened):
-                if session.user_id is None and not len(session):
-                    commands.append(("DEL", self._key(opened)))
-                    set_cookie = self.codec.clear_header()
-                else:
-                    commands.append(
-                        self._write(opened.ref, self._updated(record, session, now), now)
-                    )
-            elif self._refresh_due(record, now):
-                commands.append(self._write(opened.ref, self._updated(record, session, now), now))
+        elif session.logout_others_requested:
+            assert session.user_id is not None
+            commands += yield from self._bump(session.user_id, record)
+            commands.append(self._write(ref, self._touched(record, session, now), now))
+        elif self._changed(opened):
+            if session.user_id is None and not len(session):
+                commands += self._forget(ref, listed=False)
+                set_cookie = self.codec.clear_header()
+            else:
+                commands.append(self._write(ref, self._touched(record, session, now), now))
+        elif now - record.refreshed >= self.timing.refresh_interval:
+            commands.append(self._write(ref, self._touched(record, session, now), now))
 
         if commands:
             yield RedisIO(tuple(commands))
         return Committed(set_cookie)
 
-    def _login(self, session: Session, now: float) -> Step[tuple[list[Command], str]]:
+    def _login(self, opened: Opened, now: float) -> Step[tuple[list[Command], str]]:
+        session = opened.session
         user_id = session.pending_login
         assert user_id is not None
         known_epoch = yield ProviderIO("login_epoch", (user_id,))
         mode = self.provider.login_mode()
         epoch = known_epoch if known_epoch is not None else new_epoch()
         ref = CookieRef(self.keys.user_tag(user_id), new_session_id())
-        record = Record(
-            data=session.data,
-            created=now,
-            expires=now + self.timing.lifetime,
-            refreshed=now,
-            user_id=user_id,
-        )
+        record = self._new_record(session, now, user_id=user_id)
+        if self.track_devices and opened.client_info is not None:
+            user_agent, ip = opened.client_info()
+            record.extra = {"ua": (user_agent or "")[:MAX_USER_AGENT] or None, "ip": ip}
         head, tail = encode_parts(record)
-        session_key = self.keys.session_key(ref.tag, ref.session_id)
-        epoch_key = self.provider.cached_key(ref.tag)
-        keys: tuple[str, ...] = (session_key,) if epoch_key is None else (session_key, epoch_key)
-        if epoch_key is None:
-            mode = "given"
-        ttl_ms = self.timing.lifetime * 1000
-        epoch_ttl_ms = ttl_ms + 60_000
-        if self.timing.idle_timeout is not None:
-            ttl_ms = min(ttl_ms, self.timing.idle_timeout * 1000)
-        command = ("EVAL", LOGIN, len(keys), *keys, mode, epoch, epoch_ttl_ms, head, tail, ttl_ms)
+        ttl = self.timing.record_ttl(record, now)
+        handle = session_handle(ref.session_id)
+        command = (
+            "EVAL",
+            LOGIN,
+            3,
+            self.keys.session_key(ref.tag, ref.session_id),
+            self.keys.epoch_key(ref.tag),
+            self.keys.index_key(ref.tag),
+            mode,
+            epoch,
+            self.timing.lifetime * 1000 + 60_000,
+            head,
+            tail,
+            ms(ttl),
+            handle,
+            ms(now + ttl),
+            ms(now),
+            self.timing.lifetime * 1000 + 60_000,
+        )
         return [command], self.codec.set_header(ref, self.timing.lifetime)
 
     def _bump(self, user_id: Any, record: Record | None = None) -> Step[list[Command]]:
@@ -227,35 +247,54 @@ class Core:
         except CorruptRecord:
             return True
 
-    def _refresh_due(self, record: Record, now: float) -> bool:
-        return (
-            self.timing.idle_timeout is not None
-            and now - record.refreshed >= self.timing.refresh_interval
+    def _new_record(self, session: Session, now: float, user_id: Any) -> Record:
+        return Record(
+            data=session.data,
+            created=now,
+            expires=now + self.timing.lifetime,
+            refreshed=now,
+            user_id=user_id,
         )
 
-    def _updated(self, record: Record, session: Session, now: float) -> Record:
+    def _touched(self, record: Record, session: Session, now: float) -> Record:
         record.data = session.data
         record.refreshed = now
         return record
 
     def _write(self, ref: CookieRef, record: Record, now: float, create: bool = False) -> Command:
-        """SET the record: NX for a new id, XX otherwise, so a write-back never brings back
-        a record that a logout or revocation deleted meanwhile."""
+        """Write the record: NX for a new id, XX otherwise, so a write-back never brings
+        back a record that a logout or revocation deleted meanwhile."""
         key = self.keys.session_key(ref.tag, ref.session_id)
-        expiry: tuple[Any, ...]
         if self.timing.idle_timeout is None:
-            expiry = ("PXAT", int(record.expires * 1000))
-        else:
-            left = min(record.expires - now, self.timing.idle_timeout)
-            expiry = ("PX", max(int(left * 1000), 1))
-        return ("SET", key, encode(record), *expiry, "NX" if create else "XX")
+            return (
+                "SET",
+                key,
+                encode(record),
+                "PXAT",
+                ms(record.expires),
+                "NX" if create else "XX",
+            )
+        ttl = self.timing.record_ttl(record, now)
+        if record.user_id is None or create:
+            return ("SET", key, encode(record), "PX", ms(ttl), "NX" if create else "XX")
+        # The expiry moves: re-score the user's index in the same command.
+        index = self.keys.index_key(ref.tag)
+        handle = session_handle(ref.session_id)
+        return ("EVAL", WRITE_BACK, 2, key, index, encode(record), ms(ttl), handle, ms(now + ttl))
 
-    def _key(self, opened: Opened) -> str:
-        assert opened.ref is not None
-        return self.keys.session_key(opened.ref.tag, opened.ref.session_id)
+    def _forget(self, ref: CookieRef, listed: bool) -> list[Command]:
+        """Delete a record, and its entry in the user's index if it may have one."""
+        commands: list[Command] = [("DEL", self.keys.session_key(ref.tag, ref.session_id))]
+        if listed:
+            commands.append(("ZREM", self.keys.index_key(ref.tag), session_handle(ref.session_id)))
+        return commands
 
 
-def _same_epoch(current: str | None, stamped: str | None) -> bool:
+def ms(seconds: float) -> int:
+    return max(int(seconds * 1000), 1)
+
+
+def same_epoch(current: str | None, stamped: str | None) -> bool:
     if current is None or stamped is None:
         return False
     return hmac.compare_digest(current.encode(), stamped.encode())

@@ -5,6 +5,11 @@ session record and the user's epoch can be read with one MGET even on a cluster:
 
     {prefix}{<tag>}:s:<hash of session id>   the session record (JSON)
     {prefix}{<tag>}:e                        the user's epoch (or its cache)
+    {prefix}{<tag>}:i                        the user's sessions: sorted set of handles,
+                                             scored by expiry (ms), with a TTL of its own
+
+A session's handle is the hash that keys its record: it names the session in listings and
+revocations, and cannot be turned back into a cookie.
 
 The tag of a logged-in session is a keyed hash of the user id, so it reveals nothing
 about the user; an anonymous session gets a random tag of the same shape. Redis never
@@ -20,6 +25,7 @@ from collections.abc import Sequence
 TAG_BYTES = 12
 SESSION_ID_BYTES = 32
 UserId = str | int
+_HEX = frozenset("0123456789abcdef")
 
 
 def user_id_text(user_id: UserId) -> str:
@@ -34,6 +40,15 @@ def user_id_text(user_id: UserId) -> str:
 
 def new_session_id() -> str:
     return secrets.token_urlsafe(SESSION_ID_BYTES)
+
+
+def session_handle(session_id: str) -> str:
+    """The public name of a session: a hash of its id, which keys its record."""
+    return hashlib.blake2b(session_id.encode(), digest_size=16).hexdigest()
+
+
+def valid_handle(handle: object) -> bool:
+    return isinstance(handle, str) and len(handle) == 32 and set(handle) <= _HEX
 
 
 def new_anonymous_tag() -> str:
@@ -70,8 +85,13 @@ class KeySpace:
         return self.user_tags(user_id)[0]
 
     def session_key(self, tag: str, session_id: str) -> str:
-        digest = hashlib.blake2b(session_id.encode(), digest_size=16).hexdigest()
-        return f"{self.prefix}{{{tag}}}:s:{digest}"
+        return self.record_key(tag, session_handle(session_id))
+
+    def record_key(self, tag: str, handle: str) -> str:
+        return f"{self.prefix}{{{tag}}}:s:{handle}"
+
+    def index_key(self, tag: str) -> str:
+        return f"{self.prefix}{{{tag}}}:i"
 
     def epoch_key(self, tag: str) -> str:
         return f"{self.prefix}{{{tag}}}:e"

@@ -21,9 +21,11 @@ end
 # KEYS[1] epoch key; ARGV[1] candidate epoch, ARGV[2] epoch TTL ms.
 ENSURE_EPOCH = _ENSURE + "return ensure(KEYS[1], ARGV[1], ARGV[2])\n"
 
-# Login. KEYS[1] the new session record; KEYS[2] the epoch key, absent when the epoch is
-# kept elsewhere. ARGV: 1 mode ('ensure' | 'cache' | 'given'), 2 epoch (candidate or
-# known), 3 epoch TTL ms, 4 record head, 5 record tail, 6 record TTL ms.
+# Login. KEYS: 1 the new session record, 2 the user's epoch key, 3 the user's index.
+# ARGV: 1 mode ('ensure': read or create the epoch here; 'cache': store the known epoch
+# as the cache; 'given': leave the epoch key alone), 2 epoch (candidate or known),
+# 3 epoch TTL ms, 4 record head, 5 record tail, 6 record TTL ms, 7 handle, 8 the record's
+# expiry (unix ms), 9 now (unix ms), 10 index TTL ms.
 LOGIN = (
     _ENSURE
     + """
@@ -34,6 +36,31 @@ elseif ARGV[1] == 'cache' then
   redis.call('SET', KEYS[2], e, 'PX', ARGV[3])
 end
 redis.call('SET', KEYS[1], ARGV[4] .. e .. ARGV[5], 'PX', ARGV[6], 'NX')
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[9])
+redis.call('ZADD', KEYS[3], ARGV[8], ARGV[7])
+redis.call('PEXPIRE', KEYS[3], ARGV[10])
 return e
 """
 )
+
+# A logged-in session written back with a new expiry (sliding idle timeout).
+# KEYS: 1 the record, 2 the user's index. ARGV: 1 record, 2 record TTL ms, 3 handle,
+# 4 new expiry (unix ms). Only an existing record is written, and only a listed handle
+# re-scored, so a session revoked meanwhile stays gone.
+WRITE_BACK = """
+if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'XX') then
+  redis.call('ZADD', KEYS[2], 'XX', ARGV[4], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+# Revoke one session of a user. KEYS: 1 the user's index, 2 the record. ARGV: 1 handle.
+# Only a handle listed in this user's index is deleted: another user's handle is refused.
+REVOKE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0
+"""

@@ -22,6 +22,7 @@ class Session(MutableMapping[str, Any]):
         "_user_id",
         "accessed",
         "ended",
+        "handle",
         "logout_others_requested",
         "modified",
         "pending_login",
@@ -36,6 +37,8 @@ class Session(MutableMapping[str, Any]):
         self.pending_login: UserId | None = None
         self.ended = False
         self.logout_others_requested = False
+        #: The public handle of this stored session (see list_sessions); None until stored.
+        self.handle: str | None = None
 
     # -- the mapping -------------------------------------------------------------
 

@@ -36,7 +36,10 @@ class WSGISessionMiddleware:
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
         try:
-            opened = self.config.run_sync(self._core.open(environ.get("HTTP_COOKIE"), time.time()))
+            step = self._core.open(
+                environ.get("HTTP_COOKIE"), time.time(), lambda: _client(environ)
+            )
+            opened = self.config.run_sync(step)
         except RedisError:
             if self._fail_open:
                 raise
@@ -68,6 +71,10 @@ class WSGISessionMiddleware:
         if started and not refused:
             return body  # the common case: keeps the server's file_wrapper and the like
         return _Body(body, lambda: refused)
+
+
+def _client(environ: dict[str, Any]) -> tuple[str | None, str | None]:
+    return environ.get("HTTP_USER_AGENT"), environ.get("REMOTE_ADDR")
 
 
 class _Body:

@@ -1,0 +1,132 @@
+"""Operations on one user's sessions: list, revoke one, delete all. Sans-IO steps, like core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from .commands import text
+from .core import Core, ProviderIO, RedisIO, Step, ms, same_epoch
+from .keys import UserId, user_id_text, valid_handle
+from .records import CorruptRecord, Record, decode
+from .scripts import REVOKE
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One active session of a user, as a "where you're logged in" page shows it."""
+
+    handle: str
+    created_at: datetime
+    last_seen: datetime
+    expires_at: datetime
+    user_agent: str | None
+    ip: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "handle": self.handle,
+            "created_at": self.created_at.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+            "user_agent": self.user_agent,
+            "ip": self.ip,
+        }
+
+
+class UserSessions:
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.keys = core.keys
+
+    def list(self, user_id: UserId, now: float) -> Step[list[SessionInfo]]:
+        """Every live session of the user; dead index entries met on the way are pruned."""
+        wanted = user_id_text(user_id)
+        found: list[SessionInfo] = []
+        for tag in self.keys.user_tags(user_id):
+            index = self.keys.index_key(tag)
+            (listed,) = yield RedisIO((("ZRANGE", index, ms(now), "+inf", "BYSCORE"),))
+            handles = [h for h in (text(item) for item in listed) if h is not None]
+            if not handles:
+                continue
+            epoch_key = self.core.provider.cached_key(tag)
+            record_keys = [self.keys.record_key(tag, handle) for handle in handles]
+            read = (
+                ("MGET", *record_keys) if epoch_key is None else ("MGET", *record_keys, epoch_key)
+            )
+            (values,) = yield RedisIO((read,))
+            cached = text(values[-1]) if epoch_key is not None else None
+            epoch = yield ProviderIO("resolve", (user_id, tag, cached))
+            dead = []
+            for handle, raw in zip(handles, values, strict=False):
+                record = _decoded(raw)
+                if (
+                    record is None
+                    or record.user_id is None
+                    or user_id_text(record.user_id) != wanted
+                    or self.core.expired(record, now)
+                    or not same_epoch(epoch, record.epoch)
+                ):
+                    dead.append(handle)
+                else:
+                    found.append(_info(handle, record, self.core.timing.idle_timeout))
+            if dead:
+                yield RedisIO((("ZREM", index, *dead),))
+        found.sort(key=lambda info: info.last_seen, reverse=True)
+        return found
+
+    def revoke(self, user_id: UserId, handle: str) -> Step[bool]:
+        """End one session of the user at once; False if the handle is not theirs."""
+        if not valid_handle(handle):
+            return False
+        for tag in self.keys.user_tags(user_id):
+            index, record = self.keys.index_key(tag), self.keys.record_key(tag, handle)
+            (revoked,) = yield RedisIO((("EVAL", REVOKE, 2, index, record, handle),))
+            if revoked:
+                return True
+        return False
+
+    def delete_all(self, user_id: UserId) -> Step[int]:
+        """Delete every session record of the user now; returns how many were listed."""
+        deleted = 0
+        for tag in self.keys.user_tags(user_id):
+            index = self.keys.index_key(tag)
+            (listed,) = yield RedisIO((("ZRANGE", index, 0, -1),))
+            handles = [h for h in (text(item) for item in listed) if h is not None]
+            record_keys = [self.keys.record_key(tag, handle) for handle in handles]
+            yield RedisIO((("DEL", index, *record_keys),))
+            deleted += len(handles)
+        return deleted
+
+
+def _decoded(raw: Any) -> Record | None:
+    value = text(raw)
+    if value is None:
+        return None
+    try:
+        return decode(value)
+    except CorruptRecord:
+        return None
+
+
+def _info(handle: str, record: Record, idle_timeout: int | None) -> SessionInfo:
+    expires = record.expires
+    if idle_timeout is not None:
+        expires = min(expires, record.refreshed + idle_timeout)
+    return SessionInfo(
+        handle=handle,
+        created_at=_when(record.created),
+        last_seen=_when(record.refreshed),
+        expires_at=_when(expires),
+        user_agent=_optional_text(record.extra.get("ua")),
+        ip=_optional_text(record.extra.get("ip")),
+    )
+
+
+def _when(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc)
+
+
+def _optional_text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
