@@ -9,12 +9,13 @@ from typing import Any, Literal
 
 from .clients import ConfigurationError, RedisClients, is_async_client
 from .cookies import CookieCodec, SameSite
-from .core import Core, Timing
+from .core import Core
 from .drive import drive_async, drive_sync
 from .epochs.base import EpochContext, EpochProvider, Interface
 from .epochs.redis import RedisEpochs
 from .keys import KeySpace, UserId
 from .users import SessionInfo, UserSessions
+from .writes import Timing
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_MAX_AGE = 14 * 24 * 60 * 60
@@ -40,6 +41,8 @@ class SessionConfig:
         it was seen (and to extend the idle timeout); default 300 s, or a tenth of
         idle_timeout if that is shorter.
     track_devices: keep the user agent and client IP seen at login, for list_sessions.
+    max_session_bytes: the largest stored session; a handler that goes over it gets
+        SessionTooLarge (a ValueError) instead of a silent drop.
     key_prefix: prefix of every Redis key.
     interface: 'asgi' or 'wsgi' to override detection.
     on_redis_error: '503' answers 503 when Redis cannot be reached; 'raise' lets the
@@ -68,6 +71,7 @@ class SessionConfig:
         on_redis_error: OnRedisError = "503",
         redis_timeout: float | None = 2.0,
         track_devices: bool = True,
+        max_session_bytes: int = 64 * 1024,
     ) -> None:
         secret_keys = _secret_keys(secret_key)
         if same_site not in ("lax", "strict", "none"):
@@ -126,6 +130,7 @@ class SessionConfig:
             self.epochs,
             Timing(lifetime=lifetime, idle_timeout=idle_timeout, refresh_interval=refresh_interval),
             track_devices=track_devices,
+            max_bytes=max_session_bytes,
         )
         self._users = UserSessions(self.core)
 

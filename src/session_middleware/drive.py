@@ -6,8 +6,8 @@ from typing import Any, TypeVar
 
 from .clients import RedisClients
 from .commands import run_async, run_sync
-from .core import ProviderIO, RedisIO, Step
 from .epochs.base import EpochProvider
+from .steps import ProviderIO, RedisIO, Step
 
 T = TypeVar("T")
 

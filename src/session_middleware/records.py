@@ -29,11 +29,23 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def check_json_value(key: object, value: object) -> None:
-    """Raise TypeError, naming the key, unless JSON can hold the value faithfully."""
+def check_json_value(key: object, value: object, max_bytes: int | None = None) -> None:
+    """Raise TypeError, naming the key, unless JSON can hold the value faithfully; raise
+    SessionTooLarge if the value alone is over `max_bytes` once encoded."""
     if not isinstance(key, str):
         raise TypeError(f"session keys must be str, not {type(key).__name__} ({key!r})")
     _check(value, f"session[{key!r}]", 0)
+    if max_bytes is not None and isinstance(value, (str, list, tuple, dict)):
+        size = len(json.dumps(value, ensure_ascii=False).encode())
+        if size > max_bytes:
+            raise SessionTooLarge(
+                f"session[{key!r}] takes {size} bytes, over the limit of {max_bytes} "
+                "(max_session_bytes); keep large data elsewhere and store its id in the session"
+            )
+
+
+class SessionTooLarge(ValueError):
+    """The session's data exceeds max_session_bytes."""
 
 
 def _check(value: object, where: str, depth: int) -> None:

@@ -43,16 +43,19 @@ return e
 """
 )
 
-# A logged-in session written back with a new expiry (sliding idle timeout).
-# KEYS: 1 the record, 2 the user's index. ARGV: 1 record, 2 record TTL ms, 3 handle,
-# 4 new expiry (unix ms). Only an existing record is written, and only a listed handle
-# re-scored, so a session revoked meanwhile stays gone.
+# Write back a session only if it is still exactly as this request loaded it.
+# KEYS: 1 the record, 2 (optional) the user's index. ARGV: 1 SHA-1 of the record as
+# loaded, 2 the new record, 3 'PXAT' or 'PX', 4 its value, 5 handle, 6 new index score.
+# Returns 1 when written; 0 when the record is gone (a logout or revocation won: it is
+# not brought back); the current record when another request changed it meanwhile, for
+# the caller to merge its own changes into and try again.
 WRITE_BACK = """
-if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'XX') then
-  redis.call('ZADD', KEYS[2], 'XX', ARGV[4], ARGV[3])
-  return 1
-end
-return 0
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+if redis.sha1hex(current) ~= ARGV[1] then return current end
+redis.call('SET', KEYS[1], ARGV[2], ARGV[3], ARGV[4])
+if KEYS[2] then redis.call('ZADD', KEYS[2], 'XX', ARGV[6], ARGV[5]) end
+return 1
 """
 
 # Revoke one session of a user. KEYS: 1 the user's index, 2 the record. ARGV: 1 handle.

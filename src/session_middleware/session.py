@@ -24,12 +24,20 @@ class Session(MutableMapping[str, Any]):
         "ended",
         "handle",
         "logout_others_requested",
+        "max_value_bytes",
         "modified",
         "pending_login",
     )
 
-    def __init__(self, data: dict[str, Any] | None = None, user_id: UserId | None = None) -> None:
+    def __init__(
+        self,
+        data: dict[str, Any] | None = None,
+        user_id: UserId | None = None,
+        *,
+        max_value_bytes: int | None = None,
+    ) -> None:
         self._data: dict[str, Any] = data if data is not None else {}
+        self.max_value_bytes = max_value_bytes
         self._user_id = user_id
         self._frozen: str | None = None
         self.accessed = False
@@ -48,7 +56,7 @@ class Session(MutableMapping[str, Any]):
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._check_writable()
-        check_json_value(key, value)
+        check_json_value(key, value, self.max_value_bytes)
         self._data[key] = value
         self.modified = True
 

@@ -7,10 +7,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .commands import text
-from .core import Core, ProviderIO, RedisIO, Step, ms, same_epoch
+from .core import Core, same_epoch
 from .keys import UserId, user_id_text, valid_handle
 from .records import CorruptRecord, Record, decode
 from .scripts import REVOKE
+from .steps import ProviderIO, RedisIO, Step
+from .writes import ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +67,7 @@ class UserSessions:
                     record is None
                     or record.user_id is None
                     or user_id_text(record.user_id) != wanted
-                    or self.core.expired(record, now)
+                    or self.core.timing.expired(record, now)
                     or not same_epoch(epoch, record.epoch)
                 ):
                     dead.append(handle)
