@@ -57,11 +57,12 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if path not in ("/untouched", "/handle"):
         act(session, path, query)
-    body = describe(session, scope.get("session_rejected"))
     if path == "/untouched":
         body = b"{}"
     elif path == "/handle":
         body = json.dumps({"handle": session.handle}).encode()
+    else:
+        body = describe(session, scope.get("session_rejected"))
     await send(
         {
             "type": "http.response.start",

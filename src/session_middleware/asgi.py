@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from . import unavailable
 from .config import SessionConfig
 from .core import Opened
+from .headers import session_headers
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -76,10 +77,15 @@ class SessionMiddleware:
                     refused = True
                     await _refuse("http", send)
                     return
-                if committed.set_cookie is not None:
-                    headers = list(message.get("headers", ()))
-                    headers.append((b"set-cookie", committed.set_cookie.encode("latin-1")))
-                    message = {**message, "headers": headers}
+                headers = message.get("headers", ())
+                added = session_headers(
+                    ((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers),
+                    committed.set_cookie,
+                    committed.depends_on_session,
+                )
+                if added:
+                    encoded = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in added]
+                    message = {**message, "headers": [*headers, *encoded]}
             await send(message)
 
         await self.app(scope, receive, send_with_session)

@@ -81,6 +81,7 @@ class SessionConfig:
                 "same_site='none' needs https_only=True: browsers drop SameSite=None cookies "
                 "that are not Secure"
             )
+        _check_cookie_prefix(session_cookie, https_only=https_only, path=path, domain=domain)
         if max_age is not None and max_age <= 0:
             raise ConfigurationError("max_age must be a positive number of seconds, or None")
         if idle_timeout is not None and idle_timeout <= 0:
@@ -213,6 +214,15 @@ def detect_interface(app: Any) -> Interface:
     if inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(app):
         return "asgi"
     return "wsgi"
+
+
+def _check_cookie_prefix(name: str, *, https_only: bool, path: str, domain: str | None) -> None:
+    """Browsers only accept __Host- cookies that are Secure, on Path=/, with no Domain,
+    and __Secure- cookies that are Secure: refuse a setting they would drop silently."""
+    if name.startswith(("__Host-", "__Secure-")) and not https_only:
+        raise ConfigurationError(f"a {name.split('-')[0]}- cookie needs https_only=True")
+    if name.startswith("__Host-") and (path != "/" or domain is not None):
+        raise ConfigurationError("a __Host- cookie needs path='/' and no domain")
 
 
 def _secret_keys(secret_key: str | bytes | Sequence[str | bytes]) -> list[bytes]:

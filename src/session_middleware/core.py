@@ -47,6 +47,7 @@ class Opened:
 @dataclass(frozen=True, slots=True)
 class Committed:
     set_cookie: str | None
+    depends_on_session: bool
 
 
 class Core:
@@ -161,7 +162,8 @@ class Core:
             replies = yield RedisIO(tuple(commands))
             if write_back:
                 yield from self._merge(opened, now, replies[-1])
-        return Committed(set_cookie)
+        depends = session.accessed or session.modified or ref is not None
+        return Committed(set_cookie, depends)
 
     def _merge(self, opened: Opened, now: float, reply: Any) -> Step[None]:
         """Another request wrote this session since we loaded it: apply our changes to

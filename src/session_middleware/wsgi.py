@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 
 from . import unavailable
 from .config import SessionConfig
+from .headers import session_headers
 
 SESSION_KEY = "session_middleware.session"
 REJECTED_KEY = "session_middleware.rejected"
@@ -63,8 +64,9 @@ class WSGISessionMiddleware:
                     raise
                 refused = True
                 return start_response(_STATUS, unavailable.HEADERS, exc_info)
-            if committed.set_cookie is not None:
-                headers = [*headers, ("Set-Cookie", committed.set_cookie)]
+            added = session_headers(headers, committed.set_cookie, committed.depends_on_session)
+            if added:
+                headers = [*headers, *added]
             return start_response(status, headers, exc_info)
 
         body = self.app(environ, start_with_session)
