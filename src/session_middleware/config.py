@@ -11,6 +11,7 @@ from .clients import ConfigurationError, RedisClients, is_async_client
 from .cookies import CookieCodec, SameSite
 from .core import Core
 from .drive import drive_async, drive_sync
+from .encryption import fernet_cipher
 from .epochs.base import EpochContext, EpochProvider, Interface
 from .epochs.redis import RedisEpochs
 from .keys import KeySpace, UserId
@@ -43,6 +44,8 @@ class SessionConfig:
     track_devices: keep the user agent and client IP seen at login, for list_sessions.
     max_session_bytes: the largest stored session; a handler that goes over it gets
         SessionTooLarge (a ValueError) instead of a silent drop.
+    encryption_key: encrypt session data at rest (Fernet keys; a list rotates them, the
+        first encrypts). Needs the `encryption` extra.
     key_prefix: prefix of every Redis key.
     interface: 'asgi' or 'wsgi' to override detection.
     on_redis_error: '503' answers 503 when Redis cannot be reached; 'raise' lets the
@@ -72,6 +75,7 @@ class SessionConfig:
         redis_timeout: float | None = 2.0,
         track_devices: bool = True,
         max_session_bytes: int = 64 * 1024,
+        encryption_key: str | bytes | Sequence[str | bytes] | None = None,
     ) -> None:
         secret_keys = _secret_keys(secret_key)
         if same_site not in ("lax", "strict", "none"):
@@ -132,6 +136,7 @@ class SessionConfig:
             Timing(lifetime=lifetime, idle_timeout=idle_timeout, refresh_interval=refresh_interval),
             track_devices=track_devices,
             max_bytes=max_session_bytes,
+            cipher=None if encryption_key is None else fernet_cipher(encryption_key),
         )
         self._users = UserSessions(self.core)
 

@@ -18,7 +18,7 @@ from .commands import Command, text
 from .cookies import CookieCodec, CookieRef
 from .epochs.base import EpochProvider, new_epoch
 from .keys import KeySpace, new_anonymous_tag, new_session_id, session_handle
-from .records import CorruptRecord, Record, decode
+from .records import Cipher, CorruptRecord, Record, decode
 from .session import Session
 from .steps import ProviderIO, RedisIO, Step
 from .writes import Timing, Writes
@@ -60,6 +60,7 @@ class Core:
         *,
         track_devices: bool = True,
         max_bytes: int = 64 * 1024,
+        cipher: Cipher | None = None,
     ) -> None:
         self.keys = keys
         self.codec = codec
@@ -67,7 +68,8 @@ class Core:
         self.timing = timing
         self.track_devices = track_devices
         self.max_bytes = max_bytes
-        self.writes = Writes(keys, timing, max_bytes)
+        self.cipher = cipher
+        self.writes = Writes(keys, timing, max_bytes, cipher)
 
     # -- reading --------------------------------------------------------------------
 
@@ -89,7 +91,7 @@ class Core:
         if raw is None:
             return stale
         try:
-            record = decode(raw)
+            record = decode(raw, self.cipher)
         except CorruptRecord as error:
             logger.warning(
                 "dropped a session record that is not ours (%s): key %s",
@@ -170,7 +172,7 @@ class Core:
         its version and try again. Distinct keys both survive; for the same key the
         last writer wins."""
         assert opened.record is not None and opened.ref is not None and opened.raw is not None
-        ours, loaded = opened.record, decode(opened.raw).data
+        ours, loaded = opened.record, decode(opened.raw, self.cipher).data
         changed = {k: v for k, v in ours.data.items() if k not in loaded or loaded[k] != v}
         removed = loaded.keys() - ours.data.keys()
         for _ in range(MAX_MERGES):
@@ -178,7 +180,7 @@ class Core:
             if current is None:
                 return  # written (1), or gone (0): a deleted session is never brought back
             try:
-                theirs = decode(current)
+                theirs = decode(current, self.cipher)
             except CorruptRecord:
                 return
             if not changed and not removed and ours.epoch == theirs.epoch:
@@ -223,7 +225,7 @@ class Core:
         if not session.accessed or opened.raw is None:
             return False
         # A nested value may have been changed in place: compare with what was loaded.
-        return decode(opened.raw).data != session.data
+        return decode(opened.raw, self.cipher).data != session.data
 
     def _new_record(self, session: Session, now: float, user_id: Any) -> Record:
         return Record(

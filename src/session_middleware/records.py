@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .keys import UserId
 
@@ -80,11 +80,20 @@ def valid_epoch(epoch: object) -> bool:
     return isinstance(epoch, str) and 0 < len(epoch) <= 64 and set(epoch) <= _EPOCH_CHARS
 
 
-def encode_parts(record: Record) -> tuple[str, str]:
+class Cipher(Protocol):
+    """Encryption at rest (see encryption.py): bytes in, ASCII token out, and back."""
+
+    def encrypt(self, data: bytes) -> bytes: ...
+
+    def decrypt(self, token: bytes) -> bytes: ...
+
+
+def encode_parts(record: Record, cipher: Cipher | None = None) -> tuple[str, str]:
     """The record as JSON split around its epoch: ``head + epoch + tail``.
 
     Login stamps the epoch inside Redis (a script concatenates it), so the epoch is kept
-    out of the JSON encoder: it is always the last member, a plain ASCII string.
+    out of the JSON encoder: it is always the last member, a plain ASCII string. With a
+    cipher, everything else is one encrypted member before it.
     """
     body: dict[str, Any] = {
         "v": FORMAT_VERSION,
@@ -97,24 +106,25 @@ def encode_parts(record: Record) -> tuple[str, str]:
     if record.extra:
         body["m"] = record.extra
     text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if cipher is not None:
+        token = cipher.encrypt(text.encode()).decode("ascii")
+        text = json.dumps({"v": FORMAT_VERSION, "enc": token}, separators=(",", ":"))
     return text[:-1] + ',"e":"', '"}'
 
 
-def encode(record: Record) -> str:
+def encode(record: Record, cipher: Cipher | None = None) -> str:
     if record.epoch is not None and not valid_epoch(record.epoch):
         raise ValueError("invalid epoch value")
-    head, tail = encode_parts(record)
+    head, tail = encode_parts(record, cipher)
     return head + (record.epoch or "") + tail
 
 
-def decode(raw: bytes | str) -> Record:
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as error:
-        raise CorruptRecord("not JSON") from error
-    if not isinstance(body, dict) or body.get("v") != FORMAT_VERSION:
-        raise CorruptRecord("unknown record format")
-    data, user_id, epoch = body.get("d"), body.get("u"), body.get("e")
+def decode(raw: bytes | str, cipher: Cipher | None = None) -> Record:
+    body = _json_object(raw)
+    epoch = body.get("e")
+    if "enc" in body or cipher is not None:
+        body = _decrypted(body, cipher)
+    data, user_id = body.get("d"), body.get("u")
     created, expires, refreshed = body.get("c"), body.get("x"), body.get("r")
     extra = body.get("m", {})
     if not isinstance(data, dict) or not isinstance(extra, dict):
@@ -136,6 +146,27 @@ def decode(raw: bytes | str) -> Record:
         epoch=epoch,
         extra=extra,
     )
+
+
+def _json_object(raw: bytes | str) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as error:
+        raise CorruptRecord("not JSON") from error
+    if not isinstance(body, dict) or body.get("v") != FORMAT_VERSION:
+        raise CorruptRecord("unknown record format")
+    return body
+
+
+def _decrypted(body: dict[str, Any], cipher: Cipher | None) -> dict[str, Any]:
+    token = body.get("enc")
+    if cipher is None or not isinstance(token, str):
+        raise CorruptRecord("encrypted record without a key, or plain record with one")
+    try:
+        plain = cipher.decrypt(token.encode("ascii"))
+    except Exception as error:  # the cipher's own error types: a wrong key or tampering
+        raise CorruptRecord("cannot decrypt") from error
+    return _json_object(plain)
 
 
 def _is_number(value: object) -> bool:

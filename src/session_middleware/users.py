@@ -62,7 +62,7 @@ class UserSessions:
             epoch = yield ProviderIO("resolve", (user_id, tag, cached))
             dead = []
             for handle, raw in zip(handles, values, strict=False):
-                record = _decoded(raw)
+                record = _decoded(raw, self.core)
                 if (
                     record is None
                     or record.user_id is None
@@ -102,12 +102,12 @@ class UserSessions:
         return deleted
 
 
-def _decoded(raw: Any) -> Record | None:
+def _decoded(raw: Any, core: Core) -> Record | None:
     value = text(raw)
     if value is None:
         return None
     try:
-        return decode(value)
+        return decode(value, core.cipher)
     except CorruptRecord:
         return None
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from .commands import Command
 from .cookies import CookieRef
 from .keys import KeySpace, session_handle
-from .records import Record, SessionTooLarge, encode, encode_parts
+from .records import Cipher, Record, SessionTooLarge, encode, encode_parts
 from .scripts import LOGIN, WRITE_BACK
 
 EPOCH_TTL_MARGIN_MS = 60_000
@@ -43,21 +43,24 @@ def ms(seconds: float) -> int:
 
 
 class Writes:
-    def __init__(self, keys: KeySpace, timing: Timing, max_bytes: int) -> None:
+    def __init__(
+        self, keys: KeySpace, timing: Timing, max_bytes: int, cipher: Cipher | None = None
+    ) -> None:
         self.keys = keys
         self.timing = timing
         self.max_bytes = max_bytes
+        self.cipher = cipher
 
     def create(self, ref: CookieRef, record: Record) -> Command:
         """A new anonymous record; NX: an id is never reused."""
-        value = self._checked(encode(record))
+        value = self._checked(encode(record, self.cipher))
         expiry = self._expiry(record, record.created)
         return ("SET", self.keys.session_key(ref.tag, ref.session_id), value, *expiry, "NX")
 
     def write_back(self, ref: CookieRef, record: Record, loaded: str, now: float) -> Command:
         """Replace the record if it is still exactly `loaded` (see scripts.WRITE_BACK)."""
         key = self.keys.session_key(ref.tag, ref.session_id)
-        value = self._checked(encode(record))
+        value = self._checked(encode(record, self.cipher))
         fingerprint = hashlib.sha1(loaded.encode(), usedforsecurity=False).hexdigest()
         expiry = self._expiry(record, now)
         if self.timing.idle_timeout is None or record.user_id is None:
@@ -69,7 +72,7 @@ class Writes:
         return ("EVAL", WRITE_BACK, 2, key, index, fingerprint, value, *expiry, handle, score)
 
     def login(self, ref: CookieRef, record: Record, mode: str, epoch: str, now: float) -> Command:
-        head, tail = encode_parts(record)
+        head, tail = encode_parts(record, self.cipher)
         self._checked(head + epoch + tail)
         ttl = self.timing.record_ttl(record, now)
         return (

@@ -1,0 +1,76 @@
+"""Optional encryption at rest: Redis holds ciphertext; keys rotate; a wrong key fails closed."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import redis
+from cryptography.fernet import Fernet
+
+from session_middleware import sessions
+from session_middleware.clients import ConfigurationError
+
+from .apps import asgi_app
+from .support import REDIS_URL, SECRET, keys_under
+
+pytestmark = pytest.mark.anyio
+
+
+def client_for(app: object) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+
+async def test_records_are_encrypted_at_rest_and_keys_rotate(key_prefix: str) -> None:
+    old_key, new_key = Fernet.generate_key(), Fernet.generate_key()
+    old = sessions(
+        secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, encryption_key=old_key
+    )
+    async with client_for(old(asgi_app)) as client:
+        await client.get("/login?user=alice")
+        await client.get("/set?key=card&value=4111-1111")
+        cookie = client.cookies["session"]
+    (key,) = [k for k in keys_under(key_prefix) if ":s:" in k]
+    stored = redis.Redis.from_url(REDIS_URL).get(key)
+    assert b"4111" not in stored and b"alice" not in stored and b'"enc":' in stored
+
+    rotated = sessions(
+        secret_key=SECRET,
+        redis_url=REDIS_URL,
+        key_prefix=key_prefix,
+        encryption_key=[new_key, old_key],
+    )
+    async with client_for(rotated(asgi_app)) as client:
+        client.cookies.set("session", cookie)
+        body = (await client.get("/read")).json()
+        assert body["user"] == "alice" and body["data"] == {"card": "4111-1111"}
+        await rotated.ainvalidate_user("alice")
+        assert (await client.get("/read")).json()["rejected"] == "epoch"
+
+
+async def test_a_record_that_cannot_be_decrypted_is_dropped(key_prefix: str) -> None:
+    writer = sessions(
+        secret_key=SECRET,
+        redis_url=REDIS_URL,
+        key_prefix=key_prefix,
+        encryption_key=Fernet.generate_key(),
+    )
+    async with client_for(writer(asgi_app)) as client:
+        await client.get("/login?user=alice")
+        cookie = client.cookies["session"]
+    for reader in (
+        sessions(
+            secret_key=SECRET,
+            redis_url=REDIS_URL,
+            key_prefix=key_prefix,
+            encryption_key=Fernet.generate_key(),
+        ),
+        sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix),
+    ):
+        async with client_for(reader(asgi_app)) as client:
+            client.cookies.set("session", cookie)
+            assert (await client.get("/read")).json()["user"] is None
+
+
+def test_a_bad_encryption_key_is_refused_at_start_up() -> None:
+    with pytest.raises(ConfigurationError, match="Fernet"):
+        sessions(secret_key=SECRET, encryption_key="not-a-fernet-key")
