@@ -24,6 +24,9 @@ def run_sync(client: Any, commands: Sequence[Command]) -> list[Any]:
 
 async def run_async(client: Any, commands: Sequence[Command]) -> list[Any]:
     """The async twin of run_sync."""
+    run = getattr(client, "run", None)
+    if run is not None:  # a client that runs command lists itself (local_cache.CachedRedis)
+        return list(await run(commands))
     if len(commands) == 1:
         return [await client.execute_command(*commands[0])]
     async with client.pipeline(transaction=False) as pipe:

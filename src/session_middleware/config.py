@@ -15,6 +15,7 @@ from .encryption import fernet_cipher
 from .epochs.base import EpochContext, EpochProvider, Interface
 from .epochs.redis import RedisEpochs
 from .keys import KeySpace, UserId
+from .local_cache import CachingClients
 from .users import SessionInfo, UserSessions
 from .writes import Timing
 
@@ -44,6 +45,9 @@ class SessionConfig:
     track_devices: keep the user agent and client IP seen at login, for list_sessions.
     max_session_bytes: the largest stored session; a handler that goes over it gets
         SessionTooLarge (a ValueError) instead of a silent drop.
+    local_cache: opt-in: keep up to this many session records and epochs in process,
+        kept correct by Redis invalidation messages (CLIENT TRACKING), so a repeat read
+        costs no round trip. ASGI only; needs redis_url. See the README for the window.
     encryption_key: encrypt session data at rest (Fernet keys; a list rotates them, the
         first encrypts). Needs the `encryption` extra.
     key_prefix: prefix of every Redis key.
@@ -76,6 +80,7 @@ class SessionConfig:
         track_devices: bool = True,
         max_session_bytes: int = 64 * 1024,
         encryption_key: str | bytes | Sequence[str | bytes] | None = None,
+        local_cache: int | None = None,
     ) -> None:
         secret_keys = _secret_keys(secret_key)
         if same_site not in ("lax", "strict", "none"):
@@ -109,7 +114,19 @@ class SessionConfig:
         self.interface = interface
         self.on_redis_error = on_redis_error
         self.keys = KeySpace(key_prefix, secret_keys)
-        self.redis = RedisClients(url=redis_url, client=redis, timeout=redis_timeout)
+        self.redis: Any = RedisClients(url=redis_url, client=redis, timeout=redis_timeout)
+        if local_cache is not None:
+            if redis_url is None or local_cache <= 0:
+                raise ConfigurationError(
+                    "local_cache needs redis_url (it opens tracking connections of its own) "
+                    "and a positive number of entries"
+                )
+            timeouts = (
+                {}
+                if redis_timeout is None
+                else {"socket_timeout": redis_timeout, "socket_connect_timeout": redis_timeout}
+            )
+            self.redis = CachingClients(self.redis, redis_url, timeouts, local_cache)
         self.epochs: EpochProvider = epochs if epochs is not None else RedisEpochs()
         self.epochs.attach(
             EpochContext(

@@ -1,0 +1,130 @@
+"""The opt-in local cache: no round trip on a repeat read, correct after every change."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import redis
+
+from session_middleware import SessionConfig, sessions
+from session_middleware.clients import ConfigurationError
+from session_middleware.local_cache import TrackedCache
+
+from .apps import asgi_app
+from .support import REDIS_URL, SECRET
+
+pytestmark = pytest.mark.anyio
+
+
+def worker(prefix: str) -> SessionConfig:
+    return sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=prefix, local_cache=1000)
+
+
+def browser(config: SessionConfig, cookie: str | None = None) -> httpx.AsyncClient:
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=config(asgi_app)), base_url="http://testserver"
+    )
+    if cookie is not None:
+        client.cookies.set("session", cookie)
+    return client
+
+
+def cache_of(config: SessionConfig) -> TrackedCache:
+    cache: TrackedCache = config.redis.async_().cache
+    return cache
+
+
+async def wait_until(condition, seconds: float = 5.0) -> float:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    while not condition():
+        assert time.perf_counter() - start < seconds, "the cache never caught up"
+        await asyncio.sleep(0.001)
+    return time.perf_counter() - start
+
+
+@pytest.fixture
+async def workers(key_prefix: str) -> AsyncIterator[tuple[SessionConfig, SessionConfig]]:
+    first, second = worker(key_prefix), worker(key_prefix)
+    yield first, second
+    for config in (first, second):
+        await cache_of(config).aclose()
+
+
+async def test_a_repeat_read_is_served_locally(workers) -> None:  # type: ignore[no-untyped-def]
+    config, _ = workers
+    async with browser(config) as client:
+        await client.get("/login?user=alice")
+        await client.get("/read")
+        hits = cache_of(config).hits
+        for _ in range(5):
+            assert (await client.get("/read")).json()["user"] == "alice"
+        assert cache_of(config).hits == hits + 5
+
+
+async def test_an_invalidation_on_another_worker_reaches_this_one(workers) -> None:  # type: ignore[no-untyped-def]
+    here, there = workers
+    async with browser(here) as client:
+        await client.get("/login?user=alice")
+        await client.get("/read")
+        await client.get("/read")
+        epoch_key = here.keys.epoch_key(here.keys.user_tag("alice"))
+        assert epoch_key in cache_of(here).entries
+        await there.ainvalidate_user("alice")
+        window = await wait_until(lambda: epoch_key not in cache_of(here).entries)
+        print(f"invalidation window: {window * 1000:.2f} ms")
+        assert (await client.get("/read")).json()["rejected"] == "epoch"
+
+
+async def test_this_workers_own_changes_are_never_read_stale(workers) -> None:  # type: ignore[no-untyped-def]
+    config, _ = workers
+    async with browser(config) as phone, browser(config) as laptop:
+        await phone.get("/login?user=alice")
+        await laptop.get("/login?user=alice")
+        await laptop.get("/read")
+        await phone.get("/read")
+        await phone.get("/others")
+        assert (await laptop.get("/read")).json()["rejected"] == "epoch"
+        for value in ("1", "2", "3"):
+            await phone.get(f"/set?key=n&value={value}")
+            assert (await phone.get("/read")).json()["data"]["n"] == value
+
+
+async def test_a_write_elsewhere_is_seen_here(workers) -> None:  # type: ignore[no-untyped-def]
+    here, there = workers
+    async with browser(here) as client:
+        await client.get("/set?key=n&value=1")
+        cookie = client.cookies["session"]
+        await client.get("/read")
+        async with browser(there, cookie) as other:
+            await other.get("/set?key=n&value=2")
+        record_key = next(k for k in cache_of(here).entries if ":s:" in k)
+        await wait_until(lambda: record_key not in cache_of(here).entries)
+        assert (await client.get("/read")).json()["data"]["n"] == "2"
+
+
+async def test_losing_the_listener_drops_the_cache_until_it_is_back(workers) -> None:  # type: ignore[no-untyped-def]
+    config, _ = workers
+    async with browser(config) as client:
+        await client.get("/login?user=alice")
+        await client.get("/read")
+        cache = cache_of(config)
+        old_listener = cache.listener_id
+        assert cache.entries and cache.healthy
+        redis.Redis.from_url(REDIS_URL).client_kill_filter(_id=old_listener)
+        await wait_until(lambda: not cache.healthy or cache.listener_id != old_listener)
+        assert not cache.entries
+        await wait_until(lambda: cache.healthy)
+        assert cache.listener_id != old_listener
+        assert (await client.get("/read")).json()["user"] == "alice"
+        await client.get("/read")
+        tracking = await (await cache.client()).execute_command("CLIENT", "TRACKINGINFO")
+        assert tracking[3] == cache.listener_id
+
+
+def test_the_local_cache_needs_a_url() -> None:
+    with pytest.raises(ConfigurationError, match="redis_url"):
+        sessions(secret_key=SECRET, redis=redis.Redis(), local_cache=100)
