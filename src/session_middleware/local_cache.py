@@ -99,9 +99,9 @@ class TrackedCache:
             return
         for key in keys:
             self.entries.pop(key, None)
-            readers = self._reading.get(key)
-            if readers is not None:
-                readers[1] = 1
+            reading = self._reading.get(key)
+            if reading is not None:
+                reading[1] = 1
 
     def drop_all(self) -> None:
         self.healthy = False
@@ -132,7 +132,7 @@ class TrackedCache:
 
     async def _subscribe_and_read(self) -> None:
         pool = redis.asyncio.ConnectionPool.from_url(self.url, **self.options, protocol=2)
-        connection = pool.make_connection()
+        connection: Any = pool.make_connection()  # type: ignore[no-untyped-call]
         try:
             await connection.connect()
             await connection.send_command("CLIENT", "ID")

@@ -125,12 +125,10 @@ def decode(raw: bytes | str, cipher: Cipher | None = None) -> Record:
     if "enc" in body or cipher is not None:
         body = _decrypted(body, cipher)
     data, user_id = body.get("d"), body.get("u")
-    created, expires, refreshed = body.get("c"), body.get("x"), body.get("r")
     extra = body.get("m", {})
     if not isinstance(data, dict) or not isinstance(extra, dict):
         raise CorruptRecord("data is not an object")
-    if not all(_is_number(t) for t in (created, expires, refreshed)):
-        raise CorruptRecord("bad timestamps")
+    created, expires, refreshed = (_timestamp(body.get(name)) for name in ("c", "x", "r"))
     if user_id is not None and (isinstance(user_id, bool) or not isinstance(user_id, (str, int))):
         raise CorruptRecord("bad user id")
     if epoch == "":
@@ -139,9 +137,9 @@ def decode(raw: bytes | str, cipher: Cipher | None = None) -> Record:
         raise CorruptRecord("logged-in record without a valid epoch")
     return Record(
         data=data,
-        created=float(created),
-        expires=float(expires),
-        refreshed=float(refreshed),
+        created=created,
+        expires=expires,
+        refreshed=refreshed,
         user_id=user_id,
         epoch=epoch,
         extra=extra,
@@ -169,5 +167,7 @@ def _decrypted(body: dict[str, Any], cipher: Cipher | None) -> dict[str, Any]:
     return _json_object(plain)
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _timestamp(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise CorruptRecord("bad timestamps")
+    return float(value)

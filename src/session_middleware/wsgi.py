@@ -69,7 +69,7 @@ class WSGISessionMiddleware:
                 headers = [*headers, *added]
             return start_response(status, headers, exc_info)
 
-        body = self.app(environ, start_with_session)
+        body: Iterable[bytes] = self.app(environ, start_with_session)
         if started and not refused:
             return body  # the common case: keeps the server's file_wrapper and the like
         return _Body(body, lambda: refused)
