@@ -1,6 +1,8 @@
 """Server-side sessions in Redis for ASGI and WSGI apps, with per-user epochs that log a
 user out everywhere in one step."""
 
+from typing import TYPE_CHECKING
+
 from .access import get_session
 from .asgi import SessionMiddleware
 from .config import SessionConfig, sessions
@@ -8,9 +10,13 @@ from .epochs import EpochProvider, RedisEpochs
 from .session import Session
 from .users import SessionInfo
 
+if TYPE_CHECKING:
+    from .epochs.sql import SQLEpochs
+
 __all__ = [
     "EpochProvider",
     "RedisEpochs",
+    "SQLEpochs",
     "Session",
     "SessionConfig",
     "SessionInfo",
@@ -18,3 +24,13 @@ __all__ = [
     "get_session",
     "sessions",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # SQLEpochs needs the optional SQLAlchemy: imported on first use, with a clear
+    # ImportError naming the `sql` extra when it is missing.
+    if name == "SQLEpochs":
+        from .epochs import load_sql_epochs
+
+        return load_sql_epochs()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,9 @@
 """The operator's command line: list, revoke and invalidate sessions, and check a deployment.
 
+Without --config the command line assumes epochs in Redis (RedisEpochs on the session
+Redis). A deployment with epochs elsewhere (SQLEpochs) must pass --config, so that an
+invalidation bumps the epoch where it really lives.
+
 Exit codes: 0 done; 1 nothing to do (an unknown handle for `revoke`) or `check` found a
 problem; 2 bad usage or configuration; 3 Redis did not answer.
 """
@@ -7,6 +11,7 @@ problem; 2 bad usage or configuration; 3 Redis did not answer.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import json
 import os
@@ -120,8 +125,15 @@ def _user(args: argparse.Namespace) -> str | int:
         raise ConfigurationError(f"--int-ids: {args.user!r} is not an integer") from None
 
 
+def _operate(config: SessionConfig, name: str, *args: Any, **kwargs: Any) -> Any:
+    """Call a user operation, through its async twin when the epochs need an async engine."""
+    if getattr(config.epochs, "is_async", False) or not config.redis.can_sync:
+        return asyncio.run(getattr(config, "a" + name)(*args, **kwargs))
+    return getattr(config, name)(*args, **kwargs)
+
+
 def _sessions(config: SessionConfig, args: argparse.Namespace) -> int:
-    listed = config.list_sessions(_user(args))
+    listed = _operate(config, "list_sessions", _user(args))
     if args.json:
         print(json.dumps([info.as_dict() for info in listed], indent=2))
     else:
@@ -130,13 +142,13 @@ def _sessions(config: SessionConfig, args: argparse.Namespace) -> int:
 
 
 def _revoke(config: SessionConfig, args: argparse.Namespace) -> int:
-    revoked = config.revoke_session(_user(args), args.handle)
+    revoked = _operate(config, "revoke_session", _user(args), args.handle)
     _say(args, {"revoked": revoked}, "revoked" if revoked else "no such session of that user")
     return OK if revoked else NOTHING
 
 
 def _invalidate(config: SessionConfig, args: argparse.Namespace) -> int:
-    config.invalidate_user(_user(args), delete=args.delete)
+    _operate(config, "invalidate_user", _user(args), delete=args.delete)
     done = "every session of the user is rejected from now on"
     _say(args, {"invalidated": True, "deleted": args.delete}, done)
     return OK

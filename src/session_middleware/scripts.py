@@ -22,8 +22,8 @@ end
 ENSURE_EPOCH = _ENSURE + "return ensure(KEYS[1], ARGV[1], ARGV[2])\n"
 
 # Login. KEYS: 1 the new session record, 2 the user's epoch key, 3 the user's index.
-# ARGV: 1 mode ('ensure': read or create the epoch here; 'cache': store the known epoch
-# as the cache; 'given': leave the epoch key alone), 2 epoch (candidate or known),
+# ARGV: 1 mode ('ensure': read or create the epoch here; 'given': the provider knows the
+# epoch and leaves the epoch key alone), 2 epoch (candidate or known),
 # 3 epoch TTL ms, 4 record head, 5 record tail, 6 record TTL ms, 7 handle, 8 the record's
 # expiry (unix ms), 9 now (unix ms), 10 index TTL ms.
 LOGIN = (
@@ -32,8 +32,6 @@ LOGIN = (
 local e = ARGV[2]
 if ARGV[1] == 'ensure' then
   e = ensure(KEYS[2], e, ARGV[3])
-elseif ARGV[1] == 'cache' then
-  redis.call('SET', KEYS[2], e, 'PX', ARGV[3])
 end
 redis.call('SET', KEYS[1], ARGV[4] .. e .. ARGV[5], 'PX', ARGV[6], 'NX')
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[9])

@@ -60,8 +60,9 @@ class EpochProvider(Protocol):
 
     async def alogin_epoch(self, user_id: UserId) -> str | None: ...
 
-    def login_mode(self) -> Literal["ensure", "cache", "given"]:
-        """How the login write treats `cached_key`: ensure it, overwrite it, leave it."""
+    def login_mode(self) -> Literal["ensure", "given"]:
+        """'ensure': the login write reads or creates the epoch at `cached_key`, atomically
+        with the record; 'given': `login_epoch` returned it and the write leaves the key be."""
 
     def bump_commands(self, user_id: UserId, epoch: str) -> list[Command] | None:
         """Commands on the session Redis that set the user's epoch to `epoch`, when the

@@ -69,7 +69,7 @@ class RedisEpochs:
         reply = await self.clients.async_().execute_command("GET", self.context.keys.epoch_key(tag))
         return text(reply)
 
-    def login_mode(self) -> Literal["ensure", "cache", "given"]:
+    def login_mode(self) -> Literal["ensure", "given"]:
         return "ensure" if self.colocated else "given"
 
     def login_epoch(self, user_id: UserId) -> str | None:

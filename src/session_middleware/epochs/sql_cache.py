@@ -1,0 +1,48 @@
+"""The Redis copy of each user's SQL epoch: a cache with a TTL, filled without races.
+
+The cache lives at the key RedisEpochs would use for the epoch, so the request path
+reads it beside the session record in one MGET. A bump through SQLEpochs overwrites it
+once the new epoch is committed; a fill after a cache miss writes only if the key is
+still what the filler saw, so a fill that read the database before a bump committed can
+never overwrite the bump's value.
+"""
+
+from __future__ import annotations
+
+from ..commands import Command
+from ..keys import KeySpace, UserId
+
+# KEYS[1] the cache key. ARGV: 1 the value expected there ('' for none), 2 the value to
+# store, 3 TTL ms. Stores only if the key holds what was expected; returns what it holds.
+FILL = """
+local current = redis.call('GET', KEYS[1])
+if (current == false and ARGV[1] == '') or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return ARGV[2]
+end
+return current
+"""
+
+
+class EpochCache:
+    def __init__(self, keys: KeySpace, ttl_ms: int) -> None:
+        self.keys = keys
+        self.ttl_ms = ttl_ms
+
+    def key(self, tag: str) -> str:
+        return self.keys.epoch_key(tag)
+
+    def login_key(self, user_id: UserId) -> str:
+        """The key a new login of the user reads (the tag of the signing key)."""
+        return self.keys.epoch_key(self.keys.user_tag(user_id))
+
+    def fill(self, key: str, expected: str | None, epoch: str) -> Command:
+        """Store `epoch` at `key` if the key holds `expected` (None: if it is empty)."""
+        return ("EVAL", FILL, 1, key, expected or "", epoch, self.ttl_ms)
+
+    def publish(self, user_id: UserId, epoch: str) -> list[Command]:
+        """Overwrite the cache under every tag of the user: a committed bump."""
+        return [
+            ("SET", self.keys.epoch_key(tag), epoch, "PX", self.ttl_ms)
+            for tag in self.keys.user_tags(user_id)
+        ]

@@ -1,0 +1,197 @@
+"""SQLEpochs against every real database, through a real app.
+
+The story, per database and driver: log in on two devices, a password reset that fails
+after bumping (rolled back: both devices stay logged in, the hash is unchanged), a
+password reset that commits (both devices rejected), a new login that works. Then the
+errors a caller of `bump` must see, on each database.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from session_middleware import sessions
+from session_middleware.epochs.sql import UnknownUser
+
+from .support import REDIS_URL, SECRET
+from .test_sql_support import (
+    ASYNC_BACKENDS,
+    OLD_HASH,
+    SYNC_BACKENDS,
+    Backend,
+    aepoch_in_db,
+    asgi_client,
+    async_users,
+    epoch_in_db,
+    flask_app,
+    ids,
+    starlette_app,
+    sync_users,
+    wsgi_client,
+)
+
+# Each database runs the story once through a Connection and, where there are two
+# drivers, once through an ORM Session, so every bump_in path meets a real server.
+SYNC_STORIES = [
+    (SYNC_BACKENDS[0], "connection"),
+    (SYNC_BACKENDS[1], "session"),
+    (SYNC_BACKENDS[2], "session"),
+    (SYNC_BACKENDS[3], "connection"),
+]
+ASYNC_STORIES = [
+    (ASYNC_BACKENDS[0], "session"),
+    (ASYNC_BACKENDS[1], "connection"),
+    (ASYNC_BACKENDS[2], "session"),
+]
+
+
+def story_id(case: tuple[Backend, str]) -> str:
+    return f"{case[0].name}-{case[1]}"
+
+
+@pytest.mark.parametrize("case", SYNC_STORIES, ids=story_id)
+def test_password_reset_story_wsgi(
+    case: tuple[Backend, str], key_prefix: str, tmp_path: Path
+) -> None:
+    backend, tx = case
+    with sync_users(backend, tmp_path) as (epochs, table):
+        config = sessions(
+            secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, epochs=epochs
+        )
+        app = flask_app(config, epochs, table, tx)
+        with wsgi_client(app) as phone, wsgi_client(app) as laptop, wsgi_client(app) as other:
+            for device in (phone, laptop):
+                assert device.post("/login/1").status_code == 200
+                assert device.get("/me").json() == {"user": 1, "rejected": None}
+            other.post("/login/2")
+            first = epoch_in_db(epochs.engine, table, 1)
+            assert first is not None and len(first) == 32
+
+            assert phone.post("/reset/1?fail=1").status_code == 409
+            assert epoch_in_db(epochs.engine, table, 1) == first
+            with epochs.engine.connect() as connection:
+                hashes = connection.execute(sa.select(table.c.password_hash)).scalars()
+                assert set(hashes) == {OLD_HASH}
+            for device in (phone, laptop):
+                assert device.get("/me").json() == {"user": 1, "rejected": None}
+
+            assert phone.post("/reset/1").status_code == 200
+            assert epoch_in_db(epochs.engine, table, 1) not in (None, first)
+            for device in (phone, laptop):
+                assert device.get("/me").json() == {"user": None, "rejected": "epoch"}
+                assert device.get("/me").json() == {"user": None, "rejected": None}
+            assert other.get("/me").json() == {"user": 2, "rejected": None}
+
+            assert laptop.post("/login/1").status_code == 200
+            assert laptop.get("/me").json() == {"user": 1, "rejected": None}
+            assert phone.get("/me").json() == {"user": None, "rejected": None}
+
+            # "Sign out my other devices": a bump in its own transaction, this one re-stamped.
+            phone.post("/login/1")
+            before = epoch_in_db(epochs.engine, table, 1)
+            assert laptop.post("/others").status_code == 200
+            assert epoch_in_db(epochs.engine, table, 1) != before
+            assert laptop.get("/me").json() == {"user": 1, "rejected": None}
+            assert phone.get("/me").json() == {"user": None, "rejected": "epoch"}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("case", ASYNC_STORIES, ids=story_id)
+async def test_password_reset_story_asgi(
+    case: tuple[Backend, str], key_prefix: str, tmp_path: Path
+) -> None:
+    backend, tx = case
+    async with async_users(backend, tmp_path) as (epochs, table):
+        config = sessions(
+            secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, epochs=epochs
+        )
+        app = starlette_app(config, epochs, table, tx)
+        async with asgi_client(app) as phone, asgi_client(app) as laptop, asgi_client(app) as other:
+            for device in (phone, laptop):
+                assert (await device.post("/login/1")).status_code == 200
+                assert (await device.get("/me")).json() == {"user": 1, "rejected": None}
+            await other.post("/login/2")
+            first = await aepoch_in_db(epochs.engine, table, 1)
+            assert first is not None and len(first) == 32
+
+            assert (await phone.post("/reset/1?fail=1")).status_code == 409
+            assert await aepoch_in_db(epochs.engine, table, 1) == first
+            for device in (phone, laptop):
+                assert (await device.get("/me")).json() == {"user": 1, "rejected": None}
+
+            assert (await phone.post("/reset/1")).status_code == 200
+            assert await aepoch_in_db(epochs.engine, table, 1) not in (None, first)
+            for device in (phone, laptop):
+                assert (await device.get("/me")).json() == {"user": None, "rejected": "epoch"}
+            assert (await other.get("/me")).json() == {"user": 2, "rejected": None}
+
+            assert (await laptop.post("/login/1")).status_code == 200
+            assert (await laptop.get("/me")).json() == {"user": 1, "rejected": None}
+
+            await phone.post("/login/1")
+            assert (await laptop.post("/others")).status_code == 200
+            assert (await laptop.get("/me")).json() == {"user": 1, "rejected": None}
+            assert (await phone.get("/me")).json() == {"user": None, "rejected": "epoch"}
+        await config.ainvalidate_user(2)
+        async with asgi_client(app) as other:
+            assert (await other.get("/me")).json()["user"] is None
+
+
+# -- what a caller of bump sees ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", SYNC_BACKENDS, ids=ids(SYNC_BACKENDS))
+def test_bump_refuses_unknown_and_wrongly_typed_users(
+    backend: Backend, key_prefix: str, tmp_path: Path
+) -> None:
+    with sync_users(backend, tmp_path) as (epochs, table):
+        config = sessions(
+            secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, epochs=epochs
+        )
+        with pytest.raises(UnknownUser, match="no user 99"):
+            config.invalidate_user(99)
+        with pytest.raises(TypeError, match="holds integers: user_id must be an int"):
+            epochs.bump("1")
+        with pytest.raises(TypeError, match="must be a str or an int"):
+            epochs.bump(1.5)  # type: ignore[arg-type]
+        with pytest.raises(UnknownUser):
+            epochs.login_epoch(99)
+        with epochs.engine.begin() as connection, pytest.raises(UnknownUser):
+            epochs.bump_in(connection, 99)
+        assert epoch_in_db(epochs.engine, table, 1) is None  # nothing was written
+
+        first = epochs.bump(1)
+        assert epochs.get(1) == first == epoch_in_db(epochs.engine, table, 1)
+        assert epochs.bump(1) not in (first, None)
+        assert epochs.get(99) is None
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("backend", ASYNC_BACKENDS, ids=ids(ASYNC_BACKENDS))
+async def test_abump_refuses_unknown_and_wrongly_typed_users(
+    backend: Backend, key_prefix: str, tmp_path: Path
+) -> None:
+    async with async_users(
+        backend,
+        tmp_path,
+        id_type=sa.String(40),
+        rows=[{"id": "alice", "password_hash": OLD_HASH, "session_epoch": None}],
+    ) as (epochs, table):
+        config = sessions(
+            secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, epochs=epochs
+        )
+        with pytest.raises(UnknownUser, match="no user 'bob'"):
+            await config.ainvalidate_user("bob")
+        with pytest.raises(TypeError, match="holds strings: user_id must be a str"):
+            await epochs.abump(1)
+        with pytest.raises(UnknownUser):
+            await epochs.alogin_epoch("bob")
+        assert await aepoch_in_db(epochs.engine, table, "alice") is None
+
+        first = await epochs.alogin_epoch("alice")
+        assert await epochs.alogin_epoch("alice") == first  # created once, then kept
+        assert await epochs.aget("alice") == first
+        assert await epochs.abump("alice") != first
