@@ -16,6 +16,12 @@ def get_session(request: Any) -> Session:
         session = holder.get("session") if "type" in holder else holder.get(SESSION_KEY)
         if isinstance(session, Session):
             return session
+    store = getattr(request, "__dict__", {}).get("session")  # Django's request.session
+    as_session = getattr(store, "as_session", None)
+    if callable(as_session):
+        found = as_session()
+        if isinstance(found, Session):
+            return found
     raise LookupError(
         "no session on this request: wrap the app with sessions(...) "
         "or add SessionMiddleware before reading the session"

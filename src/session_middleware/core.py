@@ -153,7 +153,7 @@ class Core:
                 set_cookie = self.codec.clear_header()
             else:
                 write_back = True
-        elif now - record.refreshed >= self.timing.refresh_interval:
+        elif self.timing.refresh_due(record, now):
             write_back = True
 
         if write_back:

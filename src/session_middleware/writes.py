@@ -32,6 +32,10 @@ class Timing:
             return True
         return self.idle_timeout is not None and now - record.refreshed >= self.idle_timeout
 
+    def refresh_due(self, record: Record, now: float) -> bool:
+        """Whether a read writes the record back to record activity."""
+        return now - record.refreshed >= self.refresh_interval
+
     @property
     def epoch_ttl_ms(self) -> int:
         """Epochs (and indexes) outlive every session stamped since they were last set."""

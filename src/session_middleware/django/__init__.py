@@ -1,0 +1,12 @@
+"""Django integration.
+
+``SESSION_ENGINE = "session_middleware.django"`` makes ``request.session`` a session kept
+in Redis and checked against the user's epoch; ``SESSION_MIDDLEWARE`` configures it (see
+conf.py). Listing ``"session_middleware.django"`` in INSTALLED_APPS too makes password
+changes end the user's other sessions wherever they happen.
+"""
+
+from .auth import ainvalidate_user, invalidate_user, user_id_of
+from .engine import SessionStore
+
+__all__ = ["SessionStore", "ainvalidate_user", "invalidate_user", "user_id_of"]

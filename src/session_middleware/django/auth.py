@@ -1,0 +1,74 @@
+"""django.contrib.auth and the user's epoch.
+
+Saving a user whose password was set with ``set_password()`` bumps their epoch once the
+transaction commits: every session of that user ends, on every worker. The request that
+changed the password keeps its session through Django's ``update_session_auth_hash()``,
+whose ``cycle_key()`` re-stamps it with the new epoch. A rehash Django makes on its own
+(a hasher upgrade at login) does not go through ``set_password()`` + ``save()`` and
+ends nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.signals import user_logged_in
+from django.db import transaction
+from django.db.models.signals import post_save
+
+from ..keys import UserId
+from .conf import SETTING, get_config
+from .engine import SessionStore
+
+ENGINE = "session_middleware.django"
+
+
+def user_id_of(user: Any) -> UserId:
+    """The id a session is bound to: the text Django's login() stores for the user."""
+    if isinstance(user, (str, int)) and not isinstance(user, bool):
+        return user
+    meta = getattr(user, "_meta", None)
+    if meta is None:
+        return str(user)
+    return str(meta.pk.value_to_string(user))
+
+
+def invalidate_user(user: Any) -> None:
+    """End every session of ``user`` (a user or its primary key) from now on."""
+    get_config().invalidate_user(user_id_of(user))
+
+
+async def ainvalidate_user(user: Any) -> None:
+    """The async twin of invalidate_user."""
+    await get_config().ainvalidate_user(user_id_of(user))
+
+
+def password_changed(
+    sender: Any, instance: Any, raw: bool = False, using: str | None = None, **kwargs: Any
+) -> None:
+    """post_save receiver: a user saved after set_password() loses every session."""
+    if raw or getattr(instance, "_password", None) is None or not _in_use():
+        return
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+    if not isinstance(instance, AbstractBaseUser):
+        return
+    user_id = user_id_of(instance)
+    transaction.on_commit(lambda: get_config().invalidate_user(user_id), using=using)
+
+
+def remember_device(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    """user_logged_in receiver: the user agent and IP that list_sessions shows."""
+    session = getattr(request, "session", None)
+    if isinstance(session, SessionStore):
+        meta = request.META
+        session.client_info = lambda: (meta.get("HTTP_USER_AGENT"), meta.get("REMOTE_ADDR"))
+
+
+def _in_use() -> bool:
+    return getattr(settings, SETTING, None) is not None or settings.SESSION_ENGINE == ENGINE
+
+
+post_save.connect(password_changed, dispatch_uid="session_middleware.django.password_changed")
+user_logged_in.connect(remember_device, dispatch_uid="session_middleware.django.remember_device")

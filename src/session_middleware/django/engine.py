@@ -1,0 +1,352 @@
+"""SESSION_ENGINE = "session_middleware.django": Django's ``request.session`` in Redis.
+
+Django's SessionMiddleware reads the cookie named SESSION_COOKIE_NAME and passes its value
+here as the session key. That value is the signed cookie the core issues, so a key this
+package did not sign is never looked up. Loading checks the user's epoch and writing goes
+through the core, exactly as under the ASGI and WSGI drivers; each operation exists once,
+as a core step, and runs on the sync or the async Redis client.
+
+Where Django's own backends do I/O at once (``cycle_key``), this store records the intent
+and the core carries it out in the one write at the end of the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from importlib import import_module
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.base import CreateError, SessionBase
+
+from ..core import ClientInfo, Opened
+from ..keys import UserId, user_id_text
+from ..records import check_json_value
+from ..session import Session
+from ..steps import Step
+from .conf import get_config
+
+logger = logging.getLogger("session_middleware")
+
+EXPIRY_KEY = "_session_expiry"
+IMPORT_SETTING = "SESSION_MIDDLEWARE_IMPORT_FROM"
+CLEAR_EXPIRED_REASON = (
+    "Nothing to clear: session_middleware gives every session record a Redis TTL, "
+    "so Redis deletes expired sessions itself."
+)
+
+
+class SessionStore(SessionBase):  # type: ignore[misc]
+    """Django's session API on a session_middleware session.
+
+    Beyond Django's API: ``user_id`` (the user the session is bound to), ``handle`` (its
+    public handle, as list_sessions shows it), ``rejected`` ("epoch" when the stored
+    session was refused because the user's epoch changed) and ``logout_others()`` /
+    ``alogout_others()``.
+    """
+
+    _session_key: str | None  # Django's validating property
+    _session_cache: Session
+
+    def __init__(self, session_key: str | None = None) -> None:
+        self._config = get_config()
+        self._core = self._config.core
+        self._opened: Opened | None = None
+        self._modified = False
+        self._legacy_key: str | None = None
+        self.rejected: str | None = None
+        #: The user agent and IP of the request, recorded at login (see auth.py).
+        self.client_info: ClientInfo | None = None
+        super().__init__(session_key)
+        if self._session_key is None and session_key and getattr(settings, IMPORT_SETTING, None):
+            self._legacy_key = session_key
+
+    # -- Django's hooks ------------------------------------------------------------
+
+    def _validate_session_key(self, key: object) -> bool:
+        return isinstance(key, str) and self._core.codec.decode(key) is not None
+
+    @property
+    def modified(self) -> bool:
+        """True when the session must be saved: changed, or due for the write-back that
+        records activity (last seen, and the idle timeout's sliding expiry)."""
+        opened = self._opened
+        if self._modified or (opened is not None and opened.session.modified):
+            return True
+        if opened is None or opened.record is None:
+            return False
+        return self._core.timing.refresh_due(opened.record, time.time())
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        self._modified = value
+
+    def _get_session(self, no_load: bool = False) -> Session:
+        self.accessed = True
+        if self._opened is not None:
+            return self._opened.session
+        if self._legacy_key is not None:
+            return self._use(self._imported(self._legacy_store().load()))
+        if self.session_key is None or no_load:
+            return self._use(Opened(self._new_session()))
+        return self._use(self._config.run_sync(self._open_step(time.time())))
+
+    _session = property(_get_session)
+
+    async def _aget_session(self, no_load: bool = False) -> Session:
+        self.accessed = True
+        if self._opened is not None:
+            return self._opened.session
+        if self._legacy_key is not None:
+            return self._use(self._imported(await self._legacy_store().aload()))
+        if self.session_key is None or no_load:
+            return self._use(Opened(self._new_session()))
+        return self._use(await self._config.run_async(self._open_step(time.time())))
+
+    def load(self) -> dict[str, Any]:
+        self._forget_loaded()
+        return dict(self._get_session().data)
+
+    async def aload(self) -> dict[str, Any]:
+        self._forget_loaded()
+        return dict((await self._aget_session()).data)
+
+    def exists(self, session_key: str) -> bool:
+        return bool(self._config.run_sync(self._exists_step(session_key, time.time())))
+
+    async def aexists(self, session_key: str) -> bool:
+        return bool(await self._config.run_async(self._exists_step(session_key, time.time())))
+
+    def create(self) -> None:
+        """Start a new, empty session. It is stored, and gets its key, once it holds data."""
+        self._use(Opened(self._new_session()))
+        self._session_key = None
+        self.modified = True
+
+    async def acreate(self) -> None:
+        self.create()
+
+    def save(self, must_create: bool = False) -> None:
+        self._get_session()
+        legacy = self._legacy_key
+        self._config.run_sync(self._save_step(must_create, time.time()))
+        if legacy is not None:
+            self._legacy_store(legacy).delete()
+
+    async def asave(self, must_create: bool = False) -> None:
+        await self._aget_session()
+        legacy = self._legacy_key
+        await self._config.run_async(self._save_step(must_create, time.time()))
+        if legacy is not None:
+            await self._legacy_store(legacy).adelete()
+
+    def delete(self, session_key: str | None = None) -> None:
+        if session_key is not None and session_key != self.session_key:
+            SessionStore(session_key).delete()
+            return
+        self._get_session()
+        self._config.run_sync(self._end_step(time.time()))
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        if session_key is not None and session_key != self.session_key:
+            await SessionStore(session_key).adelete()
+            return
+        await self._aget_session()
+        await self._config.run_async(self._end_step(time.time()))
+
+    def clear(self) -> None:
+        self._get_session().clear()
+        self.accessed = True
+        self.modified = True
+
+    def flush(self) -> None:
+        """End this session now (its record is deleted) and start an empty one."""
+        self.delete()
+        self.accessed = True
+        self.modified = True
+
+    async def aflush(self) -> None:
+        await self.adelete()
+        self.accessed = True
+        self.modified = True
+
+    def cycle_key(self) -> None:
+        """A new key for the same data, given when the session is saved; the old key dies
+        then. A logged-in session is re-stamped with the user's current epoch."""
+        self._rotate(self._get_session())
+
+    async def acycle_key(self) -> None:
+        self._rotate(await self._aget_session())
+
+    def get_session_cookie_age(self) -> int:
+        """Seconds the session has left on the server (its lifetime for a new one)."""
+        opened = self._opened
+        if opened is not None and opened.record is not None:
+            session = opened.session
+            if session.pending_login is None and not session.ended:
+                return max(0, int(opened.record.expires - time.time()))
+        return self._core.timing.lifetime
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        """A no-op: Redis expires session records by their TTL."""
+        logger.info(CLEAR_EXPIRED_REASON)
+
+    @classmethod
+    async def aclear_expired(cls) -> None:
+        cls.clear_expired()
+
+    # -- beyond Django's API ---------------------------------------------------------
+
+    def as_session(self) -> Session:
+        """The Session behind ``request.session``: what ``get_session(request)`` returns.
+        Changes made through it are saved with the response like any other."""
+        return self._get_session()
+
+    @property
+    def handle(self) -> str | None:
+        """The public handle of the stored session (None until stored)."""
+        return self._get_session().handle
+
+    @property
+    def user_id(self) -> UserId | None:
+        """The user this session is bound to; login() binds it when the session is saved."""
+        return self._get_session().user_id
+
+    def logout_others(self) -> None:
+        """End every other session of the logged-in user; this one stays."""
+        self._logout_others(self._get_session())
+
+    async def alogout_others(self) -> None:
+        self._logout_others(await self._aget_session())
+
+    # -- the steps, run on either Redis client -----------------------------------------
+
+    def _open_step(self, now: float) -> Step[Opened]:
+        opened = yield from self._core.open(f"{self._core.codec.name}={self.session_key}", now)
+        if opened.record is None:
+            self.rejected = opened.rejected
+            if opened.cleanup:
+                yield from self._core.commit(opened, now)
+            self._session_key = None
+            return Opened(self._new_session())
+        if _expired_by_set_expiry(opened, now):
+            opened.session.logout()
+            yield from self._core.commit(opened, now)
+            self._session_key = None
+            return Opened(self._new_session())
+        return opened
+
+    def _exists_step(self, session_key: str, now: float) -> Step[bool]:
+        opened = yield from self._core.open(f"{self._core.codec.name}={session_key}", now)
+        return opened.record is not None
+
+    def _save_step(self, must_create: bool, now: float) -> Step[None]:
+        opened = self._opened
+        assert opened is not None
+        if must_create and opened.record is not None:
+            raise CreateError("this session is already stored")
+        _follow_auth(opened.session)
+        if opened.client_info is None:
+            opened.client_info = self.client_info
+        committed = yield from self._core.commit(opened, now)
+        if committed.set_cookie is not None:
+            value = committed.set_cookie.partition(";")[0].partition("=")[2]
+            if value:
+                self._session_key = value
+        self._legacy_key = None
+        self._forget_loaded()
+
+    def _end_step(self, now: float) -> Step[None]:
+        opened = self._opened
+        if opened is not None and opened.record is not None:
+            opened.session.logout()
+            yield from self._core.commit(opened, now)
+        self._use(Opened(self._new_session()))
+        self._session_key = None
+
+    # -- state ---------------------------------------------------------------------
+
+    def _new_session(self) -> Session:
+        return Session(max_value_bytes=self._core.max_bytes)
+
+    def _use(self, opened: Opened) -> Session:
+        self._opened = opened
+        self._session_cache = opened.session
+        return opened.session
+
+    def _forget_loaded(self) -> None:
+        """Drop the loaded state; the next access loads the stored session again."""
+        self._opened = None
+        self.__dict__.pop("_session_cache", None)
+
+    def _rotate(self, session: Session) -> None:
+        opened = self._opened
+        if session.user_id is not None:
+            session.login(session.user_id)
+        elif opened is not None and opened.record is not None:
+            data = dict(session.data)
+            session.logout()
+            session.update(data)
+        self.modified = True
+
+    def _logout_others(self, session: Session) -> None:
+        _follow_auth(session)
+        session.logout_others()
+        self.modified = True
+
+    # -- sessions of the previous engine ----------------------------------------------
+
+    def _legacy_store(self, key: str | None = None) -> SessionBase:
+        engine = import_module(getattr(settings, IMPORT_SETTING))
+        return engine.SessionStore(key or self._legacy_key)
+
+    def _imported(self, data: Mapping[str, Any]) -> Opened:
+        """A new session holding what the previous engine stored under this key."""
+        session = self._new_session()
+        dropped = []
+        for key, value in data.items():
+            try:
+                check_json_value(key, value, self._core.max_bytes)
+            except (TypeError, ValueError):  # not JSON, or too large
+                dropped.append(key)
+                continue
+            session[key] = value
+        if dropped:
+            logger.warning("imported a session without values JSON cannot hold: %s", dropped)
+        if not data:
+            self._legacy_key = None
+        return Opened(session)
+
+
+def _follow_auth(session: Session) -> None:
+    """Bind the session to the user that django.contrib.auth.login() stored in it."""
+    value = session.data.get(SESSION_KEY)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return
+    bound = session.pending_login if session.pending_login is not None else session.user_id
+    if bound is not None and user_id_text(bound) == user_id_text(value):
+        return
+    data = dict(session.data)
+    session.login(value)
+    if not len(session):  # login() empties a session that changes hands; Django keeps it
+        session.update(data)
+
+
+def _expired_by_set_expiry(opened: Opened, now: float) -> bool:
+    """Whether a custom expiry (``set_expiry``) has passed, as Django's backends decide."""
+    record = opened.record
+    assert record is not None
+    expiry = record.data.get(EXPIRY_KEY)
+    if isinstance(expiry, str):
+        try:
+            return now >= datetime.fromisoformat(expiry).timestamp()
+        except ValueError:
+            return False
+    if isinstance(expiry, int) and not isinstance(expiry, bool) and expiry > 0:
+        return now - record.refreshed >= expiry
+    return False

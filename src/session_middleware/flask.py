@@ -1,0 +1,267 @@
+"""Flask integration: ``flask.session`` becomes a session kept in Redis.
+
+    from session_middleware import sessions
+    from session_middleware.flask import init_app
+
+    init_app(app, sessions(secret_key=..., redis_url=...))
+
+``flask.session`` is then a `FlaskSession`: Flask's session API (``permanent``, ``new``,
+``modified``) on this package's Session (``login``, ``logout``, ``logout_others``,
+``user_id``). Flask-Login needs nothing more: ``login_user()`` binds the session to the
+user (new session id, stamped with the user's epoch) and ``logout_user()`` ends it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import flask
+from flask import Flask, Request, Response
+from flask.sessions import SecureCookieSessionInterface, SessionInterface, SessionMixin
+from redis.exceptions import RedisError
+from werkzeug.exceptions import ServiceUnavailable
+
+from . import unavailable
+from .config import SessionConfig
+from .core import Opened
+from .headers import session_headers
+from .keys import UserId, user_id_text
+from .records import check_json_value
+from .session import Session
+from .wsgi import REJECTED_KEY, SESSION_KEY
+
+logger = logging.getLogger("session_middleware")
+
+FLASK_LOGIN_KEY = "_user_id"
+PERMANENT_KEY = "_permanent"
+UNAVAILABLE_KEY = "session_middleware.unavailable"
+
+_STARTED = "the response has started: session changes can no longer be saved"
+_UNAVAILABLE = "the session store cannot be reached: the session cannot be changed"
+
+
+class FlaskSession(Session, SessionMixin):
+    """``flask.session``: a Session with Flask's attributes.
+
+    new: True when no stored session was loaded for this request.
+    permanent: the ``_permanent`` key, as in Flask. A permanent session's cookie lasts as
+        long as the session does on the server; otherwise it is a browser-session cookie
+        (the server still ends the session after ``max_age``).
+    modified: set by every change; set it by hand after changing a nested value in place.
+    """
+
+    __slots__ = ("_imported", "_opened", "_user_key", "_was_followed", "_was_permanent", "new")
+
+    def __init__(
+        self,
+        data: dict[str, Any] | None = None,
+        user_id: UserId | None = None,
+        *,
+        opened: Opened | None = None,
+        user_key: str | None = None,
+        max_value_bytes: int | None = None,
+    ) -> None:
+        super().__init__(data, user_id, max_value_bytes=max_value_bytes)
+        self._opened = opened
+        self._user_key = user_key
+        self._imported = False
+        self._was_permanent = bool(self._data.get(PERMANENT_KEY, False))
+        self._was_followed = user_id is not None and user_key is not None and user_key in self._data
+        self.new = opened is None or opened.record is None
+
+    def logout_others(self) -> None:
+        self._follow()
+        super().logout_others()
+
+    def _follow(self) -> None:
+        """Follow the login key (Flask-Login's): set, it binds the session to that user;
+        removed, it ends the logged-in session and carries what else it held into a new
+        anonymous one."""
+        if self._user_key is None:
+            return
+        value = self._data.get(self._user_key)
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            bound = self.pending_login if self.pending_login is not None else self.user_id
+            if bound is None or user_id_text(bound) != user_id_text(value):
+                data = dict(self._data)
+                self.login(value)
+                if not self._data:  # login() empties a session that changes hands
+                    self.update(data)
+        elif self._was_followed and self.user_id is not None and not self.ended:
+            remaining = dict(self._data)
+            self.logout()
+            self.update(remaining)
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """503 for a request whose session could not be read; ``errorhandler(503)`` restyles it."""
+
+    description = unavailable.BODY.decode().strip()
+
+    def get_body(self, environ: Any = None, scope: Any = None) -> str:
+        return unavailable.BODY.decode()
+
+    def get_headers(self, environ: Any = None, scope: Any = None) -> list[tuple[str, str]]:
+        return [(name, value) for name, value in unavailable.HEADERS if name != "content-length"]
+
+
+class RedisSessionInterface(SessionInterface):
+    """Flask's session interface on a SessionConfig; install it with `init_app`.
+
+    user_key: the session key naming the logged-in user (Flask-Login's ``_user_id``);
+        None leaves binding to ``session.login()`` alone.
+    import_cookie_sessions: adopt a session from Flask's own signed cookie (made with
+        ``app.secret_key``) when the request has none of ours, so users stay logged in
+        across the switch.
+    """
+
+    pickle_based = False
+
+    def __init__(
+        self,
+        config: SessionConfig,
+        *,
+        user_key: str | None = FLASK_LOGIN_KEY,
+        import_cookie_sessions: bool = False,
+    ) -> None:
+        config.check_interface("wsgi")
+        self.config = config
+        self.user_key = user_key
+        self.import_cookie_sessions = import_cookie_sessions
+        self._fail_open = config.on_redis_error == "raise"
+
+    def open_session(self, app: Flask, request: Request) -> FlaskSession:
+        core = self.config.core
+        environ = request.environ
+        try:
+            step = core.open(
+                environ.get("HTTP_COOKIE"),
+                time.time(),
+                lambda: (environ.get("HTTP_USER_AGENT"), environ.get("REMOTE_ADDR")),
+            )
+            opened = self.config.run_sync(step)
+        except RedisError:
+            if self._fail_open:
+                raise
+            environ[UNAVAILABLE_KEY] = True
+            session = FlaskSession()
+            session.freeze(_UNAVAILABLE)
+            return session
+        session = FlaskSession(
+            opened.record.data if opened.record is not None else {},
+            opened.session.user_id,
+            opened=opened,
+            user_key=self.user_key,
+            max_value_bytes=core.max_bytes,
+        )
+        session.handle = opened.session.handle
+        opened.session = session
+        if opened.ref is None and self.import_cookie_sessions:
+            self._import(app, request, session)
+        environ[SESSION_KEY] = session
+        if opened.rejected is not None:
+            environ[REJECTED_KEY] = opened.rejected
+        return session
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if not isinstance(session, FlaskSession) or session._opened is None:
+            return
+        opened = session._opened
+        session._follow()
+        session.freeze(_STARTED)
+        try:
+            committed = self.config.run_sync(self.config.core.commit(opened, time.time()))
+        except RedisError:
+            if self._fail_open:
+                raise
+            _refuse(response)
+            return
+        permanent = bool(session._data.get(PERMANENT_KEY, False))
+        header = committed.set_cookie
+        if header is None and permanent != session._was_permanent and not session.ended:
+            header = self._same_cookie(opened)
+        if header is not None and not permanent:
+            header = _browser_session(header)
+        existing = response.headers.items()
+        for name, value in session_headers(existing, header, committed.depends_on_session):
+            response.headers.add(name, value)
+        if session._imported and app.config["SESSION_COOKIE_NAME"] != self.config.core.codec.name:
+            response.delete_cookie(
+                app.config["SESSION_COOKIE_NAME"],
+                domain=self.get_cookie_domain(app),
+                path=self.get_cookie_path(app),
+            )
+
+    def _same_cookie(self, opened: Opened) -> str | None:
+        """The current session's cookie again, to change only how long it lasts."""
+        if opened.ref is None or opened.record is None:
+            return None
+        left = max(0, int(opened.record.expires - time.time()))
+        return self.config.core.codec.set_header(opened.ref, left)
+
+    def _import(self, app: Flask, request: Request, session: FlaskSession) -> None:
+        legacy = SecureCookieSessionInterface().open_session(app, request)
+        if not legacy:
+            return
+        dropped = []
+        for key, value in legacy.items():
+            try:
+                check_json_value(key, value, self.config.core.max_bytes)
+            except (TypeError, ValueError):  # not JSON, or too large
+                dropped.append(key)
+                continue
+            session[key] = value
+        if dropped:
+            logger.warning("imported a Flask session without values JSON cannot hold: %s", dropped)
+        session._imported = True
+
+
+def init_app(
+    app: Flask,
+    config: SessionConfig,
+    *,
+    user_key: str | None = FLASK_LOGIN_KEY,
+    import_cookie_sessions: bool = False,
+) -> RedisSessionInterface:
+    """Make ``flask.session`` a session of ``config`` (see RedisSessionInterface), and
+    answer 503 to a request whose session cannot be read because Redis is unreachable."""
+    interface = RedisSessionInterface(
+        config, user_key=user_key, import_cookie_sessions=import_cookie_sessions
+    )
+    app.session_interface = interface
+    app.before_request_funcs.setdefault(None, []).insert(0, _refuse_unavailable)
+    return interface
+
+
+def _refuse_unavailable() -> None:
+    if flask.request.environ.get(UNAVAILABLE_KEY):
+        raise StoreUnavailable()
+
+
+def _refuse(response: Response) -> None:
+    """Turn the response into the 503 the drivers send when a session cannot be saved."""
+    response.status_code = unavailable.STATUS
+    response.headers.clear()
+    for name, value in unavailable.HEADERS:
+        if name != "content-length":
+            response.headers[name] = value
+    response.set_data(unavailable.BODY)
+
+
+def _browser_session(header: str) -> str:
+    """A Set-Cookie header without Max-Age, so the cookie ends with the browser session.
+    A header that deletes the cookie is left as it is."""
+    if header.partition(";")[0].endswith("="):
+        return header
+    return "; ".join(part for part in header.split("; ") if not part.startswith("Max-Age="))
+
+
+__all__ = [
+    "FLASK_LOGIN_KEY",
+    "FlaskSession",
+    "RedisSessionInterface",
+    "StoreUnavailable",
+    "init_app",
+]

@@ -1,0 +1,313 @@
+"""The Flask integration: flask.session is our session, Flask-Login works unchanged.
+
+Real Flask apps with Flask-Login against the real Redis, over httpx.WSGITransport and
+Flask's own test client.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import flask
+import httpx
+import pytest
+from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+
+from session_middleware import Session, SessionConfig, get_session, sessions
+from session_middleware.flask import FlaskSession, init_app
+from session_middleware.unavailable import BODY
+from session_middleware.wsgi import REJECTED_KEY
+
+from .support import REDIS_URL, SECRET, Counter, counted_sync_client, keys_under
+
+FLASK_SECRET = "flask-own-secret-key-0123456789abcdefgh"
+BASE_URL = "http://testserver"
+
+
+class User(UserMixin):
+    def __init__(self, name: str) -> None:
+        self.id = name
+
+
+def make_app(config: SessionConfig | None, **options: Any) -> flask.Flask:
+    """A Flask app with Flask-Login; `config` None keeps Flask's own cookie sessions."""
+    app = flask.Flask(__name__)
+    app.secret_key = FLASK_SECRET
+    if config is not None:
+        init_app(app, config, **options)
+    LoginManager(app).user_loader(User)
+
+    @app.get("/state")
+    def state() -> Any:
+        session = flask.session
+        flags = {"new": session.new, "modified": session.modified}  # before Flask-Login runs
+        return {
+            **flags,
+            "user": current_user.get_id() if current_user.is_authenticated else None,
+            "bound": getattr(session, "user_id", None),
+            "permanent": session.permanent,
+            "rejected": flask.request.environ.get(REJECTED_KEY),
+            "data": {k: v for k, v in session.items() if not k.startswith("_")},
+        }
+
+    @app.post("/put")
+    def put() -> Any:
+        flask.session[flask.request.args["key"]] = flask.request.args["value"]
+        return {"modified": flask.session.modified, "new": flask.session.new}
+
+    @app.post("/put-date")
+    def put_date() -> Any:
+        flask.session["when"] = datetime.datetime.now()
+        return {}
+
+    @app.post("/permanent")
+    def permanent() -> Any:
+        flask.session.permanent = True
+        return {}
+
+    @app.post("/login/<name>")
+    def login(name: str) -> Any:
+        login_user(User(name))
+        return {"user": name}
+
+    @app.post("/logout")
+    def logout() -> Any:
+        logout_user()
+        return {"user": None}
+
+    @app.post("/logout-others")
+    def logout_others() -> Any:
+        flask.session.logout_others()
+        return {}
+
+    @app.post("/flash")
+    def flash() -> Any:
+        flask.flash("saved", "info")
+        return {}
+
+    @app.get("/flashes")
+    def flashes() -> Any:
+        return {"flashes": flask.get_flashed_messages(with_categories=True)}
+
+    @app.get("/which")
+    def which() -> Any:
+        session = flask.session._get_current_object()  # type: ignore[attr-defined]
+        return {
+            "ours": isinstance(session, Session) and isinstance(session, FlaskSession),
+            "get_session": get_session(flask.request) is session,
+        }
+
+    return app
+
+
+def browser(app: flask.Flask, cookies: dict[str, str] | None = None) -> httpx.Client:
+    transport = httpx.WSGITransport(app=app)
+    return httpx.Client(transport=transport, base_url=BASE_URL, cookies=cookies)
+
+
+def session_records(prefix: str) -> list[str]:
+    return [key for key in keys_under(prefix) if ":s:" in key]
+
+
+def set_cookie(response: httpx.Response) -> str:
+    headers = response.headers.get_list("set-cookie")
+    assert len(headers) == 1, headers
+    return headers[0]
+
+
+# -- flask.session ------------------------------------------------------------------------
+
+
+def test_flask_session_is_ours_with_flasks_attributes(config: SessionConfig) -> None:
+    app = make_app(config)
+    client = app.test_client()
+    assert client.get("/which").json == {"ours": True, "get_session": True}
+
+    first = client.get("/state")
+    assert first.json["new"] is True and first.json["modified"] is False
+    assert "set-cookie" not in first.headers, "nothing stored, no cookie"
+    assert "Cookie" in first.headers["vary"]
+
+    put = client.post("/put?key=cart&value=apples")
+    assert put.json == {"modified": True, "new": True}
+    cookie = client.get_cookie("session")
+    assert cookie is not None and config.core.codec.decode(cookie.value) is not None
+    header = put.headers["set-cookie"]
+    assert "Max-Age" not in header and "HttpOnly" in header, "not permanent: a browser cookie"
+
+    again = client.get("/state").json
+    assert again["new"] is False and again["modified"] is False
+    assert again["data"] == {"cart": "apples"}
+
+
+def test_flash_messages(config: SessionConfig) -> None:
+    with browser(make_app(config)) as client:
+        client.post("/flash")
+        assert client.get("/flashes").json() == {"flashes": [["info", "saved"]]}
+        assert client.get("/flashes").json() == {"flashes": []}
+
+
+def test_permanent_sessions_keep_their_cookie(config: SessionConfig, key_prefix: str) -> None:
+    with browser(make_app(config)) as client:
+        client.post("/put?key=a&value=1")
+        value = client.cookies["session"]
+        response = client.post("/permanent")
+        header = set_cookie(response)
+        assert header.startswith(f"session={value};"), "the same session, only a longer cookie"
+        assert "Max-Age=" in header
+        assert client.get("/state").json()["permanent"] is True
+        assert "set-cookie" not in client.get("/state").headers
+
+        client.cookies.clear()
+        header = set_cookie(client.post("/permanent"))
+        assert "Max-Age=" in header, "a new permanent session gets a lasting cookie at once"
+    assert len(session_records(key_prefix)) == 2
+
+
+def test_a_value_json_cannot_hold_fails_at_the_assignment(config: SessionConfig) -> None:
+    app = make_app(config)
+    app.testing = True
+    with browser(app) as client, pytest.raises(TypeError, match="'when'"):
+        client.post("/put-date")
+
+
+# -- Flask-Login -----------------------------------------------------------------------------
+
+
+def test_flask_login_flow(config: SessionConfig, key_prefix: str) -> None:
+    app = make_app(config)
+    with browser(app) as client:
+        client.post("/put?key=cart&value=apples")
+        anonymous = client.cookies["session"]
+
+        client.post("/login/alice")
+        logged_in = client.cookies["session"]
+        assert logged_in != anonymous, "login_user gives a new session id"
+        state = client.get("/state").json()
+        assert state["user"] == "alice" and state["bound"] == "alice"
+        assert state["data"] == {"cart": "apples"}
+        assert config.epochs.get("alice") is not None
+        assert browser(app, {"session": anonymous}).get("/state").json()["data"] == {}
+
+        client.post("/logout")
+        after = client.get("/state").json()
+        assert after["user"] is None and after["bound"] is None
+        assert after["data"] == {"cart": "apples"}, "logout_user keeps Flask's other keys"
+        assert client.cookies["session"] not in (anonymous, logged_in)
+        replay = browser(app, {"session": logged_in}).get("/state").json()
+        assert replay["user"] is None and replay["data"] == {}
+    assert len(session_records(key_prefix)) == 1
+
+
+def test_logout_others_and_invalidation_reach_flask_login(config: SessionConfig) -> None:
+    app = make_app(config)
+    here, there = browser(app), browser(app)
+    for client in (here, there):
+        client.post("/login/bob")
+
+    here.post("/logout-others")
+    assert here.get("/state").json()["user"] == "bob"
+    ended = there.get("/state").json()
+    assert ended["user"] is None and ended["rejected"] == "epoch"
+
+    config.invalidate_user("bob")
+    assert here.get("/state").json()["rejected"] == "epoch"
+
+
+def test_a_logged_in_read_costs_one_round_trip(key_prefix: str) -> None:
+    counter = Counter()
+    client = counted_sync_client(counter)
+    config = sessions(secret_key=SECRET, redis=client, key_prefix=key_prefix)
+    with browser(make_app(config)) as http:
+        counter.reset()
+        http.post("/login/carol")
+        assert counter.round_trips == 1, counter.commands
+        counter.reset()
+        assert http.get("/state").json()["user"] == "carol"
+        assert counter.round_trips == 1, counter.commands
+    client.close()
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+
+def test_unreachable_redis_answers_503(key_prefix: str) -> None:
+    down = sessions(secret_key=SECRET, redis_url="redis://127.0.0.1:1/0", redis_timeout=0.5)
+    app = make_app(down)
+    cookie = sessions(secret_key=SECRET).core.codec.encode(_new_ref())
+    with browser(app, {"session": cookie}) as client:
+        response = client.get("/state")
+        assert response.status_code == 503 and response.content == BODY
+        assert "set-cookie" not in response.headers, "Redis being down logs nobody out"
+
+    with browser(app) as client:  # nothing to read, then the write fails
+        response = client.post("/put?key=a&value=1")
+        assert response.status_code == 503 and response.content == BODY
+        assert "set-cookie" not in response.headers
+
+    styled = make_app(down)
+    styled.errorhandler(503)(lambda error: ("come back soon", 503))
+    with browser(styled, {"session": cookie}) as client:
+        assert client.get("/state").text == "come back soon"
+
+
+def _new_ref() -> Any:
+    from session_middleware.cookies import CookieRef
+    from session_middleware.keys import new_anonymous_tag, new_session_id
+
+    return CookieRef(new_anonymous_tag(), new_session_id())
+
+
+# -- the decorator route and the switch from Flask's own sessions ------------------------------
+
+
+def test_the_wsgi_decorator_still_serves_flask(key_prefix: str) -> None:
+    config = sessions(
+        secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, session_cookie="sm"
+    )
+    app = flask.Flask(__name__)
+    app.secret_key = FLASK_SECRET
+
+    @app.post("/login")
+    def login() -> Any:
+        get_session(flask.request).login("dora")
+        flask.session["flask_own"] = True
+        return {}
+
+    @app.get("/who")
+    def who() -> Any:
+        return {
+            "user": get_session(flask.request).user_id,
+            "flask_own": flask.session.get("flask_own"),
+            "ours": isinstance(flask.session._get_current_object(), Session),  # type: ignore[attr-defined]
+        }
+
+    with browser(config(app)) as client:
+        client.post("/login")
+        assert client.get("/who").json() == {"user": "dora", "flask_own": True, "ours": False}
+
+
+@pytest.mark.parametrize("name", ["session", "sid"])
+def test_flask_cookie_sessions_can_be_imported(name: str, key_prefix: str) -> None:
+    with browser(make_app(None)) as before:
+        before.post("/login/erin")
+        before.post("/put?key=cart&value=figs")
+        old = before.cookies["session"]
+    config = sessions(
+        secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, session_cookie=name
+    )
+
+    with browser(make_app(config), {"session": old}) as plain:
+        assert plain.get("/state").json()["user"] is None, "by default users log in again once"
+
+    with browser(make_app(config, import_cookie_sessions=True), {"session": old}) as client:
+        response = client.get("/state")
+        assert response.json()["user"] == "erin"
+        assert response.json()["data"] == {"cart": "figs"}
+        cookies = response.headers.get_list("set-cookie")
+        assert any(c.startswith(f"{name}=") and "Max-Age=0" not in c for c in cookies)
+        if name != "session":
+            assert any(c.startswith("session=;") for c in cookies), "Flask's cookie is removed"
+        state = client.get("/state").json()
+        assert state["bound"] == "erin" and state["new"] is False
