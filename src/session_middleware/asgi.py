@@ -28,7 +28,7 @@ class SessionMiddleware:
     or get one from the decorator: ``app = sessions(...)(app)``.
     """
 
-    def __init__(self, app: Any, config: SessionConfig | None = None, **settings: Any) -> None:
+    def __init__(self, app: Any, /, config: SessionConfig | None = None, **settings: Any) -> None:
         if config is None:
             config = SessionConfig(**settings)
         elif settings:

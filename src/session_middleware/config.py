@@ -217,6 +217,21 @@ class SessionConfig:
         revoked: bool = await self.run_async(self._users.revoke(user_id, handle))
         return revoked
 
+    # -- resources --------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the sync connection pool (e.g. at the end of a script)."""
+        if self.redis.can_sync:
+            self.redis.sync().close()
+
+    async def aclose(self) -> None:
+        """Close the async connection pool of the running event loop (e.g. at shutdown)."""
+        if self.redis.can_async:
+            client = self.redis.async_()
+            close = getattr(client, "aclose", None)
+            if close is not None:
+                await close()
+
     # -- running the core ---------------------------------------------------------------
 
     def run_sync(self, step: Any) -> Any:

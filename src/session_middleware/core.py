@@ -122,6 +122,7 @@ class Core:
         """Carry out what the handler did: one round trip (and one more per conflicting
         concurrent write, which is merged)."""
         session = opened.session
+        depends = session.observed or session.modified or opened.ref is not None
         commands = list(opened.cleanup)
         set_cookie: str | None = None
         record, ref = opened.record, opened.ref
@@ -164,7 +165,6 @@ class Core:
             replies = yield RedisIO(tuple(commands))
             if write_back:
                 yield from self._merge(opened, now, replies[-1])
-        depends = session.accessed or session.modified or ref is not None
         return Committed(set_cookie, depends)
 
     def _merge(self, opened: Opened, now: float, reply: Any) -> Step[None]:

@@ -194,6 +194,9 @@ class CachedRedis:
     def __init__(self, cache: TrackedCache) -> None:
         self.cache = cache
 
+    async def aclose(self) -> None:
+        await self.cache.aclose()
+
     async def execute_command(self, *args: Any) -> Any:
         (reply,) = await self.run([args])
         return reply

@@ -26,6 +26,7 @@ class Session(MutableMapping[str, Any]):
         "logout_others_requested",
         "max_value_bytes",
         "modified",
+        "observed",
         "pending_login",
     )
 
@@ -40,7 +41,8 @@ class Session(MutableMapping[str, Any]):
         self.max_value_bytes = max_value_bytes
         self._user_id = user_id
         self._frozen: str | None = None
-        self.accessed = False
+        self.accessed = False  # a value was read (it may be changed in place)
+        self.observed = False  # anything was read: the response depends on the session
         self.modified = False
         self.pending_login: UserId | None = None
         self.ended = False
@@ -51,7 +53,7 @@ class Session(MutableMapping[str, Any]):
     # -- the mapping -------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        self.accessed = True
+        self.accessed = self.observed = True
         return self._data[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
@@ -66,13 +68,15 @@ class Session(MutableMapping[str, Any]):
         self.modified = True
 
     def __iter__(self) -> Iterator[str]:
-        self.accessed = True
+        self.accessed = self.observed = True
         return iter(self._data)
 
     def __len__(self) -> int:
+        self.observed = True
         return len(self._data)
 
     def __contains__(self, key: object) -> bool:
+        self.observed = True
         return key in self._data
 
     def __repr__(self) -> str:
@@ -92,7 +96,7 @@ class Session(MutableMapping[str, Any]):
     @property
     def data(self) -> dict[str, Any]:
         """The underlying dict (read it; assign through the session so values are checked)."""
-        self.accessed = True
+        self.accessed = self.observed = True
         return self._data
 
     # -- authentication ------------------------------------------------------------
@@ -100,6 +104,7 @@ class Session(MutableMapping[str, Any]):
     @property
     def user_id(self) -> UserId | None:
         """The logged-in user, or None when anonymous."""
+        self.observed = True
         return self._user_id
 
     def login(self, user_id: UserId) -> None:

@@ -22,7 +22,7 @@ _STATUS = f"{unavailable.STATUS} {unavailable.REASON}"
 class WSGISessionMiddleware:
     """WSGI middleware putting the session in ``environ["session_middleware.session"]``."""
 
-    def __init__(self, app: Any, config: SessionConfig | None = None, **settings: Any) -> None:
+    def __init__(self, app: Any, /, config: SessionConfig | None = None, **settings: Any) -> None:
         if config is None:
             config = SessionConfig(**settings)
         elif settings:

@@ -1,0 +1,1 @@
+"""What the example apps share: accounts, HTML pages and settings read from the environment."""

@@ -1,0 +1,102 @@
+"""Flask (WSGI) example: sign in, see the session, sign out your other devices, reset a
+password.
+
+Run it (with a Redis found or started for you):  python examples/run.py --app flask
+With your own Redis:  REDIS_URL=redis://... flask --app examples/flask_app.py run
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import quote
+
+from demo import pages
+from demo.accounts import Accounts
+from demo.environment import session_settings
+from flask import Flask, redirect, request
+from werkzeug.wrappers import Response
+
+from session_middleware import SessionConfig, get_session, sessions
+
+REJECTED = "session_middleware.rejected"  # the WSGI environ key telling why a session ended
+
+
+def see_home() -> Response:
+    return redirect("/", code=303)
+
+
+def create_app(config: SessionConfig, accounts: Accounts) -> Flask:
+    app = Flask(__name__)
+
+    @app.get("/")
+    def home() -> str:
+        session = get_session(request)
+        if session.user_id is None:
+            rejected = request.environ.get(REJECTED) == "epoch"
+            return pages.login_page(notice=pages.REJECTED_NOTICE if rejected else None)
+        session["views"] = session.get("views", 0) + 1
+        notice = session.pop("flash", None)
+        return pages.profile_page(str(session.user_id), session, notice=notice)
+
+    @app.post("/login")
+    def login() -> Response | tuple[str, int]:
+        user_id = accounts.authenticate(
+            request.form.get("username", ""), request.form.get("password", "")
+        )
+        if user_id is None:
+            return pages.login_page(error="Wrong user name or password."), 401
+        session = get_session(request)
+        session.login(user_id)
+        session["signed_in_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        return see_home()
+
+    @app.post("/logout-others")
+    def logout_others() -> Response:
+        session = get_session(request)
+        if session.user_id is not None:
+            session.logout_others()
+            session["flash"] = "Your other devices have been signed out."
+        return see_home()
+
+    @app.post("/logout")
+    def logout() -> Response:
+        get_session(request).logout()
+        return see_home()
+
+    @app.get("/forgot")
+    def forgot_form() -> str:
+        return pages.forgot_page()
+
+    @app.post("/forgot")
+    def forgot() -> str:
+        token = accounts.issue_reset_token(request.form.get("username", ""))
+        if token is not None:
+            pages.print_reset_link(f"{request.host_url}reset?token={quote(token)}")
+        return pages.forgot_sent_page()
+
+    @app.get("/reset")
+    def reset_form() -> str | tuple[str, int]:
+        token = request.args.get("token", "")
+        if accounts.peek_reset_token(token) is None:
+            return pages.invalid_link_page(), 400
+        return pages.reset_page(token)
+
+    @app.post("/reset")
+    def reset() -> str | tuple[str, int]:
+        token = request.form.get("token", "")
+        if accounts.peek_reset_token(token) is None:
+            return pages.invalid_link_page(), 400
+        try:
+            user_id = accounts.reset_password(token, request.form.get("password", ""))
+        except ValueError as error:
+            return pages.reset_page(token, error=str(error)), 400
+        # Nobody is signed in here: every session of the user, on every device, ends now.
+        config.invalidate_user(user_id)
+        return pages.reset_done_page(user_id)
+
+    app.wsgi_app = config(app.wsgi_app)  # type: ignore[method-assign]
+    return app
+
+
+config = sessions(**session_settings())
+app = create_app(config, Accounts.with_demo_users())
