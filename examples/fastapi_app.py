@@ -2,11 +2,14 @@
 
 Run it (with a Redis found or started for you):  python examples/run.py
 With your own Redis:  REDIS_URL=redis://... uvicorn --app-dir examples fastapi_app:app
+With epochs in SQL:   EPOCHS_URL=sqlite+aiosqlite:///epochs.db python examples/run.py
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -18,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from session_middleware import SessionConfig, get_session, sessions
+from session_middleware.fastapi import CurrentSession, CurrentUserId
 
 
 async def form_fields(request: Request) -> dict[str, str]:
@@ -30,7 +34,18 @@ def see_home() -> Response:
 
 
 def create_app(config: SessionConfig, accounts: Accounts) -> Any:
-    api = FastAPI(title="session_middleware example")
+    @asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        # With EPOCHS_URL set, the epochs live in SQL: create their table, if missing.
+        create_table = getattr(config.epochs, "acreate_table", None)
+        if create_table is not None:
+            await create_table()
+        yield
+        if create_table is not None:
+            await config.epochs.adispose()  # type: ignore[attr-defined]
+        await config.aclose()
+
+    api = FastAPI(title="session_middleware example", lifespan=lifespan)
 
     @api.get("/")
     async def home(request: Request) -> Response:
@@ -42,7 +57,24 @@ def create_app(config: SessionConfig, accounts: Accounts) -> Any:
             )
         session["views"] = session.get("views", 0) + 1
         notice = session.pop("flash", None)
-        return HTMLResponse(pages.profile_page(str(session.user_id), session, notice=notice))
+        link = '<p><a href="/sessions">Where you\'re signed in</a></p>'
+        page = pages.profile_page(str(session.user_id), session, notice=notice, sessions_link=link)
+        return HTMLResponse(page)
+
+    @api.get("/sessions")
+    async def where_signed_in(session: CurrentSession, user_id: CurrentUserId) -> Response:
+        listed = await config.alist_sessions(user_id)
+        return HTMLResponse(pages.sessions_page(listed, session.handle))
+
+    @api.post("/sessions/revoke")
+    async def revoke(request: Request, user_id: CurrentUserId) -> Response:
+        handle = (await form_fields(request)).get("handle", "")
+        await config.arevoke_session(user_id, handle)  # False for a handle not theirs
+        return RedirectResponse("/sessions", status_code=303)
+
+    @api.get("/api/me")
+    async def me(session: CurrentSession, user_id: CurrentUserId) -> dict[str, Any]:
+        return {"user": user_id, "signed_in_at": session.get("signed_in_at")}
 
     @api.post("/login")
     async def login(request: Request) -> Response:

@@ -181,6 +181,37 @@ async def test_fastapi_example(
 
 
 @pytest.mark.anyio
+async def test_fastapi_example_where_you_are_signed_in(
+    examples_path: None, key_prefix: str
+) -> None:
+    fastapi_app = example("fastapi_app")
+    config = sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix)
+    transport = httpx.ASGITransport(app=fastapi_app.create_app(config, fast_accounts()))
+
+    def browser(agent: str) -> Person:
+        client = httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers={"user-agent": agent}
+        )
+        return Person(client)
+
+    laptop, phone, other = browser("Laptop/1"), browser("Phone/2"), browser("Other/3")
+    assert (await laptop.get("/api/me")).status_code == 401
+    await laptop.sign_in()
+    await phone.sign_in()
+    assert (await laptop.get("/api/me")).json()["user"] == "alice"
+    page = await laptop.page("/sessions")
+    assert "Laptop/1" in page and "Phone/2" in page
+    assert page.count("this device") == 1 and page.index("Laptop/1") < page.index("this device")
+    (phone_handle,) = re.findall(r'name="handle" value="([0-9a-f]+)"', page)
+    assert (await other.get("/sessions")).status_code == 401
+    response = await laptop.post("/sessions/revoke", handle=phone_handle)
+    assert response.status_code == 303
+    assert "Sign in" in await phone.page()
+    assert "Phone/2" not in await laptop.page("/sessions")
+    await config.aclose()
+
+
+@pytest.mark.anyio
 async def test_flask_example(
     examples_path: None, key_prefix: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -27,9 +27,20 @@ def secret_key() -> str:
 
 
 def session_settings() -> dict[str, Any]:
-    """Keyword arguments for session_middleware.sessions(...)."""
-    return {
+    """Keyword arguments for session_middleware.sessions(...).
+
+    EPOCHS_URL (e.g. sqlite+aiosqlite:///epochs.db or postgresql+asyncpg://...) keeps the
+    users' epochs in that database instead of Redis: see docs/sql-epochs.md.
+    """
+    settings: dict[str, Any] = {
         "secret_key": secret_key(),
         "redis_url": os.environ.get("REDIS_URL", DEFAULT_REDIS_URL),
         "key_prefix": os.environ.get("SESSION_KEY_PREFIX", "example:"),
     }
+    epochs_url = os.environ.get("EPOCHS_URL")
+    if epochs_url:
+        from session_middleware import SQLEpochs
+
+        # The demo's users live in memory, so their epochs get a table of their own.
+        settings["epochs"] = SQLEpochs.managed(epochs_url)
+    return settings

@@ -60,7 +60,12 @@ def login_page(*, notice: str | None = None, error: str | None = None, form_extr
 
 
 def profile_page(
-    user_id: str, session: Mapping[str, Any], *, notice: str | None = None, form_extra: str = ""
+    user_id: str,
+    session: Mapping[str, Any],
+    *,
+    notice: str | None = None,
+    form_extra: str = "",
+    sessions_link: str = "",
 ) -> str:
     rows = "".join(
         f"<tr><th>{escape(key)}</th><td><code>{escape(json.dumps(value))}</code></td></tr>"
@@ -71,12 +76,44 @@ def profile_page(
         f"""{_message(notice, "notice")}
 <h2>This session</h2>
 <table>{rows}</table>
+{sessions_link}
 <form method="post" action="/logout-others">{form_extra}
 <button>Sign out my other devices</button>
 </form>
 <form method="post" action="/logout">{form_extra}
 <button>Sign out</button>
 </form>""",
+    )
+
+
+def sessions_page(listed: list[Any], this_handle: str | None, *, form_extra: str = "") -> str:
+    """ "Where you're signed in": one row a session, a button to end each other one."""
+    rows = []
+    for info in listed:
+        here = info.handle == this_handle
+        action = (
+            "<strong>this device</strong>"
+            if here
+            else f"""<form method="post" action="/sessions/revoke">{form_extra}
+<input type="hidden" name="handle" value="{escape(info.handle)}">
+<button>Sign out</button></form>"""
+        )
+        rows.append(
+            f"<tr><td>{escape(info.user_agent or 'unknown device')}</td>"
+            f"<td>{escape(info.ip or '')}</td>"
+            f"<td>{info.created_at:%Y-%m-%d %H:%M}</td>"
+            f"<td>{info.last_seen:%Y-%m-%d %H:%M}</td><td>{action}</td></tr>"
+        )
+    return layout(
+        "Where you're signed in",
+        f"""<table>
+<tr><th>Device</th><th>IP</th><th>Signed in (UTC)</th><th>Last seen (UTC)</th><th></th></tr>
+{"".join(rows)}
+</table>
+<form method="post" action="/logout-others">{form_extra}
+<button>Sign out all other devices</button>
+</form>
+<p><a href="/">Back</a></p>""",
     )
 
 

@@ -6,9 +6,8 @@ import contextlib
 import time
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from . import unavailable
+from .clients import REDIS_ERRORS
 from .config import SessionConfig
 from .core import Opened
 from .headers import session_headers
@@ -47,7 +46,7 @@ class SessionMiddleware:
         try:
             step = self._core.open(_cookie_header(scope), time.time(), lambda: _client(scope))
             opened = await self.config.run_async(step)
-        except RedisError:
+        except REDIS_ERRORS:
             if self._fail_open:
                 raise
             await _refuse(kind, send)
@@ -71,7 +70,7 @@ class SessionMiddleware:
                 opened.session.freeze(_STARTED)
                 try:
                     committed = await self.config.run_async(self._core.commit(opened, time.time()))
-                except RedisError:
+                except REDIS_ERRORS:
                     if self._fail_open:
                         raise
                     refused = True
@@ -97,7 +96,7 @@ class SessionMiddleware:
         finally:
             if opened.cleanup:
                 # A stale record left behind here still expires by its own TTL.
-                with contextlib.suppress(RedisError):
+                with contextlib.suppress(*REDIS_ERRORS):
                     await self.config.run_async(self._core.commit(opened, time.time()))
 
 

@@ -21,9 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from .clients import ConfigurationError
+from .clients import REDIS_ERRORS, ConfigurationError
 from .config import SessionConfig
 from .users import SessionInfo
 
@@ -39,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as error:
         print(f"session-middleware: {error}", file=sys.stderr)
         return USAGE
-    except RedisError as error:
+    except REDIS_ERRORS as error:
         print(f"session-middleware: Redis did not answer: {error}", file=sys.stderr)
         return UNREACHABLE
 
@@ -203,7 +201,7 @@ def _problems(client: Any, version: str) -> list[str]:
         config.update(client.config_get("protected-mode"))
         config.update(client.config_get("requirepass"))
         config.update(client.config_get("bind"))
-    except RedisError:
+    except REDIS_ERRORS:
         return problems  # CONFIG is often disabled on managed Redis: nothing more to learn
     policy = config.get("maxmemory-policy", "noeviction")
     if config.get("maxmemory", "0") != "0" and policy != "noeviction":

@@ -1,21 +1,166 @@
-"""The Redis clients of one configuration: one connection pool per face, reused."""
+"""The Redis clients of one configuration: one connection pool per face, reused.
+
+A URL names one of three topologies (see `parse_redis_url`); a redis-py client given
+as ``redis=`` may be any of them too: redis.Redis, redis.cluster.RedisCluster, a
+Sentinel master from ``Sentinel(...).master_for(...)``, or their redis.asyncio twins.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import weakref
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import quote
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.retry
+import redis.asyncio.sentinel
+import redis.cluster
+import redis.connection
+import redis.retry
+import redis.sentinel
+from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePolicy
+from redis.backoff import NoBackoff
+from redis.commands.policies import BasePolicyResolver, PolicyResolver, StaticPolicyResolver
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MovedError, RedisClusterException, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .commands import Command, run_async, run_sync
+
+# redis-py leaves these unannotated.
+_parse_url: Callable[[str], dict[str, Any]] = redis.connection.parse_url
+_SyncClusterNode: Any = redis.cluster.ClusterNode
+
+Topology = Literal["standalone", "cluster", "sentinel"]
+
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+SENTINEL_SCHEMES = {"redis+sentinel": "redis", "rediss+sentinel": "rediss"}
+DEFAULT_PORTS = {"cluster": 6379, "sentinel": 26379}
+DEFAULT_MAX_CONNECTIONS = 100
+# How often, at most, a Sentinel-managed pool asks the sentinels where the master is.
+SENTINEL_CHECK_INTERVAL = 1.0
+
+# Everything a redis-py client raises when the store cannot serve a request. Cluster
+# clients raise RedisClusterException, which is not a RedisError, when no node answers
+# or a slot has no master; clients built here turn it into a ConnectionError.
+REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
 
 
 class ConfigurationError(RuntimeError):
     """The configuration cannot serve what was asked of it."""
 
 
+class NotReplicated(RedisError):
+    """A write reached fewer replicas than asked before the timeout (it is applied on the
+    master, but a failover now could lose it)."""
+
+    def __init__(self, acknowledged: int, wanted: int) -> None:
+        super().__init__(
+            f"the write reached {acknowledged} of {wanted} replicas before the timeout"
+        )
+        self.acknowledged = acknowledged
+        self.wanted = wanted
+
+
 def is_async_client(client: Any) -> bool:
     return asyncio.iscoroutinefunction(getattr(client, "execute_command", None))
+
+
+def is_cluster_client(client: Any) -> bool:
+    return isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster))
+
+
+@dataclass(frozen=True)
+class RedisURL:
+    """A session-store URL, taken apart.
+
+    ``redis://``, ``rediss://``, ``unix://``: one server, as redis-py reads it.
+    ``redis+cluster://[user:password@]host:port[,host:port...][?option=value...]``: a
+    Redis Cluster, found through any of the start-up nodes listed.
+    ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db][?...]``: the
+    master Sentinel knows as ``service``; the credentials are the master's, and the
+    options ``sentinel_username`` / ``sentinel_password`` authenticate to the sentinels.
+    The ``rediss+`` forms use TLS. Query options are redis-py's (``socket_timeout``,
+    ``max_connections``, ``protocol``...).
+    """
+
+    topology: Topology
+    url: str
+    nodes: tuple[tuple[str, int], ...] = ()
+    service: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_redis_url(url: str) -> RedisURL:
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        raise ConfigurationError(f"not a Redis URL: {url!r}")
+    scheme = scheme.lower()
+    if scheme in CLUSTER_SCHEMES:
+        return _parse_multi_node(url, "cluster", CLUSTER_SCHEMES[scheme], rest)
+    if scheme in SENTINEL_SCHEMES:
+        return _parse_multi_node(url, "sentinel", SENTINEL_SCHEMES[scheme], rest)
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigurationError(
+            f"unknown Redis URL scheme {scheme!r}: use redis://, rediss://, unix://, "
+            "redis+cluster:// or redis+sentinel:// (rediss+ for TLS)"
+        )
+    return RedisURL("standalone", url)
+
+
+def _parse_multi_node(url: str, topology: Topology, base: str, rest: str) -> RedisURL:
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    location, tail = rest[:cut], rest[cut:]
+    path, _, query = tail.partition("?")
+    credentials, _, hosts = location.rpartition("@")
+    nodes = tuple(_node(item, DEFAULT_PORTS[topology], url) for item in hosts.split(","))
+    parts = [p for p in path.split("/") if p]
+    service: str | None = None
+    if topology == "sentinel":
+        if not parts:
+            raise ConfigurationError(
+                f"a Sentinel URL names the service: redis+sentinel://host:port/mymaster ({url!r})"
+            )
+        service, parts = parts[0], parts[1:]
+    if len(parts) > 1:
+        raise ConfigurationError(f"unexpected path in Redis URL {url!r}")
+    userinfo = f"{credentials}@" if credentials else ""
+    db = f"/{parts[0]}" if parts else ""
+    host, port = nodes[0]
+    plain = f"{base}://{userinfo}{quote(host, safe='')}:{port}{db}"
+    try:
+        options = _parse_url(plain + (f"?{query}" if query else ""))
+    except ValueError as error:
+        raise ConfigurationError(f"{error} ({url!r})") from None
+    options.pop("host", None)
+    options.pop("port", None)
+    if options.pop("connection_class", None) is not None:
+        options["ssl"] = True  # only rediss:// sets a connection class here
+    if topology == "cluster" and options.get("db", 0) != 0:
+        raise ConfigurationError(f"Redis Cluster has only database 0 ({url!r})")
+    if topology == "cluster":
+        options.pop("db", None)
+    return RedisURL(topology, url, nodes, service, options)
+
+
+def _node(item: str, default_port: int, url: str) -> tuple[str, int]:
+    host, port = item, str(default_port)
+    if item.startswith("["):
+        host, _, after = item[1:].partition("]")
+        if after.startswith(":"):
+            port = after[1:]
+    elif ":" in item:
+        host, _, port = item.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigurationError(f"bad host:port {item!r} in Redis URL {url!r}")
+    return host, int(port)
 
 
 class RedisClients:
@@ -23,12 +168,18 @@ class RedisClients:
 
     A URL-built async client is made per event loop (a redis.asyncio pool belongs to the
     loop that opened it), so tests and servers that run several loops just work.
+
+    Clients built here fail fast: a timeout is not retried (a hung server costs one
+    `timeout`, not a series of them), a broken connection is retried once at once (the
+    server restarted, or Sentinel moved the master), and a request waits at most
+    `timeout` for a free connection when all `max_connections` are busy.
     """
 
     def __init__(self, *, url: str | None, client: Any | None, timeout: float | None) -> None:
         if (url is None) == (client is None):
             raise ConfigurationError("give exactly one of redis_url and redis")
         self.url = url
+        self.target = parse_redis_url(url) if url is not None else None
         self._timeout = timeout
         self._sync: Any | None = None
         self._given_async: Any | None = None
@@ -42,6 +193,20 @@ class RedisClients:
         )
 
     @property
+    def topology(self) -> Topology:
+        if self.target is not None:
+            return self.target.topology
+        client = self._sync if self._sync is not None else self._given_async
+        if is_cluster_client(client):
+            return "cluster"
+        pool = getattr(client, "connection_pool", None)
+        sentinel_pools = (
+            redis.sentinel.SentinelConnectionPool,
+            redis.asyncio.sentinel.SentinelConnectionPool,
+        )
+        return "sentinel" if isinstance(pool, sentinel_pools) else "standalone"
+
+    @property
     def can_sync(self) -> bool:
         return self.url is not None or self._sync is not None
 
@@ -51,18 +216,18 @@ class RedisClients:
 
     def sync(self) -> Any:
         if self._sync is None:
-            if self.url is None:
+            if self.target is None:
                 raise ConfigurationError(
                     "this needs a sync Redis client, but an async one was given: "
                     "pass redis_url=..., or use the a-prefixed async method"
                 )
-            self._sync = redis.Redis.from_url(self.url, **self._options())
+            self._sync = self._build_sync(self.target)
         return self._sync
 
     def async_(self) -> Any:
         if self._given_async is not None:
             return self._given_async
-        if self.url is None:
+        if self.target is None:
             raise ConfigurationError(
                 "this needs an async Redis client (redis.asyncio), but a sync one was given: "
                 "pass redis_url=..., or a redis.asyncio client"
@@ -70,11 +235,313 @@ class RedisClients:
         loop = asyncio.get_running_loop()
         client = self._by_loop.get(loop)
         if client is None:
-            client = redis.asyncio.Redis.from_url(self.url, **self._options())
+            client = self._build_async(self.target)
             self._by_loop[loop] = client
         return client
 
-    def _options(self) -> dict[str, Any]:
+    def close(self) -> None:
+        """Close the sync client, if it was built here from the URL."""
+        if self.target is not None and self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+    async def aclose(self) -> None:
+        """Close this event loop's async client, if it was built here from the URL."""
+        if self.target is None:
+            return
+        client = self._by_loop.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
+    # -- building -------------------------------------------------------------------
+
+    def _timeouts(self) -> dict[str, Any]:
         if self._timeout is None:
             return {}
         return {"socket_timeout": self._timeout, "socket_connect_timeout": self._timeout}
+
+    def _build_sync(self, target: RedisURL) -> Any:
+        if target.topology == "cluster":
+            nodes = [_SyncClusterNode(host, port) for host, port in target.nodes]
+            try:
+                return _SyncCluster(
+                    startup_nodes=nodes,
+                    retry=redis.retry.Retry(NoBackoff(), 1),
+                    **{**self._timeouts(), **target.options},
+                )
+            except RedisClusterException as error:
+                raise RedisConnectionError(str(error)) from error
+        retry = redis.retry.Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+        if target.topology == "sentinel":
+            return self._sentinel_master(
+                redis.sentinel.Sentinel, _SentinelPool, redis.Redis, target, retry
+            )
+        options = {
+            "retry": retry,
+            "max_connections": DEFAULT_MAX_CONNECTIONS,
+            "timeout": self._timeout,
+            **self._timeouts(),
+        }
+        pool = redis.BlockingConnectionPool.from_url(target.url, **options)
+        return redis.Redis.from_pool(pool)
+
+    def _build_async(self, target: RedisURL) -> Any:
+        if target.topology == "cluster":
+            nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in target.nodes]
+            return _AsyncCluster(
+                startup_nodes=nodes,
+                retry=redis.asyncio.retry.Retry(NoBackoff(), 1),
+                **{**self._timeouts(), **target.options},
+            )
+        retry = redis.asyncio.retry.Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+        if target.topology == "sentinel":
+            return self._sentinel_master(
+                redis.asyncio.sentinel.Sentinel,
+                _AsyncSentinelPool,
+                redis.asyncio.Redis,
+                target,
+                retry,
+            )
+        options = {
+            "retry": retry,
+            "max_connections": DEFAULT_MAX_CONNECTIONS,
+            "timeout": self._timeout,
+            **self._timeouts(),
+        }
+        pool = redis.asyncio.BlockingConnectionPool.from_url(target.url, **options)
+        return redis.asyncio.Redis.from_pool(pool)
+
+    def _sentinel_master(
+        self, sentinel_class: Any, pool_class: Any, redis_class: Any, target: RedisURL, retry: Any
+    ) -> Any:
+        options = {**self._timeouts(), **target.options}
+        sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
+        for name in ("username", "password"):
+            value = options.pop(f"sentinel_{name}", None)
+            if value is not None:
+                sentinel_options[name] = value
+        if options.get("ssl"):
+            sentinel_options["ssl"] = True
+        sentinel = sentinel_class(list(target.nodes), sentinel_kwargs=sentinel_options)
+        return sentinel.master_for(
+            target.service,
+            redis_class=redis_class,
+            connection_pool_class=pool_class,
+            retry=retry,
+            **options,
+        )
+
+
+class _SentinelPool(redis.sentinel.SentinelConnectionPool):
+    """A Sentinel-managed pool that follows a failover within SENTINEL_CHECK_INTERVAL.
+
+    redis-py asks the sentinels only when it opens a connection, so connections to a
+    replaced master that is still up (it keeps accepting reads and writes until Sentinel
+    reconfigures it, up to ~10 s later) would stay in use. Here, while the pool is used,
+    the master's address is checked once per interval; when it changed, idle connections
+    are closed at once and busy ones when they come back.
+    """
+
+    def __init__(self, service_name: str, sentinel_manager: Any, **kwargs: Any) -> None:
+        super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
+        self._next_check = 0.0
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + SENTINEL_CHECK_INTERVAL
+            # No answer from the sentinels leaves the master as it was.
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
+                self.get_master_address()  # type: ignore[no-untyped-call]
+        return super().get_connection(*args, **kwargs)
+
+
+class _AsyncSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool):
+    """The async twin of _SentinelPool."""
+
+    def __init__(self, service_name: str, sentinel_manager: Any, **kwargs: Any) -> None:
+        super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
+        self._next_check = 0.0
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + SENTINEL_CHECK_INTERVAL
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
+                await self.get_master_address()  # type: ignore[no-untyped-call]
+        return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+
+def run_replicated_sync(
+    client: Any, commands: Sequence[Command], replicas: int, timeout_ms: int
+) -> list[Any]:
+    """Run write commands, each keyed by its first argument and safe to repeat, then WAIT
+    until `replicas` replicas have them or `timeout_ms` passed; raise NotReplicated if
+    fewer acknowledged them.
+
+    WAIT counts what reached the replicas from the connection it is sent on, so on a
+    cluster the commands of each master go, with their WAIT, to that master alone; if the
+    cluster moved a slot meanwhile, the topology is read again and the batch rerun once.
+    """
+    wait: Command = ("WAIT", replicas, timeout_ms)
+    if not is_cluster_client(client):
+        replies = run_sync(client, [*commands, wait])
+        _check_replicated([replies.pop()], replicas)
+        return replies
+    try:
+        return _replicated_on_masters_sync(client, commands, wait)
+    except (MovedError, RedisConnectionError):
+        client.nodes_manager.initialize()
+        return _replicated_on_masters_sync(client, commands, wait)
+
+
+async def run_replicated_async(
+    client: Any, commands: Sequence[Command], replicas: int, timeout_ms: int
+) -> list[Any]:
+    """The async twin of run_replicated_sync."""
+    wait: Command = ("WAIT", replicas, timeout_ms)
+    if not is_cluster_client(client):
+        replies = await run_async(client, [*commands, wait])
+        _check_replicated([replies.pop()], replicas)
+        return replies
+    await client.initialize()
+    try:
+        return await _replicated_on_masters_async(client, commands, wait)
+    except (MovedError, RedisConnectionError):
+        await client.nodes_manager.initialize()
+        return await _replicated_on_masters_async(client, commands, wait)
+
+
+def _replicated_on_masters_sync(
+    client: Any, commands: Sequence[Command], wait: Command
+) -> list[Any]:
+    replies: dict[int, Any] = {}
+    acknowledged = []
+    for node, batch in _by_master(client, commands):
+        node_client = client.get_redis_connection(node)
+        results = run_sync(node_client, [*(commands[i] for i in batch), wait])
+        acknowledged.append(results.pop())
+        replies.update(zip(batch, results, strict=True))
+    _check_replicated(acknowledged, int(wait[1]))
+    return [replies[i] for i in range(len(commands))]
+
+
+async def _replicated_on_masters_async(
+    client: Any, commands: Sequence[Command], wait: Command
+) -> list[Any]:
+    replies: dict[int, Any] = {}
+    acknowledged = []
+    for node, batch in _by_master(client, commands):
+        staged = [
+            redis.asyncio.cluster.PipelineCommand(position, *command)
+            for position, command in enumerate([*(commands[i] for i in batch), wait])
+        ]
+        await node.execute_pipeline(staged)  # one connection to this master
+        for command in staged:
+            if isinstance(command.result, Exception):
+                raise command.result
+        acknowledged.append(staged.pop().result)
+        replies.update(zip(batch, (command.result for command in staged), strict=True))
+    _check_replicated(acknowledged, int(wait[1]))
+    return [replies[i] for i in range(len(commands))]
+
+
+def _by_master(client: Any, commands: Sequence[Command]) -> list[tuple[Any, list[int]]]:
+    groups: dict[str, tuple[Any, list[int]]] = {}
+    for index, command in enumerate(commands):
+        node = client.get_node_from_key(command[1])
+        groups.setdefault(node.name, (node, []))[1].append(index)
+    return list(groups.values())
+
+
+def _check_replicated(acknowledged: Sequence[Any], wanted: int) -> None:
+    fewest = min(int(count) for count in acknowledged)
+    if fewest < wanted:
+        raise NotReplicated(fewest, wanted)
+
+
+def _unavailable(error: RedisClusterException) -> RedisConnectionError:
+    return RedisConnectionError(f"Redis Cluster unavailable: {error}")
+
+
+_KEYED = CommandPolicies(
+    request_policy=RequestPolicy.DEFAULT_KEYED, response_policy=ResponsePolicy.DEFAULT_KEYED
+)
+
+
+class _ScriptsByKeys(BasePolicyResolver):
+    """Routes EVAL and EVALSHA by the keys they name, which redis-py reads locally."""
+
+    def __init__(self, fallback: PolicyResolver | None = None) -> None:
+        super().__init__({"core": {"eval": _KEYED, "evalsha": _KEYED}}, fallback)
+
+    def with_fallback(self, fallback: PolicyResolver) -> PolicyResolver:
+        return _ScriptsByKeys(fallback)
+
+
+class _SyncCluster(redis.cluster.RedisCluster):
+    """A RedisCluster whose failures are all RedisErrors, and whose pipelines route a
+    script by its keys: redis-py's own pipeline first sends COMMAND GETKEYS, with the
+    whole script, to some node (an extra round trip, and a failure if that node is down)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(policy_resolver=_ScriptsByKeys(StaticPolicyResolver()), **options)
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except RedisClusterException as error:
+            raise _unavailable(error) from error
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        if shard_hint:
+            raise RedisClusterException("shard_hint is deprecated in cluster mode")
+        # The arguments redis-py's own pipeline() passes, and the policy resolver it omits.
+        return _SyncClusterPipeline(
+            nodes_manager=self.nodes_manager,
+            commands_parser=self.commands_parser,
+            startup_nodes=self.nodes_manager.startup_nodes,  # type: ignore[arg-type]
+            result_callbacks=self.result_callbacks,
+            cluster_response_callbacks=self.cluster_response_callbacks,
+            read_from_replicas=self.read_from_replicas,
+            load_balancing_strategy=self.load_balancing_strategy,
+            reinitialize_steps=self.reinitialize_steps,
+            retry=self.retry,
+            lock=self._lock,
+            transaction=transaction,
+            policy_resolver=self._policy_resolver,
+            event_dispatcher=self._event_dispatcher,
+        )
+
+
+class _SyncClusterPipeline(redis.cluster.ClusterPipeline):
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        try:
+            return list(super().execute(raise_on_error))
+        except RedisClusterException as error:
+            raise _unavailable(error) from error
+
+
+class _AsyncCluster(redis.asyncio.cluster.RedisCluster):
+    """An async RedisCluster whose failures are all RedisErrors."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as error:
+            raise _unavailable(error) from error
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        if shard_hint:
+            raise RedisClusterException("shard_hint is deprecated in cluster mode")
+        return _AsyncClusterPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _AsyncClusterPipeline(redis.asyncio.cluster.ClusterPipeline):
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[Any]:
+        try:
+            return list(await super().execute(raise_on_error, allow_redirections))
+        except RedisClusterException as error:
+            raise _unavailable(error) from error

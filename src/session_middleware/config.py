@@ -55,6 +55,11 @@ class SessionConfig:
     on_redis_error: '503' answers 503 when Redis cannot be reached; 'raise' lets the
         redis-py error propagate to your own error handling.
     redis_timeout: socket timeouts (seconds) of clients built from redis_url.
+    invalidate_wait_replicas: make invalidate_user return only once this many replicas
+        have the new epoch (Redis WAIT), so a failover right after cannot undo it; raises
+        clients.NotReplicated when fewer acknowledge within invalidate_wait_timeout_ms.
+    invalidate_wait_timeout_ms: how long invalidate_user waits for the replicas; shorter
+        than redis_timeout.
     """
 
     def __init__(
@@ -81,6 +86,8 @@ class SessionConfig:
         max_session_bytes: int = 64 * 1024,
         encryption_key: str | bytes | Sequence[str | bytes] | None = None,
         local_cache: int | None = None,
+        invalidate_wait_replicas: int = 0,
+        invalidate_wait_timeout_ms: int = 1000,
     ) -> None:
         secret_keys = _secret_keys(secret_key)
         if same_site not in ("lax", "strict", "none"):
@@ -101,6 +108,18 @@ class SessionConfig:
             raise ConfigurationError("interface must be 'asgi', 'wsgi' or None (detect)")
         if redis_url is None and redis is None:
             redis_url = DEFAULT_REDIS_URL
+        if invalidate_wait_replicas < 0 or invalidate_wait_timeout_ms <= 0:
+            raise ConfigurationError(
+                "invalidate_wait_replicas must be 0 or more, invalidate_wait_timeout_ms positive"
+            )
+        if (
+            invalidate_wait_replicas
+            and redis_timeout is not None
+            and invalidate_wait_timeout_ms >= redis_timeout * 1000
+        ):
+            raise ConfigurationError(
+                "invalidate_wait_timeout_ms must be shorter than redis_timeout"
+            )
 
         lifetime = max_age or DEFAULT_MAX_AGE
         if refresh_interval is None:
@@ -126,6 +145,11 @@ class SessionConfig:
                 if redis_timeout is None
                 else {"socket_timeout": redis_timeout, "socket_connect_timeout": redis_timeout}
             )
+            if self.redis.topology != "standalone":
+                raise ConfigurationError(
+                    "local_cache works with a single Redis (no cluster, "
+                    "no Sentinel) in this version"
+                )
             self.redis = CachingClients(self.redis, redis_url, timeouts, local_cache)
         self.epochs: EpochProvider = epochs if epochs is not None else RedisEpochs()
         self.epochs.attach(
@@ -134,6 +158,8 @@ class SessionConfig:
                 redis=self.redis,
                 epoch_ttl_ms=lifetime * 1000 + 60_000,
                 redis_timeout=redis_timeout,
+                wait_replicas=invalidate_wait_replicas,
+                wait_timeout_ms=invalidate_wait_timeout_ms,
             )
         )
         codec = CookieCodec(

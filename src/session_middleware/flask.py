@@ -20,10 +20,10 @@ from typing import Any
 import flask
 from flask import Flask, Request, Response
 from flask.sessions import SecureCookieSessionInterface, SessionInterface, SessionMixin
-from redis.exceptions import RedisError
 from werkzeug.exceptions import ServiceUnavailable
 
 from . import unavailable
+from .clients import REDIS_ERRORS
 from .config import SessionConfig
 from .core import Opened
 from .headers import session_headers
@@ -142,7 +142,7 @@ class RedisSessionInterface(SessionInterface):
                 lambda: (environ.get("HTTP_USER_AGENT"), environ.get("REMOTE_ADDR")),
             )
             opened = self.config.run_sync(step)
-        except RedisError:
+        except REDIS_ERRORS:
             if self._fail_open:
                 raise
             environ[UNAVAILABLE_KEY] = True
@@ -173,7 +173,7 @@ class RedisSessionInterface(SessionInterface):
         session.freeze(_STARTED)
         try:
             committed = self.config.run_sync(self.config.core.commit(opened, time.time()))
-        except RedisError:
+        except REDIS_ERRORS:
             if self._fail_open:
                 raise
             _refuse(response)

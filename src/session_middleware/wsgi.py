@@ -6,9 +6,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from . import unavailable
+from .clients import REDIS_ERRORS
 from .config import SessionConfig
 from .headers import session_headers
 
@@ -41,7 +40,7 @@ class WSGISessionMiddleware:
                 environ.get("HTTP_COOKIE"), time.time(), lambda: _client(environ)
             )
             opened = self.config.run_sync(step)
-        except RedisError:
+        except REDIS_ERRORS:
             if self._fail_open:
                 raise
             start_response(_STATUS, unavailable.HEADERS)
@@ -59,7 +58,7 @@ class WSGISessionMiddleware:
             opened.session.freeze(_STARTED)
             try:
                 committed = self.config.run_sync(self._core.commit(opened, time.time()))
-            except RedisError:
+            except REDIS_ERRORS:
                 if self._fail_open:
                     raise
                 refused = True

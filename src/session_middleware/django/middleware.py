@@ -10,22 +10,22 @@ from typing import Any
 
 from django.contrib.sessions import middleware
 from django.http import HttpResponse
-from redis.exceptions import RedisError
 
 from .. import unavailable
+from ..clients import REDIS_ERRORS
 from .conf import get_config
 
 
 class SessionMiddleware(middleware.SessionMiddleware):  # type: ignore[misc]
     def process_exception(self, request: Any, exception: Exception) -> HttpResponse | None:
-        if isinstance(exception, RedisError) and get_config().on_redis_error == "503":
+        if isinstance(exception, REDIS_ERRORS) and get_config().on_redis_error == "503":
             return _unavailable()
         return None
 
     def process_response(self, request: Any, response: Any) -> Any:
         try:
             return super().process_response(request, response)
-        except RedisError:
+        except REDIS_ERRORS:
             if get_config().on_redis_error != "503":
                 raise
             return _unavailable()

@@ -26,6 +26,9 @@ class EpochContext:
     redis: RedisClients
     epoch_ttl_ms: int
     redis_timeout: float | None
+    # A bump waits until this many replicas have it (0: no waiting).
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 1000
 
 
 @runtime_checkable

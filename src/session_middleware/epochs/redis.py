@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from ..clients import RedisClients
+from ..clients import RedisClients, run_replicated_async, run_replicated_sync
 from ..commands import Command, run_async, run_sync, text
 from ..keys import UserId
 from ..scripts import ENSURE_EPOCH
@@ -98,12 +98,24 @@ class RedisEpochs:
 
     def bump(self, user_id: UserId) -> str:
         epoch = new_epoch()
-        run_sync(self.clients.sync(), self._set_commands(user_id, epoch))
+        commands, context = self._set_commands(user_id, epoch), self.context
+        if context.wait_replicas:
+            client = self.clients.sync()
+            run_replicated_sync(client, commands, context.wait_replicas, context.wait_timeout_ms)
+        else:
+            run_sync(self.clients.sync(), commands)
         return epoch
 
     async def abump(self, user_id: UserId) -> str:
         epoch = new_epoch()
-        await run_async(self.clients.async_(), self._set_commands(user_id, epoch))
+        commands, context = self._set_commands(user_id, epoch), self.context
+        if context.wait_replicas:
+            client = self.clients.async_()
+            await run_replicated_async(
+                client, commands, context.wait_replicas, context.wait_timeout_ms
+            )
+        else:
+            await run_async(self.clients.async_(), commands)
         return epoch
 
     def _set_commands(self, user_id: UserId, epoch: str) -> list[Command]:

@@ -1,0 +1,484 @@
+"""Throwaway redis-server processes for tests: a standalone server, a cluster, a Sentinel
+group. Each listens on free loopback ports, keeps its files in its own temporary
+directory, and is killed (and its directory removed) by `stop()`."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+
+HOST = "127.0.0.1"
+START_TIMEOUT = 10.0
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now, on the loopback interface."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # A server must not outlive a test run that was killed before its teardown.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def spawn(
+    args: Sequence[str],
+    log: Path,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a child process that is killed if the test process dies."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            list(args),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            preexec_fn=_die_with_parent,
+        )
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `check` until it holds; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except (redis.RedisError, OSError):
+            pass
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class RedisServer:
+    """One redis-server process on a free loopback port."""
+
+    def __init__(
+        self, directory: Path, *, port: int | None = None, options: Sequence[str] = ()
+    ) -> None:
+        self.directory = directory
+        self.port = port if port is not None else free_port()
+        self.options = list(options)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.paused = False
+        directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def client(self, **options: Any) -> redis.Redis:
+        options.setdefault("socket_timeout", 2.0)
+        options.setdefault("socket_connect_timeout", 2.0)
+        return redis.Redis(host=HOST, port=self.port, **options)
+
+    def command_line(self) -> list[str]:
+        return [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            HOST,
+            "--dir",
+            str(self.directory),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "no",
+            "--repl-diskless-sync-delay",
+            "0",
+            *self.options,
+        ]
+
+    def start(self) -> RedisServer:
+        self.process = spawn(self.command_line(), self.directory / "server.log", self.directory)
+        self.paused = False
+        self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        def answers() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                log = (self.directory / "server.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"redis-server on port {self.port} exited:\n{log}")
+            with self.client(socket_timeout=0.5, socket_connect_timeout=0.5) as client:
+                return bool(client.ping())
+
+        wait_until(answers, START_TIMEOUT, f"redis-server on port {self.port}")
+
+    def ping(self) -> bool:
+        try:
+            with self.client(socket_timeout=0.5, socket_connect_timeout=0.5) as client:
+                return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies at once, as in a crash."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self.process = None
+        self.paused = False
+
+    def pause(self) -> None:
+        """SIGSTOP: the server hangs; connections stay open and nothing answers."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def stop(self) -> None:
+        self.kill()
+
+
+class Servers:
+    """A set of servers sharing one temporary directory, removed by `stop()`."""
+
+    def __init__(self, name: str) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix=f"sm-{name}-"))
+        self.servers: list[RedisServer] = []
+
+    def add(self, name: str, options: Sequence[str] = ()) -> RedisServer:
+        server = RedisServer(self.root / name, options=options)
+        self.servers.append(server)
+        return server
+
+    def stop(self) -> None:
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                server.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def standalone(options: Sequence[str] = ()) -> tuple[Servers, RedisServer]:
+    group = Servers("standalone")
+    try:
+        server = group.add("redis", options).start()
+    except BaseException:
+        group.stop()
+        raise
+    return group, server
+
+
+class ClusterServers(Servers):
+    """A Redis Cluster of `masters` masters with `replicas` replicas each."""
+
+    def __init__(self, masters: int = 3, replicas: int = 1, node_timeout_ms: int = 1000) -> None:
+        super().__init__("cluster")
+        self.node_timeout_ms = node_timeout_ms
+        for index in range(masters * (1 + replicas)):
+            self.add(
+                f"node{index}",
+                [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    str(node_timeout_ms),
+                    "--cluster-port",
+                    str(free_port()),
+                    "--cluster-replica-validity-factor",
+                    "0",
+                    # While a master fails over, the other masters keep serving their slots.
+                    "--cluster-require-full-coverage",
+                    "no",
+                ],
+            )
+        self.replicas = replicas
+
+    def start(self) -> ClusterServers:
+        try:
+            for server in self.servers:
+                server.start()
+            subprocess.run(
+                [
+                    "redis-cli",
+                    "--cluster",
+                    "create",
+                    *(server.address for server in self.servers),
+                    "--cluster-replicas",
+                    str(self.replicas),
+                    "--cluster-yes",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
+            self.wait_healthy()
+            self.wait_replicated()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    @property
+    def url(self) -> str:
+        """A cluster URL naming two start-up nodes."""
+        nodes = ",".join(server.address for server in self.servers[:2])
+        return f"redis+cluster://{nodes}"
+
+    def live(self) -> list[RedisServer]:
+        return [server for server in self.servers if server.running]
+
+    def wait_healthy(self, timeout: float = 20.0) -> None:
+        """Every live node says the cluster is ok and every slot has a live master."""
+
+        def healthy() -> bool:
+            for server in self.live():
+                with server.client() as client:
+                    info = client.execute_command("CLUSTER", "INFO")
+                    text = info.decode() if isinstance(info, bytes) else str(info)
+                    if "cluster_state:ok" not in text:
+                        return False
+                    if not self._slots_on_live_masters(client):
+                        return False
+            return True
+
+        wait_until(healthy, timeout, "the cluster to be healthy")
+
+    def _slots_on_live_masters(self, client: redis.Redis) -> bool:
+        live = {server.port for server in self.live()}
+        covered = 0
+        for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+            if int(master[1]) not in live:
+                return False
+            covered += end - start + 1
+        return covered == 16384
+
+    def wait_replicated(self, timeout: float = 10.0) -> None:
+        """Every live master's replicas have everything the master has written."""
+        wait_until(
+            lambda: all(replicas_caught_up(server) for server in self._live_masters()),
+            timeout,
+            "the replicas to catch up",
+        )
+
+    def _live_masters(self) -> list[RedisServer]:
+        masters = []
+        for server in self.live():
+            with server.client(decode_responses=True) as client:
+                if client.info("replication").get("role") == "master":
+                    masters.append(server)
+        return masters
+
+    def command_calls(self) -> dict[str, int]:
+        """Commands served so far, summed over the live masters (replicas count what they
+        replay), less the HELLO and INFO this count itself sends."""
+        total: dict[str, int] = {}
+        for server in self._live_masters():
+            with server.client(decode_responses=True) as client:
+                for name, stats in client.info("commandstats").items():
+                    command = name.removeprefix("cmdstat_")
+                    if command not in ("info", "hello"):
+                        total[command] = total.get(command, 0) + int(stats["calls"])
+        return total
+
+    def master_of(self, key: str) -> RedisServer:
+        """The server that currently serves `key`'s slot as master."""
+        server = self.live()[0]
+        with server.client() as client:
+            slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+            for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end:
+                    port = int(master[1])
+                    return next(s for s in self.servers if s.port == port)
+        raise LookupError(f"no master serves the slot of {key!r}")
+
+    def restart_as_replica(self, server: RedisServer) -> None:
+        """Bring a killed node back; the cluster makes it a replica of its successor."""
+        server.start()
+        self.wait_healthy()
+
+
+class SentinelServers(Servers):
+    """One master, one replica and three sentinels monitoring them as `service`."""
+
+    def __init__(self, service: str = "mymaster", down_after_ms: int = 1000) -> None:
+        super().__init__("sentinel")
+        self.service = service
+        self.down_after_ms = down_after_ms
+        self.master = self.add("master")
+        self.replica = self.add("replica")
+        self.sentinels = [RedisServer(self.root / f"sentinel{i}") for i in range(3)]
+        self.servers.extend(self.sentinels)
+
+    def start(self) -> SentinelServers:
+        try:
+            self.master.start()
+            self.replica.options = ["--replicaof", HOST, str(self.master.port)]
+            self.replica.start()
+            wait_until(self._replica_synced, START_TIMEOUT, "the replica to sync")
+            wait_until(lambda: replicas_caught_up(self.master), START_TIMEOUT, "the replica")
+            _first_wait(self.master)
+            ids = [secrets.token_hex(20) for _ in self.sentinels]
+            for sentinel, myid in zip(self.sentinels, ids, strict=True):
+                self._start_sentinel(sentinel, myid, ids)
+            wait_until(self._sentinels_agree, 20.0, "the sentinels to discover each other")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_sentinel(self, sentinel: RedisServer, myid: str, ids: list[str]) -> None:
+        # Each sentinel is told its peers and the replica up front; discovering them
+        # through hello messages and INFO would take several seconds.
+        service = self.service
+        peers = [
+            f"sentinel known-sentinel {service} {HOST} {other.port} {other_id}"
+            for other, other_id in zip(self.sentinels, ids, strict=True)
+            if other is not sentinel
+        ]
+        conf = sentinel.directory / "sentinel.conf"
+        conf.write_text(
+            "\n".join(
+                [
+                    f"port {sentinel.port}",
+                    f"bind {HOST}",
+                    f'dir "{sentinel.directory}"',
+                    "protected-mode no",
+                    f"sentinel myid {myid}",
+                    f"sentinel monitor {service} {HOST} {self.master.port} 2",
+                    f"sentinel down-after-milliseconds {service} {self.down_after_ms}",
+                    f"sentinel failover-timeout {service} 5000",
+                    f"sentinel parallel-syncs {service} 1",
+                    f"sentinel known-replica {service} {HOST} {self.replica.port}",
+                    *peers,
+                    "",
+                ]
+            )
+        )
+        sentinel.process = spawn(
+            ["redis-server", str(conf), "--sentinel"],
+            sentinel.directory / "server.log",
+            sentinel.directory,
+        )
+        sentinel.wait_ready()
+
+    def _replica_synced(self) -> bool:
+        with self.replica.client(decode_responses=True) as client:
+            return bool(client.info("replication").get("master_link_status") == "up")
+
+    def _sentinels_agree(self) -> bool:
+        for sentinel in self.sentinels:
+            with sentinel.client(decode_responses=True) as client:
+                others = client.execute_command("SENTINEL", "SENTINELS", self.service)
+                replicas = client.execute_command("SENTINEL", "REPLICAS", self.service)
+                if len(others) < len(self.sentinels) - 1 or not replicas:
+                    return False
+                if any("s_down" in _flags(replica) for replica in replicas):
+                    return False
+        return True
+
+    @property
+    def url(self) -> str:
+        nodes = ",".join(sentinel.address for sentinel in self.sentinels)
+        return f"redis+sentinel://{nodes}/{self.service}/0"
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [(HOST, sentinel.port) for sentinel in self.sentinels]
+
+    def current_master(self) -> RedisServer:
+        with self.sentinels[0].client(decode_responses=True) as client:
+            _, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+        return next(s for s in (self.master, self.replica) if s.port == int(port))
+
+    def current_replica(self) -> RedisServer:
+        return self.replica if self.current_master() is self.master else self.master
+
+    def start_failover(self) -> RedisServer:
+        """SENTINEL FAILOVER; returns the server that is to become the master."""
+        new = self.current_replica()
+        with self.sentinels[0].client() as client:
+            client.execute_command("SENTINEL", "FAILOVER", self.service)
+        return new
+
+    def wait_promoted(self, new: RedisServer, timeout: float = 20.0) -> None:
+        """Until `new` is the master, every sentinel says so, and the old master
+        replicates from it."""
+
+        def promoted() -> bool:
+            with new.client(decode_responses=True) as client:
+                if client.info("replication").get("role") != "master":
+                    return False
+            for sentinel in self.sentinels:
+                with sentinel.client(decode_responses=True) as client:
+                    _, port = client.execute_command(
+                        "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service
+                    )
+                    if int(port) != new.port:
+                        return False
+            return replicas_caught_up(new)
+
+        wait_until(promoted, timeout, "the sentinels to promote the replica")
+
+    def wait_replicated(self, timeout: float = 10.0) -> None:
+        master = self.current_master()
+        wait_until(lambda: replicas_caught_up(master), timeout, "the replica to catch up")
+
+
+def _first_wait(master: RedisServer) -> None:
+    """The first WAIT after a replica attached can take up to a second (until its periodic
+    acknowledgement); pay it here rather than in a test with a short timeout."""
+    with master.client(socket_timeout=START_TIMEOUT) as client, client.pipeline(False) as pipe:
+        pipe.execute_command("SET", "sm-test-warm-up", "1")
+        pipe.execute_command("WAIT", 1, int(START_TIMEOUT * 1000) - 1000)
+        if pipe.execute()[1] < 1:
+            raise TimeoutError("the replica never acknowledged a write")
+
+
+def replicas_caught_up(master: RedisServer) -> bool:
+    """The master's replicas are online and have acknowledged its whole stream."""
+    with master.client(decode_responses=True) as client:
+        info = client.info("replication")
+    offset = int(info["master_repl_offset"])
+    replicas = [value for key, value in info.items() if key.startswith("slave")]
+    return bool(replicas) and all(
+        r["state"] == "online" and int(r["offset"]) >= offset for r in replicas
+    )
+
+
+def _flags(entry: Any) -> str:
+    if isinstance(entry, dict):
+        return str(entry.get("flags", ""))
+    pairs = dict(zip(entry[::2], entry[1::2], strict=False))
+    return str(pairs.get("flags", ""))

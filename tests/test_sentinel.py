@@ -1,0 +1,258 @@
+"""Redis Sentinel: a real master, a replica and three sentinels on loopback.
+
+The session story runs through a Sentinel URL and through Sentinel master clients given
+as objects; writes can be made to wait for the replica (WAIT); a forced failover
+(SENTINEL FAILOVER) leaves the apps working, on the new master, without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio.sentinel
+import redis.sentinel
+
+from session_middleware import SessionConfig, sessions
+from session_middleware.clients import (
+    ConfigurationError,
+    NotReplicated,
+    RedisClients,
+    parse_redis_url,
+    run_replicated_async,
+    run_replicated_sync,
+)
+
+from .redis_servers import SentinelServers
+from .stories import Browser, browsers_for, full_story
+from .support import SECRET, new_prefix
+
+SERVICE = "mymaster"
+FAILOVER_DEADLINE = 20.0
+# Sentinel demotes a replaced master that is still up only ~10 s after the failover (its
+# INFO period); the apps must have moved to the new master well before (they check where
+# the master is once a second, clients.SENTINEL_CHECK_INTERVAL).
+FOLLOW_DEADLINE = 4.0
+
+
+@pytest.fixture(scope="module")
+def group() -> Iterator[SentinelServers]:
+    servers = SentinelServers(SERVICE).start()
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
+def _config(redis_url: str | None = None, client: Any = None, **settings: Any) -> SessionConfig:
+    settings.setdefault("key_prefix", new_prefix())
+    return sessions(
+        secret_key=SECRET, redis_url=redis_url, redis=client, redis_timeout=0.5, **settings
+    )
+
+
+# -- the URL ---------------------------------------------------------------------------
+
+
+def test_sentinel_url_names_the_sentinels_the_service_and_the_database() -> None:
+    target = parse_redis_url(
+        "redis+sentinel://:pw@10.0.0.1:5000,10.0.0.2/mymaster/2"
+        "?sentinel_password=sp&socket_timeout=0.25"
+    )
+    assert target.topology == "sentinel"
+    assert target.nodes == (("10.0.0.1", 5000), ("10.0.0.2", 26379))
+    assert target.service == "mymaster"
+    assert target.options == {
+        "password": "pw",
+        "db": 2,
+        "sentinel_password": "sp",
+        "socket_timeout": 0.25,
+    }
+    assert parse_redis_url("rediss+sentinel://h/s").options == {"ssl": True}
+
+
+@pytest.mark.parametrize(
+    "url", ["redis+sentinel://h:1", "redis+sentinel://h:1/s/0/extra", "redis+sentinel://:1/s"]
+)
+def test_bad_sentinel_urls_are_refused_at_configuration(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        sessions(secret_key=SECRET, redis_url=url)
+
+
+# -- the story -------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("face", ["asgi", "wsgi"])
+async def test_full_story_on_a_sentinel_url(group: SentinelServers, face: str) -> None:
+    config = _config(group.url)
+    assert config.redis.topology == "sentinel"
+    await full_story(browsers_for(config, face))
+    config.redis.close()
+    await config.redis.aclose()
+
+
+@pytest.mark.anyio
+async def test_full_story_on_given_sentinel_master_clients(group: SentinelServers) -> None:
+    sync_master = redis.sentinel.Sentinel(group.addresses, socket_timeout=1.0).master_for(
+        SERVICE, socket_timeout=1.0
+    )
+    async_master = redis.asyncio.sentinel.Sentinel(group.addresses, socket_timeout=1.0).master_for(
+        SERVICE, socket_timeout=1.0
+    )
+    try:
+        for client, face in [(sync_master, "wsgi"), (async_master, "asgi")]:
+            config = _config(client=client)
+            assert config.redis.topology == "sentinel"
+            await full_story(browsers_for(config, face))
+    finally:
+        sync_master.close()
+        await async_master.aclose()
+
+
+# -- waiting for the replica -----------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_write_waited_for_is_on_the_replica_when_it_returns(
+    group: SentinelServers,
+) -> None:
+    clients = RedisClients(url=group.url, client=None, timeout=1.0)
+    key = f"{new_prefix()}{{t}}:e"
+    with group.current_replica().client(decode_responses=True) as replica:
+        assert run_replicated_sync(clients.sync(), [("SET", key, "one")], 1, 2000) == [True]
+        assert replica.get(key) == "one"
+        replies = await run_replicated_async(clients.async_(), [("SET", key, "two")], 1, 2000)
+        assert replies == [True]
+        assert replica.get(key) == "two"
+    clients.close()
+    await clients.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_write_no_replica_acknowledges_fails_after_the_timeout(
+    group: SentinelServers,
+) -> None:
+    clients = RedisClients(url=group.url, client=None, timeout=1.0)
+    key = f"{new_prefix()}{{t}}:e"
+    replica = group.current_replica()
+    replica.pause()
+    try:
+        with pytest.raises(NotReplicated) as raised:
+            run_replicated_sync(clients.sync(), [("SET", key, "one")], 1, 150)
+        assert (raised.value.acknowledged, raised.value.wanted) == (0, 1)
+        with pytest.raises(NotReplicated):
+            await run_replicated_async(clients.async_(), [("SET", key, "two")], 1, 150)
+    finally:
+        replica.resume()
+    with group.current_master().client(decode_responses=True) as master:
+        assert master.get(key) == "two"  # applied on the master, only not confirmed
+    group.wait_replicated()
+    clients.close()
+    await clients.aclose()
+
+
+@pytest.mark.anyio
+async def test_invalidate_user_can_wait_for_a_replica(group: SentinelServers) -> None:
+    config = _config(group.url, invalidate_wait_replicas=1, invalidate_wait_timeout_ms=300)
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    browser = browsers_for(config, "asgi")()
+    await browser.ok("POST", f"/login?user={user}")
+    epoch_key = config.keys.epoch_key(config.keys.user_tag(user))
+    replica = group.current_replica()
+    with replica.client(decode_responses=True) as reader:
+        before = reader.get(epoch_key)
+        config.invalidate_user(user)
+        assert reader.get(epoch_key) not in (None, before)  # there as soon as it returned
+        await config.ainvalidate_user(user)
+        with group.current_master().client(decode_responses=True) as master:
+            assert reader.get(epoch_key) == master.get(epoch_key)
+    assert (await browser.ok("GET", "/me"))["rejected"] == "epoch"
+
+    replica.pause()
+    try:
+        with pytest.raises(NotReplicated):
+            config.invalidate_user(user)
+        with pytest.raises(NotReplicated):
+            await config.ainvalidate_user(user)
+    finally:
+        replica.resume()
+    group.wait_replicated()
+    await browser.close()
+
+
+# -- failover --------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_after_a_forced_failover_the_apps_work_on_the_new_master(
+    group: SentinelServers,
+) -> None:
+    config = _config(group.url)
+    asgi, wsgi = browsers_for(config, "asgi"), browsers_for(config, "wsgi")
+    devices = [asgi(), wsgi()]
+    for device in devices:
+        await device.ok("POST", "/login?user=alice")
+        assert (await device.ok("POST", "/hit"))["count"] == 1
+    group.wait_replicated()
+
+    new = group.start_failover()
+    deadline = time.monotonic() + FAILOVER_DEADLINE
+    while not _is_master_everywhere(group, new):
+        assert time.monotonic() < deadline, "the sentinels did not promote the replica"
+        for device in devices:
+            status, body = await _served(device)
+            assert status == 503 or body["user"] == "alice"
+        await asyncio.sleep(0.05)
+
+    # A process that starts now reaches the new master; the apps' pools, opened on the
+    # old master (still up, and a master until Sentinel reconfigures it), follow within
+    # a second, long before that reconfiguration.
+    admin = _config(group.url, key_prefix=config.keys.prefix)
+    admin.invalidate_user("alice")
+    invalidated = time.monotonic()
+    for device in devices:
+        while (await device.ok("GET", "/me"))["user"] is not None:
+            assert time.monotonic() - invalidated < FOLLOW_DEADLINE, "still on the old master"
+            await asyncio.sleep(0.05)
+
+    for device in devices:
+        await device.ok("POST", "/login?user=alice")
+        assert (await device.ok("POST", "/hit"))["count"] == 1
+        await device.close()
+    await full_story(asgi)
+    await full_story(wsgi)
+    with new.client(decode_responses=True) as client:
+        assert client.get(config.keys.epoch_key(config.keys.user_tag("alice"))) is not None
+    admin.redis.close()
+    config.redis.close()
+    await config.redis.aclose()
+
+
+def _is_master_everywhere(group: SentinelServers, server: Any) -> bool:
+    try:
+        return group.current_master() is server and all(
+            _sentinel_says(sentinel, group.service) == server.port for sentinel in group.sentinels
+        )
+    except redis.RedisError:
+        return False
+
+
+def _sentinel_says(sentinel: Any, service: str) -> int:
+    with sentinel.client(decode_responses=True) as client:
+        _, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", service)
+    return int(port)
+
+
+async def _served(browser: Browser) -> tuple[int, Any]:
+    before = dict(browser.client.cookies)
+    status, body = await browser.call("GET", "/me")
+    assert status in (200, 503), (status, body)
+    if status == 503:
+        assert dict(browser.client.cookies) == before
+    return status, body
