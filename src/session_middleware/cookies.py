@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,7 +22,11 @@ SameSite = Literal["lax", "strict", "none"]
 MAX_COOKIE_VALUE_LENGTH = 256
 _TAG = rf"[0-9a-f]{{{TAG_BYTES * 2}}}"
 _SESSION_ID = rf"[A-Za-z0-9_-]{{{-(-SESSION_ID_BYTES * 4 // 3)}}}"
-_VALUE = re.compile(rf"({_TAG})\.({_SESSION_ID})\.[A-Za-z0-9_-]{{20,100}}")
+# An HMAC-SHA256 in url-safe base64: 43 characters, the last of which carries two unused
+# bits that must be zero, so that each cookie has exactly one accepted spelling.
+_SIGNATURE = r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]"
+_VALUE = re.compile(rf"({_TAG})\.({_SESSION_ID})\.{_SIGNATURE}")
+MAX_CANDIDATES = 4
 _EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
 
 
@@ -54,6 +58,8 @@ class CookieCodec:
             digest_method=hashlib.sha256,
         )
         self.name = name
+        value = rf"([^;]{{0,{MAX_COOKIE_VALUE_LENGTH}}})(?=;|[ \t]*$)"
+        self._pairs = re.compile(rf"(?:^|;)[ \t]*{re.escape(name)}[ \t]*=[ \t]*{value}")
         attributes = [f"Path={path}"]
         if domain is not None:
             attributes.append(f"Domain={domain}")
@@ -83,13 +89,24 @@ class CookieCodec:
         return CookieRef(tag=match.group(1), session_id=match.group(2))
 
     def find(self, cookie_header: str | None) -> CookieRef | None:
-        """The first valid session cookie in a Cookie header (duplicates are allowed)."""
+        """The first valid session cookie in a Cookie header (duplicates are allowed).
+
+        Only the first few well-formed candidates are verified, and the header is scanned
+        without being split, so a huge header costs little time and no memory.
+        """
         if not cookie_header or self.name not in cookie_header:
             return None
-        for value in _values_named(self.name, cookie_header.split(";")):
+        verified = 0
+        for match in self._pairs.finditer(cookie_header):
+            value = match.group(1).strip('"')
+            if _VALUE.fullmatch(value) is None:
+                continue
             ref = self.decode(value)
             if ref is not None:
                 return ref
+            verified += 1
+            if verified >= MAX_CANDIDATES:
+                return None
         return None
 
     def set_header(self, ref: CookieRef, max_age: int | None) -> str:
@@ -100,10 +117,3 @@ class CookieCodec:
 
     def clear_header(self) -> str:
         return f"{self.name}=; Max-Age=0; Expires={_EXPIRED}; {self._attributes}"
-
-
-def _values_named(name: str, pairs: Iterable[str]) -> Iterable[str]:
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if sep and key.strip() == name:
-            yield value.strip().strip('"')

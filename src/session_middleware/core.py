@@ -100,6 +100,13 @@ class Core:
             )
             stale.cleanup = self.writes.forget(ref, listed=True)
             return stale
+        if record.user_id is not None and ref.tag not in self.keys.user_tags(record.user_id):
+            logger.warning(
+                "dropped a session record under another user's tag: key %s",
+                _fingerprint(session_key),
+            )
+            stale.cleanup = self.writes.forget(ref, listed=True)
+            return stale
         if self.timing.expired(record, now):
             stale.cleanup = self.writes.forget(ref, listed=record.user_id is not None)
             return stale
@@ -188,7 +195,9 @@ class Core:
             theirs.data.update(changed)
             for key in removed:
                 theirs.data.pop(key, None)
-            theirs.epoch, theirs.refreshed = ours.epoch, now
+            if opened.session.logout_others_requested:
+                theirs.epoch = ours.epoch  # this request's new epoch
+            theirs.refreshed = now
             command = self.writes.write_back(opened.ref, theirs, current, now)
             (reply,) = yield RedisIO((command,))
         logger.warning("gave up merging a session written concurrently %d times", MAX_MERGES)

@@ -7,9 +7,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .keys import UserId
+from .keys import UserId, user_id_text
 
 FORMAT_VERSION = 1
+MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can hold
 MAX_NESTING = 64
 _EPOCH_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
 
@@ -120,6 +121,8 @@ def encode(record: Record, cipher: Cipher | None = None) -> str:
 
 
 def decode(raw: bytes | str, cipher: Cipher | None = None) -> Record:
+    """The record `raw` holds; CorruptRecord for anything this package could not have
+    written."""
     body = _json_object(raw)
     epoch = body.get("e")
     if "enc" in body or cipher is not None:
@@ -129,12 +132,15 @@ def decode(raw: bytes | str, cipher: Cipher | None = None) -> Record:
     if not isinstance(data, dict) or not isinstance(extra, dict):
         raise CorruptRecord("data is not an object")
     created, expires, refreshed = (_timestamp(body.get(name)) for name in ("c", "x", "r"))
-    if user_id is not None and (isinstance(user_id, bool) or not isinstance(user_id, (str, int))):
-        raise CorruptRecord("bad user id")
+    if user_id is not None:
+        try:
+            user_id_text(user_id)
+        except (TypeError, ValueError) as error:
+            raise CorruptRecord("bad user id") from error
     if epoch == "":
         epoch = None
-    if user_id is not None and not valid_epoch(epoch):
-        raise CorruptRecord("logged-in record without a valid epoch")
+    if (user_id is not None or epoch is not None) and not valid_epoch(epoch):
+        raise CorruptRecord("bad epoch")
     return Record(
         data=data,
         created=created,
@@ -148,7 +154,7 @@ def decode(raw: bytes | str, cipher: Cipher | None = None) -> Record:
 
 def _json_object(raw: bytes | str) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as error:
         raise CorruptRecord("not JSON") from error
     if not isinstance(body, dict) or body.get("v") != FORMAT_VERSION:
@@ -167,7 +173,20 @@ def _decrypted(body: dict[str, Any], cipher: Cipher | None) -> dict[str, Any]:
     return _json_object(plain)
 
 
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number out of range")
+    return value
+
+
 def _timestamp(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise CorruptRecord("bad timestamps")
+    if not 0 <= value <= MAX_TIMESTAMP:
+        raise CorruptRecord("a timestamp out of range")
     return float(value)

@@ -96,8 +96,11 @@ class UserSessions:
             index = self.keys.index_key(tag)
             (listed,) = yield RedisIO((("ZRANGE", index, 0, -1),))
             handles = [h for h in (text(item) for item in listed) if h is not None]
+            if not handles:
+                continue
             record_keys = [self.keys.record_key(tag, handle) for handle in handles]
-            yield RedisIO((("DEL", index, *record_keys),))
+            # Only what was listed: a login landing meanwhile stays listed and revocable.
+            yield RedisIO((("DEL", *record_keys), ("ZREM", index, *handles)))
             deleted += len(handles)
         return deleted
 

@@ -9,6 +9,7 @@ from typing import Any
 from . import unavailable
 from .clients import REDIS_ERRORS
 from .config import SessionConfig
+from .core import Committed
 from .headers import session_headers
 
 SESSION_KEY = "session_middleware.session"
@@ -49,19 +50,24 @@ class WSGISessionMiddleware:
         if opened.rejected is not None:
             environ[REJECTED_KEY] = opened.rejected
         refused = started = False
+        committed: Committed | None = None
 
         def start_with_session(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
-            nonlocal refused, started
+            nonlocal refused, started, committed
             started = True
             opened.session.freeze(_STARTED)
-            try:
-                committed = self.config.run_sync(self._core.commit(opened, time.time()))
-            except REDIS_ERRORS:
-                if self._fail_open:
-                    raise
-                refused = True
+            if committed is None and not refused:
+                # Once: an app may call start_response again (with exc_info) to replace
+                # the response by an error page; the session is not written twice.
+                try:
+                    committed = self.config.run_sync(self._core.commit(opened, time.time()))
+                except REDIS_ERRORS:
+                    if self._fail_open:
+                        raise
+                    refused = True
+            if refused or committed is None:
                 return start_response(_STATUS, unavailable.HEADERS, exc_info)
             added = session_headers(headers, committed.set_cookie, committed.depends_on_session)
             if added:
