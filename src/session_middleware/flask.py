@@ -28,7 +28,6 @@ from .config import SessionConfig
 from .core import Opened
 from .headers import session_headers
 from .keys import UserId, user_id_text
-from .records import check_json_value
 from .session import Session
 from .wsgi import REJECTED_KEY, SESSION_KEY
 
@@ -205,16 +204,11 @@ class RedisSessionInterface(SessionInterface):
         legacy = SecureCookieSessionInterface().open_session(app, request)
         if not legacy:
             return
-        dropped = []
-        for key, value in legacy.items():
-            try:
-                check_json_value(key, value, self.config.core.max_bytes)
-            except (TypeError, ValueError):  # not JSON, or too large
-                dropped.append(key)
-                continue
-            session[key] = value
+        dropped = session.adopt(legacy)
         if dropped:
-            logger.warning("imported a Flask session without values JSON cannot hold: %s", dropped)
+            logger.warning(
+                "imported a Flask session, leaving out %d value(s) JSON cannot hold", dropped
+            )
         session._imported = True
 
 

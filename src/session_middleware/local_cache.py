@@ -218,9 +218,18 @@ class CachedRedis:
             finally:
                 cache.end_read(keys, values or [None] * len(keys), generation)
             return [reply]
-        for command in commands:
-            cache.invalidate(_written_keys(command))
-        client = await cache.client()
+        written = [key for command in commands for key in _written_keys(command)]
+        cache.invalidate(written)
+        try:
+            return await self._write(commands)
+        finally:
+            # Tracking is NOLOOP: Redis does not tell a connection about its own writes.
+            # A read of these keys that ran on the writing connection just before the
+            # write may have been stored meanwhile: drop it now that the write is done.
+            cache.invalidate(written)
+
+    async def _write(self, commands: Sequence[Command]) -> list[Any]:
+        client = await self.cache.client()
         if len(commands) == 1:
             return [await client.execute_command(*commands[0])]
         async with client.pipeline(transaction=False) as pipe:

@@ -6,7 +6,7 @@ when the response starts, the same way under ASGI and WSGI.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 from .keys import UserId, user_id_text
@@ -141,6 +141,17 @@ class Session(MutableMapping[str, Any]):
         self.modified = True
 
     # -- driver side ----------------------------------------------------------------
+
+    def adopt(self, data: Mapping[str, Any]) -> int:
+        """Copy in what another session store held; returns how many values JSON could not
+        hold (or that were too large) and were left out."""
+        dropped = 0
+        for key, value in data.items():
+            try:
+                self[key] = value
+            except (TypeError, ValueError):
+                dropped += 1
+        return dropped
 
     def freeze(self, reason: str) -> None:
         """From now on, changing the session raises RuntimeError with ``reason``."""

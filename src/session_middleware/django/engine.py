@@ -25,7 +25,6 @@ from django.contrib.sessions.backends.base import CreateError, SessionBase
 
 from ..core import ClientInfo, Opened
 from ..keys import UserId, user_id_text
-from ..records import check_json_value
 from ..session import Session
 from ..steps import Step
 from .conf import get_config
@@ -308,16 +307,9 @@ class SessionStore(SessionBase):  # type: ignore[misc]
     def _imported(self, data: Mapping[str, Any]) -> Opened:
         """A new session holding what the previous engine stored under this key."""
         session = self._new_session()
-        dropped = []
-        for key, value in data.items():
-            try:
-                check_json_value(key, value, self._core.max_bytes)
-            except (TypeError, ValueError):  # not JSON, or too large
-                dropped.append(key)
-                continue
-            session[key] = value
+        dropped = session.adopt(data)
         if dropped:
-            logger.warning("imported a session without values JSON cannot hold: %s", dropped)
+            logger.warning("imported a session, leaving out %d value(s) JSON cannot hold", dropped)
         if not data:
             self._legacy_key = None
         return Opened(session)
