@@ -8,7 +8,7 @@ from typing import Any
 
 from . import unavailable
 from .clients import REDIS_ERRORS
-from .config import SessionConfig
+from .config import ConfiguredMiddleware
 from .core import Opened
 from .headers import session_headers
 
@@ -19,7 +19,7 @@ _STARTED = "the response has started: session changes can no longer be saved"
 _WEBSOCKET = "the session is read-only in a WebSocket handler"
 
 
-class SessionMiddleware:
+class SessionMiddleware(ConfiguredMiddleware):
     """ASGI middleware giving every HTTP and WebSocket request `scope["session"]`.
 
     Use it as ``app.add_middleware(SessionMiddleware, secret_key=..., redis_url=...)``
@@ -27,16 +27,7 @@ class SessionMiddleware:
     or get one from the decorator: ``app = sessions(...)(app)``.
     """
 
-    def __init__(self, app: Any, /, config: SessionConfig | None = None, **settings: Any) -> None:
-        if config is None:
-            config = SessionConfig(**settings)
-        elif settings:
-            raise TypeError("pass either config= or settings, not both")
-        config.check_interface("asgi")
-        self.app = app
-        self.config = config
-        self._core = config.core
-        self._fail_open = config.on_redis_error == "raise"
+    interface = "asgi"
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]

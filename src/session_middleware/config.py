@@ -267,6 +267,23 @@ class SessionConfig:
         return await drive_async(step, self.redis, self.epochs)
 
 
+class ConfiguredMiddleware:
+    """What the ASGI and WSGI middleware share: a configuration checked for their kind."""
+
+    interface: Interface
+
+    def __init__(self, app: Any, /, config: SessionConfig | None = None, **settings: Any) -> None:
+        if config is None:
+            config = SessionConfig(**settings)
+        elif settings:
+            raise TypeError("pass either config= or settings, not both")
+        config.check_interface(self.interface)
+        self.app = app
+        self.config = config
+        self._core = config.core
+        self._fail_open = config.on_redis_error == "raise"
+
+
 sessions = SessionConfig
 """`sessions(...)` builds a SessionConfig: the one decorator."""
 

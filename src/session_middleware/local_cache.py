@@ -26,7 +26,7 @@ from typing import Any
 import redis.asyncio
 from redis.exceptions import RedisError
 
-from .commands import Command
+from .commands import Command, run_async
 
 logger = logging.getLogger("session_middleware")
 
@@ -229,13 +229,7 @@ class CachedRedis:
             cache.invalidate(written)
 
     async def _write(self, commands: Sequence[Command]) -> list[Any]:
-        client = await self.cache.client()
-        if len(commands) == 1:
-            return [await client.execute_command(*commands[0])]
-        async with client.pipeline(transaction=False) as pipe:
-            for command in commands:
-                pipe.execute_command(*command)
-            return list(await pipe.execute())
+        return await run_async(await self.cache.client(), commands)
 
 
 def _written_keys(command: Command) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from . import unavailable
 from .clients import REDIS_ERRORS
-from .config import SessionConfig
+from .config import ConfiguredMiddleware
 from .core import Committed
 from .headers import session_headers
 
@@ -19,19 +19,10 @@ _STARTED = "the response has started: session changes can no longer be saved"
 _STATUS = f"{unavailable.STATUS} {unavailable.REASON}"
 
 
-class WSGISessionMiddleware:
+class WSGISessionMiddleware(ConfiguredMiddleware):
     """WSGI middleware putting the session in ``environ["session_middleware.session"]``."""
 
-    def __init__(self, app: Any, /, config: SessionConfig | None = None, **settings: Any) -> None:
-        if config is None:
-            config = SessionConfig(**settings)
-        elif settings:
-            raise TypeError("pass either config= or settings, not both")
-        config.check_interface("wsgi")
-        self.app = app
-        self.config = config
-        self._core = config.core
-        self._fail_open = config.on_redis_error == "raise"
+    interface = "wsgi"
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
