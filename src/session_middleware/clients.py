@@ -302,13 +302,8 @@ class RedisClients:
                 target,
                 retry,
             )
-        options = {
-            "retry": retry,
-            "max_connections": DEFAULT_MAX_CONNECTIONS,
-            "timeout": self._timeout,
-            **self._timeouts(),
-        }
-        pool = redis.asyncio.BlockingConnectionPool.from_url(target.url, **options)
+        options = {"retry": retry, **self._timeouts()}
+        pool = redis.asyncio.ConnectionPool.from_url(target.url, **options)
         return redis.asyncio.Redis.from_pool(pool)
 
     def _sentinel_master(

@@ -30,6 +30,17 @@ MAX_CANDIDATES = 4
 _EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
 
 
+class _Signer(Signer):
+    """itsdangerous' Signer, deriving each key once rather than on every verification."""
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        cache: dict[str | bytes | None, bytes] = self.__dict__.setdefault("_derived", {})
+        derived = cache.get(secret_key)
+        if derived is None:
+            derived = cache[secret_key] = super().derive_key(secret_key)
+        return derived
+
+
 @dataclass(frozen=True, slots=True)
 class CookieRef:
     """A verified cookie: the tag and session id we issued."""
@@ -52,7 +63,7 @@ class CookieCodec:
         max_age: int | None,
     ) -> None:
         # itsdangerous signs with the last key and verifies with all; ours signs with the first.
-        self._signer = Signer(
+        self._signer = _Signer(
             list(reversed(secret_keys)),
             salt="session_middleware.cookie",
             digest_method=hashlib.sha256,

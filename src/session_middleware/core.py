@@ -79,7 +79,8 @@ class Core:
         ref = self.codec.find(cookie_header)
         if ref is None:
             return Opened(self._session(), client_info=client_info)
-        session_key = self.keys.session_key(ref.tag, ref.session_id)
+        handle = session_handle(ref.session_id)
+        session_key = self.keys.record_key(ref.tag, handle)
         epoch_key = self.provider.cached_key(ref.tag)
         if epoch_key is None:
             (raw_reply,) = yield RedisIO((("GET", session_key),))
@@ -111,13 +112,15 @@ class Core:
             stale.cleanup = self.writes.forget(ref, listed=record.user_id is not None)
             return stale
         if record.user_id is not None:
-            epoch = yield ProviderIO("resolve", (record.user_id, ref.tag, text(cached)))
+            epoch = text(cached)  # a value at cached_key is the current epoch (Protocol)
+            if epoch is None:
+                epoch = yield ProviderIO("resolve", (record.user_id, ref.tag, None))
             if not same_epoch(epoch, record.epoch):
                 stale.rejected = "epoch"
                 stale.cleanup = self.writes.forget(ref, listed=True)
                 return stale
         session = self._session(record.data, record.user_id)
-        session.handle = session_handle(ref.session_id)
+        session.handle = handle
         return Opened(session, ref=ref, record=record, raw=raw, client_info=client_info)
 
     def _session(self, data: dict[str, Any] | None = None, user_id: Any = None) -> Session:

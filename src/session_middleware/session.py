@@ -41,7 +41,7 @@ class Session(MutableMapping[str, Any]):
         self.max_value_bytes = max_value_bytes
         self._user_id = user_id
         self._frozen: str | None = None
-        self.accessed = False  # a value was read (it may be changed in place)
+        self.accessed = False  # a list or dict was handed out: it may be changed in place
         self.observed = False  # anything was read: the response depends on the session
         self.modified = False
         self.pending_login: UserId | None = None
@@ -53,8 +53,11 @@ class Session(MutableMapping[str, Any]):
     # -- the mapping -------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        self.accessed = self.observed = True
-        return self._data[key]
+        self.observed = True
+        value = self._data[key]
+        if isinstance(value, (list, dict)):
+            self.accessed = True  # it may be changed in place: compared at the end
+        return value
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._check_writable()
@@ -68,7 +71,7 @@ class Session(MutableMapping[str, Any]):
         self.modified = True
 
     def __iter__(self) -> Iterator[str]:
-        self.accessed = self.observed = True
+        self.observed = True
         return iter(self._data)
 
     def __len__(self) -> int:

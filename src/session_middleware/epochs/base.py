@@ -48,10 +48,14 @@ class EpochProvider(Protocol):
         """Raise ConfigurationError if the provider cannot serve this kind of app."""
 
     def cached_key(self, tag: str) -> str | None:
-        """The key read together with the session record, or None."""
+        """The key read together with the session record, or None.
+
+        A value found there is taken as the user's current epoch without calling
+        `resolve`; a provider must keep it true (or absent)."""
 
     def resolve(self, user_id: UserId, tag: str, cached: str | None) -> str | None:
-        """The user's current epoch given the value of `cached_key(tag)`; None if none."""
+        """The user's current epoch given the value of `cached_key(tag)` (None when the key
+        held nothing, or there is no such key); None if the user has none."""
 
     async def aresolve(self, user_id: UserId, tag: str, cached: str | None) -> str | None: ...
 
