@@ -129,3 +129,18 @@ async def test_interleaved_commits_through_the_core(config: SessionConfig) -> No
     await config.run_async(config.core.commit(first, time.time()))
     final = await config.run_async(config.core.open(header, time.time()))
     assert dict(final.session) == {"a": "1", "b": "2"}
+
+
+async def test_many_concurrent_writers_all_keep_their_change(config: SessionConfig) -> None:
+    gate = Gate()
+    async with client_for(config, gate) as client:
+        await client.get("/login?user=alice")
+        header = f"session={client.cookies['session']}"
+    opened = [await config.run_async(config.core.open(header, time.time())) for _ in range(24)]
+    for number, each in enumerate(opened):
+        each.session[f"k{number}"] = number
+    await asyncio.gather(
+        *(config.run_async(config.core.commit(each, time.time())) for each in opened)
+    )
+    final = await config.run_async(config.core.open(header, time.time()))
+    assert dict(final.session) == {f"k{number}": number for number in range(24)}

@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import marshal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from redis.exceptions import WatchError
 
 from .commands import Command, text
 from .cookies import CookieCodec, CookieRef
@@ -27,7 +30,9 @@ logger = logging.getLogger("session_middleware")
 
 ClientInfo = Callable[[], tuple[str | None, str | None]]
 MAX_USER_AGENT = 256
-MAX_MERGES = 5
+MAX_MERGES = 64
+# Before version 3, marshal writes no back-references: equal data gives equal bytes.
+_MARSHAL_VERSION = 2
 
 
 @dataclass(slots=True)
@@ -42,6 +47,7 @@ class Opened:
     cookie_is_stale: bool = False
     cleanup: list[Command] = field(default_factory=list)
     client_info: ClientInfo | None = None
+    loaded: bytes | None = None  # the data as loaded, marshalled (see _changed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +127,10 @@ class Core:
                 return stale
         session = self._session(record.data, record.user_id)
         session.handle = handle
-        return Opened(session, ref=ref, record=record, raw=raw, client_info=client_info)
+        loaded = marshal.dumps(record.data, _MARSHAL_VERSION)
+        return Opened(
+            session, ref=ref, record=record, raw=raw, client_info=client_info, loaded=loaded
+        )
 
     def _session(self, data: dict[str, Any] | None = None, user_id: Any = None) -> Session:
         return Session(data, user_id, max_value_bytes=self.max_bytes)
@@ -182,6 +191,8 @@ class Core:
         its version and try again. Distinct keys both survive; for the same key the
         last writer wins."""
         assert opened.record is not None and opened.ref is not None and opened.raw is not None
+        if not isinstance(reply, (bytes, str)):
+            return  # written (1), or gone (0): a deleted session is never brought back
         ours, loaded = opened.record, decode(opened.raw, self.cipher).data
         changed = {k: v for k, v in ours.data.items() if k not in loaded or loaded[k] != v}
         removed = loaded.keys() - ours.data.keys()
@@ -204,6 +215,7 @@ class Core:
             command = self.writes.write_back(opened.ref, theirs, current, now)
             (reply,) = yield RedisIO((command,))
         logger.warning("gave up merging a session written concurrently %d times", MAX_MERGES)
+        raise WatchError("the session kept changing under this request; its changes were not saved")
 
     def _login(self, opened: Opened, now: float) -> Step[tuple[Command, str]]:
         session = opened.session
@@ -234,10 +246,13 @@ class Core:
         session = opened.session
         if session.modified:
             return True
-        if not session.accessed or opened.raw is None:
+        if not session.accessed or opened.loaded is None:
             return False
         # A nested value may have been changed in place: compare with what was loaded.
-        return decode(opened.raw, self.cipher).data != session.data
+        try:
+            return marshal.dumps(session.data, _MARSHAL_VERSION) != opened.loaded
+        except ValueError:
+            return True  # a value JSON cannot hold either: the write raises TypeError
 
     def _new_record(self, session: Session, now: float, user_id: Any) -> Record:
         return Record(
