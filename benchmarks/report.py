@@ -1,0 +1,382 @@
+"""The results as Markdown: targets first, then every table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .environment import line
+from .inprocess import REFERENCES
+from .scale import METHODS
+from .scenarios import INVALIDATE, INVALIDATE_LABEL, REQUESTS
+from .stats import Summary, paired_ratios
+from .variants import LABELS
+
+SCENARIO_LABELS = {s.key: s.label for s in REQUESTS} | {INVALIDATE: INVALIDATE_LABEL}
+OURS = "ours-redis"
+
+
+def _us(values: list[float]) -> str:
+    s = Summary.of(values)
+    return f"{s.median:.0f} ({s.q1:.0f}-{s.q3:.0f})"
+
+
+def _ratio(values: list[float]) -> str:
+    s = Summary.of(values)
+    return f"{s.median:.2f}x ({s.q1:.2f}-{s.q3:.2f})"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out
+
+
+def _variants(section: dict[str, Any]) -> list[str]:
+    return [key for key in LABELS if key in section]
+
+
+def targets(results: dict[str, Any]) -> list[str]:
+    rows: list[list[str]] = []
+    inproc, e2e, scale = results.get("inprocess"), results.get("endtoend"), results.get("scale")
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    if inproc and OURS in inproc["counts"]:
+        read = inproc["counts"][OURS]["read"]
+        ok = read["round_trips"] == 1 and read["commands"] == 1 and read["writes"] == 0
+        rows.append(
+            [
+                "logged-in read: 1 round trip, 1 command, no write",
+                f"{read['round_trips']:g} round trip, {read['commands']:g} command "
+                f"({', '.join(read['sequence'])}), {read['writes']:g} writes",
+                verdict(ok),
+            ]
+        )
+        write = inproc["counts"][OURS]["write"]
+        extra = write["round_trips"] - read["round_trips"]
+        rows.append(
+            [
+                "logged-in write: at most one extra round trip",
+                f"{write['round_trips']:g} round trips ({', '.join(write['sequence'])}): "
+                f"{extra:g} extra",
+                verdict(extra <= 1),
+            ]
+        )
+    if inproc and OURS in inproc["times"] and "floor" in inproc["times"]:
+        ours = inproc["times"][OURS]["read"]
+        get = inproc["references"]["get"]
+        floor = inproc["times"]["floor"]["read"]
+        total = Summary.of(paired_ratios(ours, get)).median
+        added = Summary.of(
+            paired_ratios([o - f for o, f in zip(ours, floor, strict=True)], get)
+        ).median
+        rows.append(
+            [
+                "logged-in read in-process ≤ 1.3x one bare redis.asyncio GET",
+                f"whole request {total:.2f}x GET; added over the floor {added:.2f}x GET",
+                verdict(added <= 1.3) + ("" if total <= 1.3 else " (whole request: missed)"),
+            ]
+        )
+    if e2e and e2e.get("rps") and OURS in e2e["rps"]:
+        ours = Summary.of(e2e["rps"][OURS]["read"]).median
+        for peer, factor, text in (
+            ("starsessions", 1.5, "≥ 1.5x starsessions"),
+            ("starlette", 0.6, "≥ 60% of Starlette cookie sessions"),
+        ):
+            if peer in e2e["rps"]:
+                theirs = Summary.of(e2e["rps"][peer]["read"]).median
+                rows.append(
+                    [
+                        f"end-to-end logged-in read {text}",
+                        f"{ours:.0f} vs {theirs:.0f} req/s: {ours / theirs:.2f}x",
+                        verdict(ours >= factor * theirs),
+                    ]
+                )
+    if scale and len(scale) >= 2:
+        small, large = scale[0], scale[-1]
+        a = Summary.of(small["times_us"]["epoch"]).median
+        b = Summary.of(large["times_us"]["epoch"]).median
+        per_set = [
+            Summary.of(paired_ratios(size["times_us"]["epoch"], size["times_us"]["reference"]))
+            for size in (small, large)
+        ]
+        trips = {small["round_trips"]["epoch"], large["round_trips"]["epoch"]}
+        rows.append(
+            [
+                f"invalidate_user: the same cost at {small['sessions']:,} and "
+                f"{large['sessions']:,} sessions",
+                f"{a:.0f} µs vs {b:.0f} µs; {per_set[0].median:.2f}x vs "
+                f"{per_set[1].median:.2f}x a bare SET timed beside it; round trips: "
+                + ", ".join(f"{t:g}" for t in sorted(trips)),
+                verdict(len(trips) == 1 and per_set[1].median <= 1.5 * per_set[0].median),
+            ]
+        )
+    return _table(["target (issue 5)", "measured", ""], rows)
+
+
+def inprocess(section: dict[str, Any]) -> list[str]:
+    variants = _variants(section["times"])
+    out = [
+        "## In-process cost (µs per request)",
+        "",
+        "The app driven directly (a scope, a receive, a send; no HTTP client, no server), "
+        "GC off while timing, as timeit does. Median over repeats (interquartile range); "
+        "the variants and the references run interleaved in each repeat. "
+        "*xfloor* is the median of per-repeat ratios to the same route with no session "
+        "middleware.",
+        "",
+    ]
+    rows = []
+    for scenario, label in SCENARIO_LABELS.items():
+        row = [label]
+        for key in variants:
+            values = section["times"][key].get(scenario)
+            if not values:
+                row.append("n/a")
+                continue
+            cell = _us(values)
+            floor = section["times"].get("floor", {}).get(scenario)
+            if floor and key != "floor":
+                cell += f"<br>{Summary.of(paired_ratios(values, floor)).median:.1f}x floor"
+            row.append(cell)
+        rows.append(row)
+    out += _table(["scenario"] + [LABELS[k] for k in variants], rows)
+    out += [
+        "",
+        "n/a: the peers have no per-user operation; what their users build instead (SCAN, a "
+        "per-user SET) is timed under *Invalidating one user among N sessions*.",
+        "",
+        "References, measured in the same repeats:",
+        "",
+    ]
+    ref_rows = [[REFERENCES[name], _us(values)] for name, values in section["references"].items()]
+    if OURS in section["times"] and "floor" in section["times"]:
+        get = section["references"]["get"]
+        ours = section["times"][OURS]["read"]
+        floor = section["times"]["floor"]["read"]
+        ref_rows.append(
+            ["session_middleware logged-in read / bare GET", _ratio(paired_ratios(ours, get))]
+        )
+        added = [o - f for o, f in zip(ours, floor, strict=True)]
+        ref_rows.append(
+            ["(session_middleware read - floor) / bare GET", _ratio(paired_ratios(added, get))]
+        )
+        mget = section["references"]["mget"]
+        own = [a - m for a, m in zip(added, mget, strict=True)]
+        ref_rows.append(
+            [
+                "session_middleware's own time in a read: read - floor - bare MGET (µs)",
+                _us(own),
+            ]
+        )
+    out += _table(["reference", "µs (IQR) or ratio"], ref_rows)
+    return out
+
+
+def counts(section: dict[str, Any]) -> list[str]:
+    variants = [k for k in _variants(section["counts"]) if k != "floor"]
+    out = [
+        "## Redis round trips and commands per request",
+        "",
+        "Counted through a connection class that counts what is sent (like tests/support.py), "
+        "averaged over 10 requests.",
+        "",
+    ]
+    rows = []
+    for scenario, label in SCENARIO_LABELS.items():
+        row = [label]
+        for key in variants:
+            c = section["counts"][key].get(scenario)
+            if c is None:
+                row.append("n/a")
+            elif c["commands"] == 0:
+                row.append("0")
+            else:
+                cell = (
+                    f"{c['round_trips']:g} RT, {c['commands']:g} cmd "
+                    f"({' '.join(c['sequence'])}), {c['writes']:g} write"
+                )
+                if c.get("sql_queries"):
+                    cell += f"; {c['sql_queries']:g} SQL"
+                row.append(cell)
+        rows.append(row)
+    return out + _table(["scenario"] + [LABELS[k] for k in variants], rows)
+
+
+def endtoend(section: dict[str, Any], mode: dict[str, Any]) -> list[str]:
+    out = ["## End-to-end throughput (requests/s)", ""]
+    if section.get("skipped"):
+        return [*out, section["skipped"]]
+    variants = _variants(section["rps"])
+    out += [
+        f"uvicorn, one worker on 127.0.0.1, access log off; wrk -t1 -c{mode['e2e_connections']} "
+        f"-d{mode['e2e_seconds']}s on loopback, {mode['e2e_repeats']} interleaved run(s) per "
+        "cell. Median (min-max) and the share of the floor's rate in the same run. "
+        "wrk, uvicorn and Redis share the CPUs.",
+        "",
+    ]
+    rows = []
+    for scenario in REQUESTS:
+        row = [scenario.label]
+        floor = section["rps"].get("floor", {}).get(scenario.key)
+        for key in variants:
+            values = section["rps"][key][scenario.key]
+            s = Summary.of(values)
+            cell = f"{s.median:.0f} ({s.low:.0f}-{s.high:.0f})"
+            if floor and key != "floor":
+                cell += f"<br>{s.median / Summary.of(floor).median:.0%} of floor"
+            row.append(cell)
+        rows.append(row)
+    out += _table(["scenario"] + [LABELS[k] for k in variants], rows)
+    return out
+
+
+def memory(usages: list[dict[str, Any]], cookies: dict[str, int]) -> list[str]:
+    out = [
+        "## Redis memory per session (one login)",
+        "",
+        "MEMORY USAGE (SAMPLES 0) of every key one login writes. The epoch and the index are "
+        "per user, shared by all of that user's sessions.",
+        "",
+    ]
+    rows = [[LABELS[u["variant"]], u["kind"], f"{u['bytes']}", f"{u['ttl_s']}"] for u in usages]
+    out += _table(["variant", "key", "bytes", "TTL (s)"], rows)
+    if cookies:
+        out += [
+            "",
+            "Logged-in cookie value, bytes: "
+            + ", ".join(f"{LABELS[k]} {v}" for k, v in cookies.items())
+            + ".",
+        ]
+    return out
+
+
+def scale(sizes: list[dict[str, Any]]) -> list[str]:
+    out = [
+        "## Invalidating one user among N sessions",
+        "",
+        "N sessions in session_middleware's layout (5 per user), written with pipelines under "
+        "a prefix of the run's own, one size after the other; each repeat times every method in "
+        "turn, a bare SET among them as the yardstick of the moment. The invalidated user "
+        "logged in 5 times for real before "
+        "each timed call. Median µs of one invalidation (IQR); round trips counted. DBSIZE "
+        "counts every key on the shared Redis: SCAN walks all of them.",
+        "",
+    ]
+    rows = []
+    for size in sizes:
+        for method, label in METHODS.items():
+            values = size["times_us"][method]
+            rows.append(
+                [
+                    f"{size['sessions']:,}",
+                    f"{size['dbsize']:,}",
+                    label,
+                    _us(values),
+                    _ratio(paired_ratios(values, size["times_us"]["reference"])),
+                    f"{size['round_trips'][method]:g}",
+                    f"{size['deleted'][method]}",
+                ]
+            )
+    out += _table(
+        ["sessions", "DBSIZE", "method", "µs (IQR)", "x bare SET", "round trips", "keys deleted"],
+        rows,
+    )
+    largest = sizes[-1]
+    n, users = largest["sessions"], largest["users"]
+    out += [
+        "",
+        f"Memory at {n:,} sessions ({users:,} users). *MEMORY USAGE* is the mean over a sample "
+        "of each component's keys, times its keys; *used_memory* is INFO's figure before and "
+        "after the bulk write, which also catches the growth of Redis's own hash tables.",
+        "",
+    ]
+    rows = []
+    totals: dict[str, tuple[float, int]] = {}
+    for name, delta in largest["memory"].items():
+        count = largest["keys"].get(name, 0)
+        usage = largest["sampled"].get(name, 0.0) * count
+        totals[name] = (usage, delta)
+        rows.append(
+            [
+                name,
+                f"{count:,}",
+                f"{largest['sampled'].get(name, 0.0):.0f}",
+                f"{usage / n:.0f}",
+                f"{delta / 1e6:.1f}",
+                f"{delta / n:.0f}",
+            ]
+        )
+
+    def combined(label: str, names: list[str]) -> list[str]:
+        usage = sum(totals[name][0] for name in names if name in totals)
+        delta = sum(totals[name][1] for name in names if name in totals)
+        return [label, "", "", f"{usage / n:.0f}", f"{delta / 1e6:.1f}", f"{delta / n:.0f}"]
+
+    records, epochs = "session records", "user epochs"
+    rows.append(combined("ours without the index (records + epochs)", [records, epochs]))
+    rows.append(
+        combined("ours with the index", [records, epochs, "per-user index (ours: sorted set)"])
+    )
+    rows.append(
+        combined(
+            "the SET method (records + SETs)", [records, "per-user SET of ids (the SET method)"]
+        )
+    )
+    out += _table(
+        [
+            "component",
+            "keys",
+            "MEMORY USAGE per key",
+            "MEMORY USAGE per session",
+            "used_memory MB",
+            "used_memory per session",
+        ],
+        rows,
+    )
+    fills = ", ".join(f"{s['sessions']:,} in {s['fill_seconds']:.1f} s" for s in sizes)
+    epochs_ok = all(s["rejected_after_epoch"] for s in sizes)
+    out += [
+        "",
+        f"Bulk writes took: {fills}. After each epoch bump the user's real cookies were "
+        + ("rejected (checked)." if epochs_ok else "**NOT all rejected**."),
+    ]
+    return out
+
+
+def render(results: dict[str, Any]) -> str:
+    mode = results["mode"]
+    out = [
+        "# session_middleware benchmarks",
+        "",
+        f"`{results['command']}` — {mode['name']} mode. {line(results['environment'])}.",
+        "",
+    ]
+    if "load" in results:
+        before, after = results["load"]
+        out += [
+            f"Took {results['seconds']:.0f} s. 1-minute load average {before:g} at the start and "
+            f"{after:g} at the end, on {results['environment']['cpus']} CPUs (other work on the "
+            "machine shows up in the spreads).",
+            "",
+        ]
+    out += []
+    for key, why in results.get("skipped", {}).items():
+        out.append(f"- {LABELS[key]}: {why}")
+    if results.get("skipped"):
+        out.append("")
+    out += ["## Targets", "", *targets(results), ""]
+    if "inprocess" in results:
+        out += [*inprocess(results["inprocess"]), ""]
+        out += [*counts(results["inprocess"]), ""]
+    if "endtoend" in results:
+        out += [*endtoend(results["endtoend"], mode), ""]
+    if "memory" in results:
+        out += [*memory(results["memory"], results.get("inprocess", {}).get("cookies", {})), ""]
+    if results.get("scale"):
+        out += [*scale(results["scale"]), ""]
+    charts = results.get("charts", [])
+    if charts:
+        out += ["## Charts", ""] + [f"![{name}]({name})" for name in charts] + [""]
+    return "\n".join(out)

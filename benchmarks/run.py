@@ -1,0 +1,160 @@
+"""The command line: ``python -m benchmarks [--quick] [--only PART ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from . import charts, endtoend, environment, inprocess, memory, profile, report, scale, sql
+from .cleanup import delete_prefix
+from .scenarios import INVALIDATE, REQUESTS
+from .settings import MODES, new_prefix, with_overrides
+from .variants import ORDER, available
+
+PARTS = ("inprocess", "endtoend", "memory", "scale")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(float(part)) for part in text.split(","))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="session_middleware against no sessions, Starlette's cookie sessions and "
+        "starsessions, on the same app and the same Redis.",
+    )
+    p.add_argument(
+        "command",
+        nargs="?",
+        default="run",
+        choices=("run", "profile", "report"),
+        help="run the suite (default); profile one scenario; re-render the report "
+        "from results JSON",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer repeats, 2 s wrk runs, 10 and 10^4 sessions (under two minutes); "
+        "writes to results/quick/",
+    )
+    p.add_argument(
+        "--only", nargs="+", choices=PARTS, default=list(PARTS), help="run only these parts"
+    )
+    p.add_argument("--variants", nargs="+", choices=ORDER, default=list(ORDER))
+    p.add_argument("--repeats", type=int, help="in-process repeats")
+    p.add_argument("--iterations", type=int, help="in-process requests per repeat")
+    p.add_argument("--e2e-repeats", type=int, help="wrk runs per variant and scenario")
+    p.add_argument("--e2e-seconds", type=int, help="duration of one wrk run")
+    p.add_argument("--connections", type=int, dest="e2e_connections", help="wrk connections")
+    p.add_argument("--scale-sizes", type=_sizes, help="e.g. 10,1e4,1e6")
+    p.add_argument("--scale-repeats", type=int)
+    p.add_argument("--out", type=Path, help="results directory")
+    p.add_argument("--variant", default="ours-redis", choices=ORDER, help="profile: the variant")
+    p.add_argument(
+        "--scenario",
+        default="read",
+        choices=[s.key for s in REQUESTS] + [INVALIDATE],
+        help="profile: the scenario",
+    )
+    p.add_argument("--requests", type=int, default=20_000, help="profile: requests")
+    return p
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _tidy(prefix: str) -> None:
+    """Delete the keys a part left, so the next part (SCAN above all) meets a clean Redis."""
+    log(f"deleted {delete_prefix(prefix)} keys under {prefix}")
+
+
+def write(results: dict[str, Any], directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "latest.json").write_text(json.dumps(results, indent=1))
+    results["charts"] = charts.render(results, directory)
+    path = directory / "latest.md"
+    path.write_text(report.render(results))
+    return path
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> Path:
+    mode = with_overrides(
+        MODES["quick" if args.quick else "full"],
+        repeats=args.repeats,
+        iterations=args.iterations,
+        e2e_repeats=args.e2e_repeats,
+        e2e_seconds=args.e2e_seconds,
+        e2e_connections=args.e2e_connections,
+        scale_sizes=args.scale_sizes,
+        scale_repeats=args.scale_repeats,
+    )
+    directory = args.out or (RESULTS / "quick" if args.quick else RESULTS)
+    wanted = [key for key in ORDER if key in args.variants]
+    skipped = {key: why for key in wanted if (why := available(key)) is not None}
+    for key, why in skipped.items():
+        log(f"{key}: {why}")
+    variants = [key for key in wanted if key not in skipped]
+    results: dict[str, Any] = {
+        "command": " ".join(["python -m benchmarks", *argv]),
+        "mode": asdict(mode),
+        "environment": environment.describe(),
+        "skipped": skipped,
+    }
+    prefix = new_prefix()
+    started = time.monotonic()
+    load_before = os.getloadavg()[0]
+    if "ours-sql" in variants:
+        sql.create(prefix)
+    try:
+        if "inprocess" in args.only:
+            log("in-process timings and counts...")
+            found = asyncio.run(inprocess.measure(mode, variants, prefix, log))
+            results["inprocess"] = asdict(found)
+            _tidy(prefix)
+        if "endtoend" in args.only:
+            log("end-to-end under uvicorn + wrk...")
+            results["endtoend"] = asdict(endtoend.measure(mode, variants, prefix, log))
+            _tidy(prefix)
+        if "memory" in args.only:
+            log("memory per session...")
+            usages = asyncio.run(memory.measure(variants, prefix))
+            results["memory"] = [asdict(usage) for usage in usages]
+            _tidy(prefix)
+        if "scale" in args.only:
+            log("invalidation at scale...")
+            sizes = asyncio.run(scale.measure(mode, prefix, log))
+            results["scale"] = [asdict(size) for size in sizes]
+    finally:
+        _tidy(prefix)
+        if "ours-sql" in variants:
+            sql.drop(prefix)
+    results["seconds"] = round(time.monotonic() - started, 1)
+    results["load"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    return write(results, directory)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    directory = args.out or RESULTS
+    if args.command == "profile":
+        directory.mkdir(parents=True, exist_ok=True)
+        log(f"wrote {profile.main(args.variant, args.scenario, args.requests, directory)}")
+        return 0
+    if args.command == "report":
+        results = json.loads((directory / "latest.json").read_text())
+        log(f"wrote {write(results, directory)}")
+        return 0
+    path = run(args, argv)
+    log(f"wrote {path}")
+    return 0

@@ -1,0 +1,60 @@
+"""What one run measures and how hard: the modes, the Redis, the secrets."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any
+
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+SECRET = "benchmark-secret-key-0123456789abcdefghijklmnop"
+SESSION_LIFETIME = 14 * 24 * 60 * 60
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How many times each figure is taken."""
+
+    name: str
+    repeats: int  # in-process: batches per (variant, scenario), interleaved
+    iterations: int  # in-process: requests per batch
+    e2e_repeats: int  # end-to-end: wrk runs per (variant, scenario), interleaved
+    e2e_seconds: int  # end-to-end: duration of one wrk run
+    e2e_connections: int
+    scale_sizes: tuple[int, ...]  # invalidation at scale: sessions in Redis
+    scale_repeats: int  # invalidation at scale: timed invalidations per method and size
+
+
+QUICK = Mode(
+    name="quick",
+    repeats=5,
+    iterations=200,
+    e2e_repeats=1,
+    e2e_seconds=2,
+    e2e_connections=32,
+    scale_sizes=(10, 10_000),
+    scale_repeats=5,
+)
+FULL = Mode(
+    name="full",
+    repeats=15,
+    iterations=600,
+    e2e_repeats=3,
+    e2e_seconds=5,
+    e2e_connections=32,
+    scale_sizes=(10, 10_000, 1_000_000),
+    scale_repeats=7,
+)
+MODES = {mode.name: mode for mode in (QUICK, FULL)}
+
+
+def with_overrides(mode: Mode, **changes: Any) -> Mode:
+    """The mode with the options given on the command line (None means: keep)."""
+    kept: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
+    return replace(mode, **kept)
+
+
+def new_prefix() -> str:
+    """A key prefix of this run's own; everything under it is deleted at the end."""
+    return f"smbench:{uuid.uuid4().hex[:10]}:"
