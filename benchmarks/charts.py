@@ -21,6 +21,7 @@ COLORS = {
     "starsessions": "#e39b5b",
     "ours-redis": "#2e7d32",
     "ours-sql": "#7cb342",
+    "ours-cache": "#00838f",
 }
 
 
@@ -87,10 +88,11 @@ def endtoend(section: dict[str, Any], path: Path) -> None:
     scenarios = [s.key for s in REQUESTS]
     fig, ax = plt.subplots(figsize=(10, 5.5), dpi=110)
     _grouped(ax, section["rps"], scenarios)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # room for the legend above the floor's bars
     ax.set_xticks(range(len(scenarios)), [s.label for s in REQUESTS])
     ax.set_ylabel("requests/s (median, IQR bars)")
     ax.set_title("End-to-end throughput, uvicorn 1 worker + wrk on loopback (higher is better)")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper right", ncols=2)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
@@ -164,6 +166,33 @@ def scale(sizes: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def window(section: dict[str, Any], path: Path) -> None:
+    """The invalidation window as cumulative shares: how many invalidations had every
+    worker's copy dropped (and any one worker's) so many µs after the call returned."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    drops = [drop for per_round in section["drops_us"] for drop in per_round]
+    for values, label, color in (
+        (section["windows_us"], "the last worker drops its copy (the window)", "#00838f"),
+        (drops, "any one worker drops its copy", "#80cbc4"),
+    ):
+        ordered = sorted(values)
+        shares = [(i + 1) / len(ordered) for i in range(len(ordered))]
+        ax.step(ordered, shares, where="post", label=label, color=color)
+    ax.axvline(0, color="black", linewidth=1)
+    ax.text(0, 0.97, " ainvalidate_user returned", fontsize=8, va="top")
+    ax.set_xlabel("µs after ainvalidate_user returned (negative: dropped before)")
+    ax.set_ylabel("share of invalidations")
+    ax.set_title(
+        f"local_cache invalidation window, {section['workers']} worker processes, "
+        f"{len(section['windows_us'])} invalidations"
+    )
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def render(results: dict[str, Any], directory: Path) -> list[str]:
     """Write the charts the results allow; their file names."""
     written = []
@@ -176,4 +205,7 @@ def render(results: dict[str, Any], directory: Path) -> list[str]:
     if results.get("scale"):
         scale(results["scale"], directory / "invalidation.png")
         written.append("invalidation.png")
+    if results.get("window", {}).get("windows_us"):
+        window(results["window"], directory / "window.png")
+        written.append("window.png")
     return written

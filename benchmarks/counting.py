@@ -1,7 +1,11 @@
-"""A redis.asyncio client that counts round trips and commands, the way tests/support.py does."""
+"""Counting Redis round trips and commands: a redis.asyncio client that counts, the way
+tests/support.py does, and, for clients built where no client can be passed in (local_cache's
+tracking pool), every redis.asyncio connection of the process for a while."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import redis.asyncio
@@ -67,3 +71,39 @@ async def counted_client(counter: Counter) -> redis.asyncio.Redis:
     await client.ping()
     counter.reset()
     return client
+
+
+@contextlib.contextmanager
+def counting_connections(counter: Counter) -> Iterator[Counter]:
+    """Count what every redis.asyncio.Connection of this process sends, while inside.
+
+    For the ours-cache variant, whose tracking connections local_cache builds itself from
+    the URL. Whatever else the process sends meanwhile is counted too, so count with nothing
+    else running; connections opened inside also count their handshake (HELLO, CLIENT
+    TRACKING...), which is what a request that opens one costs.
+    """
+    connection = redis.asyncio.Connection
+    pack, send = connection.pack_command, connection.send_packed_command
+    own = {name: connection.__dict__[name] for name in _PATCHED if name in connection.__dict__}
+
+    def pack_command(self: Any, *args: Any) -> Any:
+        counter.commands.append(str(args[0]).upper())
+        return pack(self, *args)
+
+    async def send_packed_command(self: Any, *args: Any, **kwargs: Any) -> None:
+        counter.round_trips += 1
+        await send(self, *args, **kwargs)
+
+    connection.pack_command = pack_command  # type: ignore[method-assign]
+    connection.send_packed_command = send_packed_command  # type: ignore[method-assign]
+    try:
+        yield counter
+    finally:
+        for name in _PATCHED:
+            if name in own:
+                setattr(connection, name, own[name])
+            else:
+                delattr(connection, name)
+
+
+_PATCHED = ("pack_command", "send_packed_command")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import re
 import shutil
@@ -15,13 +16,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from .scenarios import FLOOR_COOKIE, REQUESTS, Scenario
+from .serve import CACHE_STATS_PATH
 from .settings import Mode
 from .variants import COOKIE
 
 ROOT = Path(__file__).resolve().parent.parent
 _RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+_TOTAL = re.compile(r"(\d+) requests in ")
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 _SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 _P50 = re.compile(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
@@ -33,6 +37,8 @@ WARM_UP_SECONDS = 1
 class EndToEnd:
     rps: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # variant -> scenario
     p50_ms: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    # local_cache variants: per run, wrk's completed requests and the cache's counts over it
+    cache: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     skipped: str | None = None
 
 
@@ -42,6 +48,7 @@ class Server:
     port: int
     process: subprocess.Popen[bytes]
     cookies: list[str] = field(default_factory=list)  # a pool of logged-in sessions
+    cached: bool = False  # serves CACHE_STATS_PATH (local_cache)
 
 
 def wrk_path() -> str | None:
@@ -63,7 +70,7 @@ def _start(key: str, prefix: str) -> Server:
     process = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.serve", key, str(port), prefix], cwd=ROOT, env=env
     )
-    return Server(key, port, process)
+    return Server(key, port, process, cached=key == "ours-cache")
 
 
 def _wait_ready(server: Server, timeout: float = 20.0) -> None:
@@ -150,7 +157,15 @@ def servers(keys: list[str], prefix: str, pool: int) -> Iterator[list[Server]]:
                 server.process.wait()
 
 
-def _wrk(server: Server, scenario: Scenario, mode: Mode, script: str) -> tuple[float, float]:
+def _cache_stats(server: Server) -> dict[str, Any]:
+    status, body, _ = _request(server, "GET", CACHE_STATS_PATH, None)
+    if status != 200:
+        raise RuntimeError(f"{server.key}: cache stats answered {status}")
+    stats: dict[str, Any] = json.loads(body)
+    return stats
+
+
+def _wrk(server: Server, scenario: Scenario, mode: Mode, script: str) -> tuple[float, float, int]:
     command = ["wrk", "-t1", f"-c{mode.e2e_connections}", f"-d{mode.e2e_seconds}s", "--latency"]
     command += ["-s", script, f"http://127.0.0.1:{server.port}{scenario.path}"]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
@@ -164,7 +179,31 @@ def _wrk(server: Server, scenario: Scenario, mode: Mode, script: str) -> tuple[f
     if non_2xx is not None or (errors is not None and any(int(n) for n in errors.groups())):
         raise RuntimeError(f"{server.key} {scenario.key}: failed requests under load:\n{output}")
     p50 = _P50.search(output)
-    return float(rps.group(1)), float(p50.group(1)) * _UNIT[p50.group(2)] if p50 else float("nan")
+    total = _TOTAL.search(output)
+    return (
+        float(rps.group(1)),
+        float(p50.group(1)) * _UNIT[p50.group(2)] if p50 else float("nan"),
+        int(total.group(1)) if total else 0,
+    )
+
+
+def _run(server: Server, scenario: Scenario, mode: Mode, script: str, result: EndToEnd) -> None:
+    """One timed wrk run; for a local_cache server, what its cache counted meanwhile."""
+    before = _cache_stats(server) if server.cached else None
+    rps, p50, requests = _wrk(server, scenario, mode, script)
+    result.rps[server.key][scenario.key].append(rps)
+    result.p50_ms[server.key][scenario.key].append(p50)
+    if before is not None:
+        after = _cache_stats(server)
+        result.cache.setdefault(server.key, {}).setdefault(scenario.key, []).append(
+            {
+                "requests": requests,
+                "hits": after["hits"] - before["hits"],
+                "entries": after["entries"],
+                "healthy": after["healthy"],
+                "listener_changes": after["generation"] - before["generation"],
+            }
+        )
 
 
 def measure(mode: Mode, keys: list[str], prefix: str, log: Callable[[str], None]) -> EndToEnd:
@@ -191,9 +230,6 @@ def measure(mode: Mode, keys: list[str], prefix: str, log: Callable[[str], None]
             order = started[repeat % len(started) :] + started[: repeat % len(started)]
             for scenario in REQUESTS:
                 for server in order:
-                    script = scripts[(server.key, scenario.key)]
-                    rps, p50 = _wrk(server, scenario, mode, script)
-                    result.rps[server.key][scenario.key].append(rps)
-                    result.p50_ms[server.key][scenario.key].append(p50)
+                    _run(server, scenario, mode, scripts[(server.key, scenario.key)], result)
             log(f"  end-to-end repeat {repeat + 1}/{mode.e2e_repeats} done")
     return result

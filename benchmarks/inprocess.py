@@ -12,7 +12,7 @@ from functools import partial
 import redis.asyncio
 import sqlalchemy
 
-from .counting import Counter, counted_client
+from .counting import Counter, counted_client, counting_connections
 from .driver import Request
 from .scenarios import FLOOR_COOKIE, INVALIDATE, INVALIDATED_USER, REQUESTS
 from .settings import REDIS_URL, Mode
@@ -37,6 +37,8 @@ class Counts:
     writes: float
     sequence: list[str]
     sql_queries: float = 0.0
+    cache_hits: float | None = None  # local_cache hits per request (ours-cache)
+    first: Counts | None = None  # ours-cache: the first read of a new session (a cache miss)
 
 
 @dataclass
@@ -151,6 +153,8 @@ async def measure(
 
 async def count(key: str, scenario: str, prefix: str) -> Counts:
     """Round trips and commands of one request of `scenario`, through a counting client."""
+    if key == "ours-cache":
+        return await count_cached(scenario, prefix)
     counter = Counter()
     client = await counted_client(counter)
     variant = build(key, prefix, client)
@@ -183,3 +187,46 @@ async def count(key: str, scenario: str, prefix: str) -> Counts:
     finally:
         await variant.close()
         await client.aclose()
+
+
+async def count_cached(scenario: str, prefix: str) -> Counts:
+    """The same for ours-cache, whose tracking connections cannot be handed in: every
+    redis.asyncio connection of the process is counted instead (nothing else runs), and the
+    cache's own hit counter says which requests it served. For the read, the first read of
+    a new session is counted apart from the repeat reads."""
+    variant = build("ours-cache", prefix)
+    counter = Counter()
+    try:
+        actions, _ = await prepare(variant)
+        cache = variant.cache()
+        action = actions[scenario]
+        await action()
+        first = None
+        if scenario == "read":
+            fresh = Request("GET", "/read", await login_cookie(variant))
+            hits = cache.hits
+            with counting_connections(counter):
+                response = await fresh.fetch(variant.app)
+            if not response.body.startswith(b"user-"):
+                raise RuntimeError(f"ours-cache: first read answered {response.body!r}")
+            first = _counts(counter, 1, cache.hits - hits)
+            counter.reset()
+        hits = cache.hits
+        with counting_connections(counter):
+            for _ in range(COUNTED_REQUESTS):
+                await action()
+        counts = _counts(counter, COUNTED_REQUESTS, cache.hits - hits)
+        counts.first = first
+        return counts
+    finally:
+        await variant.close()
+
+
+def _counts(counter: Counter, requests: int, hits: int) -> Counts:
+    return Counts(
+        round_trips=counter.round_trips / requests,
+        commands=len(counter.commands) / requests,
+        writes=counter.writes / requests,
+        sequence=counter.commands[: len(counter.commands) // requests],
+        cache_hits=hits / requests,
+    )

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 
 import redis.asyncio
 
+from .driver import Request
 from .inprocess import login_cookie
 from .settings import REDIS_URL
 from .variants import build
+
+CACHED_SESSIONS = 1000
 
 KINDS = (
     (re.compile(r"\}:s:[0-9a-f]+$"), "session record"),
@@ -57,3 +61,35 @@ async def measure(variants: list[str], prefix: str) -> list[KeyUsage]:
     finally:
         await client.aclose()
     return sorted(usages, key=lambda u: (variants.index(u.variant), u.kind))
+
+
+@dataclass(frozen=True)
+class CacheUsage:
+    """What local_cache holds in the process for `sessions` sessions of distinct users."""
+
+    sessions: int
+    entries: int
+    bytes: int  # the OrderedDict, its keys and its values (sys.getsizeof)
+
+    @property
+    def per_session(self) -> float:
+        return self.bytes / self.sessions
+
+
+async def measure_cache(prefix: str, sessions: int = CACHED_SESSIONS) -> CacheUsage:
+    """Log `sessions` sessions in with ours-cache, read each once (the read caches its record
+    and its user's epoch), and size what the cache then holds."""
+    variant = build("ours-cache", f"{prefix}mem-cache:")
+    try:
+        cookies = [await login_cookie(variant) for _ in range(sessions)]
+        for cookie in cookies:
+            response = await Request("GET", "/read", cookie).fetch(variant.app)
+            if not response.body.startswith(b"user-"):
+                raise RuntimeError(f"ours-cache: read answered {response.body!r}")
+        entries = variant.cache().entries
+        size = sys.getsizeof(entries) + sum(
+            sys.getsizeof(key) + sys.getsizeof(value) for key, value in entries.items()
+        )
+        return CacheUsage(sessions, len(entries), size)
+    finally:
+        await variant.close()

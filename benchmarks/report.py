@@ -10,9 +10,11 @@ from .scale import METHODS
 from .scenarios import INVALIDATE, INVALIDATE_LABEL, REQUESTS
 from .stats import Summary, paired_ratios
 from .variants import LABELS
+from .window import percentile
 
 SCENARIO_LABELS = {s.key: s.label for s in REQUESTS} | {INVALIDATE: INVALIDATE_LABEL}
 OURS = "ours-redis"
+CACHED = "ours-cache"
 
 
 def _us(values: list[float]) -> str:
@@ -93,6 +95,7 @@ def targets(results: dict[str, Any]) -> list[str]:
                         verdict(ours >= factor * theirs),
                     ]
                 )
+    rows += _cache_targets(results)
     if scale and len(scale) >= 2:
         small, large = scale[0], scale[-1]
         a = Summary.of(small["times_us"]["epoch"]).median
@@ -113,6 +116,57 @@ def targets(results: dict[str, Any]) -> list[str]:
             ]
         )
     return _table(["target (issue 5)", "measured", ""], rows)
+
+
+def _cache_targets(results: dict[str, Any]) -> list[list[str]]:
+    """The moonshot's rows: local_cache's reads, its throughput, its invalidation window."""
+    rows: list[list[str]] = []
+    inproc, e2e, window = results.get("inprocess"), results.get("endtoend"), results.get("window")
+    if inproc and CACHED in inproc["counts"]:
+        read = inproc["counts"][CACHED]["read"]
+        first = read["first"]
+        ok = (
+            read["round_trips"] == 0
+            and read["cache_hits"] == 1
+            and first["round_trips"] == 1
+            and first["commands"] == 1
+            and first["writes"] == 0
+        )
+        rows.append(
+            [
+                "local_cache: a repeat logged-in read costs no round trip (the first read of a "
+                "session: one)",
+                f"repeat read: {read['round_trips']:g} round trips, {read['commands']:g} "
+                f"commands, {read['cache_hits']:g} cache hit per request; first read: "
+                f"{first['round_trips']:g} round trip ({', '.join(first['sequence'])}), "
+                f"{first['cache_hits']:g} hits",
+                "met" if ok else "**missed**",
+            ]
+        )
+    rps = (e2e or {}).get("rps", {})
+    if CACHED in rps and "starlette" in rps:
+        ours = Summary.of(rps[CACHED]["read"]).median
+        theirs = Summary.of(rps["starlette"]["read"]).median
+        rows.append(
+            [
+                "local_cache: end-to-end logged-in read ≥ 90% of Starlette cookie sessions",
+                f"{ours:.0f} vs {theirs:.0f} req/s: {ours / theirs:.2f}x",
+                "met" if ours >= 0.9 * theirs else "**missed**",
+            ]
+        )
+    if window and window["windows_us"]:
+        values = window["windows_us"]
+        rows.append(
+            [
+                "local_cache: measure the window between invalidate_user returning and the "
+                "last worker dropping its copy",
+                f"{window['workers']} worker processes, {len(values)} invalidations: median "
+                f"{percentile(values, 0.5):.0f} µs, p99 {percentile(values, 0.99):.0f} µs, "
+                f"max {max(values):.0f} µs after the call returned",
+                "measured",
+            ]
+        )
+    return rows
 
 
 def inprocess(section: dict[str, Any]) -> list[str]:
@@ -170,7 +224,19 @@ def inprocess(section: dict[str, Any]) -> list[str]:
                 _us(own),
             ]
         )
+    floor_read = section["times"].get("floor", {}).get("read")
+    for key in ("starlette", CACHED):
+        if floor_read and key in section["times"]:
+            added = [t - f for t, f in zip(section["times"][key]["read"], floor_read, strict=True)]
+            ref_rows.append([f"{LABELS[key]}: logged-in read - floor (µs)", _us(added)])
     out += _table(["reference", "µs (IQR) or ratio"], ref_rows)
+    if CACHED in section["times"]:
+        out += [
+            "",
+            f"{LABELS[CACHED]}: every timed read after the first is served from the cache "
+            "(a repeat read of the same session); every timed write changes the record, so the "
+            "write's own read misses the cache and goes to Redis.",
+        ]
     return out
 
 
@@ -188,20 +254,36 @@ def counts(section: dict[str, Any]) -> list[str]:
         row = [label]
         for key in variants:
             c = section["counts"][key].get(scenario)
-            if c is None:
-                row.append("n/a")
-            elif c["commands"] == 0:
-                row.append("0")
-            else:
-                cell = (
-                    f"{c['round_trips']:g} RT, {c['commands']:g} cmd "
-                    f"({' '.join(c['sequence'])}), {c['writes']:g} write"
-                )
-                if c.get("sql_queries"):
-                    cell += f"; {c['sql_queries']:g} SQL"
-                row.append(cell)
+            row.append("n/a" if c is None else _count_cell(c))
         rows.append(row)
-    return out + _table(["scenario"] + [LABELS[k] for k in variants], rows)
+    out += _table(["scenario"] + [LABELS[k] for k in variants], rows)
+    if CACHED in section["counts"]:
+        out += [
+            "",
+            f"{LABELS[CACHED]} cannot be handed a counting client (local_cache opens its own "
+            "tracking connections from the URL), so for it every redis.asyncio connection of "
+            "the process is counted while nothing else runs, and *hit* is the cache's own count "
+            "of reads it served per request. *first read*: the first read of a session that "
+            "just logged in, counted apart from the repeat reads.",
+        ]
+    return out
+
+
+def _count_cell(c: dict[str, Any]) -> str:
+    if c["commands"] == 0:
+        cell = "0"
+    else:
+        cell = (
+            f"{c['round_trips']:g} RT, {c['commands']:g} cmd "
+            f"({' '.join(c['sequence'])}), {c['writes']:g} write"
+        )
+    if c.get("sql_queries"):
+        cell += f"; {c['sql_queries']:g} SQL"
+    if c.get("cache_hits") is not None:
+        cell += f"; {c['cache_hits']:g} hit"
+    if c.get("first"):
+        cell += f"<br>first read: {_count_cell(c['first'])}"
+    return cell
 
 
 def endtoend(section: dict[str, Any], mode: dict[str, Any]) -> list[str]:
@@ -229,6 +311,80 @@ def endtoend(section: dict[str, Any], mode: dict[str, Any]) -> list[str]:
             row.append(cell)
         rows.append(row)
     out += _table(["scenario"] + [LABELS[k] for k in variants], rows)
+    for key, scenarios in section.get("cache", {}).items():
+        runs = scenarios.get("read", [])
+        if not runs:
+            continue
+        requests = sum(run["requests"] for run in runs)
+        hits = sum(run["hits"] for run in runs)
+        changes = sum(run["listener_changes"] for run in runs)
+        healthy = all(run["healthy"] for run in runs)
+        out += [
+            "",
+            f"{LABELS[key]} under load, logged-in read: the cache counted {hits:,} hits over "
+            f"the {requests:,} requests wrk completed in the timed runs ({hits / requests:.1%}; "
+            "wrk does not count the requests still in flight when a run stops, so a figure "
+            f"slightly over 100% means every read was a hit); {changes} listener change(s), "
+            f"healthy after every run: {'yes' if healthy else '**no**'}.",
+        ]
+    return out
+
+
+def memory_cache(usage: dict[str, Any]) -> list[str]:
+    return [
+        f"{LABELS[CACHED]}, in the process: {usage['sessions']:,} sessions of distinct users "
+        f"read once leave {usage['entries']:,} cache entries (a record and an epoch each), "
+        f"{usage['bytes'] / 1e6:.2f} MB of Python objects (the OrderedDict, its keys and "
+        f"values, sys.getsizeof): {usage['per_session']:.0f} bytes per session. A user's "
+        "other sessions share the epoch entry.",
+    ]
+
+
+def window(section: dict[str, Any]) -> list[str]:
+    values = section["windows_us"]
+    drops = [drop for per_round in section["drops_us"] for drop in per_round]
+    calls = section["calls_us"]
+    early = sum(1 for drop in drops if drop < 0)
+
+    def row(label: str, figures: list[float]) -> list[str]:
+        return [
+            label,
+            f"{percentile(figures, 0.5):.0f}",
+            f"{percentile(figures, 0.99):.0f}",
+            f"{max(figures):.0f}",
+            f"{min(figures):.0f}",
+        ]
+
+    out = [
+        "## local_cache: the invalidation window",
+        "",
+        f"{section['workers']} worker processes, each with its own configuration and "
+        "local_cache, read one user's session until the user's epoch is in their cache, then "
+        "wait idle in their event loop; the coordinator process (local_cache on too) calls "
+        f"`ainvalidate_user`. Repeated {len(values)} times. Each worker notes the moment the "
+        "epoch key left its cache, from inside the cache's `invalidate`, called by its "
+        "listener when Redis's invalidation message arrives; every process reads the same "
+        "clock (`time.monotonic_ns`, CLOCK_MONOTONIC). µs after `ainvalidate_user` returned; "
+        "negative: that copy was gone before the call returned (Redis queues the invalidation "
+        "message while it runs the SET, before the SET's own reply).",
+        "",
+    ]
+    out += _table(
+        ["µs", "median", "p99", "max", "min"],
+        [
+            row("window: the last worker drops its copy", values),
+            row("any one worker drops its copy", drops),
+            row("ainvalidate_user itself (call to return)", calls),
+        ],
+    )
+    out += [
+        "",
+        f"Copies dropped before the call returned: {early} of {len(drops)}. Caches dropped whole "
+        f"(a listener lost) instead of the one key: {section['whole_drops']}. Workers were idle "
+        "when the message arrived; a worker busy in a handler drops its copy when it next "
+        "yields to its event loop, so under load the window grows by the longest stretch a "
+        "handler runs without awaiting.",
+    ]
     return out
 
 
@@ -374,6 +530,10 @@ def render(results: dict[str, Any]) -> str:
         out += [*endtoend(results["endtoend"], mode), ""]
     if "memory" in results:
         out += [*memory(results["memory"], results.get("inprocess", {}).get("cookies", {})), ""]
+        if "memory_cache" in results:
+            out += [*memory_cache(results["memory_cache"]), ""]
+    if results.get("window", {}).get("windows_us"):
+        out += [*window(results["window"]), ""]
     if results.get("scale"):
         out += [*scale(results["scale"]), ""]
     charts = results.get("charts", [])

@@ -12,13 +12,24 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import charts, endtoend, environment, inprocess, memory, profile, report, scale, sql
+from . import (
+    charts,
+    endtoend,
+    environment,
+    inprocess,
+    memory,
+    profile,
+    report,
+    scale,
+    sql,
+    window,
+)
 from .cleanup import delete_prefix
 from .scenarios import INVALIDATE, REQUESTS
 from .settings import MODES, new_prefix, with_overrides
 from .variants import ORDER, available
 
-PARTS = ("inprocess", "endtoend", "memory", "scale")
+PARTS = ("inprocess", "endtoend", "memory", "window", "scale")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -57,6 +68,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--connections", type=int, dest="e2e_connections", help="wrk connections")
     p.add_argument("--scale-sizes", type=_sizes, help="e.g. 10,1e4,1e6")
     p.add_argument("--scale-repeats", type=int)
+    p.add_argument("--window-rounds", type=int, help="local_cache window: invalidations timed")
+    p.add_argument("--window-workers", type=int, help="local_cache window: worker processes")
     p.add_argument("--out", type=Path, help="results directory")
     p.add_argument("--variant", default="ours-redis", choices=ORDER, help="profile: the variant")
     p.add_argument(
@@ -97,6 +110,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> Path:
         e2e_connections=args.e2e_connections,
         scale_sizes=args.scale_sizes,
         scale_repeats=args.scale_repeats,
+        window_rounds=args.window_rounds,
+        window_workers=args.window_workers,
     )
     directory = args.out or (RESULTS / "quick" if args.quick else RESULTS)
     wanted = [key for key in ORDER if key in args.variants]
@@ -129,6 +144,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> Path:
             log("memory per session...")
             usages = asyncio.run(memory.measure(variants, prefix))
             results["memory"] = [asdict(usage) for usage in usages]
+            if "ours-cache" in variants:
+                cached = asyncio.run(memory.measure_cache(prefix))
+                results["memory_cache"] = asdict(cached) | {"per_session": cached.per_session}
+            _tidy(prefix)
+        if "window" in args.only:
+            log("local_cache invalidation window across worker processes...")
+            results["window"] = asdict(asyncio.run(window.measure(mode, prefix, log)))
             _tidy(prefix)
         if "scale" in args.only:
             log("invalidation at scale...")

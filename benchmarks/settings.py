@@ -24,6 +24,8 @@ class Mode:
     e2e_connections: int
     scale_sizes: tuple[int, ...]  # invalidation at scale: sessions in Redis
     scale_repeats: int  # invalidation at scale: timed invalidations per method and size
+    window_rounds: int  # local_cache's invalidation window: timed invalidations
+    window_workers: int  # local_cache's invalidation window: worker processes with a cache
 
 
 QUICK = Mode(
@@ -35,6 +37,8 @@ QUICK = Mode(
     e2e_connections=32,
     scale_sizes=(10, 10_000),
     scale_repeats=5,
+    window_rounds=30,
+    window_workers=3,
 )
 FULL = Mode(
     name="full",
@@ -45,6 +49,8 @@ FULL = Mode(
     e2e_connections=32,
     scale_sizes=(10, 10_000, 1_000_000),
     scale_repeats=7,
+    window_rounds=200,
+    window_workers=3,
 )
 MODES = {mode.name: mode for mode in (QUICK, FULL)}
 

@@ -20,14 +20,16 @@ from . import sql
 from .app import CART, THEME, build_app
 from .settings import REDIS_URL, SECRET, SESSION_LIFETIME
 
-ORDER = ("floor", "starlette", "starsessions", "ours-redis", "ours-sql")
+ORDER = ("floor", "starlette", "starsessions", "ours-redis", "ours-sql", "ours-cache")
 LABELS = {
     "floor": "no session (floor)",
     "starlette": "Starlette cookie SessionMiddleware",
     "starsessions": "starsessions 2.2.1 + RedisStore",
     "ours-redis": "session_middleware, Redis epochs",
     "ours-sql": "session_middleware, SQL epochs",
+    "ours-cache": "session_middleware, Redis epochs + local_cache",
 }
+CACHE_ENTRIES = 10_000  # local_cache= of the ours-cache variant
 COOKIE = "session"
 
 
@@ -39,11 +41,18 @@ class Variant:
     invalidate: Callable[[str], Awaitable[None]] | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     config: Any = None
+    cached: bool = False  # reads go through local_cache: config.redis.async_().cache
     sql_engine: Any = None  # the SQLAlchemy engine of SQL epochs, to count queries
 
     @property
     def label(self) -> str:
         return LABELS[self.key]
+
+    def cache(self) -> Any:
+        """The local cache of this event loop (ours-cache only): .entries, .hits, .healthy."""
+        if not self.cached:
+            raise ValueError(f"{self.key} has no local cache")
+        return self.config.redis.async_().cache
 
     async def close(self) -> None:
         for closer in self.closers:
@@ -129,7 +138,8 @@ def build(key: str, prefix: str, client: redis.asyncio.Redis | None = None) -> V
     """The variant `key`, its Redis keys under `prefix`.
 
     `client` replaces the Redis client the variant would build from REDIS_URL (to count
-    commands); the variant then does not close it.
+    commands); the variant then does not close it. ours-cache takes none: local_cache opens
+    connections of its own from the URL (counting.counting_connections counts those).
     """
     if key == "floor":
         return Variant(key, build_app(NoSession()), uses_redis=False)
@@ -148,6 +158,10 @@ def build(key: str, prefix: str, client: redis.asyncio.Redis | None = None) -> V
         return _ours(key, prefix, client, epochs=None)
     if key == "ours-sql":
         return _ours(key, prefix, client, epochs=sql.provider(prefix))
+    if key == "ours-cache":
+        if client is not None:
+            raise ValueError("ours-cache opens its own tracking connections: it takes no client")
+        return _ours(key, prefix, None, epochs=None, local_cache=CACHE_ENTRIES)
     raise ValueError(f"unknown variant {key!r}")
 
 
@@ -167,8 +181,16 @@ def _starsessions(prefix: str, client: redis.asyncio.Redis | None) -> Variant:
     return variant
 
 
-def _ours(key: str, prefix: str, client: redis.asyncio.Redis | None, epochs: Any) -> Variant:
+def _ours(
+    key: str,
+    prefix: str,
+    client: redis.asyncio.Redis | None,
+    epochs: Any,
+    local_cache: int | None = None,
+) -> Variant:
     where: dict[str, Any] = {"redis_url": REDIS_URL} if client is None else {"redis": client}
+    if local_cache is not None:
+        where["local_cache"] = local_cache
     config = sessions(
         secret_key=SECRET,
         key_prefix=f"{prefix}{key}:",
@@ -179,7 +201,10 @@ def _ours(key: str, prefix: str, client: redis.asyncio.Redis | None, epochs: Any
     )
     variant = Variant(key, config(build_app(OurAccess())), True, config.ainvalidate_user)
     variant.config = config
-    if client is None:
+    variant.cached = local_cache is not None
+    if variant.cached:
+        variant.closers.append(config.aclose)  # the cache: its listener and tracking pool
+    elif client is None:
         variant.closers.append(config.redis.aclose)
     if epochs is not None:
         variant.sql_engine = epochs.engine

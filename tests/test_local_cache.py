@@ -128,3 +128,32 @@ async def test_losing_the_listener_drops_the_cache_until_it_is_back(workers) -> 
 def test_the_local_cache_needs_a_url() -> None:
     with pytest.raises(ConfigurationError, match="redis_url"):
         sessions(secret_key=SECRET, redis=redis.Redis(), local_cache=100)
+
+
+async def test_another_login_keeps_the_epoch_cached_elsewhere(workers) -> None:  # type: ignore[no-untyped-def]
+    here, there = workers
+    async with browser(here) as client, browser(there) as other:
+        await client.get("/login?user=alice")
+        await client.get("/read")
+        await client.get("/read")
+        epoch_key = here.keys.epoch_key(here.keys.user_tag("alice"))
+        assert epoch_key in cache_of(here).entries
+        await other.get("/login?user=alice")
+        await asyncio.sleep(0.05)  # an invalidation, had there been one, arrives in ~1 ms
+        assert epoch_key in cache_of(here).entries
+
+
+def test_a_login_extends_an_epoch_that_would_expire_before_its_session(key_prefix: str) -> None:
+    from .apps import wsgi_app
+
+    config = sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, max_age=3600)
+    transport = httpx.WSGITransport(app=config(wsgi_app))
+    with httpx.Client(transport=transport, base_url="http://t") as client:
+        client.get("/login?user=alice")
+        plain = redis.Redis.from_url(REDIS_URL)
+        epoch_key = config.keys.epoch_key(config.keys.user_tag("alice"))
+        assert plain.pttl(epoch_key) > 3_600_000
+        plain.pexpire(epoch_key, 10_000)
+        client.get("/login?user=alice")
+        assert plain.pttl(epoch_key) > 3_600_000
+        plain.close()

@@ -151,12 +151,15 @@ class SessionConfig:
                     "no Sentinel) in this version"
                 )
             self.redis = CachingClients(self.redis, redis_url, timeouts, local_cache)
+        timing = Timing(
+            lifetime=lifetime, idle_timeout=idle_timeout, refresh_interval=refresh_interval
+        )
         self.epochs: EpochProvider = epochs if epochs is not None else RedisEpochs()
         self.epochs.attach(
             EpochContext(
                 keys=self.keys,
                 redis=self.redis,
-                epoch_ttl_ms=lifetime * 1000 + 60_000,
+                epoch_ttl_ms=timing.epoch_ttl_ms,
                 redis_timeout=redis_timeout,
                 wait_replicas=invalidate_wait_replicas,
                 wait_timeout_ms=invalidate_wait_timeout_ms,
@@ -176,7 +179,7 @@ class SessionConfig:
             self.keys,
             codec,
             self.epochs,
-            Timing(lifetime=lifetime, idle_timeout=idle_timeout, refresh_interval=refresh_interval),
+            timing,
             track_devices=track_devices,
             max_bytes=max_session_bytes,
             cipher=None if encryption_key is None else fernet_cipher(encryption_key),

@@ -269,6 +269,12 @@ class CachingClients:
     def sync(self) -> Any:
         return self.inner.sync()
 
+    async def aclose(self) -> None:
+        """Close the cache and connections of the running event loop."""
+        client = self._by_loop.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
     def async_(self) -> CachedRedis:
         loop = asyncio.get_running_loop()
         client = self._by_loop.get(loop)

@@ -3,9 +3,15 @@ server. Each touches only keys of one hash tag, so it runs unchanged on Redis Cl
 
 from __future__ import annotations
 
-# The current epoch at `key`, created as `candidate` if there is none; a TTL shorter than
-# `ttl` ms is extended so that the epoch outlives every session stamped with it.
-_ENSURE = """
+# Epochs (and indexes) live this much longer than the sessions stamped with them.
+EPOCH_TTL_MARGIN_MS = 60_000
+
+# The current epoch at `key`, created as `candidate` if there is none. Its TTL is extended
+# to `ttl` ms (the session lifetime and a minute) once less than the lifetime is left, so
+# the epoch outlives every session stamped with it; not at every login, as each PEXPIRE
+# counts as a change and evicts the epoch from every worker's local cache.
+_ENSURE = f"""
+local MARGIN = {EPOCH_TTL_MARGIN_MS}
 local function ensure(key, candidate, ttl)
   local e = redis.call('GET', key)
   if not e then
@@ -13,7 +19,7 @@ local function ensure(key, candidate, ttl)
     return candidate
   end
   local left = redis.call('PTTL', key)
-  if left >= 0 and left < tonumber(ttl) then redis.call('PEXPIRE', key, ttl) end
+  if left >= 0 and left < tonumber(ttl) - MARGIN then redis.call('PEXPIRE', key, ttl) end
   return e
 end
 """

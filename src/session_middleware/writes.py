@@ -9,9 +9,7 @@ from .commands import Command
 from .cookies import CookieRef
 from .keys import KeySpace, session_handle
 from .records import Cipher, Record, SessionTooLarge, encode, encode_parts
-from .scripts import LOGIN, WRITE_BACK
-
-EPOCH_TTL_MARGIN_MS = 60_000
+from .scripts import EPOCH_TTL_MARGIN_MS, LOGIN, WRITE_BACK
 
 
 @dataclass(frozen=True, slots=True)
