@@ -162,12 +162,12 @@ def _check(config: SessionConfig, args: argparse.Namespace) -> int:
         client.ping()
         latencies.append((time.perf_counter() - start) * 1000)
     counts = {"sessions": 0, "epochs": 0, "indexes": 0}
-    suffixes = {"s": "sessions", "e": "epochs", "i": "indexes"}
+    plurals = {"session": "sessions", "epoch": "epochs", "index": "indexes"}
     for key in client.scan_iter(match=config.keys.pattern(), count=1000):
         name = key.decode() if isinstance(key, bytes) else str(key)
-        kind = name.rsplit("}:", 1)[-1][:1]
-        if kind in suffixes:
-            counts[suffixes[kind]] += 1
+        kind = config.keys.kind(name)
+        if kind is not None:
+            counts[plurals[kind]] += 1
     problems = _problems(client, version)
     report = {
         "redis_version": version,

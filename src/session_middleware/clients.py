@@ -256,7 +256,8 @@ class RedisClients:
 
     # -- building -------------------------------------------------------------------
 
-    def _timeouts(self) -> dict[str, Any]:
+    def timeout_options(self) -> dict[str, Any]:
+        """The socket timeouts of clients built here, as redis-py keyword arguments."""
         if self._timeout is None:
             return {}
         return {"socket_timeout": self._timeout, "socket_connect_timeout": self._timeout}
@@ -268,7 +269,7 @@ class RedisClients:
                 return _SyncCluster(
                     startup_nodes=nodes,
                     retry=redis.retry.Retry(NoBackoff(), 1),
-                    **{**self._timeouts(), **target.options},
+                    **{**self.timeout_options(), **target.options},
                 )
             except RedisClusterException as error:
                 raise RedisConnectionError(str(error)) from error
@@ -281,7 +282,7 @@ class RedisClients:
             "retry": retry,
             "max_connections": DEFAULT_MAX_CONNECTIONS,
             "timeout": self._timeout,
-            **self._timeouts(),
+            **self.timeout_options(),
         }
         pool = redis.BlockingConnectionPool.from_url(target.url, **options)
         return redis.Redis.from_pool(pool)
@@ -292,7 +293,7 @@ class RedisClients:
             return _AsyncCluster(
                 startup_nodes=nodes,
                 retry=redis.asyncio.retry.Retry(NoBackoff(), 1),
-                **{**self._timeouts(), **target.options},
+                **{**self.timeout_options(), **target.options},
             )
         retry = redis.asyncio.retry.Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
         if target.topology == "sentinel":
@@ -303,14 +304,14 @@ class RedisClients:
                 target,
                 retry,
             )
-        options = {"retry": retry, **self._timeouts()}
+        options = {"retry": retry, **self.timeout_options()}
         pool = redis.asyncio.ConnectionPool.from_url(target.url, **options)
         return redis.asyncio.Redis.from_pool(pool)
 
     def _sentinel_master(
         self, sentinel_class: Any, pool_class: Any, redis_class: Any, target: RedisURL, retry: Any
     ) -> Any:
-        options = {**self._timeouts(), **target.options}
+        options = {**self.timeout_options(), **target.options}
         sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
         for name in ("username", "password"):
             value = options.pop(f"sentinel_{name}", None)

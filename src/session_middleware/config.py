@@ -140,17 +140,13 @@ class SessionConfig:
                     "local_cache needs redis_url (it opens tracking connections of its own) "
                     "and a positive number of entries"
                 )
-            timeouts = (
-                {}
-                if redis_timeout is None
-                else {"socket_timeout": redis_timeout, "socket_connect_timeout": redis_timeout}
-            )
             if self.redis.topology != "standalone":
                 raise ConfigurationError(
                     "local_cache works with a single Redis (no cluster, "
                     "no Sentinel) in this version"
                 )
-            self.redis = CachingClients(self.redis, redis_url, timeouts, local_cache)
+            options = self.redis.timeout_options()
+            self.redis = CachingClients(self.redis, redis_url, options, local_cache)
         timing = Timing(
             lifetime=lifetime, idle_timeout=idle_timeout, refresh_interval=refresh_interval
         )

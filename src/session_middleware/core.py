@@ -118,9 +118,7 @@ class Core:
             stale.cleanup = self.writes.forget(ref, listed=record.user_id is not None)
             return stale
         if record.user_id is not None:
-            epoch = text(cached)  # a value at cached_key is the current epoch (Protocol)
-            if epoch is None:
-                epoch = yield ProviderIO("resolve", (record.user_id, ref.tag, None))
+            epoch = yield from self.current_epoch(record.user_id, ref.tag, cached)
             if not same_epoch(epoch, record.epoch):
                 stale.rejected = "epoch"
                 stale.cleanup = self.writes.forget(ref, listed=True)
@@ -131,6 +129,14 @@ class Core:
         return Opened(
             session, ref=ref, record=record, raw=raw, client_info=client_info, loaded=loaded
         )
+
+    def current_epoch(self, user_id: Any, tag: str, cached: Any) -> Step[str | None]:
+        """The user's epoch, given what `provider.cached_key(tag)` held: a value there is
+        the current epoch (the Protocol's promise); the provider is asked only on a miss."""
+        epoch = text(cached)
+        if epoch is None:
+            epoch = yield ProviderIO("resolve", (user_id, tag, None))
+        return epoch
 
     def _session(self, data: dict[str, Any] | None = None, user_id: Any = None) -> Session:
         return Session(data, user_id, max_value_bytes=self.max_bytes)

@@ -26,6 +26,7 @@ TAG_BYTES = 12
 SESSION_ID_BYTES = 32
 UserId = str | int
 _HEX = frozenset("0123456789abcdef")
+_KINDS = {"s": "session", "e": "epoch", "i": "index"}
 
 
 def user_id_text(user_id: UserId) -> str:
@@ -95,6 +96,11 @@ class KeySpace:
 
     def epoch_key(self, tag: str) -> str:
         return f"{self.prefix}{{{tag}}}:e"
+
+    @staticmethod
+    def kind(key: str) -> str | None:
+        """'session', 'epoch' or 'index' for a key this layout builds, else None."""
+        return _KINDS.get(key.rsplit("}:", 1)[-1][:1]) if "}:" in key else None
 
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix."""

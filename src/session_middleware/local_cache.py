@@ -26,7 +26,7 @@ from typing import Any
 import redis.asyncio
 from redis.exceptions import RedisError
 
-from .commands import Command, run_async
+from .commands import Command, run_async, text
 
 logger = logging.getLogger("session_middleware")
 
@@ -145,10 +145,11 @@ class TrackedCache:
                 if (
                     isinstance(message, list)
                     and len(message) == 3
-                    and _text(message[0]) == "message"
+                    and text(message[0]) == "message"
                 ):
                     payload = message[2]
-                    self.invalidate(None if payload is None else [_text(k) for k in payload])
+                    keys = None if payload is None else [str(text(k)) for k in payload]
+                    self.invalidate(keys)
         finally:
             with contextlib.suppress(Exception):
                 await connection.disconnect()
@@ -182,7 +183,7 @@ def _tracking_connection(listener_id: int) -> type:
         async def on_connect_check_health(self, check_health: bool = True) -> None:
             await super().on_connect_check_health(check_health)
             await self.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", listener_id, "NOLOOP")
-            if _text(await self.read_response()) != "OK":
+            if text(await self.read_response()) != "OK":
                 raise redis.ConnectionError("CLIENT TRACKING was refused")
 
     return TrackingConnection
@@ -240,10 +241,6 @@ def _written_keys(command: Command) -> list[str]:
     if name == "DEL":
         return [str(k) for k in command[1:]]
     return [str(command[1])] if len(command) > 1 else []
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class CachingClients:

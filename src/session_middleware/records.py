@@ -39,14 +39,17 @@ def check_json_value(key: object, value: object, max_bytes: int | None = None) -
     if max_bytes is not None and isinstance(value, (str, list, tuple, dict)):
         size = len(json.dumps(value, ensure_ascii=False).encode())
         if size > max_bytes:
-            raise SessionTooLarge(
-                f"session[{key!r}] takes {size} bytes, over the limit of {max_bytes} "
-                "(max_session_bytes); keep large data elsewhere and store its id in the session"
-            )
+            raise SessionTooLarge(f"session[{key!r}] takes", size, max_bytes)
 
 
 class SessionTooLarge(ValueError):
     """The session's data exceeds max_session_bytes."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"{what} {size} bytes, over the limit of {limit} (max_session_bytes); "
+            "keep large data elsewhere and store its id in the session"
+        )
 
 
 def _check(value: object, where: str, depth: int) -> None:

@@ -11,7 +11,7 @@ from .core import Core, same_epoch
 from .keys import UserId, user_id_text, valid_handle
 from .records import CorruptRecord, Record, decode
 from .scripts import REVOKE
-from .steps import ProviderIO, RedisIO, Step
+from .steps import RedisIO, Step
 from .writes import ms
 
 
@@ -58,8 +58,8 @@ class UserSessions:
                 ("MGET", *record_keys) if epoch_key is None else ("MGET", *record_keys, epoch_key)
             )
             (values,) = yield RedisIO((read,))
-            cached = text(values[-1]) if epoch_key is not None else None
-            epoch = yield ProviderIO("resolve", (user_id, tag, cached))
+            cached = values[-1] if epoch_key is not None else None
+            epoch = yield from self.core.current_epoch(user_id, tag, cached)
             dead = []
             for handle, raw in zip(handles, values, strict=False):
                 record = _decoded(raw, self.core)

@@ -111,8 +111,5 @@ class Writes:
     def _checked(self, value: str) -> str:
         size = len(value.encode())
         if size > self.max_bytes:
-            raise SessionTooLarge(
-                f"the session would take {size} bytes, over the limit of {self.max_bytes} "
-                "(max_session_bytes); keep large data elsewhere and store its id in the session"
-            )
+            raise SessionTooLarge("the session would take", size, self.max_bytes)
         return value
