@@ -95,3 +95,35 @@ def keys_under(prefix: str) -> list[str]:
         return sorted(client.scan_iter(match=prefix + "*", count=1000))
     finally:
         client.close()
+
+
+async def run_websocket(app: Any, cookie: str | None) -> list[dict[str, Any]]:
+    """One WebSocket connection: connect, then whatever the app sends until it closes."""
+    headers = [(b"host", b"testserver")]
+    if cookie is not None:
+        headers.append((b"cookie", f"session={cookie}".encode()))
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "ws",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 50000),
+        "root_path": "",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "query_string": b"",
+        "headers": headers,
+        "subprotocols": [],
+    }
+    incoming = [{"type": "websocket.connect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent

@@ -20,6 +20,8 @@ from session_middleware.fastapi import (
 )
 from session_middleware.keys import UserId
 
+from .support import run_websocket
+
 
 def make_app(config: SessionConfig) -> FastAPI:
     app = FastAPI()
@@ -79,45 +81,17 @@ async def test_the_dependencies_stay_out_of_the_openapi_parameters(config: Sessi
     assert [p["name"] for p in schema["paths"]["/cart/{item}"]["post"]["parameters"]] == ["item"]
 
 
-async def websocket_messages(app: FastAPI, cookie: str | None) -> list[dict[str, Any]]:
-    """One WebSocket connection, driven as a server would: what the app sends until it closes."""
-    headers = [] if cookie is None else [(b"cookie", f"session={cookie}".encode())]
-    scope = {
-        "type": "websocket",
-        "asgi": {"version": "3.0"},
-        "scheme": "ws",
-        "path": "/ws",
-        "raw_path": b"/ws",
-        "query_string": b"",
-        "headers": headers,
-        "client": ("127.0.0.1", 5000),
-        "server": ("testserver", 80),
-        "subprotocols": [],
-    }
-    incoming = [{"type": "websocket.connect"}]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    return sent
-
-
 @pytest.mark.anyio
 async def test_websocket_endpoints_get_the_user_too(config: SessionConfig) -> None:
     app = make_app(config)
     async with client_for(app) as client:
         await client.post("/login/ben")
         cookie = client.cookies["session"]
-    sent = await websocket_messages(app, cookie)
+    sent = await run_websocket(app, cookie)
     assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send", "websocket.close"]
     assert sent[1]["text"] == '{"user":"ben"}'
 
-    refused = await websocket_messages(app, None)
+    refused = await run_websocket(app, None)
     assert refused == [{"type": "websocket.close", "code": 1008, "reason": NOT_LOGGED_IN}]
 
 
