@@ -1,9 +1,10 @@
-"""Many workers under load: tests/load_app.py under uvicorn with three worker processes,
-on a throwaway Redis, driven by concurrent clients on loopback while users are
-invalidated, Redis is killed and restarted, and Redis hangs.
+"""Many workers under load: tests/load_app.py in three uvicorn processes on their own
+ports, as behind a load balancer, on a throwaway Redis, driven by concurrent clients on
+loopback while users are invalidated, Redis is killed and restarted, and Redis hangs.
 
-Every device is one client with its own cookie, sending one request at a time, so what it
-must see is exact: its user, and a counter that moves by one per successful /hit.
+Every device is one client with its own cookie and its own worker (the two devices of a
+user are on different workers), sending one request at a time, so what it must see is
+exact: its user, and a counter that moves by one per successful /hit.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +52,10 @@ class Store:
 
 @dataclass
 class Server:
-    url: str
-    process: subprocess.Popen[bytes]
+    urls: list[str]  # one per worker process
+
+    def url_for(self, device: int) -> str:
+        return self.urls[device % len(self.urls)]
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +72,6 @@ def store() -> Iterator[Store]:
 
 @pytest.fixture(scope="module")
 def server(store: Store) -> Iterator[Server]:
-    port = free_port()
     env = {
         **os.environ,
         "SM_REDIS_URL": store.redis.url,
@@ -76,36 +79,42 @@ def server(store: Store) -> Iterator[Server]:
         "SM_SECRET": SECRET,
         "SM_REDIS_TIMEOUT": str(REDIS_TIMEOUT),
     }
-    command = [
-        *(sys.executable, "-m", "uvicorn", "tests.load_app:create_app", "--factory"),
-        *("--host", HOST, "--port", str(port), "--workers", str(WORKERS)),
-        *("--log-level", "warning", "--no-access-log", "--timeout-graceful-shutdown", "2"),
-    ]
-    log = store.group.root / "uvicorn.log"
-    process = spawn(command, log, cwd=ROOT, env=env)
-    url = f"http://{HOST}:{port}"
-    workers: set[int] = set()
+    workers: list[tuple[str, subprocess.Popen[bytes], Path]] = []
     try:
-        wait_until(lambda: _answers(url, process, log, workers), 30.0, "every worker to serve")
-        yield Server(url, process)
+        for number in range(WORKERS):
+            port = free_port()
+            command = [
+                *(sys.executable, "-m", "uvicorn", "tests.load_app:create_app", "--factory"),
+                *("--host", HOST, "--port", str(port), "--log-level", "warning"),
+                *("--no-access-log", "--timeout-graceful-shutdown", "2"),
+            ]
+            log = store.group.root / f"uvicorn-{number}.log"
+            process = spawn(command, log, cwd=ROOT, env=env)
+            workers.append((f"http://{HOST}:{port}", process, log))
+        pids = set()
+        for url, process, log in workers:
+            wait_until(partial(_answers, url, process, log, pids), 30.0, f"{url} to serve")
+        assert len(pids) == WORKERS
+        yield Server([url for url, _, _ in workers])
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        for _, process, _ in workers:
+            process.terminate()
+        for _, process, _ in workers:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
-def _answers(url: str, process: subprocess.Popen[bytes], log: Path, workers: set[int]) -> bool:
-    """True once every worker has answered (each call opens a new connection)."""
+def _answers(url: str, process: subprocess.Popen[bytes], log: Path, pids: set[int]) -> bool:
     if process.poll() is not None:
         raise RuntimeError(f"uvicorn exited:\n{log.read_text(errors='replace')[-3000:]}")
     try:
-        workers.add(httpx.get(url + "/me", timeout=1.0).json()["worker"])
+        pids.add(httpx.get(url + "/me", timeout=1.0).json()["worker"])
     except httpx.HTTPError:
         return False
-    return len(workers) == WORKERS
+    return True
 
 
 # -- the devices ---------------------------------------------------------------------
@@ -134,6 +143,7 @@ class Device:
 
     number: int
     user: str
+    base: str  # the worker this device's requests go to
     cookie: str = ""
     low: int = 0
     high: int = 0
@@ -141,7 +151,8 @@ class Device:
 
     async def send(self, http: httpx.AsyncClient, method: str, path: str) -> Seen:
         started = time.monotonic()
-        response = await http.request(method, path, headers={"cookie": self.cookie})
+        url = self.base + path
+        response = await http.request(method, url, headers={"cookie": self.cookie})
         ended = time.monotonic()
         body: Any = response.content
         if response.headers.get("content-type", "").startswith("application/json"):
@@ -152,7 +163,7 @@ class Device:
         return seen
 
     async def login(self, http: httpx.AsyncClient) -> None:
-        response = await http.post(f"/login?user={self.user}")
+        response = await http.post(f"{self.base}/login?user={self.user}")
         assert response.status_code == 200, response.text
         self.cookie = response.headers["set-cookie"].split(";", 1)[0]
 
@@ -174,9 +185,9 @@ class Device:
         self.low = self.high = seen.body["count"]
 
 
-async def _devices(http: httpx.AsyncClient, tag: str) -> list[Device]:
+async def _devices(http: httpx.AsyncClient, server: Server, tag: str) -> list[Device]:
     devices = [
-        Device(number, f"{tag}-{number // DEVICES_PER_USER}")
+        Device(number, f"{tag}-{number // DEVICES_PER_USER}", server.url_for(number))
         for number in range(USERS * DEVICES_PER_USER)
     ]
     await asyncio.gather(*(device.login(http) for device in devices))
@@ -207,11 +218,11 @@ class _KeepNoCookies(http.cookiejar.DefaultCookiePolicy):
         return False
 
 
-def _client(server: Server) -> httpx.AsyncClient:
+def _client() -> httpx.AsyncClient:
     """One HTTP client shared by the devices; each sends its own cookie, so the client
     keeps none of the cookies it is sent."""
     limits = httpx.Limits(max_connections=USERS * DEVICES_PER_USER + 4)
-    client = httpx.AsyncClient(base_url=server.url, timeout=CLIENT_TIMEOUT, limits=limits)
+    client = httpx.AsyncClient(timeout=CLIENT_TIMEOUT, limits=limits)
     client.cookies.jar.set_policy(_KeepNoCookies())
     return client
 
@@ -263,9 +274,9 @@ async def test_invalidations_under_load_are_exact(store: Store, server: Server) 
                 connections.append(int(probe.info("clients")["connected_clients"]))
                 await asyncio.sleep(0.2)
 
-    async with _client(server) as http:
-        devices = await _devices(http, "inv")
-        third = Device(-1, leaver)
+    async with _client() as http:
+        devices = await _devices(http, server, "inv")
+        third = Device(-1, leaver, server.urls[0])  # the leaver's devices are on 1 and 2
         await third.login(http)
         stop_at = time.monotonic() + 5.0
         await asyncio.gather(
@@ -282,7 +293,7 @@ async def test_invalidations_under_load_are_exact(store: Store, server: Server) 
     seen = [s for device in devices for s in device.seen]
     assert len(seen) > 300  # a real load, not a trickle
     assert {s.status for s in seen} == {200}  # Redis was up all along
-    assert len({s.body["worker"] for s in seen if s.path == "/me"}) > 1
+    assert len({s.body["worker"] for s in seen if s.path == "/me"}) == WORKERS
     for user, (_, returned) in ended.items():
         after = [s for d in devices if d.user == user for s in d.seen if s.started > returned]
         assert after and all(s.body["user"] is None for s in after)
@@ -310,8 +321,8 @@ async def test_redis_killed_and_restarted_under_load(store: Store, server: Serve
         store.redis.start()
         down["up"] = time.monotonic()
 
-    async with _client(server) as http:
-        devices = await _devices(http, "restart")
+    async with _client() as http:
+        devices = await _devices(http, server, "restart")
         await asyncio.gather(
             _drive(devices, http, lambda d: _recovered(d, down), _check_logged_in),
             _at(1.0, kill),
@@ -338,8 +349,8 @@ async def test_redis_hung_under_load(store: Store, server: Server) -> None:
         store.redis.resume()
         hung["up"] = time.monotonic()
 
-    async with _client(server) as http:
-        devices = await _devices(http, "hung")
+    async with _client() as http:
+        devices = await _devices(http, server, "hung")
         try:
             await asyncio.gather(
                 _drive(devices, http, lambda d: _recovered(d, hung), _check_logged_in),
