@@ -265,7 +265,7 @@ async def test_invalidations_under_load_are_exact(store: Store, server: Server) 
     async def logout_others(device: Device) -> None:
         ended[device.user] = [time.monotonic()]
         seen = await device.send(http, "POST", "/logout_others")
-        assert seen.status == 200 and seen.body["user"] == device.user
+        assert seen.status == 200 and seen.body["user"] == device.user, seen
         ended[device.user].append(seen.ended)
 
     async def sample_connections() -> None:
@@ -291,14 +291,14 @@ async def test_invalidations_under_load_are_exact(store: Store, server: Server) 
     await admin.redis.aclose()
 
     seen = [s for device in devices for s in device.seen]
-    assert len(seen) > 300  # a real load, not a trickle
-    assert {s.status for s in seen} == {200}  # Redis was up all along
+    assert len(seen) > 300, len(seen)  # a real load, not a trickle
+    assert [s for s in seen if s.status != 200] == []  # Redis was up all along
     assert len({s.body["worker"] for s in seen if s.path == "/me"}) == WORKERS
     for user, (_, returned) in ended.items():
         after = [s for d in devices if d.user == user for s in d.seen if s.started > returned]
-        assert after and all(s.body["user"] is None for s in after)
+        assert after and all(s.body["user"] is None for s in after), (user, after)
     survivors = [d for d in devices if d.user not in ended]
-    assert all(d.seen[-1].body["user"] == d.user for d in survivors)
+    assert all(d.seen[-1].body["user"] == d.user for d in survivors), survivors
     assert sum(d.high for d in survivors) > 0  # their writes were kept, counted exactly
     # Each worker's pool holds at most one connection per request it has in flight.
     assert max(connections) <= len(devices) + 4, connections

@@ -60,7 +60,10 @@ class SessionMiddleware(ConfiguredMiddleware):
             if message["type"] == "http.response.start":
                 opened.session.freeze(_STARTED)
                 try:
-                    committed = await self.config.run_async(self._core.commit(opened, time.time()))
+                    now = time.time()
+                    committed = self._core.settled(opened, now) or await self.config.run_async(
+                        self._core.commit(opened, now)
+                    )
                 except REDIS_ERRORS:
                     if self._fail_open:
                         raise

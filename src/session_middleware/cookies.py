@@ -7,13 +7,15 @@ nothing about the user or the session data.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from itsdangerous import BadSignature, Signer
+from itsdangerous import Signer
 
 from .keys import SESSION_ID_BYTES, TAG_BYTES
 
@@ -30,15 +32,27 @@ MAX_CANDIDATES = 4
 _EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
 
 
-class _Signer(Signer):
-    """itsdangerous' Signer, deriving each key once rather than on every verification."""
+class _Verifier:
+    """Checks itsdangerous signatures (HMAC-SHA256 over the keys its Signer derives) with
+    one keyed HMAC state per key, prepared once, and a constant-time comparison.
 
-    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
-        cache: dict[str | bytes | None, bytes] = self.__dict__.setdefault("_derived", {})
-        derived = cache.get(secret_key)
-        if derived is None:
-            derived = cache[secret_key] = super().derive_key(secret_key)
-        return derived
+    The value's shape is checked first (_VALUE), so its signature is the canonical
+    spelling: comparing the text is comparing the HMAC.
+    """
+
+    def __init__(self, signer: Signer) -> None:
+        self._states = [
+            hmac.new(signer.derive_key(key), digestmod=hashlib.sha256) for key in signer.secret_keys
+        ]
+
+    def valid(self, payload: bytes, signature: bytes) -> bool:
+        matched = False
+        for state in self._states:
+            mac = state.copy()
+            mac.update(payload)
+            expected = base64.urlsafe_b64encode(mac.digest())[:-1]
+            matched |= hmac.compare_digest(expected, signature)
+        return matched
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +77,12 @@ class CookieCodec:
         max_age: int | None,
     ) -> None:
         # itsdangerous signs with the last key and verifies with all; ours signs with the first.
-        self._signer = _Signer(
+        self._signer = Signer(
             list(reversed(secret_keys)),
             salt="session_middleware.cookie",
             digest_method=hashlib.sha256,
         )
+        self._verifier = _Verifier(self._signer)
         self.name = name
         value = rf"([^;]{{0,{MAX_COOKIE_VALUE_LENGTH}}})(?=;|[ \t]*$)"
         self._pairs = re.compile(rf"(?:^|;)[ \t]*{re.escape(name)}[ \t]*=[ \t]*{value}")
@@ -91,11 +106,11 @@ class CookieCodec:
         if len(value) > MAX_COOKIE_VALUE_LENGTH:
             return None
         match = _VALUE.fullmatch(value)
-        if match is None:
-            return None
-        try:
-            self._signer.unsign(value)
-        except BadSignature:
+        return None if match is None else self._verified(match)
+
+    def _verified(self, match: re.Match[str]) -> CookieRef | None:
+        payload, _, signature = match.group(0).rpartition(".")
+        if not self._verifier.valid(payload.encode("ascii"), signature.encode("ascii")):
             return None
         return CookieRef(tag=match.group(1), session_id=match.group(2))
 
@@ -109,10 +124,10 @@ class CookieCodec:
             return None
         verified = 0
         for match in self._pairs.finditer(cookie_header):
-            value = match.group(1).strip('"')
-            if _VALUE.fullmatch(value) is None:
+            well_formed = _VALUE.fullmatch(match.group(1).strip('"'))
+            if well_formed is None:
                 continue
-            ref = self.decode(value)
+            ref = self._verified(well_formed)
             if ref is not None:
                 return ref
             verified += 1

@@ -21,7 +21,7 @@ from .commands import Command, text
 from .cookies import CookieCodec, CookieRef
 from .epochs.base import EpochProvider, new_epoch
 from .keys import KeySpace, new_anonymous_tag, new_session_id, session_handle
-from .records import Cipher, CorruptRecord, Record, decode
+from .records import MARSHAL_VERSION, Cipher, CorruptRecord, Record, RecordReader, decode
 from .session import Session
 from .steps import ProviderIO, RedisIO, Step
 from .writes import Timing, Writes
@@ -31,8 +31,6 @@ logger = logging.getLogger("session_middleware")
 ClientInfo = Callable[[], tuple[str | None, str | None]]
 MAX_USER_AGENT = 256
 MAX_MERGES = 64
-# Before version 3, marshal writes no back-references: equal data gives equal bytes.
-_MARSHAL_VERSION = 2
 
 
 @dataclass(slots=True)
@@ -76,6 +74,7 @@ class Core:
         self.max_bytes = max_bytes
         self.cipher = cipher
         self.writes = Writes(keys, timing, max_bytes, cipher)
+        self.records = RecordReader(cipher)
 
     # -- reading --------------------------------------------------------------------
 
@@ -98,7 +97,7 @@ class Core:
         if raw is None:
             return stale
         try:
-            record = decode(raw, self.cipher)
+            record, loaded = self.records.read(raw)
         except CorruptRecord as error:
             logger.warning(
                 "dropped a session record that is not ours (%s): key %s",
@@ -125,7 +124,6 @@ class Core:
                 return stale
         session = self._session(record.data, record.user_id)
         session.handle = handle
-        loaded = marshal.dumps(record.data, _MARSHAL_VERSION)
         return Opened(
             session, ref=ref, record=record, raw=raw, client_info=client_info, loaded=loaded
         )
@@ -143,9 +141,29 @@ class Core:
 
     # -- writing --------------------------------------------------------------------
 
+    def settled(self, opened: Opened, now: float) -> Committed | None:
+        """What commit would give when it has nothing to write (most reads), else None."""
+        session = opened.session
+        if (
+            opened.cleanup
+            or session.pending_login is not None
+            or session.ended
+            or session.logout_others_requested
+        ):
+            return None
+        if opened.record is None:
+            if opened.cookie_is_stale or session.modified or session.accessed:
+                return None  # a session to create, or a cookie to clear
+        elif self._changed(opened) or self.timing.refresh_due(opened.record, now):
+            return None
+        return Committed(None, session.observed or session.modified or opened.ref is not None)
+
     def commit(self, opened: Opened, now: float) -> Step[Committed]:
         """Carry out what the handler did: one round trip (and one more per conflicting
         concurrent write, which is merged)."""
+        settled = self.settled(opened, now)
+        if settled is not None:
+            return settled
         session = opened.session
         depends = session.observed or session.modified or opened.ref is not None
         commands = list(opened.cleanup)
@@ -256,7 +274,7 @@ class Core:
             return False
         # A nested value may have been changed in place: compare with what was loaded.
         try:
-            return marshal.dumps(session.data, _MARSHAL_VERSION) != opened.loaded
+            return marshal.dumps(session.data, MARSHAL_VERSION) != opened.loaded
         except ValueError:
             return True  # a value JSON cannot hold either: the write raises TypeError
 

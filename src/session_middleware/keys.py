@@ -18,6 +18,7 @@ holds a session id: records are keyed by a hash of it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ SESSION_ID_BYTES = 32
 UserId = str | int
 _HEX = frozenset("0123456789abcdef")
 _KINDS = {"s": "session", "e": "epoch", "i": "index"}
+USER_TAGS_CACHED = 4096  # users whose tags are remembered (two keyed hashes each)
 
 
 def user_id_text(user_id: UserId) -> str:
@@ -37,6 +39,14 @@ def user_id_text(user_id: UserId) -> str:
     if not text or len(text) > 256:
         raise ValueError("user_id must be between 1 and 256 characters long")
     return text
+
+
+def valid_user_id(user_id: object) -> bool:
+    try:
+        user_id_text(user_id)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def new_session_id() -> str:
@@ -67,6 +77,7 @@ class KeySpace:
             hashlib.blake2b(key, digest_size=32, person=b"sm-user-tag").digest()
             for key in secret_keys
         ]
+        self._tags_of_text = functools.lru_cache(maxsize=USER_TAGS_CACHED)(self._compute_tags)
 
     def user_tags(self, user_id: UserId) -> list[str]:
         """The user's tag under each secret key, the current (signing) key's first.
@@ -74,13 +85,15 @@ class KeySpace:
         While keys rotate, sessions issued under an older key keep the tag of that key;
         an invalidation therefore bumps the epoch under every tag.
         """
-        text = user_id_text(user_id).encode()
+        return list(self._tags_of_text(user_id_text(user_id)))
+
+    def _compute_tags(self, text: str) -> tuple[str, ...]:
         tags: list[str] = []
         for tag_key in self._tag_keys:
-            tag = hashlib.blake2b(text, key=tag_key, digest_size=TAG_BYTES).hexdigest()
+            tag = hashlib.blake2b(text.encode(), key=tag_key, digest_size=TAG_BYTES).hexdigest()
             if tag not in tags:
                 tags.append(tag)
-        return tags
+        return tuple(tags)
 
     def user_tag(self, user_id: UserId) -> str:
         return self.user_tags(user_id)[0]

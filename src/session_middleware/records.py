@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import marshal
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from .keys import UserId, user_id_text
+from .keys import UserId, valid_user_id
 
 FORMAT_VERSION = 1
 MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can hold
 MAX_NESTING = 64
+# Before version 3, marshal writes no back-references: equal data gives equal bytes.
+MARSHAL_VERSION = 2
 _EPOCH_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
 
 
@@ -130,37 +134,27 @@ def decode(raw: bytes | str, cipher: Cipher | None = None) -> Record:
     epoch = body.get("e")
     if "enc" in body or cipher is not None:
         body = _decrypted(body, cipher)
-    data, user_id = body.get("d"), body.get("u")
-    extra = body.get("m", {})
-    if not isinstance(data, dict) or not isinstance(extra, dict):
+    data, user_id, extra = body.get("d"), body.get("u"), body.get("m", {})
+    if type(data) is not dict or type(extra) is not dict:
         raise CorruptRecord("data is not an object")
-    created, expires, refreshed = (_timestamp(body.get(name)) for name in ("c", "x", "r"))
-    if user_id is not None:
-        try:
-            user_id_text(user_id)
-        except (TypeError, ValueError) as error:
-            raise CorruptRecord("bad user id") from error
+    created, expires = _timestamp(body.get("c")), _timestamp(body.get("x"))
+    refreshed = _timestamp(body.get("r"))
+    if user_id is not None and not valid_user_id(user_id):
+        raise CorruptRecord("bad user id")
     if epoch == "":
         epoch = None
     if (user_id is not None or epoch is not None) and not valid_epoch(epoch):
         raise CorruptRecord("bad epoch")
-    return Record(
-        data=data,
-        created=created,
-        expires=expires,
-        refreshed=refreshed,
-        user_id=user_id,
-        epoch=epoch,
-        extra=extra,
-    )
+    return Record(data, created, expires, refreshed, user_id, epoch, extra)
 
 
 def _json_object(raw: bytes | str) -> dict[str, Any]:
     try:
-        body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+        text = raw if isinstance(raw, str) else raw.decode("utf-8")
+        body = _DECODER.decode(text)
     except (ValueError, RecursionError) as error:
         raise CorruptRecord("not JSON") from error
-    if not isinstance(body, dict) or body.get("v") != FORMAT_VERSION:
+    if type(body) is not dict or body.get("v") != FORMAT_VERSION:
         raise CorruptRecord("unknown record format")
     return body
 
@@ -187,9 +181,60 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# One decoder, built once: json.loads builds a new one for every call given hooks.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+
+
 def _timestamp(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise CorruptRecord("bad timestamps")
     if not 0 <= value <= MAX_TIMESTAMP:
         raise CorruptRecord("a timestamp out of range")
     return float(value)
+
+
+class RecordReader:
+    """Decodes records, remembering the most recently read ones.
+
+    A session read again is usually byte for byte what was read before (it changes on a
+    write, or at the refresh interval), so its JSON is parsed and validated once. Every
+    read gets a Record of its own, with its own copy of the data (from marshal, fast for
+    JSON's types) that a handler may change freely, and the data marshalled as read, to
+    tell later whether it was changed in place.
+    """
+
+    def __init__(
+        self, cipher: Cipher | None, max_entries: int = 512, max_length: int = 2048
+    ) -> None:
+        self.cipher = cipher
+        self.max_entries = max_entries
+        self.max_length = max_length  # longer records are decoded every time
+        self._known: OrderedDict[str, _Known] = OrderedDict()
+
+    def read(self, raw: str) -> tuple[Record, bytes]:
+        """A new Record for `raw` and its data marshalled; CorruptRecord as decode."""
+        known = self._known.get(raw)
+        if known is None:
+            record = decode(raw, self.cipher)
+            data = marshal.dumps(record.data, MARSHAL_VERSION)
+            if len(raw) <= self.max_length:
+                extra = marshal.dumps(record.extra, MARSHAL_VERSION)
+                fields = (record.created, record.expires, record.refreshed)
+                self._known[raw] = _Known(fields, record.user_id, record.epoch, data, extra)
+                if len(self._known) > self.max_entries:
+                    self._known.popitem(last=False)
+            return record, data
+        self._known.move_to_end(raw)
+        # Bytes this process marshalled from records it decoded: never read from outside.
+        data, extra = marshal.loads(known.data), marshal.loads(known.extra)  # noqa: S302
+        created, expires, refreshed = known.times
+        record = Record(data, created, expires, refreshed, known.user_id, known.epoch, extra)
+        return record, known.data
+
+
+class _Known(NamedTuple):
+    times: tuple[float, float, float]
+    user_id: UserId | None
+    epoch: str | None
+    data: bytes  # marshalled
+    extra: bytes  # marshalled
