@@ -699,3 +699,19 @@ def test_the_503_middleware_answers_an_outage(failing: str, project: None) -> No
 
 def new_ref() -> CookieRef:
     return CookieRef(new_anonymous_tag(), new_session_id())
+
+
+def test_the_middleware_keeps_caches_from_storing_a_new_cookie(config: SessionConfig) -> None:
+    middleware = [
+        "session_middleware.django.middleware.SessionMiddleware",
+        *PROJECT["MIDDLEWARE"][1:],
+    ]
+    with override_settings(MIDDLEWARE=middleware):
+        client = Client()
+        stored = client.post("/put", {"key": "a", "value": "1"})
+        assert COOKIE in stored.cookies and stored["cache-control"] == "no-store"
+        read = client.get("/read")
+        assert COOKIE not in read.cookies and not read.has_header("cache-control")
+        assert "Cookie" in read["vary"]
+    plain = Client().post("/put", {"key": "a", "value": "1"})  # Django's own middleware
+    assert COOKIE in plain.cookies and not plain.has_header("cache-control")

@@ -1,18 +1,22 @@
-"""Django's SessionMiddleware, answering 503 when the session store cannot be reached.
+"""Django's SessionMiddleware, answering 503 when the session store cannot be reached, and
+keeping caches from storing a response that sets or clears the session cookie.
 
 Optional: put ``"session_middleware.django.middleware.SessionMiddleware"`` in MIDDLEWARE
-in place of Django's. With Django's own, a Redis outage reaches Django's 500 handling.
+in place of Django's. With Django's own, a Redis outage reaches Django's 500 handling,
+and such responses carry only the cache headers the view gave them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.sessions import middleware
 from django.http import HttpResponse
 
 from .. import unavailable
 from ..clients import REDIS_ERRORS
+from ..headers import session_headers
 from .conf import get_config
 
 
@@ -24,11 +28,18 @@ class SessionMiddleware(middleware.SessionMiddleware):  # type: ignore[misc]
 
     def process_response(self, request: Any, response: Any) -> Any:
         try:
-            return super().process_response(request, response)
+            response = super().process_response(request, response)
         except REDIS_ERRORS:
             if get_config().on_redis_error != "503":
                 raise
             return _unavailable()
+        cookie = response.cookies.get(settings.SESSION_COOKIE_NAME)
+        if cookie is not None:
+            # Vary: Cookie is Django's own doing (patch_vary_headers); Cache-Control is ours.
+            for name, value in session_headers(response.items(), cookie.OutputString(), False):
+                if name == "cache-control":
+                    response[name] = value
+        return response
 
 
 def _unavailable() -> HttpResponse:
