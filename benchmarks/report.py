@@ -80,6 +80,19 @@ def targets(results: dict[str, Any]) -> list[str]:
                 verdict(added <= 1.3) + ("" if total <= 1.3 else " (whole request: missed)"),
             ]
         )
+    counted = results.get("instructions") or {}
+    if OURS in counted.get("per_request", {}) and "floor" in counted["per_request"]:
+        ours, floor = counted["per_request"][OURS]["read"], counted["per_request"]["floor"]["read"]
+        get = counted["references"]["ref-get"]
+        rows.append(
+            [
+                "the same, in CPU instructions (callgrind: repeatable)",
+                f"whole request {ours / get:.2f}x GET; added over the floor "
+                f"{(ours - floor) / get:.2f}x GET; the floor alone {floor / get:.2f}x GET",
+                verdict((ours - floor) / get <= 1.3)
+                + ("" if ours / get <= 1.3 else " (whole request: missed)"),
+            ]
+        )
     if e2e and e2e.get("rps") and OURS in e2e["rps"]:
         ours = Summary.of(e2e["rps"][OURS]["read"]).median
         for peer, factor, text in (
@@ -237,6 +250,54 @@ def inprocess(section: dict[str, Any]) -> list[str]:
             "(a repeat read of the same session); every timed write changes the record, so the "
             "write's own read misses the cache and goes to Redis.",
         ]
+    return out
+
+
+def instructions(section: dict[str, Any]) -> list[str]:
+    out = ["## CPU instructions per request (callgrind)", ""]
+    if section.get("skipped"):
+        return [*out, f"Not measured: {section['skipped']}."]
+    out += [
+        "Instructions the web worker's process executes per request, in thousands, counted "
+        "by valgrind's callgrind (Redis's own work is not included): the same code gives the "
+        "same count on an idle or a busy machine, so small changes show here when "
+        f"microseconds drown them. {section['requests']} requests per scenario, minus a run "
+        "of the same process with none. *xfloor*: over the same route with no session "
+        "middleware.",
+        "",
+    ]
+    per_request = section["per_request"]
+    keys = _variants(per_request)
+    scenarios = list(next(iter(per_request.values()), {}))
+    floor = per_request.get("floor", {})
+    rows = []
+    for scenario in scenarios:
+        row = [SCENARIO_LABELS[scenario]]
+        for key in keys:
+            value = per_request[key][scenario]
+            cell = f"{value / 1000:.0f}k"
+            if key != "floor" and scenario in floor:
+                cell += f"<br>{value / floor[scenario]:.1f}x floor"
+            row.append(cell)
+        rows.append(row)
+    out += _table(["scenario", *(LABELS[key] for key in keys)], rows)
+    refs = section["references"]
+    lines = [
+        ["bare redis.asyncio GET", f"{refs['ref-get'] / 1000:.0f}k"],
+        ["bare redis.asyncio MGET of 2 keys", f"{refs['ref-mget'] / 1000:.0f}k"],
+    ]
+    if "read" in floor:
+        for key, what in (
+            (OURS, "session_middleware's own work in a read: read - floor - bare MGET"),
+            ("starlette", "Starlette cookie SessionMiddleware: read - floor"),
+            (CACHED, "session_middleware + local_cache: read (a cache hit) - floor"),
+        ):
+            if key in per_request:
+                own = per_request[key]["read"] - floor["read"]
+                if key == OURS:
+                    own -= refs["ref-mget"]
+                lines.append([what, f"{own / 1000:.0f}k"])
+    out += ["", *_table(["reference", "instructions per request"], lines)]
     return out
 
 
@@ -526,6 +587,8 @@ def render(results: dict[str, Any]) -> str:
     if "inprocess" in results:
         out += [*inprocess(results["inprocess"]), ""]
         out += [*counts(results["inprocess"]), ""]
+    if "instructions" in results:
+        out += [*instructions(results["instructions"]), ""]
     if "endtoend" in results:
         out += [*endtoend(results["endtoend"], mode), ""]
     if "memory" in results:

@@ -17,6 +17,7 @@ from . import (
     endtoend,
     environment,
     inprocess,
+    instructions,
     memory,
     profile,
     report,
@@ -29,7 +30,7 @@ from .scenarios import INVALIDATE, REQUESTS
 from .settings import MODES, new_prefix, with_overrides
 from .variants import ORDER, available
 
-PARTS = ("inprocess", "endtoend", "memory", "window", "scale")
+PARTS = ("inprocess", "instructions", "endtoend", "memory", "window", "scale")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -135,6 +136,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> Path:
             log("in-process timings and counts...")
             found = asyncio.run(inprocess.measure(mode, variants, prefix, log))
             results["inprocess"] = asdict(found)
+            _tidy(prefix)
+        if "instructions" in args.only:
+            log("instructions per request under callgrind...")
+            counted = instructions.measure(
+                variants, list(mode.instruction_scenarios), mode.instruction_requests, prefix, log
+            )
+            results["instructions"] = asdict(counted)
             _tidy(prefix)
         if "endtoend" in args.only:
             log("end-to-end under uvicorn + wrk...")

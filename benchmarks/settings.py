@@ -26,6 +26,8 @@ class Mode:
     scale_repeats: int  # invalidation at scale: timed invalidations per method and size
     window_rounds: int  # local_cache's invalidation window: timed invalidations
     window_workers: int  # local_cache's invalidation window: worker processes with a cache
+    instruction_scenarios: tuple[str, ...]  # instructions: scenarios counted
+    instruction_requests: int  # instructions: requests counted per scenario
 
 
 QUICK = Mode(
@@ -39,6 +41,8 @@ QUICK = Mode(
     scale_repeats=5,
     window_rounds=30,
     window_workers=3,
+    instruction_scenarios=("read",),
+    instruction_requests=200,
 )
 FULL = Mode(
     name="full",
@@ -51,6 +55,8 @@ FULL = Mode(
     scale_repeats=7,
     window_rounds=200,
     window_workers=3,
+    instruction_scenarios=("read", "write"),
+    instruction_requests=300,
 )
 MODES = {mode.name: mode for mode in (QUICK, FULL)}
 

@@ -28,7 +28,7 @@ SESSION_ID_BYTES = 32
 UserId = str | int
 _HEX = frozenset("0123456789abcdef")
 _KINDS = {"s": "session", "e": "epoch", "i": "index"}
-USER_TAGS_CACHED = 4096  # users whose tags are remembered (two keyed hashes each)
+USER_TAGS_CACHED = 4096  # users whose tags are remembered (one keyed hash per secret key)
 
 
 def user_id_text(user_id: UserId) -> str:
