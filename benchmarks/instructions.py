@@ -7,6 +7,11 @@ start-up, the app, its login and its check), then once per scenario with `reques
 requests more. The difference, divided by `requests`, is that scenario's instructions per
 request. Only this process is counted, not Redis: what a request costs the web worker.
 
+Then the same for the logged-in read served by uvicorn (benchmarks.serve, under callgrind),
+sent over one keep-alive connection one request at a time: what the whole web worker
+(server, HTTP parser, event loop, app) spends on a request, the CPU side of the
+end-to-end figure without its noise.
+
 ``python -m benchmarks.instructions VARIANT SCENARIO REQUESTS PREFIX`` is the process that
 runs under callgrind (SCENARIO ``-`` for the start-up alone).
 """
@@ -14,25 +19,33 @@ runs under callgrind (SCENARIO ``-`` for the start-up alone).
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import redis.asyncio
 
+from .endtoend import ROOT, free_port
 from .inprocess import RECORD, prepare
+from .scenarios import FLOOR_COOKIE
 from .settings import REDIS_URL
-from .variants import build
+from .variants import COOKIE, build
 
 REFERENCES = {"ref-get": "bare redis.asyncio GET", "ref-mget": "bare redis.asyncio MGET of 2 keys"}
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 START_UP = "-"
+SERVED = "served"
 PARALLEL = 2
+START_TIMEOUT = 180.0  # uvicorn starting under callgrind, which runs it some 50x slower
 
 
 @dataclass
@@ -40,6 +53,7 @@ class Instructions:
     requests: int = 0
     per_request: dict[str, dict[str, float]] = field(default_factory=dict)  # variant -> scenario
     references: dict[str, float] = field(default_factory=dict)
+    served: dict[str, float] = field(default_factory=dict)  # variant -> read under uvicorn
     skipped: str | None = None
 
 
@@ -63,6 +77,10 @@ def measure(
             total = _collected(key, scenario, requests, prefix)
             counts[scenario] = round((total - base) / requests)
             log(f"  {key} {scenario}: {counts[scenario]:,} instructions per request")
+        if key not in REFERENCES:
+            served = _served(key, requests, prefix) - _served(key, 0, prefix)
+            counts[SERVED] = round(served / requests)
+            log(f"  {key} read under uvicorn: {counts[SERVED]:,} instructions per request")
         return counts
 
     keys = [*variants, *REFERENCES]
@@ -73,6 +91,7 @@ def measure(
             if key in REFERENCES:
                 found.references[key] = counts["get"]
             else:
+                found.served[key] = counts.pop(SERVED)
                 found.per_request[key] = counts
     return found
 
@@ -89,6 +108,63 @@ def _collected(key: str, scenario: str, requests: int, prefix: str) -> int:
     if done.returncode != 0 or match is None:
         raise RuntimeError(f"{key} {scenario} under callgrind failed:\n{done.stderr[-2000:]}")
     return int(match.group(1))
+
+
+def _served(key: str, requests: int, prefix: str) -> int:
+    """Instructions of a uvicorn process serving `requests` logged-in reads (and its start,
+    a login and one read, which the caller subtracts)."""
+    port = free_port()
+    command = [
+        *("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"),
+        *(sys.executable, "-m", "benchmarks.serve", key, str(port), prefix),
+    ]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _wait_for(port, process)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        cookie = FLOOR_COOKIE
+        if key != "floor":
+            set_cookie = _send(connection, "POST", "/login", None).getheader("set-cookie") or ""
+            cookie = set_cookie.split(";", 1)[0]
+            if not cookie.startswith(f"{COOKIE}="):
+                raise RuntimeError(f"{key}: login under uvicorn gave no cookie")
+        for _ in range(requests + 1):
+            if _send(connection, "GET", "/read", cookie).status != 200:
+                raise RuntimeError(f"{key}: a read under uvicorn failed")
+        connection.close()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=START_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    match = _COLLECTED.search(stderr)
+    if match is None:
+        raise RuntimeError(f"{key} under uvicorn and callgrind failed:\n{stderr[-2000:]}")
+    return int(match.group(1))
+
+
+def _wait_for(port: int, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"uvicorn under callgrind did not answer on port {port}")
+
+
+def _send(
+    connection: http.client.HTTPConnection, method: str, path: str, cookie: str | None
+) -> http.client.HTTPResponse:
+    connection.request(method, path, headers={"cookie": cookie} if cookie else {})
+    response = connection.getresponse()
+    response.read()
+    return response
 
 
 async def _run(key: str, scenario: str, requests: int, prefix: str) -> None:

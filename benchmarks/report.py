@@ -93,6 +93,22 @@ def targets(results: dict[str, Any]) -> list[str]:
                 + ("" if ours / get <= 1.3 else " (whole request: missed)"),
             ]
         )
+    served = counted.get("served", {})
+    for key, peer, factor, text in (
+        (OURS, "starsessions", 1.5, "≥ 1.5x starsessions"),
+        (OURS, "starlette", 0.6, "≥ 60% of Starlette cookie sessions"),
+        (CACHED, "starlette", 0.9, "with local_cache ≥ 90% of Starlette cookie sessions"),
+    ):
+        if key in served and peer in served:
+            rows.append(
+                [
+                    f"logged-in read under uvicorn {text}, in the server's CPU instructions "
+                    "(callgrind: repeatable)",
+                    f"{served[key] / 1000:.0f}k vs {served[peer] / 1000:.0f}k instructions per "
+                    f"request: a rate {served[peer] / served[key]:.2f}x theirs",
+                    verdict(served[peer] / served[key] >= factor),
+                ]
+            )
     if e2e and e2e.get("rps") and OURS in e2e["rps"]:
         ours = Summary.of(e2e["rps"][OURS]["read"]).median
         for peer, factor, text in (
@@ -298,6 +314,28 @@ def instructions(section: dict[str, Any]) -> list[str]:
                     own -= refs["ref-mget"]
                 lines.append([what, f"{own / 1000:.0f}k"])
     out += ["", *_table(["reference", "instructions per request"], lines)]
+    served = section.get("served", {})
+    if served:
+        out += [
+            "",
+            "Under uvicorn (one worker, uvloop and httptools when installed), a logged-in read "
+            "sent over one keep-alive connection, one request at a time: the instructions of "
+            "the whole server process per request, the CPU side of the end-to-end figures "
+            "below without their noise (Redis's and the load generator's work, which share "
+            "the machine's CPUs there, are not in it). *rate*: requests per instruction, "
+            "relative to Starlette's cookie sessions.",
+            "",
+        ]
+        cookie = served.get("starlette")
+        rows = [
+            [
+                LABELS[key],
+                f"{served[key] / 1000:.0f}k",
+                f"{cookie / served[key]:.2f}x" if cookie else "",
+            ]
+            for key in _variants(served)
+        ]
+        out += _table(["variant", "instructions per request", "rate"], rows)
     return out
 
 
