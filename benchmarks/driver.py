@@ -52,31 +52,15 @@ class Request:
 
     async def send(self, app: App) -> None:
         """Run the request; the response is discarded."""
-        given = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal given
-            if given:
-                return {"type": "http.disconnect"}
-            given = True
-            return {"type": "http.request", "body": b"", "more_body": False}
 
         async def send(message: dict[str, Any]) -> None:
             return None
 
-        await app(dict(self._scope), receive, send)
+        await app(dict(self._scope), _receive_once(), send)
 
     async def fetch(self, app: App) -> Response:
         """Run the request and keep the response (for set-up and checks, not timing)."""
         response = Response()
-        given = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal given
-            if given:
-                return {"type": "http.disconnect"}
-            given = True
-            return {"type": "http.request", "body": b"", "more_body": False}
 
         async def send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -85,5 +69,19 @@ class Request:
             elif message["type"] == "http.response.body":
                 response.body += message.get("body", b"")
 
-        await app(dict(self._scope), receive, send)
+        await app(dict(self._scope), _receive_once(), send)
         return response
+
+
+def _receive_once() -> Any:
+    """An ASGI receive that gives an empty request body once, then a disconnect."""
+    given = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal given
+        if given:
+            return {"type": "http.disconnect"}
+        given = True
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    return receive

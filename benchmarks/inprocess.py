@@ -90,7 +90,7 @@ async def time_batch(action: Action, iterations: int) -> float:
         gc.enable()
 
 
-async def _references(prefix: str) -> tuple[dict[str, Action], list[redis.asyncio.Redis]]:
+async def reference_actions(prefix: str) -> tuple[dict[str, Action], list[redis.asyncio.Redis]]:
     plain = redis.asyncio.Redis.from_url(REDIS_URL)
     timed = redis.asyncio.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
     first, second = f"{prefix}ref:record", f"{prefix}ref:epoch"
@@ -109,7 +109,7 @@ async def measure(
 ) -> InProcess:
     result = InProcess()
     built = [build(key, prefix) for key in variants]
-    references, clients = await _references(prefix)
+    references, clients = await reference_actions(prefix)
     try:
         prepared: dict[str, dict[str, Action]] = {}
         for variant in built:

@@ -32,16 +32,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import redis.asyncio
-
 from .endtoend import ROOT, free_port
-from .inprocess import RECORD, prepare
+from .inprocess import prepare, reference_actions
 from .scenarios import FLOOR_COOKIE
-from .settings import REDIS_URL
 from .variants import COOKIE, build
 
-REFERENCES = {"ref-get": "bare redis.asyncio GET", "ref-mget": "bare redis.asyncio MGET of 2 keys"}
+REFERENCES = {"ref-get": "get", "ref-mget": "mget"}  # their actions in inprocess
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
+_ENVIRONMENT = {**os.environ, "PYTHONHASHSEED": "0"}  # the same hash layouts on every run
 START_UP = "-"
 SERVED = "served"
 PARALLEL = 2
@@ -98,12 +97,11 @@ def measure(
 
 def _collected(key: str, scenario: str, requests: int, prefix: str) -> int:
     command = [
-        *("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"),
+        *CALLGRIND,
         *(sys.executable, "-m", "benchmarks.instructions"),
         *(key, scenario, str(requests), prefix),
     ]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, env=_ENVIRONMENT, check=False)
     match = _COLLECTED.search(done.stderr)
     if done.returncode != 0 or match is None:
         raise RuntimeError(f"{key} {scenario} under callgrind failed:\n{done.stderr[-2000:]}")
@@ -114,13 +112,14 @@ def _served(key: str, requests: int, prefix: str) -> int:
     """Instructions of a uvicorn process serving `requests` logged-in reads (and its start,
     a login and one read, which the caller subtracts)."""
     port = free_port()
-    command = [
-        *("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"),
-        *(sys.executable, "-m", "benchmarks.serve", key, str(port), prefix),
-    ]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    command = [*CALLGRIND, sys.executable, "-m", "benchmarks.serve", key, str(port), prefix]
     process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=ROOT,
+        env=_ENVIRONMENT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         _wait_for(port, process)
@@ -169,18 +168,13 @@ def _send(
 
 async def _run(key: str, scenario: str, requests: int, prefix: str) -> None:
     if key in REFERENCES:
-        client = redis.asyncio.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-        first, second = f"{prefix}ref:record", f"{prefix}ref:epoch"
-        await client.set(first, RECORD, ex=3600)
-        await client.set(second, b"0123456789abcdef0123456789abcdef", ex=3600)
-        await client.get(first)
+        actions, clients = await reference_actions(prefix)
+        await actions[REFERENCES[key]]()
         if scenario != START_UP:
             for _ in range(requests):
-                if key == "ref-get":
-                    await client.get(first)
-                else:
-                    await client.mget(first, second)
-        await client.aclose()
+                await actions[REFERENCES[key]]()
+        for client in clients:
+            await client.aclose()
         return
     variant = build(key, prefix)
     actions, _ = await prepare(variant)
