@@ -214,18 +214,35 @@ def session_records(prefix: str) -> list[str]:
 # -- browsers: Django's test clients and httpx, over WSGI and ASGI -----------------------
 
 
-class Browser:
+class _CookieJar:
+    """The session cookie of a Django test client or of an httpx client."""
+
+    kind: str
+    client: Any
+
+    def _start(self, cookie: str | None) -> None:
+        if cookie is not None:
+            self.client.cookies[COOKIE] = cookie
+
+    @property
+    def cookie(self) -> str | None:
+        if self.kind == "django":
+            morsel = self.client.cookies.get(COOKIE)
+            return morsel.value if morsel is not None and morsel.value else None
+        return self.client.cookies.get(COOKIE)  # type: ignore[no-any-return]
+
+
+class Browser(_CookieJar):
     """One cookie jar over WSGI: Django's Client or httpx with WSGITransport."""
 
     def __init__(self, kind: str, cookie: str | None = None) -> None:
         self.kind = kind
         if kind == "django":
-            self.client: Any = Client()
+            self.client = Client()
         else:
             transport = httpx.WSGITransport(app=WSGIHandler())
             self.client = httpx.Client(transport=transport, base_url="http://testserver")
-        if cookie is not None:
-            self.client.cookies[COOKIE] = cookie
+        self._start(cookie)
 
     def get(self, path: str) -> dict[str, Any]:
         response = self.client.get(path)
@@ -237,26 +254,18 @@ class Browser:
         assert response.status_code == 200, response.content
         return response.json()  # type: ignore[no-any-return]
 
-    @property
-    def cookie(self) -> str | None:
-        if self.kind == "django":
-            morsel = self.client.cookies.get(COOKIE)
-            return morsel.value if morsel is not None and morsel.value else None
-        return self.client.cookies.get(COOKIE)  # type: ignore[no-any-return]
 
-
-class AsyncBrowser:
+class AsyncBrowser(_CookieJar):
     """One cookie jar over ASGI: Django's AsyncClient or httpx with ASGITransport."""
 
     def __init__(self, kind: str, cookie: str | None = None) -> None:
         self.kind = kind
         if kind == "django":
-            self.client: Any = AsyncClient()
+            self.client = AsyncClient()
         else:
             transport = httpx.ASGITransport(app=ASGIHandler())
             self.client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
-        if cookie is not None:
-            self.client.cookies[COOKIE] = cookie
+        self._start(cookie)
 
     async def get(self, path: str) -> dict[str, Any]:
         response = await self.client.get(path)
@@ -267,13 +276,6 @@ class AsyncBrowser:
         response = await self.client.post(path, data=data)
         assert response.status_code == 200, response.content
         return response.json()  # type: ignore[no-any-return]
-
-    @property
-    def cookie(self) -> str | None:
-        if self.kind == "django":
-            morsel = self.client.cookies.get(COOKIE)
-            return morsel.value if morsel is not None and morsel.value else None
-        return self.client.cookies.get(COOKIE)  # type: ignore[no-any-return]
 
 
 # -- request.session over WSGI and ASGI ---------------------------------------------------
