@@ -26,9 +26,9 @@ def test_the_code_is_formatted() -> None:
 
 
 def test_the_package_type_checks_strictly() -> None:
-    result = run("mypy", "src/session_middleware")
+    result = run("mypy", "session_middleware")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_package_ships_its_type_marker() -> None:
-    assert (ROOT / "src" / "session_middleware" / "py.typed").is_file()
+    assert (ROOT / "session_middleware" / "py.typed").is_file()
