@@ -22,6 +22,7 @@ from .writes import Timing
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_MAX_AGE = 14 * 24 * 60 * 60
 DEFAULT_REFRESH_INTERVAL = 300
+DEFAULT_MAX_SESSIONS_PER_USER = 100
 MIN_SECRET_LENGTH = 32
 _PLACEHOLDER_SECRETS = {"secret", "changeme", "change-me", "secret_key", "your-secret-key"}
 
@@ -60,6 +61,9 @@ class SessionConfig:
         clients.NotReplicated when fewer acknowledge within invalidate_wait_timeout_ms.
     invalidate_wait_timeout_ms: how long invalidate_user waits for the replicas; shorter
         than redis_timeout.
+    max_sessions_per_user: at a login past this many live sessions of the user, the ones
+        closest to expiring (the least recently used, with idle_timeout) are ended, inside
+        the login's own script; None for no limit.
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class SessionConfig:
         local_cache: int | None = None,
         invalidate_wait_replicas: int = 0,
         invalidate_wait_timeout_ms: int = 1000,
+        max_sessions_per_user: int | None = DEFAULT_MAX_SESSIONS_PER_USER,
     ) -> None:
         secret_keys = _secret_keys(secret_key)
         if same_site not in ("lax", "strict", "none"):
@@ -121,6 +126,12 @@ class SessionConfig:
                 "invalidate_wait_timeout_ms must be shorter than redis_timeout"
             )
 
+        if max_sessions_per_user is not None and (
+            isinstance(max_sessions_per_user, bool)
+            or not isinstance(max_sessions_per_user, int)
+            or max_sessions_per_user < 1
+        ):
+            raise ConfigurationError("max_sessions_per_user must be a positive int, or None")
         lifetime = max_age or DEFAULT_MAX_AGE
         if refresh_interval is None:
             refresh_interval = DEFAULT_REFRESH_INTERVAL
@@ -179,6 +190,7 @@ class SessionConfig:
             track_devices=track_devices,
             max_bytes=max_session_bytes,
             cipher=None if encryption_key is None else fernet_cipher(encryption_key),
+            max_sessions_per_user=max_sessions_per_user or 0,
         )
         self._users = UserSessions(self.core)
 

@@ -3,6 +3,11 @@
 Opening and committing a session are generators (see steps.py): they yield what they
 need done and are sent back the result. The async and the sync driver each run them with
 a few lines of their own, so every decision below is made once, for both.
+
+A write never resurrects and never adopts: it sends only what the request changed, and
+one script applies it to the record as stored now, refusing if the record is gone or the
+user's epoch is no longer the one the session was loaded with (scripts.WRITE). Every
+epoch change made from a request is a compare-and-set on that epoch.
 """
 
 from __future__ import annotations
@@ -10,27 +15,36 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import marshal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import WatchError
+from redis.exceptions import ResponseError
 
 from .commands import Command, text
 from .cookies import CookieCodec, CookieRef
 from .epochs.base import EpochProvider, new_epoch
-from .keys import KeySpace, new_anonymous_tag, new_session_id, session_handle
-from .records import MARSHAL_VERSION, Cipher, CorruptRecord, Record, RecordReader, decode
+from .keys import KeySpace, new_anonymous_tag, new_session_id, session_handle, user_id_text
+from .records import (
+    Cipher,
+    CorruptRecord,
+    FieldCodec,
+    Record,
+    RecordReader,
+    SessionTooLarge,
+    flat_fields,
+    refreshed_field,
+)
+from .scripts import EPOCH_MOVED, EPOCH_UNKNOWN, GONE, TOO_LARGE
 from .session import Session
 from .steps import ProviderIO, RedisIO, Step
-from .writes import Timing, Writes
+from .writes import EpochGuard, Guard, LoginMode, Timing, Writes
 
 logger = logging.getLogger("session_middleware")
 
 ClientInfo = Callable[[], tuple[str | None, str | None]]
 MAX_USER_AGENT = 256
-MAX_MERGES = 64
+Interrupted = str  # 'gone' (the session was ended meanwhile) or 'epoch' (its user's epoch moved)
 
 
 @dataclass(slots=True)
@@ -40,18 +54,24 @@ class Opened:
     session: Session
     ref: CookieRef | None = None
     record: Record | None = None
-    raw: str | None = None
     rejected: str | None = None
     cookie_is_stale: bool = False
     cleanup: list[Command] = field(default_factory=list)
     client_info: ClientInfo | None = None
-    loaded: bytes | None = None  # the data as loaded, marshalled (see _changed)
+    changes: tuple[list[tuple[str, str]], list[str]] | None = None  # see _changes
+    # An epoch this very request gave the session's user (a password change made in it):
+    # the one epoch besides its own that the session may be re-stamped with.
+    own_epoch: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Committed:
     set_cookie: str | None
     depends_on_session: bool
+    # Why the request's changes were not saved, if they were not: 'gone' or 'epoch'.
+    interrupted: Interrupted | None = None
+    # 'epoch' when the request's own login or rotation was refused: it ends logged out.
+    rejected: str | None = None
 
 
 class Core:
@@ -65,6 +85,7 @@ class Core:
         track_devices: bool = True,
         max_bytes: int = 64 * 1024,
         cipher: Cipher | None = None,
+        max_sessions_per_user: int = 0,
     ) -> None:
         self.keys = keys
         self.codec = codec
@@ -73,8 +94,10 @@ class Core:
         self.track_devices = track_devices
         self.max_bytes = max_bytes
         self.cipher = cipher
-        self.writes = Writes(keys, timing, max_bytes, cipher)
-        self.records = RecordReader(cipher)
+        self.max_sessions_per_user = max_sessions_per_user
+        self.fields = FieldCodec(cipher)
+        self.writes = Writes(keys, timing, max_bytes, self.fields)
+        self.records = RecordReader(cipher, max_bytes)
 
     # -- reading --------------------------------------------------------------------
 
@@ -84,34 +107,19 @@ class Core:
         ref = self.codec.find(cookie_header)
         if ref is None:
             return Opened(self._session(), client_info=client_info)
-        handle = session_handle(ref.session_id)
-        session_key = self.keys.record_key(ref.tag, handle)
         epoch_key = self.provider.cached_key(ref.tag)
-        if epoch_key is None:
-            (raw_reply,) = yield RedisIO((("GET", session_key),))
-            cached = None
-        else:
-            ((raw_reply, cached),) = yield RedisIO((("MGET", session_key, epoch_key),))
-        raw = text(raw_reply)
+        (reply,) = yield RedisIO((self.writes.read(ref, epoch_key),))
+        fields, cached = _read_reply(reply)
         stale = Opened(self._session(), ref=ref, cookie_is_stale=True, client_info=client_info)
-        if raw is None:
+        if not fields:
             return stale
         try:
-            record, loaded = self.records.read(raw)
+            record = self.records.read(flat_fields(fields))
         except CorruptRecord as error:
-            logger.warning(
-                "dropped a session record that is not ours (%s): key %s",
-                error,
-                _fingerprint(session_key),
-            )
-            stale.cleanup = self.writes.forget(ref, listed=True)
+            self._drop(stale, f"a session record that is not ours ({error})")
             return stale
         if record.user_id is not None and ref.tag not in self.keys.user_tags(record.user_id):
-            logger.warning(
-                "dropped a session record under another user's tag: key %s",
-                _fingerprint(session_key),
-            )
-            stale.cleanup = self.writes.forget(ref, listed=True)
+            self._drop(stale, "a session record under another user's tag")
             return stale
         if self.timing.expired(record, now):
             stale.cleanup = self.writes.forget(ref, listed=record.user_id is not None)
@@ -123,10 +131,8 @@ class Core:
                 stale.cleanup = self.writes.forget(ref, listed=True)
                 return stale
         session = self._session(record.data, record.user_id)
-        session.handle = handle
-        return Opened(
-            session, ref=ref, record=record, raw=raw, client_info=client_info, loaded=loaded
-        )
+        session.handle = session_handle(ref.session_id)
+        return Opened(session, ref=ref, record=record, client_info=client_info)
 
     def current_epoch(self, user_id: Any, tag: str, cached: Any) -> Step[str | None]:
         """The user's epoch, given what `provider.cached_key(tag)` held: a value there is
@@ -135,6 +141,12 @@ class Core:
         if epoch is None:
             epoch = yield ProviderIO("resolve", (user_id, tag, None))
         return epoch
+
+    def _drop(self, stale: Opened, why: str) -> None:
+        assert stale.ref is not None
+        key = self.keys.session_key(stale.ref.tag, stale.ref.session_id)
+        logger.warning("dropped %s: key %s", why, _fingerprint(key))
+        stale.cleanup = self.writes.forget(stale.ref, listed=True)
 
     def _session(self, data: dict[str, Any] | None = None, user_id: Any = None) -> Session:
         return Session(data, user_id, max_value_bytes=self.max_bytes)
@@ -159,26 +171,19 @@ class Core:
         return Committed(None, session.observed or session.modified or opened.ref is not None)
 
     def commit(self, opened: Opened, now: float) -> Step[Committed]:
-        """Carry out what the handler did: one round trip (and one more per conflicting
-        concurrent write, which is merged)."""
+        """Carry out what the handler did, in one round trip (a second one only while
+        signing keys rotate, or to look up an epoch the cache no longer holds)."""
         settled = self.settled(opened, now)
         if settled is not None:
             return settled
         session = opened.session
         depends = session.observed or session.modified or opened.ref is not None
+        record, ref = opened.record, opened.ref
+        if session.pending_login is not None:
+            return (yield from self._login(opened, now, depends))
         commands = list(opened.cleanup)
         set_cookie: str | None = None
-        record, ref = opened.record, opened.ref
-        write_back = False
-
-        if session.pending_login is not None:
-            if record is not None and ref is not None:
-                commands += self.writes.forget(ref, listed=record.user_id is not None)
-            if session.logout_others_requested:
-                commands += yield from self._bump(session.pending_login)
-            command, set_cookie = yield from self._login(opened, now)
-            commands.append(command)
-        elif session.ended or record is None or ref is None:
+        if session.ended or record is None or ref is None:
             if record is not None and ref is not None:
                 commands += self.writes.forget(ref, listed=record.user_id is not None)
             if len(session):
@@ -187,96 +192,172 @@ class Core:
                 set_cookie = self.codec.set_header(ref, self.timing.lifetime)
             elif record is not None or opened.cookie_is_stale:
                 set_cookie = self.codec.clear_header()
-        elif session.logout_others_requested:
-            assert session.user_id is not None
-            commands += yield from self._bump(session.user_id, record)
-            write_back = True
-        elif self._changed(opened):
-            if session.user_id is None and not len(session):
-                commands += self.writes.forget(ref, listed=False)
-                set_cookie = self.codec.clear_header()
+            yield RedisIO(tuple(commands))
+            return Committed(set_cookie, depends)
+        if session.user_id is None and not len(session):
+            yield RedisIO(tuple(commands + self.writes.forget(ref, listed=False)))
+            return Committed(self.codec.clear_header(), depends)
+        interrupted = yield from self._write(opened, now, commands)
+        return Committed(None, depends, interrupted)
+
+    def _write(self, opened: Opened, now: float, commands: list[Command]) -> Step[str | None]:
+        """Apply the request's changes (and a log-out-others) to the stored record."""
+        record, ref, session = opened.record, opened.ref, opened.session
+        assert record is not None and ref is not None
+        changed, removed = self._changes(opened)
+        pairs = [*refreshed_field(now), *self.fields.data_fields(changed)]
+        deleted = [f"d:{key}" for key in removed]
+        mode = self._guard_mode(ref.tag)
+        carried = record.epoch or ""
+        guard = Guard(mode, carried, carried)
+        if opened.own_epoch is not None and record.user_id is not None:
+            guard = Guard(mode, carried, opened.own_epoch, stamp=opened.own_epoch)
+        others: list[Command] = []
+        if session.logout_others_requested:
+            assert record.user_id is not None
+            if mode == "redis":
+                fresh = new_epoch()
+                guard = Guard(mode, carried, carried, stamp=fresh, set_epoch=True)
+                others = self._other_tags(self.provider.bump_commands(record.user_id, fresh), ref)
             else:
-                write_back = True
-        elif self.timing.refresh_due(record, now):
-            write_back = True
+                fresh = yield ProviderIO("bump_if", (record.user_id, ref.tag, carried))
+                if fresh is None:
+                    if commands:
+                        yield RedisIO(tuple(commands))
+                    return "epoch"
+                guard = Guard(mode, carried, fresh, stamp=fresh)
+        for attempt in range(2):
+            command = self.writes.write(ref, record, guard, pairs, deleted, now)
+            replies = yield RedisIO((*commands, command))
+            commands = []
+            outcome, size = _outcome(replies[-1])
+            if outcome == TOO_LARGE:
+                raise SessionTooLarge("with this request's changes the session would take",
+                                      size, self.max_bytes)  # fmt: skip
+            if outcome == GONE:
+                return "gone"
+            if outcome == EPOCH_MOVED:
+                return "epoch"
+            if outcome != EPOCH_UNKNOWN or attempt:
+                break
+            # The cached copy of the epoch expired: look it up (which refills it), then
+            # try once more if it is still the one wanted.
+            assert record.user_id is not None
+            current = yield ProviderIO("resolve", (record.user_id, ref.tag, None))
+            if not same_epoch(current, guard.wanted):
+                return "epoch"
+        if outcome == EPOCH_UNKNOWN:
+            return "epoch"
+        if others:
+            yield RedisIO(tuple(others))
+        return None
 
-        if write_back:
-            assert record is not None and ref is not None and opened.raw is not None
-            record.data, record.refreshed = session.data, now
-            commands.append(self.writes.write_back(ref, record, opened.raw, now))
-        if commands:
-            replies = yield RedisIO(tuple(commands))
-            if write_back:
-                yield from self._merge(opened, now, replies[-1])
-        return Committed(set_cookie, depends)
-
-    def _merge(self, opened: Opened, now: float, reply: Any) -> Step[None]:
-        """Another request wrote this session since we loaded it: apply our changes to
-        its version and try again. Distinct keys both survive; for the same key the
-        last writer wins."""
-        assert opened.record is not None and opened.ref is not None and opened.raw is not None
-        if not isinstance(reply, (bytes, str)):
-            return  # written (1), or gone (0): a deleted session is never brought back
-        ours, loaded = opened.record, decode(opened.raw, self.cipher).data
-        changed = {k: v for k, v in ours.data.items() if k not in loaded or loaded[k] != v}
-        removed = loaded.keys() - ours.data.keys()
-        for _ in range(MAX_MERGES):
-            current = text(reply) if isinstance(reply, (bytes, str)) else None
-            if current is None:
-                return  # written (1), or gone (0): a deleted session is never brought back
-            try:
-                theirs = decode(current, self.cipher)
-            except CorruptRecord:
-                return
-            if not changed and not removed and ours.epoch == theirs.epoch:
-                return  # only a refresh, and the other request refreshed it already
-            theirs.data.update(changed)
-            for key in removed:
-                theirs.data.pop(key, None)
-            if opened.session.logout_others_requested:
-                theirs.epoch = ours.epoch  # this request's new epoch
-            theirs.refreshed = now
-            command = self.writes.write_back(opened.ref, theirs, current, now)
-            (reply,) = yield RedisIO((command,))
-        logger.warning("gave up merging a session written concurrently %d times", MAX_MERGES)
-        raise WatchError("the session kept changing under this request; its changes were not saved")
-
-    def _login(self, opened: Opened, now: float) -> Step[tuple[Command, str]]:
-        session = opened.session
+    def _login(self, opened: Opened, now: float, depends: bool) -> Step[Committed]:
+        """Log in under a new session id. Rotating a session already logged in as this user
+        keeps its epoch, and happens only while that epoch is still the user's and the
+        session still exists: a session ended in flight is not re-issued."""
+        session, record, old = opened.session, opened.record, opened.ref
         user_id = session.pending_login
         assert user_id is not None
-        known_epoch = yield ProviderIO("login_epoch", (user_id,))
-        epoch = known_epoch if known_epoch is not None else new_epoch()
+        commands: list[Command] = list(opened.cleanup)
+        rotating = (
+            record is not None
+            and record.user_id is not None
+            and record.epoch is not None
+            and user_id_text(record.user_id) == user_id_text(user_id)
+        )
+        carried = record.epoch if rotating and record is not None else None
+        if carried is not None and opened.own_epoch is not None:
+            carried = opened.own_epoch
+        bump = session.logout_others_requested
         ref = CookieRef(self.keys.user_tag(user_id), new_session_id())
-        record = self._new_record(session, now, user_id)
+        replaced: CookieRef | None = None  # the old record, checked and deleted by the script
+        if carried is not None and old is not None and old.tag == ref.tag:
+            replaced = old
+        elif record is not None and old is not None:
+            commands += self.writes.forget(old, listed=record.user_id is not None)
+        mode: LoginMode
+        epoch: str | None
+        expected = ""
+        others: list[Command] = []
+        if carried is not None and replaced is None and old is not None:
+            # Signing keys rotate: the session's epoch and record live under its old tag.
+            check = ("GET", self.keys.epoch_key(old.tag))
+            record_exists = ("EXISTS", self.keys.session_key(old.tag, old.session_id))
+            held, exists = yield RedisIO((check, record_exists))
+            if not same_epoch(text(held), carried) or not exists:
+                return (yield from self._refuse(commands, depends))
+        if self.provider.login_mode() == "ensure":
+            fresh = new_epoch()
+            if replaced is None:
+                mode, epoch = ("bump" if bump else "ensure"), fresh
+            elif bump:
+                mode, epoch, expected = "expect-bump", fresh, carried or ""
+            else:
+                mode, epoch = "expect", carried
+            if bump:
+                others = self._other_tags(self.provider.bump_commands(user_id, fresh), ref)
+        else:
+            mode = "given"
+            if carried is None:
+                epoch = yield ProviderIO("bump" if bump else "login_epoch", (user_id,))
+            elif bump:
+                assert old is not None
+                epoch = yield ProviderIO("bump_if", (user_id, old.tag, carried))
+            else:
+                epoch = yield ProviderIO("login_epoch", (user_id,))
+                if not same_epoch(epoch, carried):
+                    epoch = None
+        if epoch is None:
+            return (yield from self._refuse(commands, depends))
+        new_record = self._new_record(session, now, user_id)
         if self.track_devices and opened.client_info is not None:
             user_agent, ip = opened.client_info()
-            record.extra = {"ua": (user_agent or "")[:MAX_USER_AGENT] or None, "ip": ip}
-        command = self.writes.login(ref, record, self.provider.login_mode(), epoch, now)
-        return command, self.codec.set_header(ref, self.timing.lifetime)
+            new_record.extra = {"ua": (user_agent or "")[:MAX_USER_AGENT] or None, "ip": ip}
+        login = self.writes.login(
+            ref,
+            new_record,
+            mode,
+            epoch,
+            now,
+            expected=expected,
+            max_sessions=self.max_sessions_per_user,
+            rotating=replaced,
+        )
+        replies = yield RedisIO((*commands, login))
+        if replies[-1] is None:
+            return Committed(self.codec.clear_header(), depends, "epoch", "epoch")
+        if others:
+            yield RedisIO(tuple(others))
+        return Committed(self.codec.set_header(ref, self.timing.lifetime), depends)
 
-    def _bump(self, user_id: Any, record: Record | None = None) -> Step[list[Command]]:
-        """Commands that give the user a new epoch (run now if they cannot ride along)."""
-        epoch = new_epoch()
-        commands = self.provider.bump_commands(user_id, epoch)
-        if commands is None:
-            epoch = yield ProviderIO("bump", (user_id,))
-            commands = []
-        if record is not None:
-            record.epoch = epoch
-        return commands
+    def _refuse(self, commands: list[Command], depends: bool) -> Step[Committed]:
+        if commands:
+            yield RedisIO(tuple(commands))
+        return Committed(self.codec.clear_header(), depends, "epoch", "epoch")
+
+    def _other_tags(self, commands: list[Command] | None, ref: CookieRef) -> list[Command]:
+        """A bump's writes under the user's other tags (older signing keys), not `ref`'s."""
+        own = self.keys.epoch_key(ref.tag)
+        return [command for command in commands or () if command[1] != own]
+
+    def _guard_mode(self, tag: str) -> EpochGuard:
+        if self.provider.cached_key(tag) is None:
+            return "none"
+        return "redis" if self.provider.login_mode() == "ensure" else "cache"
+
+    def _changes(self, opened: Opened) -> tuple[list[tuple[str, str]], list[str]]:
+        if opened.changes is None:
+            stored = opened.record.stored if opened.record is not None else {}
+            opened.changes = opened.session.changes(stored)
+        return opened.changes
 
     def _changed(self, opened: Opened) -> bool:
         session = opened.session
-        if session.modified:
-            return True
-        if not session.accessed or opened.loaded is None:
+        if not session.modified and not session.accessed:
             return False
-        # A nested value may have been changed in place: compare with what was loaded.
-        try:
-            return marshal.dumps(session.data, MARSHAL_VERSION) != opened.loaded
-        except ValueError:
-            return True  # a value JSON cannot hold either: the write raises TypeError
+        changed, removed = self._changes(opened)
+        return bool(changed or removed)
 
     def _new_record(self, session: Session, now: float, user_id: Any) -> Record:
         return Record(
@@ -286,6 +367,22 @@ class Core:
             refreshed=now,
             user_id=user_id,
         )
+
+
+def _read_reply(reply: Any) -> tuple[Any, Any]:
+    if not isinstance(reply, (list, tuple)) or len(reply) != 2:
+        raise ResponseError("unexpected reply to the session read")
+    return reply[0], reply[1]
+
+
+def _outcome(reply: Any) -> tuple[int, int]:
+    """A WRITE reply as (outcome, size); the size only comes with TOO_LARGE."""
+    try:
+        if isinstance(reply, (list, tuple)):
+            return int(reply[0]), int(reply[1])
+        return int(reply), 0
+    except (TypeError, ValueError, IndexError):
+        raise ResponseError(f"unexpected reply to a session write: {reply!r}") from None
 
 
 def same_epoch(current: str | None, stamped: str | None) -> bool:

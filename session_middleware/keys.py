@@ -3,10 +3,12 @@
 Every key of one user lives under the same Redis Cluster hash tag ``{tag}``, so the
 session record and the user's epoch can be read with one MGET even on a cluster::
 
-    {prefix}{<tag>}:s:<hash of session id>   the session record (JSON)
-    {prefix}{<tag>}:e                        the user's epoch (or its cache)
-    {prefix}{<tag>}:i                        the user's sessions: sorted set of handles,
-                                             scored by expiry (ms), with a TTL of its own
+    {prefix}v2:{<tag>}:s:<hash of session id>   the session record (a HASH, see records.py)
+    {prefix}v2:{<tag>}:e                        the user's epoch (or its cache)
+    {prefix}v2:{<tag>}:i                        the user's sessions: sorted set of handles,
+                                                scored by expiry (ms), with a TTL of its own
+
+``v2`` is the layout's version: a later layout gets keys of its own beside these.
 
 A session's handle is the hash that keys its record: it names the session in listings and
 revocations, and cannot be turned back into a cookie.
@@ -28,6 +30,7 @@ SESSION_ID_BYTES = 32
 UserId = str | int
 _HEX = frozenset("0123456789abcdef")
 _KINDS = {"s": "session", "e": "epoch", "i": "index"}
+LAYOUT = "v2"
 USER_TAGS_CACHED = 4096  # users whose tags are remembered (one keyed hash per secret key)
 
 
@@ -102,13 +105,17 @@ class KeySpace:
         return self.record_key(tag, session_handle(session_id))
 
     def record_key(self, tag: str, handle: str) -> str:
-        return f"{self.prefix}{{{tag}}}:s:{handle}"
+        return self.record_key_base(tag) + handle
+
+    def record_key_base(self, tag: str) -> str:
+        """A record's key less its handle."""
+        return f"{self.prefix}{LAYOUT}:{{{tag}}}:s:"
 
     def index_key(self, tag: str) -> str:
-        return f"{self.prefix}{{{tag}}}:i"
+        return f"{self.prefix}{LAYOUT}:{{{tag}}}:i"
 
     def epoch_key(self, tag: str) -> str:
-        return f"{self.prefix}{{{tag}}}:e"
+        return f"{self.prefix}{LAYOUT}:{{{tag}}}:e"
 
     @staticmethod
     def kind(key: str) -> str | None:
@@ -117,4 +124,4 @@ class KeySpace:
 
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix."""
-        return f"{self.prefix}{{*"
+        return f"{self.prefix}{LAYOUT}:{{*"

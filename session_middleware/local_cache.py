@@ -27,6 +27,7 @@ import redis.asyncio
 from redis.exceptions import RedisError
 
 from .commands import Command, run_async, text
+from .scripts import READ
 
 logger = logging.getLogger("session_middleware")
 
@@ -204,21 +205,21 @@ class CachedRedis:
 
     async def run(self, commands: Sequence[Command]) -> list[Any]:
         cache = self.cache
-        if len(commands) == 1 and commands[0][0] in ("MGET", "GET"):
-            command = commands[0]
-            keys = [str(k) for k in command[1:]]
+        keys = _read_keys(commands)
+        if keys is not None:
             cached = cache.lookup(keys)
             if cached is not None:
-                return [cached if command[0] == "MGET" else cached[0]]
+                return [_read_reply(cached, len(keys))]
             client = await cache.client()
             generation = cache.begin_read(keys)
             values: list[Any] = []
             try:
-                reply = await client.execute_command(*command)
-                values = list(reply) if command[0] == "MGET" else [reply]
+                # Redis does not track keys read inside a script: read them as commands.
+                values = await run_async(client, [_TRACKED_READS[n](key) for n, key in
+                                                  enumerate(keys)])  # fmt: skip
             finally:
-                cache.end_read(keys, values or [None] * len(keys), generation)
-            return [reply]
+                cache.end_read(keys, [v or None for v in values] or [None] * len(keys), generation)
+            return [_read_reply(values, len(keys))]
         written = [key for command in commands for key in _written_keys(command)]
         cache.invalidate(written)
         try:
@@ -231,6 +232,23 @@ class CachedRedis:
 
     async def _write(self, commands: Sequence[Command]) -> list[Any]:
         return await run_async(await self.cache.client(), commands)
+
+
+# The session read (scripts.READ) reads a record (a hash) and, if given, an epoch key.
+_TRACKED_READS = (lambda key: ("HGETALL", key), lambda key: ("GET", key))
+
+
+def _read_keys(commands: Sequence[Command]) -> list[str] | None:
+    """The keys of the session read, when `commands` is one; else None."""
+    if len(commands) != 1 or commands[0][:2] != ("EVAL", READ):
+        return None
+    command = commands[0]
+    return [str(key) for key in command[3 : 3 + int(command[2])]]
+
+
+def _read_reply(values: Sequence[Any], count: int) -> list[Any]:
+    """The session read's reply from the values of its keys."""
+    return [values[0] or [], values[1] if count > 1 else None]
 
 
 def _written_keys(command: Command) -> list[str]:

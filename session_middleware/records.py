@@ -1,4 +1,15 @@
-"""The session record stored in Redis: JSON only, validated on the way in and out."""
+"""The session record stored in Redis: a HASH of JSON values, validated on the way in and out.
+
+One field per top-level session key (``d:<key>``, holding the value's JSON), so a write
+sends only the keys it changed and a script applies them to the record as it is stored
+then: writers of different keys never lose each other's changes, and Lua never decodes
+JSON. Reserved one-letter fields hold the metadata::
+
+    c  created (unix seconds)       x  absolute expiry       r  last refreshed
+    u  the user id (JSON), if any   e  the user's epoch      m  device info (JSON)
+
+With a cipher, the user id, the device info and every value are encrypted one by one.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +17,15 @@ import json
 import marshal
 import math
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from .keys import UserId, valid_user_id
 
-FORMAT_VERSION = 1
+DATA_PREFIX = "d:"
+CREATED, EXPIRES, REFRESHED, USER, EPOCH, EXTRA = "c", "x", "r", "u", "e", "m"
+_META = frozenset((CREATED, EXPIRES, REFRESHED, USER, EPOCH, EXTRA))
 MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can hold
 MAX_NESTING = 64
 # Before version 3, marshal writes no back-references: equal data gives equal bytes.
@@ -23,6 +37,18 @@ class CorruptRecord(ValueError):
     """A stored record that is not what this package writes."""
 
 
+class SessionTooLarge(ValueError):
+    """The session's data exceeds max_session_bytes."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"{what} {size} bytes, over the limit of {limit} (max_session_bytes); "
+            "keep large data elsewhere and store its id in the session"
+        )
+
+
 @dataclass(slots=True)
 class Record:
     data: dict[str, Any]
@@ -32,6 +58,19 @@ class Record:
     user_id: UserId | None = None
     epoch: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Each data key's JSON as stored (decrypted): what a write compares against.
+    stored: Mapping[str, str] = field(default_factory=dict)
+
+
+class Cipher(Protocol):
+    """Encryption at rest (see encryption.py): bytes in, ASCII token out, and back."""
+
+    def encrypt(self, data: bytes) -> bytes: ...
+
+    def decrypt(self, token: bytes) -> bytes: ...
+
+
+# -- values ---------------------------------------------------------------------------------
 
 
 def check_json_value(key: object, value: object, max_bytes: int | None = None) -> None:
@@ -41,19 +80,9 @@ def check_json_value(key: object, value: object, max_bytes: int | None = None) -
         raise TypeError(f"session keys must be str, not {type(key).__name__} ({key!r})")
     _check(value, f"session[{key!r}]", 0)
     if max_bytes is not None and isinstance(value, (str, list, tuple, dict)):
-        size = len(json.dumps(value, ensure_ascii=False).encode())
+        size = len(to_json(value).encode())
         if size > max_bytes:
             raise SessionTooLarge(f"session[{key!r}] takes", size, max_bytes)
-
-
-class SessionTooLarge(ValueError):
-    """The session's data exceeds max_session_bytes."""
-
-    def __init__(self, what: str, size: int, limit: int) -> None:
-        super().__init__(
-            f"{what} {size} bytes, over the limit of {limit} (max_session_bytes); "
-            "keep large data elsewhere and store its id in the session"
-        )
 
 
 def _check(value: object, where: str, depth: int) -> None:
@@ -84,90 +113,160 @@ def _check(value: object, where: str, depth: int) -> None:
     )
 
 
+def to_json(value: object) -> str:
+    """The one JSON spelling of a value: a value unchanged since it was read encodes to
+    the text it was read from, which is how a write tells what changed."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def checked_json(key: str, value: object) -> str:
+    """`to_json`, with TypeError naming the key for what JSON cannot hold."""
+    try:
+        return to_json(value)
+    except (TypeError, ValueError):
+        _check(value, f"session[{key!r}]", 0)
+        raise
+
+
 def valid_epoch(epoch: object) -> bool:
     return isinstance(epoch, str) and 0 < len(epoch) <= 64 and set(epoch) <= _EPOCH_CHARS
 
 
-class Cipher(Protocol):
-    """Encryption at rest (see encryption.py): bytes in, ASCII token out, and back."""
-
-    def encrypt(self, data: bytes) -> bytes: ...
-
-    def decrypt(self, token: bytes) -> bytes: ...
+# -- encoding ---------------------------------------------------------------------------------
 
 
-def encode_parts(record: Record, cipher: Cipher | None = None) -> tuple[str, str]:
-    """The record as JSON split around its epoch: ``head + epoch + tail``.
+class FieldCodec:
+    """Field values in and out of Redis: JSON text, encrypted when there is a cipher."""
 
-    Login stamps the epoch inside Redis (a script concatenates it), so the epoch is kept
-    out of the JSON encoder: it is always the last member, a plain ASCII string. With a
-    cipher, everything else is one encrypted member before it.
-    """
-    body: dict[str, Any] = {
-        "v": FORMAT_VERSION,
-        "c": record.created,
-        "x": record.expires,
-        "r": record.refreshed,
-        "u": record.user_id,
-        "d": record.data,
-    }
-    if record.extra:
-        body["m"] = record.extra
-    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    if cipher is not None:
-        token = cipher.encrypt(text.encode()).decode("ascii")
-        text = json.dumps({"v": FORMAT_VERSION, "enc": token}, separators=(",", ":"))
-    return text[:-1] + ',"e":"', '"}'
+    def __init__(self, cipher: Cipher | None) -> None:
+        self.cipher = cipher
+
+    def seal(self, text: str) -> str:
+        if self.cipher is None:
+            return text
+        return self.cipher.encrypt(text.encode()).decode("ascii")
+
+    def open(self, value: str) -> str:
+        if self.cipher is None:
+            return value
+        try:
+            return self.cipher.decrypt(value.encode("ascii")).decode()
+        except Exception as error:  # the cipher's own error types: a wrong key or tampering
+            raise CorruptRecord("cannot decrypt") from error
+
+    def data_fields(self, changes: Iterable[tuple[str, str]]) -> list[str]:
+        """Flat field/value pairs for data keys and their JSON text."""
+        pairs: list[str] = []
+        for key, text in changes:
+            pairs += (DATA_PREFIX + key, self.seal(text))
+        return pairs
+
+    def fields(self, record: Record) -> list[str]:
+        """Every field of a new record, as flat field/value pairs; the epoch is left to the
+        caller (a login stamps it inside Redis)."""
+        pairs = [CREATED, _number(record.created), EXPIRES, _number(record.expires)]
+        pairs += (REFRESHED, _number(record.refreshed))
+        if record.user_id is not None:
+            pairs += (USER, self.seal(to_json(record.user_id)))
+        if record.extra:
+            pairs += (EXTRA, self.seal(to_json(record.extra)))
+        if record.epoch is not None:
+            if not valid_epoch(record.epoch):
+                raise ValueError("invalid epoch value")
+            pairs += (EPOCH, record.epoch)
+        for key, value in record.data.items():
+            pairs += (DATA_PREFIX + key, self.seal(checked_json(key, value)))
+        return pairs
 
 
-def encode(record: Record, cipher: Cipher | None = None) -> str:
-    if record.epoch is not None and not valid_epoch(record.epoch):
-        raise ValueError("invalid epoch value")
-    head, tail = encode_parts(record, cipher)
-    return head + (record.epoch or "") + tail
+def refreshed_field(now: float) -> list[str]:
+    return [REFRESHED, _number(now)]
 
 
-def decode(raw: bytes | str, cipher: Cipher | None = None) -> Record:
-    """The record `raw` holds; CorruptRecord for anything this package could not have
-    written."""
-    body = _json_object(raw)
-    epoch = body.get("e")
-    if "enc" in body or cipher is not None:
-        body = _decrypted(body, cipher)
-    data, user_id, extra = body.get("d"), body.get("u"), body.get("m", {})
-    if type(data) is not dict or type(extra) is not dict:
-        raise CorruptRecord("data is not an object")
-    created, expires = _timestamp(body.get("c")), _timestamp(body.get("x"))
-    refreshed = _timestamp(body.get("r"))
+def fields_size(pairs: Sequence[str]) -> int:
+    return sum(len(item.encode()) for item in pairs)
+
+
+def _number(value: float) -> str:
+    return repr(float(value))
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+
+def flat_fields(reply: Any) -> list[Any]:
+    """A HGETALL reply as flat field/value pairs: redis-py gives a dict for the command,
+    and a flat list from inside a script."""
+    if isinstance(reply, Mapping):
+        return [item for pair in reply.items() for item in pair]
+    if isinstance(reply, (list, tuple)):
+        return list(reply)
+    raise CorruptRecord("not a hash")
+
+
+def decode(
+    flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None = None
+) -> tuple[Record, bool]:
+    """The record that HGETALL's flat field/value pairs hold, and whether any value may nest
+    deeply; CorruptRecord for anything this package could not have written (or larger than
+    `max_bytes`)."""
+    if len(flat) % 2:
+        raise CorruptRecord("not a record")
+    meta: dict[str, str] = {}
+    stored: dict[str, str] = {}
+    data: dict[str, Any] = {}
+    size = 0
+    deep = False
+    for index in range(0, len(flat), 2):
+        name, value = _text(flat[index]), _text(flat[index + 1])
+        size += len(name) + len(value)
+        if name.startswith(DATA_PREFIX):
+            key, text = name[len(DATA_PREFIX) :], codec.open(value)
+            stored[key] = text
+            data[key] = _json(text)
+            deep = deep or text.count("[") + text.count("{") >= MAX_NESTING
+        elif name in _META:
+            meta[name] = value
+        else:
+            raise CorruptRecord("an unknown field")
+    if max_bytes is not None and size > max_bytes:
+        raise CorruptRecord(f"larger than max_session_bytes ({size} bytes)")
+    if deep:
+        for key, value in data.items():
+            try:
+                _check(value, key, 0)
+            except TypeError as error:
+                raise CorruptRecord("nested too deeply") from error
+    created, expires = _timestamp(meta.get(CREATED)), _timestamp(meta.get(EXPIRES))
+    refreshed = _timestamp(meta.get(REFRESHED))
+    user_id = _json(codec.open(meta[USER])) if USER in meta else None
     if user_id is not None and not valid_user_id(user_id):
         raise CorruptRecord("bad user id")
-    if epoch == "":
-        epoch = None
+    extra = _json(codec.open(meta[EXTRA])) if EXTRA in meta else {}
+    if type(extra) is not dict:
+        raise CorruptRecord("device info is not an object")
+    epoch = meta.get(EPOCH)
     if (user_id is not None or epoch is not None) and not valid_epoch(epoch):
         raise CorruptRecord("bad epoch")
-    return Record(data, created, expires, refreshed, user_id, epoch, extra)
+    return Record(data, created, expires, refreshed, user_id, epoch, extra, stored), deep
 
 
-def _json_object(raw: bytes | str) -> dict[str, Any]:
+def _text(item: Any) -> str:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(item).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise CorruptRecord("not UTF-8") from error
+    raise CorruptRecord("not a string")
+
+
+def _json(text: str) -> Any:
     try:
-        text = raw if isinstance(raw, str) else raw.decode("utf-8")
-        body = _DECODER.decode(text)
+        return _DECODER.decode(text)
     except (ValueError, RecursionError) as error:
         raise CorruptRecord("not JSON") from error
-    if type(body) is not dict or body.get("v") != FORMAT_VERSION:
-        raise CorruptRecord("unknown record format")
-    return body
-
-
-def _decrypted(body: dict[str, Any], cipher: Cipher | None) -> dict[str, Any]:
-    token = body.get("enc")
-    if cipher is None or not isinstance(token, str):
-        raise CorruptRecord("encrypted record without a key, or plain record with one")
-    try:
-        plain = cipher.decrypt(token.encode("ascii"))
-    except Exception as error:  # the cipher's own error types: a wrong key or tampering
-        raise CorruptRecord("cannot decrypt") from error
-    return _json_object(plain)
 
 
 def _no_constant(name: str) -> float:
@@ -185,51 +284,65 @@ def _finite_float(text: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
 
 
-def _timestamp(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise CorruptRecord("bad timestamps")
-    if not 0 <= value <= MAX_TIMESTAMP:
+def _timestamp(value: str | None) -> float:
+    if value is None:
+        raise CorruptRecord("missing timestamps")
+    try:
+        number = float(value)
+    except ValueError as error:
+        raise CorruptRecord("bad timestamps") from error
+    if not 0 <= number <= MAX_TIMESTAMP:  # NaN fails this too
         raise CorruptRecord("a timestamp out of range")
-    return float(value)
+    return number
 
 
 class RecordReader:
     """Decodes records, remembering the most recently read ones.
 
-    A session read again is usually byte for byte what was read before (it changes on a
+    A session read again is usually field for field what was read before (it changes on a
     write, or at the refresh interval), so its JSON is parsed and validated once. Every
     read gets a Record of its own, with its own copy of the data (from marshal, fast for
-    JSON's types) that a handler may change freely, and the data marshalled as read, to
-    tell later whether it was changed in place.
+    JSON's types) that a handler may change freely.
     """
 
     def __init__(
-        self, cipher: Cipher | None, max_entries: int = 512, max_length: int = 2048
+        self,
+        cipher: Cipher | None,
+        max_bytes: int | None = None,
+        max_entries: int = 512,
+        max_length: int = 2048,
     ) -> None:
-        self.cipher = cipher
+        self.codec = FieldCodec(cipher)
+        self.max_bytes = max_bytes
         self.max_entries = max_entries
-        self.max_length = max_length  # longer records are decoded every time
-        self._known: OrderedDict[str, _Known] = OrderedDict()
+        self.max_length = max_length  # larger records are decoded every time
+        self._known: OrderedDict[tuple[Any, ...], _Known] = OrderedDict()
 
-    def read(self, raw: str) -> tuple[Record, bytes]:
-        """A new Record for `raw` and its data marshalled; CorruptRecord as decode."""
-        known = self._known.get(raw)
+    def read(self, flat: Sequence[Any]) -> Record:
+        """A new Record for a HGETALL reply; CorruptRecord as decode."""
+        key = tuple(flat)
+        known = self._known.get(key)
         if known is None:
-            record = decode(raw, self.cipher)
-            data = marshal.dumps(record.data, MARSHAL_VERSION)
-            if len(raw) <= self.max_length:
-                extra = marshal.dumps(record.extra, MARSHAL_VERSION)
-                fields = (record.created, record.expires, record.refreshed)
-                self._known[raw] = _Known(fields, record.user_id, record.epoch, data, extra)
+            record, deep = decode(flat, self.codec, self.max_bytes)
+            if not deep and sum(map(len, key)) <= self.max_length:
+                self._known[key] = _Known(
+                    (record.created, record.expires, record.refreshed),
+                    record.user_id,
+                    record.epoch,
+                    marshal.dumps(record.data, MARSHAL_VERSION),
+                    marshal.dumps(record.extra, MARSHAL_VERSION),
+                    record.stored,
+                )
                 if len(self._known) > self.max_entries:
                     self._known.popitem(last=False)
-            return record, data
-        self._known.move_to_end(raw)
+            return record
+        self._known.move_to_end(key)
         # Bytes this process marshalled from records it decoded: never read from outside.
         data, extra = marshal.loads(known.data), marshal.loads(known.extra)  # noqa: S302
         created, expires, refreshed = known.times
-        record = Record(data, created, expires, refreshed, known.user_id, known.epoch, extra)
-        return record, known.data
+        return Record(
+            data, created, expires, refreshed, known.user_id, known.epoch, extra, known.stored
+        )
 
 
 class _Known(NamedTuple):
@@ -238,3 +351,4 @@ class _Known(NamedTuple):
     epoch: str | None
     data: bytes  # marshalled
     extra: bytes  # marshalled
+    stored: Mapping[str, str]  # never changed after decoding: shared by every read

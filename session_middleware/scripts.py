@@ -1,10 +1,34 @@
 """The Lua scripts, run with EVAL so that a script is never missing on a new or failed-over
-server. Each touches only keys of one hash tag, so it runs unchanged on Redis Cluster."""
+server. Each touches only keys of one hash tag, so it runs unchanged on Redis Cluster.
+
+Records are HASHes (see records.py); no script decodes JSON: Redis's cjson rounds integers
+above 2^53 and turns ``[]`` into ``{}``, so values pass through Lua as opaque strings.
+"""
 
 from __future__ import annotations
 
 # Epochs (and indexes) live this much longer than the sessions stamped with them.
 EPOCH_TTL_MARGIN_MS = 60_000
+
+# Replies of WRITE.
+WRITTEN, GONE, TOO_LARGE, EPOCH_MOVED, EPOCH_UNKNOWN = 1, 0, -1, -2, -3
+
+# HSET and HDEL in chunks (Lua's unpack() has a bounded stack), and an expiry in ms.
+_CHUNKED = """
+local function in_chunks(command, key, args, first, last)
+  local i = first
+  while i <= last do
+    local j = math.min(i + 199, last)
+    if command == 'HSET' then redis.call('HSET', key, unpack(args, i, j))
+    else redis.call('HDEL', key, unpack(args, i, j)) end
+    i = j + 1
+  end
+end
+local function expire(key, how, value)
+  if how == 'PEXPIREAT' then redis.call('PEXPIREAT', key, value)
+  else redis.call('PEXPIRE', key, value) end
+end
+"""
 
 # The current epoch at `key`, created as `candidate` if there is none. Its TTL is extended
 # to `ttl` ms (the session lifetime and a minute) once less than the lifetime is left, so
@@ -27,38 +51,153 @@ end
 # KEYS[1] epoch key; ARGV[1] candidate epoch, ARGV[2] epoch TTL ms.
 ENSURE_EPOCH = _ENSURE + "return ensure(KEYS[1], ARGV[1], ARGV[2])\n"
 
-# Login. KEYS: 1 the new session record, 2 the user's epoch key, 3 the user's index.
-# ARGV: 1 mode ('ensure': read or create the epoch here; 'given': the provider knows the
-# epoch and leaves the epoch key alone), 2 epoch (candidate or known),
-# 3 epoch TTL ms, 4 record head, 5 record tail, 6 record TTL ms, 7 handle, 8 the record's
-# expiry (unix ms), 9 now (unix ms), 10 index TTL ms.
+# Read a session and its user's epoch in one command. KEYS: 1 the record, 2 (optional) the
+# epoch key. Returns {record fields as HGETALL gives them, epoch or nil}; the fields are
+# the string 'WRONGTYPE' when the key holds something that is not a hash.
+READ = """
+local r = redis.pcall('HGETALL', KEYS[1])
+if type(r) == 'table' and r.err then r = 'WRONGTYPE' end
+local e = false
+if KEYS[2] then
+  e = redis.pcall('GET', KEYS[2])
+  if type(e) == 'table' and e.err then e = false end
+end
+return {r, e}
+"""
+
+# A new anonymous record; never over an existing one (an id is never reused).
+# KEYS[1] the record. ARGV: 1 'PEXPIRE' or 'PEXPIREAT', 2 its value, 3.. field/value pairs.
+CREATE = (
+    _CHUNKED
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+in_chunks('HSET', KEYS[1], ARGV, 3, #ARGV)
+expire(KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+)
+
+# Apply one request's changes to a session as it is stored now.
+# KEYS: 1 the record, then the user's epoch key unless ARGV[1] is 'none', then (optional)
+# the user's index.
+# ARGV: 1 where the epoch lives: 'redis' (the epoch key is the truth), 'cache' (it is a
+# copy: when absent, the caller must look the epoch up and try again) or 'none' (not on
+# this Redis); 2 the epoch the record carried when loaded ('' for an anonymous session:
+# no epoch check); 3 the epoch the user must have now; 4 a new epoch to stamp on the
+# record ('' for none); 5 '1' to also set the epoch key to it (a log-out-others whose
+# compare-and-set is this script); 6 epoch TTL ms; 7 max record bytes; 8 'PEXPIRE' or
+# 'PEXPIREAT', 9 its value; 10 new index score ('' to leave the index), 11 the handle;
+# 12 N, the number of fields to set; 13.. N field/value pairs, then fields to delete.
+# Returns WRITTEN; GONE when the record no longer exists (never brought back); EPOCH_MOVED
+# when the user's epoch (or the record's stamp) is no longer the one loaded (an
+# invalidation is never undone, a new epoch never adopted); EPOCH_UNKNOWN (see 'cache');
+# {TOO_LARGE, size} when the record would outgrow ARGV[7]. Nothing is written unless WRITTEN.
+WRITE = (
+    _CHUNKED
+    + f"""
+local record = KEYS[1]
+local mode, carried, wanted, stamp = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local k = 2
+local epoch_key = nil
+if mode ~= 'none' then epoch_key = KEYS[k]; k = k + 1 end
+local index = KEYS[k]
+if redis.call('EXISTS', record) == 0 then return {GONE} end
+if carried ~= '' then
+  if redis.call('HGET', record, 'e') ~= carried then return {EPOCH_MOVED} end
+  if epoch_key then
+    local current = redis.call('GET', epoch_key)
+    if not current then
+      if mode == 'cache' then return {EPOCH_UNKNOWN} end
+      return {EPOCH_MOVED}
+    end
+    if current ~= wanted then return {EPOCH_MOVED} end
+  end
+end
+local first, last = 13, 12 + 2 * tonumber(ARGV[12])
+local changing = {{}}
+for i = first, #ARGV do changing[ARGV[i]] = true end
+local size = 0
+local current = redis.call('HGETALL', record)
+for i = 1, #current, 2 do
+  if not changing[current[i]] then size = size + #current[i] + #current[i + 1] end
+end
+for i = first, last do size = size + #ARGV[i] end
+if size > tonumber(ARGV[7]) then return {{{TOO_LARGE}, size}} end
+in_chunks('HSET', record, ARGV, first, last)
+in_chunks('HDEL', record, ARGV, last + 1, #ARGV)
+if stamp ~= '' then
+  redis.call('HSET', record, 'e', stamp)
+  if ARGV[5] == '1' then redis.call('SET', epoch_key, stamp, 'PX', ARGV[6]) end
+end
+expire(record, ARGV[8], ARGV[9])
+if index and ARGV[10] ~= '' then redis.call('ZADD', index, 'XX', ARGV[10], ARGV[11]) end
+return {WRITTEN}
+"""
+)
+
+# Log in. KEYS: 1 the new session record, 2 the user's epoch key, 3 the user's index,
+# 4 (when rotating a session of this user under the same tag) the session's old record.
+# ARGV: 1 mode, 2 epoch: 'ensure' reads or creates the epoch here (ARGV[2] the candidate);
+# 'given' stamps ARGV[2], which the provider returned, and leaves the epoch key alone;
+# 'expect' (rotating a logged-in session) stamps ARGV[2] only if it is still the user's
+# epoch; 'bump' sets the user's epoch to ARGV[2] (a login that also logs out the others);
+# 'expect-bump' does so only if the epoch is still ARGV[3].
+# 3 compare-and-set epoch for 'expect-bump'; 4 epoch TTL ms; 5 record TTL ms; 6 handle;
+# 7 the record's expiry (unix ms, its index score); 8 now (unix ms); 9 index TTL ms;
+# 10 most sessions the user may have (0: no limit): the soonest to expire are ended;
+# 11 the key of a record of this user less its handle; 12 the old record's handle ('' for
+# none); 13.. the record's field/value pairs.
+# Returns the epoch stamped, or nil, writing nothing, when an 'expect' found the epoch
+# moved or the old record gone (revoked, deleted): a session ended in flight stays ended.
 LOGIN = (
     _ENSURE
+    + _CHUNKED
     + """
-local e = ARGV[2]
-if ARGV[1] == 'ensure' then
-  e = ensure(KEYS[2], e, ARGV[3])
+local mode, e = ARGV[1], ARGV[2]
+if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 0 then return false end
+if mode == 'ensure' then
+  e = ensure(KEYS[2], e, ARGV[4])
+elseif mode == 'expect' then
+  if redis.call('GET', KEYS[2]) ~= e then return false end
+  ensure(KEYS[2], e, ARGV[4])
+elseif mode == 'expect-bump' then
+  if redis.call('GET', KEYS[2]) ~= ARGV[3] then return false end
+  redis.call('SET', KEYS[2], e, 'PX', ARGV[4])
+elseif mode == 'bump' then
+  redis.call('SET', KEYS[2], e, 'PX', ARGV[4])
 end
-redis.call('SET', KEYS[1], ARGV[4] .. e .. ARGV[5], 'PX', ARGV[6], 'NX')
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[9])
-redis.call('ZADD', KEYS[3], ARGV[8], ARGV[7])
-redis.call('PEXPIRE', KEYS[3], ARGV[10])
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('session id in use') end
+if KEYS[4] then
+  redis.call('DEL', KEYS[4])
+  redis.call('ZREM', KEYS[3], ARGV[12])
+end
+in_chunks('HSET', KEYS[1], ARGV, 13, #ARGV)
+redis.call('HSET', KEYS[1], 'e', e)
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[8])
+redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
+local cap = tonumber(ARGV[10])
+if cap > 0 then
+  local over = redis.call('ZCARD', KEYS[3]) - cap
+  if over > 0 then
+    for _, handle in ipairs(redis.call('ZRANGE', KEYS[3], 0, over - 1)) do
+      if handle ~= ARGV[6] then
+        redis.call('DEL', ARGV[11] .. handle)
+        redis.call('ZREM', KEYS[3], handle)
+      end
+    end
+  end
+end
+redis.call('PEXPIRE', KEYS[3], ARGV[9])
 return e
 """
 )
 
-# Write back a session only if it is still exactly as this request loaded it.
-# KEYS: 1 the record, 2 (optional) the user's index. ARGV: 1 SHA-1 of the record as
-# loaded, 2 the new record, 3 'PXAT' or 'PX', 4 its value, 5 handle, 6 new index score.
-# Returns 1 when written; 0 when the record is gone (a logout or revocation won: it is
-# not brought back); the current record when another request changed it meanwhile, for
-# the caller to merge its own changes into and try again.
-WRITE_BACK = """
-local current = redis.call('GET', KEYS[1])
-if not current then return 0 end
-if redis.sha1hex(current) ~= ARGV[1] then return current end
-redis.call('SET', KEYS[1], ARGV[2], ARGV[3], ARGV[4])
-if KEYS[2] then redis.call('ZADD', KEYS[2], 'XX', ARGV[6], ARGV[5]) end
+# Set the epoch to ARGV[2] only if it is still ARGV[1]. KEYS[1] the epoch key; ARGV[3] TTL
+# ms. Returns 1 when set, 0 when the epoch had moved (or was gone).
+BUMP_IF = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 from .keys import UserId, user_id_text
-from .records import check_json_value
+from .records import check_json_value, checked_json
 
 
 class Session(MutableMapping[str, Any]):
@@ -19,7 +19,9 @@ class Session(MutableMapping[str, Any]):
     __slots__ = (
         "_data",
         "_frozen",
+        "_handed_out",
         "_user_id",
+        "_written",
         "accessed",
         "ended",
         "handle",
@@ -41,6 +43,8 @@ class Session(MutableMapping[str, Any]):
         self.max_value_bytes = max_value_bytes
         self._user_id = user_id
         self._frozen: str | None = None
+        self._written: set[str] = set()  # keys assigned or deleted
+        self._handed_out: set[str] | None = set()  # keys whose list or dict was handed out
         self.accessed = False  # a list or dict was handed out: it may be changed in place
         self.observed = False  # anything was read: the response depends on the session
         self.modified = False
@@ -57,17 +61,21 @@ class Session(MutableMapping[str, Any]):
         value = self._data[key]
         if isinstance(value, (list, dict)):
             self.accessed = True  # it may be changed in place: compared at the end
+            if self._handed_out is not None:
+                self._handed_out.add(key)
         return value
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._check_writable()
         check_json_value(key, value, self.max_value_bytes)
         self._data[key] = value
+        self._written.add(key)
         self.modified = True
 
     def __delitem__(self, key: str) -> None:
         self._check_writable()
         del self._data[key]
+        self._written.add(key)
         self.modified = True
 
     def __iter__(self) -> Iterator[str]:
@@ -88,19 +96,45 @@ class Session(MutableMapping[str, Any]):
     def clear(self) -> None:
         self._check_writable()
         if self._data:
+            self._written.update(self._data)
             self._data.clear()
             self.modified = True
 
     def mark_modified(self) -> None:
         """Force a write-back, e.g. after changing a nested value in place."""
         self._check_writable()
+        self._handed_out = None  # compare every key with what was loaded
         self.modified = True
 
     @property
     def data(self) -> dict[str, Any]:
         """The underlying dict (read it; assign through the session so values are checked)."""
         self.accessed = self.observed = True
+        self._handed_out = None  # all of it
         return self._data
+
+    def touched(self) -> set[str] | None:
+        """The keys that may differ from what was loaded (None: any of them)."""
+        if self._handed_out is None:
+            return None
+        return self._written | self._handed_out
+
+    def changes(self, stored: Mapping[str, str]) -> tuple[list[tuple[str, str]], list[str]]:
+        """What differs from `stored` (each key's JSON as loaded): the (key, JSON) pairs to
+        set and the keys to delete. TypeError, naming the key, for a value JSON cannot hold
+        (one changed in place after it was handed out)."""
+        touched = self.touched()
+        keys = self._data.keys() | stored.keys() if touched is None else touched
+        changed: list[tuple[str, str]] = []
+        removed: list[str] = []
+        for key in keys:
+            if key in self._data:
+                text = checked_json(key, self._data[key])
+                if stored.get(key) != text:
+                    changed.append((key, text))
+            elif key in stored:
+                removed.append(key)
+        return changed, removed
 
     # -- authentication ------------------------------------------------------------
 
@@ -119,6 +153,7 @@ class Session(MutableMapping[str, Any]):
         self._check_writable()
         user_id_text(user_id)
         if self._user_id is not None and self._user_id != user_id:
+            self._written.update(self._data)
             self._data.clear()
         self._user_id = user_id
         self.pending_login = user_id
@@ -128,6 +163,7 @@ class Session(MutableMapping[str, Any]):
     def logout(self) -> None:
         """End this session: its record is deleted and its cookie cleared."""
         self._check_writable()
+        self._written.update(self._data)
         self._data.clear()
         self._user_id = None
         self.pending_login = None

@@ -9,7 +9,7 @@ from typing import Any
 from .commands import text
 from .core import Core, same_epoch
 from .keys import UserId, user_id_text, valid_handle
-from .records import CorruptRecord, Record, decode
+from .records import CorruptRecord, Record, decode, flat_fields
 from .scripts import REVOKE
 from .steps import RedisIO, Step
 from .writes import ms
@@ -53,11 +53,10 @@ class UserSessions:
             if not handles:
                 continue
             epoch_key = self.core.provider.cached_key(tag)
-            record_keys = [self.keys.record_key(tag, handle) for handle in handles]
-            read = (
-                ("MGET", *record_keys) if epoch_key is None else ("MGET", *record_keys, epoch_key)
-            )
-            (values,) = yield RedisIO((read,))
+            reads = [("HGETALL", self.keys.record_key(tag, handle)) for handle in handles]
+            if epoch_key is not None:
+                reads.append(("GET", epoch_key))
+            values = yield RedisIO(tuple(reads))
             cached = values[-1] if epoch_key is not None else None
             epoch = yield from self.core.current_epoch(user_id, tag, cached)
             dead = []
@@ -105,12 +104,11 @@ class UserSessions:
         return deleted
 
 
-def _decoded(raw: Any, core: Core) -> Record | None:
-    value = text(raw)
-    if value is None:
+def _decoded(fields: Any, core: Core) -> Record | None:
+    if not fields:
         return None
     try:
-        return decode(value, core.cipher)
+        return decode(flat_fields(fields), core.fields, core.max_bytes)[0]
     except CorruptRecord:
         return None
 

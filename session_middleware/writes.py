@@ -1,15 +1,21 @@
-"""The Redis commands that write session records and the user's index."""
+"""The Redis commands that read and write session records and the user's index, and the
+timing they follow (every lifetime and TTL)."""
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from .commands import Command
 from .cookies import CookieRef
 from .keys import KeySpace, session_handle
-from .records import Cipher, Record, SessionTooLarge, encode, encode_parts
-from .scripts import EPOCH_TTL_MARGIN_MS, LOGIN, WRITE_BACK
+from .records import FieldCodec, Record, SessionTooLarge, fields_size
+from .scripts import CREATE, EPOCH_TTL_MARGIN_MS, LOGIN, READ, WRITE
+
+# Where a user's epoch lives, as a write's guard sees it (see scripts.WRITE).
+EpochGuard = Literal["redis", "cache", "none"]
+LoginMode = Literal["ensure", "given", "expect", "bump", "expect-bump"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,56 +50,123 @@ def ms(seconds: float) -> int:
     return max(int(seconds * 1000), 1)
 
 
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """What a write checks before it applies anything (see scripts.WRITE)."""
+
+    mode: EpochGuard
+    carried: str  # the record's epoch as loaded; '' for an anonymous session
+    wanted: str  # the epoch the user must have now
+    stamp: str = ""  # a new epoch for the record
+    set_epoch: bool = False  # the write also moves the user's epoch to `stamp`
+
+
 class Writes:
-    def __init__(
-        self, keys: KeySpace, timing: Timing, max_bytes: int, cipher: Cipher | None = None
-    ) -> None:
+    def __init__(self, keys: KeySpace, timing: Timing, max_bytes: int, codec: FieldCodec) -> None:
         self.keys = keys
         self.timing = timing
         self.max_bytes = max_bytes
-        self.cipher = cipher
+        self.codec = codec
+
+    def read(self, ref: CookieRef, epoch_key: str | None) -> Command:
+        record = self.keys.session_key(ref.tag, ref.session_id)
+        if epoch_key is None:
+            return ("EVAL", READ, 1, record)
+        return ("EVAL", READ, 2, record, epoch_key)
 
     def create(self, ref: CookieRef, record: Record) -> Command:
-        """A new anonymous record; NX: an id is never reused."""
-        value = self._checked(encode(record, self.cipher))
-        expiry = self._expiry(record, record.created)
-        return ("SET", self.keys.session_key(ref.tag, ref.session_id), value, *expiry, "NX")
+        """A new anonymous record; an id is never reused."""
+        pairs = self._checked(self.codec.fields(record))
+        expire, when = self._expiry(record, record.created)
+        return ("EVAL", CREATE, 1, self.keys.session_key(ref.tag, ref.session_id), expire, when,
+                *pairs)  # fmt: skip
 
-    def write_back(self, ref: CookieRef, record: Record, loaded: str, now: float) -> Command:
-        """Replace the record if it is still exactly `loaded` (see scripts.WRITE_BACK)."""
-        key = self.keys.session_key(ref.tag, ref.session_id)
-        value = self._checked(encode(record, self.cipher))
-        fingerprint = hashlib.sha1(loaded.encode(), usedforsecurity=False).hexdigest()
-        expiry = self._expiry(record, now)
-        if self.timing.idle_timeout is None or record.user_id is None:
-            return ("EVAL", WRITE_BACK, 1, key, fingerprint, value, *expiry)
-        # The expiry moves with every write: re-score the user's index in the same command.
-        index = self.keys.index_key(ref.tag)
-        handle = session_handle(ref.session_id)
-        score = ms(now + self.timing.record_ttl(record, now))
-        return ("EVAL", WRITE_BACK, 2, key, index, fingerprint, value, *expiry, handle, score)
-
-    def login(self, ref: CookieRef, record: Record, mode: str, epoch: str, now: float) -> Command:
-        head, tail = encode_parts(record, self.cipher)
-        self._checked(head + epoch + tail)
-        ttl = self.timing.record_ttl(record, now)
+    def write(
+        self,
+        ref: CookieRef,
+        record: Record,
+        guard: Guard,
+        pairs: Sequence[str],
+        deleted: Sequence[str],
+        now: float,
+    ) -> Command:
+        """Apply `pairs` (fields to set) and `deleted` (fields to remove) to the record as
+        it is stored, refreshed at `now`, if `guard` holds (see scripts.WRITE)."""
+        keys = [self.keys.session_key(ref.tag, ref.session_id)]
+        if guard.mode != "none":
+            keys.append(self.keys.epoch_key(ref.tag))
+        score = ""
+        if self.timing.idle_timeout is not None and record.user_id is not None:
+            # The expiry moves with every write: re-score the user's index with it.
+            keys.append(self.keys.index_key(ref.tag))
+            score = str(ms(now + self.timing.record_ttl(record, now)))
+        expire, when = self._expiry(record, now)
         return (
             "EVAL",
-            LOGIN,
-            3,
+            WRITE,
+            len(keys),
+            *keys,
+            guard.mode,
+            guard.carried,
+            guard.wanted,
+            guard.stamp,
+            "1" if guard.set_epoch else "0",
+            self.timing.epoch_ttl_ms,
+            self.max_bytes,
+            expire,
+            when,
+            score,
+            session_handle(ref.session_id),
+            len(pairs) // 2,
+            *pairs,
+            *deleted,
+        )
+
+    def login(
+        self,
+        ref: CookieRef,
+        record: Record,
+        mode: LoginMode,
+        epoch: str,
+        now: float,
+        *,
+        expected: str = "",
+        max_sessions: int = 0,
+        rotating: CookieRef | None = None,
+    ) -> Command:
+        """The login script (scripts.LOGIN); `rotating`: the session it replaces, under the
+        same tag, which must still exist and is deleted by the script."""
+        pairs = self.codec.fields(record)
+        if fields_size(pairs) + 1 + len(epoch) > self.max_bytes:
+            raise SessionTooLarge("the session would take", fields_size(pairs), self.max_bytes)
+        ttl = self.timing.record_ttl(record, now)
+        keys = [
             self.keys.session_key(ref.tag, ref.session_id),
             self.keys.epoch_key(ref.tag),
             self.keys.index_key(ref.tag),
+        ]
+        old_handle = ""
+        if rotating is not None:
+            keys.append(self.keys.session_key(rotating.tag, rotating.session_id))
+            old_handle = session_handle(rotating.session_id)
+        return (
+            "EVAL",
+            LOGIN,
+            len(keys),
+            *keys,
             mode,
             epoch,
+            expected,
             self.timing.epoch_ttl_ms,
-            head,
-            tail,
             ms(ttl),
             session_handle(ref.session_id),
             ms(now + ttl),
             ms(now),
             self.timing.epoch_ttl_ms,
+            max_sessions,
+            self.keys.record_key_base(ref.tag),
+            old_handle,
+            *pairs,
         )
 
     def forget(self, ref: CookieRef, listed: bool) -> list[Command]:
@@ -105,11 +178,11 @@ class Writes:
 
     def _expiry(self, record: Record, now: float) -> tuple[str, int]:
         if self.timing.idle_timeout is None:
-            return ("PXAT", ms(record.expires))
-        return ("PX", ms(self.timing.record_ttl(record, now)))
+            return ("PEXPIREAT", ms(record.expires))
+        return ("PEXPIRE", ms(self.timing.record_ttl(record, now)))
 
-    def _checked(self, value: str) -> str:
-        size = len(value.encode())
+    def _checked(self, pairs: list[str]) -> list[str]:
+        size = fields_size(pairs)
         if size > self.max_bytes:
             raise SessionTooLarge("the session would take", size, self.max_bytes)
-        return value
+        return pairs

@@ -9,6 +9,9 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from session_middleware import scripts
+from session_middleware.epochs import sql_cache
+
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "test-secret-key-0123456789abcdefghijklmnop"
 OTHER_SECRET = "another-secret-key-0123456789abcdefghijklm"
@@ -26,6 +29,23 @@ class Counter:
         self.commands = []
 
 
+SCRIPT_NAMES = {
+    body: name
+    for module in (scripts, sql_cache)
+    for name, body in vars(module).items()
+    if name.isupper() and isinstance(body, str)
+}
+
+
+def command_name(args: Any) -> str:
+    """A command's name; a script run with EVAL is named after its constant in scripts.py."""
+    name = str(args[0]).upper()
+    if name == "EVAL" and len(args) > 1:
+        body = args[1].decode() if isinstance(args[1], bytes) else str(args[1])
+        return SCRIPT_NAMES.get(body, name)
+    return name
+
+
 def _counting(base: type, counter: Counter) -> type:
     class CountingConnection(base):  # type: ignore[misc, valid-type]
         def send_packed_command(self, *args: Any, **kwargs: Any) -> Any:
@@ -38,11 +58,11 @@ def _counting(base: type, counter: Counter) -> type:
 def _counting_sync(counter: Counter) -> type:
     class CountingSyncConnection(_counting(redis.Connection, counter)):  # type: ignore[misc]
         def send_command(self, *args: Any, **kwargs: Any) -> None:
-            counter.commands.append(str(args[0]).upper())
+            counter.commands.append(command_name(args))
             super().send_command(*args, **kwargs)
 
         def pack_commands(self, commands: Any) -> Any:
-            counter.commands.extend(str(command[0]).upper() for command in commands)
+            counter.commands.extend(command_name(command) for command in commands)
             return super().pack_commands(commands)
 
     return CountingSyncConnection
@@ -51,7 +71,7 @@ def _counting_sync(counter: Counter) -> type:
 def _counting_async(counter: Counter) -> type:
     class CountingAsyncConnection(_counting(redis.asyncio.Connection, counter)):  # type: ignore[misc]
         def pack_command(self, *args: Any) -> Any:
-            counter.commands.append(str(args[0]).upper())
+            counter.commands.append(command_name(args))
             return super().pack_command(*args)
 
     return CountingAsyncConnection

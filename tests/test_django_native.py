@@ -8,6 +8,7 @@ test clients and by httpx.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -717,3 +718,58 @@ def test_the_middleware_keeps_caches_from_storing_a_new_cookie(config: SessionCo
         assert "Cookie" in read["vary"]
     plain = Client().post("/put", {"key": "a", "value": "1"})  # Django's own middleware
     assert COOKIE in plain.cookies and not plain.has_header("cache-control")
+
+
+# -- a request in flight cannot undo an ending --------------------------------------------
+
+_held = {"loaded": threading.Event(), "release": threading.Event()}
+
+
+def held(request: HttpRequest, action: str) -> JsonResponse:
+    user = request.user
+    if action == "cycle_key":
+        request.session.cycle_key()
+    elif action == "login":
+        login(request, user)  # the same user again: Django cycles the key
+    else:
+        request.session["late"] = "1"
+    _held["loaded"].set()
+    assert _held["release"].wait(10)
+    return JsonResponse({})
+
+
+urlpatterns += [path("held/<str:action>", held)]
+
+
+@pytest.mark.parametrize("what", ["invalidate", "revoke", "delete"])
+@pytest.mark.parametrize("action", ["cycle_key", "login", "put"])
+def test_a_held_request_cannot_undo_an_ending(
+    config: SessionConfig, what: str, action: str
+) -> None:
+    _held["loaded"].clear()
+    _held["release"].clear()
+    user = new_user()
+    thief, owner = Browser("httpx"), Browser("httpx")
+    thief.post("/login", username=user.username)
+    stolen = thief.cookie
+    user_id = str(user.pk)
+    (listed,) = config.list_sessions(user_id)
+    responses: list[Any] = []
+    worker = threading.Thread(target=lambda: responses.append(thief.client.get(f"/held/{action}")))
+    worker.start()
+    assert _held["loaded"].wait(10)
+    if what == "revoke":
+        assert config.revoke_session(user_id, listed.handle)
+    else:
+        config.invalidate_user(user_id, delete=what == "delete")
+    owner.post("/login", username=user.username)
+    _held["release"].set()
+    worker.join(10)
+    (response,) = responses
+    # As Django's own backends: the save finds the session ended, SessionInterrupted (400).
+    # login() of the user already logged in changes nothing, so there is nothing to save.
+    assert response.status_code == (200 if action == "login" else 400)
+    assert owner.get("/read")["user"] == user.username
+    for cookie in {stolen, thief.cookie} - {None}:
+        assert Browser("httpx", cookie).get("/read")["user"] is None
+    assert len(config.list_sessions(user_id)) == 1

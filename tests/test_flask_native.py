@@ -311,3 +311,48 @@ def test_flask_cookie_sessions_can_be_imported(name: str, key_prefix: str) -> No
             assert any(c.startswith("session=;") for c in cookies), "Flask's cookie is removed"
         state = client.get("/state").json()
         assert state["bound"] == "erin" and state["new"] is False
+
+
+# -- a request in flight cannot undo an ending --------------------------------------------
+
+
+@pytest.mark.parametrize("what", ["invalidate", "revoke"])
+@pytest.mark.parametrize("action", ["login_user", "put", "logout_others"])
+def test_a_held_request_cannot_undo_an_ending(
+    config: SessionConfig, what: str, action: str
+) -> None:
+    import threading
+
+    app = make_app(config)
+    loaded, release = threading.Event(), threading.Event()
+
+    @app.post("/held")
+    def held() -> Any:
+        if action == "login_user":
+            login_user(User("alice"), remember=False, fresh=True)
+        elif action == "put":
+            flask.session["late"] = "1"
+        else:
+            flask.session.logout_others()
+        loaded.set()
+        assert release.wait(10)
+        return {}
+
+    thief, owner = browser(app), browser(app)
+    thief.post("/login/alice")
+    (listed,) = config.list_sessions("alice")
+    stolen = thief.cookies["session"]
+    worker = threading.Thread(target=lambda: thief.post("/held"))
+    worker.start()
+    assert loaded.wait(10)
+    if what == "invalidate":
+        config.invalidate_user("alice")
+    else:
+        assert config.revoke_session("alice", listed.handle)
+    owner.post("/login/alice")
+    release.set()
+    worker.join(10)
+    assert owner.get("/state").json()["user"] == "alice"
+    for cookie in {stolen, thief.cookies.get("session")} - {None, ""}:
+        assert browser(app, {"session": cookie}).get("/state").json()["user"] is None
+    assert len(config.list_sessions("alice")) == 1

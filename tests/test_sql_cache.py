@@ -68,17 +68,17 @@ def test_request_costs_wsgi(backend: Backend, key_prefix: str, tmp_path: Path) -
             device.post("/login/1")
             # The epoch read (or created) in SQL; the cache fill, then the login write.
             assert [s.split()[0] for s in sql.statements] == ["UPDATE", "SELECT"]
-            assert (counter.round_trips, counter.commands) == (2, ["EVAL", "EVAL"])
+            assert (counter.round_trips, counter.commands) == (2, ["FILL", "LOGIN"])
 
             counter.reset()
             sql.statements.clear()
             assert device.get("/me").json()["user"] == 1
-            assert (counter.round_trips, counter.commands, sql.statements) == (1, ["MGET"], [])
+            assert (counter.round_trips, counter.commands, sql.statements) == (1, ["READ"], [])
 
             client.delete(config.keys.epoch_key(config.keys.user_tag(1)))
             counter.reset()
             assert device.get("/me").json()["user"] == 1
-            assert (counter.round_trips, counter.commands) == (2, ["MGET", "EVAL"])
+            assert (counter.round_trips, counter.commands) == (2, ["READ", "FILL"])
             assert [s.split()[0] for s in sql.statements] == ["SELECT"]
 
             counter.reset()
@@ -103,7 +103,7 @@ async def test_request_costs_asgi(backend: Backend, key_prefix: str, tmp_path: P
             counter.reset()
             sql.statements.clear()
             assert (await device.get("/me")).json()["user"] == 1
-            assert (counter.round_trips, counter.commands, sql.statements) == (1, ["MGET"], [])
+            assert (counter.round_trips, counter.commands, sql.statements) == (1, ["READ"], [])
 
             await client.delete(config.keys.epoch_key(config.keys.user_tag(1)))
             counter.reset()
@@ -175,7 +175,7 @@ async def test_without_a_cache_every_request_reads_the_database(
             sql.statements.clear()
             assert (await device.get("/me")).json()["user"] == 1
             assert (counter.commands, [s.split()[0] for s in sql.statements]) == (
-                ["GET"],
+                ["READ"],
                 ["SELECT"],
             )
             assert await client.exists(config.keys.epoch_key(config.keys.user_tag(1))) == 0

@@ -2,10 +2,11 @@
 
 Saving a user whose password was set with ``set_password()`` bumps their epoch once the
 transaction commits: every session of that user ends, on every worker. The request that
-changed the password keeps its session through Django's ``update_session_auth_hash()``,
-whose ``cycle_key()`` re-stamps it with the new epoch. A rehash Django makes on its own
-(a hasher upgrade at login) does not go through ``set_password()`` + ``save()`` and
-ends nothing.
+changed the password keeps its session: it is re-stamped with the epoch that this very
+request set (``update_session_auth_hash()`` rotates its key), and only while that epoch is
+still the user's; a session never adopts an epoch that another request set. A rehash
+Django makes on its own (a hasher upgrade at login) does not go through
+``set_password()`` + ``save()`` and ends nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from django.db.models.signals import post_save
 
 from ..keys import UserId
 from .conf import SETTING, get_config
-from .engine import SessionStore
+from .engine import SessionStore, current_store
 
 ENGINE = "session_middleware.django"
 
@@ -55,7 +56,14 @@ def password_changed(
     if not isinstance(instance, AbstractBaseUser):
         return
     user_id = user_id_of(instance)
-    transaction.on_commit(lambda: get_config().invalidate_user(user_id), using=using)
+    transaction.on_commit(lambda: _bump(user_id), using=using)
+
+
+def _bump(user_id: UserId) -> None:
+    epoch = get_config().epochs.bump(user_id)
+    store = current_store()
+    if store is not None:
+        store.own_bump(user_id, epoch)  # this device keeps its session, re-stamped
 
 
 def remember_device(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:

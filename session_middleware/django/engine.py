@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Mapping
+from contextvars import ContextVar
 from datetime import datetime
 from importlib import import_module
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
-from django.contrib.sessions.backends.base import CreateError, SessionBase
+from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 
 from ..core import ClientInfo, Opened
 from ..keys import UserId, user_id_text
@@ -37,6 +39,17 @@ CLEAR_EXPIRED_REASON = (
     "Nothing to clear: session_middleware gives every session record a Redis TTL, "
     "so Redis deletes expired sessions itself."
 )
+
+
+_current: ContextVar[weakref.ref[SessionStore] | None] = ContextVar(
+    "session_middleware_django_store", default=None
+)
+
+
+def current_store() -> SessionStore | None:
+    """The store Django's SessionMiddleware made for the request being handled, if any."""
+    ref = _current.get()
+    return None if ref is None else ref()
 
 
 class SessionStore(SessionBase):  # type: ignore[misc]
@@ -60,7 +73,9 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         self.rejected: str | None = None
         #: The user agent and IP of the request, recorded at login (see auth.py).
         self.client_info: ClientInfo | None = None
+        self._own_epoch: tuple[str, str] | None = None
         super().__init__(session_key)
+        _current.set(weakref.ref(self))
         if self._session_key is None and session_key and getattr(settings, IMPORT_SETTING, None):
             self._legacy_key = session_key
 
@@ -223,6 +238,12 @@ class SessionStore(SessionBase):  # type: ignore[misc]
     async def alogout_others(self) -> None:
         self._logout_others(await self._aget_session())
 
+    def own_bump(self, user_id: UserId, epoch: str) -> None:
+        """This request gave `user_id` the epoch `epoch` (a password change): the session,
+        if logged in as that user, is re-stamped with it when saved, as long as it is
+        still the user's epoch then."""
+        self._own_epoch = (user_id_text(user_id), epoch)
+
     # -- the steps, run on either Redis client -----------------------------------------
 
     def _open_step(self, now: float) -> Step[Opened]:
@@ -252,6 +273,10 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         _follow_auth(opened.session)
         if opened.client_info is None:
             opened.client_info = self.client_info
+        user = opened.session.pending_login or opened.session.user_id
+        if self._own_epoch is not None and user is not None:
+            own_user, epoch = self._own_epoch
+            opened.own_epoch = epoch if user_id_text(user) == own_user else None
         committed = yield from self._core.commit(opened, now)
         if committed.set_cookie is not None:
             value = committed.set_cookie.partition(";")[0].partition("=")[2]
@@ -259,6 +284,12 @@ class SessionStore(SessionBase):  # type: ignore[misc]
                 self._session_key = value
         self._legacy_key = None
         self._forget_loaded()
+        if committed.interrupted is not None:
+            if committed.rejected is not None:
+                self._session_key = None
+            # As Django's own backends do for a session deleted meanwhile: Django's
+            # SessionMiddleware turns this into SessionInterrupted (a 400).
+            raise UpdateError(f"the session was ended by another request ({committed.interrupted})")
 
     def _end_step(self, now: float) -> Step[None]:
         opened = self._opened

@@ -75,6 +75,13 @@ class EpochProvider(Protocol):
         """Commands on the session Redis that set the user's epoch to `epoch`, when the
         bump can ride in the request's write; None when it needs `bump`."""
 
+    def bump_if(self, user_id: UserId, tag: str, expected: str) -> str | None:
+        """Give the user a new epoch only if their epoch is still `expected` (a request's
+        log-out-others or rotation, made from a session of tag `tag` stamped with it):
+        the new epoch, or None when the epoch had moved, which nothing may undo."""
+
+    async def abump_if(self, user_id: UserId, tag: str, expected: str) -> str | None: ...
+
     def get(self, user_id: UserId) -> str | None:
         """The user's current epoch, or None if they have none."""
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from ..clients import RedisClients, run_replicated_async, run_replicated_sync
 from ..commands import Command, run_async, run_sync, text
 from ..keys import UserId
-from ..scripts import ENSURE_EPOCH
+from ..scripts import BUMP_IF, ENSURE_EPOCH
 from .base import EpochContext, Interface, new_epoch
 
 
@@ -117,6 +117,33 @@ class RedisEpochs:
         else:
             await run_async(self.clients.async_(), commands)
         return epoch
+
+    def bump_if(self, user_id: UserId, tag: str, expected: str) -> str | None:
+        epoch = new_epoch()
+        check, others = self._bump_if_commands(user_id, tag, expected, epoch)
+        if not run_sync(self.clients.sync(), [check])[0]:
+            return None
+        if others:
+            run_sync(self.clients.sync(), others)
+        return epoch
+
+    async def abump_if(self, user_id: UserId, tag: str, expected: str) -> str | None:
+        epoch = new_epoch()
+        check, others = self._bump_if_commands(user_id, tag, expected, epoch)
+        if not (await run_async(self.clients.async_(), [check]))[0]:
+            return None
+        if others:
+            await run_async(self.clients.async_(), others)
+        return epoch
+
+    def _bump_if_commands(
+        self, user_id: UserId, tag: str, expected: str, epoch: str
+    ) -> tuple[Command, list[Command]]:
+        """The compare-and-set under `tag`, then the plain writes under the user's other tags."""
+        key = self.context.keys.epoch_key(tag)
+        check = ("EVAL", BUMP_IF, 1, key, expected, epoch, self.context.epoch_ttl_ms)
+        others = [c for c in self._set_commands(user_id, epoch) if c[1] != key]
+        return check, others
 
     def _set_commands(self, user_id: UserId, epoch: str) -> list[Command]:
         keys, ttl = self.context.keys, self.context.epoch_ttl_ms

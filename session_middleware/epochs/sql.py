@@ -175,6 +175,12 @@ class SQLEpochs:
     def bump_commands(self, user_id: UserId, epoch: str) -> list[Command] | None:
         return None
 
+    def bump_if(self, user_id: UserId, tag: str, expected: str) -> str | None:
+        return self._run("bump_if", self._bump_if(user_id, expected))
+
+    async def abump_if(self, user_id: UserId, tag: str, expected: str) -> str | None:
+        return await self._arun("abump_if", self._bump_if(user_id, expected))
+
     # -- the provider protocol: the public API ------------------------------------------
 
     def get(self, user_id: UserId) -> str | None:
@@ -336,6 +342,16 @@ class SQLEpochs:
         epoch = new_epoch()
         commands = self._publish_commands(user_id, epoch)
         yield Sql(lambda c: self._table(c).write(c, user_id, epoch))
+        if commands:
+            yield Redis(tuple(commands))
+        return epoch
+
+    def _bump_if(self, user_id: UserId, expected: str) -> Op[str | None]:
+        epoch = new_epoch()
+        commands = self._publish_commands(user_id, epoch)
+        moved = yield Sql(lambda c: self._table(c).write_if(c, user_id, expected, epoch))
+        if not moved:
+            return None
         if commands:
             yield Redis(tuple(commands))
         return epoch

@@ -201,6 +201,12 @@ class EpochTable:
         if result.rowcount == 0:
             raise UnknownUser(f"no user {user_id!r} in {self.spec.qualified}")
 
+    def write_if(self, connection: Connection, user_id: UserId, expected: str, epoch: str) -> bool:
+        """Store `epoch` only if the user's epoch is still `expected`; whether it was."""
+        update = sa.update(self.table).where(self.user == self.user_value(user_id))
+        update = update.where(self.epoch == expected).values({self.epoch.name: epoch})
+        return bool(connection.execute(update).rowcount == 1)
+
     def _insert(self, values: dict[str, Any]) -> Insert:
         module: Any
         if self.dialect == "postgresql":
