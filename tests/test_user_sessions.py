@@ -186,3 +186,34 @@ async def test_the_index_costs_no_extra_round_trip(key_prefix: str) -> None:
         await browser.get("/read")
         assert (counter.round_trips, counter.commands) == (1, ["READ"])
     await client.aclose()
+
+
+async def test_a_login_past_the_cap_ends_the_oldest_sessions(key_prefix: str) -> None:
+    config = sessions(
+        secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, max_sessions_per_user=3
+    )
+    transport = httpx.ASGITransport(app=config(asgi_app))
+    devices = [httpx.AsyncClient(transport=transport, base_url="http://t") for _ in range(5)]
+    for device in devices:
+        await device.get("/login?user=alice")
+        time.sleep(0.002)  # distinct expiries: the order of the logins
+    users = [(await device.get("/me")).json()["user"] for device in devices]
+    assert users == [None, None, "alice", "alice", "alice"]
+    assert len(await config.alist_sessions("alice")) == 3
+    assert len([key for key in keys_under(key_prefix) if ":s:" in key]) == 3
+    for device in devices:
+        await device.aclose()
+    await config.aclose()
+
+
+async def test_the_cap_can_be_lifted(key_prefix: str) -> None:
+    config = sessions(
+        secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, max_sessions_per_user=None
+    )
+    transport = httpx.ASGITransport(app=config(asgi_app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as device:
+        for _ in range(150):
+            device.cookies.clear()
+            await device.get("/login?user=alice")
+    assert len(await config.alist_sessions("alice")) == 150
+    await config.aclose()
