@@ -361,7 +361,7 @@ class Core:
 
     def _new_record(self, session: Session, now: float, user_id: Any) -> Record:
         return Record(
-            data=session.data,
+            data=session.snapshot(),
             created=now,
             expires=now + self.timing.lifetime,
             refreshed=now,

@@ -66,8 +66,10 @@ class FlaskSession(Session, SessionMixin):
         self._opened = opened
         self._user_key = user_key
         self._imported = False
-        self._was_permanent = bool(self._data.get(PERMANENT_KEY, False))
-        self._was_followed = user_id is not None and user_key is not None and user_key in self._data
+        self._was_permanent = bool(dict.get(self, PERMANENT_KEY, False))
+        self._was_followed = (
+            user_id is not None and user_key is not None and dict.__contains__(self, user_key)
+        )
         self.new = opened is None or opened.record is None
 
     def logout_others(self) -> None:
@@ -80,16 +82,16 @@ class FlaskSession(Session, SessionMixin):
         anonymous one."""
         if self._user_key is None:
             return
-        value = self._data.get(self._user_key)
+        value = dict.get(self, self._user_key)
         if isinstance(value, (str, int)) and not isinstance(value, bool):
             bound = self.pending_login if self.pending_login is not None else self.user_id
             if bound is None or user_id_text(bound) != user_id_text(value):
-                data = dict(self._data)
+                data = dict(dict.items(self))
                 self.login(value)
-                if not self._data:  # login() empties a session that changes hands
+                if not dict.__len__(self):  # login() empties a session that changes hands
                     self.update(data)
         elif self._was_followed and self.user_id is not None and not self.ended:
-            remaining = dict(self._data)
+            remaining = dict(dict.items(self))
             self.logout()
             self.update(remaining)
 
@@ -177,7 +179,7 @@ class RedisSessionInterface(SessionInterface):
                 raise
             _refuse(response)
             return
-        permanent = bool(session._data.get(PERMANENT_KEY, False))
+        permanent = bool(dict.get(session, PERMANENT_KEY, False))
         header = committed.set_cookie
         if header is None and permanent != session._was_permanent and not session.ended:
             header = self._same_cookie(opened)

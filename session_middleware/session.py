@@ -1,23 +1,43 @@
-"""The Session mapping that handlers see. It never does I/O.
+"""The Session that handlers see: a dict of JSON values that tracks what changed. It never
+does I/O.
 
-``login``, ``logout`` and ``logout_others`` record an intent; the driver carries it out
-when the response starts, the same way under ASGI and WSGI.
+``login``, ``logout``, ``logout_others`` and ``regenerate_id`` record an intent; the driver
+carries it out when the response starts, the same way under ASGI and WSGI.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping
-from typing import Any
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from .keys import UserId, user_id_text
 from .records import check_json_value, checked_json
 
+_MISSING: Any = object()
+T = TypeVar("T")
 
-class Session(MutableMapping[str, Any]):
-    """A mutable mapping of JSON values, bound to at most one user."""
+
+def json_key(key: object) -> str:
+    """The key as JSON writes an object key: str as it is; an int, float, bool or None as
+    ``json.dumps`` spells it (as with Starlette's cookie sessions); TypeError otherwise."""
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return str(json.loads(json.dumps({key: 0})).popitem()[0])
+    raise TypeError(f"session keys must be str, not {type(key).__name__} ({key!r})")
+
+
+class Session(dict[str, Any]):
+    """A dict of JSON values, bound to at most one user.
+
+    It is a real ``dict`` (``isinstance(session, dict)``, ``json.dumps(session)``,
+    ``session | {...}``), so code written for Starlette's cookie sessions runs unchanged;
+    every change goes through the methods below, which check that JSON can hold the value
+    and remember which keys changed, so that only those are written.
+    """
 
     __slots__ = (
-        "_data",
         "_frozen",
         "_handed_out",
         "_user_id",
@@ -34,17 +54,17 @@ class Session(MutableMapping[str, Any]):
 
     def __init__(
         self,
-        data: dict[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
         user_id: UserId | None = None,
         *,
         max_value_bytes: int | None = None,
     ) -> None:
-        self._data: dict[str, Any] = data if data is not None else {}
+        super().__init__(data or ())
         self.max_value_bytes = max_value_bytes
         self._user_id = user_id
         self._frozen: str | None = None
-        self._written: set[str] = set()  # keys assigned or deleted
-        self._handed_out: set[str] | None = set()  # keys whose list or dict was handed out
+        self._written: set[Any] = set()  # keys assigned or deleted
+        self._handed_out: set[Any] | None = set()  # keys whose list or dict was handed out
         self.accessed = False  # a list or dict was handed out: it may be changed in place
         self.observed = False  # anything was read: the response depends on the session
         self.modified = False
@@ -54,50 +74,131 @@ class Session(MutableMapping[str, Any]):
         #: The public handle of this stored session (see list_sessions); None until stored.
         self.handle: str | None = None
 
-    # -- the mapping -------------------------------------------------------------
+    # -- reading ----------------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
         self.observed = True
-        value = self._data[key]
+        value = dict.__getitem__(self, key)
         if isinstance(value, (list, dict)):
-            self.accessed = True  # it may be changed in place: compared at the end
-            if self._handed_out is not None:
-                self._handed_out.add(key)
+            self._hand_out(key)
         return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.observed = True
+        value = dict.get(self, key, _MISSING)
+        if value is _MISSING:
+            return default
+        if isinstance(value, (list, dict)):
+            self._hand_out(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        self.observed = True
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self.observed = True
+        return dict.__len__(self)
+
+    def __contains__(self, key: object) -> bool:
+        self.observed = True
+        return dict.__contains__(self, key)
+
+    def keys(self) -> Any:
+        self.observed = True
+        return dict.keys(self)
+
+    def values(self) -> Any:
+        self._hand_out_all()
+        return dict.values(self)
+
+    def items(self) -> Any:
+        self._hand_out_all()
+        return dict.items(self)
+
+    def copy(self) -> dict[str, Any]:
+        """A plain dict of the data (shallow, as dict.copy)."""
+        self._hand_out_all()
+        return dict(dict.items(self))
+
+    def __or__(self, other: Any) -> dict[str, Any]:  # type: ignore[override]
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return {**self.copy(), **other}
+
+    def __ror__(self, other: Any) -> dict[str, Any]:  # type: ignore[override]
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return {**other, **self.copy()}
+
+    def __eq__(self, other: object) -> bool:
+        self.observed = True
+        return dict.__eq__(self, other)
+
+    def __repr__(self) -> str:
+        return f"<Session user_id={self._user_id!r} keys={sorted(map(str, dict.keys(self)))!r}>"
+
+    # -- changing ---------------------------------------------------------------------
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._check_writable()
-        check_json_value(key, value, self.max_value_bytes)
-        self._data[key] = value
+        check_json_value(json_key(key), value, self.max_value_bytes)
+        dict.__setitem__(self, key, value)
         self._written.add(key)
         self.modified = True
 
     def __delitem__(self, key: str) -> None:
         self._check_writable()
-        del self._data[key]
+        dict.__delitem__(self, key)
         self._written.add(key)
         self.modified = True
 
-    def __iter__(self) -> Iterator[str]:
-        self.observed = True
-        return iter(self._data)
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
+        self._check_writable()
+        if dict.__contains__(self, key):
+            self._written.add(key)
+            self.modified = True
+            return dict.pop(self, key)
+        if default is _MISSING:
+            raise KeyError(key)
+        return default
 
-    def __len__(self) -> int:
-        self.observed = True
-        return len(self._data)
+    def popitem(self) -> tuple[str, Any]:
+        """Remove and return the last pair inserted, as dict does."""
+        self._check_writable()
+        key, value = dict.popitem(self)
+        self._written.add(key)
+        self.modified = True
+        return key, value
 
-    def __contains__(self, key: object) -> bool:
-        self.observed = True
-        return key in self._data
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if dict.__contains__(self, key):
+            return self[key]
+        self[key] = default
+        return default
 
-    def __repr__(self) -> str:
-        return f"<Session user_id={self._user_id!r} keys={sorted(self._data)!r}>"
+    def update(self, other: Any = (), /, **more: Any) -> None:
+        pairs: Iterable[tuple[Any, Any]]
+        if isinstance(other, Mapping):
+            pairs = other.items()
+        elif hasattr(other, "keys"):
+            pairs = ((key, other[key]) for key in other.keys())  # noqa: SIM118
+        else:
+            pairs = other
+        for key, value in pairs:
+            self[key] = value
+        for key, value in more.items():
+            self[key] = value
+
+    def __ior__(self, other: Any) -> Session:  # type: ignore[override]
+        self.update(other)
+        return self
 
     def clear(self) -> None:
         self._check_writable()
-        if self._data:
-            self._written.update(self._data)
-            self._data.clear()
+        if dict.__len__(self):
+            self._written.update(dict.keys(self))
+            dict.clear(self)
             self.modified = True
 
     def mark_modified(self) -> None:
@@ -108,12 +209,13 @@ class Session(MutableMapping[str, Any]):
 
     @property
     def data(self) -> dict[str, Any]:
-        """The underlying dict (read it; assign through the session so values are checked)."""
-        self.accessed = self.observed = True
-        self._handed_out = None  # all of it
-        return self._data
+        """The session itself, as a dict (kept for code written against earlier versions)."""
+        self._hand_out_all()
+        return self
 
-    def touched(self) -> set[str] | None:
+    # -- what changed -------------------------------------------------------------------
+
+    def touched(self) -> set[Any] | None:
         """The keys that may differ from what was loaded (None: any of them)."""
         if self._handed_out is None:
             return None
@@ -124,17 +226,34 @@ class Session(MutableMapping[str, Any]):
         set and the keys to delete. TypeError, naming the key, for a value JSON cannot hold
         (one changed in place after it was handed out)."""
         touched = self.touched()
-        keys = self._data.keys() | stored.keys() if touched is None else touched
+        current = {json_key(key): value for key, value in dict.items(self)}
+        if touched is None:
+            keys: set[str] = current.keys() | stored.keys()
+        else:
+            keys = {json_key(key) for key in touched}
         changed: list[tuple[str, str]] = []
         removed: list[str] = []
         for key in keys:
-            if key in self._data:
-                text = checked_json(key, self._data[key])
+            if key in current:
+                text = checked_json(key, current[key])
                 if stored.get(key) != text:
                     changed.append((key, text))
             elif key in stored:
                 removed.append(key)
         return changed, removed
+
+    def snapshot(self) -> dict[str, Any]:
+        """The data as a plain dict with JSON's keys, for a new record (tracks nothing)."""
+        return {json_key(key): value for key, value in dict.items(self)}
+
+    def _hand_out(self, key: Any) -> None:
+        self.accessed = True  # it may be changed in place: compared at the end
+        if self._handed_out is not None:
+            self._handed_out.add(key)
+
+    def _hand_out_all(self) -> None:
+        self.accessed = self.observed = True
+        self._handed_out = None
 
     # -- authentication ------------------------------------------------------------
 
@@ -153,8 +272,7 @@ class Session(MutableMapping[str, Any]):
         self._check_writable()
         user_id_text(user_id)
         if self._user_id is not None and self._user_id != user_id:
-            self._written.update(self._data)
-            self._data.clear()
+            self._clear_quietly()
         self._user_id = user_id
         self.pending_login = user_id
         self.logout_others_requested = False
@@ -163,8 +281,7 @@ class Session(MutableMapping[str, Any]):
     def logout(self) -> None:
         """End this session: its record is deleted and its cookie cleared."""
         self._check_writable()
-        self._written.update(self._data)
-        self._data.clear()
+        self._clear_quietly()
         self._user_id = None
         self.pending_login = None
         self.logout_others_requested = False
@@ -178,6 +295,24 @@ class Session(MutableMapping[str, Any]):
             raise RuntimeError("logout_others() needs a logged-in session; call login() first")
         self.logout_others_requested = True
         self.modified = True
+
+    def regenerate_id(self) -> None:
+        """Move the session to a new id, keeping its data and its user; the old id ends.
+
+        For a logged-in session this is ``login(user_id)`` again (a compare-and-set on its
+        epoch: it is refused if the user was invalidated meanwhile)."""
+        self._check_writable()
+        if self._user_id is not None:
+            self.login(self._user_id)
+            return
+        data = dict(dict.items(self))
+        self.logout()
+        for key, value in data.items():
+            self[key] = value
+
+    def _clear_quietly(self) -> None:
+        self._written.update(dict.keys(self))
+        dict.clear(self)
 
     # -- driver side ----------------------------------------------------------------
 

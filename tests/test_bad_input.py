@@ -205,8 +205,23 @@ def test_a_value_json_cannot_hold_raises_type_error_naming_the_key(config: Sessi
         with pytest.raises(TypeError, match=repr(key)):
             session[key] = value
     with pytest.raises(TypeError, match="keys must be str"):
-        session[1] = "x"  # type: ignore[index]
+        session[(1, 2)] = "x"  # type: ignore[index]
     assert dict(session) == {}
+
+
+def test_top_level_keys_json_can_spell_are_stored_as_json_spells_them(
+    config: SessionConfig,
+) -> None:
+    """As with Starlette's cookie sessions (json.dumps): 1 is stored as "1"."""
+    from session_middleware import Session
+
+    session = Session()
+    session[1] = "x"  # type: ignore[index]
+    session[None] = "y"  # type: ignore[index]
+    assert session.snapshot() == {"1": "x", "null": "y"}
+    assert session.changes({}) == ([("1", '"x"'), ("null", '"y"')], []) or sorted(
+        session.changes({})[0]
+    ) == [("1", '"x"'), ("null", '"y"')]
 
 
 async def test_rotated_keys_keep_old_sessions_and_invalidation_reaches_them(
