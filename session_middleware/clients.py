@@ -172,12 +172,12 @@ class RedisURL:
     """
 
     topology: Topology
-    url: str = field(repr=False)
+    url: str
     nodes: tuple[tuple[str, int], ...] = ()
     service: str | None = None
-    options: dict[str, Any] = field(default_factory=dict, repr=False)
+    options: dict[str, Any] = field(default_factory=dict)
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # the URL masked, the options (passwords among them) left out
         return (
             f"RedisURL({self.topology!r}, {redact_url(self.url)!r}, nodes={self.nodes!r}, "
             f"service={self.service!r})"
@@ -209,7 +209,6 @@ def _check_parses(url: str, plain: str) -> dict[str, Any]:
     """redis-py's reading of `plain` (`url`, or the single-node URL made from it); what it
     refuses becomes a ConfigurationError about `url`, with no exception chained: redis-py's
     and urllib's messages may quote parts of the URL."""
-    problem = None
     try:
         return _parse_url(plain)
     except (ValueError, TypeError) as error:  # urllib and redis-py raise both
@@ -474,15 +473,15 @@ class _WaitingPool(redis.asyncio.ConnectionPool):
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiters.append(waiter)
             try:
-                await asyncio.wait_for(waiter, left)
-            except asyncio.TimeoutError:
-                pass  # the next turn raises
+                # asyncio.wait, not wait_for: it never swallows a cancellation.
+                await asyncio.wait((waiter,), timeout=left)
             except BaseException:
-                if not waiter.cancelled():
-                    self._wake_one()  # cancelled after its wake-up: hand it on
+                if waiter.done():
+                    self._wake_one()  # woken, then cancelled: the next one gets the wake-up
                 raise
             finally:
-                if waiter.cancelled():
+                if not waiter.done():  # timed out (the next turn raises) or cancelled
+                    waiter.cancel()
                     with contextlib.suppress(ValueError):
                         self._waiters.remove(waiter)
 

@@ -124,3 +124,22 @@ def test_the_setting_sizes_every_pool_built_from_a_url(server: RedisServer) -> N
 def test_a_pool_size_that_cannot_work_is_refused(size: object) -> None:
     with pytest.raises(ConfigurationError, match="redis_max_connections"):
         sessions(secret_key=SECRET, redis_max_connections=size)  # type: ignore[arg-type]
+
+
+async def test_a_wake_up_lost_to_a_cancelled_request_goes_to_the_next(
+    server: RedisServer,
+) -> None:
+    # The third request may wait a minute; it must get the connection long before.
+    clients = RedisClients(url=server.url, client=None, timeout=60.0, max_connections=1)
+    pool = clients.async_().connection_pool
+    held = await pool.get_connection()
+    second = asyncio.ensure_future(pool.get_connection())
+    third = asyncio.ensure_future(pool.get_connection())
+    await asyncio.sleep(0.05)  # both wait: the pool is full
+    await pool.release(held)  # wakes the second...
+    second.cancel()  # ...which is cancelled before it runs (a client went away)
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    connection = await asyncio.wait_for(third, 5.0)
+    await pool.release(connection)
+    await clients.aclose()
