@@ -8,7 +8,9 @@ Sentinel master from ``Sentinel(...).master_for(...)``, or their redis.asyncio t
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import re
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -29,7 +31,7 @@ from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePoli
 from redis.backoff import NoBackoff
 from redis.commands.policies import BasePolicyResolver, PolicyResolver, StaticPolicyResolver
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MovedError, RedisClusterException, RedisError
+from redis.exceptions import MaxConnectionsError, MovedError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .commands import Command, run_async, run_sync
@@ -43,6 +45,8 @@ Topology = Literal["standalone", "cluster", "sentinel"]
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 SENTINEL_SCHEMES = {"redis+sentinel": "redis", "rediss+sentinel": "rediss"}
 DEFAULT_PORTS = {"cluster": 6379, "sentinel": 26379}
+# Connections per pool (per node on a cluster) of clients built from a URL; the
+# `redis_max_connections` setting, which a `?max_connections=` in the URL overrides.
 DEFAULT_MAX_CONNECTIONS = 100
 # How often, at most, a Sentinel-managed pool asks the sentinels where the master is.
 SENTINEL_CHECK_INTERVAL = 1.0
@@ -57,6 +61,65 @@ class ConfigurationError(RuntimeError):
     """The configuration cannot serve what was asked of it."""
 
 
+MASK = "***"
+# Query options whose value is a credential (password, sentinel_password...).
+_SECRET_OPTION = re.compile(
+    r"([?&;][^=&;#]*(?:pass|pwd|secret|token|credential)[^=&;#]*=)([^&;#]*)", re.IGNORECASE
+)
+
+
+def redact_url(url: str) -> str:
+    """`url` with its credentials masked, for any message, log line or repr.
+
+    The password of the user information becomes ``***`` (all of it when there is no
+    ``user:`` part), and so does every query option named like a credential
+    (``password=``, ``sentinel_password=``...). Works on malformed URLs too: everything
+    up to the last ``@`` is user information, so a password holding ``/``, ``?``, ``#``
+    or ``@`` is masked whole (at worst, more than the credentials is masked).
+    """
+    return "".join(MASK if secret else text for text, secret in _segments(url))
+
+
+def _segments(url: str) -> list[tuple[str, bool]]:
+    """`url` cut into pieces, each marked True when it is a credential."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        scheme, rest = "", url
+    pieces = [(scheme + separator, False)]
+    head, at, tail = rest.rpartition("@")
+    if at:
+        user, colon, password = head.partition(":")
+        if colon:
+            pieces += [(user + colon, False), (password, True), (at, False)]
+        else:
+            pieces += [(head, True), (at, False)]
+    done = 0
+    for option in _SECRET_OPTION.finditer(tail):
+        pieces += [(tail[done : option.end(1)], False), (option.group(2), True)]
+        done = option.end()
+    pieces.append((tail[done:], False))
+    return pieces
+
+
+def _secret_parts(url: str) -> list[str]:
+    """The credentials in `url`, cut at URL punctuation (pieces of two characters or more)."""
+    secrets = " ".join(text for text, secret in _segments(url) if secret)
+    return [part for part in re.split(r"[\s:/?#@&;=%]+", secrets) if len(part) >= 2]
+
+
+def url_error(url: str, problem: str) -> ConfigurationError:
+    """A ConfigurationError about `url` that shows it with its credentials masked.
+
+    `problem` may come from a parser that quotes parts of the URL (redis-py's and
+    urllib's do, e.g. the text they took for a port): if it holds any piece of the
+    credentials it is replaced by a general phrase. Raise the result ``from None`` so that
+    the parser's own exception, which may hold the URL, is not chained to it.
+    """
+    if any(part in problem for part in _secret_parts(url)):
+        problem = "it cannot be parsed (percent-encode reserved characters in credentials)"
+    return ConfigurationError(f"bad Redis URL {redact_url(url)}: {problem}")
+
+
 class NotReplicated(RedisError):
     """A write reached fewer replicas than asked before the timeout (it is applied on the
     master, but a failover now could lose it)."""
@@ -67,6 +130,23 @@ class NotReplicated(RedisError):
         )
         self.acknowledged = acknowledged
         self.wanted = wanted
+
+
+class InvalidationUncertain(RedisTimeoutError):
+    """invalidate_user timed out: Redis may have applied the new epoch, or may still.
+
+    A redis-py TimeoutError (so a RedisError), caught wherever those are: the command may
+    have reached Redis before the answer was lost, and a frozen Redis applies it when it
+    resumes. Treat the user as possibly invalidated and call invalidate_user again: a
+    second bump ends the same sessions, so retrying is always safe.
+    """
+
+    def __init__(self, user_operation: str = "invalidate_user") -> None:
+        super().__init__(
+            f"{user_operation} timed out: the invalidation may have taken effect, or may "
+            "still take effect when Redis answers again; retry it (invalidating again is "
+            "safe) until it succeeds"
+        )
 
 
 def is_async_client(client: Any) -> bool:
@@ -97,22 +177,43 @@ class RedisURL:
     service: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:  # the URL masked, the options (passwords among them) left out
+        return (
+            f"RedisURL({self.topology!r}, {redact_url(self.url)!r}, nodes={self.nodes!r}, "
+            f"service={self.service!r})"
+        )
+
 
 def parse_redis_url(url: str) -> RedisURL:
+    """Take `url` apart; a URL that cannot serve raises ConfigurationError, whose message
+    shows the URL with its credentials masked (see redact_url)."""
     scheme, separator, rest = url.partition("://")
     if not separator:
-        raise ConfigurationError(f"not a Redis URL: {url!r}")
+        raise url_error(url, "not a Redis URL (it has no scheme://)")
     scheme = scheme.lower()
     if scheme in CLUSTER_SCHEMES:
         return _parse_multi_node(url, "cluster", CLUSTER_SCHEMES[scheme], rest)
     if scheme in SENTINEL_SCHEMES:
         return _parse_multi_node(url, "sentinel", SENTINEL_SCHEMES[scheme], rest)
     if scheme not in ("redis", "rediss", "unix"):
-        raise ConfigurationError(
-            f"unknown Redis URL scheme {scheme!r}: use redis://, rediss://, unix://, "
-            "redis+cluster:// or redis+sentinel:// (rediss+ for TLS)"
+        raise url_error(
+            url,
+            f"unknown scheme {scheme!r}: use redis://, rediss://, unix://, "
+            "redis+cluster:// or redis+sentinel:// (rediss+ for TLS)",
         )
+    _check_parses(url, url)
     return RedisURL("standalone", url)
+
+
+def _check_parses(url: str, plain: str) -> dict[str, Any]:
+    """redis-py's reading of `plain` (`url`, or the single-node URL made from it); what it
+    refuses becomes a ConfigurationError about `url`, with no exception chained: redis-py's
+    and urllib's messages may quote parts of the URL."""
+    try:
+        return _parse_url(plain)
+    except (ValueError, TypeError) as error:  # urllib and redis-py raise both
+        problem = str(error)
+    raise url_error(url, problem)
 
 
 def _parse_multi_node(url: str, topology: Topology, base: str, rest: str) -> RedisURL:
@@ -125,26 +226,23 @@ def _parse_multi_node(url: str, topology: Topology, base: str, rest: str) -> Red
     service: str | None = None
     if topology == "sentinel":
         if not parts:
-            raise ConfigurationError(
-                f"a Sentinel URL names the service: redis+sentinel://host:port/mymaster ({url!r})"
+            raise url_error(
+                url, "a Sentinel URL names the service: redis+sentinel://host:port/mymaster"
             )
         service, parts = parts[0], parts[1:]
     if len(parts) > 1:
-        raise ConfigurationError(f"unexpected path in Redis URL {url!r}")
+        raise url_error(url, "unexpected path")
     userinfo = f"{credentials}@" if credentials else ""
     db = f"/{parts[0]}" if parts else ""
     host, port = nodes[0]
     plain = f"{base}://{userinfo}{quote(host, safe='')}:{port}{db}"
-    try:
-        options = _parse_url(plain + (f"?{query}" if query else ""))
-    except ValueError as error:
-        raise ConfigurationError(f"{error} ({url!r})") from None
+    options = _check_parses(url, plain + (f"?{query}" if query else ""))
     options.pop("host", None)
     options.pop("port", None)
     if options.pop("connection_class", None) is not None:
         options["ssl"] = True  # only rediss:// sets a connection class here
     if topology == "cluster" and options.get("db", 0) != 0:
-        raise ConfigurationError(f"Redis Cluster has only database 0 ({url!r})")
+        raise url_error(url, "Redis Cluster has only database 0")
     if topology == "cluster":
         options.pop("db", None)
     return RedisURL(topology, url, nodes, service, options)
@@ -159,7 +257,7 @@ def _node(item: str, default_port: int, url: str) -> tuple[str, int]:
     elif ":" in item:
         host, _, port = item.rpartition(":")
     if not host or not port.isdigit():
-        raise ConfigurationError(f"bad host:port {item!r} in Redis URL {url!r}")
+        raise url_error(url, "a node is not host:port")
     return host, int(port)
 
 
@@ -171,17 +269,26 @@ class RedisClients:
 
     Clients built here fail fast: a timeout is not retried (a hung server costs one
     `timeout`, not a series of them), a broken connection is retried once at once (the
-    server restarted, or Sentinel moved the master), and a sync request waits at most
-    `timeout` for a free connection when all `max_connections` are busy (the async face
-    uses redis-py's plain pool: a blocking pool's wait costs ~30 µs of CPU per command).
+    server restarted, or Sentinel moved the master), and on one server a request waits
+    at most `timeout` for a free connection when all `max_connections` are busy, then
+    fails with a ConnectionError (the 503). Sentinel and Cluster pools hold
+    `max_connections` too (per node on a cluster) and fail at once when all are busy.
     """
 
-    def __init__(self, *, url: str | None, client: Any | None, timeout: float | None) -> None:
+    def __init__(
+        self,
+        *,
+        url: str | None,
+        client: Any | None,
+        timeout: float | None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    ) -> None:
         if (url is None) == (client is None):
             raise ConfigurationError("give exactly one of redis_url and redis")
         self.url = url
         self.target = parse_redis_url(url) if url is not None else None
         self._timeout = timeout
+        self._max_connections = max_connections
         self._sync: Any | None = None
         self._given_async: Any | None = None
         if client is not None:
@@ -256,11 +363,19 @@ class RedisClients:
 
     # -- building -------------------------------------------------------------------
 
+    def __repr__(self) -> str:
+        where = "given client" if self.target is None else repr(self.target)
+        return f"RedisClients({where})"
+
     def timeout_options(self) -> dict[str, Any]:
         """The socket timeouts of clients built here, as redis-py keyword arguments."""
         if self._timeout is None:
             return {}
         return {"socket_timeout": self._timeout, "socket_connect_timeout": self._timeout}
+
+    def pool_options(self) -> dict[str, Any]:
+        """Timeouts and pool size of clients built here; the URL's own options win."""
+        return {"max_connections": self._max_connections, **self.timeout_options()}
 
     def _build_sync(self, target: RedisURL) -> Any:
         if target.topology == "cluster":
@@ -269,7 +384,7 @@ class RedisClients:
                 return _SyncCluster(
                     startup_nodes=nodes,
                     retry=redis.retry.Retry(NoBackoff(), 1),
-                    **{**self.timeout_options(), **target.options},
+                    **{**self.pool_options(), **target.options},
                 )
             except RedisClusterException as error:
                 raise RedisConnectionError(str(error)) from error
@@ -278,12 +393,8 @@ class RedisClients:
             return self._sentinel_master(
                 redis.sentinel.Sentinel, _SentinelPool, redis.Redis, target, retry
             )
-        options = {
-            "retry": retry,
-            "max_connections": DEFAULT_MAX_CONNECTIONS,
-            "timeout": self._timeout,
-            **self.timeout_options(),
-        }
+        # from_url lets the URL's query options win over these keywords.
+        options = {"retry": retry, "timeout": self._timeout, **self.pool_options()}
         pool = redis.BlockingConnectionPool.from_url(target.url, **options)
         return redis.Redis.from_pool(pool)
 
@@ -293,7 +404,7 @@ class RedisClients:
             return _AsyncCluster(
                 startup_nodes=nodes,
                 retry=redis.asyncio.retry.Retry(NoBackoff(), 1),
-                **{**self.timeout_options(), **target.options},
+                **{**self.pool_options(), **target.options},
             )
         retry = redis.asyncio.retry.Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
         if target.topology == "sentinel":
@@ -304,14 +415,14 @@ class RedisClients:
                 target,
                 retry,
             )
-        options = {"retry": retry, **self.timeout_options()}
-        pool = redis.asyncio.ConnectionPool.from_url(target.url, **options)
+        options = {"retry": retry, "timeout": self._timeout, **self.pool_options()}
+        pool = _WaitingPool.from_url(target.url, **options)
         return redis.asyncio.Redis.from_pool(pool)
 
     def _sentinel_master(
         self, sentinel_class: Any, pool_class: Any, redis_class: Any, target: RedisURL, retry: Any
     ) -> Any:
-        options = {**self.timeout_options(), **target.options}
+        options = {**self.pool_options(), **target.options}
         sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
         for name in ("username", "password"):
             value = options.pop(f"sentinel_{name}", None)
@@ -327,6 +438,63 @@ class RedisClients:
             retry=retry,
             **options,
         )
+
+
+class _WaitingPool(redis.asyncio.ConnectionPool):
+    """redis-py's plain async pool, plus a wait bounded by `timeout` when it is full.
+
+    While a connection is free this is the plain pool, at its cost. When all
+    `max_connections` are busy, redis-py's plain pool raises MaxConnectionsError at once,
+    so a burst a few milliseconds long gets 503s from a healthy Redis; its
+    BlockingConnectionPool waits instead, but takes a lock and a timeout context on every
+    command, free or not. Here only a request that finds the pool full waits, for a
+    connection coming back, at most `timeout` seconds in all (None: no limit), and then
+    gets MaxConnectionsError (a ConnectionError: the 503).
+    """
+
+    def __init__(self, *, timeout: float | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.timeout = timeout
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = None if self.timeout is None else loop.time() + self.timeout
+        while True:
+            try:
+                return await super().get_connection()  # type: ignore[no-untyped-call]
+            except MaxConnectionsError:
+                left = None if deadline is None else deadline - loop.time()
+                if left is not None and left <= 0:
+                    raise MaxConnectionsError(
+                        f"all {self.max_connections} connections stayed busy for "
+                        f"{self.timeout} s (redis_max_connections)"
+                    ) from None
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                # asyncio.wait, not wait_for: it never swallows a cancellation.
+                await asyncio.wait((waiter,), timeout=left)
+            except BaseException:
+                if waiter.done():
+                    self._wake_one()  # woken, then cancelled: the next one gets the wake-up
+                raise
+            finally:
+                if not waiter.done():  # timed out (the next turn raises) or cancelled
+                    waiter.cancel()
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(waiter)
+
+    async def release(self, connection: Any) -> None:
+        await super().release(connection)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
 
 
 class _SentinelPool(redis.sentinel.SentinelConnectionPool):

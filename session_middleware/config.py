@@ -7,7 +7,15 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from .clients import ConfigurationError, RedisClients, is_async_client
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .clients import (
+    DEFAULT_MAX_CONNECTIONS,
+    ConfigurationError,
+    InvalidationUncertain,
+    RedisClients,
+    is_async_client,
+)
 from .cookies import CookieCodec, SameSite
 from .core import Core
 from .drive import drive_async, drive_sync
@@ -55,7 +63,11 @@ class SessionConfig:
     interface: 'asgi' or 'wsgi' to override detection.
     on_redis_error: '503' answers 503 when Redis cannot be reached; 'raise' lets the
         redis-py error propagate to your own error handling.
-    redis_timeout: socket timeouts (seconds) of clients built from redis_url.
+    redis_timeout: socket timeouts (seconds) of clients built from redis_url, and the
+        longest a request waits for a free pooled connection before the 503.
+    redis_max_connections: connections per pool of clients built from redis_url (one
+        pool per worker and event loop, per node on a cluster; default 100); a
+        ``?max_connections=`` in the URL wins. See docs/deployment.md.
     invalidate_wait_replicas: make invalidate_user return only once this many replicas
         have the new epoch (Redis WAIT), so a failover right after cannot undo it; raises
         clients.NotReplicated when fewer acknowledge within invalidate_wait_timeout_ms.
@@ -86,6 +98,7 @@ class SessionConfig:
         interface: Interface | None = None,
         on_redis_error: OnRedisError = "503",
         redis_timeout: float | None = 2.0,
+        redis_max_connections: int = DEFAULT_MAX_CONNECTIONS,
         track_devices: bool = True,
         max_session_bytes: int = 64 * 1024,
         encryption_key: str | bytes | Sequence[str | bytes] | None = None,
@@ -113,6 +126,12 @@ class SessionConfig:
             raise ConfigurationError("interface must be 'asgi', 'wsgi' or None (detect)")
         if redis_url is None and redis is None:
             redis_url = DEFAULT_REDIS_URL
+        if (
+            isinstance(redis_max_connections, bool)
+            or not isinstance(redis_max_connections, int)
+            or redis_max_connections < 1
+        ):
+            raise ConfigurationError("redis_max_connections must be a whole number, 1 or more")
         if invalidate_wait_replicas < 0 or invalidate_wait_timeout_ms <= 0:
             raise ConfigurationError(
                 "invalidate_wait_replicas must be 0 or more, invalidate_wait_timeout_ms positive"
@@ -144,7 +163,12 @@ class SessionConfig:
         self.interface = interface
         self.on_redis_error = on_redis_error
         self.keys = KeySpace(key_prefix, secret_keys)
-        self.redis: Any = RedisClients(url=redis_url, client=redis, timeout=redis_timeout)
+        self.redis: Any = RedisClients(
+            url=redis_url,
+            client=redis,
+            timeout=redis_timeout,
+            max_connections=redis_max_connections,
+        )
         if local_cache is not None:
             if redis_url is None or local_cache <= 0:
                 raise ConfigurationError(
@@ -223,16 +247,27 @@ class SessionConfig:
 
         The new epoch alone rejects them; `delete=True` also deletes their records now,
         freeing the memory at once instead of at their next request or expiry.
+
+        Raises clients.InvalidationUncertain (a redis-py TimeoutError) when Redis did not
+        answer in time: the new epoch may have been applied, or may be applied once Redis
+        answers again. Treat the user as possibly invalidated and call this again until it
+        returns; invalidating twice ends the same sessions, so a retry is always safe.
         """
-        self.epochs.bump(user_id)
-        if delete:
-            self.run_sync(self._users.delete_all(user_id))
+        try:
+            self.epochs.bump(user_id)
+            if delete:
+                self.run_sync(self._users.delete_all(user_id))
+        except RedisTimeoutError as error:
+            raise InvalidationUncertain("invalidate_user") from error
 
     async def ainvalidate_user(self, user_id: UserId, *, delete: bool = False) -> None:
-        """The async twin of invalidate_user."""
-        await self.epochs.abump(user_id)
-        if delete:
-            await self.run_async(self._users.delete_all(user_id))
+        """The async twin of invalidate_user (raises InvalidationUncertain alike)."""
+        try:
+            await self.epochs.abump(user_id)
+            if delete:
+                await self.run_async(self._users.delete_all(user_id))
+        except RedisTimeoutError as error:
+            raise InvalidationUncertain("ainvalidate_user") from error
 
     def list_sessions(self, user_id: UserId) -> list[SessionInfo]:
         """The user's active sessions, most recently seen first."""

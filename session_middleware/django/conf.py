@@ -2,8 +2,13 @@
 
 ``SESSION_MIDDLEWARE`` holds the keywords of ``sessions(...)`` (a dict), or a ready
 SessionConfig. Left out of the dict: ``secret_key`` defaults to Django's SECRET_KEY
-(then SECRET_KEY_FALLBACKS, so Django's key rotation keeps sessions valid) and
-``max_age`` to SESSION_COOKIE_AGE.
+(then SECRET_KEY_FALLBACKS, so Django's key rotation keeps sessions valid), ``max_age``
+to SESSION_COOKIE_AGE, and the cookie's name, Secure, Domain, Path and SameSite to
+Django's SESSION_COOKIE_* settings, from which Django's SessionMiddleware builds it.
+
+Under the engine, the configuration refuses to build while the system checks find an
+error in the session cookie settings (checks.py): no request is served with a session
+cookie that is readable by scripts, or one browsers drop.
 """
 
 from __future__ import annotations
@@ -17,10 +22,27 @@ from django.core.signals import setting_changed
 
 from ..clients import ConfigurationError
 from ..config import SessionConfig
+from .checks import SETTING, cookie_errors, in_use
 
-SETTING = "SESSION_MIDDLEWARE"
+__all__ = ["SETTING", "build_config", "get_config"]
+
+_FROM_DJANGO = {
+    "session_cookie": "SESSION_COOKIE_NAME",
+    "max_age": "SESSION_COOKIE_AGE",
+    "https_only": "SESSION_COOKIE_SECURE",
+    "domain": "SESSION_COOKIE_DOMAIN",
+    "path": "SESSION_COOKIE_PATH",
+}
 _SOURCES = frozenset(
-    {SETTING, "SECRET_KEY", "SECRET_KEY_FALLBACKS", "SESSION_COOKIE_NAME", "SESSION_COOKIE_AGE"}
+    {
+        SETTING,
+        "SECRET_KEY",
+        "SECRET_KEY_FALLBACKS",
+        "SESSION_ENGINE",
+        "SESSION_COOKIE_HTTPONLY",
+        "SESSION_COOKIE_SAMESITE",
+        *_FROM_DJANGO.values(),
+    }
 )
 
 _lock = threading.Lock()
@@ -40,6 +62,10 @@ def get_config() -> SessionConfig:
 
 
 def build_config() -> SessionConfig:
+    errors = cookie_errors() if in_use() else []
+    if errors:
+        found = "; ".join(f"{error.msg} ({error.id})" for error in errors)
+        raise ImproperlyConfigured(f"the session cookie settings are unsafe: {found}")
     config = _build()
     try:
         config.check_interface("wsgi")  # Django's SessionMiddleware saves synchronously
@@ -57,8 +83,11 @@ def _build() -> SessionConfig:
             f"{SETTING} must be a dict of sessions(...) keywords or a SessionConfig"
         )
     options: dict[str, Any] = dict(value or {})
-    options.setdefault("session_cookie", settings.SESSION_COOKIE_NAME)
-    options.setdefault("max_age", settings.SESSION_COOKIE_AGE)
+    for keyword, name in _FROM_DJANGO.items():
+        options.setdefault(keyword, getattr(settings, name))
+    same_site = settings.SESSION_COOKIE_SAMESITE
+    if isinstance(same_site, str) and same_site.lower() in ("lax", "strict", "none"):
+        options.setdefault("same_site", same_site.lower())
     from_django = "secret_key" not in options
     if from_django:
         options["secret_key"] = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]

@@ -1,0 +1,96 @@
+"""An invalidate_user that times out may still take effect: the error says so, stays a
+redis-py TimeoutError (what callers catch, and what the 503 handling maps), and a retry
+is safe."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import redis
+
+from session_middleware import SessionConfig, sessions
+from session_middleware.clients import REDIS_ERRORS, InvalidationUncertain
+
+from .private_redis import server
+from .redis_servers import RedisServer
+from .support import SECRET
+
+__all__ = ["server"]  # the fixture
+
+USER = "user-42"
+
+
+def _config(server: RedisServer) -> SessionConfig:
+    return sessions(secret_key=SECRET, redis_url=server.url, redis_timeout=0.5)
+
+
+def _epoch(server: RedisServer, config: SessionConfig) -> bytes | None:
+    with server.client() as admin:
+        value = admin.get(config.keys.epoch_key(config.keys.user_tag(USER)))
+        return value if value is None else bytes(value)
+
+
+def _wait_for_change(server: RedisServer, config: SessionConfig, before: bytes | None) -> None:
+    deadline = time.monotonic() + 10
+    while _epoch(server, config) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _check_uncertain(error: BaseException, name: str) -> None:
+    # Caught by what callers catch today, and by the 503 handling of the integrations.
+    assert isinstance(error, redis.exceptions.TimeoutError)
+    assert isinstance(error, REDIS_ERRORS)
+    message = str(error)
+    assert name in message
+    assert "may have taken effect" in message
+    assert "retry" in message
+
+
+@pytest.mark.parametrize("delete", [False, True])
+def test_a_timed_out_invalidation_says_it_may_have_happened_and_it_did(
+    server: RedisServer, delete: bool
+) -> None:
+    config = _config(server)
+    config.invalidate_user(USER)
+    before = _epoch(server, config)
+    assert before is not None
+
+    server.pause()
+    try:
+        with pytest.raises(InvalidationUncertain) as caught:
+            config.invalidate_user(USER, delete=delete)
+    finally:
+        server.resume()
+    _check_uncertain(caught.value, "invalidate_user")
+
+    # The frozen Redis applied the bump once it ran again: it did take effect.
+    _wait_for_change(server, config, before)
+    after = _epoch(server, config)
+    assert after is not None and after != before
+    # Retrying, as the message says, is safe: one more new epoch.
+    config.invalidate_user(USER, delete=delete)
+    assert _epoch(server, config) not in (before, after)
+    config.close()
+
+
+def test_the_async_twin_says_the_same(server: RedisServer) -> None:
+    config = _config(server)
+
+    async def frozen_invalidation() -> tuple[bytes | None, BaseException]:
+        await config.ainvalidate_user(USER)  # opens the pooled connection
+        before = _epoch(server, config)
+        server.pause()
+        try:
+            with pytest.raises(InvalidationUncertain) as caught:
+                await asyncio.wait_for(config.ainvalidate_user(USER), 10)
+        finally:
+            server.resume()
+        await config.aclose()
+        return before, caught.value
+
+    before, error = asyncio.run(frozen_invalidation())
+    _check_uncertain(error, "ainvalidate_user")
+    _wait_for_change(server, config, before)
+    assert _epoch(server, config) != before
