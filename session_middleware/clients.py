@@ -13,7 +13,7 @@ import contextlib
 import re
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
@@ -261,6 +261,46 @@ def _node(item: str, default_port: int, url: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def running_asyncio_loop() -> asyncio.AbstractEventLoop:
+    """The running asyncio loop; a clear error under another event loop (trio), which the
+    Redis client (redis.asyncio) cannot run on."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "session_middleware needs an asyncio event loop (redis.asyncio runs on asyncio "
+            "only); trio and other loops are not supported: run the app on asyncio "
+            "(uvicorn and hypercorn's default, anyio's backend='asyncio')"
+        ) from None
+
+
+def close_at_loop_shutdown(loop: asyncio.AbstractEventLoop, client: Any) -> None:
+    """Close `client`'s connections when `loop` shuts down its async generators, as
+    asyncio.run() and anyio do before closing a loop (a test client's loop per request,
+    say), so that no connection is left open when the loop is gone."""
+    holder = _shutdown_hooks.setdefault(loop, [])
+
+    async def wait_for_shutdown() -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    hook = wait_for_shutdown()
+    holder.append(hook)  # loops keep only a weak reference to their generators
+    loop.create_task(_start(hook))
+
+
+async def _start(hook: AsyncIterator[None]) -> None:
+    await hook.__anext__()
+
+
+_shutdown_hooks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 class RedisClients:
     """A sync and an async client for one Redis, built from a URL or given.
 
@@ -340,11 +380,12 @@ class RedisClients:
                 "this needs an async Redis client (redis.asyncio), but a sync one was given: "
                 "pass redis_url=..., or a redis.asyncio client"
             )
-        loop = asyncio.get_running_loop()
+        loop = running_asyncio_loop()
         client = self._by_loop.get(loop)
         if client is None:
             client = self._build_async(self.target)
             self._by_loop[loop] = client
+            close_at_loop_shutdown(loop, client)
         return client
 
     def close(self) -> None:

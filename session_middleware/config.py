@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -26,6 +27,8 @@ from .keys import KeySpace, UserId
 from .local_cache import CachingClients
 from .users import SessionInfo, UserSessions
 from .writes import Timing
+
+logger = logging.getLogger("session_middleware")
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_MAX_AGE = 14 * 24 * 60 * 60
@@ -81,7 +84,7 @@ class SessionConfig:
     def __init__(
         self,
         *,
-        secret_key: str | bytes | Sequence[str | bytes],
+        secret_key: str | bytes | Sequence[str | bytes] | Any,
         redis_url: str | None = None,
         redis: Any | None = None,
         epochs: EpochProvider | None = None,
@@ -111,13 +114,15 @@ class SessionConfig:
         if same_site not in ("lax", "strict", "none"):
             raise ConfigurationError("same_site must be 'lax', 'strict' or 'none'")
         if same_site == "none" and not https_only:
-            raise ConfigurationError(
-                "same_site='none' needs https_only=True: browsers drop SameSite=None cookies "
-                "that are not Secure"
+            logger.warning(
+                "same_site='none' without https_only=True: browsers drop SameSite=None "
+                "cookies that are not Secure"
             )
         _check_cookie_prefix(session_cookie, https_only=https_only, path=path, domain=domain)
+        if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int)):
+            raise ConfigurationError("max_age must be a whole number of seconds, or None")
         if max_age is not None and max_age <= 0:
-            raise ConfigurationError("max_age must be a positive number of seconds, or None")
+            logger.warning("max_age=%d: every session expires as soon as it is stored", max_age)
         if idle_timeout is not None and idle_timeout <= 0:
             raise ConfigurationError("idle_timeout must be a positive number of seconds, or None")
         if on_redis_error not in ("503", "raise"):
@@ -151,7 +156,7 @@ class SessionConfig:
             or max_sessions_per_user < 1
         ):
             raise ConfigurationError("max_sessions_per_user must be a positive int, or None")
-        lifetime = max_age or DEFAULT_MAX_AGE
+        lifetime = DEFAULT_MAX_AGE if max_age is None else max_age
         if refresh_interval is None:
             refresh_interval = DEFAULT_REFRESH_INTERVAL
             if idle_timeout is not None:
@@ -318,7 +323,16 @@ class ConfiguredMiddleware:
 
     interface: Interface
 
-    def __init__(self, app: Any, /, config: SessionConfig | None = None, **settings: Any) -> None:
+    def __init__(
+        self,
+        app: Any,
+        secret_key: Any = None,
+        /,
+        config: SessionConfig | None = None,
+        **settings: Any,
+    ) -> None:
+        if secret_key is not None:  # positional, as Starlette's SessionMiddleware takes it
+            settings["secret_key"] = secret_key
         if config is None:
             config = SessionConfig(**settings)
         elif settings:
@@ -351,22 +365,26 @@ def _check_cookie_prefix(name: str, *, https_only: bool, path: str, domain: str 
         raise ConfigurationError("a __Host- cookie needs path='/' and no domain")
 
 
-def _secret_keys(secret_key: str | bytes | Sequence[str | bytes]) -> list[bytes]:
-    if isinstance(secret_key, (str, bytes)):
+def _secret_keys(secret_key: Any) -> list[bytes]:
+    """The signing keys: a str, bytes, a Starlette ``Secret`` (anything whose str() is the
+    key), or a list of them (the first signs)."""
+    if secret_key is None:
+        raise ConfigurationError("secret_key is required")
+    if not isinstance(secret_key, (list, tuple)):
         secret_key = [secret_key]
-    keys = [k.encode() if isinstance(k, str) else bytes(k) for k in secret_key]
-    if not keys:
+    keys = [bytes(k) if isinstance(k, (bytes, bytearray)) else str(k).encode() for k in secret_key]
+    if not keys or not all(keys):
         raise ConfigurationError("secret_key must not be empty")
     for key in keys:
-        if key.strip().lower().decode(errors="replace") in _PLACEHOLDER_SECRETS:
-            raise ConfigurationError(
-                "secret_key is a placeholder; generate one with "
-                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-            )
-        if len(key) < MIN_SECRET_LENGTH:
-            raise ConfigurationError(
-                f"secret_key must be at least {MIN_SECRET_LENGTH} characters; generate one with "
-                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        weak = key.strip().lower().decode(errors="replace") in _PLACEHOLDER_SECRETS
+        if weak or len(key) < MIN_SECRET_LENGTH:
+            # Not refused: the session id's 256 random bits are what an attacker would have
+            # to guess; the key only keeps junk cookies from costing a lookup and the tags
+            # that name a user's keys in Redis from being computed.
+            logger.warning(
+                "secret_key is %s; generate a strong one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                "a placeholder" if weak else f"shorter than {MIN_SECRET_LENGTH} characters",
             )
     return keys
 

@@ -86,15 +86,16 @@ class CookieCodec:
         self.name = name
         value = rf"([^;]{{0,{MAX_COOKIE_VALUE_LENGTH}}})(?=;|[ \t]*$)"
         self._pairs = re.compile(rf"(?:^|;)[ \t]*{re.escape(name)}[ \t]*=[ \t]*{value}")
-        attributes = [f"Path={path}"]
-        if domain is not None:
-            attributes.append(f"Domain={domain}")
-        attributes.append("HttpOnly")
-        attributes.append(f"SameSite={same_site.capitalize()}")
+        # Spelt as Starlette's SessionMiddleware spells them, in its order, so that code
+        # and tests written against it read our cookie the same way.
+        self._path = f"path={path}"
+        attributes = ["httponly", f"samesite={same_site}"]
         if secure:
-            attributes.append("Secure")
+            attributes.append("secure")
+        if domain is not None:
+            attributes.append(f"domain={domain}")
         if partitioned:
-            attributes.append("Partitioned")
+            attributes.append("partitioned")
         self._attributes = "; ".join(attributes)
         self._max_age = max_age
 
@@ -136,10 +137,10 @@ class CookieCodec:
         return None
 
     def set_header(self, ref: CookieRef, max_age: int | None) -> str:
-        """Set-Cookie for a new session id; max_age caps the configured cookie lifetime."""
-        lifetime = self._max_age if max_age is None else max_age
-        age = "" if self._max_age is None else f"; Max-Age={max(lifetime or 0, 0)}"
-        return f"{self.name}={self.encode(ref)}{age}; {self._attributes}"
+        """Set-Cookie for a session id; max_age caps the configured cookie lifetime."""
+        lifetime = self._max_age if max_age is None or self._max_age is None else max_age
+        age = "" if lifetime is None else f"Max-Age={lifetime}; "
+        return f"{self.name}={self.encode(ref)}; {self._path}; {age}{self._attributes}"
 
     def clear_header(self) -> str:
-        return f"{self.name}=; Max-Age=0; Expires={_EXPIRED}; {self._attributes}"
+        return f"{self.name}=; {self._path}; Max-Age=0; expires={_EXPIRED}; {self._attributes}"

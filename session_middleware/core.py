@@ -164,11 +164,11 @@ class Core:
         ):
             return None
         if opened.record is None:
-            if opened.cookie_is_stale or session.modified or session.accessed:
+            if opened.cookie_is_stale or session.may_have_changed:
                 return None  # a session to create, or a cookie to clear
         elif self._changed(opened) or self.timing.refresh_due(opened.record, now):
             return None
-        return Committed(None, session.observed or session.modified or opened.ref is not None)
+        return Committed(None, session.accessed)
 
     def commit(self, opened: Opened, now: float) -> Step[Committed]:
         """Carry out what the handler did, in one round trip (a second one only while
@@ -177,7 +177,7 @@ class Core:
         if settled is not None:
             return settled
         session = opened.session
-        depends = session.observed or session.modified or opened.ref is not None
+        depends = session.accessed
         record, ref = opened.record, opened.ref
         if session.pending_login is not None:
             return (yield from self._login(opened, now, depends))
@@ -198,7 +198,12 @@ class Core:
             yield RedisIO(tuple(commands + self.writes.forget(ref, listed=False)))
             return Committed(self.codec.clear_header(), depends)
         interrupted = yield from self._write(opened, now, commands)
-        return Committed(None, depends, interrupted)
+        set_cookie = None
+        if interrupted is None and session.modified:
+            # The same id again, as Starlette sends its cookie on every change: the
+            # browser's copy is refreshed along with the session.
+            set_cookie = self.codec.set_header(ref, self._cookie_age(record, now))
+        return Committed(set_cookie, depends, interrupted)
 
     def _write(self, opened: Opened, now: float, commands: list[Command]) -> Step[str | None]:
         """Apply the request's changes (and a log-out-others) to the stored record."""
@@ -331,6 +336,10 @@ class Core:
             yield RedisIO(tuple(others))
         return Committed(self.codec.set_header(ref, self.timing.lifetime), depends)
 
+    def _cookie_age(self, record: Record, now: float) -> int:
+        """Seconds the session has left on the server, for the cookie's Max-Age."""
+        return max(0, int(record.expires - now))
+
     def _refuse(self, commands: list[Command], depends: bool) -> Step[Committed]:
         if commands:
             yield RedisIO(tuple(commands))
@@ -354,7 +363,7 @@ class Core:
 
     def _changed(self, opened: Opened) -> bool:
         session = opened.session
-        if not session.modified and not session.accessed:
+        if not session.may_have_changed:
             return False
         changed, removed = self._changes(opened)
         return bool(changed or removed)

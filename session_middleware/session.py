@@ -40,6 +40,7 @@ class Session(dict[str, Any]):
     __slots__ = (
         "_frozen",
         "_handed_out",
+        "_nested_out",
         "_user_id",
         "_written",
         "accessed",
@@ -48,7 +49,6 @@ class Session(dict[str, Any]):
         "logout_others_requested",
         "max_value_bytes",
         "modified",
-        "observed",
         "pending_login",
     )
 
@@ -65,8 +65,10 @@ class Session(dict[str, Any]):
         self._frozen: str | None = None
         self._written: set[Any] = set()  # keys assigned or deleted
         self._handed_out: set[Any] | None = set()  # keys whose list or dict was handed out
-        self.accessed = False  # a list or dict was handed out: it may be changed in place
-        self.observed = False  # anything was read: the response depends on the session
+        self._nested_out = False  # a list or dict was handed out: it may be changed in place
+        # As Starlette's Session: read or changed (the response depends on it: Vary), and
+        # changed; Starlette's request.session calls mark_accessed().
+        self.accessed = False
         self.modified = False
         self.pending_login: UserId | None = None
         self.ended = False
@@ -77,14 +79,14 @@ class Session(dict[str, Any]):
     # -- reading ----------------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        self.observed = True
+        self.accessed = True
         value = dict.__getitem__(self, key)
         if isinstance(value, (list, dict)):
             self._hand_out(key)
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
-        self.observed = True
+        self.accessed = True
         value = dict.get(self, key, _MISSING)
         if value is _MISSING:
             return default
@@ -93,19 +95,19 @@ class Session(dict[str, Any]):
         return value
 
     def __iter__(self) -> Iterator[str]:
-        self.observed = True
+        self.accessed = True
         return dict.__iter__(self)
 
     def __len__(self) -> int:
-        self.observed = True
+        self.accessed = True
         return dict.__len__(self)
 
     def __contains__(self, key: object) -> bool:
-        self.observed = True
+        self.accessed = True
         return dict.__contains__(self, key)
 
     def keys(self) -> Any:
-        self.observed = True
+        self.accessed = True
         return dict.keys(self)
 
     def values(self) -> Any:
@@ -132,7 +134,7 @@ class Session(dict[str, Any]):
         return {**other, **self.copy()}
 
     def __eq__(self, other: object) -> bool:
-        self.observed = True
+        self.accessed = True
         return dict.__eq__(self, other)
 
     def __repr__(self) -> str:
@@ -145,19 +147,19 @@ class Session(dict[str, Any]):
         check_json_value(json_key(key), value, self.max_value_bytes)
         dict.__setitem__(self, key, value)
         self._written.add(key)
-        self.modified = True
+        self.modified = self.accessed = True
 
     def __delitem__(self, key: str) -> None:
         self._check_writable()
         dict.__delitem__(self, key)
         self._written.add(key)
-        self.modified = True
+        self.modified = self.accessed = True
 
     def pop(self, key: str, default: Any = _MISSING) -> Any:
         self._check_writable()
         if dict.__contains__(self, key):
             self._written.add(key)
-            self.modified = True
+            self.modified = self.accessed = True
             return dict.pop(self, key)
         if default is _MISSING:
             raise KeyError(key)
@@ -168,7 +170,7 @@ class Session(dict[str, Any]):
         self._check_writable()
         key, value = dict.popitem(self)
         self._written.add(key)
-        self.modified = True
+        self.modified = self.accessed = True
         return key, value
 
     def setdefault(self, key: str, default: Any = None) -> Any:
@@ -199,13 +201,13 @@ class Session(dict[str, Any]):
         if dict.__len__(self):
             self._written.update(dict.keys(self))
             dict.clear(self)
-            self.modified = True
+        self.modified = self.accessed = True
 
     def mark_modified(self) -> None:
         """Force a write-back, e.g. after changing a nested value in place."""
         self._check_writable()
         self._handed_out = None  # compare every key with what was loaded
-        self.modified = True
+        self.modified = self.accessed = True
 
     @property
     def data(self) -> dict[str, Any]:
@@ -246,13 +248,22 @@ class Session(dict[str, Any]):
         """The data as a plain dict with JSON's keys, for a new record (tracks nothing)."""
         return {json_key(key): value for key, value in dict.items(self)}
 
+    def mark_accessed(self) -> None:
+        """The response depends on the session (it varies with the Cookie header)."""
+        self.accessed = True
+
+    @property
+    def may_have_changed(self) -> bool:
+        """Changed, or a list or dict was handed out that may have been changed in place."""
+        return self.modified or self._nested_out
+
     def _hand_out(self, key: Any) -> None:
-        self.accessed = True  # it may be changed in place: compared at the end
+        self._nested_out = True  # it may be changed in place: compared at the end
         if self._handed_out is not None:
             self._handed_out.add(key)
 
     def _hand_out_all(self) -> None:
-        self.accessed = self.observed = True
+        self.accessed = self._nested_out = True
         self._handed_out = None
 
     # -- authentication ------------------------------------------------------------
@@ -260,7 +271,7 @@ class Session(dict[str, Any]):
     @property
     def user_id(self) -> UserId | None:
         """The logged-in user, or None when anonymous."""
-        self.observed = True
+        self.accessed = True
         return self._user_id
 
     def login(self, user_id: UserId) -> None:

@@ -59,7 +59,7 @@ async def test_first_write_creates_a_session_with_a_safe_cookie(rig: Rig) -> Non
         assert rig.counter.round_trips == 1
         assert rig.counter.commands == ["CREATE"]
         cookie = response.headers["set-cookie"]
-        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
+        assert "httponly" in cookie and "samesite=lax" in cookie and "path=/" in cookie
         assert "Max-Age=1209600" in cookie
         assert "apples" not in cookie
         assert (await client.get("/read")).json()["data"] == {"cart": "apples"}

@@ -11,6 +11,7 @@ import redis
 
 from session_middleware import SessionConfig, sessions
 from session_middleware.clients import ConfigurationError
+from session_middleware.cookies import CookieRef
 from session_middleware.core import Opened
 
 from .apps import asgi_app, wsgi_app
@@ -290,15 +291,36 @@ async def test_a_write_back_never_resurrects_a_deleted_session(config: SessionCo
     assert session_keys(config.keys.prefix) == []
 
 
-def test_placeholder_and_short_secrets_are_refused() -> None:
-    for bad in ["", "secret", "changeme", "short-key"]:
+def test_empty_secrets_are_refused_and_weak_ones_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for empty in ["", [], [SECRET, ""], None]:
         with pytest.raises(ConfigurationError):
-            sessions(secret_key=bad)
-    with pytest.raises(ConfigurationError):
-        sessions(secret_key=[])
+            sessions(secret_key=empty)
+    for weak in ["secret", "changeme", "short-key"]:
+        caplog.clear()
+        sessions(secret_key=weak)  # accepted, as Starlette accepts it
+        assert [r.levelname for r in caplog.records] == ["WARNING"]
+        assert f"'{weak}'" not in caplog.text and "short-key" not in caplog.text
+    caplog.clear()
+    sessions(secret_key=SECRET)
+    assert caplog.records == []
 
 
-def test_same_site_none_requires_https_only() -> None:
-    with pytest.raises(ConfigurationError, match="https_only"):
-        sessions(secret_key=SECRET, same_site="none")
+def test_a_starlette_secret_is_a_key() -> None:
+    from starlette.datastructures import Secret
+
+    config = sessions(secret_key=Secret(SECRET))
+    assert config.core.codec.encode(CookieRef("a" * 24, "b" * 43)) == sessions(
+        secret_key=SECRET
+    ).core.codec.encode(CookieRef("a" * 24, "b" * 43))
+
+
+def test_same_site_none_without_https_only_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sessions(secret_key=SECRET, same_site="none")
+    assert "https_only" in caplog.text
+    caplog.clear()
     sessions(secret_key=SECRET, same_site="none", https_only=True)
+    assert caplog.records == []

@@ -134,7 +134,7 @@ def test_flask_session_is_ours_with_flasks_attributes(config: SessionConfig) -> 
     cookie = client.get_cookie("session")
     assert cookie is not None and config.core.codec.decode(cookie.value) is not None
     header = put.headers["set-cookie"]
-    assert "Max-Age" not in header and "HttpOnly" in header, "not permanent: a browser cookie"
+    assert "Max-Age" not in header and "httponly" in header, "not permanent: a browser cookie"
 
     again = client.get("/state").json
     assert again["new"] is False and again["modified"] is False

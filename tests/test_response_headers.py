@@ -79,6 +79,6 @@ async def test_a_host_prefixed_cookie_is_set_secure(key_prefix: str) -> None:
     async with httpx.AsyncClient(transport=transport, base_url="https://t") as client:
         response = await client.get("/login?user=alice")
         cookie = response.headers["set-cookie"]
-        assert cookie.startswith("__Host-session=") and "Secure" in cookie
-        assert "Path=/" in cookie and "Domain" not in cookie
+        assert cookie.startswith("__Host-session=") and "secure" in cookie
+        assert "path=/" in cookie and "domain" not in cookie
         assert (await client.get("/read")).json()["user"] == "alice"

@@ -1,0 +1,128 @@
+"""Swapping Starlette's SessionMiddleware for ours is one import line: the same keywords and
+types, a session that is a dict, the same cookie spelling and Vary behaviour, and no
+connection left open by a test client's short-lived event loops."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import warnings
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.datastructures import Secret
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from session_middleware import Session, SessionMiddleware
+from session_middleware.clients import running_asyncio_loop
+
+from .private_redis import server
+from .redis_servers import RedisServer
+from .support import REDIS_URL, SECRET
+
+__all__ = ["server"]  # the fixture
+
+pytestmark = pytest.mark.anyio
+
+
+async def view(request: Request) -> JSONResponse:
+    return JSONResponse({"session": request.session})
+
+
+async def update(request: Request) -> JSONResponse:
+    session = request.session
+    session |= await request.json()
+    return JSONResponse({"session": request.session})
+
+
+async def untouched(request: Request) -> JSONResponse:
+    return JSONResponse({"ok": True})
+
+
+def app(key_prefix: str, *args: Any, **options: Any) -> Starlette:
+    options = {"redis_url": REDIS_URL, "key_prefix": key_prefix, **options}
+    return Starlette(
+        routes=[
+            Route("/view", view),
+            Route("/update", update, methods=["POST"]),
+            Route("/untouched", untouched),
+        ],
+        middleware=[Middleware(SessionMiddleware, *args, **options)],
+    )
+
+
+def client(application: Starlette) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://t")
+
+
+async def test_the_key_positional_or_a_starlette_secret(key_prefix: str) -> None:
+    for application in (app(key_prefix, SECRET), app(key_prefix, secret_key=Secret(SECRET))):
+        async with client(application) as browser:
+            await browser.post("/update", json={"a": 1})
+            assert (await browser.get("/view")).json() == {"session": {"a": 1}}
+
+
+async def test_the_session_is_a_dict_json_can_serialise(key_prefix: str) -> None:
+    async with client(app(key_prefix, SECRET)) as browser:
+        response = await browser.post("/update", json={"a": 1, "b": [2]})
+        assert response.json() == {"session": {"a": 1, "b": [2]}}
+    session = Session({"a": 1, "b": 2})
+    assert isinstance(session, dict) and json.loads(json.dumps(session)) == {"a": 1, "b": 2}
+    assert session.copy() == {"a": 1, "b": 2} and type(session.copy()) is dict
+    assert session | {"c": 3} == {"a": 1, "b": 2, "c": 3}
+    assert session.popitem() == ("b", 2), "the last pair, as dict"
+    assert not Session({"a": 1}).modified
+
+
+async def test_vary_only_when_the_session_was_used(key_prefix: str) -> None:
+    async with client(app(key_prefix, SECRET)) as browser:
+        await browser.post("/update", json={"a": 1})
+        assert "cookie" in (await browser.get("/view")).headers.get("vary", "").lower()
+        untouched_response = await browser.get("/untouched")
+        assert "vary" not in untouched_response.headers
+        assert "set-cookie" not in untouched_response.headers
+
+
+async def test_a_change_sends_the_cookie_again_a_read_does_not(key_prefix: str) -> None:
+    async with client(app(key_prefix, SECRET)) as browser:
+        first = (await browser.post("/update", json={"a": 1})).headers["set-cookie"]
+        again = (await browser.post("/update", json={"b": 2})).headers["set-cookie"]
+        assert first.split(";")[0] == again.split(";")[0], "the same session id"
+        assert "; path=/; Max-Age=" in again and "; httponly; samesite=lax" in again
+        assert "set-cookie" not in (await browser.get("/view")).headers
+
+
+async def test_max_age_zero_and_none_spell_the_cookie_as_starlette(key_prefix: str) -> None:
+    async with client(app(key_prefix, SECRET, max_age=0)) as browser:
+        assert (
+            "; Max-Age=0; " in (await browser.post("/update", json={"a": 1})).headers["set-cookie"]
+        )
+    async with client(app(key_prefix, SECRET, max_age=None)) as browser:
+        assert "Max-Age" not in (await browser.post("/update", json={"a": 1})).headers["set-cookie"]
+
+
+def test_a_loop_that_ends_leaves_no_connection_open(server: RedisServer) -> None:
+    application = app("dropin:", SECRET, redis_url=server.url)
+
+    async def one_request() -> None:
+        async with client(application) as browser:
+            await browser.post("/update", json={"a": 1})
+
+    with warnings.catch_warnings(record=True) as caught, server.client() as watcher:
+        warnings.simplefilter("always")
+        for _ in range(3):  # a new loop each time, as a test client without `with` does
+            asyncio.run(one_request())
+        gc.collect()
+        assert watcher.info("clients")["connected_clients"] == 1, "only the watcher's"
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_another_event_loop_gets_a_clear_error() -> None:
+    with pytest.raises(RuntimeError, match="asyncio event loop"):
+        running_asyncio_loop()
