@@ -56,6 +56,17 @@ class _Verifier:
 
 
 @dataclass(frozen=True, slots=True)
+class CookieUpdate:
+    """What a response does to the session cookie: set it to `value` for `max_age` seconds
+    (None: until the browser closes), or clear it (`value` None). Each integration renders
+    it its own way: ``CookieCodec.render`` for ASGI and WSGI, Flask's and Django's response
+    helpers with their own cookie settings."""
+
+    value: str | None
+    max_age: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class CookieRef:
     """A verified cookie: the tag and session id we issued."""
 
@@ -136,11 +147,18 @@ class CookieCodec:
                 return None
         return None
 
-    def set_header(self, ref: CookieRef, max_age: int | None) -> str:
-        """Set-Cookie for a session id; max_age caps the configured cookie lifetime."""
+    def issue(self, ref: CookieRef, max_age: int | None) -> CookieUpdate:
+        """The cookie for a session id; `max_age` caps the configured cookie lifetime."""
         lifetime = self._max_age if max_age is None or self._max_age is None else max_age
-        age = "" if lifetime is None else f"Max-Age={lifetime}; "
-        return f"{self.name}={self.encode(ref)}; {self._path}; {age}{self._attributes}"
+        return CookieUpdate(self.encode(ref), lifetime)
 
-    def clear_header(self) -> str:
-        return f"{self.name}=; {self._path}; Max-Age=0; expires={_EXPIRED}; {self._attributes}"
+    @staticmethod
+    def cleared() -> CookieUpdate:
+        return CookieUpdate(None, 0)
+
+    def render(self, update: CookieUpdate) -> str:
+        """The Set-Cookie header, spelt as Starlette's SessionMiddleware spells it."""
+        if update.value is None:
+            return f"{self.name}=; {self._path}; Max-Age=0; expires={_EXPIRED}; {self._attributes}"
+        age = "" if update.max_age is None else f"Max-Age={update.max_age}; "
+        return f"{self.name}={update.value}; {self._path}; {age}{self._attributes}"

@@ -22,7 +22,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from .commands import Command, text
-from .cookies import CookieCodec, CookieRef
+from .cookies import CookieCodec, CookieRef, CookieUpdate
 from .epochs.base import EpochProvider, new_epoch
 from .keys import KeySpace, new_anonymous_tag, new_session_id, session_handle, user_id_text
 from .records import (
@@ -66,7 +66,8 @@ class Opened:
 
 @dataclass(frozen=True, slots=True)
 class Committed:
-    set_cookie: str | None
+    cookie: CookieUpdate | None  # what to do to the cookie, if anything
+    set_cookie: str | None  # the same, as the Set-Cookie header of the ASGI and WSGI drivers
     depends_on_session: bool
     # Why the request's changes were not saved, if they were not: 'gone' or 'epoch'.
     interrupted: Interrupted | None = None
@@ -168,7 +169,7 @@ class Core:
                 return None  # a session to create, or a cookie to clear
         elif self._changed(opened) or self.timing.refresh_due(opened.record, now):
             return None
-        return Committed(None, session.accessed)
+        return Committed(None, None, session.accessed)
 
     def commit(self, opened: Opened, now: float) -> Step[Committed]:
         """Carry out what the handler did, in one round trip (a second one only while
@@ -182,28 +183,27 @@ class Core:
         if session.pending_login is not None:
             return (yield from self._login(opened, now, depends))
         commands = list(opened.cleanup)
-        set_cookie: str | None = None
+        cookie: CookieUpdate | None = None
         if session.ended or record is None or ref is None:
             if record is not None and ref is not None:
                 commands += self.writes.forget(ref, listed=record.user_id is not None)
             if len(session):
                 ref = CookieRef(new_anonymous_tag(), new_session_id())
                 commands.append(self.writes.create(ref, self._new_record(session, now, None)))
-                set_cookie = self.codec.set_header(ref, self.timing.lifetime)
+                cookie = self.codec.issue(ref, self.timing.lifetime)
             elif record is not None or opened.cookie_is_stale:
-                set_cookie = self.codec.clear_header()
+                cookie = self.codec.cleared()
             yield RedisIO(tuple(commands))
-            return Committed(set_cookie, depends)
+            return self._committed(cookie, depends)
         if session.user_id is None and not len(session):
             yield RedisIO(tuple(commands + self.writes.forget(ref, listed=False)))
-            return Committed(self.codec.clear_header(), depends)
+            return self._committed(self.codec.cleared(), depends)
         interrupted = yield from self._write(opened, now, commands)
-        set_cookie = None
         if interrupted is None and session.modified:
             # The same id again, as Starlette sends its cookie on every change: the
             # browser's copy is refreshed along with the session.
-            set_cookie = self.codec.set_header(ref, self._cookie_age(record, now))
-        return Committed(set_cookie, depends, interrupted)
+            cookie = self.codec.issue(ref, self._cookie_age(record, now))
+        return self._committed(cookie, depends, interrupted)
 
     def _write(self, opened: Opened, now: float, commands: list[Command]) -> Step[str | None]:
         """Apply the request's changes (and a log-out-others) to the stored record."""
@@ -331,10 +331,20 @@ class Core:
         )
         replies = yield RedisIO((*commands, login))
         if replies[-1] is None:
-            return Committed(self.codec.clear_header(), depends, "epoch", "epoch")
+            return self._committed(self.codec.cleared(), depends, "epoch", "epoch")
         if others:
             yield RedisIO(tuple(others))
-        return Committed(self.codec.set_header(ref, self.timing.lifetime), depends)
+        return self._committed(self.codec.issue(ref, self.timing.lifetime), depends)
+
+    def _committed(
+        self,
+        cookie: CookieUpdate | None,
+        depends: bool,
+        interrupted: Interrupted | None = None,
+        rejected: str | None = None,
+    ) -> Committed:
+        header = None if cookie is None else self.codec.render(cookie)
+        return Committed(cookie, header, depends or cookie is not None, interrupted, rejected)
 
     def _cookie_age(self, record: Record, now: float) -> int:
         """Seconds the session has left on the server, for the cookie's Max-Age."""
@@ -343,7 +353,7 @@ class Core:
     def _refuse(self, commands: list[Command], depends: bool) -> Step[Committed]:
         if commands:
             yield RedisIO(tuple(commands))
-        return Committed(self.codec.clear_header(), depends, "epoch", "epoch")
+        return self._committed(self.codec.cleared(), depends, "epoch", "epoch")
 
     def _other_tags(self, commands: list[Command] | None, ref: CookieRef) -> list[Command]:
         """A bump's writes under the user's other tags (older signing keys), not `ref`'s."""

@@ -200,7 +200,8 @@ class RedisSessionInterface(SessionInterface):
         if opened.ref is None or opened.record is None:
             return None
         left = max(0, int(opened.record.expires - time.time()))
-        return self.config.core.codec.set_header(opened.ref, left)
+        codec = self.config.core.codec
+        return codec.render(codec.issue(opened.ref, left))
 
     def _import(self, app: Flask, request: Request, session: FlaskSession) -> None:
         legacy = SecureCookieSessionInterface().open_session(app, request)

@@ -278,10 +278,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]
             own_user, epoch = self._own_epoch
             opened.own_epoch = epoch if user_id_text(user) == own_user else None
         committed = yield from self._core.commit(opened, now)
-        if committed.set_cookie is not None:
-            value = committed.set_cookie.partition(";")[0].partition("=")[2]
-            if value:
-                self._session_key = value
+        if committed.cookie is not None and committed.cookie.value is not None:
+            self._session_key = committed.cookie.value
         self._legacy_key = None
         self._forget_loaded()
         if committed.interrupted is not None:
