@@ -13,20 +13,23 @@ user (new session id, stamped with the user's epoch) and ``logout_user()`` ends 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 import flask
 from flask import Flask, Request, Response
+from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SecureCookieSessionInterface, SessionInterface, SessionMixin
 from werkzeug.exceptions import ServiceUnavailable
 
 from . import unavailable
 from .clients import REDIS_ERRORS
 from .config import SessionConfig
+from .cookies import CookieUpdate
 from .core import Opened
-from .headers import session_headers
 from .keys import UserId, user_id_text
 from .session import Session
 from .wsgi import REJECTED_KEY, SESSION_KEY
@@ -37,7 +40,6 @@ FLASK_LOGIN_KEY = "_user_id"
 PERMANENT_KEY = "_permanent"
 UNAVAILABLE_KEY = "session_middleware.unavailable"
 
-_STARTED = "the response has started: session changes can no longer be saved"
 _UNAVAILABLE = "the session store cannot be reached: the session cannot be changed"
 
 
@@ -75,6 +77,13 @@ class FlaskSession(Session, SessionMixin):
     def logout_others(self) -> None:
         self._follow()
         super().logout_others()
+
+    def _storable(self, value: Any) -> Any:
+        # Flask's tags: what flask.session can hold (tuples, bytes, Markup, UUID,
+        # datetime) comes back as it went in, as with Flask's own cookie sessions.
+        if value is None or type(value) in (str, int, float, bool):
+            return value
+        return _TAGS.tag(value)
 
     def _follow(self) -> None:
         """Follow the login key (Flask-Login's): set, it binds the session to that user;
@@ -151,7 +160,7 @@ class RedisSessionInterface(SessionInterface):
             session.freeze(_UNAVAILABLE)
             return session
         session = FlaskSession(
-            opened.record.data if opened.record is not None else {},
+            _untagged(opened.record.data) if opened.record is not None else {},
             opened.session.user_id,
             opened=opened,
             user_key=self.user_key,
@@ -167,27 +176,33 @@ class RedisSessionInterface(SessionInterface):
         return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        """Save as Flask's own interface does, the cookie built from Flask's settings
+        (``SESSION_COOKIE_DOMAIN``, ``_PATH`` or ``APPLICATION_ROOT``, ``_SECURE``,
+        ``_SAMESITE`` (Lax when None), ``_PARTITIONED``, ``PERMANENT_SESSION_LIFETIME``,
+        ``SESSION_REFRESH_EACH_REQUEST``); HttpOnly is always set, and the name is the
+        configuration's ``session_cookie``."""
         if not isinstance(session, FlaskSession) or session._opened is None:
             return
         opened = session._opened
         session._follow()
-        session.freeze(_STARTED)
+        now = time.time()
         try:
-            committed = self.config.run_sync(self.config.core.commit(opened, time.time()))
+            committed = self.config.run_sync(self.config.core.commit(opened, now))
         except REDIS_ERRORS:
             if self._fail_open:
                 raise
             _refuse(response)
             return
-        permanent = bool(dict.get(session, PERMANENT_KEY, False))
-        header = committed.set_cookie
-        if header is None and permanent != session._was_permanent and not session.ended:
-            header = self._same_cookie(opened)
-        if header is not None and not permanent:
-            header = _browser_session(header)
-        existing = response.headers.items()
-        for name, value in session_headers(existing, header, committed.depends_on_session):
-            response.headers.add(name, value)
+        session._opened = None  # saved: later changes are lost, as with Flask's own sessions
+        if committed.depends_on_session or session.accessed:
+            response.vary.add("Cookie")
+        cookie = committed.cookie
+        if cookie is None and not session.ended and opened.ref is not None:
+            permanent_changed = _permanent(session) != session._was_permanent
+            if permanent_changed or self.should_set_cookie(app, session):
+                cookie = self._same_cookie(opened, now)
+        if cookie is not None:
+            self._set_cookie(app, session, response, cookie)
         if session._imported and app.config["SESSION_COOKIE_NAME"] != self.config.core.codec.name:
             response.delete_cookie(
                 app.config["SESSION_COOKIE_NAME"],
@@ -195,13 +210,64 @@ class RedisSessionInterface(SessionInterface):
                 path=self.get_cookie_path(app),
             )
 
-    def _same_cookie(self, opened: Opened) -> str | None:
+    def should_set_cookie(self, app: Flask, session: SessionMixin) -> bool:
+        """Besides a change: a permanent session's cookie on every request, as Flask does
+        with ``SESSION_REFRESH_EACH_REQUEST`` (the default)."""
+        return _permanent(session) and bool(app.config["SESSION_REFRESH_EACH_REQUEST"])
+
+    def _set_cookie(
+        self, app: Flask, session: FlaskSession, response: Response, cookie: CookieUpdate
+    ) -> None:
+        # The name is the configuration's (session_cookie, "session" as Flask's by default),
+        # so that a cookie session of Flask's own under SESSION_COOKIE_NAME can be imported.
+        name, domain, path = (
+            self.config.core.codec.name,
+            self.get_cookie_domain(app),
+            self.get_cookie_path(app),
+        )
+        secure, partitioned = self.get_cookie_secure(app), self.get_cookie_partitioned(app)
+        # SameSite as Flask's setting says; Lax where it says nothing (Flask's default).
+        samesite = self.get_cookie_samesite(app) or "Lax"
+        if cookie.value is None:
+            response.delete_cookie(
+                name,
+                domain=domain,
+                path=path,
+                secure=secure,
+                partitioned=partitioned,
+                samesite=samesite,
+                httponly=True,
+            )
+        else:
+            expires = None
+            if _permanent(session):
+                # Flask's expiry, and never past the session's own end on the server.
+                flask_expires = self.get_expiration_time(app, session)
+                server_end = time.time() + (cookie.max_age or 0)
+                expires = flask_expires
+                if flask_expires is None or flask_expires.timestamp() > server_end:
+                    expires = datetime.fromtimestamp(server_end, tz=timezone.utc)
+            response.set_cookie(
+                name,
+                cookie.value,
+                expires=expires,
+                httponly=True,
+                domain=domain,
+                path=path,
+                secure=secure,
+                partitioned=partitioned,
+                samesite=samesite,
+            )
+        if "Cache-Control" not in response.headers:
+            response.headers["Cache-Control"] = "no-store"
+        response.vary.add("Cookie")
+
+    def _same_cookie(self, opened: Opened, now: float) -> CookieUpdate | None:
         """The current session's cookie again, to change only how long it lasts."""
         if opened.ref is None or opened.record is None:
             return None
-        left = max(0, int(opened.record.expires - time.time()))
-        codec = self.config.core.codec
-        return codec.render(codec.issue(opened.ref, left))
+        left = max(0, int(opened.record.expires - now))
+        return self.config.core.codec.issue(opened.ref, left)
 
     def _import(self, app: Flask, request: Request, session: FlaskSession) -> None:
         legacy = SecureCookieSessionInterface().open_session(app, request)
@@ -232,6 +298,22 @@ def init_app(
     return interface
 
 
+_TAGS = TaggedJSONSerializer()
+
+
+def _untagged(data: dict[str, Any]) -> dict[str, Any]:
+    """Values as Flask's tags made them: a tagged object is a dict of one key."""
+    return {
+        key: _TAGS.loads(json.dumps(value)) if isinstance(value, (dict, list)) else value
+        for key, value in data.items()
+    }
+
+
+def _permanent(session: SessionMixin) -> bool:
+    """Whether the session is permanent, read without marking it accessed."""
+    return bool(dict.get(session, PERMANENT_KEY, False))  # type: ignore[call-overload]
+
+
 def _refuse_unavailable() -> None:
     if flask.request.environ.get(UNAVAILABLE_KEY):
         raise StoreUnavailable()
@@ -245,14 +327,6 @@ def _refuse(response: Response) -> None:
         if name != "content-length":
             response.headers[name] = value
     response.set_data(unavailable.BODY)
-
-
-def _browser_session(header: str) -> str:
-    """A Set-Cookie header without Max-Age, so the cookie ends with the browser session.
-    A header that deletes the cookie is left as it is."""
-    if header.partition(";")[0].endswith("="):
-        return header
-    return "; ".join(part for part in header.split("; ") if not part.startswith("Max-Age="))
 
 
 __all__ = [

@@ -144,7 +144,7 @@ class Session(dict[str, Any]):
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._check_writable()
-        check_json_value(json_key(key), value, self.max_value_bytes)
+        check_json_value(json_key(key), self._storable(value), self.max_value_bytes)
         dict.__setitem__(self, key, value)
         self._written.add(key)
         self.modified = self.accessed = True
@@ -228,7 +228,7 @@ class Session(dict[str, Any]):
         set and the keys to delete. TypeError, naming the key, for a value JSON cannot hold
         (one changed in place after it was handed out)."""
         touched = self.touched()
-        current = {json_key(key): value for key, value in dict.items(self)}
+        current = self.snapshot()
         if touched is None:
             keys: set[str] = current.keys() | stored.keys()
         else:
@@ -245,8 +245,12 @@ class Session(dict[str, Any]):
         return changed, removed
 
     def snapshot(self) -> dict[str, Any]:
-        """The data as a plain dict with JSON's keys, for a new record (tracks nothing)."""
-        return {json_key(key): value for key, value in dict.items(self)}
+        """The data as stored: a plain dict with JSON's keys and values (tracks nothing)."""
+        return {json_key(key): self._storable(value) for key, value in dict.items(self)}
+
+    def _storable(self, value: Any) -> Any:
+        """The value as JSON is to hold it (a subclass may tag types JSON lacks)."""
+        return value
 
     def mark_accessed(self) -> None:
         """The response depends on the session (it varies with the Cookie header)."""

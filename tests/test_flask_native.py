@@ -134,7 +134,7 @@ def test_flask_session_is_ours_with_flasks_attributes(config: SessionConfig) -> 
     cookie = client.get_cookie("session")
     assert cookie is not None and config.core.codec.decode(cookie.value) is not None
     header = put.headers["set-cookie"]
-    assert "Max-Age" not in header and "httponly" in header, "not permanent: a browser cookie"
+    assert "Expires" not in header and "HttpOnly" in header, "not permanent: a browser cookie"
 
     again = client.get("/state").json
     assert again["new"] is False and again["modified"] is False
@@ -155,21 +155,50 @@ def test_permanent_sessions_keep_their_cookie(config: SessionConfig, key_prefix:
         response = client.post("/permanent")
         header = set_cookie(response)
         assert header.startswith(f"session={value};"), "the same session, only a longer cookie"
-        assert "Max-Age=" in header
+        assert "Expires=" in header
         assert client.get("/state").json()["permanent"] is True
-        assert "set-cookie" not in client.get("/state").headers
+        refreshed = set_cookie(client.get("/state"))  # SESSION_REFRESH_EACH_REQUEST, as Flask
+        assert refreshed.startswith(f"session={value};") and "Expires=" in refreshed
 
         client.cookies.clear()
         header = set_cookie(client.post("/permanent"))
-        assert "Max-Age=" in header, "a new permanent session gets a lasting cookie at once"
+        assert "Expires=" in header, "a new permanent session gets a lasting cookie at once"
     assert len(session_records(key_prefix)) == 2
+
+    app = make_app(config)
+    app.config["SESSION_REFRESH_EACH_REQUEST"] = False
+    with browser(app) as client:
+        client.post("/permanent")
+        assert "set-cookie" not in client.get("/which").headers
+
+
+def test_flasks_cookie_settings_are_honoured(config: SessionConfig) -> None:
+    app = make_app(config)
+    app.config.update(
+        SESSION_COOKIE_DOMAIN=".example.com",
+        SESSION_COOKIE_PATH="/app",
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_HTTPONLY=False,  # not honoured: HttpOnly is always set
+    )
+    with browser(app) as client:
+        header = set_cookie(client.post("/put?key=a&value=1")).lower()
+    for attribute in ("domain=example.com", "path=/app", "secure", "samesite=strict"):
+        assert attribute in header
+    assert "httponly" in header
 
 
 def test_a_value_json_cannot_hold_fails_at_the_assignment(config: SessionConfig) -> None:
     app = make_app(config)
     app.testing = True
-    with browser(app) as client, pytest.raises(TypeError, match="'when'"):
-        client.post("/put-date")
+
+    @app.post("/put-object")
+    def put_object() -> Any:
+        flask.session["thing"] = object()  # nothing Flask's tags can hold either
+        return {}
+
+    with browser(app) as client, pytest.raises(TypeError, match="'thing'"):
+        client.post("/put-object")
 
 
 # -- Flask-Login -----------------------------------------------------------------------------
@@ -356,3 +385,37 @@ def test_a_held_request_cannot_undo_an_ending(
     for cookie in {stolen, thief.cookies.get("session")} - {None, ""}:
         assert browser(app, {"session": cookie}).get("/state").json()["user"] is None
     assert len(config.list_sessions("alice")) == 1
+
+
+def test_what_flask_session_can_hold_comes_back_as_it_went_in(config: SessionConfig) -> None:
+    import uuid
+
+    from markupsafe import Markup
+
+    app = make_app(config)
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    the_id = uuid.uuid4()
+
+    @app.post("/special")
+    def special() -> Any:
+        flask.session.update(
+            {"t": (1, 2), "b": b"\x00bytes", "m": Markup("<b>hi</b>"), "u": the_id, "d": now}
+        )
+        flask.flash(Markup("<i>saved</i>"), "info")
+        return {}
+
+    @app.get("/special")
+    def read_special() -> Any:
+        session = flask.session
+        messages = flask.get_flashed_messages(with_categories=True)
+        assert messages == [("info", Markup("<i>saved</i>"))]
+        assert isinstance(messages[0], tuple) and isinstance(messages[0][1], Markup)
+        assert session["t"] == (1, 2) and session["b"] == b"\x00bytes"
+        assert session["m"] == Markup("<b>hi</b>") and isinstance(session["m"], Markup)
+        assert session["u"] == the_id and session["d"] == now
+        return {"ok": True}
+
+    app.testing = True
+    with browser(app) as client:
+        client.post("/special")
+        assert client.get("/special").json() == {"ok": True}
