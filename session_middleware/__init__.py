@@ -7,6 +7,17 @@ from .access import get_session
 from .asgi import SessionMiddleware
 from .config import SessionConfig, sessions
 from .epochs import EpochProvider, RedisEpochs
+from .errors import (
+    ConfigurationError,
+    CorruptRecord,
+    EpochStoreUnavailable,
+    InvalidationUncertain,
+    NotReplicated,
+    SessionError,
+    SessionTooLarge,
+    StoreUnavailable,
+    UnknownUser,
+)
 from .session import Session
 from .users import SessionInfo
 
@@ -14,13 +25,22 @@ if TYPE_CHECKING:
     from .epochs.sql import SQLEpochs
 
 __all__ = [
+    "ConfigurationError",
+    "CorruptRecord",
     "EpochProvider",
+    "EpochStoreUnavailable",
+    "InvalidationUncertain",
+    "NotReplicated",
     "RedisEpochs",
     "SQLEpochs",
     "Session",
     "SessionConfig",
+    "SessionError",
     "SessionInfo",
     "SessionMiddleware",
+    "SessionTooLarge",
+    "StoreUnavailable",
+    "UnknownUser",
     "get_session",
     "sessions",
 ]

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from . import unavailable
-from .clients import REDIS_ERRORS
+from .clients import UNAVAILABLE
 from .config import ConfiguredMiddleware
 from .core import Opened
 from .headers import session_headers
@@ -37,7 +37,7 @@ class SessionMiddleware(ConfiguredMiddleware):
         try:
             step = self._core.open(_cookie_header(scope), time.time(), lambda: _client(scope))
             opened = await self.config.run_async(step)
-        except REDIS_ERRORS:
+        except UNAVAILABLE:
             if self._fail_open:
                 raise
             await _refuse(kind, send)
@@ -64,7 +64,7 @@ class SessionMiddleware(ConfiguredMiddleware):
                     committed = self._core.settled(opened, now) or await self.config.run_async(
                         self._core.commit(opened, now)
                     )
-                except REDIS_ERRORS:
+                except UNAVAILABLE:
                     if self._fail_open:
                         raise
                     refused = True
@@ -90,7 +90,7 @@ class SessionMiddleware(ConfiguredMiddleware):
         finally:
             if opened.cleanup:
                 # A stale record left behind here still expires by its own TTL.
-                with contextlib.suppress(*REDIS_ERRORS):
+                with contextlib.suppress(*UNAVAILABLE):
                     await self.config.run_async(self._core.commit(opened, time.time()))
 
 

@@ -21,8 +21,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .clients import REDIS_ERRORS, ConfigurationError
+from .clients import UNAVAILABLE
 from .config import SessionConfig
+from .errors import ConfigurationError
 from .users import SessionInfo
 
 OK, NOTHING, USAGE, UNREACHABLE = 0, 1, 2, 3
@@ -37,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as error:
         print(f"session-middleware: {error}", file=sys.stderr)
         return USAGE
-    except REDIS_ERRORS as error:
+    except UNAVAILABLE as error:
         print(f"session-middleware: Redis did not answer: {error}", file=sys.stderr)
         return UNREACHABLE
 
@@ -201,7 +202,7 @@ def _problems(client: Any, version: str) -> list[str]:
         config.update(client.config_get("protected-mode"))
         config.update(client.config_get("requirepass"))
         config.update(client.config_get("bind"))
-    except REDIS_ERRORS:
+    except UNAVAILABLE:
         return problems  # CONFIG is often disabled on managed Redis: nothing more to learn
     policy = config.get("maxmemory-policy", "noeviction")
     if config.get("maxmemory", "0") != "0" and policy != "noeviction":

@@ -35,6 +35,11 @@ from redis.exceptions import MaxConnectionsError, MovedError, RedisClusterExcept
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .commands import Command, run_async, run_sync
+from .errors import (
+    ConfigurationError,
+    NotReplicated,
+    StoreUnavailable,
+)
 
 # redis-py leaves these unannotated.
 _parse_url: Callable[[str], dict[str, Any]] = redis.connection.parse_url
@@ -55,10 +60,8 @@ SENTINEL_CHECK_INTERVAL = 1.0
 # clients raise RedisClusterException, which is not a RedisError, when no node answers
 # or a slot has no master; clients built here turn it into a ConnectionError.
 REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
-
-
-class ConfigurationError(RuntimeError):
-    """The configuration cannot serve what was asked of it."""
+# What the drivers answer with the fail-closed 503.
+UNAVAILABLE: tuple[type[Exception], ...] = (StoreUnavailable, *REDIS_ERRORS)
 
 
 MASK = "***"
@@ -118,35 +121,6 @@ def url_error(url: str, problem: str) -> ConfigurationError:
     if any(part in problem for part in _secret_parts(url)):
         problem = "it cannot be parsed (percent-encode reserved characters in credentials)"
     return ConfigurationError(f"bad Redis URL {redact_url(url)}: {problem}")
-
-
-class NotReplicated(RedisError):
-    """A write reached fewer replicas than asked before the timeout (it is applied on the
-    master, but a failover now could lose it)."""
-
-    def __init__(self, acknowledged: int, wanted: int) -> None:
-        super().__init__(
-            f"the write reached {acknowledged} of {wanted} replicas before the timeout"
-        )
-        self.acknowledged = acknowledged
-        self.wanted = wanted
-
-
-class InvalidationUncertain(RedisTimeoutError):
-    """invalidate_user timed out: Redis may have applied the new epoch, or may still.
-
-    A redis-py TimeoutError (so a RedisError), caught wherever those are: the command may
-    have reached Redis before the answer was lost, and a frozen Redis applies it when it
-    resumes. Treat the user as possibly invalidated and call invalidate_user again: a
-    second bump ends the same sessions, so retrying is always safe.
-    """
-
-    def __init__(self, user_operation: str = "invalidate_user") -> None:
-        super().__init__(
-            f"{user_operation} timed out: the invalidation may have taken effect, or may "
-            "still take effect when Redis answers again; retry it (invalidating again is "
-            "safe) until it succeeds"
-        )
 
 
 def is_async_client(client: Any) -> bool:

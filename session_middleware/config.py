@@ -10,19 +10,14 @@ from typing import Any, Literal
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .clients import (
-    DEFAULT_MAX_CONNECTIONS,
-    ConfigurationError,
-    InvalidationUncertain,
-    RedisClients,
-    is_async_client,
-)
+from .clients import DEFAULT_MAX_CONNECTIONS, RedisClients, is_async_client
 from .cookies import CookieCodec, SameSite
 from .core import Core
 from .drive import drive_async, drive_sync
 from .encryption import fernet_cipher
 from .epochs.base import EpochContext, EpochProvider, Interface
 from .epochs.redis import RedisEpochs
+from .errors import ConfigurationError, InvalidationUncertain
 from .keys import KeySpace, UserId
 from .local_cache import CachingClients
 from .users import SessionInfo, UserSessions

@@ -19,22 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import ResponseError
-
 from .commands import Command, text
 from .cookies import CookieCodec, CookieRef, CookieUpdate
 from .epochs.base import EpochProvider, new_epoch
+from .errors import CorruptRecord, SessionTooLarge, StoreUnavailable
 from .keys import KeySpace, new_anonymous_tag, new_session_id, session_handle, user_id_text
-from .records import (
-    Cipher,
-    CorruptRecord,
-    FieldCodec,
-    Record,
-    RecordReader,
-    SessionTooLarge,
-    flat_fields,
-    refreshed_field,
-)
+from .records import Cipher, FieldCodec, Record, RecordReader, flat_fields, refreshed_field
 from .scripts import EPOCH_MOVED, EPOCH_UNKNOWN, GONE, TOO_LARGE
 from .session import Session
 from .steps import ProviderIO, RedisIO, Step
@@ -390,7 +380,7 @@ class Core:
 
 def _read_reply(reply: Any) -> tuple[Any, Any]:
     if not isinstance(reply, (list, tuple)) or len(reply) != 2:
-        raise ResponseError("unexpected reply to the session read")
+        raise StoreUnavailable("unexpected reply to the session read")
     return reply[0], reply[1]
 
 
@@ -401,7 +391,7 @@ def _outcome(reply: Any) -> tuple[int, int]:
             return int(reply[0]), int(reply[1])
         return int(reply), 0
     except (TypeError, ValueError, IndexError):
-        raise ResponseError(f"unexpected reply to a session write: {reply!r}") from None
+        raise StoreUnavailable("unexpected reply to a session write") from None
 
 
 def same_epoch(current: str | None, stamped: str | None) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .clients import ConfigurationError
+from .errors import ConfigurationError
 from .records import Cipher
 
 

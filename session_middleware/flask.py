@@ -26,7 +26,7 @@ from flask.sessions import SecureCookieSessionInterface, SessionInterface, Sessi
 from werkzeug.exceptions import ServiceUnavailable
 
 from . import unavailable
-from .clients import REDIS_ERRORS
+from .clients import UNAVAILABLE
 from .config import SessionConfig
 from .cookies import CookieUpdate
 from .core import Opened
@@ -152,7 +152,7 @@ class RedisSessionInterface(SessionInterface):
                 lambda: (environ.get("HTTP_USER_AGENT"), environ.get("REMOTE_ADDR")),
             )
             opened = self.config.run_sync(step)
-        except REDIS_ERRORS:
+        except UNAVAILABLE:
             if self._fail_open:
                 raise
             environ[UNAVAILABLE_KEY] = True
@@ -188,7 +188,7 @@ class RedisSessionInterface(SessionInterface):
         now = time.time()
         try:
             committed = self.config.run_sync(self.config.core.commit(opened, now))
-        except REDIS_ERRORS:
+        except UNAVAILABLE:
             if self._fail_open:
                 raise
             _refuse(response)

@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import marshal
 import math
+import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from .errors import CorruptRecord, SessionTooLarge
 from .keys import UserId, valid_user_id
 
 DATA_PREFIX = "d:"
@@ -31,22 +33,6 @@ MAX_NESTING = 64
 # Before version 3, marshal writes no back-references: equal data gives equal bytes.
 MARSHAL_VERSION = 2
 _EPOCH_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
-
-
-class CorruptRecord(ValueError):
-    """A stored record that is not what this package writes."""
-
-
-class SessionTooLarge(ValueError):
-    """The session's data exceeds max_session_bytes."""
-
-    def __init__(self, what: str, size: int, limit: int) -> None:
-        self.size = size
-        self.limit = limit
-        super().__init__(
-            f"{what} {size} bytes, over the limit of {limit} (max_session_bytes); "
-            "keep large data elsewhere and store its id in the session"
-        )
 
 
 @dataclass(slots=True)
@@ -141,24 +127,30 @@ class FieldCodec:
     def __init__(self, cipher: Cipher | None) -> None:
         self.cipher = cipher
 
-    def seal(self, text: str) -> str:
+    def seal(self, text: str, field: str) -> str:
+        """`text` as stored in `field`: encrypted together with the field's name, so that
+        a token moved to another field (another key, or the user id) does not open."""
         if self.cipher is None:
             return text
-        return self.cipher.encrypt(text.encode()).decode("ascii")
+        return self.cipher.encrypt(f"{field}\x00{text}".encode()).decode("ascii")
 
-    def open(self, value: str) -> str:
+    def open(self, value: str, field: str) -> str:
         if self.cipher is None:
             return value
         try:
-            return self.cipher.decrypt(value.encode("ascii")).decode()
+            plain = self.cipher.decrypt(value.encode("ascii")).decode()
         except Exception as error:  # the cipher's own error types: a wrong key or tampering
             raise CorruptRecord("cannot decrypt") from error
+        sealed_for, separator, text = plain.partition("\x00")
+        if not separator or sealed_for != field:
+            raise CorruptRecord("a value sealed for another field")
+        return text
 
     def data_fields(self, changes: Iterable[tuple[str, str]]) -> list[str]:
         """Flat field/value pairs for data keys and their JSON text."""
         pairs: list[str] = []
         for key, text in changes:
-            pairs += (DATA_PREFIX + key, self.seal(text))
+            pairs += (DATA_PREFIX + key, self.seal(text, DATA_PREFIX + key))
         return pairs
 
     def fields(self, record: Record) -> list[str]:
@@ -167,15 +159,16 @@ class FieldCodec:
         pairs = [CREATED, _number(record.created), EXPIRES, _number(record.expires)]
         pairs += (REFRESHED, _number(record.refreshed))
         if record.user_id is not None:
-            pairs += (USER, self.seal(to_json(record.user_id)))
+            pairs += (USER, self.seal(to_json(record.user_id), USER))
         if record.extra:
-            pairs += (EXTRA, self.seal(to_json(record.extra)))
+            pairs += (EXTRA, self.seal(to_json(record.extra), EXTRA))
         if record.epoch is not None:
             if not valid_epoch(record.epoch):
                 raise ValueError("invalid epoch value")
             pairs += (EPOCH, record.epoch)
         for key, value in record.data.items():
-            pairs += (DATA_PREFIX + key, self.seal(checked_json(key, value)))
+            field = DATA_PREFIX + key
+            pairs += (field, self.seal(checked_json(key, value), field))
         return pairs
 
 
@@ -218,10 +211,10 @@ def decode(
     size = 0
     deep = False
     for index in range(0, len(flat), 2):
+        size += _size(flat[index]) + _size(flat[index + 1])
         name, value = _text(flat[index]), _text(flat[index + 1])
-        size += len(name) + len(value)
         if name.startswith(DATA_PREFIX):
-            key, text = name[len(DATA_PREFIX) :], codec.open(value)
+            key, text = name[len(DATA_PREFIX) :], codec.open(value, name)
             stored[key] = text
             data[key] = _json(text)
             deep = deep or text.count("[") + text.count("{") >= MAX_NESTING
@@ -239,16 +232,23 @@ def decode(
                 raise CorruptRecord("nested too deeply") from error
     created, expires = _timestamp(meta.get(CREATED)), _timestamp(meta.get(EXPIRES))
     refreshed = _timestamp(meta.get(REFRESHED))
-    user_id = _json(codec.open(meta[USER])) if USER in meta else None
+    user_id = _json(codec.open(meta[USER], USER)) if USER in meta else None
     if user_id is not None and not valid_user_id(user_id):
         raise CorruptRecord("bad user id")
-    extra = _json(codec.open(meta[EXTRA])) if EXTRA in meta else {}
+    extra = _json(codec.open(meta[EXTRA], EXTRA)) if EXTRA in meta else {}
     if type(extra) is not dict:
         raise CorruptRecord("device info is not an object")
     epoch = meta.get(EPOCH)
     if (user_id is not None or epoch is not None) and not valid_epoch(epoch):
         raise CorruptRecord("bad epoch")
     return Record(data, created, expires, refreshed, user_id, epoch, extra, stored), deep
+
+
+def _size(item: Any) -> int:
+    """Bytes, as Redis (and the write script's size check) count them."""
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return len(item)
+    return len(str(item).encode("utf-8", "surrogatepass"))
 
 
 def _text(item: Any) -> str:
@@ -264,9 +264,18 @@ def _text(item: Any) -> str:
 
 def _json(text: str) -> Any:
     try:
-        return _DECODER.decode(text)
+        value = _DECODER.decode(text)
     except (ValueError, RecursionError) as error:
         raise CorruptRecord("not JSON") from error
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        try:  # a lone surrogate decodes, but could never be written back
+            to_json(value).encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise CorruptRecord("a lone surrogate") from error
+    return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _no_constant(name: str) -> float:

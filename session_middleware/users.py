@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .commands import text
+from .commands import Command, text
 from .core import Core, same_epoch
+from .errors import CorruptRecord
 from .keys import UserId, user_id_text, valid_handle
-from .records import CorruptRecord, Record, decode, flat_fields
-from .scripts import REVOKE
+from .records import Record, decode, flat_fields
+from .scripts import READ, REVOKE
 from .steps import RedisIO, Step
 from .writes import ms
 
@@ -53,11 +54,15 @@ class UserSessions:
             if not handles:
                 continue
             epoch_key = self.core.provider.cached_key(tag)
-            reads = [("HGETALL", self.keys.record_key(tag, handle)) for handle in handles]
+            # The read script, as for a request: a key of the wrong type reads as corrupt.
+            reads: list[Command] = [
+                ("EVAL", READ, 1, self.keys.record_key(tag, handle)) for handle in handles
+            ]
             if epoch_key is not None:
                 reads.append(("GET", epoch_key))
-            values = yield RedisIO(tuple(reads))
-            cached = values[-1] if epoch_key is not None else None
+            replies = yield RedisIO(tuple(reads))
+            values = [reply[0] for reply in replies[: len(handles)]]
+            cached = replies[-1] if epoch_key is not None else None
             epoch = yield from self.core.current_epoch(user_id, tag, cached)
             dead = []
             for handle, raw in zip(handles, values, strict=False):

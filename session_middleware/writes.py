@@ -9,8 +9,9 @@ from typing import Literal
 
 from .commands import Command
 from .cookies import CookieRef
+from .errors import SessionTooLarge
 from .keys import KeySpace, session_handle
-from .records import FieldCodec, Record, SessionTooLarge, fields_size
+from .records import FieldCodec, Record, fields_size
 from .scripts import CREATE, EPOCH_TTL_MARGIN_MS, LOGIN, READ, WRITE
 
 # Where a user's epoch lives, as a write's guard sees it (see scripts.WRITE).

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import unavailable
-from .clients import REDIS_ERRORS
+from .clients import UNAVAILABLE
 from .config import ConfiguredMiddleware
 from .core import Committed
 from .headers import session_headers
@@ -32,7 +32,7 @@ class WSGISessionMiddleware(ConfiguredMiddleware):
                 environ.get("HTTP_COOKIE"), time.time(), lambda: _client(environ)
             )
             opened = self.config.run_sync(step)
-        except REDIS_ERRORS:
+        except UNAVAILABLE:
             if self._fail_open:
                 raise
             start_response(_STATUS, unavailable.HEADERS)
@@ -54,7 +54,7 @@ class WSGISessionMiddleware(ConfiguredMiddleware):
                 # the response by an error page; the session is not written twice.
                 try:
                     committed = self.config.run_sync(self._core.commit(opened, time.time()))
-                except REDIS_ERRORS:
+                except UNAVAILABLE:
                     if self._fail_open:
                         raise
                     refused = True

@@ -308,7 +308,7 @@ class ClusterServers(Servers):
             with server.client(decode_responses=True) as client:
                 for name, stats in client.info("commandstats").items():
                     command = name.removeprefix("cmdstat_")
-                    if command not in ("info", "hello"):
+                    if command not in ("info", "hello", "replconf"):
                         total[command] = total.get(command, 0) + int(stats["calls"])
         return total
 

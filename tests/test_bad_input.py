@@ -9,8 +9,7 @@ import httpx
 import pytest
 import redis
 
-from session_middleware import SessionConfig, sessions
-from session_middleware.clients import ConfigurationError
+from session_middleware import ConfigurationError, SessionConfig, StoreUnavailable, sessions
 from session_middleware.cookies import CookieRef
 from session_middleware.core import Opened
 
@@ -162,8 +161,9 @@ async def test_redis_unreachable_can_be_raised_instead(key_prefix: str) -> None:
     )
     transport = httpx.ASGITransport(app=down(asgi_app))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        with pytest.raises(redis.ConnectionError):
+        with pytest.raises(StoreUnavailable) as raised:
             await client.get("/set?key=a&value=1")
+    assert isinstance(raised.value.__cause__, redis.ConnectionError)
 
 
 def test_redis_unreachable_under_wsgi_fails_closed(key_prefix: str) -> None:

@@ -20,10 +20,9 @@ import redis
 import redis.asyncio.cluster
 import redis.cluster
 
-from session_middleware import SessionConfig, sessions
+from session_middleware import ConfigurationError, SessionConfig, sessions
 from session_middleware import scripts as scripts_module
 from session_middleware.clients import (
-    ConfigurationError,
     RedisClients,
     parse_redis_url,
     run_replicated_async,

@@ -7,8 +7,7 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 
-from session_middleware import sessions
-from session_middleware.clients import ConfigurationError
+from session_middleware import ConfigurationError, sessions
 
 from .apps import asgi_app
 from .support import REDIS_URL, SECRET, keys_under

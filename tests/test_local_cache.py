@@ -10,8 +10,7 @@ import httpx
 import pytest
 import redis
 
-from session_middleware import SessionConfig, sessions
-from session_middleware.clients import ConfigurationError
+from session_middleware import ConfigurationError, SessionConfig, sessions
 from session_middleware.local_cache import TrackedCache
 
 from .apps import asgi_app

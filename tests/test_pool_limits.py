@@ -11,8 +11,8 @@ from collections import Counter
 import httpx
 import pytest
 
-from session_middleware import sessions
-from session_middleware.clients import ConfigurationError, RedisClients
+from session_middleware import ConfigurationError, sessions
+from session_middleware.clients import RedisClients
 
 from .apps import asgi_app
 from .private_redis import server

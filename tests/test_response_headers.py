@@ -7,8 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from session_middleware import SessionConfig, get_session, sessions
-from session_middleware.clients import ConfigurationError
+from session_middleware import ConfigurationError, SessionConfig, get_session, sessions
 
 from .apps import asgi_app, wsgi_app
 from .support import REDIS_URL, SECRET

@@ -17,7 +17,16 @@ from session_middleware import SessionConfig, sessions
 
 from .apps import asgi_app, wsgi_app
 from .support import REDIS_URL, SECRET
-from .test_fuzz import asgi_call, cookie_of, record_key, redis_get, redis_set, wsgi_call
+from .test_fuzz import (
+    Planted,
+    asgi_call,
+    cookie_of,
+    record_key,
+    redis_get,
+    redis_hash,
+    redis_plant,
+    wsgi_call,
+)
 
 CLOSED_PORT_URL = "redis://127.0.0.1:1/0"
 
@@ -48,8 +57,9 @@ class Secrets:
         return sorted({value for value in self.values for text in texts if value in text})
 
 
-def corrupt(config: SessionConfig, cookie: str, raw: bytes) -> None:
-    redis_set(record_key(config, cookie), raw)
+def corrupt(config: SessionConfig, cookie: str, planted: Planted) -> None:
+    """Replace the session's record with a hash (or a key of another type)."""
+    redis_plant(record_key(config, cookie), planted)
 
 
 def epochs_of(config: SessionConfig, cookie: str) -> str:
@@ -95,14 +105,22 @@ async def asgi_lifecycle(key_prefix: str, secrets: Secrets) -> None:
     await config.ainvalidate_user("alice", delete=True)
     await get("/read", phone)
 
-    for garbage in (
-        b"\x80\x04\x95" + secrets.datum().encode(),
-        f'{{"v":1,"d":{{"k":"{secrets.datum()}"}}}}'.encode(),
-        b'{"v":1,"enc":"' + secrets.datum().encode() + b'"}',
-    ):
+    now = str(time.time())
+    stamps = {"c": now, "x": str(time.time() + 60), "r": now}
+    garbage: list[Planted] = [
+        {
+            **stamps,
+            "d:k": config.core.fields.seal("\x80\x04\x95" + secrets.datum(), "d:k"),
+        },  # not JSON
+        {"d:k": f'"{secrets.datum()}"'},  # no timestamps
+        {**stamps, "d:k": secrets.datum()},  # not a Fernet token
+        {**stamps, secrets.datum(): "1"},  # an unknown field, named by a secret
+        secrets.datum(),  # a string key, not a hash
+    ]
+    for planted in garbage:
         headers, _ = await get(f"/set?key=k&value={secrets.datum()}")
         victim = secrets.cookie(cookie_of(headers))
-        corrupt(config, victim, garbage)
+        corrupt(config, victim, planted)
         await get("/read", victim)
 
     headers, _ = await get(f"/set?key=k&value={secrets.datum()}")
@@ -129,12 +147,20 @@ def wsgi_lifecycle(key_prefix: str, secrets: Secrets) -> None:
     secrets.values.add(epochs_of(config, bob))
     wsgi_call(app, f"/append?value={secrets.datum()}", f"session={bob}")
     carol = secrets.cookie(cookie_of(wsgi_call(app, "/login?user=carol")[1]))
-    corrupt(config, carol, redis_get(record_key(config, bob)).encode())  # bob's, under carol
+    corrupt(config, carol, redis_hash(record_key(config, bob)))  # bob's, under carol
     assert wsgi_call(app, "/read", f"session={carol}")[2]["user"] is None
+    now = time.time()
     corrupt(
         config,
         bob,
-        f'{{"v":1,"c":0,"x":9e12,"r":0,"u":"bob","d":{{"s":"{secrets.datum()}"}},"e":""}}'.encode(),
+        {
+            "c": str(now),
+            "x": str(now + 60),
+            "r": str(now),
+            "u": '"bob"',
+            "e": "",
+            "d:s": f'"{secrets.datum()}"',
+        },
     )
     wsgi_call(app, "/read", f"session={bob}")
     _, headers, _ = wsgi_call(app, "/login?user=bob")
@@ -161,7 +187,7 @@ def test_no_log_line_carries_a_cookie_a_session_id_or_data(
     wsgi_lifecycle(key_prefix, secrets)
     ours = [r for r in caplog.records if r.name.startswith("session_middleware")]
     dropped = [r for r in ours if "dropped a session record" in r.getMessage()]
-    assert len(dropped) == 6, "each corrupt, misplaced or undecryptable record, once"
+    assert len(dropped) == 8, "each corrupt, misplaced or undecryptable record, once"
     for record in dropped:
         assert re.search(r": key [0-9a-f]{12}$", record.getMessage()), "a fingerprint names it"
     assert len(secrets.values) > 20

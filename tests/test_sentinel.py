@@ -18,10 +18,8 @@ import redis
 import redis.asyncio.sentinel
 import redis.sentinel
 
-from session_middleware import SessionConfig, sessions
+from session_middleware import ConfigurationError, NotReplicated, SessionConfig, sessions
 from session_middleware.clients import (
-    ConfigurationError,
-    NotReplicated,
     RedisClients,
     parse_redis_url,
     run_replicated_async,

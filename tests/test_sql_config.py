@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from session_middleware import SessionMiddleware, SQLEpochs, sessions
-from session_middleware.clients import ConfigurationError
+from session_middleware import ConfigurationError, SessionMiddleware, SQLEpochs, sessions
 
 from .support import REDIS_URL, SECRET
 from .test_sql_support import (

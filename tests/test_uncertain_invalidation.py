@@ -10,8 +10,8 @@ import time
 import pytest
 import redis
 
-from session_middleware import SessionConfig, sessions
-from session_middleware.clients import REDIS_ERRORS, InvalidationUncertain
+from session_middleware import InvalidationUncertain, SessionConfig, StoreUnavailable, sessions
+from session_middleware.clients import UNAVAILABLE
 
 from .private_redis import server
 from .redis_servers import RedisServer
@@ -40,8 +40,8 @@ def _wait_for_change(server: RedisServer, config: SessionConfig, before: bytes |
 
 def _check_uncertain(error: BaseException, name: str) -> None:
     # Caught by what callers catch today, and by the 503 handling of the integrations.
-    assert isinstance(error, redis.exceptions.TimeoutError)
-    assert isinstance(error, REDIS_ERRORS)
+    assert isinstance(error, StoreUnavailable) and isinstance(error, UNAVAILABLE)
+    assert isinstance(error.__cause__, redis.exceptions.TimeoutError)
     message = str(error)
     assert name in message
     assert "may have taken effect" in message

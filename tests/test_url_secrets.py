@@ -8,8 +8,8 @@ import traceback
 import httpx
 import pytest
 
-from session_middleware import SessionMiddleware, sessions
-from session_middleware.clients import ConfigurationError, RedisClients, redact_url
+from session_middleware import ConfigurationError, SessionMiddleware, sessions
+from session_middleware.clients import RedisClients, redact_url
 from session_middleware.epochs.redis import RedisEpochs
 
 from .apps import asgi_app

@@ -18,8 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from session_middleware import SessionConfig, get_session, sessions
-from session_middleware.records import SessionTooLarge
+from session_middleware import SessionConfig, SessionTooLarge, get_session, sessions
 
 from .support import REDIS_URL, SECRET, keys_under
 

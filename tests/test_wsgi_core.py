@@ -75,7 +75,7 @@ def test_logout_clears_the_cookie(rig: Rig) -> None:
 def test_an_async_client_cannot_serve_a_wsgi_app(key_prefix: str) -> None:
     import redis.asyncio
 
-    from session_middleware.clients import ConfigurationError
+    from session_middleware import ConfigurationError
 
     config = sessions(secret_key=SECRET, redis=redis.asyncio.Redis(), key_prefix=key_prefix)
     with pytest.raises(ConfigurationError, match="WSGI"):

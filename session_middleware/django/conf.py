@@ -20,8 +20,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
-from ..clients import ConfigurationError
 from ..config import SessionConfig
+from ..errors import ConfigurationError
 from .checks import SETTING, cookie_errors, in_use
 
 __all__ = ["SETTING", "build_config", "get_config"]

@@ -15,21 +15,21 @@ from django.contrib.sessions import middleware
 from django.http import HttpResponse
 
 from .. import unavailable
-from ..clients import REDIS_ERRORS
+from ..clients import UNAVAILABLE
 from ..headers import session_headers
 from .conf import get_config
 
 
 class SessionMiddleware(middleware.SessionMiddleware):  # type: ignore[misc]
     def process_exception(self, request: Any, exception: Exception) -> HttpResponse | None:
-        if isinstance(exception, REDIS_ERRORS) and get_config().on_redis_error == "503":
+        if isinstance(exception, UNAVAILABLE) and get_config().on_redis_error == "503":
             return _unavailable()
         return None
 
     def process_response(self, request: Any, response: Any) -> Any:
         try:
             response = super().process_response(request, response)
-        except REDIS_ERRORS:
+        except UNAVAILABLE:
             if get_config().on_redis_error != "503":
                 raise
             return _unavailable()

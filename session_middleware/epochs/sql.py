@@ -16,8 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, scoped_session
 
-from ..clients import ConfigurationError, RedisClients
+from ..clients import RedisClients
 from ..commands import Command, run_async, run_sync, text
+from ..errors import ConfigurationError
 from ..keys import UserId
 from .base import EpochContext, Interface, new_epoch
 from .sql_cache import EpochCache

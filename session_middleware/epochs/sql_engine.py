@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import StaticPool
 
-from ..clients import ConfigurationError
+from ..errors import ConfigurationError
 
 ASYNC_HINT = "postgresql+asyncpg://, mysql+aiomysql:// or sqlite+aiosqlite://"
 SYNC_HINT = "postgresql+psycopg://, mysql+pymysql:// or sqlite://"

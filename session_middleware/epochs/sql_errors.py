@@ -6,20 +6,11 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import redis.exceptions
 from sqlalchemy import exc
 
+from ..errors import EpochStoreUnavailable, UnknownUser
 
-class EpochStoreUnavailable(redis.exceptions.ConnectionError):
-    """The database holding the epochs cannot be reached.
-
-    A subclass of redis-py's ConnectionError so that the drivers answer a request that
-    needs the database with the same 503 as when Redis is down: fail closed.
-    """
-
-
-class UnknownUser(LookupError):
-    """The user has no row in the users table, so there is no epoch to stamp or bump."""
+__all__ = ["EpochStoreUnavailable", "UnknownUser", "database_errors", "unreachable"]
 
 
 _UNREACHABLE: tuple[type[BaseException], ...] = (

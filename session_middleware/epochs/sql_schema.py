@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.sql.dml import Insert
 
-from ..clients import ConfigurationError
+from ..errors import ConfigurationError
 from ..keys import UserId, user_id_text
 from .base import new_epoch
 from .sql_errors import UnknownUser
