@@ -10,14 +10,14 @@ from typing import Any, Literal
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .clients import DEFAULT_MAX_CONNECTIONS, RedisClients, is_async_client
+from .clients import DEFAULT_MAX_CONNECTIONS, REDIS_ERRORS, RedisClients, is_async_client
 from .cookies import CookieCodec, SameSite
 from .core import Core
 from .drive import drive_async, drive_sync
 from .encryption import fernet_cipher
 from .epochs.base import EpochContext, EpochProvider, Interface
 from .epochs.redis import RedisEpochs
-from .errors import ConfigurationError, InvalidationUncertain
+from .errors import ConfigurationError, InvalidationUncertain, StoreUnavailable
 from .keys import KeySpace, UserId
 from .local_cache import CachingClients
 from .users import SessionInfo, UserSessions
@@ -248,7 +248,7 @@ class SessionConfig:
         The new epoch alone rejects them; `delete=True` also deletes their records now,
         freeing the memory at once instead of at their next request or expiry.
 
-        Raises clients.InvalidationUncertain (a redis-py TimeoutError) when Redis did not
+        Raises InvalidationUncertain (a StoreUnavailable) when Redis did not
         answer in time: the new epoch may have been applied, or may be applied once Redis
         answers again. Treat the user as possibly invalidated and call this again until it
         returns; invalidating twice ends the same sessions, so a retry is always safe.
@@ -259,6 +259,8 @@ class SessionConfig:
                 self.run_sync(self._users.delete_all(user_id))
         except RedisTimeoutError as error:
             raise InvalidationUncertain("invalidate_user") from error
+        except REDIS_ERRORS as error:
+            raise StoreUnavailable(f"invalidate_user failed: {type(error).__name__}") from error
 
     async def ainvalidate_user(self, user_id: UserId, *, delete: bool = False) -> None:
         """The async twin of invalidate_user (raises InvalidationUncertain alike)."""
@@ -268,6 +270,8 @@ class SessionConfig:
                 await self.run_async(self._users.delete_all(user_id))
         except RedisTimeoutError as error:
             raise InvalidationUncertain("ainvalidate_user") from error
+        except REDIS_ERRORS as error:
+            raise StoreUnavailable(f"ainvalidate_user failed: {type(error).__name__}") from error
 
     def list_sessions(self, user_id: UserId) -> list[SessionInfo]:
         """The user's active sessions, most recently seen first."""

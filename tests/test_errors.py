@@ -1,0 +1,63 @@
+"""One error tree: every error the package raises is a SessionError, importable from the
+package, carrying its data, and none rides on a redis-py exception class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio
+import redis.exceptions
+
+import session_middleware
+from session_middleware import errors, sessions
+
+from .apps import asgi_app
+from .support import REDIS_URL, SECRET
+
+pytestmark = pytest.mark.anyio
+
+
+def test_every_error_is_a_session_error_exported_by_the_package() -> None:
+    for name in errors.__all__:
+        error = getattr(errors, name)
+        assert getattr(session_middleware, name) is error
+        assert issubclass(error, session_middleware.SessionError)
+        assert not issubclass(error, redis.exceptions.RedisError), name
+
+
+def test_errors_carry_their_data() -> None:
+    too_large = session_middleware.SessionTooLarge("the session would take", 70_000, 65_536)
+    assert (too_large.size, too_large.limit) == (70_000, 65_536)
+    assert isinstance(too_large, ValueError)
+    short = session_middleware.NotReplicated(0, 1)
+    assert (short.acknowledged, short.wanted) == (0, 1)
+    unknown = session_middleware.UnknownUser("no user 7", user_id=7)
+    assert unknown.user_id == 7 and isinstance(unknown, LookupError)
+    assert issubclass(session_middleware.InvalidationUncertain, session_middleware.StoreUnavailable)
+
+
+class BrokenOnce(redis.asyncio.Redis):  # type: ignore[type-arg]
+    """A real client whose first command fails with a client library's own bug, as
+    redis-py's async cluster client does on a cold start ('NoneType' has no 'writelines')."""
+
+    failures = 1
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        if BrokenOnce.failures:
+            BrokenOnce.failures -= 1
+            raise AttributeError("'NoneType' object has no attribute 'writelines'")
+        return await super().execute_command(*args, **options)
+
+
+async def test_a_client_library_bug_is_a_503_never_a_500(key_prefix: str) -> None:
+    client = BrokenOnce.from_url(REDIS_URL)
+    config = sessions(secret_key=SECRET, redis=client, key_prefix=key_prefix)
+    transport = httpx.ASGITransport(app=config(asgi_app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as browser:
+        first = await browser.get("/set?key=a&value=1")
+        assert first.status_code == 503, first.text
+        assert "Traceback" not in first.text
+        assert (await browser.get("/set?key=a&value=1")).status_code == 200
+    await client.aclose()
