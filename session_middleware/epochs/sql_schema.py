@@ -184,9 +184,9 @@ class EpochTable:
             query = query.with_for_update(read=True)
         row = connection.execute(query).first()
         if row is None:
-            raise UnknownUser(f"no user {user_id!r} in {self.spec.qualified}")
+            raise UnknownUser(f"no user {user_id!r} in {self.spec.qualified}", user_id)
         if not row[0]:
-            raise UnknownUser(f"user {user_id!r} has no epoch and none could be stored")
+            raise UnknownUser(f"user {user_id!r} has no epoch and none could be stored", user_id)
         return str(row[0])
 
     def write(self, connection: Connection, user_id: UserId, epoch: str) -> None:
@@ -199,7 +199,7 @@ class EpochTable:
         update = sa.update(self.table).where(self.user == value)
         result = connection.execute(update.values({self.epoch.name: epoch}))
         if result.rowcount == 0:
-            raise UnknownUser(f"no user {user_id!r} in {self.spec.qualified}")
+            raise UnknownUser(f"no user {user_id!r} in {self.spec.qualified}", user_id)
 
     def write_if(self, connection: Connection, user_id: UserId, expected: str, epoch: str) -> bool:
         """Store `epoch` only if the user's epoch is still `expected`; whether it was."""
