@@ -52,6 +52,8 @@ class Opened:
     # An epoch this very request gave the session's user (a password change made in it):
     # the one epoch besides its own that the session may be re-stamped with.
     own_epoch: str | None = None
+    # Store the session even while it is empty (Django's save() and create() do).
+    store_empty: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +157,7 @@ class Core:
         ):
             return None
         if opened.record is None:
-            if opened.cookie_is_stale or session.may_have_changed:
+            if opened.cookie_is_stale or session.may_have_changed or opened.store_empty:
                 return None  # a session to create, or a cookie to clear
         elif self._changed(opened) or self.timing.refresh_due(opened.record, now):
             return None
@@ -177,7 +179,7 @@ class Core:
         if session.ended or record is None or ref is None:
             if record is not None and ref is not None:
                 commands += self.writes.forget(ref, listed=record.user_id is not None)
-            if len(session):
+            if len(session) or opened.store_empty:
                 ref = CookieRef(new_anonymous_tag(), new_session_id())
                 commands.append(self.writes.create(ref, self._new_record(session, now, None)))
                 cookie = self.codec.issue(ref, self.timing.lifetime)

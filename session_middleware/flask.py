@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 import flask
@@ -239,14 +238,9 @@ class RedisSessionInterface(SessionInterface):
                 httponly=True,
             )
         else:
-            expires = None
-            if _permanent(session):
-                # Flask's expiry, and never past the session's own end on the server.
-                flask_expires = self.get_expiration_time(app, session)
-                server_end = time.time() + (cookie.max_age or 0)
-                expires = flask_expires
-                if flask_expires is None or flask_expires.timestamp() > server_end:
-                    expires = datetime.fromtimestamp(server_end, tz=timezone.utc)
+            # Flask's expiry for a permanent session (PERMANENT_SESSION_LIFETIME); the
+            # server still ends the session max_age after its login, whatever the cookie.
+            expires = self.get_expiration_time(app, session) if _permanent(session) else None
             response.set_cookie(
                 name,
                 cookie.value,

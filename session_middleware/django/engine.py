@@ -12,10 +12,11 @@ and the core carries it out in the one write at the end of the request.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from datetime import datetime
 from importlib import import_module
@@ -74,6 +75,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         #: The user agent and IP of the request, recorded at login (see auth.py).
         self.client_info: ClientInfo | None = None
         self._own_epoch: tuple[str, str] | None = None
+        self._saved_key: str | None = None  # the key this store last saved under
+        self._lost = False  # that session was ended by someone else since
         super().__init__(session_key)
         _current.set(weakref.ref(self))
         if self._session_key is None and session_key and getattr(settings, IMPORT_SETTING, None):
@@ -98,6 +101,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]
     @modified.setter
     def modified(self, value: bool) -> None:
         self._modified = value
+        if not value and self._opened is not None:
+            self._opened.session.modified = False
 
     def _get_session(self, no_load: bool = False) -> Session:
         self.accessed = True
@@ -136,13 +141,17 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         return bool(await self._config.run_async(self._exists_step(session_key, time.time())))
 
     def create(self) -> None:
-        """Start a new, empty session. It is stored, and gets its key, once it holds data."""
+        """A new, empty session, stored now under a new key (as Django's backends do)."""
         self._use(Opened(self._new_session()))
         self._session_key = None
+        self.save(must_create=True)
         self.modified = True
 
     async def acreate(self) -> None:
-        self.create()
+        self._use(Opened(self._new_session()))
+        self._session_key = None
+        await self.asave(must_create=True)
+        self.modified = True
 
     def save(self, must_create: bool = False) -> None:
         self._get_session()
@@ -189,12 +198,28 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         self.modified = True
 
     def cycle_key(self) -> None:
-        """A new key for the same data, given when the session is saved; the old key dies
-        then. A logged-in session is re-stamped with the user's current epoch."""
-        self._rotate(self._get_session())
+        """A new key for the same data, now, and the old key ends, as with Django's own
+        backends; a session not stored yet has no key to end and gets one when saved. A
+        logged-in session keeps its epoch (a compare-and-set: refused, with UpdateError,
+        if the user was invalidated meanwhile)."""
+        if self._rotate(self._get_session()):
+            with self._refusal_kept():
+                self.save()
 
     async def acycle_key(self) -> None:
-        self._rotate(await self._aget_session())
+        if self._rotate(await self._aget_session()):
+            with self._refusal_kept():
+                await self.asave()
+
+    @contextlib.contextmanager
+    def _refusal_kept(self) -> Iterator[None]:
+        """A refused rotation (the session was ended meanwhile) raises nothing inside the
+        view; every later save of this store raises UpdateError instead, which Django's
+        SessionMiddleware answers with SessionInterrupted (a 400): no session is issued."""
+        try:
+            yield
+        except UpdateError:
+            self._lost = True
 
     def get_session_cookie_age(self) -> int:
         """Seconds the session has left on the server (its lifetime for a new one)."""
@@ -252,6 +277,9 @@ class SessionStore(SessionBase):  # type: ignore[misc]
             self.rejected = opened.rejected
             if opened.cleanup:
                 yield from self._core.commit(opened, now)
+            self._lost = self._lost or (
+                self._saved_key is not None and self._saved_key == self.session_key
+            )
             self._session_key = None
             return Opened(self._new_session())
         if _expired_by_set_expiry(opened, now):
@@ -270,6 +298,11 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         assert opened is not None
         if must_create and opened.record is not None:
             raise CreateError("this session is already stored")
+        if self._lost and opened.record is None and opened.session.modified:
+            # Saved by (or loaded into) this store, ended by another since: never brought
+            # back, and no other session issued in its place.
+            raise UpdateError("the session was ended by another request (gone)")
+        opened.store_empty = True
         _follow_auth(opened.session)
         if opened.client_info is None:
             opened.client_info = self.client_info
@@ -281,6 +314,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         if committed.cookie is not None and committed.cookie.value is not None:
             self._session_key = committed.cookie.value
         self._legacy_key = None
+        self._saved_key = self._session_key
         self._forget_loaded()
         if committed.interrupted is not None:
             if committed.rejected is not None:
@@ -312,15 +346,16 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         self._opened = None
         self.__dict__.pop("_session_cache", None)
 
-    def _rotate(self, session: Session) -> None:
+    def _rotate(self, session: Session) -> bool:
+        """Ask for a new key; whether a stored session is to be moved now."""
         opened = self._opened
+        stored = opened is not None and opened.record is not None
         if session.user_id is not None:
             session.login(session.user_id)
-        elif opened is not None and opened.record is not None:
-            data = dict(session.data)
-            session.logout()
-            session.update(data)
+        elif stored:
+            session.regenerate_id()
         self.modified = True
+        return stored
 
     def _logout_others(self, session: Session) -> None:
         _follow_auth(session)

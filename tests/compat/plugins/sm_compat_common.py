@@ -1,0 +1,29 @@
+"""Shared by the compat plugins: every SessionConfig built in a compat run stores its
+keys under the run's own prefix (SM_COMPAT_PREFIX), so the harness can delete exactly
+those keys afterwards. Nothing else about the configuration is changed."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+REDIS_URL = os.environ.get("SM_COMPAT_REDIS_URL", "redis://127.0.0.1:6379/0")
+PREFIX = os.environ.get("SM_COMPAT_PREFIX", "smcompat:adhoc:")
+SECRET = "compat-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def isolate_key_prefix() -> None:
+    from session_middleware.config import SessionConfig
+
+    original = SessionConfig.__init__
+    if getattr(original, "_sm_compat", False):
+        return
+
+    @functools.wraps(original)
+    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs.get("key_prefix", "sm:") == "sm:":
+            kwargs["key_prefix"] = PREFIX
+        original(self, *args, **kwargs)
+
+    __init__._sm_compat = True  # type: ignore[attr-defined]
+    SessionConfig.__init__ = __init__  # type: ignore[method-assign]

@@ -1,0 +1,54 @@
+"""The compat suite: Starlette's, Flask's, Flask-Login's and Django's own session tests,
+from their sdists at pinned versions, run against our integrations (tests/compat/).
+
+Each suite runs in its own subprocess (its own rootdir, conftest and settings); this test
+fails on an upstream failure not listed in tests/compat/expected.toml, and on a listed
+difference that no longer happens. The first run downloads the sdists with pip into
+.compat-cache/ (SM_COMPAT_CACHE); later runs are offline. Needs Redis at
+SM_COMPAT_REDIS_URL (default redis://127.0.0.1:6379/0); keys go under a prefix of each
+run's own and are deleted afterwards. SM_COMPAT_SKIP=1 skips the suite (e.g. offline, or
+with other framework versions installed), saying so.
+
+One suite by hand, with every test's outcome:  python -m tests.compat.harness flask
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.compat import harness
+
+EXPECTED = harness.load_expected()
+
+
+@pytest.mark.parametrize("name", list(harness.SUITES))
+def test_upstream_suite(name: str) -> None:
+    if os.environ.get("SM_COMPAT_SKIP") == "1":
+        pytest.skip("SM_COMPAT_SKIP=1: the frameworks' own tests were not run")
+    problem = harness.version_problem(harness.SUITES[name].dist)
+    assert problem is None, problem
+    run = harness.run_suite(name)
+    print(harness.summary(run))
+    wrong = harness.verdict(run, EXPECTED[name])
+    assert not wrong, harness.summary(run) + "\n" + "\n".join(wrong)
+
+
+def test_expected_entries_cite_their_doc_line() -> None:
+    """Each expected difference names the doc line that tells users, as
+    ``file:line: words``; the words must be there (a sentence may wrap onto the next
+    two lines), so that a doc edit cannot leave an entry pointing at nothing."""
+    for suite, entries in EXPECTED.items():
+        for key, entry in entries.items():
+            path, _, rest = entry.doc.partition(":")
+            number, _, words = rest.partition(":")
+            assert number.isdigit() and words.strip(), (
+                f"{suite} {key}: doc must read 'file:line: words', not {entry.doc!r}"
+            )
+            doc = harness.ROOT / path
+            assert doc.is_file(), f"{suite} {key}: {path} does not exist"
+            lines = doc.read_text().splitlines()[int(number) - 1 : int(number) + 2]
+            assert " ".join(words.split()) in " ".join(" ".join(lines).split()), (
+                f"{suite} {key}: {path}:{number} no longer says {words.strip()!r}"
+            )
