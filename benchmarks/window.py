@@ -92,7 +92,7 @@ async def _serve(pipe: Connection, prefix: str) -> None:
         key = watched.get("key")
         if key is not None and (keys is None or key in keys):
             watched.update(key=None, at=now, whole=keys is None)
-            watched["dropped"].set()
+            loop.call_soon_threadsafe(watched["dropped"].set)  # from the listener thread
 
     cache.invalidate = watching_invalidate
     try:

@@ -46,9 +46,19 @@ async def wait_until(condition, seconds: float = 5.0) -> float:  # type: ignore[
     return time.perf_counter() - start
 
 
+async def ready(config: SessionConfig) -> TrackedCache:
+    """The worker's cache once its listener is subscribed and has proven itself alive."""
+    cache = cache_of(config)
+    cache.client()
+    await wait_until(lambda: cache.healthy and time.monotonic() - cache.proven_at < cache.max_lag)
+    return cache
+
+
 @pytest.fixture
 async def workers(key_prefix: str) -> AsyncIterator[tuple[SessionConfig, SessionConfig]]:
     first, second = worker(key_prefix), worker(key_prefix)
+    for config in (first, second):
+        await ready(config)
     yield first, second
     for config in (first, second):
         await cache_of(config).aclose()
@@ -121,7 +131,7 @@ async def test_losing_the_listener_drops_the_cache_until_it_is_back(workers) -> 
         assert cache.listener_id != old_listener
         assert (await client.get("/read")).json()["user"] == "alice"
         await client.get("/read")
-        tracking = await (await cache.client()).execute_command("CLIENT", "TRACKINGINFO")
+        tracking = await cache.client().execute_command("CLIENT", "TRACKINGINFO")
         assert tracking[3] == cache.listener_id
 
 
