@@ -11,7 +11,11 @@ The listener runs in a thread of its own, on a sync connection, so a busy event 
 not delay an invalidation. It proves it is alive: it sends a PING at least every
 `ping_interval` seconds, and Redis answers it on the same connection after every
 invalidation it had sent before. When the answer comes back, every write Redis finished
-before the PING was sent has been applied here; the PING's send time is the *proof*.
+before the PING was sent has been applied here.
+Just before each PING, a second connection asks Redis (CLIENT LIST ID) whether it still has
+every connection of the tracking pool, since Redis stops reporting the keys read by a
+connection it closed (`timeout`, CLIENT KILL); if one is gone, the cache is dropped, the
+pool replaced, and that PING proves nothing; otherwise the proof is the time of that check.
 A cached value is served only while the proof is younger than `max_lag` seconds
 (`local_cache_max_lag`), whether or not the listener thread got to run meanwhile;
 otherwise the whole cache is dropped and the read goes to Redis (a 503 when Redis cannot
@@ -109,6 +113,8 @@ class TrackedCache:
         self._watchers: dict[str, set[Watcher]] = {}
         self._lock = threading.Lock()  # the listener thread and the event loop share the above
         self._subscription = 0  # bumped by each drop: a late install of an old listener is void
+        self._pool = 0  # bumped by each install: the number of the current tracking pool
+        self._tracking: dict[int, int] = {}  # its open connections: id(connection) -> client id
         self._client: Any | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -210,12 +216,44 @@ class TrackedCache:
             self.proven_at = float("-inf")
             self._forget(None)
 
-    def _connection_lost(self, listener_id: int) -> None:
+    def _connection_opened(self, pool: int, connection: object, client_id: int) -> None:
+        with self._lock:
+            if pool == self._pool:
+                self._tracking[id(connection)] = client_id
+
+    def _connection_lost(self, pool: int, connection: object) -> None:
         """A tracking connection closed: Redis no longer reports the keys it read."""
         with self._lock:
-            if listener_id == self.listener_id:
+            if pool == self._pool:
+                self._tracking.pop(id(connection), None)
                 self.generation += 1
                 self._forget(None)
+
+    def _tracking_alive(self, side: Any, listener_id: int) -> bool:
+        """Whether Redis still has every connection of the pool: it stops reporting the keys
+        a connection read once it closed it (`timeout`, CLIENT KILL), which the pool only
+        notices when it next uses that connection. If not, the cache is dropped and the pool
+        replaced."""
+        with self._lock:
+            ids = set(self._tracking.values())
+        if not ids:
+            return True
+        side.send_command("CLIENT", "LIST", "ID", *sorted(ids))
+        listing = str(text(side.read_response()) or "")
+        alive = {
+            int(line[3:].split(" ", 1)[0]) for line in listing.splitlines() if line[:3] == "id="
+        }
+        if ids <= alive:
+            return True
+        logger.warning("session cache: Redis closed a tracking connection: cache dropped")
+        with self._lock:
+            self.generation += 1
+            self._forget(None)
+            self._tracking = {}
+            subscription = self._subscription
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._install_client, listener_id, subscription)
+        return False
 
     # -- the connections ----------------------------------------------------------------
 
@@ -255,7 +293,8 @@ class TrackedCache:
             "socket_connect_timeout": self.deadline,
         }
         pool = redis.ConnectionPool.from_url(self.url, **options, protocol=2)
-        connection: Any = pool.make_connection()
+        connection: Any = pool.make_connection()  # subscribed: the listener
+        side: Any = pool.make_connection()  # checks that the tracking connections are alive
         try:
             connection.connect()
             connection.send_command("CLIENT", "ID")
@@ -266,24 +305,27 @@ class TrackedCache:
                 subscription = self._subscription
             assert self._loop is not None
             self._loop.call_soon_threadsafe(self._install_client, listener_id, subscription)
-            self._read_and_prove(connection)
+            self._read_and_prove(connection, side, listener_id)
         finally:
-            with contextlib.suppress(Exception):
-                connection.disconnect()
-            pool.disconnect()
+            for opened in (connection, side):
+                with contextlib.suppress(Exception):
+                    opened.disconnect()
 
-    def _read_and_prove(self, connection: Any) -> None:
-        pings: deque[float] = deque()  # send times of the PINGs not answered yet
+    def _read_and_prove(self, connection: Any, side: Any, listener_id: int) -> None:
+        # Per PING not answered yet: its send time, and the proof its answer gives (the
+        # time the tracking connections were last seen alive, None if one was not).
+        pings: deque[tuple[float, float | None]] = deque()
         next_ping = time.monotonic()
         while not self._stopping():
             now = time.monotonic()
             if now >= next_ping:
+                proof = now if self._tracking_alive(side, listener_id) else None
                 connection.send_command("PING")
-                pings.append(now)
+                pings.append((time.monotonic(), proof))
                 next_ping = now + self.ping_interval
-            if pings and now - pings[0] > self.deadline:
+            if pings and now - pings[0][0] > self.deadline:
                 raise ListenerStalled("no answer to the listener's PING")
-            wake = min(next_ping, pings[0] + self.deadline) if pings else next_ping
+            wake = min(next_ping, pings[0][0] + self.deadline) if pings else next_ping
             if not connection.can_read(timeout=min(max(wake - now, 0.0), STOP_POLL_SECONDS)):
                 continue
             message = connection.read_response()
@@ -294,18 +336,23 @@ class TrackedCache:
                 payload = message[2]
                 self.invalidate(None if payload is None else [str(text(k)) for k in payload])
             elif kind == "pong" and pings:
-                self.proven_at = pings.popleft()
+                proof = pings.popleft()[1]
+                if proof is not None:
+                    self.proven_at = proof
 
     def _install_client(self, listener_id: int, subscription: int) -> None:
         """A new pool whose every connection tracks for `listener_id`; the old one retires."""
         with self._lock:
             if subscription != self._subscription:
                 return  # that listener was lost before this ran
+        with self._lock:
+            self._pool += 1
+            self._tracking = {}
+            connection_class = _tracking_connection(
+                listener_id, self._pool, self._connection_opened, self._connection_lost
+            )
         pool = redis.asyncio.ConnectionPool.from_url(
-            self.url,
-            connection_class=_tracking_connection(listener_id, self._connection_lost),
-            **self.options,
-            protocol=2,
+            self.url, connection_class=connection_class, **self.options, protocol=2
         )
         client = redis.asyncio.Redis(connection_pool=pool)
         with self._lock:
@@ -329,17 +376,24 @@ class TrackedCache:
             await self._client.aclose()
 
 
-def _tracking_connection(listener_id: int, lost: Callable[[int], None]) -> type:
+def _tracking_connection(
+    listener_id: int,
+    pool: int,
+    opened: Callable[[int, object, int], None],
+    lost: Callable[[int, object], None],
+) -> type:
     class TrackingConnection(redis.asyncio.Connection):
         async def on_connect_check_health(self, check_health: bool = True) -> None:
             await super().on_connect_check_health(check_health)
             await self.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", listener_id, "NOLOOP")
             if text(await self.read_response()) != "OK":
                 raise redis.ConnectionError("CLIENT TRACKING was refused")
+            await self.send_command("CLIENT", "ID")
+            opened(pool, self, int(await self.read_response()))
 
         async def disconnect(self, *args: Any, **kwargs: Any) -> None:
             if self.is_connected:
-                lost(listener_id)
+                lost(pool, self)
             await super().disconnect(*args, **kwargs)
 
     return TrackingConnection

@@ -191,3 +191,17 @@ def test_the_cache_and_websocket_settings_are_validated() -> None:
     ):
         with pytest.raises(ConfigurationError):
             sessions(secret_key=SECRET, **settings)  # type: ignore[arg-type]
+
+
+async def test_a_tracking_connection_closed_by_redis_drops_the_cache(  # type: ignore[no-untyped-def]
+    server, key_prefix, alice
+) -> None:
+    _, client = alice
+    with server.client(decode_responses=True) as admin:
+        tracking = [c["id"] for c in admin.client_list() if "t" in c["flags"]]
+        assert tracking, "the cache reads through tracking connections"
+        for client_id in tracking:  # as Redis's `timeout` does to idle clients
+            admin.client_kill_filter(_id=client_id)
+    plain_worker(server.url, key_prefix).invalidate_user("alice")
+    await asyncio.sleep(MAX_LAG)  # no request used, and so noticed, the closed connections
+    assert (await get(client)).json()["rejected"] == "epoch"
