@@ -109,9 +109,9 @@ async def test_a_write_elsewhere_is_seen_here(workers) -> None:  # type: ignore[
         await client.get("/set?key=n&value=1")
         cookie = client.cookies["session"]
         await client.get("/read")
+        record_key = next(k for k in cache_of(here).entries if ":s:" in k)
         async with browser(there, cookie) as other:
             await other.get("/set?key=n&value=2")
-        record_key = next(k for k in cache_of(here).entries if ":s:" in k)
         await wait_until(lambda: record_key not in cache_of(here).entries)
         assert (await client.get("/read")).json()["data"]["n"] == "2"
 
