@@ -165,6 +165,8 @@ class _WebSocketGuard:
 
     def receiver(self, receive: Any) -> Any:
         async def receive_verified() -> Message:
+            if self._ended is not None:
+                return {"type": "websocket.disconnect", "code": self._ended}
             pending = asyncio.ensure_future(receive())
             try:
                 while True:
@@ -178,7 +180,7 @@ class _WebSocketGuard:
                     self._wake = asyncio.get_running_loop().create_future()
                     timeout = max(self._due - time.monotonic(), 0.0)
                     await asyncio.wait(
-                        (pending, self._wake), timeout=timeout, return_when="FIRST_COMPLETED"
+                        (pending, self._wake), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                     )
                     self._wake = None
             finally:
