@@ -55,6 +55,13 @@ class SessionConfig:
     local_cache: opt-in: keep up to this many session records and epochs in process,
         kept correct by Redis invalidation messages (CLIENT TRACKING), so a repeat read
         costs no round trip. ASGI only; needs redis_url. See the README for the window.
+    local_cache_max_lag: the cache serves a value only while its listener proved, less
+        than this many seconds ago (default 1.0), that it had every invalidation Redis
+        sent; otherwise the cache is dropped and reads go to Redis. The longest an
+        invalidated session can still be served by another worker, partitions included.
+    websocket_recheck: an open WebSocket's session is verified again at most this many
+        seconds apart (default 5.0; at once when the local cache hears of a change to it),
+        and the WebSocket is closed with 1008 when the session has ended.
     encryption_key: encrypt session data at rest (Fernet keys; a list rotates them, the
         first encrypts). Needs the `encryption` extra.
     key_prefix: prefix of every Redis key.
@@ -101,6 +108,8 @@ class SessionConfig:
         max_session_bytes: int = 64 * 1024,
         encryption_key: str | bytes | Sequence[str | bytes] | None = None,
         local_cache: int | None = None,
+        local_cache_max_lag: float = 1.0,
+        websocket_recheck: float = 5.0,
         invalidate_wait_replicas: int = 0,
         invalidate_wait_timeout_ms: int = 1000,
         max_sessions_per_user: int | None = DEFAULT_MAX_SESSIONS_PER_USER,
@@ -180,8 +189,15 @@ class SessionConfig:
                     "local_cache works with a single Redis (no cluster, "
                     "no Sentinel) in this version"
                 )
+            if not 0 < local_cache_max_lag <= 60:
+                raise ConfigurationError("local_cache_max_lag must be in (0, 60] seconds")
             options = self.redis.timeout_options()
-            self.redis = CachingClients(self.redis, redis_url, options, local_cache)
+            self.redis = CachingClients(
+                self.redis, redis_url, options, local_cache, local_cache_max_lag
+            )
+        if not websocket_recheck > 0:
+            raise ConfigurationError("websocket_recheck must be a positive number of seconds")
+        self.websocket_recheck = websocket_recheck
         timing = Timing(
             lifetime=lifetime, idle_timeout=idle_timeout, refresh_interval=refresh_interval
         )

@@ -5,12 +5,28 @@ connection of the pool turns tracking on with REDIRECT to one listener connectio
 is subscribed to ``__redis__:invalidate``. Redis then sends the listener the name of every
 key this process has read, as soon as anyone changes, deletes, expires or evicts it, and
 the entry is dropped. A read is stored only if no invalidation for its keys arrived while
-it was in flight, and only from a connection that tracks for the current listener. When the
-listener connection drops, the whole cache is dropped and nothing is cached until a new
-listener is subscribed and a new pool, tracking for it, has replaced the old one.
+it was in flight, and only from a connection that tracks for the current listener.
 
-What is left is a short window: between `invalidate_user` returning on one worker and the
-invalidation message reaching another worker's listener (measured in the benchmarks).
+The listener runs in a thread of its own, on a sync connection, so a busy event loop does
+not delay an invalidation. It proves it is alive: it sends a PING at least every
+`ping_interval` seconds, and Redis answers it on the same connection after every
+invalidation it had sent before. When the answer comes back, every write Redis finished
+before the PING was sent has been applied here.
+Just before each PING, a second connection asks Redis (CLIENT LIST ID) whether it still has
+every connection of the tracking pool, since Redis stops reporting the keys read by a
+connection it closed (`timeout`, CLIENT KILL); if one is gone, the cache is dropped, the
+pool replaced, and that PING proves nothing; otherwise the proof is the time of that check.
+A cached value is served only while the proof is younger than `max_lag` seconds
+(`local_cache_max_lag`), whether or not the listener thread got to run meanwhile;
+otherwise the whole cache is dropped and the read goes to Redis (a 503 when Redis cannot
+be reached). A PING unanswered for `redis_timeout`, or a lost listener connection, drops
+the cache and reconnects; until a new listener is subscribed and a new pool tracking for
+it is installed, reads and writes go to Redis uncached, so a worker started while Redis is
+down answers 503 within `redis_timeout` instead of waiting for the listener.
+
+What is left is a window: after `invalidate_user` returns on one worker, another worker may
+serve its copy until the invalidation message reaches its listener (about a millisecond),
+and never for longer than `max_lag`, even when the network or Redis stalls.
 """
 
 from __future__ import annotations
@@ -18,11 +34,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+import time
 import weakref
-from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Any
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
+import redis
 import redis.asyncio
 from redis.exceptions import RedisError
 
@@ -34,65 +53,130 @@ logger = logging.getLogger("session_middleware")
 INVALIDATE_CHANNEL = "__redis__:invalidate"
 RETIRED_POOL_GRACE_SECONDS = 5.0
 RECONNECT_DELAY_SECONDS = 0.5
+PING_INTERVAL_SECONDS = 0.5  # at most; shorter when max_lag is under twice this
+PING_DEADLINE_SECONDS = 2.0  # when redis_timeout is None
+STOP_POLL_SECONDS = 0.1  # the listener thread notices aclose() within this
+STOP_JOIN_SECONDS = 3.0
+
+Watcher = Callable[[], None]
+
+
+class ListenerStalled(RedisError):
+    """The listener's PING got no answer within the deadline."""
+
+
+class Read(NamedTuple):
+    """The core's session read, as one tracked command per key."""
+
+    keys: list[str]
+    commands: list[Command]  # HGETALL of the record, GET of the epoch key
+    join: Callable[[list[Any]], Any]  # one value per key -> the read script's reply
+
+
+def session_read(commands: Sequence[Command]) -> Read | None:
+    """The one place that knows what the core's session read looks like: one EVAL of
+    scripts.READ with KEYS = [record, epoch key (optional)], whose reply is [record
+    fields, epoch]. Here its keys are read by plain commands instead, which client-side
+    tracking follows on every Redis version."""
+    if len(commands) != 1 or commands[0][:2] != ("EVAL", READ):
+        return None
+    command = commands[0]
+    keys = [str(key) for key in command[3 : 3 + int(command[2])]]
+    reads: list[Command] = [("HGETALL", keys[0]), *(("GET", key) for key in keys[1:])]
+    return Read(
+        keys, reads, lambda values: [values[0] or [], values[1] if len(values) > 1 else None]
+    )
 
 
 class TrackedCache:
     """A bounded LRU of key → value, emptied by Redis invalidation messages."""
 
-    def __init__(self, url: str, options: dict[str, Any], max_entries: int) -> None:
+    def __init__(
+        self, url: str, options: dict[str, Any], max_entries: int, max_lag: float = 1.0
+    ) -> None:
         self.url = url
         self.options = options
         self.max_entries = max_entries
+        self.max_lag = max_lag
+        self.ping_interval = min(PING_INTERVAL_SECONDS, max_lag / 2)
+        self.deadline = float(options.get("socket_timeout") or PING_DEADLINE_SECONDS)
         self.entries: OrderedDict[str, Any] = OrderedDict()
         self.generation = 0  # bumped each time the listener (re)subscribes or drops
         self.healthy = False
+        self.proven_at = float("-inf")  # monotonic send time of the last PING answered
         self.hits = 0
+        self.distrusted = 0  # whole-cache drops because the proof was too old
         self.listener_id: int | None = None
         self._reading: dict[str, list[int]] = {}  # key -> [readers in flight, invalidated]
+        self._watchers: dict[str, set[Watcher]] = {}
+        self._lock = threading.Lock()  # the listener thread and the event loop share the above
+        self._subscription = 0  # bumped by each drop: a late install of an old listener is void
+        self._pool = 0  # bumped by each install: the number of the current tracking pool
+        self._tracking: dict[int, int] = {}  # its open connections: id(connection) -> client id
         self._client: Any | None = None
-        self._listener: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
 
     # -- the cache ------------------------------------------------------------------
 
     def lookup(self, keys: Sequence[str]) -> list[Any] | None:
         """All values, if every key is cached and the cache is trustworthy now."""
-        if not self.healthy:
-            return None
-        values = []
-        for key in keys:
-            value = self.entries.get(key)
-            if value is None:
+        with self._lock:
+            if not self.healthy:
                 return None
-            self.entries.move_to_end(key)
-            values.append(value)
-        self.hits += 1
-        return values
+            if time.monotonic() - self.proven_at >= self.max_lag:
+                if self.entries:  # in doubt: drop everything, read from Redis
+                    self.distrusted += 1
+                    self._forget(None)
+                return None
+            values = []
+            for key in keys:
+                value = self.entries.get(key)
+                if value is None:
+                    return None
+                self.entries.move_to_end(key)
+                values.append(value)
+            self.hits += 1
+            return values
 
     def begin_read(self, keys: Sequence[str]) -> int:
-        for key in keys:
-            self._reading.setdefault(key, [0, 0])[0] += 1
-        return self.generation
+        with self._lock:
+            for key in keys:
+                self._reading.setdefault(key, [0, 0])[0] += 1
+            return self.generation
 
     def end_read(self, keys: Sequence[str], values: Sequence[Any], generation: int) -> None:
-        fresh = self.healthy and generation == self.generation
-        for key in keys:
-            readers = self._reading[key]
-            fresh = fresh and not readers[1]
-            readers[0] -= 1
-            if readers[0] == 0:
-                del self._reading[key]
-        if not fresh:
-            return
-        for key, value in zip(keys, values, strict=True):
-            if value is not None:
-                self.entries[key] = value
-                self.entries.move_to_end(key)
-        while len(self.entries) > self.max_entries:
-            self.entries.popitem(last=False)
+        with self._lock:
+            fresh = self.healthy and generation == self.generation
+            for key in keys:
+                readers = self._reading[key]
+                fresh = fresh and not readers[1]
+                readers[0] -= 1
+                if readers[0] == 0:
+                    del self._reading[key]
+            if not fresh:
+                return
+            for key, value in zip(keys, values, strict=True):
+                if value is not None:
+                    self.entries[key] = value
+                    self.entries.move_to_end(key)
+            while len(self.entries) > self.max_entries:
+                self.entries.popitem(last=False)
 
     def invalidate(self, keys: Sequence[str] | None) -> None:
-        """Drop the keys (all of them for None, as Redis sends on FLUSHALL)."""
+        """Drop the keys (all of them for None, as Redis sends on FLUSHALL) and tell the
+        watchers of those keys that they changed."""
+        with self._lock:
+            self._forget(keys)
+            if keys is None:
+                watchers = {w for found in self._watchers.values() for w in found}
+            else:
+                watchers = {w for key in keys for w in self._watchers.get(key, ())}
+        for watcher in watchers:
+            watcher()
+
+    def _forget(self, keys: Sequence[str] | None) -> None:
         if keys is None:
             self.entries.clear()
             for readers in self._reading.values():
@@ -104,88 +188,211 @@ class TrackedCache:
             if reading is not None:
                 reading[1] = 1
 
+    def watch(self, keys: Sequence[str], watcher: Watcher) -> Callable[[], None]:
+        """Call `watcher` (from any thread) whenever one of `keys` is invalidated; returns
+        the function that stops watching."""
+        with self._lock:
+            for key in keys:
+                self._watchers.setdefault(key, set()).add(watcher)
+
+        def unwatch() -> None:
+            with self._lock:
+                for key in keys:
+                    found = self._watchers.get(key)
+                    if found is not None:
+                        found.discard(watcher)
+                        if not found:
+                            del self._watchers[key]
+
+        return unwatch
+
     def drop_all(self) -> None:
-        self.healthy = False
-        self.generation += 1
-        self.invalidate(None)
+        with self._lock:
+            self.healthy = False
+            self.generation += 1
+            self._subscription += 1
+            self.proven_at = float("-inf")
+            self._forget(None)
+
+    def _connection_opened(self, pool: int, connection: object, client_id: int) -> None:
+        with self._lock:
+            if pool == self._pool:
+                self._tracking[id(connection)] = client_id
+
+    def _connection_lost(self, pool: int, connection: object) -> None:
+        """A tracking connection closed: Redis no longer reports the keys it read."""
+        with self._lock:
+            if pool == self._pool:
+                self._tracking.pop(id(connection), None)
+                self.generation += 1
+                self._forget(None)
+
+    def _tracking_alive(self, side: Any, listener_id: int) -> bool:
+        """Whether Redis still has every connection of the pool: it stops reporting the keys
+        a connection read once it closed it (`timeout`, CLIENT KILL), which the pool only
+        notices when it next uses that connection. If not, the cache is dropped and the pool
+        replaced."""
+        with self._lock:
+            ids = set(self._tracking.values())
+        if not ids:
+            return True
+        side.send_command("CLIENT", "LIST", "ID", *sorted(ids))
+        listing = str(text(side.read_response()) or "")
+        alive = {
+            int(line[3:].split(" ", 1)[0]) for line in listing.splitlines() if line[:3] == "id="
+        }
+        if ids <= alive:
+            return True
+        logger.warning("session cache: Redis closed a tracking connection: cache dropped")
+        with self._lock:
+            self.generation += 1
+            self._forget(None)
+            self._tracking = {}
+            subscription = self._subscription
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._install_client, listener_id, subscription)
+        return False
 
     # -- the connections ----------------------------------------------------------------
 
-    async def client(self) -> Any:
-        """The current tracking client, once a listener is subscribed for it."""
-        if self._listener is None:
-            self._listener = asyncio.get_running_loop().create_task(self._listen())
-        if self._client is None:
-            await self._ready.wait()
-        assert self._client is not None
-        return self._client
+    def client(self) -> Any | None:
+        """The current tracking client, or None while no listener is subscribed for it
+        (then read from Redis uncached: never wait for the listener)."""
+        if self._thread is None:
+            self._loop = asyncio.get_running_loop()
+            self._thread = threading.Thread(
+                target=self._listen, name="session-cache-listener", daemon=True
+            )
+            self._thread.start()
+        return self._client if self.healthy else None
 
-    async def _listen(self) -> None:
-        while True:
+    def _listen(self) -> None:
+        """The listener thread: subscribe, read, prove; reconnect after any failure."""
+        while not self._stopping():
             try:
-                await self._subscribe_and_read()
+                self._subscribe_and_read()
             except (RedisError, OSError) as error:
-                logger.warning(
-                    "session cache listener lost (%s): cache dropped", type(error).__name__
-                )
+                if not self._stopping():
+                    logger.warning(
+                        "session cache listener lost (%s): cache dropped", type(error).__name__
+                    )
+            except RuntimeError:  # the event loop closed under us
+                self._stop.set()
             self.drop_all()
-            await asyncio.sleep(RECONNECT_DELAY_SECONDS)
+            self._stop.wait(RECONNECT_DELAY_SECONDS)
 
-    async def _subscribe_and_read(self) -> None:
-        pool = redis.asyncio.ConnectionPool.from_url(self.url, **self.options, protocol=2)
-        connection: Any = pool.make_connection()  # type: ignore[no-untyped-call]
+    def _stopping(self) -> bool:
+        return self._stop.is_set() or self._loop is None or self._loop.is_closed()
+
+    def _subscribe_and_read(self) -> None:
+        options = {
+            **self.options,
+            "socket_timeout": self.deadline,
+            "socket_connect_timeout": self.deadline,
+        }
+        pool = redis.ConnectionPool.from_url(self.url, **options, protocol=2)
+        connection: Any = pool.make_connection()  # subscribed: the listener
+        side: Any = pool.make_connection()  # checks that the tracking connections are alive
         try:
-            await connection.connect()
-            await connection.send_command("CLIENT", "ID")
-            listener_id = int(await connection.read_response())
-            await connection.send_command("SUBSCRIBE", INVALIDATE_CHANNEL)
-            await connection.read_response()
-            self._install_client(listener_id)
-            while True:
-                message = await connection.read_response(timeout=float("inf"))
-                if (
-                    isinstance(message, list)
-                    and len(message) == 3
-                    and text(message[0]) == "message"
-                ):
-                    payload = message[2]
-                    keys = None if payload is None else [str(text(k)) for k in payload]
-                    self.invalidate(keys)
+            connection.connect()
+            connection.send_command("CLIENT", "ID")
+            listener_id = int(connection.read_response())
+            connection.send_command("SUBSCRIBE", INVALIDATE_CHANNEL)
+            connection.read_response()
+            with self._lock:
+                subscription = self._subscription
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._install_client, listener_id, subscription)
+            self._read_and_prove(connection, side, listener_id)
         finally:
-            with contextlib.suppress(Exception):
-                await connection.disconnect()
+            for opened in (connection, side):
+                with contextlib.suppress(Exception):
+                    opened.disconnect()
 
-    def _install_client(self, listener_id: int) -> None:
+    def _read_and_prove(self, connection: Any, side: Any, listener_id: int) -> None:
+        # Per PING not answered yet: its send time, and the proof its answer gives (the
+        # time the tracking connections were last seen alive, None if one was not).
+        pings: deque[tuple[float, float | None]] = deque()
+        next_ping = time.monotonic()
+        while not self._stopping():
+            now = time.monotonic()
+            if now >= next_ping:
+                proof = now if self._tracking_alive(side, listener_id) else None
+                connection.send_command("PING")
+                pings.append((time.monotonic(), proof))
+                next_ping = now + self.ping_interval
+            if pings and now - pings[0][0] > self.deadline:
+                raise ListenerStalled("no answer to the listener's PING")
+            wake = min(next_ping, pings[0][0] + self.deadline) if pings else next_ping
+            if not connection.can_read(timeout=min(max(wake - now, 0.0), STOP_POLL_SECONDS)):
+                continue
+            message = connection.read_response()
+            if not isinstance(message, list) or not message:
+                continue
+            kind = text(message[0])
+            if kind == "message" and len(message) == 3:
+                payload = message[2]
+                self.invalidate(None if payload is None else [str(text(k)) for k in payload])
+            elif kind == "pong" and pings:
+                proof = pings.popleft()[1]
+                if proof is not None:
+                    self.proven_at = proof
+
+    def _install_client(self, listener_id: int, subscription: int) -> None:
         """A new pool whose every connection tracks for `listener_id`; the old one retires."""
-        self.listener_id = listener_id
+        with self._lock:
+            if subscription != self._subscription:
+                return  # that listener was lost before this ran
+        with self._lock:
+            self._pool += 1
+            self._tracking = {}
+            connection_class = _tracking_connection(
+                listener_id, self._pool, self._connection_opened, self._connection_lost
+            )
         pool = redis.asyncio.ConnectionPool.from_url(
-            self.url, connection_class=_tracking_connection(listener_id), **self.options, protocol=2
+            self.url, connection_class=connection_class, **self.options, protocol=2
         )
-        old, self._client = self._client, redis.asyncio.Redis(connection_pool=pool)
+        client = redis.asyncio.Redis(connection_pool=pool)
+        with self._lock:
+            if subscription != self._subscription:
+                return
+            old, self._client = self._client, client
+            self.listener_id = listener_id
+            self.generation += 1
+            self.healthy = True
         if old is not None:
             asyncio.get_running_loop().call_later(
                 RETIRED_POOL_GRACE_SECONDS, lambda: asyncio.ensure_future(old.aclose())
             )
-        self.generation += 1
-        self.healthy = True
-        self._ready.set()
 
     async def aclose(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, STOP_JOIN_SECONDS)
+        self.drop_all()
         if self._client is not None:
             await self._client.aclose()
 
 
-def _tracking_connection(listener_id: int) -> type:
+def _tracking_connection(
+    listener_id: int,
+    pool: int,
+    opened: Callable[[int, object, int], None],
+    lost: Callable[[int, object], None],
+) -> type:
     class TrackingConnection(redis.asyncio.Connection):
         async def on_connect_check_health(self, check_health: bool = True) -> None:
             await super().on_connect_check_health(check_health)
             await self.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", listener_id, "NOLOOP")
             if text(await self.read_response()) != "OK":
                 raise redis.ConnectionError("CLIENT TRACKING was refused")
+            await self.send_command("CLIENT", "ID")
+            opened(pool, self, int(await self.read_response()))
+
+        async def disconnect(self, *args: Any, **kwargs: Any) -> None:
+            if self.is_connected:
+                lost(pool, self)
+            await super().disconnect(*args, **kwargs)
 
     return TrackingConnection
 
@@ -193,11 +400,13 @@ def _tracking_connection(listener_id: int) -> type:
 class CachedRedis:
     """The subset of a redis.asyncio client the package uses, served from the cache."""
 
-    def __init__(self, cache: TrackedCache) -> None:
+    def __init__(self, cache: TrackedCache, uncached: Any) -> None:
         self.cache = cache
+        self._uncached = uncached  # RedisClients: used while no listener is subscribed
 
     async def aclose(self) -> None:
         await self.cache.aclose()
+        await self._uncached.aclose()
 
     async def execute_command(self, *args: Any) -> Any:
         (reply,) = await self.run([args])
@@ -205,50 +414,33 @@ class CachedRedis:
 
     async def run(self, commands: Sequence[Command]) -> list[Any]:
         cache = self.cache
-        keys = _read_keys(commands)
-        if keys is not None:
-            cached = cache.lookup(keys)
+        read = session_read(commands)
+        if read is not None:
+            cached = cache.lookup(read.keys)
             if cached is not None:
-                return [_read_reply(cached, len(keys))]
-            client = await cache.client()
-            generation = cache.begin_read(keys)
-            values: list[Any] = []
+                return [read.join(cached)]
+        client = cache.client()
+        if client is None:
+            return await run_async(self._uncached.async_(), commands)
+        if read is not None:
+            generation = cache.begin_read(read.keys)
+            values: list[Any] = [None] * len(read.keys)
             try:
-                # Redis does not track keys read inside a script: read them as commands.
-                values = await run_async(client, [_TRACKED_READS[n](key) for n, key in
-                                                  enumerate(keys)])  # fmt: skip
+                # Each key read by a command of its own, which Redis tracks for certain.
+                replies = await run_async(client, read.commands)
+                values = [reply or None for reply in replies]  # an empty hash: not cached
             finally:
-                cache.end_read(keys, [v or None for v in values] or [None] * len(keys), generation)
-            return [_read_reply(values, len(keys))]
+                cache.end_read(read.keys, values, generation)
+            return [read.join(values)]
         written = [key for command in commands for key in _written_keys(command)]
         cache.invalidate(written)
         try:
-            return await self._write(commands)
+            return await run_async(client, commands)
         finally:
             # Tracking is NOLOOP: Redis does not tell a connection about its own writes.
             # A read of these keys that ran on the writing connection just before the
             # write may have been stored meanwhile: drop it now that the write is done.
             cache.invalidate(written)
-
-    async def _write(self, commands: Sequence[Command]) -> list[Any]:
-        return await run_async(await self.cache.client(), commands)
-
-
-# The session read (scripts.READ) reads a record (a hash) and, if given, an epoch key.
-_TRACKED_READS = (lambda key: ("HGETALL", key), lambda key: ("GET", key))
-
-
-def _read_keys(commands: Sequence[Command]) -> list[str] | None:
-    """The keys of the session read, when `commands` is one; else None."""
-    if len(commands) != 1 or commands[0][:2] != ("EVAL", READ):
-        return None
-    command = commands[0]
-    return [str(key) for key in command[3 : 3 + int(command[2])]]
-
-
-def _read_reply(values: Sequence[Any], count: int) -> list[Any]:
-    """The session read's reply from the values of its keys."""
-    return [values[0] or [], values[1] if count > 1 else None]
 
 
 def _written_keys(command: Command) -> list[str]:
@@ -264,11 +456,19 @@ def _written_keys(command: Command) -> list[str]:
 class CachingClients:
     """RedisClients whose async face reads through a TrackedCache (one per event loop)."""
 
-    def __init__(self, inner: Any, url: str, options: dict[str, Any], max_entries: int) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        url: str,
+        options: dict[str, Any],
+        max_entries: int,
+        max_lag: float = 1.0,
+    ) -> None:
         self.inner = inner
         self.url = url
         self._options = options
         self._max_entries = max_entries
+        self._max_lag = max_lag
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CachedRedis] = (
             weakref.WeakKeyDictionary()
         )
@@ -294,6 +494,6 @@ class CachingClients:
         loop = asyncio.get_running_loop()
         client = self._by_loop.get(loop)
         if client is None:
-            cache = TrackedCache(self.url, self._options, self._max_entries)
-            client = self._by_loop[loop] = CachedRedis(cache)
+            cache = TrackedCache(self.url, self._options, self._max_entries, self._max_lag)
+            client = self._by_loop[loop] = CachedRedis(cache, self.inner)
         return client

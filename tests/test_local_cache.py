@@ -45,9 +45,19 @@ async def wait_until(condition, seconds: float = 5.0) -> float:  # type: ignore[
     return time.perf_counter() - start
 
 
+async def ready(config: SessionConfig) -> TrackedCache:
+    """The worker's cache once its listener is subscribed and has proven itself alive."""
+    cache = cache_of(config)
+    cache.client()
+    await wait_until(lambda: cache.healthy and time.monotonic() - cache.proven_at < cache.max_lag)
+    return cache
+
+
 @pytest.fixture
 async def workers(key_prefix: str) -> AsyncIterator[tuple[SessionConfig, SessionConfig]]:
     first, second = worker(key_prefix), worker(key_prefix)
+    for config in (first, second):
+        await ready(config)
     yield first, second
     for config in (first, second):
         await cache_of(config).aclose()
@@ -98,9 +108,9 @@ async def test_a_write_elsewhere_is_seen_here(workers) -> None:  # type: ignore[
         await client.get("/set?key=n&value=1")
         cookie = client.cookies["session"]
         await client.get("/read")
+        record_key = next(k for k in cache_of(here).entries if ":s:" in k)
         async with browser(there, cookie) as other:
             await other.get("/set?key=n&value=2")
-        record_key = next(k for k in cache_of(here).entries if ":s:" in k)
         await wait_until(lambda: record_key not in cache_of(here).entries)
         assert (await client.get("/read")).json()["data"]["n"] == "2"
 
@@ -120,7 +130,7 @@ async def test_losing_the_listener_drops_the_cache_until_it_is_back(workers) -> 
         assert cache.listener_id != old_listener
         assert (await client.get("/read")).json()["user"] == "alice"
         await client.get("/read")
-        tracking = await (await cache.client()).execute_command("CLIENT", "TRACKINGINFO")
+        tracking = await cache.client().execute_command("CLIENT", "TRACKINGINFO")
         assert tracking[3] == cache.listener_id
 
 
