@@ -10,6 +10,8 @@ from .epochs import EpochProvider, RedisEpochs
 from .session import Session
 from .users import SessionInfo
 
+__version__ = "0.1.0"  # the one place: pyproject.toml reads it (hatch dynamic version)
+
 if TYPE_CHECKING:
     from .epochs.sql import SQLEpochs
 
