@@ -307,3 +307,15 @@ def test_check_accepts_noeviction_with_a_memory_limit(private_redis: RedisServer
         private_redis, appendonly="yes", maxmemory="100mb", maxmemory_policy="noeviction"
     )
     assert report["problems"] == [] and report["warnings"] == []
+
+
+def test_check_says_what_it_could_not_check_without_config() -> None:
+    group, server = standalone(["--rename-command", "CONFIG", ""])  # as on managed Redis
+    try:
+        result = run(SCRIPT, "--redis-url", server.url, "--json", "check")
+    finally:
+        group.stop()
+    report = json.loads(result.stdout)
+    assert result.returncode == 0 and report["problems"] == []
+    (warning,) = report["warnings"]
+    assert "persistence and the eviction policy were not checked" in warning
