@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, quote
 
 from demo import pages
 from demo.accounts import Accounts
-from demo.environment import session_settings
+from demo.environment import SESSION_COOKIE, session_settings
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -51,14 +51,14 @@ def create_app(config: SessionConfig, accounts: Accounts) -> Any:
     async def home(request: Request) -> Response:
         session = get_session(request)  # the same object as request.session
         if session.user_id is None:
-            rejected = request.scope.get("session_rejected") == "epoch"
-            return HTMLResponse(
-                pages.login_page(notice=pages.REJECTED_NOTICE if rejected else None)
+            notice = pages.signed_out_notice(
+                request.scope.get("session_rejected"), SESSION_COOKIE in request.cookies
             )
+            return HTMLResponse(pages.login_page(notice=notice))
         session["views"] = session.get("views", 0) + 1
         notice = session.pop("flash", None)
-        link = '<p><a href="/sessions">Where you\'re signed in</a></p>'
-        page = pages.profile_page(str(session.user_id), session, notice=notice, sessions_link=link)
+        devices = await config.alist_sessions(session.user_id)
+        page = pages.profile_page(session, devices, notice=notice)
         return HTMLResponse(page)
 
     @api.get("/sessions")
@@ -70,7 +70,7 @@ def create_app(config: SessionConfig, accounts: Accounts) -> Any:
     async def revoke(request: Request, user_id: CurrentUserId) -> Response:
         handle = (await form_fields(request)).get("handle", "")
         await config.arevoke_session(user_id, handle)  # False for a handle not theirs
-        return RedirectResponse("/sessions", status_code=303)
+        return see_home()
 
     @api.get("/api/me")
     async def me(session: CurrentSession, user_id: CurrentUserId) -> dict[str, Any]:
@@ -95,7 +95,7 @@ def create_app(config: SessionConfig, accounts: Accounts) -> Any:
         session = get_session(request)
         if session.user_id is not None:
             session.logout_others()
-            session["flash"] = "Your other devices have been signed out."
+            session["flash"] = pages.OTHERS_SIGNED_OUT
         return see_home()
 
     @api.post("/logout")

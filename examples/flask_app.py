@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from demo import pages
 from demo.accounts import Accounts
-from demo.environment import session_settings
+from demo.environment import SESSION_COOKIE, session_settings
 from flask import Flask, redirect, request
 from werkzeug.wrappers import Response
 
@@ -32,11 +32,21 @@ def create_app(config: SessionConfig, accounts: Accounts) -> Flask:
     def home() -> str:
         session = get_session(request)
         if session.user_id is None:
-            rejected = request.environ.get(REJECTED) == "epoch"
-            return pages.login_page(notice=pages.REJECTED_NOTICE if rejected else None)
+            notice = pages.signed_out_notice(
+                request.environ.get(REJECTED), SESSION_COOKIE in request.cookies
+            )
+            return pages.login_page(notice=notice)
         session["views"] = session.get("views", 0) + 1
         notice = session.pop("flash", None)
-        return pages.profile_page(str(session.user_id), session, notice=notice)
+        devices = config.list_sessions(session.user_id)
+        return pages.profile_page(session, devices, notice=notice)
+
+    @app.post("/sessions/revoke")
+    def revoke() -> Response:
+        session = get_session(request)
+        if session.user_id is not None:  # False for a handle that is not theirs
+            config.revoke_session(session.user_id, request.form.get("handle", ""))
+        return see_home()
 
     @app.post("/login")
     def login() -> Response | tuple[str, int]:
@@ -55,7 +65,7 @@ def create_app(config: SessionConfig, accounts: Accounts) -> Flask:
         session = get_session(request)
         if session.user_id is not None:
             session.logout_others()
-            session["flash"] = "Your other devices have been signed out."
+            session["flash"] = pages.OTHERS_SIGNED_OUT
         return see_home()
 
     @app.post("/logout")

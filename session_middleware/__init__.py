@@ -21,6 +21,8 @@ from .errors import (
 from .session import Session
 from .users import SessionInfo
 
+__version__ = "0.1.0"  # the one place: pyproject.toml reads it (hatch dynamic version)
+
 if TYPE_CHECKING:
     from .epochs.sql import SQLEpochs
 

@@ -2,7 +2,13 @@
 
 Without --config the command line assumes epochs in Redis (RedisEpochs on the session
 Redis). A deployment with epochs elsewhere (SQLEpochs) must pass --config, so that an
-invalidation bumps the epoch where it really lives.
+invalidation bumps the epoch where it really lives. --config imports from the current
+directory, as uvicorn and flask do.
+
+The secret key, first found wins: --secret-key-file FILE (one key a line, the signing key
+first), --secret-key KEY (visible to other local users in `ps`: a warning says so), then
+the environment's SESSION_SECRET_KEY, then SECRET_KEY. No message shows a password from a
+Redis URL or a secret key.
 
 Exit codes: 0 done; 1 nothing to do (an unknown handle for `revoke`) or `check` found a
 problem; 2 bad usage or configuration; 3 Redis did not answer.
@@ -15,32 +21,81 @@ import asyncio
 import importlib
 import json
 import os
+import re
 import statistics
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
+from .cli_check import inspect_server
 from .clients import UNAVAILABLE
 from .config import SessionConfig
 from .errors import ConfigurationError
 from .users import SessionInfo
 
 OK, NOTHING, USAGE, UNREACHABLE = 0, 1, 2, 3
-MIN_REDIS_VERSION = (6, 2)
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+SECRET_ENVIRONMENT = ("SESSION_SECRET_KEY", "SECRET_KEY")  # in this order
+MASK = "***"
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/\s]*):[^@/\s]*@", re.I)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.redis_url_given = args.redis_url is not None
+    args.redis_url = args.redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    hidden = _secrets_of(args)
     try:
+        _warn_about_visible_secrets(args)
         config = _config(args)
         return int(args.run(config, args))
-    except ConfigurationError as error:
-        print(f"session-middleware: {error}", file=sys.stderr)
+    except (ConfigurationError, ValueError, TypeError) as error:
+        _error(str(error), hidden)
         return USAGE
     except UNAVAILABLE as error:
-        print(f"session-middleware: Redis did not answer: {error}", file=sys.stderr)
+        _error(f"Redis did not answer: {error}", hidden)
         return UNREACHABLE
+
+
+def mask(text: str, hidden: Sequence[str] = ()) -> str:
+    """`text` with the password of every URL in it, and each of `hidden`, shown as ***."""
+    text = _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+    for secret in sorted(set(hidden), key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def _error(message: str, hidden: Sequence[str]) -> None:
+    print(f"session-middleware: {mask(message, hidden)}", file=sys.stderr)
+
+
+def _secrets_of(args: argparse.Namespace) -> list[str]:
+    """What must never be printed: the secret keys given and the Redis URL's password."""
+    hidden = [*(args.secret_key or []), *(os.environ.get(n, "") for n in SECRET_ENVIRONMENT)]
+    match = re.search(r"://[^:@/\s]*:([^@/\s]+)@", args.redis_url)
+    if match:
+        hidden += [match.group(1), unquote(match.group(1))]
+    return [secret for secret in hidden if len(secret) >= 4]
+
+
+def _warn_about_visible_secrets(args: argparse.Namespace) -> None:
+    visible = "is visible to every local user (ps, /proc) and kept in the shell's history"
+    if args.secret_key:
+        print(
+            f"session-middleware: warning: --secret-key {visible}; use --secret-key-file "
+            "or SESSION_SECRET_KEY instead",
+            file=sys.stderr,
+        )
+    if args.redis_url_given and _CREDENTIALS.search(args.redis_url):
+        print(
+            f"session-middleware: warning: the password in --redis-url {visible}; "
+            "use REDIS_URL instead",
+            file=sys.stderr,
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,17 +109,22 @@ def _parser() -> argparse.ArgumentParser:
         help="import the app's SessionConfig (e.g. myapp.main:config); "
         "then the options below are not needed",
     )
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"), help="env REDIS_URL")
+    parser.add_argument("--redis-url", help="env REDIS_URL (default redis://127.0.0.1:6379/0)")
     parser.add_argument(
         "--key-prefix",
         default=os.environ.get("SESSION_KEY_PREFIX", "sm:"),
         help="env SESSION_KEY_PREFIX (default sm:)",
     )
     parser.add_argument(
+        "--secret-key-file",
+        metavar="FILE",
+        help="a file holding the app's secret key (one a line while keys rotate)",
+    )
+    parser.add_argument(
         "--secret-key",
         action="append",
-        help="the app's secret key, to find a user's keys (repeat for rotated keys; "
-        "env SESSION_SECRET_KEY)",
+        help="the app's secret key, to find a user's keys (repeat for rotated keys); "
+        "visible in ps: prefer --secret-key-file, or env SESSION_SECRET_KEY or SECRET_KEY",
     )
     parser.add_argument("--int-ids", action="store_true", help="user ids are integers")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -91,28 +151,53 @@ def _parser() -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace) -> SessionConfig:
     if args.config:
-        module_name, _, attribute = args.config.partition(":")
-        try:
-            config = getattr(importlib.import_module(module_name), attribute or "config")
-        except (ImportError, AttributeError) as error:
-            raise ConfigurationError(f"cannot import {args.config}: {error}") from None
-        if not isinstance(config, SessionConfig):
-            raise ConfigurationError(f"{args.config} is not a SessionConfig")
-        return config
-    secrets = args.secret_key or [os.environ.get("SESSION_SECRET_KEY", "")]
-    if not any(secrets):
+        return _import_config(args.config)
+    secrets = _secret_keys(args)
+    if not secrets:
         if args.run is not _check:
             raise ConfigurationError(
-                "give the app's secret key (--secret-key or SESSION_SECRET_KEY): "
-                "a user's keys are derived from it"
+                "give the app's secret key (--secret-key-file, SESSION_SECRET_KEY or "
+                "SECRET_KEY): a user's keys are derived from it"
             )
         secrets = ["x" * 64]  # check reads no user's keys
     return SessionConfig(
         secret_key=secrets,
-        redis_url=args.redis_url or "redis://127.0.0.1:6379/0",
+        redis_url=args.redis_url,
         key_prefix=args.key_prefix,
         redis_timeout=3.0,
     )
+
+
+def _import_config(reference: str) -> SessionConfig:
+    """`module:name` imported as uvicorn and flask do: the current directory comes first."""
+    module_name, _, attribute = reference.partition(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        config = getattr(importlib.import_module(module_name), attribute or "config")
+    except (ImportError, AttributeError) as error:
+        raise ConfigurationError(f"cannot import {reference}: {error}") from None
+    if not isinstance(config, SessionConfig):
+        raise ConfigurationError(f"{reference} is not a SessionConfig")
+    return config
+
+
+def _secret_keys(args: argparse.Namespace) -> list[str]:
+    if args.secret_key_file:
+        try:
+            text = Path(args.secret_key_file).read_text()
+        except OSError as error:
+            raise ConfigurationError(f"--secret-key-file: {error.strerror}") from None
+        keys = [line.strip() for line in text.splitlines() if line.strip()]
+        if not keys:
+            raise ConfigurationError(f"--secret-key-file: {args.secret_key_file} is empty")
+        return keys
+    if args.secret_key:
+        return list(args.secret_key)
+    for name in SECRET_ENVIRONMENT:
+        if os.environ.get(name):
+            return [os.environ[name]]
+    return []
 
 
 def _user(args: argparse.Namespace) -> str | int:
@@ -126,9 +211,13 @@ def _user(args: argparse.Namespace) -> str | int:
 
 def _operate(config: SessionConfig, name: str, *args: Any, **kwargs: Any) -> Any:
     """Call a user operation, through its async twin when the epochs need an async engine."""
-    if getattr(config.epochs, "is_async", False) or not config.redis.can_sync:
-        return asyncio.run(getattr(config, "a" + name)(*args, **kwargs))
-    return getattr(config, name)(*args, **kwargs)
+    try:
+        if getattr(config.epochs, "is_async", False) or not config.redis.can_sync:
+            return asyncio.run(getattr(config, "a" + name)(*args, **kwargs))
+        return getattr(config, name)(*args, **kwargs)
+    except TypeError as error:  # a user id of the wrong type for the epoch store
+        hint = "pass --int-ids" if isinstance(args[0], str) else "leave out --int-ids"
+        raise ConfigurationError(f"{error} ({hint})") from None
 
 
 def _sessions(config: SessionConfig, args: argparse.Namespace) -> int:
@@ -169,7 +258,8 @@ def _check(config: SessionConfig, args: argparse.Namespace) -> int:
         kind = config.keys.kind(name)
         if kind is not None:
             counts[plurals[kind]] += 1
-    problems = _problems(client, version)
+    findings = inspect_server(client, version)
+    problems = findings.problems
     report = {
         "redis_version": version,
         "redis_mode": info.get("redis_mode"),
@@ -177,6 +267,7 @@ def _check(config: SessionConfig, args: argparse.Namespace) -> int:
         "key_prefix": config.keys.prefix,
         "keys": counts,
         "problems": problems,
+        "warnings": findings.warnings,
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -185,38 +276,11 @@ def _check(config: SessionConfig, args: argparse.Namespace) -> int:
         print(f"under {config.keys.prefix!r}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
         for problem in problems:
             print(f"problem: {problem}")
+        for warning in findings.warnings:
+            print(f"warning: {warning}")
         if not problems:
             print("no problems found")
     return NOTHING if problems else OK
-
-
-def _problems(client: Any, version: str) -> list[str]:
-    problems = []
-    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-    if parts < MIN_REDIS_VERSION:
-        problems.append(
-            f"Redis {version} is too old: 6.2 or newer is needed (SET PXAT, ZRANGE BYSCORE)"
-        )
-    try:
-        config = client.config_get("maxmemory*")
-        config.update(client.config_get("protected-mode"))
-        config.update(client.config_get("requirepass"))
-        config.update(client.config_get("bind"))
-    except UNAVAILABLE:
-        return problems  # CONFIG is often disabled on managed Redis: nothing more to learn
-    policy = config.get("maxmemory-policy", "noeviction")
-    if config.get("maxmemory", "0") != "0" and policy != "noeviction":
-        problems.append(
-            f"maxmemory-policy is {policy}: under memory pressure Redis evicts sessions "
-            "(users logged out) and epochs (their sessions rejected); prefer noeviction"
-        )
-    loopback = all(
-        host.lstrip("-") in ("127.0.0.1", "::1", "localhost")
-        for host in config.get("bind", "").split()
-    )
-    if not config.get("requirepass") and not loopback and config.get("protected-mode") == "no":
-        problems.append("Redis accepts connections beyond loopback with no password")
-    return problems
 
 
 def _table(listed: list[SessionInfo]) -> str:

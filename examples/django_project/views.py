@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from demo import pages
 from demo.accounts import Accounts
+from demo.environment import SESSION_COOKIE
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.middleware.csrf import get_token
 
@@ -33,15 +34,23 @@ def see_home() -> HttpResponse:
 async def home(request: HttpRequest) -> HttpResponse:
     session = get_session(request)
     if session.user_id is None:
-        rejected = request.scope.get("session_rejected") == "epoch"
-        notice = pages.REJECTED_NOTICE if rejected else None
+        rejected = request.scope.get("session_rejected")  # request.META under WSGI
+        notice = pages.signed_out_notice(rejected, SESSION_COOKIE in request.COOKIES)
         return HttpResponse(pages.login_page(notice=notice, form_extra=csrf_field(request)))
     session["views"] = session.get("views", 0) + 1
     notice = session.pop("flash", None)
-    page = pages.profile_page(
-        str(session.user_id), session, notice=notice, form_extra=csrf_field(request)
-    )
+    devices = await config.alist_sessions(session.user_id)
+    page = pages.profile_page(session, devices, notice=notice, form_extra=csrf_field(request))
     return HttpResponse(page)
+
+
+async def revoke(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    session = get_session(request)
+    if session.user_id is not None:  # False for a handle that is not theirs
+        await config.arevoke_session(session.user_id, request.POST.get("handle", ""))
+    return see_home()
 
 
 async def login(request: HttpRequest) -> HttpResponse:
@@ -67,7 +76,7 @@ async def logout_others(request: HttpRequest) -> HttpResponse:
     session = get_session(request)
     if session.user_id is not None:
         session.logout_others()
-        session["flash"] = "Your other devices have been signed out."
+        session["flash"] = pages.OTHERS_SIGNED_OUT
     return see_home()
 
 
