@@ -18,6 +18,7 @@ from .errors import (
     StoreUnavailable,
     UnknownUser,
 )
+from .events import SessionEvent
 from .session import Session
 from .users import SessionInfo
 
@@ -38,6 +39,7 @@ __all__ = [
     "Session",
     "SessionConfig",
     "SessionError",
+    "SessionEvent",
     "SessionInfo",
     "SessionMiddleware",
     "SessionTooLarge",

@@ -18,6 +18,7 @@ from .encryption import fernet_cipher
 from .epochs.base import EpochContext, EpochProvider, Interface
 from .epochs.redis import RedisEpochs
 from .errors import ConfigurationError, InvalidationUncertain, StoreUnavailable
+from .events import Listener, Listeners, SessionEvent
 from .keys import KeySpace, UserId
 from .local_cache import CachingClients
 from .users import SessionInfo, UserSessions
@@ -59,6 +60,9 @@ class SessionConfig:
         than this many seconds ago (default 1.0), that it had every invalidation Redis
         sent; otherwise the cache is dropped and reads go to Redis. The longest an
         invalidated session can still be served by another worker, partitions included.
+    on_event: called with a SessionEvent for every login, rotation, logout, log-out-others,
+        rejected session (and why), invalidation, revocation and session ended by
+        max_sessions_per_user, for audit logs and metrics; more with `config.listeners.add`.
     websocket_recheck: an open WebSocket's session is verified again at most this many
         seconds apart (default 5.0; at once when the local cache hears of a change to it),
         and the WebSocket is closed with 1008 when the session has ended.
@@ -110,6 +114,7 @@ class SessionConfig:
         local_cache: int | None = None,
         local_cache_max_lag: float = 1.0,
         websocket_recheck: float = 5.0,
+        on_event: Listener | None = None,
         invalidate_wait_replicas: int = 0,
         invalidate_wait_timeout_ms: int = 1000,
         max_sessions_per_user: int | None = DEFAULT_MAX_SESSIONS_PER_USER,
@@ -198,6 +203,9 @@ class SessionConfig:
         if not websocket_recheck > 0:
             raise ConfigurationError("websocket_recheck must be a positive number of seconds")
         self.websocket_recheck = websocket_recheck
+        self.listeners = Listeners()
+        if on_event is not None:
+            self.listeners.add(on_event)
         timing = Timing(
             lifetime=lifetime, idle_timeout=idle_timeout, refresh_interval=refresh_interval
         )
@@ -277,6 +285,7 @@ class SessionConfig:
             raise InvalidationUncertain("invalidate_user") from error
         except REDIS_ERRORS as error:
             raise StoreUnavailable(f"invalidate_user failed: {type(error).__name__}") from error
+        self.listeners.emit((SessionEvent("invalidate", user_id),))
 
     async def ainvalidate_user(self, user_id: UserId, *, delete: bool = False) -> None:
         """The async twin of invalidate_user (raises InvalidationUncertain alike)."""
@@ -288,6 +297,7 @@ class SessionConfig:
             raise InvalidationUncertain("ainvalidate_user") from error
         except REDIS_ERRORS as error:
             raise StoreUnavailable(f"ainvalidate_user failed: {type(error).__name__}") from error
+        self.listeners.emit((SessionEvent("invalidate", user_id),))
 
     def list_sessions(self, user_id: UserId) -> list[SessionInfo]:
         """The user's active sessions, most recently seen first."""
@@ -302,11 +312,15 @@ class SessionConfig:
     def revoke_session(self, user_id: UserId, handle: str) -> bool:
         """End the user's session `handle` now; False if no such session of theirs."""
         revoked: bool = self.run_sync(self._users.revoke(user_id, handle))
+        if revoked:
+            self.listeners.emit((SessionEvent("revoke", user_id, handle),))
         return revoked
 
     async def arevoke_session(self, user_id: UserId, handle: str) -> bool:
         """The async twin of revoke_session."""
         revoked: bool = await self.run_async(self._users.revoke(user_id, handle))
+        if revoked:
+            self.listeners.emit((SessionEvent("revoke", user_id, handle),))
         return revoked
 
     # -- resources --------------------------------------------------------------------
@@ -327,10 +341,10 @@ class SessionConfig:
     # -- running the core ---------------------------------------------------------------
 
     def run_sync(self, step: Any) -> Any:
-        return drive_sync(step, self.redis, self.epochs)
+        return drive_sync(step, self.redis, self.epochs, self.listeners)
 
     async def run_async(self, step: Any) -> Any:
-        return await drive_async(step, self.redis, self.epochs)
+        return await drive_async(step, self.redis, self.epochs, self.listeners)
 
 
 class ConfiguredMiddleware:

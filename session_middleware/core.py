@@ -23,11 +23,12 @@ from .commands import Command, text
 from .cookies import CookieCodec, CookieRef, CookieUpdate
 from .epochs.base import EpochProvider, new_epoch
 from .errors import CorruptRecord, SessionTooLarge, StoreUnavailable
+from .events import SessionEvent
 from .keys import KeySpace, new_anonymous_tag, new_session_id, session_handle, user_id_text
 from .records import Cipher, FieldCodec, Record, RecordReader, flat_fields, refreshed_field
 from .scripts import EPOCH_MOVED, EPOCH_UNKNOWN, GONE, TOO_LARGE
 from .session import Session
-from .steps import ProviderIO, RedisIO, Step
+from .steps import Emit, ProviderIO, RedisIO, Step
 from .writes import EpochGuard, Guard, LoginMode, Timing, Writes
 
 logger = logging.getLogger("session_middleware")
@@ -54,6 +55,7 @@ class Opened:
     own_epoch: str | None = None
     # Store the session even while it is empty (Django's save() and create() do).
     store_empty: bool = False
+    events: list[SessionEvent] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,7 @@ class Committed:
     interrupted: Interrupted | None = None
     # 'epoch' when the request's own login or rotation was refused: it ends logged out.
     rejected: str | None = None
+    events: tuple[SessionEvent, ...] = ()
 
 
 class Core:
@@ -97,6 +100,15 @@ class Core:
     def open(
         self, cookie_header: str | None, now: float, client_info: ClientInfo | None = None
     ) -> Step[Opened]:
+        """The request's session; a refused one is reported as a "rejected" event."""
+        opened = yield from self._open(cookie_header, now, client_info)
+        if opened.events:
+            yield Emit(tuple(opened.events))
+        return opened
+
+    def _open(
+        self, cookie_header: str | None, now: float, client_info: ClientInfo | None
+    ) -> Step[Opened]:
         ref = self.codec.find(cookie_header)
         if ref is None:
             return Opened(self._session(), client_info=client_info)
@@ -106,25 +118,30 @@ class Core:
         stale = Opened(self._session(), ref=ref, cookie_is_stale=True, client_info=client_info)
         if not fields:
             return stale
+        handle = session_handle(ref.session_id)
         try:
             record = self.records.read(flat_fields(fields))
         except CorruptRecord as error:
             self._drop(stale, f"a session record that is not ours ({error})")
+            stale.events.append(SessionEvent("rejected", None, handle, "corrupt"))
             return stale
         if record.user_id is not None and ref.tag not in self.keys.user_tags(record.user_id):
             self._drop(stale, "a session record under another user's tag")
+            stale.events.append(SessionEvent("rejected", None, handle, "corrupt"))
             return stale
         if self.timing.expired(record, now):
             stale.cleanup = self.writes.forget(ref, listed=record.user_id is not None)
+            stale.events.append(SessionEvent("rejected", record.user_id, handle, "expired"))
             return stale
         if record.user_id is not None:
             epoch = yield from self.current_epoch(record.user_id, ref.tag, cached)
             if not same_epoch(epoch, record.epoch):
                 stale.rejected = "epoch"
                 stale.cleanup = self.writes.forget(ref, listed=True)
+                stale.events.append(SessionEvent("rejected", record.user_id, handle, "epoch"))
                 return stale
         session = self._session(record.data, record.user_id)
-        session.handle = session_handle(ref.session_id)
+        session.handle = handle
         return Opened(session, ref=ref, record=record, client_info=client_info)
 
     def current_epoch(self, user_id: Any, tag: str, cached: Any) -> Step[str | None]:
@@ -164,6 +181,13 @@ class Core:
         return Committed(None, None, session.accessed)
 
     def commit(self, opened: Opened, now: float) -> Step[Committed]:
+        """Carry out what the handler did (see _commit), then report its events."""
+        committed = yield from self._commit(opened, now)
+        if committed.events:
+            yield Emit(committed.events)
+        return committed
+
+    def _commit(self, opened: Opened, now: float) -> Step[Committed]:
         """Carry out what the handler did, in one round trip (a second one only while
         signing keys rotate, or to look up an epoch the cache no longer holds)."""
         settled = self.settled(opened, now)
@@ -186,7 +210,10 @@ class Core:
             elif record is not None or opened.cookie_is_stale:
                 cookie = self.codec.cleared()
             yield RedisIO(tuple(commands))
-            return self._committed(cookie, depends)
+            events: tuple[SessionEvent, ...] = ()
+            if session.ended and record is not None and record.user_id is not None:
+                events = (SessionEvent("logout", record.user_id, self._handle(opened)),)
+            return self._committed(cookie, depends, events=events)
         if session.user_id is None and not len(session):
             yield RedisIO(tuple(commands + self.writes.forget(ref, listed=False)))
             return self._committed(self.codec.cleared(), depends)
@@ -195,7 +222,12 @@ class Core:
             # The same id again, as Starlette sends its cookie on every change: the
             # browser's copy is refreshed along with the session.
             cookie = self.codec.issue(ref, self._cookie_age(record, now))
-        return self._committed(cookie, depends, interrupted)
+        events = ()
+        if interrupted == "epoch":
+            events = (SessionEvent("rejected", record.user_id, self._handle(opened), "epoch"),)
+        elif interrupted is None and session.logout_others_requested:
+            events = (SessionEvent("logout_others", record.user_id, self._handle(opened)),)
+        return self._committed(cookie, depends, interrupted, events=events)
 
     def _write(self, opened: Opened, now: float, commands: list[Command]) -> Step[str | None]:
         """Apply the request's changes (and a log-out-others) to the stored record."""
@@ -283,7 +315,7 @@ class Core:
             record_exists = ("EXISTS", self.keys.session_key(old.tag, old.session_id))
             held, exists = yield RedisIO((check, record_exists))
             if not same_epoch(text(held), carried) or not exists:
-                return (yield from self._refuse(commands, depends))
+                return (yield from self._refuse(commands, depends, opened))
         if self.provider.login_mode() == "ensure":
             fresh = new_epoch()
             if replaced is None:
@@ -306,7 +338,7 @@ class Core:
                 if not same_epoch(epoch, carried):
                     epoch = None
         if epoch is None:
-            return (yield from self._refuse(commands, depends))
+            return (yield from self._refuse(commands, depends, opened))
         new_record = self._new_record(session, now, user_id)
         if self.track_devices and opened.client_info is not None:
             user_agent, ip = opened.client_info()
@@ -323,10 +355,16 @@ class Core:
         )
         replies = yield RedisIO((*commands, login))
         if replies[-1] is None:
-            return self._committed(self.codec.cleared(), depends, "epoch", "epoch")
+            return (yield from self._refuse([], depends, opened))
         if others:
             yield RedisIO(tuple(others))
-        return self._committed(self.codec.issue(ref, self.timing.lifetime), depends)
+        handle = session_handle(ref.session_id)
+        ended = [text(item) for item in list(replies[-1])[1:]]
+        events = [SessionEvent("rotation" if rotating else "login", user_id, handle)]
+        events += [SessionEvent("evicted", user_id, item) for item in ended if item]
+        return self._committed(
+            self.codec.issue(ref, self.timing.lifetime), depends, events=tuple(events)
+        )
 
     def _committed(
         self,
@@ -334,18 +372,28 @@ class Core:
         depends: bool,
         interrupted: Interrupted | None = None,
         rejected: str | None = None,
+        events: tuple[SessionEvent, ...] = (),
     ) -> Committed:
         header = None if cookie is None else self.codec.render(cookie)
-        return Committed(cookie, header, depends or cookie is not None, interrupted, rejected)
+        depends = depends or cookie is not None
+        return Committed(cookie, header, depends, interrupted, rejected, events)
+
+    @staticmethod
+    def _handle(opened: Opened) -> str | None:
+        return None if opened.ref is None else session_handle(opened.ref.session_id)
 
     def _cookie_age(self, record: Record, now: float) -> int:
         """Seconds the session has left on the server, for the cookie's Max-Age."""
         return max(0, int(record.expires - now))
 
-    def _refuse(self, commands: list[Command], depends: bool) -> Step[Committed]:
+    def _refuse(self, commands: list[Command], depends: bool, opened: Opened) -> Step[Committed]:
+        """A rotation or a log-out-others refused: the user's epoch moved (or the session
+        was ended) while the request was in flight."""
         if commands:
             yield RedisIO(tuple(commands))
-        return self._committed(self.codec.cleared(), depends, "epoch", "epoch")
+        user_id = None if opened.record is None else opened.record.user_id
+        event = SessionEvent("rejected", user_id, self._handle(opened), "epoch")
+        return self._committed(self.codec.cleared(), depends, "epoch", "epoch", (event,))
 
     def _other_tags(self, commands: list[Command] | None, ref: CookieRef) -> list[Command]:
         """A bump's writes under the user's other tags (older signing keys), not `ref`'s."""

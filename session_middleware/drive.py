@@ -8,59 +8,71 @@ from .clients import REDIS_ERRORS, RedisClients
 from .commands import run_async, run_sync
 from .epochs.base import EpochProvider
 from .errors import SessionError, StoreUnavailable
-from .steps import ProviderIO, RedisIO, Step
+from .events import Listeners, SessionEvent
+from .steps import Emit, ProviderIO, RedisIO, Step
 
 T = TypeVar("T")
 
 
-def drive_sync(step: Step[T], redis: RedisClients, provider: EpochProvider) -> T:
+def drive_sync(
+    step: Step[T], redis: RedisClients, provider: EpochProvider, listeners: Listeners
+) -> T:
     try:
         request = next(step)
         while True:
-            if isinstance(request, RedisIO):
+            if isinstance(request, Emit):
+                listeners.emit(request.events)
+                result: Any = None
+            elif isinstance(request, RedisIO):
                 client = redis.sync()
                 try:
-                    result: Any = run_sync(client, request.commands)
+                    result = run_sync(client, request.commands)
                 except SessionError:
                     raise
                 except Exception as error:
-                    raise unavailable(error) from error
+                    raise unavailable(error, listeners) from error
             else:
                 try:
                     result = getattr(provider, request.method)(*request.args)
                 except REDIS_ERRORS as error:
-                    raise unavailable(error) from error
+                    raise unavailable(error, listeners) from error
             request = step.send(result)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
 
-async def drive_async(step: Step[T], redis: RedisClients, provider: EpochProvider) -> T:
+async def drive_async(
+    step: Step[T], redis: RedisClients, provider: EpochProvider, listeners: Listeners
+) -> T:
     try:
         request = next(step)
         while True:
-            if isinstance(request, RedisIO):
+            if isinstance(request, Emit):
+                listeners.emit(request.events)
+                result: Any = None
+            elif isinstance(request, RedisIO):
                 client = redis.async_()
                 try:
-                    result: Any = await run_async(client, request.commands)
+                    result = await run_async(client, request.commands)
                 except SessionError:
                     raise
                 except Exception as error:
-                    raise unavailable(error) from error
+                    raise unavailable(error, listeners) from error
             else:
                 try:
                     result = await getattr(provider, "a" + request.method)(*request.args)
                 except REDIS_ERRORS as error:
-                    raise unavailable(error) from error
+                    raise unavailable(error, listeners) from error
             request = step.send(result)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
 
-def unavailable(error: Exception) -> StoreUnavailable:
+def unavailable(error: Exception, listeners: Listeners) -> StoreUnavailable:
     """Any failure of the Redis layer, whatever its type (a client library's own bug
     included: redis-py's cluster client has raised AttributeError on a cold start), is
     the store being unavailable: the fail-closed 503, never a 500."""
+    listeners.emit((SessionEvent("rejected", reason="unavailable"),))
     return StoreUnavailable(f"the session store failed: {type(error).__name__}")
 
 

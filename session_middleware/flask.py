@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import flask
+from blinker import Namespace
 from flask import Flask, Request, Response
 from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SecureCookieSessionInterface, SessionInterface, SessionMixin
@@ -29,6 +30,7 @@ from .clients import UNAVAILABLE
 from .config import SessionConfig
 from .cookies import CookieUpdate
 from .core import Opened
+from .events import SessionEvent
 from .keys import UserId, user_id_text
 from .session import Session
 from .wsgi import REJECTED_KEY, SESSION_KEY
@@ -289,10 +291,18 @@ def init_app(
     )
     app.session_interface = interface
     app.before_request_funcs.setdefault(None, []).insert(0, _refuse_unavailable)
+    def signal(event: SessionEvent) -> None:
+        session_event.send(app, event=event)
+
+    config.listeners.add(signal)
     return interface
 
 
 _TAGS = TaggedJSONSerializer()
+
+#: A Flask signal (blinker) sent with the app for every SessionEvent of the configuration
+#: given to init_app: ``session_event.connect(audit, app)``; ``audit(app, event)``.
+session_event = Namespace().signal("session-event")
 
 
 def _untagged(data: dict[str, Any]) -> dict[str, Any]:
@@ -329,4 +339,5 @@ __all__ = [
     "RedisSessionInterface",
     "StoreUnavailable",
     "init_app",
+    "session_event",
 ]

@@ -147,8 +147,9 @@ return {WRITTEN}
 # 10 most sessions the user may have (0: no limit): the soonest to expire are ended;
 # 11 the key of a record of this user less its handle; 12 the old record's handle ('' for
 # none); 13.. the record's field/value pairs.
-# Returns the epoch stamped, or nil, writing nothing, when an 'expect' found the epoch
-# moved or the old record gone (revoked, deleted): a session ended in flight stays ended.
+# Returns {the epoch stamped, the handles of the sessions the cap ended...}, or nil, writing
+# nothing, when an 'expect' found the epoch moved or the old record gone (revoked,
+# deleted): a session ended in flight stays ended.
 LOGIN = (
     _ENSURE
     + _CHUNKED
@@ -176,6 +177,7 @@ redis.call('HSET', KEYS[1], 'e', e)
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[8])
 redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
+local ended = {e}
 local cap = tonumber(ARGV[10])
 if cap > 0 then
   local over = redis.call('ZCARD', KEYS[3]) - cap
@@ -184,12 +186,13 @@ if cap > 0 then
       if handle ~= ARGV[6] then
         redis.call('DEL', ARGV[11] .. handle)
         redis.call('ZREM', KEYS[3], handle)
+        table.insert(ended, handle)
       end
     end
   end
 end
 redis.call('PEXPIRE', KEYS[3], ARGV[9])
-return e
+return ended
 """
 )
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .commands import Command
+from .events import SessionEvent
 
 T = TypeVar("T")
 
@@ -29,4 +30,11 @@ class ProviderIO:
     args: tuple[Any, ...]
 
 
-Step = Generator[RedisIO | ProviderIO, Any, T]
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Hand these lifecycle events to the configuration's listeners; send back None."""
+
+    events: tuple[SessionEvent, ...]
+
+
+Step = Generator[RedisIO | ProviderIO | Emit, Any, T]

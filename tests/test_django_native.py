@@ -776,3 +776,25 @@ def test_a_held_request_cannot_undo_an_ending(
     for cookie in {stolen, thief.cookie} - {None}:
         assert Browser("httpx", cookie).get("/read")["user"] is None
     assert len(config.list_sessions(user_id)) == 1
+
+
+def test_session_events_reach_django_as_a_signal(config: SessionConfig) -> None:
+    from session_middleware.django.signals import session_event
+
+    received: list[Any] = []
+
+    def on_event(sender: Any, event: Any, **kwargs: Any) -> None:
+        received.append((sender, event.kind, event.user_id))
+
+    session_event.connect(on_event)
+    try:
+        user = new_user()
+        browser = Browser("httpx")
+        browser.post("/login", username=user.username)
+        invalidate_user(user)
+    finally:
+        session_event.disconnect(on_event)
+    assert received == [
+        (SessionStore, "login", str(user.pk)),
+        (SessionStore, "invalidate", str(user.pk)),
+    ]

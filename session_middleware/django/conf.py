@@ -71,6 +71,9 @@ def build_config() -> SessionConfig:
         config.check_interface("wsgi")  # Django's SessionMiddleware saves synchronously
     except ConfigurationError as error:
         raise ImproperlyConfigured(f"{SETTING}: {error}") from error
+    from .signals import send
+
+    config.listeners.add(send)  # session_event, Django's way to hear the lifecycle
     return config
 
 

@@ -1,0 +1,70 @@
+"""Lifecycle events, for audit logs and metrics.
+
+The core records what happened to a session as SessionEvent values (it does no I/O); the
+configuration hands them to every listener once the step that made them has run. A
+listener that raises is logged and skipped: an audit hook never fails a request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+logger = logging.getLogger("session_middleware")
+
+EventKind = Literal[
+    "login",  # a session was bound to a user (a new session id)
+    "rotation",  # a logged-in session moved to a new id (login() again, regenerate_id())
+    "logout",  # a logged-in session was ended by logout()
+    "logout_others",  # the user's other sessions were ended from this one
+    "rejected",  # a session was refused; reason: epoch, expired, corrupt or unavailable
+    "invalidate",  # invalidate_user(): every session of the user ended
+    "revoke",  # revoke_session(): one session ended
+    "evicted",  # a session ended by max_sessions_per_user at another login
+]
+Reason = Literal["epoch", "expired", "corrupt", "unavailable"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEvent:
+    """Something that happened to a session. `handle` is the session's public handle (as
+    list_sessions shows it, never something that becomes a cookie); `user_id` is None for
+    an anonymous session or when the user is unknown (a corrupt record, an outage)."""
+
+    kind: EventKind
+    user_id: Any = None
+    handle: str | None = None
+    reason: Reason | None = None
+
+
+Listener = Callable[[SessionEvent], None]
+
+
+class Listeners:
+    """The configuration's listeners: called in order, each on its own."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+
+    def add(self, listener: Listener) -> Listener:
+        """Call `listener` with every event from now on; returns it (usable as a decorator)."""
+        self._listeners.append(listener)
+        return listener
+
+    def remove(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
+    def emit(self, events: Iterable[SessionEvent]) -> None:
+        if not self._listeners:
+            return
+        for event in events:
+            for listener in list(self._listeners):
+                try:
+                    listener(event)
+                except Exception:
+                    logger.exception("a session event listener failed on a %s event", event.kind)
+
+
+__all__ = ["EventKind", "Listener", "Listeners", "Reason", "SessionEvent"]
