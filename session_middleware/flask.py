@@ -291,6 +291,7 @@ def init_app(
     )
     app.session_interface = interface
     app.before_request_funcs.setdefault(None, []).insert(0, _refuse_unavailable)
+
     def signal(event: SessionEvent) -> None:
         session_event.send(app, event=event)
 
