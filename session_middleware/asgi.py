@@ -35,7 +35,7 @@ class SessionMiddleware(ConfiguredMiddleware):
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
-        if kind != "http" and kind != "websocket":
+        if (kind != "http" and kind != "websocket") or self._excluded(scope["path"]):
             await self.app(scope, receive, send)
             return
         try:

@@ -6,6 +6,7 @@ import inspect
 import logging
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any, Literal
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -60,6 +61,8 @@ class SessionConfig:
         than this many seconds ago (default 1.0), that it had every invalidation Redis
         sent; otherwise the cache is dropped and reads go to Redis. The longest an
         invalidated session can still be served by another worker, partitions included.
+    exclude_paths: path prefixes (e.g. "/static/") whose requests pass straight through:
+        no session, no Redis read, no cookie, no Vary.
     on_event: called with a SessionEvent for every login, rotation, logout, log-out-others,
         rejected session (and why), invalidation, revocation and session ended by
         max_sessions_per_user, for audit logs and metrics; more with `config.listeners.add`.
@@ -95,9 +98,9 @@ class SessionConfig:
         redis: Any | None = None,
         epochs: EpochProvider | None = None,
         session_cookie: str = "session",
-        max_age: int | None = DEFAULT_MAX_AGE,
-        idle_timeout: int | None = None,
-        refresh_interval: float | None = None,
+        max_age: int | timedelta | None = DEFAULT_MAX_AGE,
+        idle_timeout: int | timedelta | None = None,
+        refresh_interval: float | timedelta | None = None,
         path: str = "/",
         domain: str | None = None,
         same_site: SameSite = "lax",
@@ -115,11 +118,14 @@ class SessionConfig:
         local_cache_max_lag: float = 1.0,
         websocket_recheck: float = 5.0,
         on_event: Listener | None = None,
+        exclude_paths: Sequence[str] = (),
         invalidate_wait_replicas: int = 0,
         invalidate_wait_timeout_ms: int = 1000,
         max_sessions_per_user: int | None = DEFAULT_MAX_SESSIONS_PER_USER,
     ) -> None:
         secret_keys = _secret_keys(secret_key)
+        max_age, idle_timeout = _seconds(max_age, "max_age"), _seconds(idle_timeout, "idle_timeout")
+        refresh_interval = _float_seconds(refresh_interval)
         if same_site not in ("lax", "strict", "none"):
             raise ConfigurationError("same_site must be 'lax', 'strict' or 'none'")
         if same_site == "none" and not https_only:
@@ -203,6 +209,11 @@ class SessionConfig:
         if not websocket_recheck > 0:
             raise ConfigurationError("websocket_recheck must be a positive number of seconds")
         self.websocket_recheck = websocket_recheck
+        if isinstance(exclude_paths, str) or not all(
+            isinstance(path, str) and path.startswith("/") for path in exclude_paths
+        ):
+            raise ConfigurationError("exclude_paths must be a list of paths starting with '/'")
+        self.exclude_paths = tuple(exclude_paths)
         self.listeners = Listeners()
         if on_event is not None:
             self.listeners.add(on_event)
@@ -371,6 +382,10 @@ class ConfiguredMiddleware:
         self.config = config
         self._core = config.core
         self._fail_open = config.on_redis_error == "raise"
+        self._excluded_paths = config.exclude_paths
+
+    def _excluded(self, path: str) -> bool:
+        return bool(self._excluded_paths) and path.startswith(self._excluded_paths)
 
 
 sessions = SessionConfig
@@ -392,6 +407,20 @@ def _check_cookie_prefix(name: str, *, https_only: bool, path: str, domain: str 
         raise ConfigurationError(f"a {name.split('-')[0]}- cookie needs https_only=True")
     if name.startswith("__Host-") and (path != "/" or domain is not None):
         raise ConfigurationError("a __Host- cookie needs path='/' and no domain")
+
+
+def _seconds(value: int | timedelta | None, name: str) -> int | None:
+    """A lifetime given as a timedelta, in whole seconds."""
+    if not isinstance(value, timedelta):
+        return value
+    seconds = value.total_seconds()
+    if seconds != int(seconds):
+        raise ConfigurationError(f"{name} must be a whole number of seconds")
+    return int(seconds)
+
+
+def _float_seconds(value: float | timedelta | None) -> float | None:
+    return value.total_seconds() if isinstance(value, timedelta) else value
 
 
 def _secret_keys(secret_key: Any) -> list[bytes]:

@@ -27,6 +27,9 @@ class WSGISessionMiddleware(ConfiguredMiddleware):
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
+        if self._excluded(environ.get("PATH_INFO", "")):
+            passed: Iterable[bytes] = self.app(environ, start_response)
+            return passed
         try:
             step = self._core.open(
                 environ.get("HTTP_COOKIE"), time.time(), lambda: _client(environ)

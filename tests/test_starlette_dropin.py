@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from session_middleware import Session, SessionMiddleware
+from session_middleware import ConfigurationError, Session, SessionConfig, SessionMiddleware
 from session_middleware.clients import running_asyncio_loop
 
 from .private_redis import server
@@ -127,3 +127,64 @@ def test_a_loop_that_ends_leaves_no_connection_open(server: RedisServer) -> None
 def test_another_event_loop_gets_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match="asyncio event loop"):
         running_asyncio_loop()
+
+
+async def test_lifetimes_may_be_timedeltas(key_prefix: str) -> None:
+    from datetime import timedelta
+
+    config = SessionConfig(
+        secret_key=SECRET,
+        key_prefix=key_prefix,
+        max_age=timedelta(hours=1),
+        idle_timeout=timedelta(minutes=10),
+        refresh_interval=timedelta(seconds=30),
+    )
+    assert (config.core.timing.lifetime, config.core.timing.idle_timeout) == (3600, 600)
+    assert config.core.timing.refresh_interval == 30.0
+    with pytest.raises(ConfigurationError, match="whole number"):
+        SessionConfig(secret_key=SECRET, max_age=timedelta(seconds=1.5))
+
+
+@pytest.mark.parametrize("face", ["asgi", "wsgi"])
+async def test_excluded_paths_pass_through_without_a_redis_read(key_prefix: str, face: str) -> None:
+    from .apps import asgi_app as session_app
+    from .apps import wsgi_app as wsgi_session_app
+    from .support import Counter, counted_async_client, counted_sync_client
+
+    async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
+        if not scope["path"].startswith("/static/"):
+            return await session_app(scope, receive, send)
+        assert "session" not in scope
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"css"})
+
+    def wsgi_app(environ: Any, start_response: Any) -> Any:
+        if not environ["PATH_INFO"].startswith("/static/"):
+            return wsgi_session_app(environ, start_response)
+        assert "session_middleware.session" not in environ
+        start_response("200 OK", [])
+        return [b"css"]
+
+    counter = Counter()
+    client: Any = (
+        await counted_async_client(counter) if face == "asgi" else counted_sync_client(counter)
+    )
+    config = SessionConfig(
+        secret_key=SECRET, redis=client, key_prefix=key_prefix, exclude_paths=["/static/"]
+    )
+    if face == "asgi":
+        transport: Any = httpx.ASGITransport(app=config(asgi_app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as browser:
+            await browser.get("/set?key=a&value=1")
+            counter.reset()
+            response = await browser.get("/static/app.css")
+    else:
+        transport = httpx.WSGITransport(app=config(wsgi_app))
+        with httpx.Client(transport=transport, base_url="http://t") as sync_browser:
+            sync_browser.get("/set?key=a&value=1")
+            counter.reset()
+            response = sync_browser.get("/static/app.css")
+    assert response.status_code == 200 and counter.round_trips == 0
+    assert "set-cookie" not in response.headers and "vary" not in response.headers
+    with pytest.raises(ConfigurationError):
+        SessionConfig(secret_key=SECRET, exclude_paths="/static/")
