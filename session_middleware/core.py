@@ -236,7 +236,7 @@ class Core:
         changed, removed = self._changes(opened)
         pairs = [*refreshed_field(now), *self.fields.data_fields(changed)]
         deleted = [f"d:{key}" for key in removed]
-        mode = self._guard_mode(ref.tag)
+        mode = self._guard_mode(ref.tag) if record.user_id is not None else "none"
         carried = record.epoch or ""
         guard = Guard(mode, carried, carried)
         if opened.own_epoch is not None and record.user_id is not None:

@@ -1,0 +1,441 @@
+"""The core's specification, with no Redis: given what Redis replies, which commands the
+core asks for, which cookie it sends and what it reports.
+
+Each case drives a core step through a scripted driver: every RedisIO the core yields is
+recorded and answered from the case's replies; Emit steps are collected as events. Every
+case runs with replies as bytes (redis-py's default) and as str (decode_responses=True),
+and with and without encryption at rest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from session_middleware import SessionEvent, SessionTooLarge, sessions
+from session_middleware.config import SessionConfig
+from session_middleware.cookies import CookieRef
+from session_middleware.core import Opened
+from session_middleware.keys import new_session_id
+from session_middleware.records import Record
+from session_middleware.scripts import (
+    CREATE,
+    EPOCH_MOVED,
+    GONE,
+    LOGIN,
+    READ,
+    TOO_LARGE,
+    WRITE,
+    WRITTEN,
+)
+from session_middleware.steps import Emit, ProviderIO, RedisIO
+
+SECRET = "spec-secret-key-0123456789abcdefghijklmnop"
+FERNET = "ZmRzYWZkc2FmZHNhZmRzYWZkc2FmZHNhZmRzYWZkc2E="
+NAMES = {READ: "READ", WRITE: "WRITE", CREATE: "CREATE", LOGIN: "LOGIN"}
+NOW = time.time()
+EPOCH = "e" * 32
+OTHER_EPOCH = "f" * 32
+
+
+@dataclass
+class Run:
+    result: Any
+    steps: list[tuple[str, ...]] = field(default_factory=list)  # command names per round trip
+    commands: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[SessionEvent] = field(default_factory=list)
+
+
+def drive(step: Generator[Any, Any, Any], replies: list[Any]) -> Run:
+    """Run a core step against scripted replies: one list of replies per round trip."""
+    run = Run(None)
+    try:
+        request = next(step)
+        while True:
+            if isinstance(request, Emit):
+                run.events += request.events
+                answer: Any = None
+            elif isinstance(request, RedisIO):
+                run.steps.append(tuple(name_of(c) for c in request.commands))
+                run.commands += request.commands
+                answer = replies.pop(0)
+            else:
+                assert isinstance(request, ProviderIO)
+                answer = replies.pop(0)
+            request = step.send(answer)
+    except StopIteration as done:
+        run.result = done.value
+    assert replies == [], "every scripted reply was asked for"
+    return run
+
+
+def name_of(command: tuple[Any, ...]) -> str:
+    return NAMES.get(command[1], command[0]) if command[0] == "EVAL" else str(command[0])
+
+
+@pytest.fixture(params=["bytes", "str"])
+def encode(request: pytest.FixtureRequest) -> Callable[[Any], Any]:
+    """Redis replies as redis-py gives them: bytes, or str with decode_responses."""
+
+    def encoded(value: Any) -> Any:
+        if isinstance(value, str) and request.param == "bytes":
+            return value.encode()
+        if isinstance(value, list):
+            return [encoded(item) for item in value]
+        return value
+
+    return encoded
+
+
+@pytest.fixture(params=["plain", "encrypted"])
+def config(request: pytest.FixtureRequest) -> SessionConfig:
+    options: dict[str, Any] = {"encryption_key": FERNET} if request.param == "encrypted" else {}
+    # A URL nothing listens on: building the configuration does no I/O, and neither does
+    # the core; the scripted driver answers for Redis.
+    return sessions(secret_key=SECRET, redis_url="redis://127.0.0.1:1/0", **options)
+
+
+@dataclass
+class Stored:
+    """A session as Redis holds it, and the cookie that names it."""
+
+    header: str
+    ref: CookieRef
+    fields: list[str]
+
+
+def stored(
+    config: SessionConfig,
+    data: dict[str, Any],
+    user: str | None = None,
+    *,
+    epoch: str = EPOCH,
+    created: float = NOW - 60,
+    refreshed: float = NOW - 60,
+) -> Stored:
+    tag = config.keys.user_tag(user) if user is not None else "a" * 24
+    ref = CookieRef(tag, new_session_id())
+    record = Record(data, created, created + 3600, refreshed, user, epoch if user else None)
+    fields = config.core.fields.fields(record)
+    return Stored(f"session={config.core.codec.encode(ref)}", ref, fields)
+
+
+def opened(
+    config: SessionConfig, encode: Callable[[Any], Any], session: Stored, epoch: str | None
+) -> Opened:
+    run = drive(config.core.open(session.header, NOW), [[encode([session.fields, epoch])]])
+    assert run.steps == [("READ",)]
+    result: Opened = run.result
+    return result
+
+
+def commit(config: SessionConfig, state: Opened, replies: list[Any]) -> Run:
+    return drive(config.core.commit(state, NOW), replies)
+
+
+# -- opening -------------------------------------------------------------------------------
+
+
+def test_no_cookie_asks_nothing(config: SessionConfig) -> None:
+    run = drive(config.core.open(None, NOW), [])
+    assert run.steps == [] and run.result.ref is None and len(run.result.session) == 0
+
+
+@pytest.mark.parametrize("header", ["session=forged", "other=1", "session=" + "a" * 300])
+def test_a_cookie_we_did_not_sign_asks_nothing(config: SessionConfig, header: str) -> None:
+    assert drive(config.core.open(header, NOW), []).steps == []
+
+
+def test_an_unknown_id_reads_once_and_is_stale(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    session = stored(config, {"a": 1}, "alice")
+    run = drive(config.core.open(session.header, NOW), [[encode([[], None])]])
+    assert run.steps == [("READ",)] and run.result.cookie_is_stale and run.events == []
+
+
+def test_a_logged_in_read_is_one_command_with_the_epoch_key(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    session = stored(config, {"cart": [1, 2]}, "alice")
+    run = drive(config.core.open(session.header, NOW), [[encode([session.fields, EPOCH])]])
+    (read,) = run.commands
+    assert read[:3] == ("EVAL", READ, 2) and read[4].endswith(":e")
+    assert run.result.session.user_id == "alice" and run.result.session["cart"] == [1, 2]
+
+
+def test_an_anonymous_read_has_no_epoch_to_check(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    session = stored(config, {"a": 1})
+    state = opened(config, encode, session, None)
+    assert state.record is not None and state.rejected is None
+
+
+@pytest.mark.parametrize("current", [OTHER_EPOCH, None])
+def test_another_or_no_epoch_rejects_and_deletes(
+    config: SessionConfig, encode: Callable[[Any], Any], current: str | None
+) -> None:
+    session = stored(config, {"a": 1}, "alice")
+    replies = [[encode([session.fields, current])]]
+    if current is None:
+        replies.append(None)  # no epoch at the key: the provider is asked, and has none
+    run = drive(config.core.open(session.header, NOW), replies)
+    assert run.result.rejected == "epoch" and run.result.record is None
+    assert [c[0] for c in run.result.cleanup] == ["DEL", "ZREM"]
+    assert [(e.kind, e.reason) for e in run.events] == [("rejected", "epoch")]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        "WRONGTYPE",
+        ["c", "1"],
+        ["c", "x", "x", "1", "r", "1"],
+        ["c", "1", "x", "9e99", "r", "1"],
+        ["c", "1", "x", "2", "r", "1", "zz", "1"],
+        ["c", "1", "x", "2", "r", "1", "d:k", "{not json"],
+        ["c", "1", "x", "2", "r", "1", "d:k", '"\\ud800"'],
+        ["c", "1", "x", "2", "r", "1", "d:k", "[" * 70 + "]" * 70],
+    ],
+)
+def test_a_record_we_could_not_have_written_is_dropped(
+    config: SessionConfig, encode: Callable[[Any], Any], fields: Any
+) -> None:
+    session = stored(config, {}, None)
+    run = drive(config.core.open(session.header, NOW), [[encode([fields, None])]])
+    assert run.result.record is None and run.result.cookie_is_stale
+    assert [c[0] for c in run.result.cleanup] == ["DEL", "ZREM"]
+    assert [(e.kind, e.reason) for e in run.events] == [("rejected", "corrupt")]
+
+
+def test_a_record_under_another_users_tag_is_dropped(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    bob = stored(config, {"a": 1}, "bob")
+    alice = stored(config, {}, "alice")
+    header = f"session={config.core.codec.encode(CookieRef(alice.ref.tag, bob.ref.session_id))}"
+    run = drive(config.core.open(header, NOW), [[encode([bob.fields, EPOCH])]])
+    assert run.result.record is None and run.events[0].reason == "corrupt"
+
+
+@pytest.mark.parametrize("age", ["absolute", "idle"])
+def test_an_expired_record_is_stale_and_deleted(encode: Callable[[Any], Any], age: str) -> None:
+    config = sessions(
+        secret_key=SECRET, redis_url="redis://127.0.0.1:1/0", max_age=3600, idle_timeout=600
+    )
+    created = NOW - 4000 if age == "absolute" else NOW - 700
+    session = stored(config, {"a": 1}, "alice", created=created, refreshed=created)
+    run = drive(config.core.open(session.header, NOW), [[encode([session.fields, EPOCH])]])
+    assert run.result.record is None and run.events[0].reason == "expired"
+
+
+# -- committing ----------------------------------------------------------------------------
+
+
+def test_a_read_only_request_writes_nothing(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    state = opened(config, encode, stored(config, {"a": [1]}, "alice"), EPOCH)
+    assert state.session["a"] == [1]
+    run = commit(config, state, [])
+    assert run.steps == [] and run.result.cookie is None and run.result.depends_on_session
+
+
+def test_an_untouched_session_does_not_vary(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    state = opened(config, encode, stored(config, {"a": 1}, "alice"), EPOCH)
+    run = commit(config, state, [])
+    assert run.steps == [] and not run.result.depends_on_session
+
+
+def test_a_first_value_creates_a_session_and_issues_a_cookie(config: SessionConfig) -> None:
+    state = drive(config.core.open(None, NOW), []).result
+    state.session["cart"] = [1]
+    run = commit(config, state, [[1]])
+    assert run.steps == [("CREATE",)] and run.result.cookie.value is not None
+    assert "httponly" in run.result.set_cookie
+
+
+def write_of(run: Run) -> tuple[Any, ...]:
+    (write,) = [c for c in run.commands if name_of(c) == "WRITE"]
+    return write
+
+
+def changed_fields(write: tuple[Any, ...]) -> tuple[list[str], list[str]]:
+    keys = int(write[2])
+    args = list(write[3 + keys :])
+    count = int(args[11])
+    pairs = args[12 : 12 + 2 * count]
+    return pairs[0::2], args[12 + 2 * count :]
+
+
+def test_a_change_writes_only_that_key(config: SessionConfig, encode: Callable[[Any], Any]) -> None:
+    state = opened(config, encode, stored(config, {"a": 1, "b": 2}, "alice"), EPOCH)
+    state.session["b"] = 3
+    run = commit(config, state, [[WRITTEN]])
+    assert run.steps == [("WRITE",)]
+    assert changed_fields(write_of(run)) == (["r", "d:b"], [])
+    assert run.result.cookie is not None, "the cookie is sent again on a change"
+
+
+def test_a_deletion_deletes_only_that_field(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    state = opened(config, encode, stored(config, {"a": 1, "b": 2}, "alice"), EPOCH)
+    del state.session["a"]
+    run = commit(config, state, [[WRITTEN]])
+    assert changed_fields(write_of(run)) == (["r"], ["d:a"])
+
+
+def test_a_nested_change_in_place_is_written(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    state = opened(config, encode, stored(config, {"cart": [1], "x": 0}, "alice"), EPOCH)
+    state.session["cart"].append(2)
+    run = commit(config, state, [[WRITTEN]])
+    assert changed_fields(write_of(run)) == (["r", "d:cart"], [])
+
+
+def test_a_write_carries_the_loaded_epoch_as_its_guard(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    state = opened(config, encode, stored(config, {"a": 1}, "alice"), EPOCH)
+    state.session["a"] = 2
+    write = write_of(commit(config, state, [[WRITTEN]]))
+    assert write[2] == 2 and write[5:9] == ("redis", EPOCH, EPOCH, "")
+
+
+def test_an_anonymous_write_has_no_epoch_guard(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    state = opened(config, encode, stored(config, {"a": 1}), None)
+    state.session["a"] = 2
+    write = write_of(commit(config, state, [[WRITTEN]]))
+    assert write[2] == 1 and write[4:6] == ("none", "")
+
+
+def test_a_refresh_due_writes_only_the_refresh_time(encode: Callable[[Any], Any]) -> None:
+    config = sessions(secret_key=SECRET, redis_url="redis://127.0.0.1:1/0", refresh_interval=30)
+    state = opened(config, encode, stored(config, {"a": 1}, "alice"), EPOCH)
+    run = commit(config, state, [[WRITTEN]])
+    assert changed_fields(write_of(run)) == (["r"], []) and run.result.cookie is None
+
+
+@pytest.mark.parametrize(
+    ("reply", "interrupted", "events"),
+    [(GONE, "gone", []), (EPOCH_MOVED, "epoch", [("rejected", "epoch")])],
+)
+def test_a_refused_write_changes_no_cookie(
+    config: SessionConfig,
+    encode: Callable[[Any], Any],
+    reply: int,
+    interrupted: str,
+    events: list[tuple[str, str]],
+) -> None:
+    state = opened(config, encode, stored(config, {"a": 1}, "alice"), EPOCH)
+    state.session["a"] = 2
+    run = commit(config, state, [[reply]])
+    assert run.result.interrupted == interrupted and run.result.cookie is None
+    assert [(e.kind, e.reason) for e in run.events] == events
+
+
+def test_a_write_over_the_limit_raises(config: SessionConfig, encode: Callable[[Any], Any]) -> None:
+    state = opened(config, encode, stored(config, {"a": 1}, "alice"), EPOCH)
+    state.session["a"] = 2
+    with pytest.raises(SessionTooLarge) as raised:
+        commit(config, state, [[[TOO_LARGE, 70_000]]])
+    assert raised.value.size == 70_000
+
+
+def test_emptying_an_anonymous_session_deletes_it(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    state = opened(config, encode, stored(config, {"a": 1}), None)
+    state.session.clear()
+    run = commit(config, state, [[1]])
+    assert run.steps == [("DEL",)] and run.result.cookie.value is None
+
+
+def test_logout_deletes_the_record_and_its_index_entry(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    state = opened(config, encode, stored(config, {"a": 1}, "alice"), EPOCH)
+    state.session.logout()
+    run = commit(config, state, [[1, 1]])
+    assert run.steps == [("DEL", "ZREM")] and run.result.cookie.value is None
+    assert [(e.kind, e.user_id) for e in run.events] == [("logout", "alice")]
+
+
+def test_a_login_reads_or_creates_the_epoch_in_its_script(config: SessionConfig) -> None:
+    state = drive(config.core.open(None, NOW), []).result
+    state.session.login("alice")
+    run = commit(config, state, [[[EPOCH]]])
+    (login,) = run.commands
+    assert name_of(login) == "LOGIN" and login[2] == 3 and login[6] == "ensure"
+    assert run.result.cookie.value is not None
+    assert [(e.kind, e.user_id) for e in run.events] == [("login", "alice")]
+
+
+def test_a_login_from_another_users_session_forgets_it(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    state = opened(config, encode, stored(config, {"a": 1}, "bob"), EPOCH)
+    state.session.login("alice")
+    run = commit(config, state, [[1, 1, [EPOCH]]])
+    assert run.steps == [("DEL", "ZREM", "LOGIN")] and dict(state.session) == {}
+
+
+def test_a_rotation_expects_the_carried_epoch_and_the_old_record(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    state = opened(config, encode, stored(config, {"a": 1}, "alice"), EPOCH)
+    state.session.login("alice")
+    run = commit(config, state, [[[EPOCH]]])
+    (login,) = run.commands
+    assert login[2] == 4, "the old record is a key of the script: checked and deleted there"
+    assert login[7:9] == ("expect", EPOCH)
+    assert [e.kind for e in run.events] == ["rotation"]
+
+
+def test_a_refused_rotation_signs_the_request_out(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    state = opened(config, encode, stored(config, {"a": 1}, "alice"), EPOCH)
+    state.session.login("alice")
+    run = commit(config, state, [[None]])
+    assert run.result.rejected == "epoch" and run.result.cookie.value is None
+    assert [(e.kind, e.reason) for e in run.events] == [("rejected", "epoch")]
+
+
+def test_logout_others_is_a_compare_and_set_in_the_write(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    state = opened(config, encode, stored(config, {"a": 1}, "alice"), EPOCH)
+    state.session.logout_others()
+    run = commit(config, state, [[WRITTEN]])
+    write = write_of(run)
+    carried, wanted, stamp, set_epoch = write[6:10]
+    assert (carried, wanted, set_epoch) == (EPOCH, EPOCH, "1") and stamp not in ("", EPOCH)
+    assert [e.kind for e in run.events] == ["logout_others"]
+
+
+def test_a_login_that_logs_the_others_out_bumps_in_its_script(config: SessionConfig) -> None:
+    state = drive(config.core.open(None, NOW), []).result
+    state.session.login("alice")
+    state.session.logout_others()
+    run = commit(config, state, [[["n" * 32]]])
+    assert run.commands[0][6] == "bump"
+
+
+def test_the_cap_reports_the_sessions_it_ended(config: SessionConfig) -> None:
+    state = drive(config.core.open(None, NOW), []).result
+    state.session.login("alice")
+    run = commit(config, state, [[[EPOCH, "h1" * 16, "h2" * 16]]])
+    assert [e.kind for e in run.events] == ["login", "evicted", "evicted"]
+    assert {e.handle for e in run.events[1:]} == {"h1" * 16, "h2" * 16}
