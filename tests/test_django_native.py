@@ -798,3 +798,14 @@ def test_session_events_reach_django_as_a_signal(config: SessionConfig) -> None:
         (SessionStore, "login", str(user.pk)),
         (SessionStore, "invalidate", str(user.pk)),
     ]
+
+
+def test_an_expiry_past_the_lifetime_is_reported_as_capped(config: SessionConfig) -> None:
+    from django.conf import settings
+
+    store = SessionStore()
+    store["a"] = 1
+    store.set_expiry(settings.SESSION_COOKIE_AGE * 10)
+    assert store.get_expiry_age() == store.get_session_cookie_age() <= settings.SESSION_COOKIE_AGE
+    store.set_expiry(60)
+    assert store.get_expiry_age() == 60
