@@ -26,7 +26,7 @@ from .errors import CorruptRecord, SessionTooLarge, StoreUnavailable
 from .events import SessionEvent
 from .keys import KeySpace, new_anonymous_tag, new_session_id, session_handle, user_id_text
 from .records import Cipher, FieldCodec, Record, RecordReader, flat_fields, refreshed_field
-from .scripts import EPOCH_MOVED, EPOCH_UNKNOWN, GONE, TOO_LARGE
+from .scripts import EPOCH_MOVED, EPOCH_UNKNOWN, GONE, TOO_LARGE, WRITTEN
 from .session import Session
 from .steps import Emit, ProviderIO, RedisIO, Step
 from .writes import EpochGuard, Guard, LoginMode, Timing, Writes
@@ -143,6 +143,27 @@ class Core:
         session = self._session(record.data, record.user_id)
         session.handle = handle
         return Opened(session, ref=ref, record=record, client_info=client_info)
+
+    def restamp(self, cookie_header: str, user_id: Any, epoch: str, now: float) -> Step[bool]:
+        """Stamp the stored session of this cookie with `epoch`, an epoch this very request
+        gave `user_id` (a password change committed after the session was saved): only if
+        the session is that user's and `epoch` is still the user's. Whether it was."""
+        ref = self.codec.find(cookie_header)
+        if ref is None:
+            return False
+        (reply,) = yield RedisIO((self.writes.read(ref, None),))
+        fields, _ = _read_reply(reply)
+        try:
+            record = self.records.read(flat_fields(fields)) if fields else None
+        except CorruptRecord:
+            return False
+        if record is None or record.user_id is None or record.epoch is None:
+            return False
+        if user_id_text(record.user_id) != user_id_text(user_id):
+            return False
+        guard = Guard(self._guard_mode(ref.tag), record.epoch, epoch, stamp=epoch)
+        (outcome,) = yield RedisIO((self.writes.write(ref, record, guard, [], [], now),))
+        return _outcome(outcome)[0] == WRITTEN
 
     def current_epoch(self, user_id: Any, tag: str, cached: Any) -> Step[str | None]:
         """The user's epoch, given what `provider.cached_key(tag)` held: a value there is

@@ -32,7 +32,7 @@ from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionS
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.http import HttpRequest, JsonResponse
 from django.test import AsyncClient, Client
 from django.test.utils import override_settings
@@ -130,6 +130,17 @@ def change_password(request: HttpRequest) -> JsonResponse:
     return state(request, user)
 
 
+def change_password_in_a_transaction(request: HttpRequest) -> JsonResponse:
+    """The session is saved inside the transaction, before the change commits."""
+    user = request.user
+    with transaction.atomic():
+        user.set_password(request.POST["password"])
+        user.save()
+        update_session_auth_hash(request, user)
+        request.session.save()
+    return state(request, user)
+
+
 def logout_others(request: HttpRequest) -> JsonResponse:
     request.session.logout_others()
     return state(request, request.user)
@@ -172,6 +183,7 @@ urlpatterns = [
     path("login", sign_in),
     path("logout", sign_out),
     path("password", change_password),
+    path("password-in-a-transaction", change_password_in_a_transaction),
     path("logout-others", logout_others),
     path("aread", aread),
     path("aput", aput),
@@ -427,7 +439,8 @@ def test_logout_others_from_request_session(config: SessionConfig) -> None:
         browser.post("/login", username=user.username)
     here.post("/logout-others")
     assert here.get("/read")["user"] == user.username
-    assert elsewhere.get("/read")["rejected"] == "epoch"
+    seen = elsewhere.get("/read")
+    assert seen["rejected"] == "epoch", seen
 
 
 def test_custom_user_model(config: SessionConfig) -> None:
@@ -809,3 +822,18 @@ def test_an_expiry_past_the_lifetime_is_reported_as_capped(config: SessionConfig
     assert store.get_expiry_age() == store.get_session_cookie_age() <= settings.SESSION_COOKIE_AGE
     store.set_expiry(60)
     assert store.get_expiry_age() == 60
+
+
+def test_a_password_change_saved_before_its_commit_keeps_this_device(
+    config: SessionConfig,
+) -> None:
+    user = new_user()
+    here, elsewhere = Browser("django"), Browser("httpx")
+    for browser in (here, elsewhere):
+        browser.post("/login", username=user.username)
+
+    here.post("/password-in-a-transaction", password="a new password")
+
+    assert here.get("/read")["user"] == user.username, "the device that changed it stays"
+    seen = elsewhere.get("/read")
+    assert seen["rejected"] == "epoch", seen

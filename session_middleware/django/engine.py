@@ -25,6 +25,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+from django.core.signals import request_finished, request_started
 
 from ..core import ClientInfo, Opened
 from ..keys import UserId, user_id_text
@@ -51,6 +52,16 @@ def current_store() -> SessionStore | None:
     """The store Django's SessionMiddleware made for the request being handled, if any."""
     ref = _current.get()
     return None if ref is None else ref()
+
+
+def _forget_current(**kwargs: Any) -> None:
+    """Between requests there is no current store: a password changed from a shell or a
+    task must not re-stamp the session of whichever request this thread served last."""
+    _current.set(None)
+
+
+request_started.connect(_forget_current, dispatch_uid="session_middleware.request_started")
+request_finished.connect(_forget_current, dispatch_uid="session_middleware.request_finished")
 
 
 class SessionStore(SessionBase):  # type: ignore[misc]
@@ -276,6 +287,10 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         if logged in as that user, is re-stamped with it when saved, as long as it is
         still the user's epoch then."""
         self._own_epoch = (user_id_text(user_id), epoch)
+        if self._saved_key is not None:
+            # Saved before the change committed (inside the transaction): stamp it now.
+            cookie = f"{self._core.codec.name}={self._saved_key}"
+            self._config.run_sync(self._core.restamp(cookie, user_id, epoch, time.time()))
 
     # -- the steps, run on either Redis client -----------------------------------------
 
