@@ -13,12 +13,13 @@ from typing import Protocol
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 USERS = 1000
 THEME = "dark"
 CART = [101, 202, 303]
+COUNTER = "n:"  # the session keys of /count/{slot}: n:shared, n:0, n:1...
 
 
 def user_name(number: int) -> str:
@@ -33,6 +34,10 @@ class Access(Protocol):
     async def write(self, request: Request) -> str: ...
 
     async def login(self, request: Request, user_id: str) -> None: ...
+
+    async def increment(self, request: Request, key: str) -> str: ...
+
+    async def counters(self, request: Request) -> dict[str, int]: ...
 
 
 def build_app(access: Access, middleware: Sequence[Middleware] = ()) -> Starlette:
@@ -52,10 +57,22 @@ def build_app(access: Access, middleware: Sequence[Middleware] = ()) -> Starlett
         await access.login(request, user_id)
         return PlainTextResponse(user_id)
 
+    async def count(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(
+            await access.increment(request, COUNTER + request.path_params["slot"])
+        )
+
+    async def counted(request: Request) -> JSONResponse:
+        return JSONResponse(await access.counters(request))
+
     routes = [
         Route("/anonymous", anonymous),
         Route("/read", read),
         Route("/write", write, methods=["POST"]),
         Route("/login", login, methods=["POST"]),
+        # Concurrent writes to one session (benchmarks.contention): after the routes above,
+        # so that matching those costs what it did.
+        Route("/count/{slot}", count, methods=["POST"]),
+        Route("/counters", counted),
     ]
     return Starlette(routes=routes, middleware=list(middleware))

@@ -10,6 +10,8 @@ from typing import Any
 
 import redis.asyncio
 
+from session_middleware import scripts
+
 from .settings import REDIS_URL
 
 WRITES = frozenset(
@@ -36,6 +38,31 @@ WRITES = frozenset(
 )
 
 
+# session_middleware's scripts, by their text: an EVAL is counted as EVAL:<NAME>, and only
+# the scripts that can change a key count as writes (READ changes none).
+SCRIPTS = {
+    getattr(scripts, name): name
+    for name in ("READ", "WRITE", "CREATE", "LOGIN", "ENSURE_EPOCH", "BUMP_IF", "REVOKE")
+    if isinstance(getattr(scripts, name, None), str)
+}
+READ_ONLY_SCRIPTS = frozenset({"EVAL:READ"})
+
+
+def command_name(args: tuple[Any, ...]) -> str:
+    """The command's name, scripts named: EVAL:READ for session_middleware's READ script."""
+    name = str(args[0]).upper()
+    if name == "EVAL" and len(args) > 1:
+        script = args[1].decode() if isinstance(args[1], bytes) else args[1]
+        return f"EVAL:{SCRIPTS.get(script, '?')}"
+    return name
+
+
+def is_write(name: str) -> bool:
+    if name.startswith("EVAL:"):
+        return name not in READ_ONLY_SCRIPTS
+    return name in WRITES
+
+
 class Counter:
     def __init__(self) -> None:
         self.round_trips = 0
@@ -47,13 +74,13 @@ class Counter:
 
     @property
     def writes(self) -> int:
-        return sum(1 for name in self.commands if name in WRITES)
+        return sum(1 for name in self.commands if is_write(name))
 
 
 def _connection_class(counter: Counter) -> type:
     class CountingConnection(redis.asyncio.Connection):
         def pack_command(self, *args: Any) -> Any:
-            counter.commands.append(str(args[0]).upper())
+            counter.commands.append(command_name(args))
             return super().pack_command(*args)
 
         async def send_packed_command(self, *args: Any, **kwargs: Any) -> None:
@@ -87,7 +114,7 @@ def counting_connections(counter: Counter) -> Iterator[Counter]:
     own = {name: connection.__dict__[name] for name in _PATCHED if name in connection.__dict__}
 
     def pack_command(self: Any, *args: Any) -> Any:
-        counter.commands.append(str(args[0]).upper())
+        counter.commands.append(command_name(args))
         return pack(self, *args)
 
     async def send_packed_command(self: Any, *args: Any, **kwargs: Any) -> None:

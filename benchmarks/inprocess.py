@@ -12,6 +12,8 @@ from functools import partial
 import redis.asyncio
 import sqlalchemy
 
+from session_middleware import scripts
+
 from .counting import Counter, counted_client, counting_connections
 from .driver import Request
 from .scenarios import FLOOR_COOKIE, INVALIDATE, INVALIDATED_USER, REQUESTS
@@ -26,8 +28,21 @@ REFERENCES = {
     "get": "bare redis.asyncio GET",
     "get_timeout": "bare GET, socket_timeout=2 (the client session_middleware builds)",
     "mget": "bare MGET of 2 keys",
+    "read_script": "EVAL of session_middleware's READ script (a record HASH and its epoch)",
+    "pipeline": "pipeline of HGETALL + GET (the same hash and epoch)",
 }
 RECORD = b'{"v":1,"c":1.0,"x":2.0,"r":1.0,"u":"user-0","d":{"theme":"dark","cart":[1,2,3]},"e":"x"}'
+EPOCH = b"0123456789abcdef0123456789abcdef"
+# A logged-in record as session_middleware writes it (records.py): one field per key.
+RECORD_FIELDS = {
+    "c": "1795000000.0",
+    "x": "1796209600.0",
+    "r": "1795000000.0",
+    "u": '"user-0"',
+    "e": EPOCH.decode(),
+    "d:theme": '"dark"',
+    "d:cart": "[101,202,303]",
+}
 
 
 @dataclass
@@ -93,13 +108,26 @@ async def time_batch(action: Action, iterations: int) -> float:
 async def reference_actions(prefix: str) -> tuple[dict[str, Action], list[redis.asyncio.Redis]]:
     plain = redis.asyncio.Redis.from_url(REDIS_URL)
     timed = redis.asyncio.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    first, second = f"{prefix}ref:record", f"{prefix}ref:epoch"
+    first, second = f"{prefix}ref:{{t}}:record", f"{prefix}ref:{{t}}:e"
+    record = f"{prefix}ref:{{t}}:s:hash"
     await plain.set(first, RECORD, ex=3600)
-    await plain.set(second, b"0123456789abcdef0123456789abcdef", ex=3600)
+    await plain.set(second, EPOCH, ex=3600)
+    for name, value in RECORD_FIELDS.items():
+        await plain.hset(record, name, value)
+    await plain.expire(record, 3600)
+
+    async def pipelined() -> object:
+        pipe = plain.pipeline(transaction=False)
+        pipe.hgetall(record)
+        pipe.get(second)
+        return await pipe.execute()
+
     actions: dict[str, Action] = {
         "get": partial(plain.get, first),
         "get_timeout": partial(timed.get, first),
         "mget": partial(plain.mget, first, second),
+        "read_script": partial(plain.eval, scripts.READ, 2, record, second),
+        "pipeline": pipelined,
     }
     return actions, [plain, timed]
 

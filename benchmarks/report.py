@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .contention import KINDS
 from .environment import line
 from .inprocess import REFERENCES
 from .scale import METHODS
@@ -125,6 +126,7 @@ def targets(results: dict[str, Any]) -> list[str]:
                     ]
                 )
     rows += _cache_targets(results)
+    rows += _write_targets(results)
     if scale and len(scale) >= 2:
         small, large = scale[0], scale[-1]
         a = Summary.of(small["times_us"]["epoch"]).median
@@ -144,7 +146,104 @@ def targets(results: dict[str, Any]) -> list[str]:
                 verdict(len(trips) == 1 and per_set[1].median <= 1.5 * per_set[0].median),
             ]
         )
-    return _table(["target (issue 5)", "measured", ""], rows)
+    return _table(["target (issues 5 and 11)", "measured", ""], rows)
+
+
+def _median_rps(runs: list[dict[str, Any]]) -> float:
+    return Summary.of([run["rps"] for run in runs]).median
+
+
+def _write_targets(results: dict[str, Any]) -> list[list[str]]:
+    """Issue 11's rows: concurrent writes to one session, and a write's own cost."""
+    rows: list[list[str]] = []
+    section = results.get("contention") or {}
+    runs = section.get("runs", {})
+    if OURS in runs and "starsessions" in runs:
+        for kind, label in KINDS.items():
+            ratios, failed = [], 0
+            for level in section["levels"]:
+                ours, theirs = runs[OURS][kind][str(level)], runs["starsessions"][kind][str(level)]
+                ratios.append((level, _median_rps(ours) / _median_rps(theirs)))
+                failed += sum(run["non_2xx"] + run["socket_errors"] for run in ours)
+            worst = min(ratio for _, ratio in ratios)
+            rows.append(
+                [
+                    f"concurrent writes to one session ({label}): ≥ 0.9x starsessions at every "
+                    "level, 0 non-2xx",
+                    ", ".join(f"c{level} {ratio:.2f}x" for level, ratio in ratios)
+                    + f"; {failed} non-2xx or socket errors",
+                    "met" if worst >= 0.9 and failed == 0 else "**missed**",
+                ]
+            )
+    counted = (results.get("instructions") or {}).get("per_request", {})
+    if "write" in counted.get(OURS, {}) and "write" in counted.get("starsessions", {}):
+        ours, theirs = counted[OURS]["write"], counted["starsessions"]["write"]
+        rows.append(
+            [
+                "logged-in write in-process ≤ starsessions', in CPU instructions (callgrind)",
+                f"{ours / 1000:.0f}k vs {theirs / 1000:.0f}k: {ours / theirs:.2f}x",
+                "met" if ours <= theirs else "**missed**",
+            ]
+        )
+    times = (results.get("inprocess") or {}).get("times", {})
+    if "write" in times.get(OURS, {}) and "write" in times.get("starsessions", {}):
+        ratio = Summary.of(paired_ratios(times[OURS]["write"], times["starsessions"]["write"]))
+        rows.append(
+            [
+                "logged-in write in-process ≤ starsessions', in µs (same repeats)",
+                f"{Summary.of(times[OURS]['write']).median:.0f} vs "
+                f"{Summary.of(times['starsessions']['write']).median:.0f} µs: "
+                f"{ratio.median:.2f}x ({ratio.q1:.2f}-{ratio.q3:.2f}) paired",
+                "met" if ratio.median <= 1 else "**missed**",
+            ]
+        )
+    return rows
+
+
+def contention(section: dict[str, Any]) -> list[str]:
+    out = ["## Concurrent writes to one session (issue 11)", ""]
+    if section.get("skipped"):
+        return [*out, section["skipped"]]
+    out += [
+        "Every wrk connection POSTs a counter increment in ONE logged-in session (a new one "
+        "for each run), under uvicorn as in the end-to-end part (wrk -t1 -cC "
+        f"-d{section['seconds']}s). *shared*: every request increments the same key; *own "
+        "key*: request n increments key n mod C (wrk's one thread hands requests out in turn, "
+        "so concurrent requests write different keys, a key per connection). Median req/s "
+        "over the interleaved runs; *ratio* ours/starsessions; *non-2xx* and socket errors "
+        "summed over the runs; *kept*: the sum of the session's counters read back after the "
+        "run over the increments answered 2xx (in-flight requests when wrk stops can land "
+        "after it counted, so a little over 100% is possible); the rest were lost updates.",
+        "",
+    ]
+    runs = section["runs"]
+    variants = _variants(runs)
+    header = ["workload", "connections"]
+    for key in variants:
+        header += [f"{LABELS[key]} req/s", "non-2xx", "kept"]
+    if OURS in runs and "starsessions" in runs:
+        header.append("ratio")
+    rows = []
+    for kind, label in KINDS.items():
+        for level in section["levels"]:
+            row = [label, str(level)]
+            for key in variants:
+                cell = runs[key][kind][str(level)]
+                requests = sum(run["requests"] - run["non_2xx"] for run in cell)
+                kept = sum(run["kept"] for run in cell)
+                failed = sum(run["non_2xx"] + run["socket_errors"] for run in cell)
+                row += [
+                    f"{_median_rps(cell):.0f}",
+                    str(failed),
+                    f"{100 * kept / requests:.0f}%" if requests else "-",
+                ]
+            if OURS in runs and "starsessions" in runs:
+                ratio = _median_rps(runs[OURS][kind][str(level)]) / _median_rps(
+                    runs["starsessions"][kind][str(level)]
+                )
+                row.append(f"{ratio:.2f}x")
+            rows.append(row)
+    return out + _table(header, rows)
 
 
 def _cache_targets(results: dict[str, Any]) -> list[list[str]]:
@@ -158,7 +257,6 @@ def _cache_targets(results: dict[str, Any]) -> list[list[str]]:
             read["round_trips"] == 0
             and read["cache_hits"] == 1
             and first["round_trips"] == 1
-            and first["commands"] == 1
             and first["writes"] == 0
         )
         rows.append(
@@ -245,14 +343,23 @@ def inprocess(section: dict[str, Any]) -> list[str]:
         ref_rows.append(
             ["(session_middleware read - floor) / bare GET", _ratio(paired_ratios(added, get))]
         )
-        mget = section["references"]["mget"]
-        own = [a - m for a, m in zip(added, mget, strict=True)]
+        refs = section["references"]
+        command, what = (
+            ("read_script", "READ script") if "read_script" in refs else ("mget", "MGET")
+        )
+        own = [a - m for a, m in zip(added, refs[command], strict=True)]
         ref_rows.append(
             [
-                "session_middleware's own time in a read: read - floor - bare MGET (µs)",
+                f"session_middleware's own time in a read: read - floor - bare {what} (µs)",
                 _us(own),
             ]
         )
+        if "read_script" in refs and "pipeline" in refs:
+            get = refs["get"]
+            for name in ("read_script", "pipeline"):
+                ref_rows.append(
+                    [f"{REFERENCES[name]} / bare GET", _ratio(paired_ratios(refs[name], get))]
+                )
     floor_read = section["times"].get("floor", {}).get("read")
     for key in ("starlette", CACHED):
         if floor_read and key in section["times"]:
@@ -302,16 +409,27 @@ def instructions(section: dict[str, Any]) -> list[str]:
         ["bare redis.asyncio GET", f"{refs['ref-get'] / 1000:.0f}k"],
         ["bare redis.asyncio MGET of 2 keys", f"{refs['ref-mget'] / 1000:.0f}k"],
     ]
+    for name, what in (
+        ("ref-read", "EVAL of the READ script (a record HASH and its epoch, one round trip)"),
+        ("ref-pipeline", "pipeline of HGETALL + GET (the same two keys, one round trip)"),
+    ):
+        if name in refs:
+            lines.append(
+                [what, f"{refs[name] / 1000:.0f}k ({refs[name] / refs['ref-get']:.2f}x GET)"]
+            )
+    read_ref, read_what = (
+        ("ref-read", "READ script") if "ref-read" in refs else ("ref-mget", "MGET")
+    )
     if "read" in floor:
         for key, what in (
-            (OURS, "session_middleware's own work in a read: read - floor - bare MGET"),
+            (OURS, f"session_middleware's own work in a read: read - floor - bare {read_what}"),
             ("starlette", "Starlette cookie SessionMiddleware: read - floor"),
             (CACHED, "session_middleware + local_cache: read (a cache hit) - floor"),
         ):
             if key in per_request:
                 own = per_request[key]["read"] - floor["read"]
                 if key == OURS:
-                    own -= refs["ref-mget"]
+                    own -= refs[read_ref]
                 lines.append([what, f"{own / 1000:.0f}k"])
     out += ["", *_table(["reference", "instructions per request"], lines)]
     served = section.get("served", {})
@@ -635,6 +753,8 @@ def render(results: dict[str, Any]) -> str:
         out += [*instructions(results["instructions"]), ""]
     if "endtoend" in results:
         out += [*endtoend(results["endtoend"], mode), ""]
+    if "contention" in results:
+        out += [*contention(results["contention"]), ""]
     if "memory" in results:
         out += [*memory(results["memory"], results.get("inprocess", {}).get("cookies", {})), ""]
         if "memory_cache" in results:

@@ -14,6 +14,7 @@ from typing import Any
 
 from . import (
     charts,
+    contention,
     endtoend,
     environment,
     inprocess,
@@ -30,7 +31,7 @@ from .scenarios import INVALIDATE, REQUESTS
 from .settings import MODES, new_prefix, with_overrides
 from .variants import ORDER, available
 
-PARTS = ("inprocess", "instructions", "endtoend", "memory", "window", "scale")
+PARTS = ("inprocess", "instructions", "endtoend", "contention", "memory", "window", "scale")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -147,6 +148,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> Path:
         if "endtoend" in args.only:
             log("end-to-end under uvicorn + wrk...")
             results["endtoend"] = asdict(endtoend.measure(mode, variants, prefix, log))
+            _tidy(prefix)
+        if "contention" in args.only:
+            log("concurrent writes to one session under uvicorn + wrk...")
+            results["contention"] = asdict(contention.measure(mode, variants, prefix, log))
             _tidy(prefix)
         if "memory" in args.only:
             log("memory per session...")

@@ -1,8 +1,8 @@
 """Invalidating one user among 10 to 10^6 sessions: the epoch against what the Redis
 community usually suggests (SCAN MATCH + DEL; a per-user SET of session ids).
 
-The keyspace is filled with pipelined writes in session_middleware's own layout (record,
-epoch, per-user index), plus the per-user SETs the SET method needs. The user whose sessions
+The keyspace is filled with pipelined writes in session_middleware's own layout (record
+HASH, epoch, per-user index), plus the per-user SETs the SET method needs. The user whose sessions
 are invalidated logs in for real through the middleware, so the check afterwards uses their
 real cookies.
 """
@@ -160,7 +160,7 @@ class Filled(NamedTuple):
 
 
 SAMPLE = 300
-CREATING = frozenset({"SET", "ZADD", "SADD"})
+CREATING = frozenset({"SET", "HSET", "ZADD", "SADD"})
 
 
 @dataclass
@@ -181,7 +181,7 @@ def _noted(commands: Iterator[tuple[Any, ...]], written: Written) -> Iterator[tu
         yield command
 
 
-def fill(space: Keyspace, template: str, target_epoch: str) -> Filled:
+def fill(space: Keyspace, template: dict[str, str], target_epoch: str) -> Filled:
     """Bulk-write every background session; per component: the used_memory it added, its
     keys, and the mean MEMORY USAGE of a sample of them."""
     client = redis.Redis.from_url(REDIS_URL)
@@ -191,12 +191,17 @@ def fill(space: Keyspace, template: str, target_epoch: str) -> Filled:
     try:
         epochs: dict[str, str] = {}
 
-        def records() -> Iterator[tuple[Any, ...]]:  # the same bytes as a real login's
+        def records() -> Iterator[tuple[Any, ...]]:  # the same fields as a real login's
             for user_id, tag, handles in space.background():
                 epoch = epochs.setdefault(tag, new_epoch())
-                record = template.replace(target_epoch, epoch).replace(TARGET, user_id)
+                fields = [
+                    part.replace(target_epoch, epoch).replace(TARGET, user_id)
+                    for pair in template.items()
+                    for part in pair
+                ]
                 for handle in handles:
-                    yield ("SET", keys.record_key(tag, handle), record, "PX", TTL_MS)
+                    yield ("HSET", keys.record_key(tag, handle), *fields)
+                    yield ("PEXPIRE", keys.record_key(tag, handle), TTL_MS)
 
         def epoch_keys() -> Iterator[tuple[Any, ...]]:
             for _, tag, _ in space.background():
@@ -260,7 +265,7 @@ class Sized:
     def __init__(self, space: Keyspace, result: SizeResult) -> None:
         self.space = space
         self.result = result
-        self.pattern = f"{space.keys.prefix}{{{space.target_tag}}}:s:*"
+        self.pattern = space.keys.record_key_base(space.target_tag) + "*"
         self.set_key = space.set_key(space.target_tag)
 
     def record(self, handle: str) -> str:
@@ -272,7 +277,10 @@ async def _filled(
 ) -> Sized:
     space = Keyspace(f"{prefix}scale{size}:", size, client)
     cookies = await space.log_in_target()
-    template = _text(await client.get(space.record_key_of(cookies[0])))
+    stored = await client.hgetall(space.record_key_of(cookies[0]))  # a record is a HASH
+    if not stored:
+        raise RuntimeError("the record the set-up just wrote is missing")
+    template = {_text(name): _text(value) for name, value in stored.items()}
     target_epoch = _text(await client.get(space.keys.epoch_key(space.target_tag)))
     filled = fill(space, template, target_epoch)
     dbsize = await client.dbsize()
@@ -312,6 +320,8 @@ async def _invalidate(
         if any(left):
             raise RuntimeError("invalidate_user(delete=True) left records behind")
         deleted = len(cookies)
+    if method in ("scan", "set") and not deleted:
+        raise RuntimeError(f"{method} deleted none of the user's records: the layout moved?")
     result.deleted[method] = int(deleted)
     if method == "epoch" and check:
         answers = [await space.whose(c) for c in cookies]

@@ -17,7 +17,7 @@ from starsessions.stores.redis import RedisStore
 from session_middleware import get_session, sessions
 
 from . import sql
-from .app import CART, THEME, build_app
+from .app import CART, COUNTER, THEME, build_app
 from .settings import REDIS_URL, SECRET, SESSION_LIFETIME
 
 ORDER = ("floor", "starlette", "starsessions", "ours-redis", "ours-sql", "ours-cache")
@@ -76,6 +76,12 @@ class NoSession:
     async def login(self, request: Request, user_id: str) -> None:
         return None
 
+    async def increment(self, request: Request, key: str) -> str:
+        return "0"
+
+    async def counters(self, request: Request) -> dict[str, int]:
+        return {}
+
 
 class StarletteAccess:
     """Starlette's cookie sessions: request.session, a plain dict."""
@@ -94,6 +100,14 @@ class StarletteAccess:
         session.clear()
         session.update(user_id=user_id, theme=THEME, cart=CART)
 
+    async def increment(self, request: Request, key: str) -> str:
+        session = request.session
+        session[key] = session.get(key, 0) + 1
+        return str(session[key])
+
+    async def counters(self, request: Request) -> dict[str, int]:
+        return {k: v for k, v in request.session.items() if k.startswith(COUNTER)}
+
 
 class StarsessionsAccess(StarletteAccess):
     """starsessions: load_session() first (its docs' way), then request.session."""
@@ -110,6 +124,14 @@ class StarsessionsAccess(StarletteAccess):
         await load_session(request)
         regenerate_session_id(request)
         await super().login(request, user_id)
+
+    async def increment(self, request: Request, key: str) -> str:
+        await load_session(request)
+        return await super().increment(request, key)
+
+    async def counters(self, request: Request) -> dict[str, int]:
+        await load_session(request)
+        return await super().counters(request)
 
 
 class OurAccess:
@@ -129,6 +151,15 @@ class OurAccess:
         session.login(user_id)
         session["theme"] = THEME
         session["cart"] = CART
+
+    async def increment(self, request: Request, key: str) -> str:
+        session = get_session(request)
+        session[key] = session.get(key, 0) + 1
+        return str(session[key])
+
+    async def counters(self, request: Request) -> dict[str, int]:
+        session = get_session(request)
+        return {k: v for k, v in session.items() if k.startswith(COUNTER)}
 
 
 # -- building them ----------------------------------------------------------------
