@@ -6,8 +6,12 @@ I/O and the same commands run through the sync and the async client.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Sequence
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 Command = tuple[Any, ...]
 
@@ -15,11 +19,18 @@ Command = tuple[Any, ...]
 def run_sync(client: Any, commands: Sequence[Command]) -> list[Any]:
     """Run the commands in one round trip and return their replies in order."""
     if len(commands) == 1:
-        return [client.execute_command(*commands[0])]
+        try:
+            return [client.execute_command(*by_sha(commands[0]))]
+        except NoScriptError:
+            return [client.execute_command(*commands[0])]
     with client.pipeline(transaction=False) as pipe:
         for command in commands:
-            pipe.execute_command(*command)
-        return list(pipe.execute())
+            pipe.execute_command(*by_sha(command))
+        replies = list(pipe.execute(raise_on_error=False))
+    for index, reply in enumerate(replies):
+        if isinstance(reply, NoScriptError):
+            replies[index] = client.execute_command(*commands[index])
+    return _raised(replies)
 
 
 async def run_async(client: Any, commands: Sequence[Command]) -> list[Any]:
@@ -28,11 +39,41 @@ async def run_async(client: Any, commands: Sequence[Command]) -> list[Any]:
     if run is not None:  # a client that runs command lists itself (local_cache.CachedRedis)
         return list(await run(commands))
     if len(commands) == 1:
-        return [await client.execute_command(*commands[0])]
+        try:
+            return [await client.execute_command(*by_sha(commands[0]))]
+        except NoScriptError:
+            return [await client.execute_command(*commands[0])]
     async with client.pipeline(transaction=False) as pipe:
         for command in commands:
-            pipe.execute_command(*command)
-        return list(await pipe.execute())
+            pipe.execute_command(*by_sha(command))
+        replies = list(await pipe.execute(raise_on_error=False))
+    for index, reply in enumerate(replies):
+        if isinstance(reply, NoScriptError):
+            replies[index] = await client.execute_command(*commands[index])
+    return _raised(replies)
+
+
+def by_sha(command: Command) -> Command:
+    """A script by its SHA-1 (EVALSHA): Redis runs it without hashing its text again and
+    the client sends 40 bytes instead of the script. A server that does not know it yet (a
+    restart, a failover, a new cluster node) answers NOSCRIPT, and the command is sent
+    again with EVAL, which loads it."""
+    if command[0] != "EVAL":
+        return command
+    return ("EVALSHA", script_sha(command[1]), *command[2:])
+
+
+@functools.lru_cache(maxsize=64)
+def script_sha(script: str) -> str:
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
+
+def _raised(replies: list[Any]) -> list[Any]:
+    """The replies, raising the first error among them as the pipeline would have."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
 
 
 def text(reply: Any) -> str | None:

@@ -10,6 +10,7 @@ import redis
 import redis.asyncio
 
 from session_middleware import scripts
+from session_middleware.commands import script_sha
 from session_middleware.epochs import sql_cache
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -37,10 +38,14 @@ SCRIPT_NAMES = {
 }
 
 
+SCRIPT_NAMES.update({script_sha(body): name for body, name in list(SCRIPT_NAMES.items())})
+
+
 def command_name(args: Any) -> str:
-    """A command's name; a script run with EVAL is named after its constant in scripts.py."""
+    """A command's name; a script run with EVAL or EVALSHA is named after its constant in
+    scripts.py."""
     name = str(args[0]).upper()
-    if name == "EVAL" and len(args) > 1:
+    if name in ("EVAL", "EVALSHA") and len(args) > 1:
         body = args[1].decode() if isinstance(args[1], bytes) else str(args[1])
         return SCRIPT_NAMES.get(body, name)
     return name

@@ -14,7 +14,11 @@ import session_middleware
 from session_middleware import errors, sessions
 
 from .apps import asgi_app
+from .private_redis import server
+from .redis_servers import RedisServer
 from .support import REDIS_URL, SECRET
+
+__all__ = ["server"]  # the fixture
 
 pytestmark = pytest.mark.anyio
 
@@ -61,3 +65,24 @@ async def test_a_client_library_bug_is_a_503_never_a_500(key_prefix: str) -> Non
         assert "Traceback" not in first.text
         assert (await browser.get("/set?key=a&value=1")).status_code == 200
     await client.aclose()
+
+
+def test_scripts_run_by_sha_and_are_reloaded_after_a_flush(server: RedisServer) -> None:
+    """Scripts go by EVALSHA; a server that lost them (restart, failover, SCRIPT FLUSH)
+    answers NOSCRIPT, and the command is sent again with EVAL, alone or in a pipeline."""
+    from .apps import wsgi_app
+
+    config = sessions(secret_key=SECRET, redis_url=server.url, key_prefix="sha:")
+    app = config(wsgi_app)
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as client:
+        client.get("/login?user=alice")
+        client.get("/set?key=a&value=1")
+        with server.client() as admin:
+            admin.script_flush()
+            client.get("/login?user=alice")  # a pipeline: the old record's DEL, then LOGIN
+            admin.script_flush()
+            client.get("/set?key=b&value=2")
+            assert client.get("/read").json()["data"] == {"a": "1", "b": "2"}
+            calls = admin.info("commandstats")
+        assert calls["cmdstat_evalsha"]["calls"] > calls["cmdstat_eval"]["calls"]
+    config.close()
