@@ -235,9 +235,6 @@ class Core:
             if session.ended and record is not None and record.user_id is not None:
                 events = (SessionEvent("logout", record.user_id, self._handle(opened)),)
             return self._committed(cookie, depends, events=events)
-        if session.user_id is None and not len(session):
-            yield RedisIO(tuple(commands + self.writes.forget(ref, listed=False)))
-            return self._committed(self.codec.cleared(), depends)
         interrupted = yield from self._write(opened, now, commands)
         if interrupted is None and session.modified:
             # The same id again, as Starlette sends its cookie on every change: the
@@ -265,12 +262,13 @@ class Core:
         others: list[Command] = []
         if session.logout_others_requested:
             assert record.user_id is not None
+            current = guard.wanted  # the carried epoch, or one this request set itself
             if mode == "redis":
                 fresh = new_epoch()
-                guard = Guard(mode, carried, carried, stamp=fresh, set_epoch=True)
+                guard = Guard(mode, carried, current, stamp=fresh, set_epoch=True)
                 others = self._other_tags(self.provider.bump_commands(record.user_id, fresh), ref)
             else:
-                fresh = yield ProviderIO("bump_if", (record.user_id, ref.tag, carried))
+                fresh = yield ProviderIO("bump_if", (record.user_id, ref.tag, current))
                 if fresh is None:
                     if commands:
                         yield RedisIO(tuple(commands))
@@ -321,30 +319,42 @@ class Core:
             carried = opened.own_epoch
         bump = session.logout_others_requested
         ref = CookieRef(self.keys.user_tag(user_id), new_session_id())
+        colocated = self.provider.login_mode() == "ensure"
         replaced: CookieRef | None = None  # the old record, checked and deleted by the script
+        expect: str | None = None  # the epoch the new tag must still have at the login
         if carried is not None and old is not None and old.tag == ref.tag:
-            replaced = old
+            replaced, expect = old, carried
+        elif carried is not None and old is not None:
+            # Signing keys rotate: the session lives under its old key's tag. Move it out
+            # (only if it still exists, and its epoch there is still the one it carries),
+            # read the user's epoch under the new tag, and stamp that one only if it is
+            # still the user's at the login: an invalidation in between refuses it.
+            steps: list[Command] = [
+                *commands,
+                self.writes.rotate_out(old, carried if colocated else None),
+            ]
+            if colocated:
+                steps.append(self.writes.ensure_epoch(ref.tag, new_epoch()))
+            replies = yield RedisIO(tuple(steps))
+            commands = []
+            moved = replies[len(steps) - (2 if colocated else 1)]
+            if not moved:
+                return (yield from self._refuse([], depends, opened))
+            expect = text(replies[-1]) if colocated else None
         elif record is not None and old is not None:
             commands += self.writes.forget(old, listed=record.user_id is not None)
         mode: LoginMode
         epoch: str | None
         expected = ""
         others: list[Command] = []
-        if carried is not None and replaced is None and old is not None:
-            # Signing keys rotate: the session's epoch and record live under its old tag.
-            check = ("GET", self.keys.epoch_key(old.tag))
-            record_exists = ("EXISTS", self.keys.session_key(old.tag, old.session_id))
-            held, exists = yield RedisIO((check, record_exists))
-            if not same_epoch(text(held), carried) or not exists:
-                return (yield from self._refuse(commands, depends, opened))
-        if self.provider.login_mode() == "ensure":
+        if colocated:
             fresh = new_epoch()
-            if replaced is None:
+            if expect is None:
                 mode, epoch = ("bump" if bump else "ensure"), fresh
             elif bump:
-                mode, epoch, expected = "expect-bump", fresh, carried or ""
+                mode, epoch, expected = "expect-bump", fresh, expect
             else:
-                mode, epoch = "expect", carried
+                mode, epoch = "expect", expect
             if bump:
                 others = self._other_tags(self.provider.bump_commands(user_id, fresh), ref)
         else:
@@ -380,9 +390,14 @@ class Core:
         if others:
             yield RedisIO(tuple(others))
         handle = session_handle(ref.session_id)
-        ended = [text(item) for item in list(replies[-1])[1:]]
+        ended = [item for item in (text(reply) for reply in list(replies[-1])[1:]) if item]
+        if ended:
+            # Deleted by the script already; deleted again from here so that this worker's
+            # local cache, which Redis does not tell about its own connection's writes,
+            # drops them too.
+            yield RedisIO((("DEL", *(self.keys.record_key(ref.tag, h) for h in ended)),))
         events = [SessionEvent("rotation" if rotating else "login", user_id, handle)]
-        events += [SessionEvent("evicted", user_id, item) for item in ended if item]
+        events += [SessionEvent("evicted", user_id, item) for item in ended]
         return self._committed(
             self.codec.issue(ref, self.timing.lifetime), depends, events=tuple(events)
         )

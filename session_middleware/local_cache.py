@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 
 import redis
 import redis.asyncio
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from .commands import Command, run_async, text
 from .scripts import READ
@@ -71,6 +71,16 @@ class Read(NamedTuple):
     keys: list[str]
     commands: list[Command]  # HGETALL of the record, GET of the epoch key
     join: Callable[[list[Any]], Any]  # one value per key -> the read script's reply
+
+
+def _value(reply: Any) -> Any:
+    """A read's reply as the cache keeps it: an empty hash is not kept (None), and a key of
+    another type reads as the read script reports it, for the core to refuse."""
+    if isinstance(reply, ResponseError):
+        if "WRONGTYPE" in str(reply):
+            return "WRONGTYPE"
+        raise reply
+    return reply or None
 
 
 def session_read(commands: Sequence[Command]) -> Read | None:
@@ -426,9 +436,13 @@ class CachedRedis:
             generation = cache.begin_read(read.keys)
             values: list[Any] = [None] * len(read.keys)
             try:
-                # Each key read by a command of its own, which Redis tracks for certain.
-                replies = await run_async(client, read.commands)
-                values = [reply or None for reply in replies]  # an empty hash: not cached
+                # Each key read by a command of its own, which Redis tracks for certain, in
+                # one MULTI so that the record and the epoch are read at the same moment.
+                async with client.pipeline(transaction=True) as pipe:
+                    for command in read.commands:
+                        pipe.execute_command(*command)
+                    replies = await pipe.execute(raise_on_error=False)
+                values = [_value(reply) for reply in replies]
             finally:
                 cache.end_read(read.keys, values, generation)
             return [read.join(values)]

@@ -181,7 +181,8 @@ def fields_size(pairs: Sequence[str]) -> int:
 
 
 def _number(value: float) -> str:
-    return repr(float(value))
+    """Microseconds, at a fixed width (until 2286), so a refresh never grows a record."""
+    return f"{value:.6f}"
 
 
 # -- decoding ---------------------------------------------------------------------------------

@@ -115,7 +115,8 @@ if carried ~= '' then
 end
 local first, last = 13, 12 + 2 * tonumber(ARGV[12])
 local changing = {{}}
-for i = first, #ARGV do changing[ARGV[i]] = true end
+for i = first, last, 2 do changing[ARGV[i]] = true end
+for i = last + 1, #ARGV do changing[ARGV[i]] = true end
 local size = 0
 local current = redis.call('HGETALL', record)
 for i = 1, #current, 2 do
@@ -195,6 +196,17 @@ redis.call('PEXPIRE', KEYS[3], ARGV[9])
 return ended
 """
 )
+
+# Move a session out of an older signing key's tag, for a login that rotates it under the
+# current key: delete it only if it still exists and (KEYS[3], when given) its user's epoch
+# under that tag is still ARGV[1]. KEYS: 1 the record, 2 the index, 3 (optional) the epoch
+# key; ARGV: 1 the carried epoch, 2 the handle. Returns 1 when moved out, 0 when refused.
+ROTATE_OUT = """
+if KEYS[3] and redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 1
+"""
 
 # Set the epoch to ARGV[2] only if it is still ARGV[1]. KEYS[1] the epoch key; ARGV[3] TTL
 # ms. Returns 1 when set, 0 when the epoch had moved (or was gone).

@@ -12,7 +12,7 @@ from .cookies import CookieRef
 from .errors import SessionTooLarge
 from .keys import KeySpace, session_handle
 from .records import FieldCodec, Record, fields_size
-from .scripts import CREATE, EPOCH_TTL_MARGIN_MS, LOGIN, READ, WRITE
+from .scripts import CREATE, ENSURE_EPOCH, EPOCH_TTL_MARGIN_MS, LOGIN, READ, ROTATE_OUT, WRITE
 
 # Where a user's epoch lives, as a write's guard sees it (see scripts.WRITE).
 EpochGuard = Literal["redis", "cache", "none"]
@@ -169,6 +169,19 @@ class Writes:
             old_handle,
             *pairs,
         )
+
+    def rotate_out(self, ref: CookieRef, carried: str | None) -> Command:
+        """Delete a session under an older signing key's tag if it still exists and, with
+        `carried`, its user's epoch under that tag is still `carried` (scripts.ROTATE_OUT)."""
+        keys = [self.keys.session_key(ref.tag, ref.session_id), self.keys.index_key(ref.tag)]
+        if carried is not None:
+            keys.append(self.keys.epoch_key(ref.tag))
+        return ("EVAL", ROTATE_OUT, len(keys), *keys, carried or "", session_handle(ref.session_id))
+
+    def ensure_epoch(self, tag: str, candidate: str) -> Command:
+        """The user's epoch under `tag`, created as `candidate` if there is none."""
+        key = self.keys.epoch_key(tag)
+        return ("EVAL", ENSURE_EPOCH, 1, key, candidate, self.timing.epoch_ttl_ms)
 
     def forget(self, ref: CookieRef, listed: bool) -> list[Command]:
         """Delete a record, and its entry in the user's index if it may have one."""

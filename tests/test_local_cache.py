@@ -14,7 +14,7 @@ from session_middleware import ConfigurationError, SessionConfig, sessions
 from session_middleware.local_cache import TrackedCache
 
 from .apps import asgi_app
-from .support import REDIS_URL, SECRET
+from .support import REDIS_URL, SECRET, keys_under
 
 pytestmark = pytest.mark.anyio
 
@@ -166,3 +166,36 @@ def test_a_login_extends_an_epoch_that_would_expire_before_its_session(key_prefi
         client.get("/login?user=alice")
         assert plain.pttl(epoch_key) > 3_600_000
         plain.close()
+
+
+async def test_a_session_ended_by_the_cap_is_not_served_from_the_cache(key_prefix: str) -> None:
+    config = sessions(
+        secret_key=SECRET,
+        redis_url=REDIS_URL,
+        key_prefix=key_prefix,
+        local_cache=1000,
+        max_sessions_per_user=1,
+    )
+    await ready(config)
+    async with browser(config) as first, browser(config) as second:
+        await first.get("/login?user=alice")
+        await first.get("/read")
+        hits = cache_of(config).hits
+        assert (await first.get("/read")).json()["user"] == "alice"
+        assert cache_of(config).hits == hits + 1, "served from the cache"
+        await second.get("/login?user=alice")  # the cap ends the first session
+        assert (await first.get("/read")).json()["user"] is None
+    await cache_of(config).aclose()
+
+
+async def test_a_key_of_another_type_is_refused_not_a_503(key_prefix: str) -> None:
+    config = worker(key_prefix)
+    await ready(config)
+    async with browser(config) as client:
+        await client.get("/login?user=alice")
+        (key,) = [k for k in keys_under(key_prefix) if ":s:" in k]
+        redis.Redis.from_url(REDIS_URL).set(key, "a string")
+        response = await client.get("/read")
+        assert response.status_code == 200 and response.json()["user"] is None
+    assert [k for k in keys_under(key_prefix) if ":s:" in k] == []
+    await cache_of(config).aclose()

@@ -316,3 +316,71 @@ async def test_a_write_past_the_size_limit_saves_nothing(key_prefix: str) -> Non
         await commit_all(config, [second])
     final = await config.run_async(config.core.open(header, time.time()))
     assert set(final.session) == {"a"}
+
+
+async def commit_with(config: SessionConfig, state: Any, after_first: bool) -> Any:
+    """Commit `state`, invalidating its user right after the first round trip if asked."""
+    from session_middleware.commands import run_async
+    from session_middleware.steps import Emit, RedisIO
+
+    step = config.core.commit(state, time.time())
+    request, trips = next(step), 0
+    try:
+        while True:
+            assert isinstance(request, (RedisIO, Emit))
+            result = None
+            if isinstance(request, RedisIO):
+                result = await run_async(config.redis.async_(), request.commands)
+                trips += 1
+                if trips == 1 and after_first:
+                    await config.ainvalidate_user(state.session.user_id)
+            request = step.send(result)
+    except StopIteration as done:
+        return done.value
+
+
+async def test_a_rotation_across_signing_keys_cannot_undo_an_invalidation(key_prefix: str) -> None:
+    from .support import OTHER_SECRET
+
+    old = sessions(secret_key=OTHER_SECRET, redis_url=REDIS_URL, key_prefix=key_prefix)
+    new = sessions(secret_key=[SECRET, OTHER_SECRET], redis_url=REDIS_URL, key_prefix=key_prefix)
+    async with async_client(old, AsyncGate().app) as client:
+        await client.get("/login?user=alice")
+        header = f"session={client.cookies['session']}"
+    for invalidated in (True, False):
+        state = await new.run_async(new.core.open(header, time.time()))
+        assert state.session.user_id == "alice"
+        state.session.login("alice")  # rotation, moving to the current key's tag
+        # Driven by hand: the invalidation lands after the commit's first round trip.
+        committed = await commit_with(new, state, after_first=invalidated)
+        if invalidated:
+            assert committed.rejected == "epoch" and committed.cookie.value is None
+            assert await new.alist_sessions("alice") == []
+            async with async_client(old, AsyncGate().app) as client:
+                await client.get("/login?user=alice")
+                header = f"session={client.cookies['session']}"
+        else:
+            assert committed.rejected is None and committed.cookie.value is not None
+            assert len(await new.alist_sessions("alice")) == 1
+            moved = f"session={committed.cookie.value}"
+            assert (
+                await new.run_async(new.core.open(moved, time.time()))
+            ).session.user_id == "alice"
+            gone = await new.run_async(new.core.open(header, time.time()))
+            assert gone.record is None, "the old key's session was moved, not copied"
+
+
+async def test_emptying_a_session_keeps_a_concurrent_writers_key(config: SessionConfig) -> None:
+    gate = AsyncGate()
+    gate.release.set()
+    async with async_client(config, gate.app) as client:
+        await client.get("/set?key=cart&value=1")
+        header = f"session={client.cookies['session']}"
+    first = await config.run_async(config.core.open(header, time.time()))
+    second = await config.run_async(config.core.open(header, time.time()))
+    second.session["csrf"] = "t"
+    await config.run_async(config.core.commit(second, time.time()))
+    first.session.pop("cart")
+    await config.run_async(config.core.commit(first, time.time()))
+    final = await config.run_async(config.core.open(header, time.time()))
+    assert dict(final.session) == {"csrf": "t"}

@@ -353,13 +353,14 @@ def test_a_write_over_the_limit_raises(config: SessionConfig, encode: Callable[[
     assert raised.value.size == 70_000
 
 
-def test_emptying_an_anonymous_session_deletes_it(
+def test_emptying_a_session_deletes_its_keys_not_the_record(
     config: SessionConfig, encode: Callable[[Any], Any]
 ) -> None:
+    """A concurrent writer's keys survive: only the keys this request loaded are removed."""
     state = opened(config, encode, stored(config, {"a": 1}), None)
     state.session.clear()
-    run = commit(config, state, [[1]])
-    assert run.steps == [("DEL",)] and run.result.cookie.value is None
+    run = commit(config, state, [[WRITTEN]])
+    assert changed_fields(write_of(run)) == (["r"], ["d:a"])
 
 
 def test_logout_deletes_the_record_and_its_index_entry(
@@ -436,6 +437,7 @@ def test_a_login_that_logs_the_others_out_bumps_in_its_script(config: SessionCon
 def test_the_cap_reports_the_sessions_it_ended(config: SessionConfig) -> None:
     state = drive(config.core.open(None, NOW), []).result
     state.session.login("alice")
-    run = commit(config, state, [[[EPOCH, "h1" * 16, "h2" * 16]]])
+    run = commit(config, state, [[[EPOCH, "h1" * 16, "h2" * 16]], [2]])
+    assert run.steps == [("LOGIN",), ("DEL",)], "deleted again, for this worker's cache"
     assert [e.kind for e in run.events] == ["login", "evicted", "evicted"]
     assert {e.handle for e in run.events[1:]} == {"h1" * 16, "h2" * 16}
