@@ -11,6 +11,7 @@ from typing import Any
 import redis.asyncio
 
 from session_middleware import scripts
+from session_middleware.commands import script_sha
 
 from .settings import REDIS_URL
 
@@ -45,13 +46,14 @@ SCRIPTS = {
     for name in ("READ", "WRITE", "CREATE", "LOGIN", "ENSURE_EPOCH", "BUMP_IF", "REVOKE")
     if isinstance(getattr(scripts, name, None), str)
 }
+SCRIPTS.update({script_sha(text): name for text, name in list(SCRIPTS.items())})  # EVALSHA
 READ_ONLY_SCRIPTS = frozenset({"EVAL:READ"})
 
 
 def command_name(args: tuple[Any, ...]) -> str:
     """The command's name, scripts named: EVAL:READ for session_middleware's READ script."""
     name = str(args[0]).upper()
-    if name == "EVAL" and len(args) > 1:
+    if name in ("EVAL", "EVALSHA") and len(args) > 1:
         script = args[1].decode() if isinstance(args[1], bytes) else args[1]
         return f"EVAL:{SCRIPTS.get(script, '?')}"
     return name

@@ -13,7 +13,7 @@ import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from itsdangerous import Signer
 
@@ -48,11 +48,18 @@ class _Verifier:
     def valid(self, payload: bytes, signature: bytes) -> bool:
         matched = False
         for state in self._states:
-            mac = state.copy()
-            mac.update(payload)
-            expected = base64.urlsafe_b64encode(mac.digest())[:-1]
-            matched |= hmac.compare_digest(expected, signature)
+            matched |= hmac.compare_digest(_signature(state, payload), signature)
         return matched
+
+    def sign(self, payload: bytes) -> bytes:
+        """The signature itsdangerous's Signer gives `payload`: it signs with its last key."""
+        return _signature(self._states[-1], payload)
+
+
+def _signature(state: Any, payload: bytes) -> bytes:
+    mac = state.copy()
+    mac.update(payload)
+    return base64.urlsafe_b64encode(mac.digest())[:-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +118,8 @@ class CookieCodec:
         self._max_age = max_age
 
     def encode(self, ref: CookieRef) -> str:
-        return self._signer.sign(f"{ref.tag}.{ref.session_id}").decode("ascii")
+        payload = f"{ref.tag}.{ref.session_id}"
+        return f"{payload}.{self._verifier.sign(payload.encode('ascii')).decode('ascii')}"
 
     def decode(self, value: str) -> CookieRef | None:
         """The reference a cookie value holds, or None unless we issued it."""

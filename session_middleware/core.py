@@ -26,7 +26,7 @@ from .errors import CorruptRecord, SessionTooLarge, StoreUnavailable
 from .events import SessionEvent
 from .keys import KeySpace, new_anonymous_tag, new_session_id, session_handle, user_id_text
 from .records import Cipher, FieldCodec, Record, RecordReader, flat_fields, refreshed_field
-from .scripts import EPOCH_MOVED, EPOCH_UNKNOWN, GONE, TOO_LARGE, WRITTEN
+from .scripts import EMPTIED, EPOCH_MOVED, EPOCH_UNKNOWN, GONE, TOO_LARGE, WRITTEN
 from .session import Session
 from .steps import Emit, ProviderIO, RedisIO, Step
 from .writes import EpochGuard, Guard, LoginMode, Timing, Writes
@@ -236,6 +236,8 @@ class Core:
                 events = (SessionEvent("logout", record.user_id, self._handle(opened)),)
             return self._committed(cookie, depends, events=events)
         interrupted = yield from self._write(opened, now, commands)
+        if interrupted == "emptied":  # not an interruption: emptied, and so deleted
+            return self._committed(self.codec.cleared(), depends)
         if interrupted is None and session.modified:
             # The same id again, as Starlette sends its cookie on every change: the
             # browser's copy is refreshed along with the session.
@@ -284,6 +286,8 @@ class Core:
                                       size, self.max_bytes)  # fmt: skip
             if outcome == GONE:
                 return "gone"
+            if outcome == EMPTIED:
+                return "emptied"
             if outcome == EPOCH_MOVED:
                 return "epoch"
             if outcome != EPOCH_UNKNOWN or attempt:

@@ -11,7 +11,7 @@ from __future__ import annotations
 EPOCH_TTL_MARGIN_MS = 60_000
 
 # Replies of WRITE.
-WRITTEN, GONE, TOO_LARGE, EPOCH_MOVED, EPOCH_UNKNOWN = 1, 0, -1, -2, -3
+WRITTEN, EMPTIED, GONE, TOO_LARGE, EPOCH_MOVED, EPOCH_UNKNOWN = 1, 2, 0, -1, -2, -3
 
 # HSET and HDEL in chunks (Lua's unpack() has a bounded stack), and an expiry in ms.
 _CHUNKED = """
@@ -91,7 +91,9 @@ return 1
 # Returns WRITTEN; GONE when the record no longer exists (never brought back); EPOCH_MOVED
 # when the user's epoch (or the record's stamp) is no longer the one loaded (an
 # invalidation is never undone, a new epoch never adopted); EPOCH_UNKNOWN (see 'cache');
-# {TOO_LARGE, size} when the record would outgrow ARGV[7]. Nothing is written unless WRITTEN.
+# {TOO_LARGE, size} when the record would outgrow ARGV[7]. Nothing is written unless WRITTEN,
+# or EMPTIED: an anonymous record left with no data by this request's deletions (and no key
+# a concurrent request added) is deleted.
 WRITE = (
     _CHUNKED
     + f"""
@@ -126,6 +128,16 @@ for i = first, last do size = size + #ARGV[i] end
 if size > tonumber(ARGV[7]) then return {{{TOO_LARGE}, size}} end
 in_chunks('HSET', record, ARGV, first, last)
 in_chunks('HDEL', record, ARGV, last + 1, #ARGV)
+if #ARGV > last and redis.call('HEXISTS', record, 'u') == 0 then
+  local empty = true
+  for _, name in ipairs(redis.call('HKEYS', record)) do
+    if string.sub(name, 1, 2) == 'd:' then empty = false; break end
+  end
+  if empty then
+    redis.call('DEL', record)
+    return {EMPTIED}
+  end
+end
 if stamp ~= '' then
   redis.call('HSET', record, 'e', stamp)
   if ARGV[5] == '1' then redis.call('SET', epoch_key, stamp, 'PX', ARGV[6]) end
