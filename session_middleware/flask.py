@@ -226,34 +226,22 @@ class RedisSessionInterface(SessionInterface):
             self.get_cookie_domain(app),
             self.get_cookie_path(app),
         )
-        secure, partitioned = self.get_cookie_secure(app), self.get_cookie_partitioned(app)
-        # SameSite as Flask's setting says; Lax where it says nothing (Flask's default).
-        samesite = self.get_cookie_samesite(app) or "Lax"
+        attributes: dict[str, Any] = {
+            "domain": domain,
+            "path": path,
+            "secure": self.get_cookie_secure(app),
+            "partitioned": self.get_cookie_partitioned(app),
+            # SameSite as Flask's setting says; Lax where it says nothing (Flask's default).
+            "samesite": self.get_cookie_samesite(app) or "Lax",
+            "httponly": True,
+        }
         if cookie.value is None:
-            response.delete_cookie(
-                name,
-                domain=domain,
-                path=path,
-                secure=secure,
-                partitioned=partitioned,
-                samesite=samesite,
-                httponly=True,
-            )
+            response.delete_cookie(name, **attributes)
         else:
             # Flask's expiry for a permanent session (PERMANENT_SESSION_LIFETIME); the
             # server still ends the session max_age after its login, whatever the cookie.
             expires = self.get_expiration_time(app, session) if _permanent(session) else None
-            response.set_cookie(
-                name,
-                cookie.value,
-                expires=expires,
-                httponly=True,
-                domain=domain,
-                path=path,
-                secure=secure,
-                partitioned=partitioned,
-                samesite=samesite,
-            )
+            response.set_cookie(name, cookie.value, expires=expires, **attributes)
         if "Cache-Control" not in response.headers:
             response.headers["Cache-Control"] = "no-store"
         response.vary.add("Cookie")
