@@ -230,7 +230,9 @@ class Core:
                 cookie = self.codec.issue(ref, self.timing.lifetime)
             elif record is not None or opened.cookie_is_stale:
                 cookie = self.codec.cleared()
-            yield RedisIO(tuple(commands))
+            replies = yield RedisIO(tuple(commands))
+            if cookie is not None and cookie.value is not None and not _integer(replies[-1]):
+                raise StoreUnavailable("a new session id was already in use")  # 2^-256
             events: tuple[SessionEvent, ...] = ()
             if session.ended and record is not None and record.user_id is not None:
                 events = (SessionEvent("logout", record.user_id, self._handle(opened)),)
@@ -472,6 +474,13 @@ def _read_reply(reply: Any) -> tuple[Any, Any]:
     if not isinstance(reply, (list, tuple)) or len(reply) != 2:
         raise StoreUnavailable("unexpected reply to the session read")
     return reply[0], reply[1]
+
+
+def _integer(reply: Any) -> int:
+    try:
+        return int(reply)
+    except (TypeError, ValueError):
+        raise StoreUnavailable("unexpected reply to a session write") from None
 
 
 def _outcome(reply: Any) -> tuple[int, int]:

@@ -441,3 +441,12 @@ def test_the_cap_reports_the_sessions_it_ended(config: SessionConfig) -> None:
     assert run.steps == [("LOGIN",), ("DEL",)], "deleted again, for this worker's cache"
     assert [e.kind for e in run.events] == ["login", "evicted", "evicted"]
     assert {e.handle for e in run.events[1:]} == {"h1" * 16, "h2" * 16}
+
+
+def test_a_new_id_already_in_use_is_never_issued(config: SessionConfig) -> None:
+    from session_middleware import StoreUnavailable
+
+    state = drive(config.core.open(None, NOW), []).result
+    state.session["cart"] = [1]
+    with pytest.raises(StoreUnavailable):
+        commit(config, state, [[0]])  # CREATE wrote nothing: the key existed
