@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .endtoend import WARM_UP_SECONDS, Server, _request, servers, wrk_path
+from .endtoend import WARM_UP_SECONDS, Server, _request, round_robin_script, servers, wrk_path
 from .settings import Mode
 from .variants import COOKIE
 
@@ -70,23 +70,10 @@ def _script(cookie: str, kind: str, connections: int, directory: str, name: str)
     """A wrk script: POST /count/<slot> with the one session's cookie; the slot is
     'shared', or the request's number mod `connections`."""
     slots = ["shared"] if kind == "shared" else [str(n) for n in range(connections)]
-    lines = ["local requests = {}", "local count = 0", "init = function(args)"]
-    for number, slot in enumerate(slots, start=1):
-        lines.append(
-            f'  requests[{number}] = wrk.format("POST", "/count/{slot}", '
-            f'{{["Cookie"] = "{cookie}"}})'
-        )
-    lines += [
-        "end",
-        "request = function()",
-        "  count = count + 1",
-        "  return requests[(count % #requests) + 1]",
-        "end",
+    requests = [
+        f'wrk.format("POST", "/count/{slot}", {{["Cookie"] = "{cookie}"}})' for slot in slots
     ]
-    path = os.path.join(directory, f"{name}.lua")
-    with open(path, "w") as script:
-        script.write("\n".join(lines) + "\n")
-    return path
+    return round_robin_script(os.path.join(directory, f"{name}.lua"), requests)
 
 
 def _wrk(

@@ -119,10 +119,18 @@ def _script(server: Server, scenario: Scenario, directory: str) -> str:
     """A wrk script sending `scenario`, each request with the next cookie of the pool, so
     concurrent requests rarely share a session (as with real users)."""
     cookies = server.cookies if scenario.logged_in else [""]
-    lines = ["local requests = {}", "local count = 0", "init = function(args)"]
-    for number, cookie in enumerate(cookies, start=1):
+    requests = []
+    for cookie in cookies:
         headers = f'{{["Cookie"] = "{cookie}"}}' if cookie else "{}"
-        lines.append(f'  requests[{number}] = wrk.format("{scenario.method}", nil, {headers})')
+        requests.append(f'wrk.format("{scenario.method}", nil, {headers})')
+    return round_robin_script(os.path.join(directory, f"{server.key}-{scenario.key}.lua"), requests)
+
+
+def round_robin_script(path: str, requests: list[str]) -> str:
+    """Write a wrk script at `path` that sends `requests` (wrk.format expressions) in turn,
+    one per request; returns the path."""
+    lines = ["local requests = {}", "local count = 0", "init = function(args)"]
+    lines += [f"  requests[{n}] = {request}" for n, request in enumerate(requests, start=1)]
     lines += [
         "end",
         "request = function()",
@@ -130,7 +138,6 @@ def _script(server: Server, scenario: Scenario, directory: str) -> str:
         "  return requests[(count % #requests) + 1]",
         "end",
     ]
-    path = os.path.join(directory, f"{server.key}-{scenario.key}.lua")
     with open(path, "w") as script:
         script.write("\n".join(lines) + "\n")
     return path

@@ -17,7 +17,7 @@ import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .commands import Command, text
 from .cookies import CookieCodec, CookieRef, CookieUpdate
@@ -35,7 +35,10 @@ logger = logging.getLogger("session_middleware")
 
 ClientInfo = Callable[[], tuple[str | None, str | None]]
 MAX_USER_AGENT = 256
-Interrupted = str  # 'gone' (the session was ended meanwhile) or 'epoch' (its user's epoch moved)
+# Why a request's changes were dropped: its session was ended meanwhile, or its user's
+# epoch moved.
+Interrupted = Literal["gone", "epoch"]
+WriteOutcome = Literal["written", "emptied", "gone", "epoch"]
 
 
 @dataclass(slots=True)
@@ -122,12 +125,10 @@ class Core:
         try:
             record = self.records.read(flat_fields(fields))
         except CorruptRecord as error:
-            self._drop(stale, f"a session record that is not ours ({error})")
-            stale.events.append(SessionEvent("rejected", None, handle, "corrupt"))
+            self._drop(stale, f"a session record that is not ours ({error})", handle)
             return stale
         if record.user_id is not None and ref.tag not in self.keys.user_tags(record.user_id):
-            self._drop(stale, "a session record under another user's tag")
-            stale.events.append(SessionEvent("rejected", None, handle, "corrupt"))
+            self._drop(stale, "a session record under another user's tag", handle)
             return stale
         if self.timing.expired(record, now):
             stale.cleanup = self.writes.forget(ref, listed=record.user_id is not None)
@@ -173,11 +174,13 @@ class Core:
             epoch = yield ProviderIO("resolve", (user_id, tag, None))
         return epoch
 
-    def _drop(self, stale: Opened, why: str) -> None:
+    def _drop(self, stale: Opened, why: str, handle: str) -> None:
+        """A record this package could not have written: logged, deleted, reported."""
         assert stale.ref is not None
-        key = self.keys.session_key(stale.ref.tag, stale.ref.session_id)
+        key = self.keys.record_key(stale.ref.tag, handle)
         logger.warning("dropped %s: key %s", why, _fingerprint(key))
         stale.cleanup = self.writes.forget(stale.ref, listed=True)
+        stale.events.append(SessionEvent("rejected", None, handle, "corrupt"))
 
     def _session(self, data: dict[str, Any] | None = None, user_id: Any = None) -> Session:
         return Session(data, user_id, max_value_bytes=self.max_bytes)
@@ -237,9 +240,10 @@ class Core:
             if session.ended and record is not None and record.user_id is not None:
                 events = (SessionEvent("logout", record.user_id, self._handle(opened)),)
             return self._committed(cookie, depends, events=events)
-        interrupted = yield from self._write(opened, now, commands)
-        if interrupted == "emptied":  # not an interruption: emptied, and so deleted
+        outcome = yield from self._write(opened, now, commands)
+        if outcome == "emptied":
             return self._committed(self.codec.cleared(), depends)
+        interrupted = None if outcome == "written" else outcome
         if interrupted is None and session.modified:
             # The same id again, as Starlette sends its cookie on every change: the
             # browser's copy is refreshed along with the session.
@@ -251,8 +255,10 @@ class Core:
             events = (SessionEvent("logout_others", record.user_id, self._handle(opened)),)
         return self._committed(cookie, depends, interrupted, events=events)
 
-    def _write(self, opened: Opened, now: float, commands: list[Command]) -> Step[str | None]:
-        """Apply the request's changes (and a log-out-others) to the stored record."""
+    def _write(self, opened: Opened, now: float, commands: list[Command]) -> Step[WriteOutcome]:
+        """Apply the request's changes (and a log-out-others) to the stored record:
+        written; emptied (an anonymous session left with no data, so deleted); or, the
+        changes dropped, gone or epoch (see Committed.interrupted)."""
         record, ref, session = opened.record, opened.ref, opened.session
         assert record is not None and ref is not None
         changed, removed = self._changes(opened)
@@ -304,7 +310,7 @@ class Core:
             return "epoch"
         if others:
             yield RedisIO(tuple(others))
-        return None
+        return "written"
 
     def _login(self, opened: Opened, now: float, depends: bool) -> Step[Committed]:
         """Log in under a new session id. Rotating a session already logged in as this user

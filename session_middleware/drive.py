@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from .clients import REDIS_ERRORS, RedisClients
@@ -20,22 +22,16 @@ def drive_sync(
     try:
         request = next(step)
         while True:
+            result: Any = None
             if isinstance(request, Emit):
                 listeners.emit(request.events)
-                result: Any = None
             elif isinstance(request, RedisIO):
                 client = redis.sync()
-                try:
+                with _store_failures(listeners, Exception):
                     result = run_sync(client, request.commands)
-                except SessionError:
-                    raise
-                except Exception as error:
-                    raise unavailable(error, listeners) from error
             else:
-                try:
+                with _store_failures(listeners, REDIS_ERRORS):
                     result = getattr(provider, request.method)(*request.args)
-                except REDIS_ERRORS as error:
-                    raise unavailable(error, listeners) from error
             request = step.send(result)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
@@ -47,25 +43,33 @@ async def drive_async(
     try:
         request = next(step)
         while True:
+            result: Any = None
             if isinstance(request, Emit):
                 listeners.emit(request.events)
-                result: Any = None
             elif isinstance(request, RedisIO):
                 client = redis.async_()
-                try:
+                with _store_failures(listeners, Exception):
                     result = await run_async(client, request.commands)
-                except SessionError:
-                    raise
-                except Exception as error:
-                    raise unavailable(error, listeners) from error
             else:
-                try:
+                with _store_failures(listeners, REDIS_ERRORS):
                     result = await getattr(provider, "a" + request.method)(*request.args)
-                except REDIS_ERRORS as error:
-                    raise unavailable(error, listeners) from error
             request = step.send(result)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def _store_failures(
+    listeners: Listeners, failures: type[Exception] | tuple[type[Exception], ...]
+) -> Iterator[None]:
+    """Any of `failures` is the store being unavailable (see `unavailable`); the package's
+    own errors pass as they are."""
+    try:
+        yield
+    except SessionError:
+        raise
+    except failures as error:
+        raise unavailable(error, listeners) from error
 
 
 def unavailable(error: Exception, listeners: Listeners) -> StoreUnavailable:

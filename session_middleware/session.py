@@ -228,10 +228,14 @@ class Session(dict[str, Any]):
         set and the keys to delete. TypeError, naming the key, for a value JSON cannot hold
         (one changed in place after it was handed out)."""
         touched = self.touched()
-        current = self.snapshot()
         if touched is None:
+            current = self.snapshot()
             keys: set[str] = current.keys() | stored.keys()
-        else:
+        else:  # encode only what may have changed
+            present = [key for key in touched if dict.__contains__(self, key)]
+            current = {
+                json_key(key): self._storable(dict.__getitem__(self, key)) for key in present
+            }
             keys = {json_key(key) for key in touched}
         changed: list[tuple[str, str]] = []
         removed: list[str] = []

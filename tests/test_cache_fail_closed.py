@@ -10,28 +10,21 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from session_middleware import SessionConfig, sessions
-from session_middleware.clients import ConfigurationError
+from session_middleware import ConfigurationError, SessionConfig, sessions
 
 from .freezing_proxy import FreezingProxy
-from .redis_servers import HOST, RedisServer, free_port, standalone
+from .private_redis import server
+from .redis_servers import HOST, RedisServer, free_port
 from .support import SECRET
 from .test_local_cache import browser, cache_of, ready
+
+__all__ = ["server"]  # the fixture
 
 pytestmark = pytest.mark.anyio
 
 MAX_LAG = 0.3  # local_cache_max_lag of these workers
 TIMEOUT = 0.5  # their redis_timeout
 BOUND = 10.0  # no request of these tests may take this long
-
-
-@pytest.fixture
-def server() -> Iterator[RedisServer]:
-    group, server = standalone()
-    try:
-        yield server
-    finally:
-        group.stop()
 
 
 @pytest.fixture
