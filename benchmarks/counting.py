@@ -10,8 +10,8 @@ from typing import Any
 
 import redis.asyncio
 
-from session_middleware import scripts
-from session_middleware.commands import script_sha
+from session_middleware._redis import lua_scripts as scripts
+from session_middleware._redis.round_trip import script_sha
 
 from .settings import REDIS_URL
 

@@ -19,8 +19,8 @@ import redis
 import redis.asyncio
 
 from session_middleware import get_session, sessions
+from session_middleware._redis.key_layout import session_handle
 from session_middleware.epochs import new_epoch
-from session_middleware.keys import session_handle
 
 from .cleanup import delete_prefix
 from .counting import Counter, counted_client

@@ -3,7 +3,8 @@ user out everywhere in one step."""
 
 from typing import TYPE_CHECKING
 
-from .access import get_session
+from ._core.user_sessions import SessionInfo
+from ._request_session import get_session
 from .asgi import SessionMiddleware
 from .config import SessionConfig, sessions
 from .epochs import EpochProvider, RedisEpochs
@@ -20,7 +21,6 @@ from .errors import (
 )
 from .events import SessionEvent
 from .session import Session
-from .users import SessionInfo
 
 __version__ = "0.1.0"  # the one place: pyproject.toml reads it (hatch dynamic version)
 

@@ -8,12 +8,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from . import unavailable
-from .clients import UNAVAILABLE
+from . import _fail_closed as unavailable
+from ._core.lifecycle import Opened
+from ._redis.clients import UNAVAILABLE
+from ._redis.local_cache import CachedRedis
+from ._response_headers import session_headers
 from .config import ConfiguredMiddleware
-from .core import Opened
-from .headers import session_headers
-from .local_cache import CachedRedis
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

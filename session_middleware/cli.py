@@ -30,16 +30,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from .cli_check import inspect_server
-from .clients import UNAVAILABLE
-from .config import SessionConfig
+from ._core.user_sessions import SessionInfo
+from ._redis.clients import UNAVAILABLE
+from ._redis.server_check import inspect_server
+from ._redis.urls import MASK
+from .config import DEFAULT_REDIS_URL, SessionConfig
 from .errors import ConfigurationError
-from .users import SessionInfo
 
 OK, NOTHING, USAGE, UNREACHABLE = 0, 1, 2, 3
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
 SECRET_ENVIRONMENT = ("SESSION_SECRET_KEY", "SECRET_KEY")  # in this order
-MASK = "***"
+
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/\s]*):[^@/\s]*@", re.I)
 
 

@@ -11,19 +11,19 @@ from typing import Any, Literal
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .clients import DEFAULT_MAX_CONNECTIONS, REDIS_ERRORS, RedisClients, is_async_client
-from .cookies import CookieCodec, SameSite
-from .core import Core
-from .drive import drive_async, drive_sync
-from .encryption import fernet_cipher
+from ._cookies import CookieCodec, SameSite
+from ._core.lifecycle import Core
+from ._core.runners import drive_async, drive_sync
+from ._core.timing import Timing
+from ._core.user_sessions import SessionInfo, UserSessions
+from ._encryption import fernet_cipher
+from ._redis.clients import DEFAULT_MAX_CONNECTIONS, REDIS_ERRORS, RedisClients, is_async_client
+from ._redis.key_layout import KeySpace, UserId
+from ._redis.local_cache import CachingClients
 from .epochs.base import EpochContext, EpochProvider, Interface
 from .epochs.redis import RedisEpochs
 from .errors import ConfigurationError, InvalidationUncertain, StoreUnavailable
 from .events import Listener, Listeners, SessionEvent
-from .keys import KeySpace, UserId
-from .local_cache import CachingClients
-from .users import SessionInfo, UserSessions
-from .writes import Timing
 
 logger = logging.getLogger("session_middleware")
 

@@ -17,8 +17,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, WebSocketException, status
 from starlette.requests import HTTPConnection
 
-from .access import get_session
-from .keys import UserId
+from ._redis.key_layout import UserId
+from ._request_session import get_session
 from .session import Session
 
 NOT_LOGGED_IN = "Not logged in"

@@ -25,13 +25,13 @@ from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SecureCookieSessionInterface, SessionInterface, SessionMixin
 from werkzeug.exceptions import ServiceUnavailable
 
-from . import unavailable
-from .clients import UNAVAILABLE
+from . import _fail_closed as unavailable
+from ._cookies import CookieUpdate
+from ._core.lifecycle import Opened
+from ._redis.clients import UNAVAILABLE
+from ._redis.key_layout import UserId, user_id_text
 from .config import SessionConfig
-from .cookies import CookieUpdate
-from .core import Opened
 from .events import SessionEvent
-from .keys import UserId, user_id_text
 from .session import Session
 from .wsgi import REJECTED_KEY, SESSION_KEY
 
@@ -39,7 +39,7 @@ logger = logging.getLogger("session_middleware")
 
 FLASK_LOGIN_KEY = "_user_id"
 PERMANENT_KEY = "_permanent"
-UNAVAILABLE_KEY = "session_middleware.unavailable"
+UNAVAILABLE_KEY = "session_middleware._fail_closed"
 
 _UNAVAILABLE = "the session store cannot be reached: the session cannot be changed"
 

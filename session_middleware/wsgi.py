@@ -6,11 +6,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from . import unavailable
-from .clients import UNAVAILABLE
+from . import _fail_closed as unavailable
+from ._core.lifecycle import Committed
+from ._redis.clients import UNAVAILABLE
+from ._response_headers import session_headers
 from .config import ConfiguredMiddleware
-from .core import Committed
-from .headers import session_headers
 
 SESSION_KEY = "session_middleware.session"
 REJECTED_KEY = "session_middleware.rejected"

@@ -9,9 +9,9 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from session_middleware import scripts
-from session_middleware.commands import script_sha
-from session_middleware.epochs import sql_cache
+from session_middleware._redis import lua_scripts as scripts
+from session_middleware._redis.round_trip import script_sha
+from session_middleware.epochs import _sql_cache as sql_cache
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "test-secret-key-0123456789abcdefghijklmnop"
@@ -43,7 +43,7 @@ SCRIPT_NAMES.update({script_sha(body): name for body, name in list(SCRIPT_NAMES.
 
 def command_name(args: Any) -> str:
     """A command's name; a script run with EVAL or EVALSHA is named after its constant in
-    scripts.py."""
+    _redis/lua_scripts.py."""
     name = str(args[0]).upper()
     if name in ("EVAL", "EVALSHA") and len(args) > 1:
         body = args[1].decode() if isinstance(args[1], bytes) else str(args[1])

@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from session_middleware import ConfigurationError, SessionConfig, StoreUnavailable, sessions
-from session_middleware.cookies import CookieRef
-from session_middleware.core import Opened
+from session_middleware._cookies import CookieRef
+from session_middleware._core.lifecycle import Opened
 
 from .apps import asgi_app, wsgi_app
 from .support import OTHER_SECRET, REDIS_URL, SECRET, keys_under

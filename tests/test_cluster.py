@@ -21,8 +21,8 @@ import redis.asyncio.cluster
 import redis.cluster
 
 from session_middleware import ConfigurationError, SessionConfig, sessions
-from session_middleware import scripts as scripts_module
-from session_middleware.clients import (
+from session_middleware._redis import lua_scripts as scripts_module
+from session_middleware._redis.clients import (
     RedisClients,
     parse_redis_url,
     run_replicated_async,

@@ -18,7 +18,7 @@ from .support import REDIS_URL
 
 configure()
 
-from session_middleware.django.conf import get_config  # noqa: E402
+from session_middleware.django._settings import get_config  # noqa: E402
 
 ENGINE = "session_middleware.django"
 SAFE = {

@@ -40,9 +40,9 @@ from django.urls import path
 from django.utils import timezone
 
 from session_middleware import SessionConfig, StoreUnavailable, sessions
-from session_middleware.cookies import CookieRef
-from session_middleware.keys import new_anonymous_tag, new_session_id
-from session_middleware.unavailable import BODY
+from session_middleware._cookies import CookieRef
+from session_middleware._fail_closed import BODY
+from session_middleware._redis.key_layout import new_anonymous_tag, new_session_id
 
 from .django_native_settings import FAST_HASHERS, configure
 from .support import OTHER_SECRET, REDIS_URL, SECRET, Counter, counted_sync_client, keys_under
@@ -50,7 +50,7 @@ from .support import OTHER_SECRET, REDIS_URL, SECRET, Counter, counted_sync_clie
 configure()
 
 from session_middleware.django import SessionStore, invalidate_user  # noqa: E402
-from session_middleware.django.conf import get_config  # noqa: E402
+from session_middleware.django._settings import get_config  # noqa: E402
 from session_middleware.django.engine import CLEAR_EXPIRED_REASON  # noqa: E402
 
 from .django_native_models import Member  # noqa: E402

@@ -10,6 +10,7 @@ import pytest
 from fastapi import FastAPI, WebSocket
 
 from session_middleware import Session, SessionConfig, SessionMiddleware
+from session_middleware._redis.key_layout import UserId
 from session_middleware.fastapi import (
     NOT_LOGGED_IN,
     SESSION_ENDED,
@@ -18,7 +19,6 @@ from session_middleware.fastapi import (
     current_session,
     current_user_id,
 )
-from session_middleware.keys import UserId
 
 from .support import run_websocket
 

@@ -15,8 +15,8 @@ import pytest
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 
 from session_middleware import Session, SessionConfig, get_session, sessions
+from session_middleware._fail_closed import BODY
 from session_middleware.flask import FlaskSession, init_app
-from session_middleware.unavailable import BODY
 from session_middleware.wsgi import REJECTED_KEY
 
 from .support import REDIS_URL, SECRET, Counter, counted_sync_client, keys_under
@@ -282,8 +282,8 @@ def test_unreachable_redis_answers_503(key_prefix: str) -> None:
 
 
 def _new_ref() -> Any:
-    from session_middleware.cookies import CookieRef
-    from session_middleware.keys import new_anonymous_tag, new_session_id
+    from session_middleware._cookies import CookieRef
+    from session_middleware._redis.key_layout import new_anonymous_tag, new_session_id
 
     return CookieRef(new_anonymous_tag(), new_session_id())
 

@@ -31,9 +31,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from session_middleware import SessionConfig, sessions
-from session_middleware.cookies import CookieCodec
-from session_middleware.keys import valid_user_id
-from session_middleware.records import (
+from session_middleware._cookies import CookieCodec
+from session_middleware._records import (
     MAX_TIMESTAMP,
     Cipher,
     CorruptRecord,
@@ -46,6 +45,7 @@ from session_middleware.records import (
     to_json,
     valid_epoch,
 )
+from session_middleware._redis.key_layout import valid_user_id
 
 from .apps import asgi_app, wsgi_app
 from .support import REDIS_URL, SECRET, keys_under
@@ -435,7 +435,7 @@ def test_a_one_megabyte_header_is_refused_in_bounded_memory(issued: Issued, head
 
 # -- the stored-record decoder ------------------------------------------------------------
 #
-# A record is a HASH (records.py): metadata fields c, x, r, u, e, m and one d:<key> field
+# A record is a HASH (_records.py): metadata fields c, x, r, u, e, m and one d:<key> field
 # per session key. Redis hands decode() its HGETALL as flat field/value pairs of bytes.
 
 finite = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**53), 2**53)

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from session_middleware import ConfigurationError, SessionConfig, sessions
-from session_middleware.local_cache import TrackedCache
+from session_middleware._redis.local_cache import TrackedCache
 
 from .apps import asgi_app
 from .support import REDIS_URL, SECRET, keys_under

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from session_middleware import records
-from session_middleware.records import MAX_NESTING, CorruptRecord, FieldCodec, Record, RecordReader
+from session_middleware import _records as records
+from session_middleware._records import MAX_NESTING, CorruptRecord, FieldCodec, Record, RecordReader
 
 CIPHER = Fernet(Fernet.generate_key())
 

@@ -15,9 +15,9 @@ import pytest
 from cryptography.fernet import Fernet
 
 from session_middleware import get_session, sessions
-from session_middleware.commands import run_sync
-from session_middleware.steps import RedisIO
-from session_middleware.users import UserSessions
+from session_middleware._core.steps import RedisIO
+from session_middleware._core.user_sessions import UserSessions
+from session_middleware._redis.round_trip import run_sync
 
 from .apps import wsgi_app
 from .support import REDIS_URL, SECRET

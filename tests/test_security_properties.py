@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from session_middleware import get_session, sessions
-from session_middleware.records import SessionTooLarge
+from session_middleware._records import SessionTooLarge
 
 from .apps import wsgi_app
 from .support import REDIS_URL, SECRET, keys_under

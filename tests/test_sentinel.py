@@ -19,7 +19,7 @@ import redis.asyncio.sentinel
 import redis.sentinel
 
 from session_middleware import ConfigurationError, NotReplicated, SessionConfig, sessions
-from session_middleware.clients import (
+from session_middleware._redis.clients import (
     RedisClients,
     parse_redis_url,
     run_replicated_async,

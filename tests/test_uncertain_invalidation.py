@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from session_middleware import InvalidationUncertain, SessionConfig, StoreUnavailable, sessions
-from session_middleware.clients import UNAVAILABLE
+from session_middleware._redis.clients import UNAVAILABLE
 
 from .private_redis import server
 from .redis_servers import RedisServer

@@ -24,7 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from session_middleware import sessions, unavailable
+from session_middleware import _fail_closed as unavailable
+from session_middleware import sessions
 
 from .redis_servers import HOST, RedisServer, Servers, free_port, spawn, wait_until
 from .support import SECRET, new_prefix

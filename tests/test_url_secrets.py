@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from session_middleware import ConfigurationError, SessionMiddleware, sessions
-from session_middleware.clients import RedisClients, redact_url
+from session_middleware._redis.clients import RedisClients
+from session_middleware._redis.urls import redact_url
 from session_middleware.epochs.redis import RedisEpochs
 
 from .apps import asgi_app

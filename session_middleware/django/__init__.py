@@ -2,7 +2,7 @@
 
 ``SESSION_ENGINE = "session_middleware.django"`` makes ``request.session`` a session kept
 in Redis and checked against the user's epoch; ``SESSION_MIDDLEWARE`` configures it (see
-conf.py). Listing ``"session_middleware.django"`` in INSTALLED_APPS too makes password
+_settings.py). Listing ``"session_middleware.django"`` in INSTALLED_APPS too makes password
 changes end the user's other sessions wherever they happen.
 """
 

@@ -1,6 +1,6 @@
 """The Django app: installing it connects the auth integration at start-up, so password
 changes made outside a request (``manage.py changepassword``, a shell) end sessions too,
-registers the system checks of the session settings (checks.py), and gives
+registers the system checks of the session settings (_checks.py), and gives
 ``clearsessions`` an explanation instead of an error."""
 
 from __future__ import annotations
@@ -15,6 +15,6 @@ class SessionMiddlewareConfig(AppConfig):  # type: ignore[misc]
     verbose_name = "Sessions in Redis"
 
     def ready(self) -> None:
-        from .checks import session_settings
+        from ._checks import session_settings
 
         checks.register(session_settings, checks.Tags.security)

@@ -27,11 +27,11 @@ from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.core.signals import request_finished, request_started
 
-from ..core import ClientInfo, Opened
-from ..keys import UserId, user_id_text
+from .._core.lifecycle import ClientInfo, Opened
+from .._core.steps import Step
+from .._redis.key_layout import UserId, user_id_text
 from ..session import Session
-from ..steps import Step
-from .conf import get_config
+from ._settings import get_config
 
 logger = logging.getLogger("session_middleware")
 

@@ -14,10 +14,10 @@ from django.conf import settings
 from django.contrib.sessions import middleware
 from django.http import HttpResponse
 
-from .. import unavailable
-from ..clients import UNAVAILABLE
-from ..headers import session_headers
-from .conf import get_config
+from .. import _fail_closed as unavailable
+from .._redis.clients import UNAVAILABLE
+from .._response_headers import session_headers
+from ._settings import get_config
 
 
 class SessionMiddleware(middleware.SessionMiddleware):  # type: ignore[misc]

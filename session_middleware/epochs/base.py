@@ -6,9 +6,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from ..clients import RedisClients
-from ..commands import Command
-from ..keys import KeySpace, UserId
+from .._redis.clients import RedisClients
+from .._redis.key_layout import KeySpace, UserId
+from .._redis.round_trip import Command
 
 Interface = Literal["asgi", "wsgi"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from ..clients import RedisClients, run_replicated_async, run_replicated_sync
-from ..commands import Command, run_async, run_sync, text
-from ..keys import UserId
-from ..scripts import BUMP_IF, ENSURE_EPOCH
+from .._redis.clients import RedisClients, run_replicated_async, run_replicated_sync
+from .._redis.key_layout import UserId
+from .._redis.lua_scripts import BUMP_IF, ENSURE_EPOCH
+from .._redis.round_trip import Command, run_async, run_sync, text
 from .base import EpochContext, Interface, new_epoch
 
 

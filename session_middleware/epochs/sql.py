@@ -16,17 +16,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, scoped_session
 
-from ..clients import RedisClients
-from ..commands import Command, run_async, run_sync, text
+from .._redis.clients import RedisClients
+from .._redis.key_layout import UserId
+from .._redis.round_trip import Command, run_async, run_sync, text
 from ..errors import ConfigurationError
-from ..keys import UserId
+from ._sql_cache import EpochCache
+from ._sql_engine import ASYNC_HINT, SYNC_HINT, EngineHandle, engine_handle
+from ._sql_errors import EpochStoreUnavailable, UnknownUser, database_errors
+from ._sql_run import Op, Redis, Sql, arun_op, run_op
+from ._sql_schema import EpochTable, TableSpec
+from ._sql_tx import on_commit, sync_target
 from .base import EpochContext, Interface, new_epoch
-from .sql_cache import EpochCache
-from .sql_engine import ASYNC_HINT, SYNC_HINT, EngineHandle, engine_handle
-from .sql_errors import EpochStoreUnavailable, UnknownUser, database_errors
-from .sql_run import Op, Redis, Sql, arun_op, run_op
-from .sql_schema import EpochTable, TableSpec
-from .sql_tx import on_commit, sync_target
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import (

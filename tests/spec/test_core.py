@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 
 from session_middleware import SessionEvent, SessionTooLarge, sessions
-from session_middleware.config import SessionConfig
-from session_middleware.cookies import CookieRef
-from session_middleware.core import Opened
-from session_middleware.keys import new_session_id
-from session_middleware.records import Record
-from session_middleware.scripts import (
+from session_middleware._cookies import CookieRef
+from session_middleware._core.lifecycle import Opened
+from session_middleware._core.steps import Emit, ProviderIO, RedisIO
+from session_middleware._records import Record
+from session_middleware._redis.key_layout import new_session_id
+from session_middleware._redis.lua_scripts import (
     CREATE,
     EPOCH_MOVED,
     GONE,
@@ -32,7 +32,7 @@ from session_middleware.scripts import (
     WRITE,
     WRITTEN,
 )
-from session_middleware.steps import Emit, ProviderIO, RedisIO
+from session_middleware.config import SessionConfig
 
 SECRET = "spec-secret-key-0123456789abcdefghijklmnop"
 FERNET = "ZmRzYWZkc2FmZHNhZmRzYWZkc2FmZHNhZmRzYWZkc2E="

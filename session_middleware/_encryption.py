@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ._records import Cipher
 from .errors import ConfigurationError
-from .records import Cipher
 
 
 def fernet_cipher(keys: str | bytes | Sequence[str | bytes]) -> Cipher:

@@ -6,11 +6,11 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
-from .clients import REDIS_ERRORS, RedisClients
-from .commands import run_async, run_sync
-from .epochs.base import EpochProvider
-from .errors import SessionError, StoreUnavailable
-from .events import Listeners, SessionEvent
+from .._redis.clients import REDIS_ERRORS, RedisClients
+from .._redis.round_trip import run_async, run_sync
+from ..epochs.base import EpochProvider
+from ..errors import SessionError, StoreUnavailable
+from ..events import Listeners, SessionEvent
 from .steps import Emit, ProviderIO, RedisIO, Step
 
 T = TypeVar("T")

@@ -7,7 +7,7 @@ to SESSION_COOKIE_AGE, and the cookie's name, Secure, Domain, Path and SameSite 
 Django's SESSION_COOKIE_* settings, from which Django's SessionMiddleware builds it.
 
 Under the engine, the configuration refuses to build while the system checks find an
-error in the session cookie settings (checks.py): no request is served with a session
+error in the session cookie settings (_checks.py): no request is served with a session
 cookie that is readable by scripts, or one browsers drop.
 """
 
@@ -22,7 +22,7 @@ from django.core.signals import setting_changed
 
 from ..config import SessionConfig
 from ..errors import ConfigurationError
-from .checks import SETTING, cookie_errors, in_use
+from ._checks import SETTING, cookie_errors, in_use
 
 __all__ = ["SETTING", "build_config", "get_config"]
 
@@ -112,4 +112,4 @@ def _reset(*, setting: str, **kwargs: Any) -> None:
             _config = None
 
 
-setting_changed.connect(_reset, dispatch_uid="session_middleware.django.conf")
+setting_changed.connect(_reset, dispatch_uid="session_middleware.django._settings")

@@ -45,8 +45,8 @@ import redis
 import redis.asyncio
 from redis.exceptions import RedisError, ResponseError
 
-from .commands import Command, run_async, text
-from .scripts import READ
+from .lua_scripts import READ
+from .round_trip import Command, run_async, text
 
 logger = logging.getLogger("session_middleware")
 

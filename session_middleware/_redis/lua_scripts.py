@@ -1,7 +1,7 @@
 """The Lua scripts, run with EVAL so that a script is never missing on a new or failed-over
 server. Each touches only keys of one hash tag, so it runs unchanged on Redis Cluster.
 
-Records are HASHes (see records.py); no script decodes JSON: Redis's cjson rounds integers
+Records are HASHes (see _records.py); no script decodes JSON: Redis's cjson rounds integers
 above 2^53 and turns ``[]`` into ``{}``, so values pass through Lua as opaque strings.
 """
 

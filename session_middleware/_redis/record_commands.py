@@ -1,5 +1,5 @@
-"""The Redis commands that read and write session records and the user's index, and the
-timing they follow (every lifetime and TTL)."""
+"""The Redis commands that read and write session records and the user's index (the
+times they follow are in _core/timing.py)."""
 
 from __future__ import annotations
 
@@ -7,48 +7,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .commands import Command
-from .cookies import CookieRef
-from .errors import SessionTooLarge
-from .keys import KeySpace, session_handle
-from .records import FieldCodec, Record, fields_size
-from .scripts import CREATE, ENSURE_EPOCH, EPOCH_TTL_MARGIN_MS, LOGIN, READ, ROTATE_OUT, WRITE
+from .._cookies import CookieRef
+from .._core.timing import Timing, ms
+from .._records import FieldCodec, Record, fields_size
+from ..errors import SessionTooLarge
+from .key_layout import KeySpace, session_handle
+from .lua_scripts import CREATE, ENSURE_EPOCH, LOGIN, READ, ROTATE_OUT, WRITE
+from .round_trip import Command
 
 # Where a user's epoch lives, as a write's guard sees it (see scripts.WRITE).
 EpochGuard = Literal["redis", "cache", "none"]
 LoginMode = Literal["ensure", "given", "expect", "bump", "expect-bump"]
-
-
-@dataclass(frozen=True, slots=True)
-class Timing:
-    """Lifetimes, in seconds."""
-
-    lifetime: int
-    idle_timeout: int | None
-    refresh_interval: float
-
-    def record_ttl(self, record: Record, now: float) -> float:
-        """Seconds until the record expires, as of a write at `now`."""
-        left = record.expires - now
-        return left if self.idle_timeout is None else min(left, self.idle_timeout)
-
-    def expired(self, record: Record, now: float) -> bool:
-        if now >= record.expires:
-            return True
-        return self.idle_timeout is not None and now - record.refreshed >= self.idle_timeout
-
-    def refresh_due(self, record: Record, now: float) -> bool:
-        """Whether a read writes the record back to record activity."""
-        return now - record.refreshed >= self.refresh_interval
-
-    @property
-    def epoch_ttl_ms(self) -> int:
-        """Epochs (and indexes) outlive every session stamped since they were last set."""
-        return self.lifetime * 1000 + EPOCH_TTL_MARGIN_MS
-
-
-def ms(seconds: float) -> int:
-    return max(int(seconds * 1000), 1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ the cookie from the ``SESSION_COOKIE_*`` settings, so HttpOnly, Secure, SameSite
 ``__Host-``/``__Secure-`` rules are Django's settings, not the package's. These checks
 (registered by the app config; ``manage.py check`` runs them) report what would weaken
 them. The errors are enforced as well: the engine's configuration refuses to build while
-any is present (see conf.py), so a project that skips the checks still cannot serve.
+any is present (see _settings.py), so a project that skips the checks still cannot serve.
 
 Errors (E) and warnings (W), with their ids:
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
-from ..commands import Command, run_async, run_sync
-from .sql_errors import database_errors
+from .._redis.round_trip import Command, run_async, run_sync
+from ._sql_errors import database_errors
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine

@@ -1,6 +1,6 @@
 """Signing and verifying the session cookie, and building its Set-Cookie header.
 
-The cookie value is ``<tag>.<session id>.<signature>``: an opaque tag (see keys.py), at
+The cookie value is ``<tag>.<session id>.<signature>``: an opaque tag (see _redis/key_layout.py), at
 least 128 random bits of session id, and an itsdangerous HMAC over both. It carries
 nothing about the user or the session data.
 """
@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from itsdangerous import Signer
 
-from .keys import SESSION_ID_BYTES, TAG_BYTES
+from ._redis.key_layout import SESSION_ID_BYTES, TAG_BYTES
 
 SameSite = Literal["lax", "strict", "none"]
 

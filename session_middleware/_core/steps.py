@@ -9,8 +9,8 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .commands import Command
-from .events import SessionEvent
+from .._redis.round_trip import Command
+from ..events import SessionEvent
 
 T = TypeVar("T")
 

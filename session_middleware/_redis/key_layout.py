@@ -3,7 +3,7 @@
 Every key of one user lives under the same Redis Cluster hash tag ``{tag}``, so the
 session record and the user's epoch can be read with one MGET even on a cluster::
 
-    {prefix}v2:{<tag>}:s:<hash of session id>   the session record (a HASH, see records.py)
+    {prefix}v2:{<tag>}:s:<hash of session id>   the session record (a HASH, see _records.py)
     {prefix}v2:{<tag>}:e                        the user's epoch (or its cache)
     {prefix}v2:{<tag>}:i                        the user's sessions: sorted set of handles,
                                                 scored by expiry (ms), with a TTL of its own

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .commands import Command, text
-from .core import Core, same_epoch
-from .errors import CorruptRecord
-from .keys import UserId, user_id_text, valid_handle
-from .records import Record, decode, flat_fields
-from .scripts import READ, REVOKE
+from .._records import Record, decode, flat_fields
+from .._redis.key_layout import UserId, user_id_text, valid_handle
+from .._redis.lua_scripts import READ, REVOKE
+from .._redis.round_trip import Command, text
+from ..errors import CorruptRecord
+from .lifecycle import Core, same_epoch
 from .steps import RedisIO, Step
-from .writes import ms
+from .timing import ms
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,17 +19,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .commands import Command, text
-from .cookies import CookieCodec, CookieRef, CookieUpdate
-from .epochs.base import EpochProvider, new_epoch
-from .errors import CorruptRecord, SessionTooLarge, StoreUnavailable
-from .events import SessionEvent
-from .keys import KeySpace, new_anonymous_tag, new_session_id, session_handle, user_id_text
-from .records import Cipher, FieldCodec, Record, RecordReader, flat_fields, refreshed_field
-from .scripts import EMPTIED, EPOCH_MOVED, EPOCH_UNKNOWN, GONE, TOO_LARGE, WRITTEN
-from .session import Session
+from .._cookies import CookieCodec, CookieRef, CookieUpdate
+from .._records import Cipher, FieldCodec, Record, RecordReader, flat_fields, refreshed_field
+from .._redis.key_layout import (
+    KeySpace,
+    new_anonymous_tag,
+    new_session_id,
+    session_handle,
+    user_id_text,
+)
+from .._redis.lua_scripts import EMPTIED, EPOCH_MOVED, EPOCH_UNKNOWN, GONE, TOO_LARGE, WRITTEN
+from .._redis.record_commands import EpochGuard, Guard, LoginMode, Writes
+from .._redis.round_trip import Command, text
+from ..epochs.base import EpochProvider, new_epoch
+from ..errors import CorruptRecord, SessionTooLarge, StoreUnavailable
+from ..events import SessionEvent
+from ..session import Session
 from .steps import Emit, ProviderIO, RedisIO, Step
-from .writes import EpochGuard, Guard, LoginMode, Timing, Writes
+from .timing import Timing
 
 logger = logging.getLogger("session_middleware")
 

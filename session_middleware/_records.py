@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from ._redis.key_layout import UserId, valid_user_id
 from .errors import CorruptRecord, SessionTooLarge
-from .keys import UserId, valid_user_id
 
 DATA_PREFIX = "d:"
 CREATED, EXPIRES, REFRESHED, USER, EPOCH, EXTRA = "c", "x", "r", "u", "e", "m"
@@ -49,7 +49,7 @@ class Record:
 
 
 class Cipher(Protocol):
-    """Encryption at rest (see encryption.py): bytes in, ASCII token out, and back."""
+    """Encryption at rest (see _encryption.py): bytes in, ASCII token out, and back."""
 
     def encrypt(self, data: bytes) -> bytes: ...
 
