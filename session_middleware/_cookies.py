@@ -3,21 +3,29 @@
 The cookie value is ``<tag>.<session id>.<signature>``: an opaque tag (see _redis/key_layout.py), at
 least 128 random bits of session id, and an itsdangerous HMAC over both. It carries
 nothing about the user or the session data.
+
+Everything derived from the secret keys is derived here (SigningKeys): the cookie's HMAC
+keys and the keys of the users' tags, so that both always come from the same secret.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from itsdangerous import Signer
 
 from ._redis.key_layout import SESSION_ID_BYTES, TAG_BYTES
+from .errors import ConfigurationError
+
+logger = logging.getLogger("session_middleware")
 
 SameSite = Literal["lax", "strict", "none"]
 
@@ -30,6 +38,10 @@ _SIGNATURE = r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]"
 _VALUE = re.compile(rf"({_TAG})\.({_SESSION_ID})\.{_SIGNATURE}")
 MAX_CANDIDATES = 4
 _EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
+MIN_SECRET_LENGTH = 32
+_PLACEHOLDER_SECRETS = {"secret", "changeme", "change-me", "secret_key", "your-secret-key"}
+_COOKIE_SALT = "session_middleware.cookie"
+_TAG_KEY_PERSON = b"sm-user-tag"
 
 
 class _Verifier:
@@ -62,6 +74,103 @@ def _signature(state: Any, payload: bytes) -> bytes:
     return base64.urlsafe_b64encode(mac.digest())[:-1]
 
 
+def secret_key_bytes(secret_key: Any) -> list[bytes]:
+    """The signing keys: a str, bytes, a Starlette ``Secret`` (anything whose str() is the
+    key), or a list of them (the first signs). A weak key is logged, not refused."""
+    if not isinstance(secret_key, (list, tuple)):
+        secret_key = [secret_key]
+    keys = [bytes(k) if isinstance(k, (bytes, bytearray)) else str(k).encode() for k in secret_key]
+    if not keys or not all(keys):
+        raise ConfigurationError("secret_key must not be empty")
+    for key in keys:
+        weak = key.strip().lower().decode(errors="replace") in _PLACEHOLDER_SECRETS
+        if weak or len(key) < MIN_SECRET_LENGTH:
+            # Not refused: the session id's 256 random bits are what an attacker would have
+            # to guess; the key only keeps junk cookies from costing a lookup and the tags
+            # that name a user's keys in Redis from being computed.
+            logger.warning(
+                "secret_key is %s; generate a strong one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                "a placeholder" if weak else f"shorter than {MIN_SECRET_LENGTH} characters",
+            )
+    return keys
+
+
+class SigningKeys:
+    """What one list of secret keys gives (the first signs, every one verifies): the
+    cookie's HMAC keys, as itsdangerous derives them, and the keys of the users' tags
+    (one a secret key, the signing key's first; see _redis/key_layout.py)."""
+
+    __slots__ = ("tag_keys", "verifier")
+
+    def __init__(self, secret_keys: Sequence[bytes]) -> None:
+        # itsdangerous signs with the last key and verifies with all; ours signs with the first.
+        signer = Signer(
+            list(reversed(secret_keys)), salt=_COOKIE_SALT, digest_method=hashlib.sha256
+        )
+        self.verifier = _Verifier(signer)
+        self.tag_keys = tuple(
+            hashlib.blake2b(key, digest_size=32, person=_TAG_KEY_PERSON).digest()
+            for key in secret_keys
+        )
+
+
+KeySource = Callable[[], "Sequence[str | bytes] | None"]
+"""Reads the keys in force at each use (None: no key now); see SecretKeys.read_from."""
+
+
+class SecretKeys:
+    """The secret keys in force: those given to ``sessions(secret_key=...)``, or, when none
+    were given, those an integration's source reads at each use (the Flask integration's
+    reads ``app.secret_key`` and ``SECRET_KEY_FALLBACKS``). Each list is derived once."""
+
+    def __init__(self, given: Any) -> None:
+        self._given = None if given is None else SigningKeys(secret_key_bytes(given))
+        self._source: KeySource | None = None
+
+    @property
+    def given(self) -> bool:
+        """Whether keys were given to ``sessions(secret_key=...)``."""
+        return self._given is not None
+
+    @property
+    def configured(self) -> bool:
+        """Whether keys were given, or a source of them was set."""
+        return self._given is not None or self._source is not None
+
+    def read_from(self, source: KeySource) -> None:
+        """Read the keys from `source` at each use, unless keys were given: those win."""
+        if self._given is None:
+            self._source = source
+
+    def current(self) -> SigningKeys | None:
+        """The keys in force now; None when the source has none."""
+        if self._given is not None:
+            return self._given
+        if self._source is None:
+            raise ConfigurationError("secret_key is required")
+        keys = self._source()
+        return None if not keys else _derived(tuple(keys))
+
+    def signing(self) -> SigningKeys:
+        """The keys in force now; ConfigurationError when there are none."""
+        keys = self.current()
+        if keys is None:
+            raise ConfigurationError(
+                "no secret key to sign sessions with: set the app's secret key "
+                "(Flask: app.secret_key), or give sessions(secret_key=...)"
+            )
+        return keys
+
+    def tag_keys(self) -> tuple[bytes, ...]:
+        return self.signing().tag_keys
+
+
+@functools.lru_cache(maxsize=16)
+def _derived(keys: tuple[str | bytes, ...]) -> SigningKeys:
+    return SigningKeys(secret_key_bytes(list(keys)))
+
+
 @dataclass(frozen=True, slots=True)
 class CookieUpdate:
     """What a response does to the session cookie: set it to `value` for `max_age` seconds
@@ -84,7 +193,7 @@ class CookieRef:
 class CookieCodec:
     def __init__(
         self,
-        secret_keys: Sequence[bytes],
+        secret_keys: SecretKeys,
         *,
         name: str,
         path: str,
@@ -94,13 +203,7 @@ class CookieCodec:
         partitioned: bool,
         max_age: int | None,
     ) -> None:
-        # itsdangerous signs with the last key and verifies with all; ours signs with the first.
-        self._signer = Signer(
-            list(reversed(secret_keys)),
-            salt="session_middleware.cookie",
-            digest_method=hashlib.sha256,
-        )
-        self._verifier = _Verifier(self._signer)
+        self._keys = secret_keys
         self.name = name
         value = rf"([^;]{{0,{MAX_COOKIE_VALUE_LENGTH}}})(?=;|[ \t]*$)"
         self._pairs = re.compile(rf"(?:^|;)[ \t]*{re.escape(name)}[ \t]*=[ \t]*{value}")
@@ -119,20 +222,15 @@ class CookieCodec:
 
     def encode(self, ref: CookieRef) -> str:
         payload = f"{ref.tag}.{ref.session_id}"
-        return f"{payload}.{self._verifier.sign(payload.encode('ascii')).decode('ascii')}"
+        signature = self._keys.signing().verifier.sign(payload.encode("ascii"))
+        return f"{payload}.{signature.decode('ascii')}"
 
     def decode(self, value: str) -> CookieRef | None:
         """The reference a cookie value holds, or None unless we issued it."""
         if len(value) > MAX_COOKIE_VALUE_LENGTH:
             return None
         match = _VALUE.fullmatch(value)
-        return None if match is None else self._verified(match)
-
-    def _verified(self, match: re.Match[str]) -> CookieRef | None:
-        payload, _, signature = match.group(0).rpartition(".")
-        if not self._verifier.valid(payload.encode("ascii"), signature.encode("ascii")):
-            return None
-        return CookieRef(tag=match.group(1), session_id=match.group(2))
+        return None if match is None else _verified(match, self._keys.signing().verifier)
 
     def find(self, cookie_header: str | None) -> CookieRef | None:
         """The first valid session cookie in a Cookie header (duplicates are allowed).
@@ -142,12 +240,13 @@ class CookieCodec:
         """
         if not cookie_header or self.name not in cookie_header:
             return None
+        verifier = self._keys.signing().verifier
         verified = 0
         for match in self._pairs.finditer(cookie_header):
             well_formed = _VALUE.fullmatch(match.group(1).strip('"'))
             if well_formed is None:
                 continue
-            ref = self._verified(well_formed)
+            ref = _verified(well_formed, verifier)
             if ref is not None:
                 return ref
             verified += 1
@@ -170,3 +269,10 @@ class CookieCodec:
             return f"{self.name}=; {self._path}; Max-Age=0; expires={_EXPIRED}; {self._attributes}"
         age = "" if update.max_age is None else f"Max-Age={update.max_age}; "
         return f"{self.name}={update.value}; {self._path}; {age}{self._attributes}"
+
+
+def _verified(match: re.Match[str], verifier: _Verifier) -> CookieRef | None:
+    payload, _, signature = match.group(0).rpartition(".")
+    if not verifier.valid(payload.encode("ascii"), signature.encode("ascii")):
+        return None
+    return CookieRef(tag=match.group(1), session_id=match.group(2))

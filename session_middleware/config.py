@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._cookies import CookieCodec, SameSite
+from ._cookies import CookieCodec, SameSite, SecretKeys
 from ._core.lifecycle import Core
 from ._core.runners import drive_async, drive_sync
 from ._core.timing import Timing
@@ -31,8 +31,6 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_MAX_AGE = 14 * 24 * 60 * 60
 DEFAULT_REFRESH_INTERVAL = 300
 DEFAULT_MAX_SESSIONS_PER_USER = 100
-MIN_SECRET_LENGTH = 32
-_PLACEHOLDER_SECRETS = {"secret", "changeme", "change-me", "secret_key", "your-secret-key"}
 
 OnRedisError = Literal["503", "raise"]
 
@@ -41,6 +39,8 @@ class SessionConfig:
     """One configured session layer: a decorator for apps, plus user-level operations.
 
     secret_key: signs the cookie; a list rotates keys (the first signs, all verify).
+        Required, except with Flask's init_app: without it, the cookie is signed with
+        ``app.secret_key`` (and ``SECRET_KEY_FALLBACKS`` verify), as Flask's own is.
     redis_url / redis: the session Redis, as a URL or a redis-py client (sync or async).
     epochs: where user epochs live (default RedisEpochs() on the session Redis).
     session_cookie, path, domain, same_site, https_only, partitioned: the cookie, with the
@@ -93,7 +93,7 @@ class SessionConfig:
     def __init__(
         self,
         *,
-        secret_key: str | bytes | Sequence[str | bytes] | Any,
+        secret_key: str | bytes | Sequence[str | bytes] | Any | None = None,
         redis_url: str | None = None,
         redis: Any | None = None,
         epochs: EpochProvider | None = None,
@@ -123,7 +123,7 @@ class SessionConfig:
         invalidate_wait_timeout_ms: int = 1000,
         max_sessions_per_user: int | None = DEFAULT_MAX_SESSIONS_PER_USER,
     ) -> None:
-        secret_keys = _secret_keys(secret_key)
+        self.secret_keys = SecretKeys(secret_key)
         max_age, idle_timeout = _seconds(max_age, "max_age"), _seconds(idle_timeout, "idle_timeout")
         refresh_interval = _float_seconds(refresh_interval)
         if same_site not in ("lax", "strict", "none"):
@@ -182,7 +182,7 @@ class SessionConfig:
             )
         self.interface = interface
         self.on_redis_error = on_redis_error
-        self.keys = KeySpace(key_prefix, secret_keys)
+        self.keys = KeySpace(key_prefix, self.secret_keys.tag_keys)
         self.redis: Any = RedisClients(
             url=redis_url,
             client=redis,
@@ -232,7 +232,7 @@ class SessionConfig:
             )
         )
         codec = CookieCodec(
-            secret_keys,
+            self.secret_keys,
             name=session_cookie,
             path=path,
             domain=domain,
@@ -269,6 +269,8 @@ class SessionConfig:
 
     def check_interface(self, interface: Interface) -> None:
         """Fail at start-up, not at the first request, if this app cannot be served."""
+        if not self.secret_keys.configured:
+            raise ConfigurationError("secret_key is required")
         if interface == "asgi" and not self.redis.can_async:
             raise ConfigurationError("an ASGI app needs an async Redis client (redis.asyncio)")
         if interface == "wsgi" and not self.redis.can_sync:
@@ -377,6 +379,8 @@ class ConfiguredMiddleware:
             config = SessionConfig(**settings)
         elif settings:
             raise TypeError("pass either config= or settings, not both")
+        if not config.secret_keys.given:  # a framework's own key is read by its integration
+            raise ConfigurationError("secret_key is required")
         config.check_interface(self.interface)
         self.app = app
         self.config = config
@@ -421,30 +425,6 @@ def _seconds(value: int | timedelta | None, name: str) -> int | None:
 
 def _float_seconds(value: float | timedelta | None) -> float | None:
     return value.total_seconds() if isinstance(value, timedelta) else value
-
-
-def _secret_keys(secret_key: Any) -> list[bytes]:
-    """The signing keys: a str, bytes, a Starlette ``Secret`` (anything whose str() is the
-    key), or a list of them (the first signs)."""
-    if secret_key is None:
-        raise ConfigurationError("secret_key is required")
-    if not isinstance(secret_key, (list, tuple)):
-        secret_key = [secret_key]
-    keys = [bytes(k) if isinstance(k, (bytes, bytearray)) else str(k).encode() for k in secret_key]
-    if not keys or not all(keys):
-        raise ConfigurationError("secret_key must not be empty")
-    for key in keys:
-        weak = key.strip().lower().decode(errors="replace") in _PLACEHOLDER_SECRETS
-        if weak or len(key) < MIN_SECRET_LENGTH:
-            # Not refused: the session id's 256 random bits are what an attacker would have
-            # to guess; the key only keeps junk cookies from costing a lookup and the tags
-            # that name a user's keys in Redis from being computed.
-            logger.warning(
-                "secret_key is %s; generate a strong one with "
-                "python -c 'import secrets; print(secrets.token_urlsafe(32))'",
-                "a placeholder" if weak else f"shorter than {MIN_SECRET_LENGTH} characters",
-            )
-    return keys
 
 
 __all__ = ["SessionConfig", "detect_interface", "is_async_client", "sessions"]

@@ -3,12 +3,16 @@
     from session_middleware import sessions
     from session_middleware.flask import init_app
 
-    init_app(app, sessions(secret_key=..., redis_url=...))
+    init_app(app, sessions(redis_url=...))
 
 ``flask.session`` is then a `FlaskSession`: Flask's session API (``permanent``, ``new``,
 ``modified``) on this package's Session (``login``, ``logout``, ``logout_others``,
 ``user_id``). Flask-Login needs nothing more: ``login_user()`` binds the session to the
 user (new session id, stamped with the user's epoch) and ``logout_user()`` ends it.
+
+The cookie is signed with ``app.secret_key`` (``SECRET_KEY_FALLBACKS`` verify old cookies),
+read at each use as Flask reads it, unless ``sessions(secret_key=...)`` gives a key: that
+one wins. With neither, ``flask.session`` is Flask's null session, as in Flask.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import flask
@@ -31,6 +36,7 @@ from ._core.lifecycle import Opened
 from ._redis.clients import UNAVAILABLE
 from ._redis.key_layout import UserId, user_id_text
 from .config import SessionConfig
+from .errors import ConfigurationError
 from .events import SessionEvent
 from .session import Session
 from .wsgi import REJECTED_KEY, SESSION_KEY
@@ -42,6 +48,10 @@ PERMANENT_KEY = "_permanent"
 UNAVAILABLE_KEY = "session_middleware._fail_closed"
 
 _UNAVAILABLE = "the session store cannot be reached: the session cannot be changed"
+_SCRIPTS_CAN_READ = (
+    "SESSION_COOKIE_HTTPONLY is False: scripts on the page can read the session cookie, "
+    "so a cross-site scripting flaw can steal the session"
+)
 
 
 class FlaskSession(Session, SessionMixin):
@@ -121,6 +131,9 @@ class StoreUnavailable(ServiceUnavailable):
 class RedisSessionInterface(SessionInterface):
     """Flask's session interface on a SessionConfig; install it with `init_app`.
 
+    Without ``sessions(secret_key=...)``, the configuration's keys are the app's:
+    ``app.secret_key`` signs, ``SECRET_KEY_FALLBACKS`` verify, read at each use.
+
     user_key: the session key naming the logged-in user (Flask-Login's ``_user_id``);
         None leaves binding to ``session.login()`` alone.
     import_cookie_sessions: adopt a session from Flask's own signed cookie (made with
@@ -137,13 +150,18 @@ class RedisSessionInterface(SessionInterface):
         user_key: str | None = FLASK_LOGIN_KEY,
         import_cookie_sessions: bool = False,
     ) -> None:
+        config.secret_keys.read_from(_app_secret_keys)
         config.check_interface("wsgi")
         self.config = config
         self.user_key = user_key
         self.import_cookie_sessions = import_cookie_sessions
         self._fail_open = config.on_redis_error == "raise"
+        self._warned_httponly = False
 
-    def open_session(self, app: Flask, request: Request) -> FlaskSession:
+    def open_session(self, app: Flask, request: Request) -> FlaskSession | None:
+        """The request's session; None (Flask's null session) when there is no key."""
+        if self.config.secret_keys.current() is None:
+            return None
         core = self.config.core
         environ = request.environ
         try:
@@ -179,8 +197,8 @@ class RedisSessionInterface(SessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         """Save as Flask's own interface does, the cookie built from Flask's settings
         (``SESSION_COOKIE_DOMAIN``, ``_PATH`` or ``APPLICATION_ROOT``, ``_SECURE``,
-        ``_SAMESITE`` (Lax when None), ``_PARTITIONED``, ``PERMANENT_SESSION_LIFETIME``,
-        ``SESSION_REFRESH_EACH_REQUEST``); HttpOnly is always set, and the name is the
+        ``_SAMESITE`` (Lax when None), ``_PARTITIONED``, ``_HTTPONLY``,
+        ``PERMANENT_SESSION_LIFETIME``, ``SESSION_REFRESH_EACH_REQUEST``); the name is the
         configuration's ``session_cookie``."""
         if not isinstance(session, FlaskSession) or session._opened is None:
             return
@@ -233,7 +251,7 @@ class RedisSessionInterface(SessionInterface):
             "partitioned": self.get_cookie_partitioned(app),
             # SameSite as Flask's setting says; Lax where it says nothing (Flask's default).
             "samesite": self.get_cookie_samesite(app) or "Lax",
-            "httponly": True,
+            "httponly": self.cookie_httponly(app),
         }
         if cookie.value is None:
             response.delete_cookie(name, **attributes)
@@ -245,6 +263,14 @@ class RedisSessionInterface(SessionInterface):
         if "Cache-Control" not in response.headers:
             response.headers["Cache-Control"] = "no-store"
         response.vary.add("Cookie")
+
+    def cookie_httponly(self, app: Flask) -> bool:
+        """``SESSION_COOKIE_HTTPONLY``, as Flask reads it; off, a warning is logged once."""
+        httponly = self.get_cookie_httponly(app)
+        if not httponly and not self._warned_httponly:
+            self._warned_httponly = True
+            logger.warning(_SCRIPTS_CAN_READ)
+        return httponly
 
     def _same_cookie(self, opened: Opened, now: float) -> CookieUpdate | None:
         """The current session's cookie again, to change only how long it lasts."""
@@ -278,6 +304,7 @@ def init_app(
         config, user_key=user_key, import_cookie_sessions=import_cookie_sessions
     )
     app.session_interface = interface
+    interface.cookie_httponly(app)  # warns at start-up when the app turned HttpOnly off
     app.before_request_funcs.setdefault(None, []).insert(0, _refuse_unavailable)
 
     def signal(event: SessionEvent) -> None:
@@ -292,6 +319,21 @@ _TAGS = TaggedJSONSerializer()
 #: A Flask signal (blinker) sent with the app for every SessionEvent of the configuration
 #: given to init_app: ``session_event.connect(audit, app)``; ``audit(app, event)``.
 session_event = Namespace().signal("session-event")
+
+
+def _app_secret_keys() -> Sequence[str | bytes] | None:
+    """The app's keys, as Flask's own cookie sessions use them: ``app.secret_key`` signs,
+    ``SECRET_KEY_FALLBACKS`` verify; None without ``app.secret_key``."""
+    if not flask.has_app_context():
+        raise ConfigurationError(
+            "this configuration signs with app.secret_key: use it inside an app context "
+            "(with app.app_context(): ...), or give sessions(secret_key=...)"
+        )
+    app = flask.current_app
+    if not app.secret_key:
+        return None
+    fallbacks = app.config.get("SECRET_KEY_FALLBACKS") or ()
+    return [app.secret_key, *(key for key in fallbacks if key)]
 
 
 def _untagged(data: dict[str, Any]) -> dict[str, Any]:

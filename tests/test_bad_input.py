@@ -294,9 +294,11 @@ async def test_a_write_back_never_resurrects_a_deleted_session(config: SessionCo
 def test_empty_secrets_are_refused_and_weak_ones_warned_about(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    for empty in ["", [], [SECRET, ""], None]:
+    for empty in ["", [], [SECRET, ""]]:
         with pytest.raises(ConfigurationError):
             sessions(secret_key=empty)
+    with pytest.raises(ConfigurationError, match="secret_key is required"):
+        sessions(secret_key=None)(lambda environ, start_response: [])  # at start-up
     for weak in ["secret", "changeme", "short-key"]:
         caplog.clear()
         sessions(secret_key=weak)  # accepted, as Starlette accepts it

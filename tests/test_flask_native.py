@@ -16,10 +16,11 @@ from flask_login import LoginManager, UserMixin, current_user, login_user, logou
 
 from session_middleware import Session, SessionConfig, get_session, sessions
 from session_middleware._fail_closed import BODY
+from session_middleware.errors import ConfigurationError
 from session_middleware.flask import FlaskSession, init_app
 from session_middleware.wsgi import REJECTED_KEY
 
-from .support import REDIS_URL, SECRET, Counter, counted_sync_client, keys_under
+from .support import OTHER_SECRET, REDIS_URL, SECRET, Counter, counted_sync_client, keys_under
 
 FLASK_SECRET = "flask-own-secret-key-0123456789abcdefgh"
 BASE_URL = "http://testserver"
@@ -179,13 +180,44 @@ def test_flasks_cookie_settings_are_honoured(config: SessionConfig) -> None:
         SESSION_COOKIE_PATH="/app",
         SESSION_COOKIE_SECURE=True,
         SESSION_COOKIE_SAMESITE="Strict",
-        SESSION_COOKIE_HTTPONLY=False,  # not honoured: HttpOnly is always set
     )
     with browser(app) as client:
         header = set_cookie(client.post("/put?key=a&value=1")).lower()
-    for attribute in ("domain=example.com", "path=/app", "secure", "samesite=strict"):
+    for attribute in ("domain=example.com", "path=/app", "secure", "samesite=strict", "httponly"):
         assert attribute in header
-    assert "httponly" in header
+
+
+def _warnings(caplog: pytest.LogCaptureFixture, words: str) -> int:
+    return sum(1 for r in caplog.records if r.levelname == "WARNING" and words in r.getMessage())
+
+
+@pytest.mark.parametrize("when", ["before init_app", "after init_app"])
+def test_httponly_off_is_honoured_and_warned_once(
+    config: SessionConfig, when: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="session_middleware")
+    app = flask.Flask(__name__)
+    app.secret_key = FLASK_SECRET
+    if when == "before init_app":
+        app.config["SESSION_COOKIE_HTTPONLY"] = False
+        init_app(app, config)
+        assert _warnings(caplog, "SESSION_COOKIE_HTTPONLY is False") == 1, "at start-up"
+    else:
+        init_app(app, config)
+        assert _warnings(caplog, "SESSION_COOKIE_HTTPONLY") == 0, "HttpOnly is on by default"
+        app.config["SESSION_COOKIE_HTTPONLY"] = False
+
+    @app.post("/put")
+    def put() -> Any:
+        flask.session["n"] = flask.session.get("n", 0) + 1
+        return {}
+
+    with browser(app) as client:
+        headers = [set_cookie(client.post("/put")) for _ in range(2)]
+        client.cookies.clear()
+        headers.append(set_cookie(client.post("/put")))
+    assert all("httponly" not in header.lower() for header in headers), headers
+    assert _warnings(caplog, "SESSION_COOKIE_HTTPONLY is False") == 1, "logged once"
 
 
 def test_a_value_json_cannot_hold_fails_at_the_assignment(config: SessionConfig) -> None:
@@ -419,3 +451,123 @@ def test_what_flask_session_can_hold_comes_back_as_it_went_in(config: SessionCon
     with browser(app) as client:
         client.post("/special")
         assert client.get("/special").json() == {"ok": True}
+
+
+# -- the secret key: app.secret_key, its fallbacks, or sessions(secret_key=...) --------------
+
+
+def keyless(key_prefix: str) -> SessionConfig:
+    """A configuration without a key of its own: the Flask app's key signs."""
+    return sessions(redis_url=REDIS_URL, key_prefix=key_prefix)
+
+
+def signed_with(key: Any, cookie: str) -> bool:
+    return sessions(secret_key=key).core.codec.decode(cookie) is not None
+
+
+def test_app_secret_key_alone_signs_the_session(key_prefix: str) -> None:
+    config = keyless(key_prefix)
+    app = make_app(config)
+    with browser(app) as client:
+        client.post("/put?key=cart&value=apples")
+        client.post("/login/alice")
+        state = client.get("/state").json()
+        assert state["user"] == "alice" and state["data"] == {"cart": "apples"}
+        cookie = client.cookies["session"]
+    assert signed_with(FLASK_SECRET, cookie) and not signed_with(SECRET, cookie)
+    tag = sessions(secret_key=FLASK_SECRET).keys.user_tag("alice")
+    assert any(f"{{{tag}}}" in key for key in keys_under(key_prefix)), "the tag: the same key"
+
+    other = flask.Flask(__name__)  # the same configuration, another app and key
+    other.secret_key = OTHER_SECRET
+    init_app(other, config)
+    other.get("/who")(lambda: {"user": getattr(flask.session, "user_id", None)})
+    with browser(other, {"session": cookie}) as stranger:
+        assert stranger.get("/who").json() == {"user": None}, "app A's cookie is not B's"
+
+    with pytest.raises(ConfigurationError, match="app context"):
+        config.invalidate_user("alice")
+    with app.app_context():
+        config.invalidate_user("alice")
+    with browser(app, {"session": cookie}) as client:
+        assert client.get("/state").json()["rejected"] == "epoch"
+
+
+def test_secret_key_fallbacks_rotate_as_in_flask(key_prefix: str) -> None:
+    config = keyless(key_prefix)
+    app = make_app(config)
+    old, new = FLASK_SECRET, OTHER_SECRET
+    first, second, third = browser(app), browser(app), browser(app)
+    for client in (first, second):
+        client.post("/put?key=cart&value=figs")
+        client.post("/login/alice")
+
+    app.secret_key, app.config["SECRET_KEY_FALLBACKS"] = new, [old]
+    state = first.get("/state").json()
+    assert state["user"] == "alice" and state["data"] == {"cart": "figs"}, "the old key verifies"
+    first.post("/put?key=cart&value=pears")
+    assert first.get("/state").json()["data"] == {"cart": "pears"}
+    third.post("/login/alice")
+    assert signed_with(new, third.cookies["session"]), "the new key signs"
+    assert signed_with(new, first.cookies["session"]), "a write re-signs it with the new key"
+    assert signed_with(old, second.cookies["session"])
+
+    app.config["SECRET_KEY_FALLBACKS"] = []
+    dropped = second.get("/state").json()
+    assert dropped["user"] is None and dropped["rejected"] is None, "an old key, no longer kept"
+
+    app.config["SECRET_KEY_FALLBACKS"] = [old]
+    with app.app_context():
+        assert len(config.list_sessions("alice")) == 3, "listed under both keys' tags"
+        config.invalidate_user("alice")  # reaches the sessions of both keys
+    for client in (first, second, third):
+        assert client.get("/state").json()["rejected"] == "epoch"
+        client.close()
+
+
+def test_without_a_secret_key_the_session_is_flasks_null_session(key_prefix: str) -> None:
+    app = make_app(keyless(key_prefix))
+    app.secret_key = None
+    app.testing = True
+    client = app.test_client()
+    state = client.get("/state").json
+    assert state["data"] == {} and state["user"] is None and state["bound"] is None
+    with pytest.raises(RuntimeError, match="no secret key was set"):
+        client.post("/put?key=a&value=1")
+    with pytest.raises(RuntimeError, match="did not open a session"), client.session_transaction():
+        pass
+    assert keys_under(key_prefix) == [], "nothing reached Redis"
+
+    app.secret_key = FLASK_SECRET  # set later: read at each request, as Flask reads it
+    client.post("/put?key=a&value=1")
+    assert client.get("/state").json["data"] == {"a": "1"}
+
+
+def test_the_key_given_to_sessions_wins_over_app_secret_key(config: SessionConfig) -> None:
+    app = make_app(config)
+    with browser(app) as client:
+        client.post("/login/bob")
+        cookie = client.cookies["session"]
+        assert signed_with(SECRET, cookie) and not signed_with(FLASK_SECRET, cookie)
+        app.secret_key = OTHER_SECRET
+        assert client.get("/state").json()["user"] == "bob", "app.secret_key plays no part"
+        app.secret_key = None
+        assert client.get("/state").json()["user"] == "bob", "no null session either"
+    config.invalidate_user("bob")  # no app context needed: the key is the configuration's
+
+
+def test_other_frameworks_still_need_a_key_of_their_own(key_prefix: str) -> None:
+    from starlette.applications import Starlette
+
+    from session_middleware import SessionMiddleware
+
+    config = keyless(key_prefix)
+    with pytest.raises(ConfigurationError, match="secret_key is required"):
+        config(flask.Flask(__name__).wsgi_app)
+    with pytest.raises(ConfigurationError, match="secret_key is required"):
+        SessionMiddleware(Starlette(), redis_url=REDIS_URL)
+    with pytest.raises(ConfigurationError, match="secret_key is required"):
+        config.invalidate_user("alice")
+    init_app(flask.Flask(__name__), config)  # now reads the Flask app's key, for init_app only
+    with pytest.raises(ConfigurationError, match="secret_key is required"):
+        config(flask.Flask(__name__).wsgi_app)

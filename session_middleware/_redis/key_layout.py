@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable
 
 TAG_BYTES = 12
 SESSION_ID_BYTES = 32
@@ -69,18 +69,26 @@ def new_anonymous_tag() -> str:
     return secrets.token_hex(TAG_BYTES)
 
 
+@functools.lru_cache(maxsize=USER_TAGS_CACHED)
+def _user_tags(tag_keys: tuple[bytes, ...], text: str) -> tuple[str, ...]:
+    tags: list[str] = []
+    for tag_key in tag_keys:
+        tag = hashlib.blake2b(text.encode(), key=tag_key, digest_size=TAG_BYTES).hexdigest()
+        if tag not in tags:
+            tags.append(tag)
+    return tuple(tags)
+
+
 class KeySpace:
     """Builds every key this package writes."""
 
-    def __init__(self, prefix: str, secret_keys: Sequence[bytes]) -> None:
+    def __init__(self, prefix: str, tag_keys: Callable[[], tuple[bytes, ...]]) -> None:
+        """`tag_keys`: the keys of the users' tags in force, one a secret key, the signing
+        key's first (derived from the secret keys in _cookies.py)."""
         if "{" in prefix or "}" in prefix:
             raise ValueError("key_prefix must not contain '{' or '}' (they mark cluster hash tags)")
         self.prefix = prefix
-        self._tag_keys = [
-            hashlib.blake2b(key, digest_size=32, person=b"sm-user-tag").digest()
-            for key in secret_keys
-        ]
-        self._tags_of_text = functools.lru_cache(maxsize=USER_TAGS_CACHED)(self._compute_tags)
+        self._tag_keys = tag_keys
 
     def user_tags(self, user_id: UserId) -> list[str]:
         """The user's tag under each secret key, the current (signing) key's first.
@@ -88,15 +96,7 @@ class KeySpace:
         While keys rotate, sessions issued under an older key keep the tag of that key;
         an invalidation therefore bumps the epoch under every tag.
         """
-        return list(self._tags_of_text(user_id_text(user_id)))
-
-    def _compute_tags(self, text: str) -> tuple[str, ...]:
-        tags: list[str] = []
-        for tag_key in self._tag_keys:
-            tag = hashlib.blake2b(text.encode(), key=tag_key, digest_size=TAG_BYTES).hexdigest()
-            if tag not in tags:
-                tags.append(tag)
-        return tuple(tags)
+        return list(_user_tags(self._tag_keys(), user_id_text(user_id)))
 
     def user_tag(self, user_id: UserId) -> str:
         return self.user_tags(user_id)[0]

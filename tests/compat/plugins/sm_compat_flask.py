@@ -2,8 +2,9 @@
 
 Every Flask app the tests create (through the `app` fixture or `Flask(__name__)` in the
 test body) gets this package's session interface, as a user's app would with
-``init_app(app, sessions(...))``. Everything else is upstream's: app config, test client,
-pytest settings (filterwarnings = error included).
+``init_app(app, sessions(redis_url=...))``: one configuration for every app, each app's
+cookie signed with its own ``app.secret_key``. Everything else is upstream's: app config,
+test client, pytest settings (filterwarnings = error included).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import functools
 
 import pytest
-from sm_compat_common import PREFIX, REDIS_URL, SECRET, isolate_key_prefix
+from sm_compat_common import PREFIX, REDIS_URL, isolate_key_prefix
 
 _config = None
 
@@ -30,7 +31,7 @@ def _session_config():  # type: ignore[no-untyped-def]
     if _config is None:
         from session_middleware import sessions
 
-        _config = sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=PREFIX)
+        _config = sessions(redis_url=REDIS_URL, key_prefix=PREFIX)
     return _config
 
 
