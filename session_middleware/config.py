@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -17,7 +18,7 @@ from ._core.runners import drive_async, drive_sync
 from ._core.timing import Timing
 from ._core.user_sessions import SessionInfo, UserSessions
 from ._encryption import fernet_cipher
-from ._redis.clients import DEFAULT_MAX_CONNECTIONS, REDIS_ERRORS, RedisClients, is_async_client
+from ._redis.clients import DEFAULT_MAX_CONNECTIONS, RedisClients, is_async_client
 from ._redis.key_layout import KeySpace, UserId
 from ._redis.local_cache import CachingClients
 from .epochs.base import EpochContext, EpochProvider, Interface
@@ -288,26 +289,18 @@ class SessionConfig:
         answers again. Treat the user as possibly invalidated and call this again until it
         returns; invalidating twice ends the same sessions, so a retry is always safe.
         """
-        try:
-            self.epochs.bump(user_id)
-            if delete:
-                self.run_sync(self._users.delete_all(user_id))
-        except RedisTimeoutError as error:
-            raise InvalidationUncertain("invalidate_user") from error
-        except REDIS_ERRORS as error:
-            raise StoreUnavailable(f"invalidate_user failed: {type(error).__name__}") from error
+        with _uncertain("invalidate_user"):
+            self.run_sync(self.epochs.bump_epoch(user_id))
+        if delete:
+            self.run_sync(self._users.delete_all(user_id))
         self.listeners.emit((SessionEvent("invalidate", user_id),))
 
     async def ainvalidate_user(self, user_id: UserId, *, delete: bool = False) -> None:
         """The async twin of invalidate_user (raises InvalidationUncertain alike)."""
-        try:
-            await self.epochs.abump(user_id)
-            if delete:
-                await self.run_async(self._users.delete_all(user_id))
-        except RedisTimeoutError as error:
-            raise InvalidationUncertain("ainvalidate_user") from error
-        except REDIS_ERRORS as error:
-            raise StoreUnavailable(f"ainvalidate_user failed: {type(error).__name__}") from error
+        with _uncertain("ainvalidate_user"):
+            await self.run_async(self.epochs.bump_epoch(user_id))
+        if delete:
+            await self.run_async(self._users.delete_all(user_id))
         self.listeners.emit((SessionEvent("invalidate", user_id),))
 
     def list_sessions(self, user_id: UserId) -> list[SessionInfo]:
@@ -352,10 +345,10 @@ class SessionConfig:
     # -- running the core ---------------------------------------------------------------
 
     def run_sync(self, step: Any) -> Any:
-        return drive_sync(step, self.redis, self.epochs, self.listeners)
+        return drive_sync(step, self.redis, self.listeners)
 
     async def run_async(self, step: Any) -> Any:
-        return await drive_async(step, self.redis, self.epochs, self.listeners)
+        return await drive_async(step, self.redis, self.listeners)
 
 
 class ConfiguredMiddleware:
@@ -398,6 +391,17 @@ def detect_interface(app: Any) -> Interface:
     if inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(app):
         return "asgi"
     return "wsgi"
+
+
+@contextlib.contextmanager
+def _uncertain(operation: str) -> Iterator[None]:
+    """A bump that timed out may still be applied: say so (InvalidationUncertain)."""
+    try:
+        yield
+    except StoreUnavailable as error:
+        if type(error) is StoreUnavailable and isinstance(error.__cause__, RedisTimeoutError):
+            raise InvalidationUncertain(operation) from error.__cause__
+        raise
 
 
 def _check_cookie_prefix(name: str, *, https_only: bool, path: str, domain: str | None) -> None:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from session_middleware import sessions
 from session_middleware.epochs.sql import UnknownUser
 
-from .support import REDIS_URL, SECRET
+from .support import REDIS_URL, SECRET, alogin_epoch, login_epoch
 from .test_sql_support import (
     ASYNC_BACKENDS,
     OLD_HASH,
@@ -158,7 +158,7 @@ def test_bump_refuses_unknown_and_wrongly_typed_users(
         with pytest.raises(TypeError, match="must be a str or an int"):
             epochs.bump(1.5)  # type: ignore[arg-type]
         with pytest.raises(UnknownUser):
-            epochs.login_epoch(99)
+            login_epoch(epochs, 99)
         with epochs.engine.begin() as connection, pytest.raises(UnknownUser):
             epochs.bump_in(connection, 99)
         assert epoch_in_db(epochs.engine, table, 1) is None  # nothing was written
@@ -188,10 +188,10 @@ async def test_abump_refuses_unknown_and_wrongly_typed_users(
         with pytest.raises(TypeError, match="holds strings: user_id must be a str"):
             await epochs.abump(1)
         with pytest.raises(UnknownUser):
-            await epochs.alogin_epoch("bob")
+            await alogin_epoch(epochs, "bob")
         assert await aepoch_in_db(epochs.engine, table, "alice") is None
 
-        first = await epochs.alogin_epoch("alice")
-        assert await epochs.alogin_epoch("alice") == first  # created once, then kept
+        first = await alogin_epoch(epochs, "alice")
+        assert await alogin_epoch(epochs, "alice") == first  # created once, then kept
         assert await epochs.aget("alice") == first
         assert await epochs.abump("alice") != first

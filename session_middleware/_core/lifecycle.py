@@ -35,7 +35,7 @@ from ..epochs.base import EpochProvider, new_epoch
 from ..errors import CorruptRecord, SessionTooLarge, StoreUnavailable
 from ..events import SessionEvent
 from ..session import Session
-from .steps import Emit, ProviderIO, RedisIO, Step
+from .steps import Emit, RedisIO, Step
 from .timing import Timing
 
 logger = logging.getLogger("session_middleware")
@@ -178,7 +178,7 @@ class Core:
         the current epoch (the Protocol's promise); the provider is asked only on a miss."""
         epoch = text(cached)
         if epoch is None:
-            epoch = yield ProviderIO("resolve", (user_id, tag, None))
+            epoch = yield from self.provider.resolve(user_id, tag, None)
         return epoch
 
     def _drop(self, stale: Opened, why: str, handle: str) -> None:
@@ -285,12 +285,12 @@ class Core:
                 guard = Guard(mode, carried, current, stamp=fresh, set_epoch=True)
                 others = self._other_tags(self.provider.bump_commands(record.user_id, fresh), ref)
             else:
-                fresh = yield ProviderIO("bump_if", (record.user_id, ref.tag, current))
-                if fresh is None:
+                bumped = yield from self.provider.bump_if(record.user_id, ref.tag, current)
+                if bumped is None:
                     if commands:
                         yield RedisIO(tuple(commands))
                     return "epoch"
-                guard = Guard(mode, carried, fresh, stamp=fresh)
+                guard = Guard(mode, carried, bumped, stamp=bumped)
         for attempt in range(2):
             command = self.writes.write(ref, record, guard, pairs, deleted, now)
             replies = yield RedisIO((*commands, command))
@@ -310,8 +310,8 @@ class Core:
             # The cached copy of the epoch expired: look it up (which refills it), then
             # try once more if it is still the one wanted.
             assert record.user_id is not None
-            current = yield ProviderIO("resolve", (record.user_id, ref.tag, None))
-            if not same_epoch(current, guard.wanted):
+            resolved = yield from self.provider.resolve(record.user_id, ref.tag, None)
+            if not same_epoch(resolved, guard.wanted):
                 return "epoch"
         if outcome == EPOCH_UNKNOWN:
             return "epoch"
@@ -378,13 +378,15 @@ class Core:
                 others = self._other_tags(self.provider.bump_commands(user_id, fresh), ref)
         else:
             mode = "given"
-            if carried is None:
-                epoch = yield ProviderIO("bump" if bump else "login_epoch", (user_id,))
+            if carried is None and bump:
+                epoch = yield from self.provider.bump_epoch(user_id)
+            elif carried is None:
+                epoch = yield from self.provider.login_epoch(user_id)
             elif bump:
                 assert old is not None
-                epoch = yield ProviderIO("bump_if", (user_id, old.tag, carried))
+                epoch = yield from self.provider.bump_if(user_id, old.tag, carried)
             else:
-                epoch = yield ProviderIO("login_epoch", (user_id,))
+                epoch = yield from self.provider.login_epoch(user_id)
                 if not same_epoch(epoch, carried):
                     epoch = None
         if epoch is None:
