@@ -24,7 +24,7 @@ from ._redis.local_cache import CachingClients
 from .epochs.base import EpochContext, EpochProvider, Interface
 from .epochs.redis import RedisEpochs
 from .errors import ConfigurationError, InvalidationUncertain, StoreUnavailable
-from .events import Listener, Listeners, SessionEvent
+from .events import Listener, Listeners
 
 logger = logging.getLogger("session_middleware")
 
@@ -290,18 +290,12 @@ class SessionConfig:
         returns; invalidating twice ends the same sessions, so a retry is always safe.
         """
         with _uncertain("invalidate_user"):
-            self.run_sync(self.epochs.bump_epoch(user_id))
-        if delete:
-            self.run_sync(self._users.delete_all(user_id))
-        self.listeners.emit((SessionEvent("invalidate", user_id),))
+            self.run_sync(self._users.invalidate(user_id, delete))
 
     async def ainvalidate_user(self, user_id: UserId, *, delete: bool = False) -> None:
         """The async twin of invalidate_user (raises InvalidationUncertain alike)."""
         with _uncertain("ainvalidate_user"):
-            await self.run_async(self.epochs.bump_epoch(user_id))
-        if delete:
-            await self.run_async(self._users.delete_all(user_id))
-        self.listeners.emit((SessionEvent("invalidate", user_id),))
+            await self.run_async(self._users.invalidate(user_id, delete))
 
     def list_sessions(self, user_id: UserId) -> list[SessionInfo]:
         """The user's active sessions, most recently seen first."""
@@ -316,15 +310,11 @@ class SessionConfig:
     def revoke_session(self, user_id: UserId, handle: str) -> bool:
         """End the user's session `handle` now; False if no such session of theirs."""
         revoked: bool = self.run_sync(self._users.revoke(user_id, handle))
-        if revoked:
-            self.listeners.emit((SessionEvent("revoke", user_id, handle),))
         return revoked
 
     async def arevoke_session(self, user_id: UserId, handle: str) -> bool:
         """The async twin of revoke_session."""
         revoked: bool = await self.run_async(self._users.revoke(user_id, handle))
-        if revoked:
-            self.listeners.emit((SessionEvent("revoke", user_id, handle),))
         return revoked
 
     # -- resources --------------------------------------------------------------------
@@ -332,7 +322,10 @@ class SessionConfig:
     def close(self) -> None:
         """Close the sync connection pool (e.g. at the end of a script)."""
         if self.redis.can_sync:
-            self.redis.sync().close()
+            client = self.redis.sync()
+            close = getattr(client, "close", None)
+            if close is not None:
+                close()
 
     async def aclose(self) -> None:
         """Close the async connection pool of the running event loop (e.g. at shutdown)."""

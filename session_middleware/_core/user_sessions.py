@@ -11,8 +11,9 @@ from .._redis.key_layout import UserId, user_id_text, valid_handle
 from .._redis.lua_scripts import READ, REVOKE
 from .._redis.round_trip import Command, text
 from ..errors import CorruptRecord
+from ..events import SessionEvent
 from .lifecycle import Core, same_epoch
-from .steps import RedisIO, Step
+from .steps import Emit, RedisIO, Step
 from .timing import ms
 
 
@@ -90,8 +91,17 @@ class UserSessions:
             index, record = self.keys.index_key(tag), self.keys.record_key(tag, handle)
             (revoked,) = yield RedisIO((("EVAL", REVOKE, 2, index, record, handle),))
             if revoked:
+                yield Emit((SessionEvent("revoke", user_id, handle),))
                 return True
         return False
+
+    def invalidate(self, user_id: UserId, delete: bool) -> Step[None]:
+        """Give the user a new epoch, which rejects every session they have; with `delete`,
+        delete the records now too."""
+        yield from self.core.provider.bump_epoch(user_id)
+        if delete:
+            yield from self.delete_all(user_id)
+        yield Emit((SessionEvent("invalidate", user_id),))
 
     def delete_all(self, user_id: UserId) -> Step[int]:
         """Delete every session record of the user now; returns how many were listed."""

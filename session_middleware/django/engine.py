@@ -256,7 +256,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
     @classmethod
     async def aclear_expired(cls) -> None:
-        cls.clear_expired()
+        logger.info(CLEAR_EXPIRED_REASON)
 
     # -- beyond Django's API ---------------------------------------------------------
 

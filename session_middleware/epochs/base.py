@@ -105,20 +105,24 @@ class ProviderFaces:
         one; raises if the provider cannot serve that face."""
         raise NotImplementedError
 
+    def _sync_redis(self, method: str) -> RedisSource:
+        return self._runner_redis(method, is_async=False)
+
+    def _async_redis(self, method: str) -> RedisSource:
+        return self._runner_redis(method, is_async=True)
+
     def get(self, user_id: UserId) -> str | None:
         """The user's current epoch, or None if they have none."""
-        redis = self._runner_redis("get", False)
-        return drive_sync(self.read_epoch(user_id), redis, Listeners())
+        return drive_sync(self.read_epoch(user_id), self._sync_redis("get"), Listeners())
 
     async def aget(self, user_id: UserId) -> str | None:
-        redis = self._runner_redis("get", True)
-        return await drive_async(self.read_epoch(user_id), redis, Listeners())
+        """The async twin of get."""
+        return await drive_async(self.read_epoch(user_id), self._async_redis("get"), Listeners())
 
     def bump(self, user_id: UserId) -> str:
         """Give the user a new epoch: every session stamped with an older one is rejected."""
-        redis = self._runner_redis("bump", False)
-        return drive_sync(self.bump_epoch(user_id), redis, Listeners())
+        return drive_sync(self.bump_epoch(user_id), self._sync_redis("bump"), Listeners())
 
     async def abump(self, user_id: UserId) -> str:
-        redis = self._runner_redis("bump", True)
-        return await drive_async(self.bump_epoch(user_id), redis, Listeners())
+        """The async twin of bump."""
+        return await drive_async(self.bump_epoch(user_id), self._async_redis("bump"), Listeners())

@@ -288,11 +288,11 @@ class SQLEpochs(ProviderFaces):
 
     def create_table(self) -> None:
         """Create the managed table if it does not exist."""
-        drive_sync(self._create_table(), self._runner_redis("create_table", False), Listeners())
+        drive_sync(self._create_table(), self._sync_redis("create_table"), Listeners())
 
     async def acreate_table(self) -> None:
-        redis = self._runner_redis("create_table", True)
-        await drive_async(self._create_table(), redis, Listeners())
+        """The async twin of create_table."""
+        await drive_async(self._create_table(), self._async_redis("create_table"), Listeners())
 
     def _create_table(self) -> Step[None]:
         definition = self._managed_definition()
