@@ -195,3 +195,29 @@ async def test_abump_refuses_unknown_and_wrongly_typed_users(
         assert await alogin_epoch(epochs, "alice") == first  # created once, then kept
         assert await epochs.aget("alice") == first
         assert await epochs.abump("alice") != first
+
+
+def test_a_session_a_request_accepts_is_listed_under_either_spelling_of_its_user(
+    key_prefix: str, tmp_path: Path
+) -> None:
+    """One check says whether a record is alive, for a request and for list_sessions.
+
+    They used to differ: the listing looked the epoch up under the id it was given, the
+    request under the id the session holds. With the cached copy gone, listing user "1"
+    of an integer column found no epoch, and dropped from the index a session the next
+    request still served."""
+    with sync_users(SYNC_BACKENDS[0], tmp_path) as (epochs, table):
+        config = sessions(
+            secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, epochs=epochs
+        )
+        app = flask_app(config, epochs, table, "connection")
+        with wsgi_client(app) as phone:
+            assert phone.post("/login/1").status_code == 200
+            copy = config.keys.epoch_key(config.keys.user_tag(1))
+            config.redis.sync().delete(copy)
+            (listed,) = config.list_sessions("1")
+            config.redis.sync().delete(copy)
+            assert [info.handle for info in config.list_sessions(1)] == [listed.handle]
+            assert phone.get("/me").json() == {"user": 1, "rejected": None}
+            assert [info.handle for info in config.list_sessions("1")] == [listed.handle]
+        config.close()

@@ -46,6 +46,8 @@ MAX_USER_AGENT = 256
 # epoch moved.
 Interrupted = Literal["gone", "epoch"]
 WriteOutcome = Literal["written", "emptied", "gone", "epoch"]
+# Why a stored record is dead (see Core.liveness).
+Dead = Literal["foreign", "expired", "epoch"]
 
 
 @dataclass(slots=True)
@@ -134,20 +136,19 @@ class Core:
         except CorruptRecord as error:
             self._drop(stale, f"a session record that is not ours ({error})", handle)
             return stale
-        if record.user_id is not None and ref.tag not in self.keys.user_tags(record.user_id):
+        dead, _ = yield from self.liveness(record, ref.tag, cached, now)
+        if dead == "foreign":
             self._drop(stale, "a session record under another user's tag", handle)
             return stale
-        if self.timing.expired(record, now):
+        if dead == "expired":
             stale.cleanup = self.writes.forget(ref, listed=record.user_id is not None)
             stale.events.append(SessionEvent("rejected", record.user_id, handle, "expired"))
             return stale
-        if record.user_id is not None:
-            epoch = yield from self.current_epoch(record.user_id, ref.tag, cached)
-            if not same_epoch(epoch, record.epoch):
-                stale.rejected = "epoch"
-                stale.cleanup = self.writes.forget(ref, listed=True)
-                stale.events.append(SessionEvent("rejected", record.user_id, handle, "epoch"))
-                return stale
+        if dead == "epoch":
+            stale.rejected = "epoch"
+            stale.cleanup = self.writes.forget(ref, listed=True)
+            stale.events.append(SessionEvent("rejected", record.user_id, handle, "epoch"))
+            return stale
         session = self._session(record.data, record.user_id)
         session.handle = handle
         return Opened(session, ref=ref, record=record, client_info=client_info)
@@ -172,6 +173,25 @@ class Core:
         guard = Guard(self._guard_mode(ref.tag), record.epoch, epoch, stamp=epoch)
         (outcome,) = yield RedisIO((self.writes.write(ref, record, guard, [], [], now),))
         return _outcome(outcome)[0] == WRITTEN
+
+    def liveness(
+        self, record: Record, tag: str, cached: Any, now: float
+    ) -> Step[tuple[Dead | None, str | None]]:
+        """Whether a record stored under `tag` is alive: the one check of a request and of
+        the operations on a user's sessions. Why it is dead (None: alive), and the user's
+        epoch when it was looked up. `cached` is what `provider.cached_key(tag)` held.
+
+        Dead: under a tag that is not its user's ('foreign'), past its lifetime or idle
+        timeout ('expired'), or stamped with an epoch that is not its user's ('epoch').
+        """
+        if record.user_id is not None and tag not in self.keys.user_tags(record.user_id):
+            return "foreign", None
+        if self.timing.expired(record, now):
+            return "expired", None
+        if record.user_id is None:
+            return None, None
+        epoch = yield from self.current_epoch(record.user_id, tag, cached)
+        return (None if same_epoch(epoch, record.epoch) else "epoch"), epoch
 
     def current_epoch(self, user_id: Any, tag: str, cached: Any) -> Step[str | None]:
         """The user's epoch, given what `provider.cached_key(tag)` held: a value there is

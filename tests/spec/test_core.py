@@ -411,3 +411,41 @@ def test_a_new_id_already_in_use_is_never_issued(config: SessionConfig) -> None:
     state.session["cart"] = [1]
     with pytest.raises(StoreUnavailable):
         commit(config, state, [[0]])  # CREATE wrote nothing: the key existed
+
+
+# -- whether a record is alive: one check for requests and user operations -----------------
+
+
+@pytest.mark.parametrize(
+    "user, tag_of, age, epoch, cached, dead",
+    [
+        ("alice", "alice", 60, EPOCH, EPOCH, None),
+        (None, "anonymous", 60, None, None, None),
+        ("alice", "bob", 60, EPOCH, EPOCH, "foreign"),
+        ("alice", "alice", 4000, EPOCH, EPOCH, "expired"),
+        (None, "anonymous", 4000, None, None, "expired"),
+        ("alice", "alice", 60, EPOCH, OTHER_EPOCH, "epoch"),
+        ("alice", "alice", 60, None, EPOCH, "epoch"),
+    ],
+)
+def test_liveness(
+    config: SessionConfig,
+    user: str | None,
+    tag_of: str,
+    age: int,
+    epoch: str | None,
+    cached: str | None,
+    dead: str | None,
+) -> None:
+    record = Record({}, NOW - age, NOW - age + 3600, NOW - age, user, epoch)
+    tag = "a" * 24 if tag_of == "anonymous" else config.keys.user_tag(tag_of)
+    run = drive(config.core.liveness(record, tag, cached, NOW), [])
+    assert run.result[0] == dead and run.steps == []
+
+
+def test_liveness_asks_the_provider_only_on_a_miss(config: SessionConfig) -> None:
+    record = Record({}, NOW, NOW + 3600, NOW, "alice", EPOCH)
+    tag = config.keys.user_tag("alice")
+    # RedisEpochs beside the sessions: nothing cached means the user has no epoch.
+    assert drive(config.core.liveness(record, tag, None, NOW), []).result == ("epoch", None)
+    assert drive(config.core.liveness(record, tag, EPOCH, NOW), []).result == (None, EPOCH)
