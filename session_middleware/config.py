@@ -15,7 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ._cookies import CookieCodec, SameSite
 from ._core.lifecycle import Core
 from ._core.runners import drive_async, drive_sync
-from ._core.timing import Timing
+from ._core.timing import DEFAULT_MAX_AGE, Timing
 from ._core.user_sessions import SessionInfo, UserSessions
 from ._encryption import fernet_cipher
 from ._redis.clients import DEFAULT_MAX_CONNECTIONS, RedisClients, is_async_client
@@ -29,8 +29,6 @@ from .events import Listener, Listeners
 logger = logging.getLogger("session_middleware")
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_MAX_AGE = 14 * 24 * 60 * 60
-DEFAULT_REFRESH_INTERVAL = 300
 DEFAULT_MAX_SESSIONS_PER_USER = 100
 MIN_SECRET_LENGTH = 32
 _PLACEHOLDER_SECRETS = {"secret", "changeme", "change-me", "secret_key", "your-secret-key"}
@@ -125,8 +123,6 @@ class SessionConfig:
         max_sessions_per_user: int | None = DEFAULT_MAX_SESSIONS_PER_USER,
     ) -> None:
         secret_keys = _secret_keys(secret_key)
-        max_age, idle_timeout = _seconds(max_age, "max_age"), _seconds(idle_timeout, "idle_timeout")
-        refresh_interval = _float_seconds(refresh_interval)
         if same_site not in ("lax", "strict", "none"):
             raise ConfigurationError("same_site must be 'lax', 'strict' or 'none'")
         if same_site == "none" and not https_only:
@@ -135,12 +131,7 @@ class SessionConfig:
                 "cookies that are not Secure"
             )
         _check_cookie_prefix(session_cookie, https_only=https_only, path=path, domain=domain)
-        if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int)):
-            raise ConfigurationError("max_age must be a whole number of seconds, or None")
-        if max_age is not None and max_age <= 0:
-            logger.warning("max_age=%d: every session expires as soon as it is stored", max_age)
-        if idle_timeout is not None and idle_timeout <= 0:
-            raise ConfigurationError("idle_timeout must be a positive number of seconds, or None")
+        timing = Timing.from_settings(max_age, idle_timeout, refresh_interval)
         if on_redis_error not in ("503", "raise"):
             raise ConfigurationError("on_redis_error must be '503' or 'raise'")
         if interface not in (None, "asgi", "wsgi"):
@@ -172,15 +163,6 @@ class SessionConfig:
             or max_sessions_per_user < 1
         ):
             raise ConfigurationError("max_sessions_per_user must be a positive int, or None")
-        lifetime = DEFAULT_MAX_AGE if max_age is None else max_age
-        if refresh_interval is None:
-            refresh_interval = DEFAULT_REFRESH_INTERVAL
-            if idle_timeout is not None:
-                refresh_interval = min(refresh_interval, idle_timeout / 10)
-        if refresh_interval <= 0 or (idle_timeout is not None and refresh_interval >= idle_timeout):
-            raise ConfigurationError(
-                "refresh_interval must be positive and shorter than idle_timeout"
-            )
         self.interface = interface
         self.on_redis_error = on_redis_error
         self.keys = KeySpace(key_prefix, secret_keys)
@@ -218,9 +200,6 @@ class SessionConfig:
         self.listeners = Listeners()
         if on_event is not None:
             self.listeners.add(on_event)
-        timing = Timing(
-            lifetime=lifetime, idle_timeout=idle_timeout, refresh_interval=refresh_interval
-        )
         self.epochs: EpochProvider = epochs if epochs is not None else RedisEpochs()
         self.epochs.attach(
             EpochContext(
@@ -240,7 +219,7 @@ class SessionConfig:
             same_site=same_site,
             secure=https_only,
             partitioned=partitioned,
-            max_age=max_age,
+            max_age=None if max_age is None else timing.lifetime,
         )
         self.core = Core(
             self.keys,
@@ -404,20 +383,6 @@ def _check_cookie_prefix(name: str, *, https_only: bool, path: str, domain: str 
         raise ConfigurationError(f"a {name.split('-')[0]}- cookie needs https_only=True")
     if name.startswith("__Host-") and (path != "/" or domain is not None):
         raise ConfigurationError("a __Host- cookie needs path='/' and no domain")
-
-
-def _seconds(value: int | timedelta | None, name: str) -> int | None:
-    """A lifetime given as a timedelta, in whole seconds."""
-    if not isinstance(value, timedelta):
-        return value
-    seconds = value.total_seconds()
-    if seconds != int(seconds):
-        raise ConfigurationError(f"{name} must be a whole number of seconds")
-    return int(seconds)
-
-
-def _float_seconds(value: float | timedelta | None) -> float | None:
-    return value.total_seconds() if isinstance(value, timedelta) else value
 
 
 def _secret_keys(secret_key: Any) -> list[bytes]:

@@ -274,7 +274,7 @@ class Core:
         if interrupted is None and session.modified:
             # The same id again, as Starlette sends its cookie on every change: the
             # browser's copy is refreshed along with the session.
-            cookie = self.codec.issue(ref, self._cookie_age(record, now))
+            cookie = self.codec.issue(ref, self.timing.seconds_left(record, now))
         events = ()
         if interrupted == "epoch":
             events = (SessionEvent("rejected", record.user_id, self._handle(opened), "epoch"),)
@@ -459,10 +459,6 @@ class Core:
     def _handle(opened: Opened) -> str | None:
         return None if opened.ref is None else session_handle(opened.ref.session_id)
 
-    def _cookie_age(self, record: Record, now: float) -> int:
-        """Seconds the session has left on the server, for the cookie's Max-Age."""
-        return max(0, int(record.expires - now))
-
     def _refuse(self, commands: list[Command], depends: bool, opened: Opened) -> Step[Committed]:
         """A rotation or a log-out-others refused: the user's epoch moved (or the session
         was ended) while the request was in flight."""
@@ -499,7 +495,7 @@ class Core:
         return Record(
             data=session.snapshot(),
             created=now,
-            expires=now + self.timing.lifetime,
+            expires=self.timing.new_expiry(now),
             refreshed=now,
             user_id=user_id,
         )

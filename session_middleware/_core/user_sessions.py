@@ -73,7 +73,7 @@ class UserSessions:
                 why, epoch = yield from self.core.liveness(record, tag, cached, now)
                 cached = cached if epoch is None else epoch  # looked up once per tag
                 if why is None and user_id_text(record.user_id) == wanted:
-                    found.append(_info(handle, record, self.core.timing.idle_timeout))
+                    found.append(_info(handle, record, self.core.timing.ends_at(record)))
                 else:
                     dead.append(handle)
             if dead:
@@ -126,10 +126,7 @@ class UserSessions:
         return deleted
 
 
-def _info(handle: str, record: Record, idle_timeout: int | None) -> SessionInfo:
-    expires = record.expires
-    if idle_timeout is not None:
-        expires = min(expires, record.refreshed + idle_timeout)
+def _info(handle: str, record: Record, expires: float) -> SessionInfo:
     return SessionInfo(
         handle=handle,
         created_at=_when(record.created),

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, scoped_session
 
 from .._core.runners import RedisSource, drive_async, drive_sync
 from .._core.steps import RedisIO, SqlIO, Step
+from .._core.timing import cache_ttl_ms
 from .._redis.clients import RedisClients
 from .._redis.key_layout import UserId
 from .._redis.round_trip import Command, run_async, run_sync, text
@@ -99,13 +100,8 @@ class SQLEpochs(ProviderFaces):
         cache_ttl: float,
         engine_options: Mapping[str, Any] | None,
     ) -> None:
-        if isinstance(cache_ttl, bool) or not isinstance(cache_ttl, (int, float)):
-            raise ConfigurationError("cache_ttl must be a number of seconds")
-        ttl_ms = round(cache_ttl * 1000)
-        if cache_ttl < 0 or (cache_ttl > 0 and ttl_ms == 0):
-            raise ConfigurationError("cache_ttl must be 0 (no cache) or at least 0.001 seconds")
         self._spec = spec
-        self._ttl_ms = ttl_ms
+        self._ttl_ms = cache_ttl_ms(cache_ttl)
         self._handle: EngineHandle = engine_handle(source, engine_options)
         self._checked: EpochTable | None = None
         self._context: EpochContext | None = None
