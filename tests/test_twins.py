@@ -114,3 +114,21 @@ def test_the_sync_face_is_the_async_one_unasynced(
         replacements[other_async.__name__] = other_sync.__name__
     generated = unasynced(inspect.getsource(async_), tmp_path, replacements)
     assert body(generated) == body(inspect.getsource(sync)), f"{label} drifted from its twin"
+
+
+def test_no_method_is_called_by_a_computed_name() -> None:
+    """No dispatch by method-name strings: ``getattr(x, "a" + name)(...)`` is how two
+    faces drifted apart before."""
+    package = Path(session_middleware.config.__file__).parent
+    found = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Call)
+                and isinstance(node.func.func, ast.Name)
+                and node.func.func.id == "getattr"
+                and not isinstance(node.func.args[1], ast.Constant)
+            ):
+                found.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert found == []
