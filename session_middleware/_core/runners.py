@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from .._redis.clients import run_replicated_async, run_replicated_sync
 from .._redis.round_trip import run_async, run_sync
 from ..errors import ConfigurationError, SessionError, StoreUnavailable
 from ..events import Listeners, SessionEvent
-from .steps import Emit, RedisIO, SqlIO, Step
+from .steps import Emit, RedisIO, RedisSource, SqlIO, Step
 
 T = TypeVar("T")
-
-
-class RedisSource(Protocol):
-    """Where a runner gets the session Redis's client for its face."""
-
-    def sync(self) -> Any: ...
-
-    def async_(self) -> Any: ...
 
 
 def drive_sync(step: Step[T], redis: RedisSource, listeners: Listeners) -> T:

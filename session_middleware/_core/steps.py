@@ -7,15 +7,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .._redis.round_trip import Command
 from ..events import SessionEvent
 
-if TYPE_CHECKING:
-    from .._redis.clients import RedisClients
-
 T = TypeVar("T")
+
+
+class RedisSource(Protocol):
+    """Where a runner gets a Redis client for its face (RedisClients, CachingClients)."""
+
+    def sync(self) -> Any: ...
+
+    def async_(self) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +33,7 @@ class RedisIO:
     """
 
     commands: tuple[Command, ...]
-    redis: RedisClients | None = None
+    redis: RedisSource | None = None
     wait_replicas: int = 0
     wait_timeout_ms: int = 1000
 

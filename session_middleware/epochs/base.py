@@ -6,8 +6,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from .._core.runners import RedisSource, drive_async, drive_sync
-from .._core.steps import Step
+from .._core.runners import drive_async, drive_sync
+from .._core.steps import RedisSource, Step
 from .._redis.clients import RedisClients
 from .._redis.key_layout import KeySpace, UserId
 from .._redis.round_trip import Command

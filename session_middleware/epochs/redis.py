@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from .._core.runners import RedisSource
-from .._core.steps import RedisIO, Step
+from .._core.steps import RedisIO, RedisSource, Step
 from .._redis.clients import RedisClients
 from .._redis.key_layout import UserId
 from .._redis.lua_scripts import BUMP_IF, ENSURE_EPOCH

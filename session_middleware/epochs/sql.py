@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, scoped_session
 
-from .._core.runners import RedisSource, drive_async, drive_sync
-from .._core.steps import RedisIO, SqlIO, Step
+from .._core.runners import drive_async, drive_sync
+from .._core.steps import RedisIO, RedisSource, SqlIO, Step
 from .._core.timing import cache_ttl_ms
 from .._redis.clients import RedisClients
 from .._redis.key_layout import UserId
