@@ -6,17 +6,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import Any
 
 from . import _fail_closed as unavailable
+from ._asgi_types import ASGIApp, Message, Receive, Scope, Send
 from ._core.lifecycle import Opened
 from ._redis.clients import UNAVAILABLE
 from ._redis.local_cache import CachedRedis
 from ._response_headers import session_headers
 from .config import ConfiguredMiddleware
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
 
 _STARTED = "the response has started: session changes can no longer be saved"
 _WEBSOCKET = "the session is read-only in a WebSocket handler"
@@ -32,8 +29,9 @@ class SessionMiddleware(ConfiguredMiddleware):
     """
 
     interface = "asgi"
+    app: ASGIApp
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if (kind != "http" and kind != "websocket") or self._excluded(scope["path"]):
             await self.app(scope, receive, send)
@@ -54,7 +52,7 @@ class SessionMiddleware(ConfiguredMiddleware):
         else:
             await self._http(opened, scope, receive, send)
 
-    async def _http(self, opened: Opened, scope: Scope, receive: Any, send: Any) -> None:
+    async def _http(self, opened: Opened, scope: Scope, receive: Receive, send: Send) -> None:
         refused = False
 
         async def send_with_session(message: Message) -> None:
@@ -87,7 +85,7 @@ class SessionMiddleware(ConfiguredMiddleware):
 
         await self.app(scope, receive, send_with_session)
 
-    async def _websocket(self, opened: Opened, scope: Scope, receive: Any, send: Any) -> None:
+    async def _websocket(self, opened: Opened, scope: Scope, receive: Receive, send: Send) -> None:
         opened.session.freeze(_WEBSOCKET)
         guard = None if opened.record is None else _WebSocketGuard(self, opened, scope, send)
         try:
@@ -120,7 +118,7 @@ class _WebSocketGuard:
     WebSocket with 1008, one that cannot be verified (Redis down) with 1013."""
 
     def __init__(
-        self, middleware: SessionMiddleware, opened: Opened, scope: Scope, send: Any
+        self, middleware: SessionMiddleware, opened: Opened, scope: Scope, send: Send
     ) -> None:
         self._middleware = middleware
         self._opened = opened
@@ -163,7 +161,7 @@ class _WebSocketGuard:
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
-    def receiver(self, receive: Any) -> Any:
+    def receiver(self, receive: Receive) -> Receive:
         async def receive_verified() -> Message:
             if self._ended is not None:
                 return {"type": "websocket.disconnect", "code": self._ended}
@@ -246,7 +244,7 @@ def _cookie_header(scope: Scope) -> str | None:
     return "; ".join(value.decode("latin-1") for value in found)
 
 
-async def _refuse(kind: str, send: Any) -> None:
+async def _refuse(kind: str, send: Send) -> None:
     if kind == "websocket":
         await send({"type": "websocket.close", "code": unavailable.WEBSOCKET_CLOSE_CODE})
         return

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib
 import json
 import os
@@ -25,9 +26,9 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from ._core.user_sessions import SessionInfo
@@ -36,6 +37,8 @@ from ._redis.server_check import inspect_server
 from ._redis.urls import MASK
 from .config import DEFAULT_REDIS_URL, SessionConfig
 from .errors import ConfigurationError
+
+T = TypeVar("T")
 
 OK, NOTHING, USAGE, UNREACHABLE = 0, 1, 2, 3
 
@@ -210,19 +213,30 @@ def _user(args: argparse.Namespace) -> str | int:
         raise ConfigurationError(f"--int-ids: {args.user!r} is not an integer") from None
 
 
-def _operate(config: SessionConfig, name: str, *args: Any, **kwargs: Any) -> Any:
-    """Call a user operation, through its async twin when the epochs need an async engine."""
+def _operate(
+    config: SessionConfig,
+    user: str | int,
+    sync: Callable[[], T],
+    async_: Callable[[], Coroutine[Any, Any, T]],
+) -> T:
+    """Run a user operation: its async face when the epochs need an async engine."""
     try:
         if getattr(config.epochs, "is_async", False) or not config.redis.can_sync:
-            return asyncio.run(getattr(config, "a" + name)(*args, **kwargs))
-        return getattr(config, name)(*args, **kwargs)
+            return asyncio.run(async_())
+        return sync()
     except TypeError as error:  # a user id of the wrong type for the epoch store
-        hint = "pass --int-ids" if isinstance(args[0], str) else "leave out --int-ids"
+        hint = "pass --int-ids" if isinstance(user, str) else "leave out --int-ids"
         raise ConfigurationError(f"{error} ({hint})") from None
 
 
 def _sessions(config: SessionConfig, args: argparse.Namespace) -> int:
-    listed = _operate(config, "list_sessions", _user(args))
+    user = _user(args)
+    listed = _operate(
+        config,
+        user,
+        functools.partial(config.list_sessions, user),
+        functools.partial(config.alist_sessions, user),
+    )
     if args.json:
         print(json.dumps([info.as_dict() for info in listed], indent=2))
     else:
@@ -231,13 +245,25 @@ def _sessions(config: SessionConfig, args: argparse.Namespace) -> int:
 
 
 def _revoke(config: SessionConfig, args: argparse.Namespace) -> int:
-    revoked = _operate(config, "revoke_session", _user(args), args.handle)
+    user = _user(args)
+    revoked = _operate(
+        config,
+        user,
+        functools.partial(config.revoke_session, user, args.handle),
+        functools.partial(config.arevoke_session, user, args.handle),
+    )
     _say(args, {"revoked": revoked}, "revoked" if revoked else "no such session of that user")
     return OK if revoked else NOTHING
 
 
 def _invalidate(config: SessionConfig, args: argparse.Namespace) -> int:
-    _operate(config, "invalidate_user", _user(args), delete=args.delete)
+    user = _user(args)
+    _operate(
+        config,
+        user,
+        functools.partial(config.invalidate_user, user, delete=args.delete),
+        functools.partial(config.ainvalidate_user, user, delete=args.delete),
+    )
     done = "every session of the user is rejected from now on"
     _say(args, {"invalidated": True, "deleted": args.delete}, done)
     return OK

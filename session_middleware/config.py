@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -14,22 +15,20 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ._cookies import CookieCodec, SameSite, SecretKeys
 from ._core.lifecycle import Core
 from ._core.runners import drive_async, drive_sync
-from ._core.timing import Timing
+from ._core.timing import DEFAULT_MAX_AGE, Timing
 from ._core.user_sessions import SessionInfo, UserSessions
 from ._encryption import fernet_cipher
-from ._redis.clients import DEFAULT_MAX_CONNECTIONS, REDIS_ERRORS, RedisClients, is_async_client
+from ._redis.clients import DEFAULT_MAX_CONNECTIONS, RedisClients, is_async_client
 from ._redis.key_layout import KeySpace, UserId
 from ._redis.local_cache import CachingClients
 from .epochs.base import EpochContext, EpochProvider, Interface
 from .epochs.redis import RedisEpochs
 from .errors import ConfigurationError, InvalidationUncertain, StoreUnavailable
-from .events import Listener, Listeners, SessionEvent
+from .events import Listener, Listeners
 
 logger = logging.getLogger("session_middleware")
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_MAX_AGE = 14 * 24 * 60 * 60
-DEFAULT_REFRESH_INTERVAL = 300
 DEFAULT_MAX_SESSIONS_PER_USER = 100
 
 OnRedisError = Literal["503", "raise"]
@@ -124,8 +123,6 @@ class SessionConfig:
         max_sessions_per_user: int | None = DEFAULT_MAX_SESSIONS_PER_USER,
     ) -> None:
         self.secret_keys = SecretKeys(secret_key)
-        max_age, idle_timeout = _seconds(max_age, "max_age"), _seconds(idle_timeout, "idle_timeout")
-        refresh_interval = _float_seconds(refresh_interval)
         if same_site not in ("lax", "strict", "none"):
             raise ConfigurationError("same_site must be 'lax', 'strict' or 'none'")
         if same_site == "none" and not https_only:
@@ -134,12 +131,7 @@ class SessionConfig:
                 "cookies that are not Secure"
             )
         _check_cookie_prefix(session_cookie, https_only=https_only, path=path, domain=domain)
-        if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int)):
-            raise ConfigurationError("max_age must be a whole number of seconds, or None")
-        if max_age is not None and max_age <= 0:
-            logger.warning("max_age=%d: every session expires as soon as it is stored", max_age)
-        if idle_timeout is not None and idle_timeout <= 0:
-            raise ConfigurationError("idle_timeout must be a positive number of seconds, or None")
+        timing = Timing.from_settings(max_age, idle_timeout, refresh_interval)
         if on_redis_error not in ("503", "raise"):
             raise ConfigurationError("on_redis_error must be '503' or 'raise'")
         if interface not in (None, "asgi", "wsgi"):
@@ -171,15 +163,6 @@ class SessionConfig:
             or max_sessions_per_user < 1
         ):
             raise ConfigurationError("max_sessions_per_user must be a positive int, or None")
-        lifetime = DEFAULT_MAX_AGE if max_age is None else max_age
-        if refresh_interval is None:
-            refresh_interval = DEFAULT_REFRESH_INTERVAL
-            if idle_timeout is not None:
-                refresh_interval = min(refresh_interval, idle_timeout / 10)
-        if refresh_interval <= 0 or (idle_timeout is not None and refresh_interval >= idle_timeout):
-            raise ConfigurationError(
-                "refresh_interval must be positive and shorter than idle_timeout"
-            )
         self.interface = interface
         self.on_redis_error = on_redis_error
         self.keys = KeySpace(key_prefix, self.secret_keys.tag_keys)
@@ -217,9 +200,6 @@ class SessionConfig:
         self.listeners = Listeners()
         if on_event is not None:
             self.listeners.add(on_event)
-        timing = Timing(
-            lifetime=lifetime, idle_timeout=idle_timeout, refresh_interval=refresh_interval
-        )
         self.epochs: EpochProvider = epochs if epochs is not None else RedisEpochs()
         self.epochs.attach(
             EpochContext(
@@ -239,7 +219,7 @@ class SessionConfig:
             same_site=same_site,
             secure=https_only,
             partitioned=partitioned,
-            max_age=max_age,
+            max_age=None if max_age is None else timing.lifetime,
         )
         self.core = Core(
             self.keys,
@@ -290,27 +270,13 @@ class SessionConfig:
         answers again. Treat the user as possibly invalidated and call this again until it
         returns; invalidating twice ends the same sessions, so a retry is always safe.
         """
-        try:
-            self.epochs.bump(user_id)
-            if delete:
-                self.run_sync(self._users.delete_all(user_id))
-        except RedisTimeoutError as error:
-            raise InvalidationUncertain("invalidate_user") from error
-        except REDIS_ERRORS as error:
-            raise StoreUnavailable(f"invalidate_user failed: {type(error).__name__}") from error
-        self.listeners.emit((SessionEvent("invalidate", user_id),))
+        with _uncertain("invalidate_user"):
+            self.run_sync(self._users.invalidate(user_id, delete))
 
     async def ainvalidate_user(self, user_id: UserId, *, delete: bool = False) -> None:
         """The async twin of invalidate_user (raises InvalidationUncertain alike)."""
-        try:
-            await self.epochs.abump(user_id)
-            if delete:
-                await self.run_async(self._users.delete_all(user_id))
-        except RedisTimeoutError as error:
-            raise InvalidationUncertain("ainvalidate_user") from error
-        except REDIS_ERRORS as error:
-            raise StoreUnavailable(f"ainvalidate_user failed: {type(error).__name__}") from error
-        self.listeners.emit((SessionEvent("invalidate", user_id),))
+        with _uncertain("ainvalidate_user"):
+            await self.run_async(self._users.invalidate(user_id, delete))
 
     def list_sessions(self, user_id: UserId) -> list[SessionInfo]:
         """The user's active sessions, most recently seen first."""
@@ -325,15 +291,11 @@ class SessionConfig:
     def revoke_session(self, user_id: UserId, handle: str) -> bool:
         """End the user's session `handle` now; False if no such session of theirs."""
         revoked: bool = self.run_sync(self._users.revoke(user_id, handle))
-        if revoked:
-            self.listeners.emit((SessionEvent("revoke", user_id, handle),))
         return revoked
 
     async def arevoke_session(self, user_id: UserId, handle: str) -> bool:
         """The async twin of revoke_session."""
         revoked: bool = await self.run_async(self._users.revoke(user_id, handle))
-        if revoked:
-            self.listeners.emit((SessionEvent("revoke", user_id, handle),))
         return revoked
 
     # -- resources --------------------------------------------------------------------
@@ -341,7 +303,10 @@ class SessionConfig:
     def close(self) -> None:
         """Close the sync connection pool (e.g. at the end of a script)."""
         if self.redis.can_sync:
-            self.redis.sync().close()
+            client = self.redis.sync()
+            close = getattr(client, "close", None)
+            if close is not None:
+                close()
 
     async def aclose(self) -> None:
         """Close the async connection pool of the running event loop (e.g. at shutdown)."""
@@ -354,10 +319,10 @@ class SessionConfig:
     # -- running the core ---------------------------------------------------------------
 
     def run_sync(self, step: Any) -> Any:
-        return drive_sync(step, self.redis, self.epochs, self.listeners)
+        return drive_sync(step, self.redis, self.listeners)
 
     async def run_async(self, step: Any) -> Any:
-        return await drive_async(step, self.redis, self.epochs, self.listeners)
+        return await drive_async(step, self.redis, self.listeners)
 
 
 class ConfiguredMiddleware:
@@ -404,6 +369,17 @@ def detect_interface(app: Any) -> Interface:
     return "wsgi"
 
 
+@contextlib.contextmanager
+def _uncertain(operation: str) -> Iterator[None]:
+    """A bump that timed out may still be applied: say so (InvalidationUncertain)."""
+    try:
+        yield
+    except StoreUnavailable as error:
+        if type(error) is StoreUnavailable and isinstance(error.__cause__, RedisTimeoutError):
+            raise InvalidationUncertain(operation) from error.__cause__
+        raise
+
+
 def _check_cookie_prefix(name: str, *, https_only: bool, path: str, domain: str | None) -> None:
     """Browsers only accept __Host- cookies that are Secure, on Path=/, with no Domain,
     and __Secure- cookies that are Secure: refuse a setting they would drop silently."""
@@ -411,20 +387,6 @@ def _check_cookie_prefix(name: str, *, https_only: bool, path: str, domain: str 
         raise ConfigurationError(f"a {name.split('-')[0]}- cookie needs https_only=True")
     if name.startswith("__Host-") and (path != "/" or domain is not None):
         raise ConfigurationError("a __Host- cookie needs path='/' and no domain")
-
-
-def _seconds(value: int | timedelta | None, name: str) -> int | None:
-    """A lifetime given as a timedelta, in whole seconds."""
-    if not isinstance(value, timedelta):
-        return value
-    seconds = value.total_seconds()
-    if seconds != int(seconds):
-        raise ConfigurationError(f"{name} must be a whole number of seconds")
-    return int(seconds)
-
-
-def _float_seconds(value: float | timedelta | None) -> float | None:
-    return value.total_seconds() if isinstance(value, timedelta) else value
 
 
 __all__ = ["SessionConfig", "detect_interface", "is_async_client", "sessions"]

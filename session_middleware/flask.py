@@ -276,7 +276,7 @@ class RedisSessionInterface(SessionInterface):
         """The current session's cookie again, to change only how long it lasts."""
         if opened.ref is None or opened.record is None:
             return None
-        left = max(0, int(opened.record.expires - now))
+        left = self.config.core.timing.seconds_left(opened.record, now)
         return self.config.core.codec.issue(opened.ref, left)
 
     def _import(self, app: Flask, request: Request, session: FlaskSession) -> None:

@@ -9,9 +9,11 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from session_middleware._core.runners import drive_async, drive_sync
 from session_middleware._redis import lua_scripts as scripts
 from session_middleware._redis.round_trip import script_sha
 from session_middleware.epochs import _sql_cache as sql_cache
+from session_middleware.events import Listeners
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "test-secret-key-0123456789abcdefghijklmnop"
@@ -158,3 +160,13 @@ async def run_websocket(app: Any, cookie: str | None) -> list[dict[str, Any]]:
 
     await app(scope, receive, send)
     return sent
+
+
+def login_epoch(epochs: Any, user_id: Any) -> Any:
+    """The provider's login step, run on the sync runner against its configuration's Redis."""
+    return drive_sync(epochs.login_epoch(user_id), epochs._context.redis, Listeners())
+
+
+async def alogin_epoch(epochs: Any, user_id: Any) -> Any:
+    """The provider's login step, run on the async runner."""
+    return await drive_async(epochs.login_epoch(user_id), epochs._context.redis, Listeners())

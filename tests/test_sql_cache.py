@@ -26,6 +26,7 @@ from .support import (
     Counter,
     counted_async_client,
     counted_sync_client,
+    login_epoch,
 )
 from .test_sql_support import (
     ASYNC_BACKENDS,
@@ -195,13 +196,13 @@ def test_a_fill_never_overwrites_a_bump_that_committed_after_its_read(
         config = sessions(
             secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, epochs=epochs
         )
-        old = epochs.login_epoch(1)
+        old = login_epoch(epochs, 1)
         tag = config.keys.user_tag(1)
         client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
         client.delete(config.keys.epoch_key(tag))
 
         # A request misses the cache and reads the database...
-        fill = epochs._resolve(1, tag)
+        fill = epochs.resolve(1, tag, None)
         read_step = next(fill)
         with epochs.engine.begin() as connection:
             read = read_step.run(connection)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from session_middleware import sessions
 from session_middleware.epochs.sql import UnknownUser
 
-from .support import REDIS_URL, SECRET
+from .support import REDIS_URL, SECRET, alogin_epoch, login_epoch
 from .test_sql_support import (
     ASYNC_BACKENDS,
     OLD_HASH,
@@ -158,7 +158,7 @@ def test_bump_refuses_unknown_and_wrongly_typed_users(
         with pytest.raises(TypeError, match="must be a str or an int"):
             epochs.bump(1.5)  # type: ignore[arg-type]
         with pytest.raises(UnknownUser):
-            epochs.login_epoch(99)
+            login_epoch(epochs, 99)
         with epochs.engine.begin() as connection, pytest.raises(UnknownUser):
             epochs.bump_in(connection, 99)
         assert epoch_in_db(epochs.engine, table, 1) is None  # nothing was written
@@ -188,10 +188,36 @@ async def test_abump_refuses_unknown_and_wrongly_typed_users(
         with pytest.raises(TypeError, match="holds strings: user_id must be a str"):
             await epochs.abump(1)
         with pytest.raises(UnknownUser):
-            await epochs.alogin_epoch("bob")
+            await alogin_epoch(epochs, "bob")
         assert await aepoch_in_db(epochs.engine, table, "alice") is None
 
-        first = await epochs.alogin_epoch("alice")
-        assert await epochs.alogin_epoch("alice") == first  # created once, then kept
+        first = await alogin_epoch(epochs, "alice")
+        assert await alogin_epoch(epochs, "alice") == first  # created once, then kept
         assert await epochs.aget("alice") == first
         assert await epochs.abump("alice") != first
+
+
+def test_a_session_a_request_accepts_is_listed_under_either_spelling_of_its_user(
+    key_prefix: str, tmp_path: Path
+) -> None:
+    """One check says whether a record is alive, for a request and for list_sessions.
+
+    They used to differ: the listing looked the epoch up under the id it was given, the
+    request under the id the session holds. With the cached copy gone, listing user "1"
+    of an integer column found no epoch, and dropped from the index a session the next
+    request still served."""
+    with sync_users(SYNC_BACKENDS[0], tmp_path) as (epochs, table):
+        config = sessions(
+            secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, epochs=epochs
+        )
+        app = flask_app(config, epochs, table, "connection")
+        with wsgi_client(app) as phone:
+            assert phone.post("/login/1").status_code == 200
+            copy = config.keys.epoch_key(config.keys.user_tag(1))
+            config.redis.sync().delete(copy)
+            (listed,) = config.list_sessions("1")
+            config.redis.sync().delete(copy)
+            assert [info.handle for info in config.list_sessions(1)] == [listed.handle]
+            assert phone.get("/me").json() == {"user": 1, "rejected": None}
+            assert [info.handle for info in config.list_sessions("1")] == [listed.handle]
+        config.close()

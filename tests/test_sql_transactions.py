@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from session_middleware import SessionConfig, sessions
 from session_middleware.epochs.sql import SQLEpochs
 
-from .support import OTHER_SECRET, REDIS_URL, SECRET
+from .support import OTHER_SECRET, REDIS_URL, SECRET, login_epoch
 from .test_sql_support import (
     ASYNC_BACKENDS,
     OLD_HASH,
@@ -212,9 +212,9 @@ def test_a_login_during_a_connection_commit_waits_for_it(
     the copy disagree with what it read, and its locking re-read waits for the COMMIT."""
     with sync_users(backend, tmp_path) as (epochs, _table):
         config = rotated_config(epochs, key_prefix)
-        old = epochs.login_epoch(1)
+        old = login_epoch(epochs, 1)
         logins: list[str] = []
-        login = threading.Thread(target=lambda: logins.append(epochs.login_epoch(1)))
+        login = threading.Thread(target=lambda: logins.append(login_epoch(epochs, 1)))
 
         def in_the_window(connection: Any) -> None:
             login.start()

@@ -35,7 +35,7 @@ from ..epochs.base import EpochProvider, new_epoch
 from ..errors import CorruptRecord, SessionTooLarge, StoreUnavailable
 from ..events import SessionEvent
 from ..session import Session
-from .steps import Emit, ProviderIO, RedisIO, Step
+from .steps import Emit, RedisIO, Step
 from .timing import Timing
 
 logger = logging.getLogger("session_middleware")
@@ -46,6 +46,8 @@ MAX_USER_AGENT = 256
 # epoch moved.
 Interrupted = Literal["gone", "epoch"]
 WriteOutcome = Literal["written", "emptied", "gone", "epoch"]
+# Why a stored record is dead (see Core.liveness).
+Dead = Literal["foreign", "expired", "epoch"]
 
 
 @dataclass(slots=True)
@@ -134,20 +136,19 @@ class Core:
         except CorruptRecord as error:
             self._drop(stale, f"a session record that is not ours ({error})", handle)
             return stale
-        if record.user_id is not None and ref.tag not in self.keys.user_tags(record.user_id):
+        dead, _ = yield from self.liveness(record, ref.tag, cached, now)
+        if dead == "foreign":
             self._drop(stale, "a session record under another user's tag", handle)
             return stale
-        if self.timing.expired(record, now):
+        if dead == "expired":
             stale.cleanup = self.writes.forget(ref, listed=record.user_id is not None)
             stale.events.append(SessionEvent("rejected", record.user_id, handle, "expired"))
             return stale
-        if record.user_id is not None:
-            epoch = yield from self.current_epoch(record.user_id, ref.tag, cached)
-            if not same_epoch(epoch, record.epoch):
-                stale.rejected = "epoch"
-                stale.cleanup = self.writes.forget(ref, listed=True)
-                stale.events.append(SessionEvent("rejected", record.user_id, handle, "epoch"))
-                return stale
+        if dead == "epoch":
+            stale.rejected = "epoch"
+            stale.cleanup = self.writes.forget(ref, listed=True)
+            stale.events.append(SessionEvent("rejected", record.user_id, handle, "epoch"))
+            return stale
         session = self._session(record.data, record.user_id)
         session.handle = handle
         return Opened(session, ref=ref, record=record, client_info=client_info)
@@ -173,12 +174,31 @@ class Core:
         (outcome,) = yield RedisIO((self.writes.write(ref, record, guard, [], [], now),))
         return _outcome(outcome)[0] == WRITTEN
 
+    def liveness(
+        self, record: Record, tag: str, cached: Any, now: float
+    ) -> Step[tuple[Dead | None, str | None]]:
+        """Whether a record stored under `tag` is alive: the one check of a request and of
+        the operations on a user's sessions. Why it is dead (None: alive), and the user's
+        epoch when it was looked up. `cached` is what `provider.cached_key(tag)` held.
+
+        Dead: under a tag that is not its user's ('foreign'), past its lifetime or idle
+        timeout ('expired'), or stamped with an epoch that is not its user's ('epoch').
+        """
+        if record.user_id is not None and tag not in self.keys.user_tags(record.user_id):
+            return "foreign", None
+        if self.timing.expired(record, now):
+            return "expired", None
+        if record.user_id is None:
+            return None, None
+        epoch = yield from self.current_epoch(record.user_id, tag, cached)
+        return (None if same_epoch(epoch, record.epoch) else "epoch"), epoch
+
     def current_epoch(self, user_id: Any, tag: str, cached: Any) -> Step[str | None]:
         """The user's epoch, given what `provider.cached_key(tag)` held: a value there is
         the current epoch (the Protocol's promise); the provider is asked only on a miss."""
         epoch = text(cached)
         if epoch is None:
-            epoch = yield ProviderIO("resolve", (user_id, tag, None))
+            epoch = yield from self.provider.resolve(user_id, tag, None)
         return epoch
 
     def _drop(self, stale: Opened, why: str, handle: str) -> None:
@@ -254,7 +274,7 @@ class Core:
         if interrupted is None and session.modified:
             # The same id again, as Starlette sends its cookie on every change: the
             # browser's copy is refreshed along with the session.
-            cookie = self.codec.issue(ref, self._cookie_age(record, now))
+            cookie = self.codec.issue(ref, self.timing.seconds_left(record, now))
         events = ()
         if interrupted == "epoch":
             events = (SessionEvent("rejected", record.user_id, self._handle(opened), "epoch"),)
@@ -285,12 +305,12 @@ class Core:
                 guard = Guard(mode, carried, current, stamp=fresh, set_epoch=True)
                 others = self._other_tags(self.provider.bump_commands(record.user_id, fresh), ref)
             else:
-                fresh = yield ProviderIO("bump_if", (record.user_id, ref.tag, current))
-                if fresh is None:
+                bumped = yield from self.provider.bump_if(record.user_id, ref.tag, current)
+                if bumped is None:
                     if commands:
                         yield RedisIO(tuple(commands))
                     return "epoch"
-                guard = Guard(mode, carried, fresh, stamp=fresh)
+                guard = Guard(mode, carried, bumped, stamp=bumped)
         for attempt in range(2):
             command = self.writes.write(ref, record, guard, pairs, deleted, now)
             replies = yield RedisIO((*commands, command))
@@ -310,8 +330,8 @@ class Core:
             # The cached copy of the epoch expired: look it up (which refills it), then
             # try once more if it is still the one wanted.
             assert record.user_id is not None
-            current = yield ProviderIO("resolve", (record.user_id, ref.tag, None))
-            if not same_epoch(current, guard.wanted):
+            resolved = yield from self.provider.resolve(record.user_id, ref.tag, None)
+            if not same_epoch(resolved, guard.wanted):
                 return "epoch"
         if outcome == EPOCH_UNKNOWN:
             return "epoch"
@@ -378,13 +398,15 @@ class Core:
                 others = self._other_tags(self.provider.bump_commands(user_id, fresh), ref)
         else:
             mode = "given"
-            if carried is None:
-                epoch = yield ProviderIO("bump" if bump else "login_epoch", (user_id,))
+            if carried is None and bump:
+                epoch = yield from self.provider.bump_epoch(user_id)
+            elif carried is None:
+                epoch = yield from self.provider.login_epoch(user_id)
             elif bump:
                 assert old is not None
-                epoch = yield ProviderIO("bump_if", (user_id, old.tag, carried))
+                epoch = yield from self.provider.bump_if(user_id, old.tag, carried)
             else:
-                epoch = yield ProviderIO("login_epoch", (user_id,))
+                epoch = yield from self.provider.login_epoch(user_id)
                 if not same_epoch(epoch, carried):
                     epoch = None
         if epoch is None:
@@ -437,10 +459,6 @@ class Core:
     def _handle(opened: Opened) -> str | None:
         return None if opened.ref is None else session_handle(opened.ref.session_id)
 
-    def _cookie_age(self, record: Record, now: float) -> int:
-        """Seconds the session has left on the server, for the cookie's Max-Age."""
-        return max(0, int(record.expires - now))
-
     def _refuse(self, commands: list[Command], depends: bool, opened: Opened) -> Step[Committed]:
         """A rotation or a log-out-others refused: the user's epoch moved (or the session
         was ended) while the request was in flight."""
@@ -477,7 +495,7 @@ class Core:
         return Record(
             data=session.snapshot(),
             created=now,
-            expires=now + self.timing.lifetime,
+            expires=self.timing.new_expiry(now),
             refreshed=now,
             user_id=user_id,
         )

@@ -1,4 +1,4 @@
-"""Running the core's steps: the only place where its requests meet real I/O."""
+"""Running steps: the only place where the decisions' requests meet real I/O."""
 
 from __future__ import annotations
 
@@ -6,19 +6,16 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
-from .._redis.clients import REDIS_ERRORS, RedisClients
+from .._redis.clients import run_replicated_async, run_replicated_sync
 from .._redis.round_trip import run_async, run_sync
-from ..epochs.base import EpochProvider
-from ..errors import SessionError, StoreUnavailable
+from ..errors import ConfigurationError, SessionError, StoreUnavailable
 from ..events import Listeners, SessionEvent
-from .steps import Emit, ProviderIO, RedisIO, Step
+from .steps import Emit, RedisIO, RedisSource, SqlIO, Step
 
 T = TypeVar("T")
 
 
-def drive_sync(
-    step: Step[T], redis: RedisClients, provider: EpochProvider, listeners: Listeners
-) -> T:
+def drive_sync(step: Step[T], redis: RedisSource, listeners: Listeners) -> T:
     try:
         request = next(step)
         while True:
@@ -26,20 +23,22 @@ def drive_sync(
             if isinstance(request, Emit):
                 listeners.emit(request.events)
             elif isinstance(request, RedisIO):
-                client = redis.sync()
-                with _store_failures(listeners, Exception):
-                    result = run_sync(client, request.commands)
+                client = (redis if request.redis is None else request.redis).sync()
+                with _store_failures(listeners):
+                    if request.wait_replicas:
+                        result = run_replicated_sync(
+                            client, request.commands, request.wait_replicas, request.wait_timeout_ms
+                        )
+                    else:
+                        result = run_sync(client, request.commands)
             else:
-                with _store_failures(listeners, REDIS_ERRORS):
-                    result = getattr(provider, request.method)(*request.args)
+                result = _run_sql_sync(request)
             request = step.send(result)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
 
-async def drive_async(
-    step: Step[T], redis: RedisClients, provider: EpochProvider, listeners: Listeners
-) -> T:
+async def drive_async(step: Step[T], redis: RedisSource, listeners: Listeners) -> T:
     try:
         request = next(step)
         while True:
@@ -47,28 +46,49 @@ async def drive_async(
             if isinstance(request, Emit):
                 listeners.emit(request.events)
             elif isinstance(request, RedisIO):
-                client = redis.async_()
-                with _store_failures(listeners, Exception):
-                    result = await run_async(client, request.commands)
+                client = (redis if request.redis is None else request.redis).async_()
+                with _store_failures(listeners):
+                    if request.wait_replicas:
+                        result = await run_replicated_async(
+                            client, request.commands, request.wait_replicas, request.wait_timeout_ms
+                        )
+                    else:
+                        result = await run_async(client, request.commands)
             else:
-                with _store_failures(listeners, REDIS_ERRORS):
-                    result = await getattr(provider, "a" + request.method)(*request.args)
+                result = await _run_sql_async(request)
             request = step.send(result)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+
+
+def _run_sql_sync(request: SqlIO) -> Any:
+    from ..epochs._sql_errors import database_errors  # SqlIO comes only with SQLAlchemy
+
+    if request.is_async:
+        raise ConfigurationError("this needs a sync database engine, but an async one was given")
+    with database_errors(), request.engine.begin() as connection:
+        return request.run(connection)
+
+
+async def _run_sql_async(request: SqlIO) -> Any:
+    from ..epochs._sql_errors import database_errors
+
+    if not request.is_async:
+        raise ConfigurationError("this needs an async database engine, but a sync one was given")
+    with database_errors():
+        async with request.engine.begin() as connection:
+            return await connection.run_sync(request.run)
 
 
 @contextlib.contextmanager
-def _store_failures(
-    listeners: Listeners, failures: type[Exception] | tuple[type[Exception], ...]
-) -> Iterator[None]:
-    """Any of `failures` is the store being unavailable (see `unavailable`); the package's
-    own errors pass as they are."""
+def _store_failures(listeners: Listeners) -> Iterator[None]:
+    """Any failure of Redis is the store being unavailable (see `unavailable`); the
+    package's own errors pass as they are."""
     try:
         yield
     except SessionError:
         raise
-    except failures as error:
+    except Exception as error:
         raise unavailable(error, listeners) from error
 
 
@@ -80,4 +100,4 @@ def unavailable(error: Exception, listeners: Listeners) -> StoreUnavailable:
     return StoreUnavailable(f"the session store failed: {type(error).__name__}")
 
 
-__all__ = ["ProviderIO", "RedisIO", "drive_async", "drive_sync"]
+__all__ = ["RedisIO", "SqlIO", "drive_async", "drive_sync"]

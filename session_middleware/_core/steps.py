@@ -1,13 +1,13 @@
-"""The sans-IO protocol between the decisions (core, users) and the drivers.
+"""The sans-IO protocol between the decisions (core, users, epoch providers) and the runners.
 
 A decision is a generator: it yields what it needs done and is sent back the result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .._redis.round_trip import Command
 from ..events import SessionEvent
@@ -15,19 +15,38 @@ from ..events import SessionEvent
 T = TypeVar("T")
 
 
+class RedisSource(Protocol):
+    """Where a runner gets a Redis client for its face (RedisClients, CachingClients)."""
+
+    def sync(self) -> Any: ...
+
+    def async_(self) -> Any: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RedisIO:
-    """Run these commands on the session Redis in one round trip; send back the replies."""
+    """Run these commands in one round trip; send back the replies.
+
+    redis: the Redis to run them on; None for the session Redis.
+    wait_replicas: when above 0, return only once this many replicas have the writes
+        (Redis WAIT, at most wait_timeout_ms), else raise NotReplicated.
+    """
 
     commands: tuple[Command, ...]
+    redis: RedisSource | None = None
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
-class ProviderIO:
-    """Call `method` (or its `a`-prefixed twin) on the epoch provider; send back its result."""
+class SqlIO:
+    """Call `run` with a connection of `engine`, in a transaction of its own; send back
+    what it returned. `run` takes a sync SQLAlchemy Connection: on an AsyncEngine it runs
+    through ``AsyncConnection.run_sync``."""
 
-    method: str
-    args: tuple[Any, ...]
+    engine: Any  # a SQLAlchemy Engine or AsyncEngine
+    is_async: bool
+    run: Callable[[Any], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,4 +56,4 @@ class Emit:
     events: tuple[SessionEvent, ...]
 
 
-Step = Generator[RedisIO | ProviderIO | Emit, Any, T]
+Step = Generator[RedisIO | SqlIO | Emit, Any, T]

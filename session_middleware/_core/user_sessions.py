@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .._records import Record, decode, flat_fields
+from .._records import Record, flat_fields
 from .._redis.key_layout import UserId, user_id_text, valid_handle
 from .._redis.lua_scripts import READ, REVOKE
 from .._redis.round_trip import Command, text
 from ..errors import CorruptRecord
-from .lifecycle import Core, same_epoch
-from .steps import RedisIO, Step
+from ..events import SessionEvent
+from .lifecycle import Core
+from .steps import Emit, RedisIO, Step
 from .timing import ms
 
 
@@ -63,24 +64,31 @@ class UserSessions:
             replies = yield RedisIO(tuple(reads))
             values = [reply[0] for reply in replies[: len(handles)]]
             cached = replies[-1] if epoch_key is not None else None
-            epoch = yield from self.core.current_epoch(user_id, tag, cached)
             dead = []
             for handle, raw in zip(handles, values, strict=False):
-                record = _decoded(raw, self.core)
-                if (
-                    record is None
-                    or record.user_id is None
-                    or user_id_text(record.user_id) != wanted
-                    or self.core.timing.expired(record, now)
-                    or not same_epoch(epoch, record.epoch)
-                ):
-                    dead.append(handle)
+                record = self._decoded(raw)
+                if record is None or record.user_id is None:
+                    dead.append(handle)  # not a session of this user's
+                    continue
+                why, epoch = yield from self.core.liveness(record, tag, cached, now)
+                cached = cached if epoch is None else epoch  # looked up once per tag
+                if why is None and user_id_text(record.user_id) == wanted:
+                    found.append(_info(handle, record, self.core.timing.ends_at(record)))
                 else:
-                    found.append(_info(handle, record, self.core.timing.idle_timeout))
+                    dead.append(handle)
             if dead:
                 yield RedisIO((("ZREM", index, *dead),))
         found.sort(key=lambda info: info.last_seen, reverse=True)
         return found
+
+    def _decoded(self, fields: Any) -> Record | None:
+        """The record a read returned, decoded as a request decodes it; None if none."""
+        if not fields:
+            return None
+        try:
+            return self.core.records.read(flat_fields(fields))
+        except CorruptRecord:
+            return None
 
     def revoke(self, user_id: UserId, handle: str) -> Step[bool]:
         """End one session of the user at once; False if the handle is not theirs."""
@@ -90,8 +98,17 @@ class UserSessions:
             index, record = self.keys.index_key(tag), self.keys.record_key(tag, handle)
             (revoked,) = yield RedisIO((("EVAL", REVOKE, 2, index, record, handle),))
             if revoked:
+                yield Emit((SessionEvent("revoke", user_id, handle),))
                 return True
         return False
+
+    def invalidate(self, user_id: UserId, delete: bool) -> Step[None]:
+        """Give the user a new epoch, which rejects every session they have; with `delete`,
+        delete the records now too."""
+        yield from self.core.provider.bump_epoch(user_id)
+        if delete:
+            yield from self.delete_all(user_id)
+        yield Emit((SessionEvent("invalidate", user_id),))
 
     def delete_all(self, user_id: UserId) -> Step[int]:
         """Delete every session record of the user now; returns how many were listed."""
@@ -109,19 +126,7 @@ class UserSessions:
         return deleted
 
 
-def _decoded(fields: Any, core: Core) -> Record | None:
-    if not fields:
-        return None
-    try:
-        return decode(flat_fields(fields), core.fields, core.max_bytes)[0]
-    except CorruptRecord:
-        return None
-
-
-def _info(handle: str, record: Record, idle_timeout: int | None) -> SessionInfo:
-    expires = record.expires
-    if idle_timeout is not None:
-        expires = min(expires, record.refreshed + idle_timeout)
+def _info(handle: str, record: Record, expires: float) -> SessionInfo:
     return SessionInfo(
         handle=handle,
         created_at=_when(record.created),

@@ -7,8 +7,7 @@ above 2^53 and turns ``[]`` into ``{}``, so values pass through Lua as opaque st
 
 from __future__ import annotations
 
-# Epochs (and indexes) live this much longer than the sessions stamped with them.
-EPOCH_TTL_MARGIN_MS = 60_000
+from .._core.timing import EPOCH_TTL_MARGIN_MS
 
 # Replies of WRITE.
 WRITTEN, EMPTIED, GONE, TOO_LARGE, EPOCH_MOVED, EPOCH_UNKNOWN = 1, 2, 0, -1, -2, -3

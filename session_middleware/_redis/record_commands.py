@@ -47,7 +47,7 @@ class Writes:
     def create(self, ref: CookieRef, record: Record) -> Command:
         """A new anonymous record; an id is never reused."""
         pairs = self._checked(self.codec.fields(record))
-        expire, when = self._expiry(record, record.created)
+        expire, when = self.timing.record_expiry(record, record.created)
         return ("EVAL", CREATE, 1, self.keys.session_key(ref.tag, ref.session_id), expire, when,
                 *pairs)  # fmt: skip
 
@@ -66,11 +66,11 @@ class Writes:
         if guard.mode != "none":
             keys.append(self.keys.epoch_key(ref.tag))
         score = ""
-        if self.timing.idle_timeout is not None and record.user_id is not None:
+        if self.timing.sliding and record.user_id is not None:
             # The expiry moves with every write: re-score the user's index with it.
             keys.append(self.keys.index_key(ref.tag))
-            score = str(ms(now + self.timing.record_ttl(record, now)))
-        expire, when = self._expiry(record, now)
+            score = str(self.timing.index_score(record, now))
+        expire, when = self.timing.record_expiry(record, now)
         return (
             "EVAL",
             WRITE,
@@ -130,7 +130,7 @@ class Writes:
             self.timing.epoch_ttl_ms,
             ms(ttl),
             session_handle(ref.session_id),
-            ms(now + ttl),
+            self.timing.index_score(record, now),
             ms(now),
             self.timing.epoch_ttl_ms,
             max_sessions,
@@ -158,11 +158,6 @@ class Writes:
         if listed:
             commands.append(("ZREM", self.keys.index_key(ref.tag), session_handle(ref.session_id)))
         return commands
-
-    def _expiry(self, record: Record, now: float) -> tuple[str, int]:
-        if self.timing.idle_timeout is None:
-            return ("PEXPIREAT", ms(record.expires))
-        return ("PEXPIRE", ms(self.timing.record_ttl(record, now)))
 
     def _checked(self, pairs: list[str]) -> list[str]:
         size = fields_size(pairs)

@@ -60,7 +60,8 @@ def password_changed(
 
 
 def _bump(user_id: UserId) -> None:
-    epoch = get_config().epochs.bump(user_id)
+    config = get_config()
+    epoch: str = config.run_sync(config.epochs.bump_epoch(user_id))
     store = current_store()
     if store is not None:
         store.own_bump(user_id, epoch)  # this device keeps its session, re-stamped

@@ -18,7 +18,6 @@ import time
 import weakref
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
-from datetime import datetime
 from importlib import import_module
 from typing import Any
 
@@ -29,6 +28,7 @@ from django.core.signals import request_finished, request_started
 
 from .._core.lifecycle import ClientInfo, Opened
 from .._core.steps import Step
+from .._core.timing import custom_expiry_passed
 from .._redis.key_layout import UserId, user_id_text
 from ..session import Session
 from ._settings import get_config
@@ -238,7 +238,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         if opened is not None and opened.record is not None:
             session = opened.session
             if session.pending_login is None and not session.ended:
-                return max(0, int(opened.record.expires - time.time()))
+                return self._core.timing.seconds_left(opened.record, time.time())
         return self._core.timing.lifetime
 
     def get_expiry_age(self, **kwargs: Any) -> int:
@@ -256,7 +256,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
     @classmethod
     async def aclear_expired(cls) -> None:
-        cls.clear_expired()
+        logger.info(CLEAR_EXPIRED_REASON)
 
     # -- beyond Django's API ---------------------------------------------------------
 
@@ -420,12 +420,4 @@ def _expired_by_set_expiry(opened: Opened, now: float) -> bool:
     """Whether a custom expiry (``set_expiry``) has passed, as Django's backends decide."""
     record = opened.record
     assert record is not None
-    expiry = record.data.get(EXPIRY_KEY)
-    if isinstance(expiry, str):
-        try:
-            return now >= datetime.fromisoformat(expiry).timestamp()
-        except ValueError:
-            return False
-    if isinstance(expiry, int) and not isinstance(expiry, bool) and expiry > 0:
-        return now - record.refreshed >= expiry
-    return False
+    return custom_expiry_passed(record.data.get(EXPIRY_KEY), record.refreshed, now)

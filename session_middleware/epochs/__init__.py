@@ -8,13 +8,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .._core.steps import RedisIO, SqlIO, Step
 from .base import EpochContext, EpochProvider, new_epoch
 from .redis import RedisEpochs
 
 if TYPE_CHECKING:
     from .sql import SQLEpochs
 
-__all__ = ["EpochContext", "EpochProvider", "RedisEpochs", "SQLEpochs", "new_epoch"]
+__all__ = [
+    "EpochContext",
+    "EpochProvider",
+    "RedisEpochs",
+    "RedisIO",
+    "SQLEpochs",
+    "SqlIO",
+    "Step",
+    "new_epoch",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -6,9 +6,12 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
+from .._core.runners import drive_async, drive_sync
+from .._core.steps import RedisSource, Step
 from .._redis.clients import RedisClients
 from .._redis.key_layout import KeySpace, UserId
 from .._redis.round_trip import Command
+from ..events import Listeners
 
 Interface = Literal["asgi", "wsgi"]
 
@@ -38,7 +41,11 @@ class EpochProvider(Protocol):
     The request path reads the epoch beside the session record in one Redis command:
     `cached_key` names that key (the epoch itself for RedisEpochs, a cache of the
     database's value for SQLEpochs) and `resolve` turns what it held into the user's
-    current epoch. Every method has an async twin with the `a` prefix.
+    current epoch.
+
+    Every operation that does I/O returns a step (see `_core/steps.py`): a generator that
+    yields `RedisIO` and `SqlIO` requests and is sent back their results. The package runs
+    the same step on the sync or the async face, so a provider has no `a`-prefixed twins.
     """
 
     def attach(self, context: EpochContext) -> None:
@@ -53,19 +60,15 @@ class EpochProvider(Protocol):
         A value found there is taken as the user's current epoch without calling
         `resolve`; a provider must keep it true (or absent)."""
 
-    def resolve(self, user_id: UserId, tag: str, cached: str | None) -> str | None:
+    def resolve(self, user_id: UserId, tag: str, cached: str | None) -> Step[str | None]:
         """The user's current epoch given the value of `cached_key(tag)` (None when the key
         held nothing, or there is no such key); None if the user has none."""
 
-    async def aresolve(self, user_id: UserId, tag: str, cached: str | None) -> str | None: ...
-
-    def login_epoch(self, user_id: UserId) -> str | None:
+    def login_epoch(self, user_id: UserId) -> Step[str | None]:
         """The epoch to stamp at login, created if the user has none.
 
         None means: create or read it in Redis atomically with the login write.
         """
-
-    async def alogin_epoch(self, user_id: UserId) -> str | None: ...
 
     def login_mode(self) -> Literal["ensure", "given"]:
         """'ensure': the login write reads or creates the epoch at `cached_key`, atomically
@@ -73,21 +76,53 @@ class EpochProvider(Protocol):
 
     def bump_commands(self, user_id: UserId, epoch: str) -> list[Command] | None:
         """Commands on the session Redis that set the user's epoch to `epoch`, when the
-        bump can ride in the request's write; None when it needs `bump`."""
+        bump can ride in the request's write; None when it needs `bump_epoch`."""
 
-    def bump_if(self, user_id: UserId, tag: str, expected: str) -> str | None:
+    def bump_if(self, user_id: UserId, tag: str, expected: str) -> Step[str | None]:
         """Give the user a new epoch only if their epoch is still `expected` (a request's
         log-out-others or rotation, made from a session of tag `tag` stamped with it):
         the new epoch, or None when the epoch had moved, which nothing may undo."""
 
-    async def abump_if(self, user_id: UserId, tag: str, expected: str) -> str | None: ...
+    def read_epoch(self, user_id: UserId) -> Step[str | None]:
+        """The user's current epoch, or None if they have none."""
+
+    def bump_epoch(self, user_id: UserId) -> Step[str]:
+        """Give the user a new epoch: every session stamped with an older one is rejected."""
+
+
+class ProviderFaces:
+    """`get`, `bump` and their async twins `aget`, `abump`: a provider's own steps
+    (`read_epoch`, `bump_epoch`), run on the sync or the async face."""
+
+    def read_epoch(self, user_id: UserId) -> Step[str | None]:
+        raise NotImplementedError
+
+    def bump_epoch(self, user_id: UserId) -> Step[str]:
+        raise NotImplementedError
+
+    def _runner_redis(self, method: str, is_async: bool) -> RedisSource:
+        """The session Redis the steps of `method` run on, on the async face or the sync
+        one; raises if the provider cannot serve that face."""
+        raise NotImplementedError
+
+    def _sync_redis(self, method: str) -> RedisSource:
+        return self._runner_redis(method, is_async=False)
+
+    def _async_redis(self, method: str) -> RedisSource:
+        return self._runner_redis(method, is_async=True)
 
     def get(self, user_id: UserId) -> str | None:
         """The user's current epoch, or None if they have none."""
+        return drive_sync(self.read_epoch(user_id), self._sync_redis("get"), Listeners())
 
-    async def aget(self, user_id: UserId) -> str | None: ...
+    async def aget(self, user_id: UserId) -> str | None:
+        """The async twin of get."""
+        return await drive_async(self.read_epoch(user_id), self._async_redis("get"), Listeners())
 
     def bump(self, user_id: UserId) -> str:
         """Give the user a new epoch: every session stamped with an older one is rejected."""
+        return drive_sync(self.bump_epoch(user_id), self._sync_redis("bump"), Listeners())
 
-    async def abump(self, user_id: UserId) -> str: ...
+    async def abump(self, user_id: UserId) -> str:
+        """The async twin of bump."""
+        return await drive_async(self.bump_epoch(user_id), self._async_redis("bump"), Listeners())

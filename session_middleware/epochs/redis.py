@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from .._redis.clients import RedisClients, run_replicated_async, run_replicated_sync
+from .._core.steps import RedisIO, RedisSource, Step
+from .._redis.clients import RedisClients
 from .._redis.key_layout import UserId
 from .._redis.lua_scripts import BUMP_IF, ENSURE_EPOCH
-from .._redis.round_trip import Command, run_async, run_sync, text
-from .base import EpochContext, Interface, new_epoch
+from .._redis.round_trip import Command, text
+from .base import EpochContext, Interface, ProviderFaces, new_epoch
 
 
-class RedisEpochs:
+class RedisEpochs(ProviderFaces):
     """Epochs in Redis.
 
     With no arguments, the epoch lives on the session Redis under the user's hash tag, so
@@ -58,83 +59,58 @@ class RedisEpochs:
     def cached_key(self, tag: str) -> str | None:
         return self.context.keys.epoch_key(tag) if self.colocated else None
 
-    def resolve(self, user_id: UserId, tag: str, cached: str | None) -> str | None:
+    def resolve(self, user_id: UserId, tag: str, cached: str | None) -> Step[str | None]:
         if self.colocated:
             return cached
-        return text(self.clients.sync().execute_command("GET", self.context.keys.epoch_key(tag)))
-
-    async def aresolve(self, user_id: UserId, tag: str, cached: str | None) -> str | None:
-        if self.colocated:
-            return cached
-        reply = await self.clients.async_().execute_command("GET", self.context.keys.epoch_key(tag))
+        (reply,) = yield self._io(("GET", self.context.keys.epoch_key(tag)))
         return text(reply)
 
     def login_mode(self) -> Literal["ensure", "given"]:
         return "ensure" if self.colocated else "given"
 
-    def login_epoch(self, user_id: UserId) -> str | None:
+    def login_epoch(self, user_id: UserId) -> Step[str | None]:
         if self.colocated:
             return None
-        return text(run_sync(self.clients.sync(), [self._ensure_command(user_id)])[0])
-
-    async def alogin_epoch(self, user_id: UserId) -> str | None:
-        if self.colocated:
-            return None
-        replies = await run_async(self.clients.async_(), [self._ensure_command(user_id)])
-        return text(replies[0])
+        (reply,) = yield self._io(self._ensure_command(user_id))
+        return text(reply)
 
     def bump_commands(self, user_id: UserId, epoch: str) -> list[Command] | None:
         return self._set_commands(user_id, epoch) if self.colocated else None
 
+    def bump_if(self, user_id: UserId, tag: str, expected: str) -> Step[str | None]:
+        epoch = new_epoch()
+        check, others = self._bump_if_commands(user_id, tag, expected, epoch)
+        (moved,) = yield self._io(check)
+        if not moved:
+            return None
+        if others:
+            yield self._io(*others)
+        return epoch
+
     # -- the public API ---------------------------------------------------------------
 
-    def get(self, user_id: UserId) -> str | None:
-        key = self.context.keys.epoch_key(self.context.keys.user_tag(user_id))
-        return text(self.clients.sync().execute_command("GET", key))
+    def read_epoch(self, user_id: UserId) -> Step[str | None]:
+        keys = self.context.keys
+        (reply,) = yield self._io(("GET", keys.epoch_key(keys.user_tag(user_id))))
+        return text(reply)
 
-    async def aget(self, user_id: UserId) -> str | None:
-        key = self.context.keys.epoch_key(self.context.keys.user_tag(user_id))
-        return text(await self.clients.async_().execute_command("GET", key))
-
-    def bump(self, user_id: UserId) -> str:
+    def bump_epoch(self, user_id: UserId) -> Step[str]:
         epoch = new_epoch()
-        commands, context = self._set_commands(user_id, epoch), self.context
-        if context.wait_replicas:
-            client = self.clients.sync()
-            run_replicated_sync(client, commands, context.wait_replicas, context.wait_timeout_ms)
-        else:
-            run_sync(self.clients.sync(), commands)
+        context = self.context
+        yield RedisIO(
+            tuple(self._set_commands(user_id, epoch)),
+            self.clients,
+            wait_replicas=context.wait_replicas,
+            wait_timeout_ms=context.wait_timeout_ms,
+        )
         return epoch
 
-    async def abump(self, user_id: UserId) -> str:
-        epoch = new_epoch()
-        commands, context = self._set_commands(user_id, epoch), self.context
-        if context.wait_replicas:
-            client = self.clients.async_()
-            await run_replicated_async(
-                client, commands, context.wait_replicas, context.wait_timeout_ms
-            )
-        else:
-            await run_async(self.clients.async_(), commands)
-        return epoch
+    def _runner_redis(self, method: str, is_async: bool) -> RedisSource:
+        return self.clients
 
-    def bump_if(self, user_id: UserId, tag: str, expected: str) -> str | None:
-        epoch = new_epoch()
-        check, others = self._bump_if_commands(user_id, tag, expected, epoch)
-        if not run_sync(self.clients.sync(), [check])[0]:
-            return None
-        if others:
-            run_sync(self.clients.sync(), others)
-        return epoch
-
-    async def abump_if(self, user_id: UserId, tag: str, expected: str) -> str | None:
-        epoch = new_epoch()
-        check, others = self._bump_if_commands(user_id, tag, expected, epoch)
-        if not (await run_async(self.clients.async_(), [check]))[0]:
-            return None
-        if others:
-            await run_async(self.clients.async_(), others)
-        return epoch
+    def _io(self, *commands: Command) -> RedisIO:
+        """One round trip on the Redis holding the epochs."""
+        return RedisIO(commands, self.clients)
 
     def _bump_if_commands(
         self, user_id: UserId, tag: str, expected: str, epoch: str

@@ -9,40 +9,41 @@ by `cache_ttl`; docs/sql-epochs.md tells the whole story.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, scoped_session
 
+from .._core.runners import drive_async, drive_sync
+from .._core.steps import RedisIO, RedisSource, SqlIO, Step
+from .._core.timing import cache_ttl_ms
 from .._redis.clients import RedisClients
 from .._redis.key_layout import UserId
 from .._redis.round_trip import Command, run_async, run_sync, text
 from ..errors import ConfigurationError
+from ..events import Listeners
 from ._sql_cache import EpochCache
 from ._sql_engine import ASYNC_HINT, SYNC_HINT, EngineHandle, engine_handle
-from ._sql_errors import EpochStoreUnavailable, UnknownUser, database_errors
-from ._sql_run import Op, Redis, Sql, arun_op, run_op
+from ._sql_errors import EpochStoreUnavailable, UnknownUser
 from ._sql_schema import EpochTable, TableSpec
 from ._sql_tx import on_commit, sync_target
-from .base import EpochContext, Interface, new_epoch
+from .base import EpochContext, Interface, ProviderFaces, new_epoch
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import (
         AsyncConnection,
-        AsyncEngine,
         AsyncSession,
         async_scoped_session,
     )
 
 DEFAULT_CACHE_TTL = 300.0
-T = TypeVar("T")
 
 __all__ = ["EpochStoreUnavailable", "SQLEpochs", "UnknownUser"]
 
 
-class SQLEpochs:
+class SQLEpochs(ProviderFaces):
     """Epochs in a SQL table, through SQLAlchemy Core.
 
     ``SQLEpochs(engine_or_url, table="users", user_column="id",
@@ -99,13 +100,8 @@ class SQLEpochs:
         cache_ttl: float,
         engine_options: Mapping[str, Any] | None,
     ) -> None:
-        if isinstance(cache_ttl, bool) or not isinstance(cache_ttl, (int, float)):
-            raise ConfigurationError("cache_ttl must be a number of seconds")
-        ttl_ms = round(cache_ttl * 1000)
-        if cache_ttl < 0 or (cache_ttl > 0 and ttl_ms == 0):
-            raise ConfigurationError("cache_ttl must be 0 (no cache) or at least 0.001 seconds")
         self._spec = spec
-        self._ttl_ms = ttl_ms
+        self._ttl_ms = cache_ttl_ms(cache_ttl)
         self._handle: EngineHandle = engine_handle(source, engine_options)
         self._checked: EpochTable | None = None
         self._context: EpochContext | None = None
@@ -152,55 +148,71 @@ class SQLEpochs:
     def cached_key(self, tag: str) -> str | None:
         return None if self._cache is None else self._cache.key(tag)
 
-    def resolve(self, user_id: UserId, tag: str, cached: str | None) -> str | None:
+    def resolve(self, user_id: UserId, tag: str, cached: str | None) -> Step[str | None]:
         if cached is not None:
             return cached
-        return self._run("resolve", self._resolve(user_id, tag))
-
-    async def aresolve(self, user_id: UserId, tag: str, cached: str | None) -> str | None:
-        if cached is not None:
-            return cached
-        return await self._arun("aresolve", self._resolve(user_id, tag))
+        epoch = yield self._sql(lambda c: self._read_if_valid(c, user_id))
+        if epoch is None or self._cache is None:
+            return epoch  # type: ignore[no-any-return]
+        (held,) = yield RedisIO((self._cache.fill(self._cache.key(tag), None, epoch),))
+        return text(held)
 
     def login_mode(self) -> Literal["ensure", "given"]:
         # 'given': the login script leaves the cache alone; login_epoch has filled it
         # with the cache's own TTL and without overwriting a newer bump.
         return "given"
 
-    def login_epoch(self, user_id: UserId) -> str:
-        return self._run("login_epoch", self._login(user_id))
-
-    async def alogin_epoch(self, user_id: UserId) -> str:
-        return await self._arun("alogin_epoch", self._login(user_id))
+    def login_epoch(self, user_id: UserId) -> Step[str | None]:
+        self._redis()  # refuse before any write, not between the SQL and the cache
+        epoch: str = yield self._sql(lambda c: self._table(c).ensure(c, user_id))
+        cache = self._cache
+        if cache is None:
+            return epoch
+        key = cache.login_key(user_id)
+        (reply,) = yield RedisIO((cache.fill(key, None, epoch),))
+        held = text(reply)
+        if held == epoch:
+            return epoch
+        # The cache disagrees with what we read: a bump committed since (the cache is
+        # newer), or the column was changed outside this API (the cache is stale). A
+        # locking read waits for a bump in flight and settles it.
+        fresh: str = yield self._sql(lambda c: self._table(c).ensure(c, user_id, lock=True))
+        if fresh != held:
+            yield RedisIO((cache.fill(key, held, fresh),))
+        return fresh
 
     def bump_commands(self, user_id: UserId, epoch: str) -> list[Command] | None:
         return None
 
-    def bump_if(self, user_id: UserId, tag: str, expected: str) -> str | None:
-        return self._run("bump_if", self._bump_if(user_id, expected))
-
-    async def abump_if(self, user_id: UserId, tag: str, expected: str) -> str | None:
-        return await self._arun("abump_if", self._bump_if(user_id, expected))
+    def bump_if(self, user_id: UserId, tag: str, expected: str) -> Step[str | None]:
+        epoch = new_epoch()
+        commands = self._publish_commands(user_id, epoch)
+        moved = yield self._sql(lambda c: self._table(c).write_if(c, user_id, expected, epoch))
+        if not moved:
+            return None
+        if commands:
+            yield RedisIO(tuple(commands))
+        return epoch
 
     # -- the provider protocol: the public API ------------------------------------------
 
-    def get(self, user_id: UserId) -> str | None:
+    def read_epoch(self, user_id: UserId) -> Step[str | None]:
         """The user's epoch as the database holds it; None if they have none."""
-        return self._run("get", self._get(user_id), attached=False)
+        epoch = yield self._sql(lambda c: self._table(c).read(c, user_id))
+        return epoch  # type: ignore[no-any-return]
 
-    async def aget(self, user_id: UserId) -> str | None:
-        return await self._arun("aget", self._get(user_id), attached=False)
-
-    def bump(self, user_id: UserId) -> str:
+    def bump_epoch(self, user_id: UserId) -> Step[str]:
         """Give the user a new epoch in its own transaction, then update the cache.
 
         Raises UnknownUser if the users table has no such user, TypeError if the id is
         not of the user column's type.
         """
-        return self._run("bump", self._bump(user_id))
-
-    async def abump(self, user_id: UserId) -> str:
-        return await self._arun("abump", self._bump(user_id))
+        epoch = new_epoch()
+        commands = self._publish_commands(user_id, epoch)
+        yield self._sql(lambda c: self._table(c).write(c, user_id, epoch))
+        if commands:
+            yield RedisIO(tuple(commands))
+        return epoch
 
     # -- bumping inside the app's own transaction -----------------------------------------
 
@@ -272,17 +284,15 @@ class SQLEpochs:
 
     def create_table(self) -> None:
         """Create the managed table if it does not exist."""
-        definition = self._managed_definition()
-        engine = self._sync_engine("create_table")
-        with database_errors(), engine.begin() as connection:
-            definition.create(connection, checkfirst=True)
+        drive_sync(self._create_table(), self._sync_redis("create_table"), Listeners())
 
     async def acreate_table(self) -> None:
+        """The async twin of create_table."""
+        await drive_async(self._create_table(), self._async_redis("create_table"), Listeners())
+
+    def _create_table(self) -> Step[None]:
         definition = self._managed_definition()
-        engine = self._async_engine("acreate_table")
-        with database_errors():
-            async with engine.begin() as connection:
-                await connection.run_sync(lambda c: definition.create(c, checkfirst=True))
+        yield self._sql(lambda c: definition.create(c, checkfirst=True))
 
     def create_table_sql(self, dialect: str | None = None) -> str:
         """The CREATE TABLE statement of the managed table, for migrations.
@@ -308,54 +318,10 @@ class SQLEpochs:
             else:
                 self.engine.dispose()
 
-    # -- the operations, one logic for both faces -------------------------------------------
+    # -- plumbing ---------------------------------------------------------------------------
 
-    def _resolve(self, user_id: UserId, tag: str) -> Op[str | None]:
-        epoch = yield Sql(lambda c: self._read_if_valid(c, user_id))
-        if epoch is None or self._cache is None:
-            return epoch  # type: ignore[no-any-return]
-        (held,) = yield Redis((self._cache.fill(self._cache.key(tag), None, epoch),))
-        return text(held)
-
-    def _login(self, user_id: UserId) -> Op[str]:
-        epoch: str = yield Sql(lambda c: self._table(c).ensure(c, user_id))
-        cache = self._cache
-        if cache is None:
-            return epoch
-        key = cache.login_key(user_id)
-        (reply,) = yield Redis((cache.fill(key, None, epoch),))
-        held = text(reply)
-        if held == epoch:
-            return epoch
-        # The cache disagrees with what we read: a bump committed since (the cache is
-        # newer), or the column was changed outside this API (the cache is stale). A
-        # locking read waits for a bump in flight and settles it.
-        fresh: str = yield Sql(lambda c: self._table(c).ensure(c, user_id, lock=True))
-        if fresh != held:
-            yield Redis((cache.fill(key, held, fresh),))
-        return fresh
-
-    def _get(self, user_id: UserId) -> Op[str | None]:
-        epoch = yield Sql(lambda c: self._table(c).read(c, user_id))
-        return epoch  # type: ignore[no-any-return]
-
-    def _bump(self, user_id: UserId) -> Op[str]:
-        epoch = new_epoch()
-        commands = self._publish_commands(user_id, epoch)
-        yield Sql(lambda c: self._table(c).write(c, user_id, epoch))
-        if commands:
-            yield Redis(tuple(commands))
-        return epoch
-
-    def _bump_if(self, user_id: UserId, expected: str) -> Op[str | None]:
-        epoch = new_epoch()
-        commands = self._publish_commands(user_id, epoch)
-        moved = yield Sql(lambda c: self._table(c).write_if(c, user_id, expected, epoch))
-        if not moved:
-            return None
-        if commands:
-            yield Redis(tuple(commands))
-        return epoch
+    def _sql(self, run: Callable[[Connection], Any]) -> SqlIO:
+        return SqlIO(self.engine, self.is_async, run)
 
     def _read_if_valid(self, connection: Connection, user_id: UserId) -> str | None:
         table = self._table(connection)
@@ -364,8 +330,6 @@ class SQLEpochs:
         except (TypeError, ValueError):
             return None  # a session of an id this column cannot hold has no epoch
         return table.read(connection, user_id)
-
-    # -- plumbing ---------------------------------------------------------------------------
 
     def _table(self, connection: Connection) -> EpochTable:
         checked = self._checked
@@ -393,33 +357,32 @@ class SQLEpochs:
             )
         return self._context.redis
 
-    def _run(self, method: str, op: Op[T], attached: bool = True) -> T:
-        engine = self._sync_engine(method)
-        if attached:
-            self._redis()  # refuse before any write, not between the SQL and the cache
-        return run_op(op, engine, lambda: self._redis().sync())
-
-    async def _arun(self, method: str, op: Op[T], attached: bool = True) -> T:
-        engine = self._async_engine(method)
-        if attached:
-            self._redis()
-        return await arun_op(op, engine, lambda: self._redis().async_())
-
-    def _sync_engine(self, method: str) -> Any:
-        if self.is_async:
+    def _runner_redis(self, method: str, is_async: bool) -> RedisSource:
+        """Refuse a face the engine does not serve; the session Redis, once attached."""
+        if is_async and not self.is_async:
+            raise ConfigurationError(
+                f"SQLEpochs.a{method}() needs an async engine, but this one is on "
+                f"{self._handle.label}: call the sync twin {method}() instead"
+            )
+        if self.is_async and not is_async:
             raise ConfigurationError(
                 f"SQLEpochs.{method}() needs a sync engine, but this one is on "
                 f"{self._handle.label}: call the async twin a{method}() instead"
             )
-        return self.engine
+        return _AttachedRedis(self)
 
-    def _async_engine(self, method: str) -> AsyncEngine:
-        if not self.is_async:
-            raise ConfigurationError(
-                f"SQLEpochs.{method}() needs an async engine, but this one is on "
-                f"{self._handle.label}: call the sync twin {method[1:]}() instead"
-            )
-        return self.engine  # type: ignore[no-any-return]
+
+class _AttachedRedis:
+    """The session Redis of a provider, looked up only when a step asks for it."""
+
+    def __init__(self, epochs: SQLEpochs) -> None:
+        self._epochs = epochs
+
+    def sync(self) -> Any:
+        return self._epochs._redis().sync()
+
+    def async_(self) -> Any:
+        return self._epochs._redis().async_()
 
 
 def _refuse_savepoint(transaction: Any) -> None:

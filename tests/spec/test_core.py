@@ -10,71 +10,33 @@ and with and without encryption at rest.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from session_middleware import SessionEvent, SessionTooLarge, sessions
+from session_middleware import SessionTooLarge, sessions
 from session_middleware._cookies import CookieRef
 from session_middleware._core.lifecycle import Opened
-from session_middleware._core.steps import Emit, ProviderIO, RedisIO
 from session_middleware._records import Record
 from session_middleware._redis.key_layout import new_session_id
 from session_middleware._redis.lua_scripts import (
-    CREATE,
     EPOCH_MOVED,
     GONE,
-    LOGIN,
     READ,
     TOO_LARGE,
-    WRITE,
     WRITTEN,
 )
 from session_middleware.config import SessionConfig
 
+from .scripted import Run, drive, name_of
+
 SECRET = "spec-secret-key-0123456789abcdefghijklmnop"
 FERNET = "ZmRzYWZkc2FmZHNhZmRzYWZkc2FmZHNhZmRzYWZkc2E="
-NAMES = {READ: "READ", WRITE: "WRITE", CREATE: "CREATE", LOGIN: "LOGIN"}
 NOW = time.time()
 EPOCH = "e" * 32
 OTHER_EPOCH = "f" * 32
-
-
-@dataclass
-class Run:
-    result: Any
-    steps: list[tuple[str, ...]] = field(default_factory=list)  # command names per round trip
-    commands: list[tuple[Any, ...]] = field(default_factory=list)
-    events: list[SessionEvent] = field(default_factory=list)
-
-
-def drive(step: Generator[Any, Any, Any], replies: list[Any]) -> Run:
-    """Run a core step against scripted replies: one list of replies per round trip."""
-    run = Run(None)
-    try:
-        request = next(step)
-        while True:
-            if isinstance(request, Emit):
-                run.events += request.events
-                answer: Any = None
-            elif isinstance(request, RedisIO):
-                run.steps.append(tuple(name_of(c) for c in request.commands))
-                run.commands += request.commands
-                answer = replies.pop(0)
-            else:
-                assert isinstance(request, ProviderIO)
-                answer = replies.pop(0)
-            request = step.send(answer)
-    except StopIteration as done:
-        run.result = done.value
-    assert replies == [], "every scripted reply was asked for"
-    return run
-
-
-def name_of(command: tuple[Any, ...]) -> str:
-    return NAMES.get(command[1], command[0]) if command[0] == "EVAL" else str(command[0])
 
 
 @pytest.fixture(params=["bytes", "str"])
@@ -181,9 +143,8 @@ def test_another_or_no_epoch_rejects_and_deletes(
     config: SessionConfig, encode: Callable[[Any], Any], current: str | None
 ) -> None:
     session = stored(config, {"a": 1}, "alice")
+    # No epoch at the key: the provider (RedisEpochs beside the sessions) has none.
     replies = [[encode([session.fields, current])]]
-    if current is None:
-        replies.append(None)  # no epoch at the key: the provider is asked, and has none
     run = drive(config.core.open(session.header, NOW), replies)
     assert run.result.rejected == "epoch" and run.result.record is None
     assert [c[0] for c in run.result.cleanup] == ["DEL", "ZREM"]
@@ -450,3 +411,41 @@ def test_a_new_id_already_in_use_is_never_issued(config: SessionConfig) -> None:
     state.session["cart"] = [1]
     with pytest.raises(StoreUnavailable):
         commit(config, state, [[0]])  # CREATE wrote nothing: the key existed
+
+
+# -- whether a record is alive: one check for requests and user operations -----------------
+
+
+@pytest.mark.parametrize(
+    "user, tag_of, age, epoch, cached, dead",
+    [
+        ("alice", "alice", 60, EPOCH, EPOCH, None),
+        (None, "anonymous", 60, None, None, None),
+        ("alice", "bob", 60, EPOCH, EPOCH, "foreign"),
+        ("alice", "alice", 4000, EPOCH, EPOCH, "expired"),
+        (None, "anonymous", 4000, None, None, "expired"),
+        ("alice", "alice", 60, EPOCH, OTHER_EPOCH, "epoch"),
+        ("alice", "alice", 60, None, EPOCH, "epoch"),
+    ],
+)
+def test_liveness(
+    config: SessionConfig,
+    user: str | None,
+    tag_of: str,
+    age: int,
+    epoch: str | None,
+    cached: str | None,
+    dead: str | None,
+) -> None:
+    record = Record({}, NOW - age, NOW - age + 3600, NOW - age, user, epoch)
+    tag = "a" * 24 if tag_of == "anonymous" else config.keys.user_tag(tag_of)
+    run = drive(config.core.liveness(record, tag, cached, NOW), [])
+    assert run.result[0] == dead and run.steps == []
+
+
+def test_liveness_asks_the_provider_only_on_a_miss(config: SessionConfig) -> None:
+    record = Record({}, NOW, NOW + 3600, NOW, "alice", EPOCH)
+    tag = config.keys.user_tag("alice")
+    # RedisEpochs beside the sessions: nothing cached means the user has no epoch.
+    assert drive(config.core.liveness(record, tag, None, NOW), []).result == ("epoch", None)
+    assert drive(config.core.liveness(record, tag, EPOCH, NOW), []).result == (None, EPOCH)
