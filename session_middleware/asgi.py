@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from . import _fail_closed as unavailable
 from ._asgi_types import ASGIApp, Message, Receive, Scope, Send
 from ._core.lifecycle import Opened
-from ._redis.clients import UNAVAILABLE
 from ._redis.local_cache import CachedRedis
 from ._response_headers import session_headers
 from .config import ConfiguredMiddleware
@@ -39,10 +38,10 @@ class SessionMiddleware(ConfiguredMiddleware):
         try:
             step = self._core.open(_cookie_header(scope), time.time(), lambda: _client(scope))
             opened = await self.config.run_async(step)
-        except UNAVAILABLE:
+        except unavailable.FAILURES:
             if self._fail_open:
                 raise
-            await _refuse(kind, send)
+            await unavailable.send_asgi(kind, send)
             return
         scope["session"] = opened.session
         if opened.rejected is not None:
@@ -66,11 +65,11 @@ class SessionMiddleware(ConfiguredMiddleware):
                     committed = self._core.settled(opened, now) or await self.config.run_async(
                         self._core.commit(opened, now)
                     )
-                except UNAVAILABLE:
+                except unavailable.FAILURES:
                     if self._fail_open:
                         raise
                     refused = True
-                    await _refuse("http", send)
+                    await unavailable.send_asgi("http", send)
                     return
                 headers = message.get("headers", ())
                 added = session_headers(
@@ -100,7 +99,7 @@ class SessionMiddleware(ConfiguredMiddleware):
     async def _clean_up(self, opened: Opened) -> None:
         if opened.cleanup:
             # A stale record left behind here still expires by its own TTL.
-            with contextlib.suppress(*UNAVAILABLE):
+            with contextlib.suppress(*unavailable.FAILURES):
                 await self.config.run_async(self._core.commit(opened, time.time()))
 
 
@@ -213,7 +212,7 @@ class _WebSocketGuard:
         step = middleware._core.open(self._cookie, time.time(), self._client_info)
         try:
             now = await middleware.config.run_async(step)
-        except UNAVAILABLE:
+        except unavailable.FAILURES:
             if middleware._fail_open:
                 raise
             await self._close(unavailable.WEBSOCKET_CLOSE_CODE)
@@ -242,17 +241,3 @@ def _cookie_header(scope: Scope) -> str | None:
     if not found:
         return None
     return "; ".join(value.decode("latin-1") for value in found)
-
-
-async def _refuse(kind: str, send: Send) -> None:
-    if kind == "websocket":
-        await send({"type": "websocket.close", "code": unavailable.WEBSOCKET_CLOSE_CODE})
-        return
-    await send(
-        {
-            "type": "http.response.start",
-            "status": unavailable.STATUS,
-            "headers": [(k.encode(), v.encode()) for k, v in unavailable.HEADERS],
-        }
-    )
-    await send({"type": "http.response.body", "body": unavailable.BODY})

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from ._core.user_sessions import SessionInfo
-from ._redis.clients import UNAVAILABLE
+from ._fail_closed import FAILURES
 from ._redis.server_check import inspect_server
 from ._redis.urls import MASK
 from .config import DEFAULT_REDIS_URL, SessionConfig
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigurationError, ValueError, TypeError) as error:
         _error(str(error), hidden)
         return USAGE
-    except UNAVAILABLE as error:
+    except FAILURES as error:
         _error(f"Redis did not answer: {error}", hidden)
         return UNREACHABLE
 

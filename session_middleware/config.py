@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from . import _fail_closed as unavailable
 from ._cookies import CookieCodec, SameSite, SecretKeys
 from ._core.lifecycle import Core
 from ._core.runners import drive_async, drive_sync
@@ -350,7 +351,7 @@ class ConfiguredMiddleware:
         self.app = app
         self.config = config
         self._core = config.core
-        self._fail_open = config.on_redis_error == "raise"
+        self._fail_open = not unavailable.answers_503(config.on_redis_error)
         self._excluded_paths = config.exclude_paths
 
     def _excluded(self, path: str) -> bool:

@@ -33,7 +33,6 @@ from werkzeug.exceptions import ServiceUnavailable
 from . import _fail_closed as unavailable
 from ._cookies import CookieUpdate
 from ._core.lifecycle import Opened
-from ._redis.clients import UNAVAILABLE
 from ._redis.key_layout import UserId, user_id_text
 from .config import SessionConfig
 from .errors import ConfigurationError
@@ -125,7 +124,7 @@ class StoreUnavailable(ServiceUnavailable):
         return unavailable.BODY.decode()
 
     def get_headers(self, environ: Any = None, scope: Any = None) -> list[tuple[str, str]]:
-        return [(name, value) for name, value in unavailable.HEADERS if name != "content-length"]
+        return unavailable.headers_without_length()
 
 
 class RedisSessionInterface(SessionInterface):
@@ -155,7 +154,7 @@ class RedisSessionInterface(SessionInterface):
         self.config = config
         self.user_key = user_key
         self.import_cookie_sessions = import_cookie_sessions
-        self._fail_open = config.on_redis_error == "raise"
+        self._fail_open = not unavailable.answers_503(config.on_redis_error)
         self._warned_httponly = False
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession | None:
@@ -171,7 +170,7 @@ class RedisSessionInterface(SessionInterface):
                 lambda: (environ.get("HTTP_USER_AGENT"), environ.get("REMOTE_ADDR")),
             )
             opened = self.config.run_sync(step)
-        except UNAVAILABLE:
+        except unavailable.FAILURES:
             if self._fail_open:
                 raise
             environ[UNAVAILABLE_KEY] = True
@@ -207,7 +206,7 @@ class RedisSessionInterface(SessionInterface):
         now = time.time()
         try:
             committed = self.config.run_sync(self.config.core.commit(opened, now))
-        except UNAVAILABLE:
+        except unavailable.FAILURES:
             if self._fail_open:
                 raise
             _refuse(response)
@@ -358,9 +357,8 @@ def _refuse(response: Response) -> None:
     """Turn the response into the 503 the drivers send when a session cannot be saved."""
     response.status_code = unavailable.STATUS
     response.headers.clear()
-    for name, value in unavailable.HEADERS:
-        if name != "content-length":
-            response.headers[name] = value
+    for name, value in unavailable.headers_without_length():
+        response.headers[name] = value
     response.set_data(unavailable.BODY)
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from . import _fail_closed as unavailable
 from ._core.lifecycle import Committed
-from ._redis.clients import UNAVAILABLE
 from ._response_headers import session_headers
 from .config import ConfiguredMiddleware
 
@@ -16,7 +15,6 @@ SESSION_KEY = "session_middleware.session"
 REJECTED_KEY = "session_middleware.rejected"
 
 _STARTED = "the response has started: session changes can no longer be saved"
-_STATUS = f"{unavailable.STATUS} {unavailable.REASON}"
 
 
 class WSGISessionMiddleware(ConfiguredMiddleware):
@@ -35,10 +33,10 @@ class WSGISessionMiddleware(ConfiguredMiddleware):
                 environ.get("HTTP_COOKIE"), time.time(), lambda: _client(environ)
             )
             opened = self.config.run_sync(step)
-        except UNAVAILABLE:
+        except unavailable.FAILURES:
             if self._fail_open:
                 raise
-            start_response(_STATUS, unavailable.HEADERS)
+            start_response(unavailable.WSGI_STATUS, unavailable.HEADERS)
             return [unavailable.BODY]
         environ[SESSION_KEY] = opened.session
         if opened.rejected is not None:
@@ -57,12 +55,12 @@ class WSGISessionMiddleware(ConfiguredMiddleware):
                 # the response by an error page; the session is not written twice.
                 try:
                     committed = self.config.run_sync(self._core.commit(opened, time.time()))
-                except UNAVAILABLE:
+                except unavailable.FAILURES:
                     if self._fail_open:
                         raise
                     refused = True
             if refused or committed is None:
-                return start_response(_STATUS, unavailable.HEADERS, exc_info)
+                return start_response(unavailable.WSGI_STATUS, unavailable.HEADERS, exc_info)
             added = session_headers(headers, committed.set_cookie, committed.depends_on_session)
             if added:
                 headers = [*headers, *added]

@@ -34,7 +34,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..errors import (
     ConfigurationError,
     NotReplicated,
-    StoreUnavailable,
 )
 from .round_trip import Command, run_async, run_sync
 from .urls import RedisURL, Topology, parse_redis_url
@@ -52,8 +51,6 @@ SENTINEL_CHECK_INTERVAL = 1.0
 # clients raise RedisClusterException, which is not a RedisError, when no node answers
 # or a slot has no master; clients built here turn it into a ConnectionError.
 REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
-# What the drivers answer with the fail-closed 503.
-UNAVAILABLE: tuple[type[Exception], ...] = (StoreUnavailable, *REDIS_ERRORS)
 
 
 def is_async_client(client: Any) -> bool:

@@ -15,22 +15,23 @@ from django.contrib.sessions import middleware
 from django.http import HttpResponse
 
 from .. import _fail_closed as unavailable
-from .._redis.clients import UNAVAILABLE
 from .._response_headers import session_headers
 from ._settings import get_config
 
 
 class SessionMiddleware(middleware.SessionMiddleware):  # type: ignore[misc]
     def process_exception(self, request: Any, exception: Exception) -> HttpResponse | None:
-        if isinstance(exception, UNAVAILABLE) and get_config().on_redis_error == "503":
+        if isinstance(exception, unavailable.FAILURES) and unavailable.answers_503(
+            get_config().on_redis_error
+        ):
             return _unavailable()
         return None
 
     def process_response(self, request: Any, response: Any) -> Any:
         try:
             response = super().process_response(request, response)
-        except UNAVAILABLE:
-            if get_config().on_redis_error != "503":
+        except unavailable.FAILURES:
+            if not unavailable.answers_503(get_config().on_redis_error):
                 raise
             return _unavailable()
         cookie = response.cookies.get(settings.SESSION_COOKIE_NAME)
@@ -44,7 +45,6 @@ class SessionMiddleware(middleware.SessionMiddleware):  # type: ignore[misc]
 
 def _unavailable() -> HttpResponse:
     response = HttpResponse(unavailable.BODY, status=unavailable.STATUS)
-    for name, value in unavailable.HEADERS:
-        if name != "content-length":
-            response[name] = value
+    for name, value in unavailable.headers_without_length():
+        response[name] = value
     return response
