@@ -12,7 +12,7 @@ import collections
 import contextlib
 import time
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import redis
@@ -28,15 +28,10 @@ from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePoli
 from redis.backoff import NoBackoff
 from redis.commands.policies import BasePolicyResolver, PolicyResolver, StaticPolicyResolver
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MaxConnectionsError, MovedError, RedisClusterException, RedisError
+from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import (
-    ConfigurationError,
-    NotReplicated,
-    StoreUnavailable,
-)
-from .round_trip import Command, run_async, run_sync
+from ..errors import ConfigurationError, StoreUnavailable
 from .urls import RedisURL, Topology, parse_redis_url
 
 # redis-py leaves these unannotated.
@@ -93,6 +88,12 @@ def close_at_loop_shutdown(loop: asyncio.AbstractEventLoop, client: Any) -> None
     hook = wait_for_shutdown()
     holder.append(hook)  # loops keep only a weak reference to their generators
     loop.create_task(_start(hook))
+
+
+async def ready_cluster(client: Any) -> None:
+    """Have an async cluster client read the cluster's layout; other clients need nothing."""
+    if is_cluster_client(client) and is_async_client(client):
+        await client.initialize()
 
 
 async def _start(hook: AsyncIterator[None]) -> None:
@@ -379,94 +380,6 @@ class _AsyncSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool):
             with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
                 await self.get_master_address()  # type: ignore[no-untyped-call]
         return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
-
-
-def run_replicated_sync(
-    client: Any, commands: Sequence[Command], replicas: int, timeout_ms: int
-) -> list[Any]:
-    """Run write commands, each keyed by its first argument and safe to repeat, then WAIT
-    until `replicas` replicas have them or `timeout_ms` passed; raise NotReplicated if
-    fewer acknowledged them.
-
-    WAIT counts what reached the replicas from the connection it is sent on, so on a
-    cluster the commands of each master go, with their WAIT, to that master alone; if the
-    cluster moved a slot meanwhile, the topology is read again and the batch rerun once.
-    """
-    wait: Command = ("WAIT", replicas, timeout_ms)
-    if not is_cluster_client(client):
-        replies = run_sync(client, [*commands, wait])
-        _check_replicated([replies.pop()], replicas)
-        return replies
-    try:
-        return _replicated_on_masters_sync(client, commands, wait)
-    except (MovedError, RedisConnectionError):
-        client.nodes_manager.initialize()
-        return _replicated_on_masters_sync(client, commands, wait)
-
-
-async def run_replicated_async(
-    client: Any, commands: Sequence[Command], replicas: int, timeout_ms: int
-) -> list[Any]:
-    """The async twin of run_replicated_sync."""
-    wait: Command = ("WAIT", replicas, timeout_ms)
-    if not is_cluster_client(client):
-        replies = await run_async(client, [*commands, wait])
-        _check_replicated([replies.pop()], replicas)
-        return replies
-    await client.initialize()
-    try:
-        return await _replicated_on_masters_async(client, commands, wait)
-    except (MovedError, RedisConnectionError):
-        await client.nodes_manager.initialize()
-        return await _replicated_on_masters_async(client, commands, wait)
-
-
-def _replicated_on_masters_sync(
-    client: Any, commands: Sequence[Command], wait: Command
-) -> list[Any]:
-    replies: dict[int, Any] = {}
-    acknowledged = []
-    for node, batch in _by_master(client, commands):
-        node_client = client.get_redis_connection(node)
-        results = run_sync(node_client, [*(commands[i] for i in batch), wait])
-        acknowledged.append(results.pop())
-        replies.update(zip(batch, results, strict=True))
-    _check_replicated(acknowledged, int(wait[1]))
-    return [replies[i] for i in range(len(commands))]
-
-
-async def _replicated_on_masters_async(
-    client: Any, commands: Sequence[Command], wait: Command
-) -> list[Any]:
-    replies: dict[int, Any] = {}
-    acknowledged = []
-    for node, batch in _by_master(client, commands):
-        staged = [
-            redis.asyncio.cluster.PipelineCommand(position, *command)
-            for position, command in enumerate([*(commands[i] for i in batch), wait])
-        ]
-        await node.execute_pipeline(staged)  # one connection to this master
-        for command in staged:
-            if isinstance(command.result, Exception):
-                raise command.result
-        acknowledged.append(staged.pop().result)
-        replies.update(zip(batch, (command.result for command in staged), strict=True))
-    _check_replicated(acknowledged, int(wait[1]))
-    return [replies[i] for i in range(len(commands))]
-
-
-def _by_master(client: Any, commands: Sequence[Command]) -> list[tuple[Any, list[int]]]:
-    groups: dict[str, tuple[Any, list[int]]] = {}
-    for index, command in enumerate(commands):
-        node = client.get_node_from_key(command[1])
-        groups.setdefault(node.name, (node, []))[1].append(index)
-    return list(groups.values())
-
-
-def _check_replicated(acknowledged: Sequence[Any], wanted: int) -> None:
-    fewest = min(int(count) for count in acknowledged)
-    if fewest < wanted:
-        raise NotReplicated(fewest, wanted)
 
 
 def _unavailable(error: RedisClusterException) -> RedisConnectionError:

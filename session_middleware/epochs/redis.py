@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from .._redis.clients import RedisClients, run_replicated_async, run_replicated_sync
+from .._redis.clients import RedisClients
 from .._redis.key_layout import UserId
 from .._redis.lua_scripts import BUMP_IF, ENSURE_EPOCH
+from .._redis.replication import Replication, run_replicated_async, run_replicated_sync
 from .._redis.round_trip import Command, run_async, run_sync, text
 from .base import EpochContext, Interface, new_epoch
 
@@ -98,25 +99,19 @@ class RedisEpochs:
 
     def bump(self, user_id: UserId) -> str:
         epoch = new_epoch()
-        commands, context = self._set_commands(user_id, epoch), self.context
-        if context.wait_replicas:
-            client = self.clients.sync()
-            run_replicated_sync(client, commands, context.wait_replicas, context.wait_timeout_ms)
-        else:
-            run_sync(self.clients.sync(), commands)
+        commands = self._set_commands(user_id, epoch)
+        run_replicated_sync(self.clients.sync(), commands, self._replication())
         return epoch
 
     async def abump(self, user_id: UserId) -> str:
         epoch = new_epoch()
-        commands, context = self._set_commands(user_id, epoch), self.context
-        if context.wait_replicas:
-            client = self.clients.async_()
-            await run_replicated_async(
-                client, commands, context.wait_replicas, context.wait_timeout_ms
-            )
-        else:
-            await run_async(self.clients.async_(), commands)
+        commands = self._set_commands(user_id, epoch)
+        await run_replicated_async(self.clients.async_(), commands, self._replication())
         return epoch
+
+    def _replication(self) -> Replication:
+        context = self.context
+        return Replication(context.wait_replicas, context.wait_timeout_ms, context.wait_deadline)
 
     def bump_if(self, user_id: UserId, tag: str, expected: str) -> str | None:
         epoch = new_epoch()
