@@ -20,7 +20,7 @@ from .load_app import starlette_app, wsgi_app
 from .redis_servers import ClusterServers
 from .stories import browsers_for
 
-SLOTS_MOVED = 6
+SLOTS_MOVED = 10
 # Long enough to hold each slot half-moved while requests come in.
 PAUSE_PER_KEY = 0.05
 

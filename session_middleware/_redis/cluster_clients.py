@@ -12,6 +12,9 @@ migration and a master failover elsewhere in the cluster.
   redis-py 8.1 lets concurrent first commands open connections while the layout is being
   read, and some fail (AttributeError: 'NoneType' object has no attribute 'writelines');
   the client is left in a state where a later failover fails requests on healthy masters.
+- The async client corrects its view of the cluster slot by slot, from each MOVED answer:
+  redis-py's default also closes every connection on every fifth one, failing requests
+  in flight, and connections being opened, to every master, as a slot migration ends.
 """
 
 from __future__ import annotations
@@ -130,7 +133,10 @@ class AsyncCluster(redis.asyncio.cluster.RedisCluster):
 
     def __init__(self, *, retry_budget: float = DEFAULT_RETRY_BUDGET, **options: Any) -> None:
         self.retry_budget = retry_budget
-        super().__init__(**options)
+        # Each MOVED answer corrects its slot; redis-py's default (reinitialize_steps=5)
+        # also closes every connection on every fifth one, failing requests in flight and
+        # connections being opened to every master.
+        super().__init__(reinitialize_steps=0, **options)
         self._first_use = asyncio.Lock()
         self._ready = False
 
