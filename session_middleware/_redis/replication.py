@@ -2,15 +2,16 @@
 
 `replicated` decides, with no I/O, what to send and when to give up; `run_replicated_sync`
 and `run_replicated_async` carry its requests to a standalone, Sentinel or Cluster client.
-One attempt asks each master holding the keys about its replicas (INFO replication),
-then sends it its writes followed by WAIT on the same connection, for `wanted` replicas:
-fewer when the master has fewer connected, unless this process has seen its replication
-history (its replication ID) with a replica before, since a replica that was cut off must
-still be waited for. A master Sentinel or the cluster promoted starts a new history, so a
-failover onto a replica that has no replica of its own does not block writes. An attempt
-that fails (the master is gone, was demoted, or too few replicas acknowledged) is made
-again, on the master the client finds then, until one succeeds or `deadline` seconds have
-passed; the last failure is raised.
+One attempt sends each master holding the keys its writes and asks about its replicas
+(INFO replication), then, when there are replicas to wait for, sends the writes again
+followed by WAIT on one connection, for `wanted` replicas: fewer when the master has
+fewer connected, unless this process has seen its replication history (its replication
+ID) with a replica before, since a replica that was cut off must still be waited for.
+A master Sentinel or the cluster promoted starts a new history, so a failover onto a
+replica that has no replica of its own does not block writes. An attempt that fails
+(the master is gone, was demoted, or too few replicas acknowledged) is made again, on
+the master the client finds then, until one succeeds or `deadline` seconds have passed;
+the last failure is raised.
 """
 
 from __future__ import annotations
@@ -105,26 +106,30 @@ def _attempt(
     _raise_if_error(groups)
     replies: dict[int, Any] = {}
     for group, indices in enumerate(groups):
-        info = yield OnMaster(group, [("INFO", "replication")])
-        wait = _replicas_to_wait(info, policy.wanted, histories)
         sent = [commands[index] for index in indices]
-        results = yield OnMaster(group, [*sent, ("WAIT", wait, policy.timeout_ms)])
-        _raise_if_error(results)
-        acknowledged = int(results.pop())
-        if acknowledged < wait:
-            raise NotReplicated(acknowledged, wait)
-        replies.update(zip(indices, results, strict=True))
+        results = yield OnMaster(group, [*sent, ("INFO", "replication")])
+        wait = _replicas_to_wait(results, policy.wanted, histories)
+        if wait:
+            # WAIT counts the writes made on its own connection, so the writes go again
+            # before it, in one round trip (the same values: repeating them is harmless).
+            results = yield OnMaster(group, [*sent, ("WAIT", wait, policy.timeout_ms)])
+            _raise_if_error(results)
+            acknowledged = int(results[-1])
+            if acknowledged < wait:
+                raise NotReplicated(acknowledged, wait)
+        replies.update(zip(indices, results[:-1], strict=True))
     return [replies[index] for index in range(len(commands))]
 
 
-def _replicas_to_wait(reply: Any, wanted: int, histories: set[str]) -> int:
-    """How many replicas to WAIT for, from a master's INFO replication (see the module).
-    A server that is not a master (a demoted one, before Sentinel told every client)
-    fails the attempt; one that refuses INFO (an ACL) is waited on for `wanted`."""
-    if isinstance(reply, ResponseError):
+def _replicas_to_wait(replies: Any, wanted: int, histories: set[str]) -> int:
+    """How many replicas to WAIT for, given the replies to the writes and a master's
+    INFO replication (see the module). A server that is not a master (a demoted one,
+    before Sentinel told every client) fails the attempt; one that refuses INFO (an ACL)
+    is waited on for `wanted`."""
+    if isinstance(replies, ResponseError):
         return wanted
-    _raise_if_error(reply)
-    info = reply[0]
+    _raise_if_error(replies)
+    info = replies[-1]
     if not isinstance(info, dict):
         info = parse_info(text(info))  # type: ignore[no-untyped-call]
     if info.get("role") != "master":
