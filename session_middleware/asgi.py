@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Iterator
 
 from . import _fail_closed as unavailable
 from ._asgi_types import ASGIApp, Message, Receive, Scope, Send
 from ._core.lifecycle import Opened
+from ._redis.clients import ready_cluster
 from ._redis.local_cache import CachedRedis
 from ._response_headers import session_headers
 from .config import ConfiguredMiddleware
+from .errors import StoreUnavailable
+
+logger = logging.getLogger("session_middleware")
 
 _STARTED = "the response has started: session changes can no longer be saved"
 _WEBSOCKET = "the session is read-only in a WebSocket handler"
@@ -29,13 +34,19 @@ class SessionMiddleware(ConfiguredMiddleware):
 
     interface = "asgi"
     app: ASGIApp
+    _ready = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        if kind == "lifespan":
+            await self.app(scope, self._getting_ready(receive), send)
+            return
         if (kind != "http" and kind != "websocket") or self._excluded(scope["path"]):
             await self.app(scope, receive, send)
             return
         try:
+            if not self._ready:
+                await self._get_ready()
             step = self._core.open(_cookie_header(scope), time.time(), lambda: _client(scope))
             opened = await self.config.run_async(step)
         except unavailable.FAILURES:
@@ -50,6 +61,30 @@ class SessionMiddleware(ConfiguredMiddleware):
             await self._websocket(opened, scope, receive, send)
         else:
             await self._http(opened, scope, receive, send)
+
+    async def _get_ready(self) -> None:
+        """Have a cluster client read the cluster's layout before its first command (see
+        _redis/cluster_clients.py); any failure is the store being unavailable."""
+        try:
+            await ready_cluster(self.config.redis.async_())
+        except Exception as error:
+            raise StoreUnavailable(f"the session store failed: {type(error).__name__}") from error
+        self._ready = True
+
+    def _getting_ready(self, receive: Receive) -> Receive:
+        """`receive`, getting ready at the server's lifespan start-up; a store that cannot
+        be reached then does not stop the app starting (its requests get the 503)."""
+
+        async def receive_and_get_ready() -> Message:
+            message: Message = await receive()
+            if message.get("type") == "lifespan.startup" and not self._ready:
+                try:
+                    await self._get_ready()
+                except StoreUnavailable:
+                    logger.warning("the session store could not be reached at start-up")
+            return message
+
+        return receive_and_get_ready
 
     async def _http(self, opened: Opened, scope: Scope, receive: Receive, send: Send) -> None:
         refused = False

@@ -80,11 +80,14 @@ class SessionConfig:
     redis_max_connections: connections per pool of clients built from redis_url (one
         pool per worker and event loop, per node on a cluster; default 100); a
         ``?max_connections=`` in the URL wins. See docs/deployment.md.
-    invalidate_wait_replicas: make invalidate_user return only once this many replicas
-        have the new epoch (Redis WAIT), so a failover right after cannot undo it; raises
-        clients.NotReplicated when fewer acknowledge within invalidate_wait_timeout_ms.
-    invalidate_wait_timeout_ms: how long invalidate_user waits for the replicas; shorter
-        than redis_timeout.
+    invalidate_wait_replicas: invalidate_user returns only once this many replicas of
+        the master (default 1; fewer if it has fewer) have the new epoch (Redis WAIT), so
+        a failover cannot undo it; 0 does not wait.
+    invalidate_wait_timeout_ms: how long one attempt waits for the replicas; shorter than
+        redis_timeout (default 1000 ms, or half of redis_timeout if that is shorter).
+    invalidate_deadline: an attempt that fails (too few replicas, the master gone) is
+        made again, on the master found then, for this many seconds (default 10.0);
+        then invalidate_user raises NotReplicated or StoreUnavailable.
     max_sessions_per_user: at a login past this many live sessions of the user, the ones
         closest to expiring (the least recently used, with idle_timeout) are ended, inside
         the login's own script; None for no limit.
@@ -119,8 +122,9 @@ class SessionConfig:
         websocket_recheck: float = 5.0,
         on_event: Listener | None = None,
         exclude_paths: Sequence[str] = (),
-        invalidate_wait_replicas: int = 0,
-        invalidate_wait_timeout_ms: int = 1000,
+        invalidate_wait_replicas: int = 1,
+        invalidate_wait_timeout_ms: int | None = None,
+        invalidate_deadline: float = 10.0,
         max_sessions_per_user: int | None = DEFAULT_MAX_SESSIONS_PER_USER,
     ) -> None:
         self.secret_keys = SecretKeys(secret_key)
@@ -145,10 +149,14 @@ class SessionConfig:
             or redis_max_connections < 1
         ):
             raise ConfigurationError("redis_max_connections must be a whole number, 1 or more")
+        if invalidate_wait_timeout_ms is None:
+            invalidate_wait_timeout_ms = _default_wait_timeout_ms(redis_timeout)
         if invalidate_wait_replicas < 0 or invalidate_wait_timeout_ms <= 0:
             raise ConfigurationError(
                 "invalidate_wait_replicas must be 0 or more, invalidate_wait_timeout_ms positive"
             )
+        if not invalidate_deadline > 0:
+            raise ConfigurationError("invalidate_deadline must be a positive number of seconds")
         if (
             invalidate_wait_replicas
             and redis_timeout is not None
@@ -210,6 +218,7 @@ class SessionConfig:
                 redis_timeout=redis_timeout,
                 wait_replicas=invalidate_wait_replicas,
                 wait_timeout_ms=invalidate_wait_timeout_ms,
+                wait_deadline=invalidate_deadline,
             )
         )
         codec = CookieCodec(
@@ -265,6 +274,11 @@ class SessionConfig:
 
         The new epoch alone rejects them; `delete=True` also deletes their records now,
         freeing the memory at once instead of at their next request or expiry.
+
+        With the default invalidate_wait_replicas=1, it returns once a replica of the
+        master has the new epoch too (see docs/deployment.md), retrying through a failover
+        for up to invalidate_deadline seconds; then it raises NotReplicated (the epoch may
+        be on the master alone) or StoreUnavailable.
 
         Raises InvalidationUncertain (a StoreUnavailable) when Redis did not
         answer in time: the new epoch may have been applied, or may be applied once Redis
@@ -388,6 +402,14 @@ def _check_cookie_prefix(name: str, *, https_only: bool, path: str, domain: str 
         raise ConfigurationError(f"a {name.split('-')[0]}- cookie needs https_only=True")
     if name.startswith("__Host-") and (path != "/" or domain is not None):
         raise ConfigurationError("a __Host- cookie needs path='/' and no domain")
+
+
+def _default_wait_timeout_ms(redis_timeout: float | None) -> int:
+    """1000 ms, or half of redis_timeout when that is shorter (WAIT must answer before
+    the socket times out)."""
+    if redis_timeout is None:
+        return 1000
+    return max(1, min(1000, int(redis_timeout * 500)))
 
 
 __all__ = ["SessionConfig", "detect_interface", "is_async_client", "sessions"]

@@ -13,9 +13,9 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
@@ -169,6 +169,9 @@ class RedisServer:
         self.kill()
 
 
+S = TypeVar("S", bound="Servers")
+
+
 class Servers:
     """A set of servers sharing one temporary directory, removed by `stop()`."""
 
@@ -181,11 +184,23 @@ class Servers:
         self.servers.append(server)
         return server
 
+    def start(self: S) -> S:
+        raise NotImplementedError
+
     def stop(self) -> None:
         for server in self.servers:
             with contextlib.suppress(Exception):
                 server.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def running(self: S) -> Iterator[S]:
+        """Started for the `with` block, stopped (and removed) after it."""
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
 
 
 def standalone(options: Sequence[str] = ()) -> tuple[Servers, RedisServer]:
@@ -244,7 +259,8 @@ class ClusterServers(Servers):
                 timeout=30,
             )
             self.wait_healthy()
-            self.wait_replicated()
+            if self.replicas:
+                self.wait_replicated()
         except BaseException:
             self.stop()
             raise
@@ -314,14 +330,60 @@ class ClusterServers(Servers):
 
     def master_of(self, key: str) -> RedisServer:
         """The server that currently serves `key`'s slot as master."""
-        server = self.live()[0]
-        with server.client() as client:
-            slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+        return self.master_of_slot(self.slot_of(key))
+
+    def node_id(self, server: RedisServer) -> str:
+        with server.client(decode_responses=True) as client:
+            return str(client.execute_command("CLUSTER", "MYID"))
+
+    def slot_of(self, key: str) -> int:
+        with self.live()[0].client() as client:
+            return int(client.execute_command("CLUSTER", "KEYSLOT", key))
+
+    def migrate_slot(self, slot: int, target: RedisServer, pause: float = 0.0) -> int:
+        """Move `slot` to the master `target` as redis-cli --cluster reshard does: mark it
+        importing and migrating, MIGRATE its keys one at a time (sleeping `pause` after
+        each, to hold the slot mid-move), then give it to `target` on every master.
+        Returns how many keys moved."""
+        source = self.master_of_slot(slot)
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        with source.client() as old, target.client() as new:
+            new.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+            old.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+            moved = 0
+            while keys := old.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1):
+                old.execute_command("MIGRATE", HOST, target.port, "", 0, 5000, "KEYS", *keys)
+                moved += len(keys)
+                time.sleep(pause)
+            new.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+            old.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        for server in self._live_masters():
+            if server not in (source, target):
+                with server.client() as client:
+                    client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        return moved
+
+    @contextlib.contextmanager
+    def stuck_moving(self, slot: int, target: RedisServer) -> Iterator[None]:
+        """`slot` marked as moving to `target` for the `with` block, with no key moved (a
+        reshard stopped half-way); then marked stable again where it was."""
+        source = self.master_of_slot(slot)
+        with source.client() as old, target.client() as new:
+            new.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", self.node_id(source))
+            old.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", self.node_id(target))
+            try:
+                yield
+            finally:
+                new.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+                old.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+
+    def master_of_slot(self, slot: int) -> RedisServer:
+        with self.live()[0].client() as client:
             for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
                 if start <= slot <= end:
                     port = int(master[1])
                     return next(s for s in self.servers if s.port == port)
-        raise LookupError(f"no master serves the slot of {key!r}")
+        raise LookupError(f"no master serves slot {slot}")
 
     def restart_as_replica(self, server: RedisServer) -> None:
         """Bring a killed node back; the cluster makes it a replica of its successor."""

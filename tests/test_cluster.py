@@ -22,9 +22,9 @@ import redis.cluster
 
 from session_middleware import ConfigurationError, SessionConfig, sessions
 from session_middleware._redis import lua_scripts as scripts_module
-from session_middleware._redis.clients import (
-    RedisClients,
-    parse_redis_url,
+from session_middleware._redis.clients import RedisClients, parse_redis_url
+from session_middleware._redis.replication import (
+    Replication,
     run_replicated_async,
     run_replicated_sync,
 )
@@ -34,6 +34,7 @@ from .redis_servers import HOST, ClusterServers, free_port
 from .stories import BASE, Browser, browsers_for, full_story
 from .support import SECRET, new_prefix
 
+ONE_REPLICA = Replication(wanted=1, timeout_ms=2000, deadline=5.0)
 FAILOVER_DEADLINE = 20.0
 scripts_source = inspect.getsource(scripts_module)
 
@@ -180,12 +181,12 @@ async def test_a_write_waited_for_reached_the_replica_of_each_master(
     commands = [("SET", key, f"v{n}") for n, key in enumerate(keys)]
 
     sync_client = RedisClients(url=cluster.url, client=None, timeout=1.0).sync()
-    assert run_replicated_sync(sync_client, commands, 1, 2000) == [True] * len(keys)
+    assert run_replicated_sync(sync_client, commands, ONE_REPLICA) == [True] * len(keys)
     _assert_on_replicas(cluster, {key: f"v{n}" for n, key in enumerate(keys)})
 
     async_client = redis.asyncio.cluster.RedisCluster(host=HOST, port=cluster.servers[0].port)
     commands = [("SET", key, f"w{n}") for n, key in enumerate(keys)]
-    assert await run_replicated_async(async_client, commands, 1, 2000) == [True] * len(keys)
+    assert await run_replicated_async(async_client, commands, ONE_REPLICA) == [True] * len(keys)
     _assert_on_replicas(cluster, {key: f"w{n}" for n, key in enumerate(keys)})
     await async_client.aclose()
     sync_client.close()

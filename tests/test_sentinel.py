@@ -19,9 +19,9 @@ import redis.asyncio.sentinel
 import redis.sentinel
 
 from session_middleware import ConfigurationError, NotReplicated, SessionConfig, sessions
-from session_middleware._redis.clients import (
-    RedisClients,
-    parse_redis_url,
+from session_middleware._redis.clients import RedisClients, parse_redis_url
+from session_middleware._redis.replication import (
+    Replication,
     run_replicated_async,
     run_replicated_sync,
 )
@@ -31,6 +31,9 @@ from .stories import Browser, browsers_for, full_story
 from .support import SECRET, new_prefix
 
 SERVICE = "mymaster"
+ONE_REPLICA = Replication(wanted=1, timeout_ms=2000, deadline=5.0)
+# One attempt or two, each waiting 150 ms for the replica.
+SHORT_WAIT = Replication(wanted=1, timeout_ms=150, deadline=0.3)
 FAILOVER_DEADLINE = 20.0
 # Sentinel demotes a replaced master that is still up only ~10 s after the failover (its
 # INFO period); the apps must have moved to the new master well before (they check where
@@ -123,9 +126,9 @@ async def test_a_write_waited_for_is_on_the_replica_when_it_returns(
     clients = RedisClients(url=group.url, client=None, timeout=1.0)
     key = f"{new_prefix()}{{t}}:e"
     with group.current_replica().client(decode_responses=True) as replica:
-        assert run_replicated_sync(clients.sync(), [("SET", key, "one")], 1, 2000) == [True]
+        assert run_replicated_sync(clients.sync(), [("SET", key, "one")], ONE_REPLICA) == [True]
         assert replica.get(key) == "one"
-        replies = await run_replicated_async(clients.async_(), [("SET", key, "two")], 1, 2000)
+        replies = await run_replicated_async(clients.async_(), [("SET", key, "two")], ONE_REPLICA)
         assert replies == [True]
         assert replica.get(key) == "two"
     clients.close()
@@ -142,10 +145,10 @@ async def test_a_write_no_replica_acknowledges_fails_after_the_timeout(
     replica.pause()
     try:
         with pytest.raises(NotReplicated) as raised:
-            run_replicated_sync(clients.sync(), [("SET", key, "one")], 1, 150)
+            run_replicated_sync(clients.sync(), [("SET", key, "one")], SHORT_WAIT)
         assert (raised.value.acknowledged, raised.value.wanted) == (0, 1)
         with pytest.raises(NotReplicated):
-            await run_replicated_async(clients.async_(), [("SET", key, "two")], 1, 150)
+            await run_replicated_async(clients.async_(), [("SET", key, "two")], SHORT_WAIT)
     finally:
         replica.resume()
     with group.current_master().client(decode_responses=True) as master:
@@ -157,7 +160,12 @@ async def test_a_write_no_replica_acknowledges_fails_after_the_timeout(
 
 @pytest.mark.anyio
 async def test_invalidate_user_can_wait_for_a_replica(group: SentinelServers) -> None:
-    config = _config(group.url, invalidate_wait_replicas=1, invalidate_wait_timeout_ms=300)
+    config = _config(
+        group.url,
+        invalidate_wait_replicas=1,
+        invalidate_wait_timeout_ms=300,
+        invalidate_deadline=0.5,
+    )
     user = f"user-{uuid.uuid4().hex[:8]}"
     browser = browsers_for(config, "asgi")()
     await browser.ok("POST", f"/login?user={user}")

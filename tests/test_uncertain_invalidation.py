@@ -23,7 +23,10 @@ USER = "user-42"
 
 
 def _config(server: RedisServer) -> SessionConfig:
-    return sessions(secret_key=SECRET, redis_url=server.url, redis_timeout=0.5)
+    # A failed attempt is made again until invalidate_deadline: two attempts here.
+    return sessions(
+        secret_key=SECRET, redis_url=server.url, redis_timeout=0.5, invalidate_deadline=0.8
+    )
 
 
 def _epoch(server: RedisServer, config: SessionConfig) -> bytes | None:

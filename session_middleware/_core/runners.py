@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
-from .._redis.clients import run_replicated_async, run_replicated_sync
+from .._redis.replication import run_replicated_async, run_replicated_sync
 from .._redis.round_trip import run_async, run_sync
 from ..errors import ConfigurationError, SessionError, StoreUnavailable
 from ..events import Listeners, SessionEvent
@@ -25,10 +25,8 @@ def drive_sync(step: Step[T], redis: RedisSource, listeners: Listeners) -> T:
             elif isinstance(request, RedisIO):
                 client = (redis if request.redis is None else request.redis).sync()
                 with _store_failures(listeners):
-                    if request.wait_replicas:
-                        result = run_replicated_sync(
-                            client, request.commands, request.wait_replicas, request.wait_timeout_ms
-                        )
+                    if request.replication is not None:
+                        result = run_replicated_sync(client, request.commands, request.replication)
                     else:
                         result = run_sync(client, request.commands)
             else:
@@ -48,9 +46,9 @@ async def drive_async(step: Step[T], redis: RedisSource, listeners: Listeners) -
             elif isinstance(request, RedisIO):
                 client = (redis if request.redis is None else request.redis).async_()
                 with _store_failures(listeners):
-                    if request.wait_replicas:
+                    if request.replication is not None:
                         result = await run_replicated_async(
-                            client, request.commands, request.wait_replicas, request.wait_timeout_ms
+                            client, request.commands, request.replication
                         )
                     else:
                         result = await run_async(client, request.commands)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from .._redis.replication import Replication
 from .._redis.round_trip import Command
 from ..events import SessionEvent
 
@@ -28,14 +29,13 @@ class RedisIO:
     """Run these commands in one round trip; send back the replies.
 
     redis: the Redis to run them on; None for the session Redis.
-    wait_replicas: when above 0, return only once this many replicas have the writes
-        (Redis WAIT, at most wait_timeout_ms), else raise NotReplicated.
+    replication: when given, the writes are made durable as it says (see
+        _redis/replication.py): retried through a failover, and acknowledged by replicas.
     """
 
     commands: tuple[Command, ...]
     redis: RedisSource | None = None
-    wait_replicas: int = 0
-    wait_timeout_ms: int = 1000
+    replication: Replication | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import redis
@@ -24,18 +25,13 @@ import redis.cluster
 import redis.connection
 import redis.retry
 import redis.sentinel
-from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePolicy
 from redis.backoff import NoBackoff
-from redis.commands.policies import BasePolicyResolver, PolicyResolver, StaticPolicyResolver
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MaxConnectionsError, MovedError, RedisClusterException, RedisError
+from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import (
-    ConfigurationError,
-    NotReplicated,
-)
-from .round_trip import Command, run_async, run_sync
+from ..errors import ConfigurationError
+from .cluster_clients import DEFAULT_RETRY_BUDGET, AsyncCluster, SyncCluster, unavailable
 from .urls import RedisURL, Topology, parse_redis_url
 
 # redis-py leaves these unannotated.
@@ -92,6 +88,15 @@ def close_at_loop_shutdown(loop: asyncio.AbstractEventLoop, client: Any) -> None
     loop.create_task(_start(hook))
 
 
+async def ready_cluster(client: Any) -> None:
+    """Have a cluster client read the cluster's layout before it serves (see
+    cluster_clients); other clients need nothing."""
+    if isinstance(client, AsyncCluster):
+        await client.ready()
+    elif is_cluster_client(client) and is_async_client(client):
+        await client.initialize()
+
+
 async def _start(hook: AsyncIterator[None]) -> None:
     await hook.__anext__()
 
@@ -139,6 +144,7 @@ class RedisClients:
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
+        self._building = threading.Lock()
 
     @property
     def topology(self) -> Topology:
@@ -169,7 +175,9 @@ class RedisClients:
                     "this needs a sync Redis client, but an async one was given: "
                     "pass redis_url=..., or use the a-prefixed async method"
                 )
-            self._sync = self._build_sync(self.target)
+            with self._building:  # one client, however many threads ask at first
+                if self._sync is None:
+                    self._sync = self._build_sync(self.target)
         return self._sync
 
     def async_(self) -> Any:
@@ -218,17 +226,23 @@ class RedisClients:
         """Timeouts and pool size of clients built here; the URL's own options win."""
         return {"max_connections": self._max_connections, **self.timeout_options()}
 
+    def cluster_options(self, target: RedisURL) -> dict[str, Any]:
+        """A cluster client's options: a command refused while its slot moves is sent
+        again for up to `timeout` (cluster_clients.Attempts)."""
+        budget = DEFAULT_RETRY_BUDGET if self._timeout is None else self._timeout
+        return {"retry_budget": budget, **self.pool_options(), **target.options}
+
     def _build_sync(self, target: RedisURL) -> Any:
         if target.topology == "cluster":
             nodes = [_SyncClusterNode(host, port) for host, port in target.nodes]
             try:
-                return _SyncCluster(
+                return SyncCluster(
                     startup_nodes=nodes,
                     retry=redis.retry.Retry(NoBackoff(), 1),
-                    **{**self.pool_options(), **target.options},
+                    **self.cluster_options(target),
                 )
             except RedisClusterException as error:
-                raise RedisConnectionError(str(error)) from error
+                raise unavailable(error) from error
         retry = redis.retry.Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
         if target.topology == "sentinel":
             return self._sentinel_master(
@@ -242,10 +256,10 @@ class RedisClients:
     def _build_async(self, target: RedisURL) -> Any:
         if target.topology == "cluster":
             nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in target.nodes]
-            return _AsyncCluster(
+            return AsyncCluster(
                 startup_nodes=nodes,
                 retry=redis.asyncio.retry.Retry(NoBackoff(), 1),
-                **{**self.pool_options(), **target.options},
+                **self.cluster_options(target),
             )
         retry = redis.asyncio.retry.Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
         if target.topology == "sentinel":
@@ -376,178 +390,3 @@ class _AsyncSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool):
             with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
                 await self.get_master_address()  # type: ignore[no-untyped-call]
         return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
-
-
-def run_replicated_sync(
-    client: Any, commands: Sequence[Command], replicas: int, timeout_ms: int
-) -> list[Any]:
-    """Run write commands, each keyed by its first argument and safe to repeat, then WAIT
-    until `replicas` replicas have them or `timeout_ms` passed; raise NotReplicated if
-    fewer acknowledged them.
-
-    WAIT counts what reached the replicas from the connection it is sent on, so on a
-    cluster the commands of each master go, with their WAIT, to that master alone; if the
-    cluster moved a slot meanwhile, the topology is read again and the batch rerun once.
-    """
-    wait: Command = ("WAIT", replicas, timeout_ms)
-    if not is_cluster_client(client):
-        replies = run_sync(client, [*commands, wait])
-        _check_replicated([replies.pop()], replicas)
-        return replies
-    try:
-        return _replicated_on_masters_sync(client, commands, wait)
-    except (MovedError, RedisConnectionError):
-        client.nodes_manager.initialize()
-        return _replicated_on_masters_sync(client, commands, wait)
-
-
-async def run_replicated_async(
-    client: Any, commands: Sequence[Command], replicas: int, timeout_ms: int
-) -> list[Any]:
-    """The async twin of run_replicated_sync."""
-    wait: Command = ("WAIT", replicas, timeout_ms)
-    if not is_cluster_client(client):
-        replies = await run_async(client, [*commands, wait])
-        _check_replicated([replies.pop()], replicas)
-        return replies
-    await client.initialize()
-    try:
-        return await _replicated_on_masters_async(client, commands, wait)
-    except (MovedError, RedisConnectionError):
-        await client.nodes_manager.initialize()
-        return await _replicated_on_masters_async(client, commands, wait)
-
-
-def _replicated_on_masters_sync(
-    client: Any, commands: Sequence[Command], wait: Command
-) -> list[Any]:
-    replies: dict[int, Any] = {}
-    acknowledged = []
-    for node, batch in _by_master(client, commands):
-        node_client = client.get_redis_connection(node)
-        results = run_sync(node_client, [*(commands[i] for i in batch), wait])
-        acknowledged.append(results.pop())
-        replies.update(zip(batch, results, strict=True))
-    _check_replicated(acknowledged, int(wait[1]))
-    return [replies[i] for i in range(len(commands))]
-
-
-async def _replicated_on_masters_async(
-    client: Any, commands: Sequence[Command], wait: Command
-) -> list[Any]:
-    replies: dict[int, Any] = {}
-    acknowledged = []
-    for node, batch in _by_master(client, commands):
-        staged = [
-            redis.asyncio.cluster.PipelineCommand(position, *command)
-            for position, command in enumerate([*(commands[i] for i in batch), wait])
-        ]
-        await node.execute_pipeline(staged)  # one connection to this master
-        for command in staged:
-            if isinstance(command.result, Exception):
-                raise command.result
-        acknowledged.append(staged.pop().result)
-        replies.update(zip(batch, (command.result for command in staged), strict=True))
-    _check_replicated(acknowledged, int(wait[1]))
-    return [replies[i] for i in range(len(commands))]
-
-
-def _by_master(client: Any, commands: Sequence[Command]) -> list[tuple[Any, list[int]]]:
-    groups: dict[str, tuple[Any, list[int]]] = {}
-    for index, command in enumerate(commands):
-        node = client.get_node_from_key(command[1])
-        groups.setdefault(node.name, (node, []))[1].append(index)
-    return list(groups.values())
-
-
-def _check_replicated(acknowledged: Sequence[Any], wanted: int) -> None:
-    fewest = min(int(count) for count in acknowledged)
-    if fewest < wanted:
-        raise NotReplicated(fewest, wanted)
-
-
-def _unavailable(error: RedisClusterException) -> RedisConnectionError:
-    return RedisConnectionError(f"Redis Cluster unavailable: {error}")
-
-
-_KEYED = CommandPolicies(
-    request_policy=RequestPolicy.DEFAULT_KEYED, response_policy=ResponsePolicy.DEFAULT_KEYED
-)
-
-
-class _ScriptsByKeys(BasePolicyResolver):
-    """Routes EVAL and EVALSHA by the keys they name, which redis-py reads locally."""
-
-    def __init__(self, fallback: PolicyResolver | None = None) -> None:
-        super().__init__({"core": {"eval": _KEYED, "evalsha": _KEYED}}, fallback)
-
-    def with_fallback(self, fallback: PolicyResolver) -> PolicyResolver:
-        return _ScriptsByKeys(fallback)
-
-
-class _SyncCluster(redis.cluster.RedisCluster):
-    """A RedisCluster whose failures are all RedisErrors, and whose pipelines route a
-    script by its keys: redis-py's own pipeline first sends COMMAND GETKEYS, with the
-    whole script, to some node (an extra round trip, and a failure if that node is down)."""
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(policy_resolver=_ScriptsByKeys(StaticPolicyResolver()), **options)
-
-    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
-        except RedisClusterException as error:
-            raise _unavailable(error) from error
-
-    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
-        if shard_hint:
-            raise RedisClusterException("shard_hint is deprecated in cluster mode")
-        # The arguments redis-py's own pipeline() passes, and the policy resolver it omits.
-        return _SyncClusterPipeline(
-            nodes_manager=self.nodes_manager,
-            commands_parser=self.commands_parser,
-            startup_nodes=self.nodes_manager.startup_nodes,  # type: ignore[arg-type]
-            result_callbacks=self.result_callbacks,
-            cluster_response_callbacks=self.cluster_response_callbacks,
-            read_from_replicas=self.read_from_replicas,
-            load_balancing_strategy=self.load_balancing_strategy,
-            reinitialize_steps=self.reinitialize_steps,
-            retry=self.retry,
-            lock=self._lock,
-            transaction=transaction,
-            policy_resolver=self._policy_resolver,
-            event_dispatcher=self._event_dispatcher,
-        )
-
-
-class _SyncClusterPipeline(redis.cluster.ClusterPipeline):
-    def execute(self, raise_on_error: bool = True) -> list[Any]:
-        try:
-            return list(super().execute(raise_on_error))
-        except RedisClusterException as error:
-            raise _unavailable(error) from error
-
-
-class _AsyncCluster(redis.asyncio.cluster.RedisCluster):
-    """An async RedisCluster whose failures are all RedisErrors."""
-
-    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await super().execute_command(*args, **kwargs)
-        except RedisClusterException as error:
-            raise _unavailable(error) from error
-
-    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
-        if shard_hint:
-            raise RedisClusterException("shard_hint is deprecated in cluster mode")
-        return _AsyncClusterPipeline(self, transaction)  # type: ignore[abstract]
-
-
-class _AsyncClusterPipeline(redis.asyncio.cluster.ClusterPipeline):
-    async def execute(
-        self, raise_on_error: bool = True, allow_redirections: bool = True
-    ) -> list[Any]:
-        try:
-            return list(await super().execute(raise_on_error, allow_redirections))
-        except RedisClusterException as error:
-            raise _unavailable(error) from error

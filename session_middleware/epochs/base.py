@@ -29,9 +29,11 @@ class EpochContext:
     redis: RedisClients
     epoch_ttl_ms: int
     redis_timeout: float | None
-    # A bump waits until this many replicas have it (0: no waiting).
+    # A bump waits until this many replicas have it (0: no waiting), each attempt for at
+    # most wait_timeout_ms, attempts made for at most wait_deadline seconds.
     wait_replicas: int = 0
     wait_timeout_ms: int = 1000
+    wait_deadline: float = 10.0
 
 
 @runtime_checkable

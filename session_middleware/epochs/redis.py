@@ -8,6 +8,7 @@ from .._core.steps import RedisIO, RedisSource, Step
 from .._redis.clients import RedisClients
 from .._redis.key_layout import UserId
 from .._redis.lua_scripts import BUMP_IF, ENSURE_EPOCH
+from .._redis.replication import Replication
 from .._redis.round_trip import Command, text
 from .base import EpochContext, Interface, ProviderFaces, new_epoch
 
@@ -97,12 +98,10 @@ class RedisEpochs(ProviderFaces):
     def bump_epoch(self, user_id: UserId) -> Step[str]:
         epoch = new_epoch()
         context = self.context
-        yield RedisIO(
-            tuple(self._set_commands(user_id, epoch)),
-            self.clients,
-            wait_replicas=context.wait_replicas,
-            wait_timeout_ms=context.wait_timeout_ms,
+        replication = Replication(
+            context.wait_replicas, context.wait_timeout_ms, context.wait_deadline
         )
+        yield RedisIO(tuple(self._set_commands(user_id, epoch)), self.clients, replication)
         return epoch
 
     def _runner_redis(self, method: str, is_async: bool) -> RedisSource:

@@ -59,7 +59,8 @@ def drive(step: Generator[Any, Any, Any], replies: list[Any]) -> Run:
                 run.steps.append(tuple(name_of(c) for c in request.commands))
                 run.commands += request.commands
                 run.targets.append(request.redis)
-                run.waits.append(request.wait_replicas)
+                replication = request.replication
+                run.waits.append(0 if replication is None else replication.wanted)
                 answer = replies.pop(0)
             request = step.send(answer)
     except StopIteration as done:

@@ -1,0 +1,250 @@
+"""Writes that return only once a replica has them, so that a failover cannot undo them.
+
+`replicated` decides, with no I/O, what to send and when to give up; `run_replicated_sync`
+and `run_replicated_async` carry its requests to a standalone, Sentinel or Cluster client.
+One attempt sends each master holding the keys its writes and asks about its replicas
+(INFO replication), then, when there are replicas to wait for, sends the writes again
+followed by WAIT on one connection, for `wanted` replicas: fewer when the master has
+fewer connected, unless this process has seen its replication history (its replication
+ID) with a replica before, since a replica that was cut off must still be waited for.
+A master Sentinel or the cluster promoted starts a new history, so a failover onto a
+replica that has no replica of its own does not block writes. An attempt that fails
+(the master is gone, was demoted, or too few replicas acknowledged) is made again, on
+the master the client finds then, until one succeeds or `deadline` seconds have passed;
+the last failure is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio.cluster
+from redis._parsers.helpers import parse_info
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from ..errors import NotReplicated
+from .clients import REDIS_ERRORS, is_cluster_client, ready_cluster
+from .round_trip import Command, run_async, run_sync, text
+
+_PAUSES = ExponentialWithJitterBackoff(cap=0.5, base=0.05)
+# What fails an attempt (and is raised once the deadline has passed).
+_FAILURES: tuple[type[Exception], ...] = (NotReplicated, *REDIS_ERRORS)
+# The replication IDs of the masters seen with a replica connected, in this process.
+REPLICATED_HISTORIES: set[str] = set()
+
+
+@dataclass(frozen=True)
+class Replication:
+    """How a write is made durable: `wanted` replicas (0: not waited for), each attempt
+    waiting at most `timeout_ms` for them, attempts made for at most `deadline` seconds."""
+
+    wanted: int
+    timeout_ms: int
+    deadline: float
+
+
+@dataclass(frozen=True)
+class Masters:
+    """Request: the commands' indices grouped by the master that serves them."""
+
+
+# OnMaster.group when the commands need not share a connection (nothing is waited for).
+ANY_CONNECTION = -1
+
+
+@dataclass(frozen=True)
+class OnMaster:
+    """Request: run `commands` on one connection to the master of group `group`."""
+
+    group: int
+    commands: list[Command]
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Request: wait `seconds`, then have the client read the topology again."""
+
+    seconds: float
+
+
+Request = Masters | OnMaster | Pause
+# A request's reply, or the exception running it raised.
+Reply = Any
+
+
+def replicated(
+    commands: Sequence[Command], policy: Replication, histories: set[str] = REPLICATED_HISTORIES
+) -> Generator[Request, Reply, list[Any]]:
+    """The replies to `commands`, once replicated as `policy` says (see the module);
+    `histories` holds the replication IDs seen with a replica, and is added to."""
+    if not policy.wanted:
+        replies = yield OnMaster(ANY_CONNECTION, list(commands))
+        _raise_if_error(replies)
+        return list(replies)
+    deadline, failures = time.monotonic() + policy.deadline, 0
+    while True:
+        try:
+            return (yield from _attempt(commands, policy, histories))
+        except _FAILURES as error:
+            failures += 1
+            pause = _PAUSES.compute(failures)
+            if time.monotonic() + pause >= deadline:
+                raise error
+            yield Pause(pause)
+
+
+def _attempt(
+    commands: Sequence[Command], policy: Replication, histories: set[str]
+) -> Generator[Request, Reply, list[Any]]:
+    groups = yield Masters()
+    _raise_if_error(groups)
+    replies: dict[int, Any] = {}
+    for group, indices in enumerate(groups):
+        sent = [commands[index] for index in indices]
+        results = yield OnMaster(group, [*sent, ("INFO", "replication")])
+        wait = _replicas_to_wait(results, policy.wanted, histories)
+        if wait:
+            # WAIT counts the writes made on its own connection, so the writes go again
+            # before it, in one round trip (the same values: repeating them is harmless).
+            results = yield OnMaster(group, [*sent, ("WAIT", wait, policy.timeout_ms)])
+            _raise_if_error(results)
+            acknowledged = int(results[-1])
+            if acknowledged < wait:
+                raise NotReplicated(acknowledged, wait)
+        replies.update(zip(indices, results[:-1], strict=True))
+    return [replies[index] for index in range(len(commands))]
+
+
+def _replicas_to_wait(replies: Any, wanted: int, histories: set[str]) -> int:
+    """How many replicas to WAIT for, given the replies to the writes and a master's
+    INFO replication (see the module). A server that is not a master (a demoted one,
+    before Sentinel told every client) fails the attempt; one that refuses INFO (an ACL)
+    is waited on for `wanted`."""
+    if isinstance(replies, ResponseError):
+        return wanted
+    _raise_if_error(replies)
+    info = replies[-1]
+    if not isinstance(info, dict):
+        info = parse_info(text(info))  # type: ignore[no-untyped-call]
+    if info.get("role") != "master":
+        raise RedisConnectionError("the server is no longer the master")
+    connected, history = int(info.get("connected_slaves", 0)), str(info.get("master_replid"))
+    if connected:
+        histories.add(history)
+    return wanted if history in histories else min(wanted, connected)
+
+
+def _raise_if_error(reply: Any) -> None:
+    if isinstance(reply, Exception):
+        raise reply
+
+
+# -- the drivers ---------------------------------------------------------------------
+
+
+class _Run:
+    """One run of `replicated`: its next request, given the reply to the last one, and
+    what the drivers keep between requests (the masters found)."""
+
+    def __init__(self, commands: Sequence[Command], policy: Replication) -> None:
+        self.commands = commands
+        self.masters: list[Any] = []
+        self.reply: Reply = None
+        self.result: list[Any] = []
+        self._steps = replicated(commands, policy)
+
+    def next_request(self) -> Request | None:
+        """The next request, or None once done (`result` holds the replies)."""
+        try:
+            return self._steps.send(self.reply)
+        except StopIteration as done:
+            self.result = done.value
+            return None
+
+
+def run_replicated_sync(client: Any, commands: Sequence[Command], policy: Replication) -> list[Any]:
+    """Run write commands, each keyed by its first argument and safe to repeat, as
+    `replicated` says, on a sync client; raise NotReplicated, or the client's error,
+    when no attempt succeeded before the deadline."""
+    run = _Run(commands, policy)
+    while (request := run.next_request()) is not None:
+        try:
+            run.reply = _serve_sync(client, run, request)
+        except _FAILURES as error:
+            run.reply = error
+    return run.result
+
+
+def _serve_sync(client: Any, run: _Run, request: Request) -> Reply:
+    cluster = is_cluster_client(client)
+    if isinstance(request, Masters):
+        run.masters, groups = _by_master(client, run.commands)
+        return groups
+    if isinstance(request, OnMaster):
+        on_node = cluster and request.group != ANY_CONNECTION
+        target = client.get_redis_connection(run.masters[request.group]) if on_node else client
+        return run_sync(target, request.commands)
+    time.sleep(request.seconds)
+    if cluster:
+        client.nodes_manager.initialize()
+    return None
+
+
+async def run_replicated_async(
+    client: Any, commands: Sequence[Command], policy: Replication
+) -> list[Any]:
+    """The async driver of `replicated` (see run_replicated_sync)."""
+    run = _Run(commands, policy)
+    while (request := run.next_request()) is not None:
+        try:
+            run.reply = await _serve_async(client, run, request)
+        except _FAILURES as error:
+            run.reply = error
+    return run.result
+
+
+async def _serve_async(client: Any, run: _Run, request: Request) -> Reply:
+    cluster = is_cluster_client(client)
+    if isinstance(request, Masters):
+        await ready_cluster(client)
+        run.masters, groups = _by_master(client, run.commands)
+        return groups
+    if isinstance(request, OnMaster):
+        if cluster and request.group != ANY_CONNECTION:
+            return await _on_node_async(run.masters[request.group], request.commands)
+        return await run_async(client, request.commands)
+    await asyncio.sleep(request.seconds)
+    if cluster:
+        await client.nodes_manager.initialize()
+    return None
+
+
+def _by_master(client: Any, commands: Sequence[Command]) -> tuple[list[Any], list[list[int]]]:
+    """The masters serving `commands` (a cluster's nodes; [client] otherwise) and, for
+    each, the indices of the commands it serves."""
+    if not is_cluster_client(client):
+        return [client], [list(range(len(commands)))]
+    groups: dict[str, tuple[Any, list[int]]] = {}
+    for index, command in enumerate(commands):
+        node = client.get_node_from_key(command[1])
+        groups.setdefault(node.name, (node, []))[1].append(index)
+    return [node for node, _ in groups.values()], [indices for _, indices in groups.values()]
+
+
+async def _on_node_async(node: Any, commands: list[Command]) -> list[Any]:
+    """`commands` on one connection to a cluster node (WAIT counts that connection's writes)."""
+    staged = [
+        redis.asyncio.cluster.PipelineCommand(position, *command)
+        for position, command in enumerate(commands)
+    ]
+    await node.execute_pipeline(staged)
+    replies = [command.result for command in staged]
+    for reply in replies:
+        _raise_if_error(reply)
+    return replies
