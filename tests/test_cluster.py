@@ -29,10 +29,10 @@ from session_middleware._redis.clients import (
     run_replicated_sync,
 )
 
-from .load_app import starlette_app
-from .redis_servers import HOST, ClusterServers, free_port
-from .stories import BASE, Browser, browsers_for, full_story
 from .support import SECRET, new_prefix
+from .support.load_app import starlette_app
+from .support.redis_servers import HOST, ClusterServers, free_port
+from .support.stories import BASE, Browser, browsers_for, full_story
 
 FAILOVER_DEADLINE = 20.0
 scripts_source = inspect.getsource(scripts_module)

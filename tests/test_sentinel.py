@@ -26,9 +26,9 @@ from session_middleware._redis.clients import (
     run_replicated_sync,
 )
 
-from .redis_servers import SentinelServers
-from .stories import Browser, browsers_for, full_story
 from .support import SECRET, new_prefix
+from .support.redis_servers import SentinelServers
+from .support.stories import Browser, browsers_for, full_story
 
 SERVICE = "mymaster"
 FAILOVER_DEADLINE = 20.0

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from session_middleware import ConfigurationError, SessionMiddleware, SQLEpochs, sessions
 
 from .support import REDIS_URL, SECRET
-from .test_sql_support import (
+from .support.sql import (
     ASYNC_BACKENDS,
     SYNC_BACKENDS,
     Backend,

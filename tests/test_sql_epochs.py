@@ -17,20 +17,19 @@ from session_middleware import sessions
 from session_middleware.epochs.sql import UnknownUser
 
 from .support import REDIS_URL, SECRET
-from .test_sql_support import (
+from .support.http import asgi_client_of, wsgi_client_of
+from .support.sql import (
     ASYNC_BACKENDS,
     OLD_HASH,
     SYNC_BACKENDS,
     Backend,
     aepoch_in_db,
-    asgi_client,
     async_users,
     epoch_in_db,
     flask_app,
     ids,
     starlette_app,
     sync_users,
-    wsgi_client,
 )
 
 # Each database runs the story once through a Connection and, where there are two
@@ -62,7 +61,11 @@ def test_password_reset_story_wsgi(
             secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, epochs=epochs
         )
         app = flask_app(config, epochs, table, tx)
-        with wsgi_client(app) as phone, wsgi_client(app) as laptop, wsgi_client(app) as other:
+        with (
+            wsgi_client_of(app) as phone,
+            wsgi_client_of(app) as laptop,
+            wsgi_client_of(app) as other,
+        ):
             for device in (phone, laptop):
                 assert device.post("/login/1").status_code == 200
                 assert device.get("/me").json() == {"user": 1, "rejected": None}
@@ -109,7 +112,11 @@ async def test_password_reset_story_asgi(
             secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, epochs=epochs
         )
         app = starlette_app(config, epochs, table, tx)
-        async with asgi_client(app) as phone, asgi_client(app) as laptop, asgi_client(app) as other:
+        async with (
+            asgi_client_of(app) as phone,
+            asgi_client_of(app) as laptop,
+            asgi_client_of(app) as other,
+        ):
             for device in (phone, laptop):
                 assert (await device.post("/login/1")).status_code == 200
                 assert (await device.get("/me")).json() == {"user": 1, "rejected": None}
@@ -136,7 +143,7 @@ async def test_password_reset_story_asgi(
             assert (await laptop.get("/me")).json() == {"user": 1, "rejected": None}
             assert (await phone.get("/me")).json() == {"user": None, "rejected": "epoch"}
         await config.ainvalidate_user(2)
-        async with asgi_client(app) as other:
+        async with asgi_client_of(app) as other:
             assert (await other.get("/me")).json()["user"] is None
 
 

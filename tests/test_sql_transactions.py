@@ -29,7 +29,8 @@ from session_middleware import SessionConfig, sessions
 from session_middleware.epochs.sql import SQLEpochs
 
 from .support import OTHER_SECRET, REDIS_URL, SECRET
-from .test_sql_support import (
+from .support.redis_servers import free_port
+from .support.sql import (
     ASYNC_BACKENDS,
     OLD_HASH,
     SYNC_BACKENDS,
@@ -37,7 +38,6 @@ from .test_sql_support import (
     aepoch_in_db,
     async_users,
     epoch_in_db,
-    free_port,
     ids,
     sync_users,
 )

@@ -13,9 +13,8 @@ import redis
 from session_middleware import InvalidationUncertain, SessionConfig, StoreUnavailable, sessions
 from session_middleware._redis.clients import UNAVAILABLE
 
-from .private_redis import server
-from .redis_servers import RedisServer
 from .support import SECRET
+from .support.redis_servers import RedisServer, server
 
 __all__ = ["server"]  # the fixture
 

@@ -13,10 +13,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 HOST = "127.0.0.1"
@@ -186,6 +187,16 @@ class Servers:
             with contextlib.suppress(Exception):
                 server.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    """A private redis-server for one test, that the test may kill, pause or freeze."""
+    group, server = standalone()
+    try:
+        yield server
+    finally:
+        group.stop()
 
 
 def standalone(options: Sequence[str] = ()) -> tuple[Servers, RedisServer]:
