@@ -1,6 +1,7 @@
 """Counting Redis round trips and commands: a redis.asyncio client that counts, the way
-tests/support.py does, and, for clients built where no client can be passed in (local_cache's
-tracking pool), every redis.asyncio connection of the process for a while."""
+tests/support/counting.py does (with the writes among them), and, for clients built where
+no client can be passed in (local_cache's tracking pool), every redis.asyncio connection of
+the process for a while."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import redis.asyncio
 
 from session_middleware._redis import lua_scripts as scripts
 from session_middleware._redis.round_trip import script_sha
+from tests.support.counting import Counter as RoundTrips
 
 from .settings import REDIS_URL
 
@@ -65,15 +67,7 @@ def is_write(name: str) -> bool:
     return name in WRITES
 
 
-class Counter:
-    def __init__(self) -> None:
-        self.round_trips = 0
-        self.commands: list[str] = []
-
-    def reset(self) -> None:
-        self.round_trips = 0
-        self.commands = []
-
+class Counter(RoundTrips):
     @property
     def writes(self) -> int:
         return sum(1 for name in self.commands if is_write(name))

@@ -1,7 +1,7 @@
 """Where one scenario's time goes: a pyinstrument tree, and cProfile grouped by package.
 
 ``python -m benchmarks profile --variant ours-redis --scenario read`` writes
-results/profile-ours-redis-read.txt.
+runs/full/profile-ours-redis-read.txt.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import io
 import pstats
 from pathlib import Path
 
-from .cleanup import delete_prefix
 from .inprocess import prepare
-from .settings import new_prefix
+from .settings import delete_prefix, new_prefix
 from .variants import build
 
 GROUPS = (

@@ -1,21 +1,145 @@
-"""The results as Markdown: targets first, then every table."""
+"""The report: the machine and versions a run measured, the statistics of repeated
+measurements, and the results as Markdown (targets first, then every table)."""
 
 from __future__ import annotations
 
+import datetime
+import importlib.metadata
+import importlib.util
+import math
+import os
+import platform
+import statistics
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from .contention import KINDS
-from .environment import line
+from .endtoend import wrk_path
 from .inprocess import REFERENCES
 from .scale import METHODS
 from .scenarios import INVALIDATE, INVALIDATE_LABEL, REQUESTS
-from .stats import Summary, paired_ratios
+from .settings import REDIS_URL
 from .variants import LABELS
-from .window import percentile
 
 SCENARIO_LABELS = {s.key: s.label for s in REQUESTS} | {INVALIDATE: INVALIDATE_LABEL}
 OURS = "ours-redis"
 CACHED = "ours-cache"
+
+
+# -- the machine and the versions, for the report's first line --------------------------
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _wrk_version() -> str:
+    path = wrk_path()
+    if path is None:
+        return "not installed"
+    run = subprocess.run([path, "-v"], capture_output=True, text=True, check=False)
+    words = (run.stdout + run.stderr).split()
+    return words[1] if len(words) > 1 else "unknown"
+
+
+def describe() -> dict[str, str]:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        server = client.info("server")
+    finally:
+        client.close()
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": str(os.cpu_count()),
+        "cpu": _cpu_model(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "redis-py": _version("redis"),
+        "hiredis": _version("hiredis"),
+        "redis server": str(server.get("redis_version")),
+        "starlette": _version("starlette"),
+        "starsessions": _version("starsessions"),
+        "session-middleware": _version("session-middleware"),
+        "uvicorn": f"{_version('uvicorn')} (loop {loop}, http {http})",
+        "wrk": _wrk_version(),
+    }
+
+
+def line(env: dict[str, str]) -> str:
+    return (
+        f"{env['cpus']} CPUs ({env['cpu']}), {env['os']}, Python {env['python']}, "
+        f"redis-py {env['redis-py']} (hiredis {env['hiredis']}), Redis server "
+        f"{env['redis server']}, starlette {env['starlette']}, starsessions "
+        f"{env['starsessions']}, uvicorn {env['uvicorn']}, wrk {env['wrk']}; {env['date']}"
+    )
+
+
+# -- median and spread of repeated measurements ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Summary:
+    median: float
+    q1: float
+    q3: float
+    low: float
+    high: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Summary:
+        if not values:
+            raise ValueError("no values")
+        ordered = sorted(values)
+        if len(ordered) >= 2:
+            q1, _, q3 = statistics.quantiles(ordered, n=4, method="inclusive")
+        else:
+            q1 = q3 = ordered[0]
+        return cls(statistics.median(ordered), q1, q3, ordered[0], ordered[-1], len(ordered))
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "median": self.median,
+            "q1": self.q1,
+            "q3": self.q3,
+            "min": self.low,
+            "max": self.high,
+            "n": self.n,
+        }
+
+
+def paired_ratios(values: Sequence[float], references: Sequence[float]) -> list[float]:
+    """value / reference for each repeat: both were taken in the same repeat, side by side."""
+    return [value / reference for value, reference in zip(values, references, strict=True)]
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Nearest-rank percentile: the smallest value with `share` of the values at or below."""
+    ordered = sorted(values)
+    return ordered[max(math.ceil(share * len(ordered)) - 1, 0)]
+
+
+# -- the tables -------------------------------------------------------------------------
 
 
 def _us(values: list[float]) -> str:
@@ -462,8 +586,8 @@ def counts(section: dict[str, Any]) -> list[str]:
     out = [
         "## Redis round trips and commands per request",
         "",
-        "Counted through a connection class that counts what is sent (like tests/support.py), "
-        "averaged over 10 requests.",
+        "Counted through a connection class that counts what is sent (like "
+        "tests/support/counting.py), averaged over 10 requests.",
         "",
     ]
     rows = []
@@ -763,7 +887,4 @@ def render(results: dict[str, Any]) -> str:
         out += [*window(results["window"]), ""]
     if results.get("scale"):
         out += [*scale(results["scale"]), ""]
-    charts = results.get("charts", [])
-    if charts:
-        out += ["## Charts", ""] + [f"![{name}]({name})" for name in charts] + [""]
     return "\n".join(out)

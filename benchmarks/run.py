@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from . import (
-    charts,
     contention,
     endtoend,
-    environment,
     inprocess,
     instructions,
     memory,
@@ -26,13 +24,14 @@ from . import (
     sql,
     window,
 )
-from .cleanup import delete_prefix
 from .scenarios import INVALIDATE, REQUESTS
-from .settings import MODES, new_prefix, with_overrides
+from .settings import MODES, delete_prefix, new_prefix, with_overrides
 from .variants import ORDER, available
 
 PARTS = ("inprocess", "instructions", "endtoend", "contention", "memory", "window", "scale")
-RESULTS = Path(__file__).resolve().parent / "results"
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"  # the summaries the README quotes (committed)
+RUNS = HERE / "runs"  # raw figures, profiles and quick runs (ignored by git)
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -50,14 +49,13 @@ def parser() -> argparse.ArgumentParser:
         nargs="?",
         default="run",
         choices=("run", "profile", "report"),
-        help="run the suite (default); profile one scenario; re-render the report "
-        "from results JSON",
+        help="run the suite (default); profile one scenario; re-render latest.md "
+        "from the run's latest.json",
     )
     p.add_argument(
         "--quick",
         action="store_true",
-        help="fewer repeats, 2 s wrk runs, 10 and 10^4 sessions (under two minutes); "
-        "writes to results/quick/",
+        help="fewer repeats, 2 s wrk runs, 10 and 10^4 sessions; writes to runs/quick/",
     )
     p.add_argument(
         "--only", nargs="+", choices=PARTS, default=list(PARTS), help="run only these parts"
@@ -72,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-repeats", type=int)
     p.add_argument("--window-rounds", type=int, help="local_cache window: invalidations timed")
     p.add_argument("--window-workers", type=int, help="local_cache window: worker processes")
-    p.add_argument("--out", type=Path, help="results directory")
+    p.add_argument("--out", type=Path, help="write the summary and the raw figures here")
     p.add_argument("--variant", default="ours-redis", choices=ORDER, help="profile: the variant")
     p.add_argument(
         "--scenario",
@@ -93,11 +91,22 @@ def _tidy(prefix: str) -> None:
     log(f"deleted {delete_prefix(prefix)} keys under {prefix}")
 
 
-def write(results: dict[str, Any], directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "latest.json").write_text(json.dumps(results, indent=1))
-    results["charts"] = charts.render(results, directory)
-    path = directory / "latest.md"
+def directories(args: argparse.Namespace) -> tuple[Path, Path]:
+    """Where the summary (latest.md) and the raw figures (latest.json) go: a full run
+    updates the committed summary in results/ and keeps its raw figures in runs/full/;
+    --quick and --out keep both together."""
+    if args.out is not None:
+        return args.out, args.out
+    if args.quick:
+        return RUNS / "quick", RUNS / "quick"
+    return RESULTS, RUNS / "full"
+
+
+def write(results: dict[str, Any], summary: Path, raw: Path) -> Path:
+    for directory in (summary, raw):
+        directory.mkdir(parents=True, exist_ok=True)
+    (raw / "latest.json").write_text(json.dumps(results, indent=1))
+    path = summary / "latest.md"
     path.write_text(report.render(results))
     return path
 
@@ -115,7 +124,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> Path:
         window_rounds=args.window_rounds,
         window_workers=args.window_workers,
     )
-    directory = args.out or (RESULTS / "quick" if args.quick else RESULTS)
     wanted = [key for key in ORDER if key in args.variants]
     skipped = {key: why for key in wanted if (why := available(key)) is not None}
     for key, why in skipped.items():
@@ -124,7 +132,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> Path:
     results: dict[str, Any] = {
         "command": " ".join(["python -m benchmarks", *argv]),
         "mode": asdict(mode),
-        "environment": environment.describe(),
+        "environment": report.describe(),
         "skipped": skipped,
     }
     prefix = new_prefix()
@@ -175,20 +183,20 @@ def run(args: argparse.Namespace, argv: list[str]) -> Path:
             sql.drop(prefix)
     results["seconds"] = round(time.monotonic() - started, 1)
     results["load"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
-    return write(results, directory)
+    return write(results, *directories(args))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
-    directory = args.out or RESULTS
+    summary, raw = directories(args)
     if args.command == "profile":
-        directory.mkdir(parents=True, exist_ok=True)
-        log(f"wrote {profile.main(args.variant, args.scenario, args.requests, directory)}")
+        raw.mkdir(parents=True, exist_ok=True)
+        log(f"wrote {profile.main(args.variant, args.scenario, args.requests, raw)}")
         return 0
     if args.command == "report":
-        results = json.loads((directory / "latest.json").read_text())
-        log(f"wrote {write(results, directory)}")
+        results = json.loads((raw / "latest.json").read_text())
+        log(f"wrote {write(results, summary, raw)}")
         return 0
     path = run(args, argv)
     log(f"wrote {path}")

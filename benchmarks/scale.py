@@ -22,10 +22,9 @@ from session_middleware import get_session, sessions
 from session_middleware._redis.key_layout import session_handle
 from session_middleware.epochs import new_epoch
 
-from .cleanup import delete_prefix
 from .counting import Counter, counted_client
 from .driver import Request
-from .settings import REDIS_URL, SECRET, SESSION_LIFETIME, Mode
+from .settings import REDIS_URL, SECRET, SESSION_LIFETIME, Mode, delete_prefix
 from .variants import COOKIE
 
 SESSIONS_PER_USER = 5

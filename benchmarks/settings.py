@@ -1,4 +1,5 @@
-"""What one run measures and how hard: the modes, the Redis, the secrets."""
+"""What one run measures and how hard: the modes, the Redis, the secrets, and the run's
+own key prefix (deleted with SCAN MATCH and UNLINK in batches at the end; never a flush)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import uuid
 from dataclasses import dataclass, replace
 from typing import Any
+
+import redis
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "benchmark-secret-key-0123456789abcdefghijklmnop"
@@ -70,3 +73,26 @@ def with_overrides(mode: Mode, **changes: Any) -> Mode:
 def new_prefix() -> str:
     """A key prefix of this run's own; everything under it is deleted at the end."""
     return f"smbench:{uuid.uuid4().hex[:10]}:"
+
+
+DELETE_BATCH = 10_000
+
+
+def delete_prefix(prefix: str, url: str = REDIS_URL) -> int:
+    """UNLINK every key under `prefix`; returns how many were deleted."""
+    if not prefix or "*" in prefix:
+        raise ValueError("refusing to delete without a literal prefix")
+    client = redis.Redis.from_url(url)
+    deleted = 0
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=prefix + "*", count=DELETE_BATCH):
+            batch.append(key)
+            if len(batch) >= DELETE_BATCH:
+                deleted += client.unlink(*batch)
+                batch = []
+        if batch:
+            deleted += client.unlink(*batch)
+    finally:
+        client.close()
+    return deleted

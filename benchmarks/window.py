@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import multiprocessing
 import time
 from collections.abc import Callable
@@ -33,9 +32,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from session_middleware import SessionConfig, get_session, sessions
-from tests.freezing_proxy import FreezingProxy
+from tests.support.freezing_proxy import FreezingProxy
 
 from .driver import Request
+from .report import percentile
 from .settings import REDIS_URL, SECRET, Mode
 from .variants import CACHE_ENTRIES, COOKIE
 
@@ -59,12 +59,6 @@ class Window:
     busy_windows_us: list[float] = field(default_factory=list)  # the same, handlers busy
     partition_windows_us: list[float] = field(default_factory=list)  # last served - return
     partition_answers: dict[str, int] = field(default_factory=dict)  # the first read refused
-
-
-def percentile(values: list[float], share: float) -> float:
-    """Nearest-rank percentile: the smallest value with `share` of the values at or below."""
-    ordered = sorted(values)
-    return ordered[max(math.ceil(share * len(ordered)) - 1, 0)]
 
 
 def _config(prefix: str, url: str = REDIS_URL) -> SessionConfig:

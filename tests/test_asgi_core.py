@@ -11,8 +11,9 @@ import redis
 
 from session_middleware import SessionConfig, sessions
 
-from .apps import asgi_app
-from .support import REDIS_URL, SECRET, Counter, counted_async_client, keys_under
+from .support import REDIS_URL, SECRET, keys_under
+from .support.apps import asgi_app
+from .support.counting import Counter, counted_async_client
 
 pytestmark = pytest.mark.anyio
 

@@ -12,11 +12,11 @@ import pytest
 
 from session_middleware import ConfigurationError, SessionConfig, sessions
 
-from .freezing_proxy import FreezingProxy
-from .private_redis import server
-from .redis_servers import HOST, RedisServer, free_port
 from .support import SECRET
-from .test_local_cache import browser, cache_of, ready
+from .support.freezing_proxy import FreezingProxy
+from .support.http import asgi_client
+from .support.local_cache import cache_of, ready
+from .support.redis_servers import HOST, RedisServer, free_port, server
 
 __all__ = ["server"]  # the fixture
 
@@ -86,7 +86,7 @@ async def alice(  # type: ignore[no-untyped-def]
 ) -> AsyncIterator[tuple[SessionConfig, httpx.AsyncClient]]:
     """A cached worker on the private server, and a browser whose session it has cached."""
     here = await started(server.url, key_prefix, closing)
-    async with browser(here) as client:
+    async with asgi_client(here) as client:
         await log_in_and_cache(client, here)
         yield here, client
 
@@ -95,7 +95,7 @@ async def test_a_silent_partition_stops_cached_sessions_within_the_bound(  # typ
     server, proxy, key_prefix, closing
 ) -> None:
     here = await started(proxy.url, key_prefix, closing)
-    async with browser(here) as client:
+    async with asgi_client(here) as client:
         await log_in_and_cache(client, here)
         proxy.freeze()
         plain_worker(server.url, key_prefix).invalidate_user("alice")
@@ -139,12 +139,12 @@ async def test_an_idle_cache_stays_in_use_while_its_listener_answers(  # type: i
 async def test_a_worker_started_while_redis_is_down_answers_503(  # type: ignore[no-untyped-def]
     server, key_prefix, closing
 ) -> None:
-    async with browser(plain_worker(server.url, key_prefix)) as client:
+    async with asgi_client(plain_worker(server.url, key_prefix)) as client:
         await get(client, "/login?user=alice")
         cookie = client.cookies["session"]
     nowhere = cached_worker(f"redis://{HOST}:{free_port()}/0", key_prefix)
     closing.append(nowhere)
-    async with browser(nowhere, cookie) as client:
+    async with asgi_client(nowhere, cookie) as client:
         for _ in range(3):
             assert (await get(client)).status_code == 503
 
@@ -152,12 +152,12 @@ async def test_a_worker_started_while_redis_is_down_answers_503(  # type: ignore
     try:
         frozen = cached_worker(server.url, key_prefix)
         closing.append(frozen)
-        async with browser(frozen, cookie) as client:
+        async with asgi_client(frozen, cookie) as client:
             assert (await get(client)).status_code == 503
     finally:
         server.resume()
     await ready(frozen)
-    async with browser(frozen, cookie) as client:
+    async with asgi_client(frozen, cookie) as client:
         assert (await get(client)).json()["user"] == "alice"
 
 

@@ -14,9 +14,9 @@ import pytest
 
 from session_middleware import SessionConfig
 
-from .apps import wsgi_app
-from .redis_servers import RedisServer, Servers, standalone
 from .support import OTHER_SECRET, REDIS_URL, SECRET
+from .support.apps import wsgi_app
+from .support.redis_servers import RedisServer, Servers, standalone
 
 SCRIPT = str(Path(sys.executable).with_name("session-middleware"))  # the installed command
 

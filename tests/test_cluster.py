@@ -29,10 +29,10 @@ from session_middleware._redis.replication import (
     run_replicated_sync,
 )
 
-from .load_app import starlette_app
-from .redis_servers import HOST, ClusterServers, free_port
-from .stories import BASE, Browser, browsers_for, full_story
 from .support import SECRET, new_prefix
+from .support.load_app import starlette_app
+from .support.redis_servers import HOST, ClusterServers, free_port
+from .support.stories import BASE, Browser, browsers_for, full_story
 
 ONE_REPLICA = Replication(wanted=1, timeout_ms=2000, deadline=5.0)
 FAILOVER_DEADLINE = 20.0

@@ -20,10 +20,10 @@ import redis.asyncio.cluster
 
 from session_middleware import SessionConfig
 
-from .cluster_load import load_config
-from .load_app import starlette_app, wsgi_app
-from .redis_servers import HOST, ClusterServers
-from .stories import BASE
+from .support.cluster_load import load_config
+from .support.load_app import starlette_app, wsgi_app
+from .support.redis_servers import HOST, ClusterServers
+from .support.stories import BASE
 
 USERS = 34
 FRESH_STARTS = 3

@@ -20,10 +20,10 @@ from redis.crc import key_slot
 
 from session_middleware import SessionConfig, StoreUnavailable
 
-from .cluster_load import Load, invalidate_all, load_config
-from .load_app import starlette_app, wsgi_app
-from .redis_servers import ClusterServers
-from .stories import browsers_for
+from .support.cluster_load import Load, invalidate_all, load_config
+from .support.load_app import starlette_app, wsgi_app
+from .support.redis_servers import ClusterServers
+from .support.stories import browsers_for
 
 INVALIDATED = 6
 

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from .cluster_load import Load, load_config
-from .load_app import starlette_app, wsgi_app
-from .redis_servers import ClusterServers
-from .stories import browsers_for
+from .support.cluster_load import Load, load_config
+from .support.load_app import starlette_app, wsgi_app
+from .support.redis_servers import ClusterServers
+from .support.stories import browsers_for
 
 SLOTS_MOVED = 10
 # Long enough to hold each slot half-moved while requests come in.

@@ -13,8 +13,8 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test.utils import override_settings
 
-from .django_native_settings import configure
 from .support import REDIS_URL
+from .support.django_native.settings import configure
 
 configure()
 

@@ -44,8 +44,10 @@ from session_middleware._cookies import CookieRef
 from session_middleware._fail_closed import BODY
 from session_middleware._redis.key_layout import new_anonymous_tag, new_session_id
 
-from .django_native_settings import FAST_HASHERS, configure
-from .support import OTHER_SECRET, REDIS_URL, SECRET, Counter, counted_sync_client, keys_under
+from .support import OTHER_SECRET, REDIS_URL, SECRET
+from .support.counting import Counter, counted_sync_client
+from .support.django_native.settings import FAST_HASHERS, configure
+from .support.stored import session_keys
 
 configure()
 
@@ -53,7 +55,7 @@ from session_middleware.django import SessionStore, invalidate_user  # noqa: E40
 from session_middleware.django._settings import get_config  # noqa: E402
 from session_middleware.django.engine import CLEAR_EXPIRED_REASON  # noqa: E402
 
-from .django_native_models import Member  # noqa: E402
+from .support.django_native.models import Member  # noqa: E402
 
 ENGINE = "session_middleware.django"
 COOKIE = "sessionid"
@@ -63,7 +65,7 @@ PROJECT = {
         "django.contrib.auth",
         "django.contrib.contenttypes",
         "django.contrib.sessions",
-        "tests.django_native_app.NativeTestsConfig",
+        "tests.support.django_native.apps.NativeTestsConfig",
     ],
     "ROOT_URLCONF": __name__,
     "ALLOWED_HOSTS": ["testserver"],
@@ -219,10 +221,6 @@ def new_user() -> Any:
     )
 
 
-def session_records(prefix: str) -> list[str]:
-    return [key for key in keys_under(prefix) if ":s:" in key]
-
-
 # -- browsers: Django's test clients and httpx, over WSGI and ASGI -----------------------
 
 
@@ -316,7 +314,7 @@ def test_wsgi_login_and_logout(kind: str, config: SessionConfig, key_prefix: str
 
     assert browser.post("/logout")["user"] is None
     assert browser.cookie is None, "logout() clears the cookie"
-    assert session_records(key_prefix) == []
+    assert session_keys(key_prefix) == []
     assert Browser(kind, cookie=logged_in).get("/read")["user"] is None
 
 
@@ -344,7 +342,7 @@ async def test_asgi_login_and_logout(kind: str, config: SessionConfig, key_prefi
 
     await browser.post("/alogout")
     assert browser.cookie is None
-    assert session_records(key_prefix) == []
+    assert session_keys(key_prefix) == []
     assert (await browser.get("/aread"))["user"] is None
 
 
@@ -474,7 +472,7 @@ def test_django_test_client_login_helpers(config: SessionConfig, key_prefix: str
     assert client.login(username=user.username, password=PASSWORD)
     assert client.get("/read").json()["bound"] == str(user.pk)
     client.logout()
-    assert session_records(key_prefix) == []
+    assert session_keys(key_prefix) == []
 
 
 def test_a_cookie_we_did_not_sign_is_never_looked_up(config: SessionConfig) -> None:
@@ -512,7 +510,7 @@ def test_session_api(config: SessionConfig, key_prefix: str) -> None:
 
     again.flush()
     assert again.session_key is None and again.is_empty()
-    assert session_records(key_prefix) == []
+    assert session_keys(key_prefix) == []
 
 
 @pytest.mark.anyio
@@ -541,7 +539,7 @@ async def test_async_session_api(config: SessionConfig, key_prefix: str) -> None
 
     await again.aflush()
     assert again.session_key is None
-    assert session_records(key_prefix) == []
+    assert session_keys(key_prefix) == []
 
 
 def test_expiry(config: SessionConfig, key_prefix: str) -> None:
@@ -569,7 +567,7 @@ def test_expiry(config: SessionConfig, key_prefix: str) -> None:
     expired = SessionStore(loaded.session_key)
     assert expired.get("a") is None, "a passed set_expiry() date ends the session"
     assert expired.session_key is None
-    assert session_records(key_prefix) == []
+    assert session_keys(key_prefix) == []
 
 
 def test_expiry_after_inactivity(config: SessionConfig, key_prefix: str) -> None:
@@ -580,7 +578,7 @@ def test_expiry_after_inactivity(config: SessionConfig, key_prefix: str) -> None
     assert SessionStore(store.session_key).get("a") == 1
     time.sleep(1.05)
     assert SessionStore(store.session_key).get("a") is None
-    assert session_records(key_prefix) == []
+    assert session_keys(key_prefix) == []
 
 
 @pytest.mark.anyio

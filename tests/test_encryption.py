@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 import redis
 from cryptography.fernet import Fernet
 
 from session_middleware import ConfigurationError, sessions
 
-from .apps import asgi_app
 from .support import REDIS_URL, SECRET, keys_under
+from .support.apps import asgi_app
+from .support.http import asgi_client_of
 
 pytestmark = pytest.mark.anyio
-
-
-def client_for(app: object) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
 
 async def test_records_are_encrypted_at_rest_and_keys_rotate(key_prefix: str) -> None:
@@ -24,7 +20,7 @@ async def test_records_are_encrypted_at_rest_and_keys_rotate(key_prefix: str) ->
     old = sessions(
         secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, encryption_key=old_key
     )
-    async with client_for(old(asgi_app)) as client:
+    async with asgi_client_of(old(asgi_app)) as client:
         await client.get("/login?user=alice")
         await client.get("/set?key=card&value=4111-1111")
         cookie = client.cookies["session"]
@@ -40,7 +36,7 @@ async def test_records_are_encrypted_at_rest_and_keys_rotate(key_prefix: str) ->
         key_prefix=key_prefix,
         encryption_key=[new_key, old_key],
     )
-    async with client_for(rotated(asgi_app)) as client:
+    async with asgi_client_of(rotated(asgi_app)) as client:
         client.cookies.set("session", cookie)
         body = (await client.get("/read")).json()
         assert body["user"] == "alice" and body["data"] == {"card": "4111-1111"}
@@ -55,7 +51,7 @@ async def test_a_record_that_cannot_be_decrypted_is_dropped(key_prefix: str) -> 
         key_prefix=key_prefix,
         encryption_key=Fernet.generate_key(),
     )
-    async with client_for(writer(asgi_app)) as client:
+    async with asgi_client_of(writer(asgi_app)) as client:
         await client.get("/login?user=alice")
         cookie = client.cookies["session"]
     for reader in (
@@ -67,7 +63,7 @@ async def test_a_record_that_cannot_be_decrypted_is_dropped(key_prefix: str) -> 
         ),
         sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix),
     ):
-        async with client_for(reader(asgi_app)) as client:
+        async with asgi_client_of(reader(asgi_app)) as client:
             client.cookies.set("session", cookie)
             assert (await client.get("/read")).json()["user"] is None
 

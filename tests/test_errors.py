@@ -13,10 +13,9 @@ import redis.exceptions
 import session_middleware
 from session_middleware import errors, sessions
 
-from .apps import asgi_app
-from .private_redis import server
-from .redis_servers import RedisServer
 from .support import REDIS_URL, SECRET
+from .support.apps import asgi_app
+from .support.redis_servers import RedisServer, server
 
 __all__ = ["server"]  # the fixture
 
@@ -70,7 +69,7 @@ async def test_a_client_library_bug_is_a_503_never_a_500(key_prefix: str) -> Non
 def test_scripts_run_by_sha_and_are_reloaded_after_a_flush(server: RedisServer) -> None:
     """Scripts go by EVALSHA; a server that lost them (restart, failover, SCRIPT FLUSH)
     answers NOSCRIPT, and the command is sent again with EVAL, alone or in a pipeline."""
-    from .apps import wsgi_app
+    from .support.apps import wsgi_app
 
     config = sessions(secret_key=SECRET, redis_url=server.url, key_prefix="sha:")
     app = config(wsgi_app)

@@ -3,17 +3,14 @@ handle, through the on_event setting, Django's session_event signal and Flask's.
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from session_middleware import SessionConfig, SessionEvent, sessions
 
-from .apps import asgi_app
-from .support import REDIS_URL, SECRET, keys_under
+from .support import CLOSED_PORT_URL, REDIS_URL, SECRET, keys_under
+from .support.http import asgi_client
 
 pytestmark = pytest.mark.anyio
-
-CLOSED_PORT_URL = "redis://127.0.0.1:1/0"
 
 
 def recorder(config: SessionConfig) -> list[SessionEvent]:
@@ -22,17 +19,16 @@ def recorder(config: SessionConfig) -> list[SessionEvent]:
     return seen
 
 
-def browser(config: SessionConfig) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=config(asgi_app))
-    return httpx.AsyncClient(transport=transport, base_url="http://t")
-
-
 async def test_every_kind_is_reported_with_its_user_and_handle(key_prefix: str) -> None:
     config = sessions(
         secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, max_sessions_per_user=2
     )
     seen = recorder(config)
-    async with browser(config) as phone, browser(config) as laptop, browser(config) as tablet:
+    async with (
+        asgi_client(config) as phone,
+        asgi_client(config) as laptop,
+        asgi_client(config) as tablet,
+    ):
         await phone.get("/login?user=alice")
         handle = (await phone.get("/handle")).json()["handle"]
         assert seen == [SessionEvent("login", "alice", handle)]
@@ -65,7 +61,7 @@ async def test_corrupt_and_unavailable_are_reported(key_prefix: str) -> None:
 
     config = sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix)
     seen = recorder(config)
-    async with browser(config) as client:
+    async with asgi_client(config) as client:
         await client.get("/login?user=carol")
         (key,) = [k for k in keys_under(key_prefix) if ":s:" in k]
         redis.Redis.from_url(REDIS_URL).hset(key, "x", "not a number")
@@ -73,7 +69,7 @@ async def test_corrupt_and_unavailable_are_reported(key_prefix: str) -> None:
     assert seen[-1].kind == "rejected" and seen[-1].reason == "corrupt"
     down = sessions(secret_key=SECRET, redis_url=CLOSED_PORT_URL, redis_timeout=0.5)
     down_seen = recorder(down)
-    async with browser(down) as client:
+    async with asgi_client(down) as client:
         assert (await client.get("/set?key=a&value=1")).status_code == 503
     assert down_seen == [SessionEvent("rejected", reason="unavailable")]
 
@@ -87,7 +83,7 @@ async def test_a_failing_listener_never_fails_the_request(
     config = sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix)
     config.listeners.add(broken)
     seen = recorder(config)
-    async with browser(config) as client:
+    async with asgi_client(config) as client:
         assert (await client.get("/login?user=dave")).status_code == 200
     assert [event.kind for event in seen] == ["login"]
     assert "listener failed on a login event" in caplog.text

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typing
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI, WebSocket
 
@@ -20,7 +19,7 @@ from session_middleware.fastapi import (
     current_user_id,
 )
 
-from .support import run_websocket
+from .support.http import asgi_client_of, run_websocket
 
 
 def make_app(config: SessionConfig) -> FastAPI:
@@ -50,14 +49,9 @@ def make_app(config: SessionConfig) -> FastAPI:
     return app
 
 
-def client_for(app: FastAPI) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app)
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
-
-
 @pytest.mark.anyio
 async def test_current_session_and_current_user_id(config: SessionConfig) -> None:
-    async with client_for(make_app(config)) as client:
+    async with asgi_client_of(make_app(config)) as client:
         refused = await client.get("/me")
         assert refused.status_code == 401
         assert refused.headers["www-authenticate"] == "Session"
@@ -75,7 +69,7 @@ async def test_current_session_and_current_user_id(config: SessionConfig) -> Non
 
 @pytest.mark.anyio
 async def test_the_dependencies_stay_out_of_the_openapi_parameters(config: SessionConfig) -> None:
-    async with client_for(make_app(config)) as client:
+    async with asgi_client_of(make_app(config)) as client:
         schema = (await client.get("/openapi.json")).json()
     assert "parameters" not in schema["paths"]["/me"]["get"]
     assert [p["name"] for p in schema["paths"]["/cart/{item}"]["post"]["parameters"]] == ["item"]
@@ -84,7 +78,7 @@ async def test_the_dependencies_stay_out_of_the_openapi_parameters(config: Sessi
 @pytest.mark.anyio
 async def test_websocket_endpoints_get_the_user_too(config: SessionConfig) -> None:
     app = make_app(config)
-    async with client_for(app) as client:
+    async with asgi_client_of(app) as client:
         await client.post("/login/ben")
         cookie = client.cookies["session"]
     sent = await run_websocket(app, cookie)

@@ -20,7 +20,9 @@ from session_middleware.errors import ConfigurationError
 from session_middleware.flask import FlaskSession, init_app
 from session_middleware.wsgi import REJECTED_KEY
 
-from .support import OTHER_SECRET, REDIS_URL, SECRET, Counter, counted_sync_client, keys_under
+from .support import OTHER_SECRET, REDIS_URL, SECRET, keys_under
+from .support.counting import Counter, counted_sync_client
+from .support.stored import session_keys
 
 FLASK_SECRET = "flask-own-secret-key-0123456789abcdefgh"
 BASE_URL = "http://testserver"
@@ -107,10 +109,6 @@ def browser(app: flask.Flask, cookies: dict[str, str] | None = None) -> httpx.Cl
     return httpx.Client(transport=transport, base_url=BASE_URL, cookies=cookies)
 
 
-def session_records(prefix: str) -> list[str]:
-    return [key for key in keys_under(prefix) if ":s:" in key]
-
-
 def set_cookie(response: httpx.Response) -> str:
     headers = response.headers.get_list("set-cookie")
     assert len(headers) == 1, headers
@@ -164,7 +162,7 @@ def test_permanent_sessions_keep_their_cookie(config: SessionConfig, key_prefix:
         client.cookies.clear()
         header = set_cookie(client.post("/permanent"))
         assert "Expires=" in header, "a new permanent session gets a lasting cookie at once"
-    assert len(session_records(key_prefix)) == 2
+    assert len(session_keys(key_prefix)) == 2
 
     app = make_app(config)
     app.config["SESSION_REFRESH_EACH_REQUEST"] = False
@@ -258,7 +256,7 @@ def test_flask_login_flow(config: SessionConfig, key_prefix: str) -> None:
         assert client.cookies["session"] not in (anonymous, logged_in)
         replay = browser(app, {"session": logged_in}).get("/state").json()
         assert replay["user"] is None and replay["data"] == {}
-    assert len(session_records(key_prefix)) == 1
+    assert len(session_keys(key_prefix)) == 1
 
 
 def test_logout_others_and_invalidation_reach_flask_login(config: SessionConfig) -> None:

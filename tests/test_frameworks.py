@@ -34,14 +34,9 @@ from starlette.routing import Route
 from session_middleware import Session, SessionConfig, SessionMiddleware, get_session, sessions
 from session_middleware.wsgi import WSGISessionMiddleware
 
-from .support import (
-    REDIS_URL,
-    SECRET,
-    Counter,
-    counted_async_client,
-    counted_sync_client,
-    run_websocket,
-)
+from .support import REDIS_URL, SECRET
+from .support.counting import Counter, counted_async_client, counted_sync_client
+from .support.http import run_websocket
 
 BASE_URL = "http://testserver"
 WSGI_REJECTED = "session_middleware.rejected"

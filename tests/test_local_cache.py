@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -11,46 +10,16 @@ import pytest
 import redis
 
 from session_middleware import ConfigurationError, SessionConfig, sessions
-from session_middleware._redis.local_cache import TrackedCache
 
-from .apps import asgi_app
 from .support import REDIS_URL, SECRET, keys_under
+from .support.http import asgi_client
+from .support.local_cache import cache_of, ready, wait_until
 
 pytestmark = pytest.mark.anyio
 
 
 def worker(prefix: str) -> SessionConfig:
     return sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=prefix, local_cache=1000)
-
-
-def browser(config: SessionConfig, cookie: str | None = None) -> httpx.AsyncClient:
-    client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=config(asgi_app)), base_url="http://testserver"
-    )
-    if cookie is not None:
-        client.cookies.set("session", cookie)
-    return client
-
-
-def cache_of(config: SessionConfig) -> TrackedCache:
-    cache: TrackedCache = config.redis.async_().cache
-    return cache
-
-
-async def wait_until(condition, seconds: float = 5.0) -> float:  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
-    while not condition():
-        assert time.perf_counter() - start < seconds, "the cache never caught up"
-        await asyncio.sleep(0.001)
-    return time.perf_counter() - start
-
-
-async def ready(config: SessionConfig) -> TrackedCache:
-    """The worker's cache once its listener is subscribed and has proven itself alive."""
-    cache = cache_of(config)
-    cache.client()
-    await wait_until(lambda: cache.healthy and time.monotonic() - cache.proven_at < cache.max_lag)
-    return cache
 
 
 @pytest.fixture
@@ -65,7 +34,7 @@ async def workers(key_prefix: str) -> AsyncIterator[tuple[SessionConfig, Session
 
 async def test_a_repeat_read_is_served_locally(workers) -> None:  # type: ignore[no-untyped-def]
     config, _ = workers
-    async with browser(config) as client:
+    async with asgi_client(config) as client:
         await client.get("/login?user=alice")
         await client.get("/read")
         hits = cache_of(config).hits
@@ -76,7 +45,7 @@ async def test_a_repeat_read_is_served_locally(workers) -> None:  # type: ignore
 
 async def test_an_invalidation_on_another_worker_reaches_this_one(workers) -> None:  # type: ignore[no-untyped-def]
     here, there = workers
-    async with browser(here) as client:
+    async with asgi_client(here) as client:
         await client.get("/login?user=alice")
         await client.get("/read")
         await client.get("/read")
@@ -90,7 +59,7 @@ async def test_an_invalidation_on_another_worker_reaches_this_one(workers) -> No
 
 async def test_this_workers_own_changes_are_never_read_stale(workers) -> None:  # type: ignore[no-untyped-def]
     config, _ = workers
-    async with browser(config) as phone, browser(config) as laptop:
+    async with asgi_client(config) as phone, asgi_client(config) as laptop:
         await phone.get("/login?user=alice")
         await laptop.get("/login?user=alice")
         await laptop.get("/read")
@@ -104,12 +73,12 @@ async def test_this_workers_own_changes_are_never_read_stale(workers) -> None:  
 
 async def test_a_write_elsewhere_is_seen_here(workers) -> None:  # type: ignore[no-untyped-def]
     here, there = workers
-    async with browser(here) as client:
+    async with asgi_client(here) as client:
         await client.get("/set?key=n&value=1")
         cookie = client.cookies["session"]
         await client.get("/read")
         record_key = next(k for k in cache_of(here).entries if ":s:" in k)
-        async with browser(there, cookie) as other:
+        async with asgi_client(there, cookie) as other:
             await other.get("/set?key=n&value=2")
         await wait_until(lambda: record_key not in cache_of(here).entries)
         assert (await client.get("/read")).json()["data"]["n"] == "2"
@@ -117,7 +86,7 @@ async def test_a_write_elsewhere_is_seen_here(workers) -> None:  # type: ignore[
 
 async def test_losing_the_listener_drops_the_cache_until_it_is_back(workers) -> None:  # type: ignore[no-untyped-def]
     config, _ = workers
-    async with browser(config) as client:
+    async with asgi_client(config) as client:
         await client.get("/login?user=alice")
         await client.get("/read")
         cache = cache_of(config)
@@ -141,7 +110,7 @@ def test_the_local_cache_needs_a_url() -> None:
 
 async def test_another_login_keeps_the_epoch_cached_elsewhere(workers) -> None:  # type: ignore[no-untyped-def]
     here, there = workers
-    async with browser(here) as client, browser(there) as other:
+    async with asgi_client(here) as client, asgi_client(there) as other:
         await client.get("/login?user=alice")
         await client.get("/read")
         await client.get("/read")
@@ -153,7 +122,7 @@ async def test_another_login_keeps_the_epoch_cached_elsewhere(workers) -> None: 
 
 
 def test_a_login_extends_an_epoch_that_would_expire_before_its_session(key_prefix: str) -> None:
-    from .apps import wsgi_app
+    from .support.apps import wsgi_app
 
     config = sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, max_age=3600)
     transport = httpx.WSGITransport(app=config(wsgi_app))
@@ -177,7 +146,7 @@ async def test_a_session_ended_by_the_cap_is_not_served_from_the_cache(key_prefi
         max_sessions_per_user=1,
     )
     await ready(config)
-    async with browser(config) as first, browser(config) as second:
+    async with asgi_client(config) as first, asgi_client(config) as second:
         await first.get("/login?user=alice")
         await first.get("/read")
         hits = cache_of(config).hits
@@ -191,7 +160,7 @@ async def test_a_session_ended_by_the_cap_is_not_served_from_the_cache(key_prefi
 async def test_a_key_of_another_type_is_refused_not_a_503(key_prefix: str) -> None:
     config = worker(key_prefix)
     await ready(config)
-    async with browser(config) as client:
+    async with asgi_client(config) as client:
         await client.get("/login?user=alice")
         (key,) = [k for k in keys_under(key_prefix) if ":s:" in k]
         redis.Redis.from_url(REDIS_URL).set(key, "a string")

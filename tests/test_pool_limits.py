@@ -14,10 +14,9 @@ import pytest
 from session_middleware import ConfigurationError, sessions
 from session_middleware._redis.clients import RedisClients
 
-from .apps import asgi_app
-from .private_redis import server
-from .redis_servers import RedisServer
 from .support import SECRET
+from .support.apps import asgi_app
+from .support.redis_servers import RedisServer, server
 
 __all__ = ["server"]  # the fixture
 

@@ -9,8 +9,9 @@ import pytest
 
 from session_middleware import ConfigurationError, SessionConfig, get_session, sessions
 
-from .apps import asgi_app, wsgi_app
 from .support import REDIS_URL, SECRET
+from .support.apps import asgi_app, wsgi_app
+from .support.http import set_cookie_attributes, wsgi_call
 
 pytestmark = pytest.mark.anyio
 
@@ -81,3 +82,33 @@ async def test_a_host_prefixed_cookie_is_set_secure(key_prefix: str) -> None:
         assert cookie.startswith("__Host-session=") and "secure" in cookie
         assert "path=/" in cookie and "domain" not in cookie
         assert (await client.get("/read")).json()["user"] == "alice"
+
+
+def test_the_cookie_is_httponly_secure_samesite_and_host_only(key_prefix: str) -> None:
+    config = sessions(
+        secret_key=SECRET,
+        redis_url=REDIS_URL,
+        key_prefix=key_prefix,
+        session_cookie="__Host-id",
+        https_only=True,
+        same_site="strict",
+        max_age=3600,
+    )
+    app = config(wsgi_app)
+    _, headers, _ = wsgi_call(app, "/login?user=alice")
+    pair, attributes = set_cookie_attributes(headers["set-cookie"])
+    assert pair.startswith("__Host-id=") and len(pair.encode()) <= 4096
+    assert attributes == {"httponly", "secure", "samesite=strict", "path=/", "max-age=3600"}
+    _, cleared, _ = wsgi_call(app, "/logout", pair)
+    pair, attributes = set_cookie_attributes(cleared["set-cookie"])
+    assert pair == "__Host-id="
+    assert attributes == {
+        "httponly",
+        "secure",
+        "samesite=strict",
+        "path=/",
+        "max-age=0",
+        "expires=thu, 01 jan 1970 00:00:00 gmt",
+    }
+    assert cleared["cache-control"] == "no-store" and cleared["vary"] == "Cookie"
+    config.redis.close()

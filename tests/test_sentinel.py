@@ -26,9 +26,9 @@ from session_middleware._redis.replication import (
     run_replicated_sync,
 )
 
-from .redis_servers import SentinelServers
-from .stories import Browser, browsers_for, full_story
 from .support import SECRET, new_prefix
+from .support.redis_servers import SentinelServers
+from .support.stories import Browser, browsers_for, full_story
 
 SERVICE = "mymaster"
 ONE_REPLICA = Replication(wanted=1, timeout_ms=2000, deadline=5.0)

@@ -18,10 +18,10 @@ import pytest
 
 from session_middleware import NotReplicated, StoreUnavailable
 
-from .cluster_load import Load, invalidate_all, load_config
-from .load_app import starlette_app, wsgi_app
-from .redis_servers import SentinelServers
-from .stories import browsers_for
+from .support.cluster_load import Load, invalidate_all, load_config
+from .support.load_app import starlette_app, wsgi_app
+from .support.redis_servers import SentinelServers
+from .support.stories import browsers_for
 
 INVALIDATED = 12
 PROMOTION_DEADLINE = 20.0

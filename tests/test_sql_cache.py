@@ -20,26 +20,20 @@ import sqlalchemy as sa
 from session_middleware import sessions
 from session_middleware._redis.round_trip import run_sync
 
-from .support import (
-    REDIS_URL,
-    SECRET,
-    Counter,
-    counted_async_client,
-    counted_sync_client,
-    login_epoch,
-)
-from .test_sql_support import (
+from .support import REDIS_URL, SECRET
+from .support.counting import Counter, counted_async_client, counted_sync_client
+from .support.http import asgi_client_of, wsgi_client_of
+from .support.sql import (
     ASYNC_BACKENDS,
     SYNC_BACKENDS,
     Backend,
     SqlCounter,
-    asgi_client,
     async_users,
     flask_app,
     ids,
+    login_epoch,
     starlette_app,
     sync_users,
-    wsgi_client,
 )
 
 SHORT_TTL = 0.4  # seconds; long enough for a few requests, short enough to wait out
@@ -61,7 +55,7 @@ def test_request_costs_wsgi(backend: Backend, key_prefix: str, tmp_path: Path) -
         config = sessions(secret_key=SECRET, redis=client, key_prefix=key_prefix, epochs=epochs)
         sql = SqlCounter(epochs.engine)
         app = flask_app(config, epochs, table, "connection")
-        with wsgi_client(app) as first, wsgi_client(app) as device:
+        with wsgi_client_of(app) as first, wsgi_client_of(app) as device:
             first.post("/login/1")  # the first use also reads the table's columns
 
             counter.reset()
@@ -98,7 +92,7 @@ async def test_request_costs_asgi(backend: Backend, key_prefix: str, tmp_path: P
     async with async_users(backend, tmp_path) as (epochs, table):
         config = sessions(secret_key=SECRET, redis=client, key_prefix=key_prefix, epochs=epochs)
         sql = SqlCounter(epochs.engine)
-        async with asgi_client(starlette_app(config, epochs, table, "session")) as device:
+        async with asgi_client_of(starlette_app(config, epochs, table, "session")) as device:
             await device.post("/login/1")
 
             counter.reset()
@@ -123,7 +117,7 @@ def test_a_change_outside_the_api_is_noticed_within_cache_ttl(
             secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, epochs=epochs
         )
         app = flask_app(config, epochs, table, "session")
-        with wsgi_client(app) as phone, wsgi_client(app) as laptop:
+        with wsgi_client_of(app) as phone, wsgi_client_of(app) as laptop:
             phone.post("/login/1")
             laptop.post("/login/1")
             out_of_band(epochs.engine, table, 1, "set-by-hand")
@@ -151,7 +145,7 @@ def test_a_login_puts_right_a_cache_left_stale_by_a_change_outside_the_api(
             secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, epochs=epochs
         )
         app = flask_app(config, epochs, table, "session")
-        with wsgi_client(app) as phone, wsgi_client(app) as laptop:
+        with wsgi_client_of(app) as phone, wsgi_client_of(app) as laptop:
             phone.post("/login/1")
             out_of_band(epochs.engine, table, 1, "set-by-hand")
             assert phone.get("/me").json()["user"] == 1  # cache_ttl (300 s) not over yet
@@ -170,7 +164,7 @@ async def test_without_a_cache_every_request_reads_the_database(
     async with async_users(backend, tmp_path, cache_ttl=0) as (epochs, table):
         config = sessions(secret_key=SECRET, redis=client, key_prefix=key_prefix, epochs=epochs)
         sql = SqlCounter(epochs.engine)
-        async with asgi_client(starlette_app(config, epochs, table, "connection")) as device:
+        async with asgi_client_of(starlette_app(config, epochs, table, "connection")) as device:
             await device.post("/login/1")
             counter.reset()
             sql.statements.clear()

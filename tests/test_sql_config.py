@@ -19,12 +19,14 @@ import sqlalchemy as sa
 
 from session_middleware import ConfigurationError, SessionMiddleware, SQLEpochs, sessions
 
-from .support import REDIS_URL, SECRET, alogin_epoch, login_epoch
-from .test_sql_support import (
+from .support import REDIS_URL, SECRET
+from .support.sql import (
     ASYNC_BACKENDS,
     SYNC_BACKENDS,
     Backend,
+    alogin_epoch,
     ids,
+    login_epoch,
     sync_users,
     unique,
 )

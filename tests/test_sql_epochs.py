@@ -16,21 +16,22 @@ import sqlalchemy as sa
 from session_middleware import sessions
 from session_middleware.epochs.sql import UnknownUser
 
-from .support import REDIS_URL, SECRET, alogin_epoch, login_epoch
-from .test_sql_support import (
+from .support import REDIS_URL, SECRET
+from .support.http import asgi_client_of, wsgi_client_of
+from .support.sql import (
     ASYNC_BACKENDS,
     OLD_HASH,
     SYNC_BACKENDS,
     Backend,
     aepoch_in_db,
-    asgi_client,
+    alogin_epoch,
     async_users,
     epoch_in_db,
     flask_app,
     ids,
+    login_epoch,
     starlette_app,
     sync_users,
-    wsgi_client,
 )
 
 # Each database runs the story once through a Connection and, where there are two
@@ -62,7 +63,11 @@ def test_password_reset_story_wsgi(
             secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, epochs=epochs
         )
         app = flask_app(config, epochs, table, tx)
-        with wsgi_client(app) as phone, wsgi_client(app) as laptop, wsgi_client(app) as other:
+        with (
+            wsgi_client_of(app) as phone,
+            wsgi_client_of(app) as laptop,
+            wsgi_client_of(app) as other,
+        ):
             for device in (phone, laptop):
                 assert device.post("/login/1").status_code == 200
                 assert device.get("/me").json() == {"user": 1, "rejected": None}
@@ -109,7 +114,11 @@ async def test_password_reset_story_asgi(
             secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, epochs=epochs
         )
         app = starlette_app(config, epochs, table, tx)
-        async with asgi_client(app) as phone, asgi_client(app) as laptop, asgi_client(app) as other:
+        async with (
+            asgi_client_of(app) as phone,
+            asgi_client_of(app) as laptop,
+            asgi_client_of(app) as other,
+        ):
             for device in (phone, laptop):
                 assert (await device.post("/login/1")).status_code == 200
                 assert (await device.get("/me")).json() == {"user": 1, "rejected": None}
@@ -136,7 +145,7 @@ async def test_password_reset_story_asgi(
             assert (await laptop.get("/me")).json() == {"user": 1, "rejected": None}
             assert (await phone.get("/me")).json() == {"user": None, "rejected": "epoch"}
         await config.ainvalidate_user(2)
-        async with asgi_client(app) as other:
+        async with asgi_client_of(app) as other:
             assert (await other.get("/me")).json()["user"] is None
 
 
@@ -211,7 +220,7 @@ def test_a_session_a_request_accepts_is_listed_under_either_spelling_of_its_user
             secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, epochs=epochs
         )
         app = flask_app(config, epochs, table, "connection")
-        with wsgi_client(app) as phone:
+        with wsgi_client_of(app) as phone:
             assert phone.post("/login/1").status_code == 200
             copy = config.keys.epoch_key(config.keys.user_tag(1))
             config.redis.sync().delete(copy)

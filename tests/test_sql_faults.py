@@ -17,18 +17,17 @@ from session_middleware import sessions
 from session_middleware.epochs.sql import EpochStoreUnavailable, SQLEpochs
 
 from .support import REDIS_URL, SECRET
-from .test_sql_support import (
+from .support.http import asgi_client_of, wsgi_client_of
+from .support.redis_servers import free_port
+from .support.sql import (
     ASYNC_BACKENDS,
     SYNC_BACKENDS,
     Backend,
-    asgi_client,
     async_users,
     flask_app,
-    free_port,
     ids,
     starlette_app,
     sync_users,
-    wsgi_client,
 )
 
 
@@ -49,9 +48,9 @@ def test_database_down_on_a_cache_miss_gives_503_wsgi(
         down = SQLEpochs(unreachable(backend, tmp_path), table=table.name)
         config_down = sessions(**settings, epochs=down)
         app_down = flask_app(config_down, down, table, "connection")
-        with wsgi_client(flask_app(config, epochs, table, "connection")) as device:
+        with wsgi_client_of(flask_app(config, epochs, table, "connection")) as device:
             device.post("/login/1")
-            with wsgi_client(app_down) as same_device:
+            with wsgi_client_of(app_down) as same_device:
                 same_device.cookies = device.cookies
                 assert same_device.get("/me").json()["user"] == 1  # served from the cache
                 config.redis.sync().delete(config.keys.epoch_key(config.keys.user_tag(1)))
@@ -77,9 +76,9 @@ async def test_database_down_on_a_cache_miss_gives_503_asgi(
         down = SQLEpochs(unreachable(backend, tmp_path), table=table.name)
         config_down = sessions(**settings, epochs=down)
         app_down = starlette_app(config_down, down, table, "connection")
-        async with asgi_client(starlette_app(config, epochs, table, "connection")) as device:
+        async with asgi_client_of(starlette_app(config, epochs, table, "connection")) as device:
             await device.post("/login/1")
-            async with asgi_client(app_down) as same_device:
+            async with asgi_client_of(app_down) as same_device:
                 same_device.cookies = device.cookies
                 assert (await same_device.get("/me")).json()["user"] == 1
                 await config.redis.async_().delete(config.keys.epoch_key(config.keys.user_tag(1)))

@@ -28,8 +28,9 @@ from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from session_middleware import SessionConfig, sessions
 from session_middleware.epochs.sql import SQLEpochs
 
-from .support import OTHER_SECRET, REDIS_URL, SECRET, login_epoch
-from .test_sql_support import (
+from .support import OTHER_SECRET, REDIS_URL, SECRET
+from .support.redis_servers import free_port
+from .support.sql import (
     ASYNC_BACKENDS,
     OLD_HASH,
     SYNC_BACKENDS,
@@ -37,8 +38,8 @@ from .test_sql_support import (
     aepoch_in_db,
     async_users,
     epoch_in_db,
-    free_port,
     ids,
+    login_epoch,
     sync_users,
 )
 

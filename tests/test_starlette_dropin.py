@@ -22,9 +22,8 @@ from starlette.routing import Route
 from session_middleware import ConfigurationError, Session, SessionConfig, SessionMiddleware
 from session_middleware._redis.clients import running_asyncio_loop
 
-from .private_redis import server
-from .redis_servers import RedisServer
 from .support import REDIS_URL, SECRET
+from .support.redis_servers import RedisServer, server
 
 __all__ = ["server"]  # the fixture
 
@@ -147,9 +146,9 @@ async def test_lifetimes_may_be_timedeltas(key_prefix: str) -> None:
 
 @pytest.mark.parametrize("face", ["asgi", "wsgi"])
 async def test_excluded_paths_pass_through_without_a_redis_read(key_prefix: str, face: str) -> None:
-    from .apps import asgi_app as session_app
-    from .apps import wsgi_app as wsgi_session_app
-    from .support import Counter, counted_async_client, counted_sync_client
+    from .support.apps import asgi_app as session_app
+    from .support.apps import wsgi_app as wsgi_session_app
+    from .support.counting import Counter, counted_async_client, counted_sync_client
 
     async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
         if not scope["path"].startswith("/static/"):

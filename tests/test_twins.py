@@ -21,7 +21,7 @@ import session_middleware.epochs.base
 import session_middleware.epochs.sql
 from session_middleware._redis import clients
 
-from .django_native_settings import configure
+from .support.django_native.settings import configure
 
 configure()
 

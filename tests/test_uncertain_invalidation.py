@@ -13,9 +13,8 @@ import redis
 from session_middleware import InvalidationUncertain, SessionConfig, StoreUnavailable, sessions
 from session_middleware._fail_closed import FAILURES
 
-from .private_redis import server
-from .redis_servers import RedisServer
 from .support import SECRET
+from .support.redis_servers import RedisServer, server
 
 __all__ = ["server"]  # the fixture
 

@@ -27,8 +27,8 @@ import pytest
 from session_middleware import _fail_closed as unavailable
 from session_middleware import sessions
 
-from .redis_servers import HOST, RedisServer, Servers, free_port, spawn, wait_until
 from .support import SECRET, new_prefix
+from .support.redis_servers import HOST, RedisServer, Servers, free_port, spawn, wait_until
 
 WORKERS = 3
 REDIS_TIMEOUT = 0.5
@@ -85,7 +85,13 @@ def server(store: Store) -> Iterator[Server]:
         for number in range(WORKERS):
             port = free_port()
             command = [
-                *(sys.executable, "-m", "uvicorn", "tests.load_app:create_app", "--factory"),
+                *(
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "tests.support.load_app:create_app",
+                    "--factory",
+                ),
                 *("--host", HOST, "--port", str(port), "--log-level", "warning"),
                 *("--no-access-log", "--timeout-graceful-shutdown", "2"),
             ]

@@ -12,8 +12,9 @@ import redis
 
 from session_middleware import SessionConfig, sessions
 
-from .apps import asgi_app
-from .support import REDIS_URL, SECRET, Counter, counted_async_client, keys_under
+from .support import REDIS_URL, SECRET, keys_under
+from .support.apps import asgi_app
+from .support.counting import Counter, counted_async_client
 
 pytestmark = pytest.mark.anyio
 
@@ -125,7 +126,7 @@ async def test_invalidate_with_delete_frees_the_records_now(rig: Rig) -> None:
 
 
 def test_the_sync_twins_work(key_prefix: str) -> None:
-    from .apps import wsgi_app
+    from .support.apps import wsgi_app
 
     config = sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix)
     transport = httpx.WSGITransport(app=config(wsgi_app))

@@ -13,10 +13,11 @@ import pytest
 from session_middleware import SessionConfig, get_session, sessions
 from session_middleware.asgi import WebSocketClosed
 
-from .apps import asgi_app
-from .support import REDIS_URL, SECRET, run_websocket
-from .test_cache_fail_closed import server  # noqa: F401  (a fixture: a private redis-server)
-from .test_local_cache import ready
+from .support import REDIS_URL, SECRET
+from .support.apps import asgi_app
+from .support.http import run_websocket
+from .support.local_cache import ready
+from .support.redis_servers import server  # noqa: F401  (a fixture: a private redis-server)
 
 pytestmark = pytest.mark.anyio
 

@@ -10,8 +10,9 @@ import pytest
 
 from session_middleware import SessionConfig, sessions
 
-from .apps import wsgi_app
-from .support import SECRET, Counter, counted_sync_client
+from .support import SECRET
+from .support.apps import wsgi_app
+from .support.counting import Counter, counted_sync_client
 
 
 @dataclass

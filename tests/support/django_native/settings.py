@@ -16,7 +16,7 @@ import django
 from django.conf import settings
 from django.db import connections
 
-from .support import SECRET
+from .. import SECRET
 
 _DIRECTORY = tempfile.mkdtemp(prefix="sm-django-tests-")
 atexit.register(shutil.rmtree, _DIRECTORY, ignore_errors=True)

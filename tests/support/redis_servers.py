@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 import redis
 
 HOST = "127.0.0.1"
@@ -201,6 +202,16 @@ class Servers:
             yield self
         finally:
             self.stop()
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    """A private redis-server for one test, that the test may kill, pause or freeze."""
+    group, server = standalone()
+    try:
+        yield server
+    finally:
+        group.stop()
 
 
 def standalone(options: Sequence[str] = ()) -> tuple[Servers, RedisServer]:

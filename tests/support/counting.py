@@ -1,23 +1,17 @@
-"""Shared test helpers: a real Redis, isolated by key prefix, with round trips counted."""
+"""Redis clients whose connections count the round trips and the commands they send."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from typing import Any
 
 import redis
 import redis.asyncio
 
-from session_middleware._core.runners import drive_async, drive_sync
 from session_middleware._redis import lua_scripts as scripts
 from session_middleware._redis.round_trip import script_sha
 from session_middleware.epochs import _sql_cache as sql_cache
-from session_middleware.events import Listeners
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-SECRET = "test-secret-key-0123456789abcdefghijklmnop"
-OTHER_SECRET = "another-secret-key-0123456789abcdefghijklm"
+from . import REDIS_URL
 
 
 class Counter:
@@ -106,67 +100,3 @@ async def counted_async_client(counter: Counter) -> redis.asyncio.Redis:
             await client.script_load(body)
     counter.reset()
     return client
-
-
-def new_prefix() -> str:
-    return f"smtest:{uuid.uuid4().hex[:10]}:"
-
-
-def delete_prefix(prefix: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
-def keys_under(prefix: str) -> list[str]:
-    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    try:
-        return sorted(client.scan_iter(match=prefix + "*", count=1000))
-    finally:
-        client.close()
-
-
-async def run_websocket(app: Any, cookie: str | None) -> list[dict[str, Any]]:
-    """One WebSocket connection: connect, then whatever the app sends until it closes."""
-    headers = [(b"host", b"testserver")]
-    if cookie is not None:
-        headers.append((b"cookie", f"session={cookie}".encode()))
-    scope = {
-        "type": "websocket",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "scheme": "ws",
-        "server": ("testserver", 80),
-        "client": ("127.0.0.1", 50000),
-        "root_path": "",
-        "path": "/ws",
-        "raw_path": b"/ws",
-        "query_string": b"",
-        "headers": headers,
-        "subprotocols": [],
-    }
-    incoming = [{"type": "websocket.connect"}]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    return sent
-
-
-def login_epoch(epochs: Any, user_id: Any) -> Any:
-    """The provider's login step, run on the sync runner against its configuration's Redis."""
-    return drive_sync(epochs.login_epoch(user_id), epochs._context.redis, Listeners())
-
-
-async def alogin_epoch(epochs: Any, user_id: Any) -> Any:
-    """The provider's login step, run on the async runner."""
-    return await drive_async(epochs.login_epoch(user_id), epochs._context.redis, Listeners())

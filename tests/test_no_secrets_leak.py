@@ -1,5 +1,6 @@
-"""No log line, at any level and from any logger, carries a cookie, a session id or session
-data: checked over whole lifecycles through both drivers, corrupt records included."""
+"""Secrets stay secret: no log line carries a cookie, a session id or session data; a Redis
+URL's credentials never reach an error, a repr, a traceback or a log; Redis never holds a
+session id or a cookie."""
 
 from __future__ import annotations
 
@@ -7,28 +8,47 @@ import asyncio
 import logging
 import re
 import time
+import traceback
 import uuid
 from typing import Any
 
+import httpx
 import pytest
+import redis
 from cryptography.fernet import Fernet
 
-from session_middleware import SessionConfig, sessions
+from session_middleware import ConfigurationError, SessionConfig, SessionMiddleware, sessions
+from session_middleware._redis.clients import RedisClients
+from session_middleware._redis.urls import redact_url
+from session_middleware.epochs.redis import RedisEpochs
 
-from .apps import asgi_app, wsgi_app
-from .support import REDIS_URL, SECRET
-from .test_fuzz import (
-    Planted,
-    asgi_call,
-    cookie_of,
-    record_key,
-    redis_get,
-    redis_hash,
-    redis_plant,
-    wsgi_call,
-)
+from .support import CLOSED_PORT_URL, REDIS_URL, SECRET, keys_under
+from .support.apps import asgi_app, wsgi_app
+from .support.http import asgi_call, cookie_of, wsgi_call
+from .support.stored import Planted, record_key, redis_get, redis_hash, redis_plant
 
-CLOSED_PORT_URL = "redis://127.0.0.1:1/0"
+pytestmark = pytest.mark.anyio
+
+
+def everything_under(prefix: str) -> str:
+    """Every key and every value under the prefix, as one text."""
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        parts = []
+        for key in keys_under(prefix):
+            kind = client.type(key)
+            value: Any
+            if kind == "zset":
+                value = client.zrange(key, 0, -1, withscores=True)
+            elif kind == "hash":
+                value = client.hgetall(key)
+            else:
+                assert kind == "string", f"{key} is a {kind}"
+                value = client.get(key)
+            parts.append(f"{key} {value!r}")
+        return "\n".join(parts)
+    finally:
+        client.close()
 
 
 class Secrets:
@@ -178,6 +198,31 @@ def wsgi_lifecycle(key_prefix: str, secrets: Secrets) -> None:
     config.redis.close()
 
 
+PASSWORD = "hunter2-Zq8-must-not-leak"
+
+
+MALFORMED = [
+    f"redis://:{PASSWORD}@127.0.0.1:notaport/0",  # redis-py's parser fails lazily
+    f"redis://user:{PASSWORD}@127.0.0.1:99999/0",
+    f"redis://user:{PASSWORD}@[::1:6379/0",
+    f"redis://user:{PASSWORD}@127.0.0.1:6379/0?socket_timeout=soon",
+    f"redis://:{PASSWORD}/x@127.0.0.1:6379/0",  # urllib reads part of it as the port
+    f"redis:/user:{PASSWORD}@127.0.0.1:6379/0",  # no scheme://
+    f"http://user:{PASSWORD}@127.0.0.1/0",
+    f"redis+cluster://user:{PASSWORD}@127.0.0.1:7000/x/y",
+    f"redis+cluster://user:{PASSWORD}@127.0.0.1:7000/3",
+    f"redis+cluster://user:{PASSWORD}@127.0.0.1:port",
+    f"redis+sentinel://user:{PASSWORD}@127.0.0.1:26379",
+    f"redis+sentinel://user:{PASSWORD}@127.0.0.1:26379/mymaster?socket_timeout=x",
+    f"redis://127.0.0.1:6379/0?password={PASSWORD}&socket_timeout=soon",
+    f"redis+sentinel://127.0.0.1/m?sentinel_password={PASSWORD}&max_connections=x",
+]
+
+
+def _everything_shown(error: BaseException) -> str:
+    return "\n".join([str(error), repr(error), *traceback.format_exception(error)])
+
+
 def test_no_log_line_carries_a_cookie_a_session_id_or_data(
     key_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -192,3 +237,86 @@ def test_no_log_line_carries_a_cookie_a_session_id_or_data(
         assert re.search(r": key [0-9a-f]{12}$", record.getMessage()), "a fingerprint names it"
     assert len(secrets.values) > 20
     assert secrets.leaks(caplog.records) == []
+
+
+@pytest.mark.parametrize("url", MALFORMED)
+def test_a_malformed_url_is_refused_without_its_password(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for build in (
+        lambda: sessions(secret_key=SECRET, redis_url=url),
+        lambda: SessionMiddleware(asgi_app, secret_key=SECRET, redis_url=url),
+        lambda: sessions(secret_key=SECRET, epochs=RedisEpochs(redis_url=url)),
+    ):
+        with pytest.raises(ConfigurationError) as caught:
+            build()
+        shown = _everything_shown(caught.value)
+        assert PASSWORD not in shown
+        assert "***" in str(caught.value)
+        # No parser's exception is chained: theirs may quote the URL.
+        error = caught.value
+        assert error.__cause__ is None
+        assert error.__context__ is None or error.__suppress_context__
+    assert PASSWORD not in caplog.text
+
+
+def test_the_masked_url_keeps_what_helps_and_hides_every_credential() -> None:
+    assert (
+        redact_url("redis://app:pw@redis.internal:6380/2")
+        == "redis://app:***@redis.internal:6380/2"
+    )
+    assert redact_url("redis://pw@host") == "redis://***@host"
+    assert redact_url("rediss://:p/w?x#y@host:1") == "rediss://:***@host:1"
+    assert (
+        redact_url("redis+sentinel://a:b@s1,s2/mymaster?sentinel_password=c&db=1")
+        == "redis+sentinel://a:***@s1,s2/mymaster?sentinel_password=***&db=1"
+    )
+    assert redact_url("unix://:pw@/run/redis.sock?db=0") == "unix://:***@/run/redis.sock?db=0"
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert redact_url(f"no scheme {PASSWORD}@host") == "***@host"
+
+
+def test_reprs_of_a_configuration_hide_the_password() -> None:
+    for url in (
+        f"redis://user:{PASSWORD}@127.0.0.1:1/0",
+        f"redis+sentinel://user:{PASSWORD}@127.0.0.1:1/mymaster?sentinel_password={PASSWORD}",
+    ):
+        clients = RedisClients(url=url, client=None, timeout=0.5)
+        assert PASSWORD not in repr(clients)
+        assert clients.target is not None
+        assert PASSWORD not in repr(clients.target)
+
+
+async def test_a_request_refused_for_a_dead_redis_logs_no_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = f"redis://user:{PASSWORD}@127.0.0.1:1/0"
+    app = sessions(secret_key=SECRET, redis_url=url, redis_timeout=0.5)(asgi_app)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get("/set", params={"key": "cart", "value": "1"})
+    assert response.status_code == 503
+    assert PASSWORD not in response.text
+    assert PASSWORD not in caplog.text
+    for record in caplog.records:
+        assert PASSWORD not in repr(record.__dict__)
+
+
+def test_redis_never_holds_a_session_id_or_a_cookie(key_prefix: str) -> None:
+    config = sessions(
+        secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, idle_timeout=600
+    )
+    app = config(wsgi_app)
+    anonymous = cookie_of(wsgi_call(app, "/set?key=cart&value=3")[1])
+    alice = cookie_of(wsgi_call(app, "/login?user=alice", f"session={anonymous}")[1])
+    wsgi_call(app, "/set?key=theme&value=dark", f"session={alice}")
+    phone = cookie_of(wsgi_call(app, "/login?user=alice")[1])
+    stored = everything_under(key_prefix)
+    assert ":s:" in stored and ":i " in stored and ":e " in stored
+    assert "'d:theme': '\"dark\"'" in stored and "'d:cart': '\"3\"'" in stored
+    for cookie in (anonymous, alice, phone):
+        _tag, session_id, signature = cookie.split(".")
+        assert session_id not in stored and signature not in stored
+    config.redis.close()

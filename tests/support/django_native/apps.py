@@ -1,9 +1,9 @@
-"""A Django app holding the custom user model of the tests (django_native_models)."""
+"""A Django app holding the custom user model of the tests (models.py)."""
 
 from django.apps import AppConfig
 
 
 class NativeTestsConfig(AppConfig):
-    name = "tests.django_native_app"
+    name = "tests.support.django_native"
     label = "django_native"
     default_auto_field = "django.db.models.AutoField"

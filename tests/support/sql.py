@@ -9,7 +9,6 @@ that updates the hash and bumps the epoch in one transaction of the app's own.
 from __future__ import annotations
 
 import contextlib
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import flask
-import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -28,9 +26,10 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from session_middleware import SessionConfig, get_session
+from session_middleware._core.runners import drive_async, drive_sync
 from session_middleware.epochs.sql import SQLEpochs
+from session_middleware.events import Listeners
 
-BASE_URL = "http://testserver"
 WSGI_REJECTED = "session_middleware.rejected"
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 APG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -87,13 +86,6 @@ def users_table(name: str, id_type: Any = None) -> sa.Table:
 
 def user_rows(ids: tuple[Any, ...] = USERS) -> list[dict[str, Any]]:
     return [{"id": i, "password_hash": OLD_HASH, "session_epoch": None} for i in ids]
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def fail_if_down(error: Exception, backend: Backend) -> None:
@@ -278,9 +270,11 @@ def starlette_app(config: SessionConfig, epochs: SQLEpochs, table: sa.Table, tx:
     return config(Starlette(routes=routes))
 
 
-def wsgi_client(app: Any) -> httpx.Client:
-    return httpx.Client(transport=httpx.WSGITransport(app=app), base_url=BASE_URL)
+def login_epoch(epochs: Any, user_id: Any) -> Any:
+    """The provider's login step, run on the sync runner against its configuration's Redis."""
+    return drive_sync(epochs.login_epoch(user_id), epochs._context.redis, Listeners())
 
 
-def asgi_client(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL)
+async def alogin_epoch(epochs: Any, user_id: Any) -> Any:
+    """The provider's login step, run on the async runner."""
+    return await drive_async(epochs.login_epoch(user_id), epochs._context.redis, Listeners())

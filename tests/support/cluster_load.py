@@ -15,8 +15,8 @@ import httpx
 
 from session_middleware import SessionConfig, sessions
 
+from . import SECRET, new_prefix
 from .stories import BASE
-from .support import SECRET, new_prefix
 
 JSON = dict[str, Any]
 Answer = tuple[int, JSON | None]
