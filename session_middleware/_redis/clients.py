@@ -36,6 +36,7 @@ from ..errors import (
     NotReplicated,
     StoreUnavailable,
 )
+from .multiplexed import MultiplexedRedis
 from .round_trip import Command, run_async, run_sync
 from .urls import RedisURL, Topology, parse_redis_url
 
@@ -54,6 +55,14 @@ SENTINEL_CHECK_INTERVAL = 1.0
 REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
 # What the drivers answer with the fail-closed 503.
 UNAVAILABLE: tuple[type[Exception], ...] = (StoreUnavailable, *REDIS_ERRORS)
+
+
+def _protocol(target: RedisURL) -> int:
+    """The RESP version a URL asks for (the multiplexed connection speaks RESP2 only)."""
+    options = target.options
+    if target.topology == "standalone":
+        options = redis.connection.parse_url(target.url)  # type: ignore[no-untyped-call]
+    return int(options.get("protocol") or 2)
 
 
 def is_async_client(client: Any) -> bool:
@@ -125,6 +134,7 @@ class RedisClients:
         client: Any | None,
         timeout: float | None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        multiplex: bool = True,
     ) -> None:
         if (url is None) == (client is None):
             raise ConfigurationError("give exactly one of redis_url and redis")
@@ -132,6 +142,12 @@ class RedisClients:
         self.target = parse_redis_url(url) if url is not None else None
         self._timeout = timeout
         self._max_connections = max_connections
+        self.multiplexed = (
+            multiplex
+            and self.target is not None
+            and self.target.topology != "cluster"
+            and _protocol(self.target) != 3
+        )
         self._sync: Any | None = None
         self._given_async: Any | None = None
         if client is not None:
@@ -243,6 +259,8 @@ class RedisClients:
         return redis.Redis.from_pool(pool)
 
     def _build_async(self, target: RedisURL) -> Any:
+        if self.multiplexed:
+            return self._build_multiplexed(target)
         if target.topology == "cluster":
             nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in target.nodes]
             return _AsyncCluster(
@@ -262,6 +280,27 @@ class RedisClients:
         options = {"retry": retry, "timeout": self._timeout, **self.pool_options()}
         pool = _WaitingPool.from_url(target.url, **options)
         return redis.asyncio.Redis.from_pool(pool)
+
+    def _build_multiplexed(self, target: RedisURL) -> MultiplexedRedis:
+        retry = redis.asyncio.retry.Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+        if target.topology == "sentinel":
+            master = self._sentinel_master(
+                redis.asyncio.sentinel.Sentinel,
+                redis.asyncio.sentinel.SentinelConnectionPool,
+                redis.asyncio.Redis,
+                target,
+                retry,
+            )
+            pool = master.connection_pool
+            return MultiplexedRedis(
+                pool.make_connection,
+                timeout=self._timeout,
+                master_address=pool.get_master_address,
+                on_close=master.aclose,
+            )
+        options = {"retry": retry, **self.timeout_options()}
+        pool = redis.asyncio.ConnectionPool.from_url(target.url, **options)
+        return MultiplexedRedis(pool.make_connection, timeout=self._timeout)
 
     def _sentinel_master(
         self, sentinel_class: Any, pool_class: Any, redis_class: Any, target: RedisURL, retry: Any

@@ -30,7 +30,7 @@ def run_sync(client: Any, commands: Sequence[Command]) -> list[Any]:
     for index, reply in enumerate(replies):
         if isinstance(reply, NoScriptError):
             replies[index] = client.execute_command(*commands[index])
-    return _raised(replies)
+    return raised(replies)
 
 
 async def run_async(client: Any, commands: Sequence[Command]) -> list[Any]:
@@ -50,7 +50,7 @@ async def run_async(client: Any, commands: Sequence[Command]) -> list[Any]:
     for index, reply in enumerate(replies):
         if isinstance(reply, NoScriptError):
             replies[index] = await client.execute_command(*commands[index])
-    return _raised(replies)
+    return raised(replies)
 
 
 def by_sha(command: Command) -> Command:
@@ -68,7 +68,7 @@ def script_sha(script: str) -> str:
     return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
 
 
-def _raised(replies: list[Any]) -> list[Any]:
+def raised(replies: list[Any]) -> list[Any]:
     """The replies, raising the first error among them as the pipeline would have."""
     for reply in replies:
         if isinstance(reply, Exception):
