@@ -11,7 +11,7 @@ and fails every command still waiting with a TimeoutError; a lost connection fai
 with a ConnectionError (both the fail-closed 503). The next command connects again; after
 a failed attempt the next one waits a backoff that doubles up to MAX_BACKOFF, and commands
 issued meanwhile fail at once. A caller cancelled while its command is on the wire leaves
-its place in the FIFO, and its reply is read and dropped. At most `max_in_flight` commands
+its place in the FIFO, and its reply is read and dropped. At most MAX_IN_FLIGHT commands
 wait for replies; more wait for room, at most until their deadline.
 """
 
@@ -88,24 +88,27 @@ class _Wire(asyncio.Protocol):
         self._transport = transport
         self._timeout = timeout
         self._pending: collections.deque[_Batch] = collections.deque()
-        self._in_flight = 0
+        self.in_flight = 0
         self._out: list[bytes] = []
         self._watchdog: asyncio.TimerHandle | None = None
         self._room: collections.deque[asyncio.Future[None]] = collections.deque()
         self.lost: Exception | None = None
+        self.streams: tuple[Any, Any] | None = None
 
     # -- sending ------------------------------------------------------------------------
 
     def has_room(self, count: int) -> bool:
-        return self._in_flight == 0 or self._in_flight + count <= MAX_IN_FLIGHT
+        return self.in_flight == 0 or self.in_flight + count <= MAX_IN_FLIGHT
 
     def send(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
+        if self.lost is not None:
+            raise self.lost
         loop = self._loop
         future: asyncio.Future[list[Any]] = loop.create_future()
         timeout = self._timeout
         deadline = float("inf") if timeout is None else loop.time() + timeout
         self._pending.append(_Batch(future, len(commands), deadline))
-        self._in_flight += len(commands)
+        self.in_flight += len(commands)
         out = self._out
         if not out:
             loop.call_soon(self._flush)
@@ -165,7 +168,7 @@ class _Wire(asyncio.Protocol):
                 batch.replies.append(reply)
                 if len(batch.replies) == batch.expected:
                     pending.popleft()
-                    self._in_flight -= batch.expected
+                    self.in_flight -= batch.expected
                     if not batch.future.done():  # else its caller was cancelled
                         batch.future.set_result(batch.replies)
         except (InvalidResponse, IndexError) as error:  # garbage, or a reply nobody asked for
@@ -225,10 +228,18 @@ class MultiplexedRedis:
         self._next_check = 0.0
         self._checking: asyncio.Task[None] | None = None
         self._closed = False
+        self.connections_opened = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Commands written on the current connection and not answered yet."""
+        return 0 if self._wire is None else self._wire.in_flight
 
     async def run(self, commands: Sequence[Command]) -> list[Any]:
         """Run the commands in one round trip (EVAL by its SHA, NOSCRIPT sent again as
         EVAL) and return their replies, raising the first error among them."""
+        if not commands:
+            return []
         replies = await self._send([by_sha(command) for command in commands])
         for index, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):
@@ -287,6 +298,11 @@ class MultiplexedRedis:
             encoding = encoder.encoding if encoder.decode_responses else None
             wire = _Wire(loop, transport, self._timeout, encoding)
             transport.set_protocol(wire)
+            # The transport is the wire's now: redis-py's connection must not close it
+            # when it is collected, and its stream writer, which closes it when
+            # collected, lives as long as the wire.
+            wire.streams = (connection._reader, connection._writer)
+            connection._writer = connection._reader = None
         except BaseException as error:
             with contextlib.suppress(Exception):
                 await connection.disconnect()
@@ -302,6 +318,7 @@ class MultiplexedRedis:
             done.exception()  # retrieved here: no caller may be left to await it
             return
         self._backoff = 0.0
+        self.connections_opened += 1
         self._address = (str(getattr(connection, "host", "")), int(getattr(connection, "port", 0)))
         self._wire = wire
         self._connecting = None
