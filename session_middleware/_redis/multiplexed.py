@@ -174,10 +174,12 @@ class _Wire(asyncio.Protocol):
         except (InvalidResponse, IndexError) as error:  # garbage, or a reply nobody asked for
             self.fail(RedisConnectionError(f"Redis protocol error: {error!r}"))
             return
-        if self._room and self.has_room(1):
+        room = MAX_IN_FLIGHT - self.in_flight
+        while self._room and room > 0:
             waiter = self._room.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+                room -= 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(RedisConnectionError(f"connection to Redis lost: {exc!r}"))
@@ -192,8 +194,8 @@ class _Wire(asyncio.Protocol):
             self._watchdog.cancel()
         pending, self._pending = self._pending, collections.deque()
         for batch in pending:
-            if not batch.future.done():
-                batch.future.set_exception(error)
+            if not batch.future.done():  # an exception each: tracebacks must not pile up
+                batch.future.set_exception(type(error)(*error.args))
         for waiter in self._room:
             if not waiter.done():
                 waiter.set_result(None)
