@@ -20,6 +20,7 @@ COLORS = {
     "starlette": "#8fb3d9",
     "starsessions": "#e39b5b",
     "ours-redis": "#2e7d32",
+    "ours-redispy": "#a5d6a7",
     "ours-sql": "#7cb342",
     "ours-cache": "#00838f",
 }

@@ -37,7 +37,7 @@ from ..errors import (
     StoreUnavailable,
 )
 from .multiplexed import MultiplexedRedis
-from .round_trip import Command, run_async, run_sync
+from .round_trip import AsyncRedisClient, Command, run_async, run_sync
 from .urls import RedisURL, Topology, parse_redis_url
 
 # redis-py leaves these unannotated.
@@ -149,13 +149,13 @@ class RedisClients:
             and _protocol(self.target) != 3
         )
         self._sync: Any | None = None
-        self._given_async: Any | None = None
+        self._given_async: AsyncRedisClient | None = None
         if client is not None:
             if is_async_client(client):
                 self._given_async = client
             else:
                 self._sync = client
-        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedisClient] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -191,7 +191,7 @@ class RedisClients:
             self._sync = self._build_sync(self.target)
         return self._sync
 
-    def async_(self) -> Any:
+    def async_(self) -> AsyncRedisClient:
         if self._given_async is not None:
             return self._given_async
         if self.target is None:

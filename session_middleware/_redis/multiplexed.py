@@ -248,7 +248,8 @@ class MultiplexedRedis:
                 (replies[index],) = await self._send([commands[index]])
         return raised(replies)
 
-    async def execute_command(self, *args: Any) -> Any:
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        """One command; `options` (redis-py's per-command keywords) are not used."""
         (reply,) = await self.run([args])
         return reply
 

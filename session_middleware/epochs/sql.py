@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, scoped_session
 
 from .._redis.clients import RedisClients
 from .._redis.key_layout import UserId
-from .._redis.round_trip import Command, run_async, run_sync, text
+from .._redis.round_trip import AsyncRedisClient, Command, run_async, run_sync, text
 from ..errors import ConfigurationError
 from ._sql_cache import EpochCache
 from ._sql_engine import ASYNC_HINT, SYNC_HINT, EngineHandle, engine_handle
@@ -258,13 +258,14 @@ class SQLEpochs:
         else:
             connection = await transaction.connection()
         await connection.run_sync(lambda c: self._table(c).write(c, user_id, epoch))
-        if commands:
+        if client is not None:
+            redis_client: AsyncRedisClient = client
             driver: Any = (await connection.get_raw_connection()).dbapi_connection
             # Commit events are sync functions; `run_async` is SQLAlchemy's documented
             # way to await inside one (the driver connection it passes is not needed).
             on_commit(
                 sync_target(transaction),
-                lambda: driver.run_async(lambda _: run_async(client, commands)),
+                lambda: driver.run_async(lambda _: run_async(redis_client, commands)),
             )
         return epoch
 
