@@ -40,7 +40,11 @@ SENTINEL_CHECK_INTERVAL = 1.0  # as clients.SENTINEL_CHECK_INTERVAL
 
 # What redis-py's client makes of a command's raw reply (SET -> True, PEXPIRE -> bool...),
 # so that both clients hand the core the same values.
-_CALLBACKS = {name.upper(): call for name, call in get_response_callbacks(2, True).items()}
+_CALLBACKS: dict[Any, Any] = {
+    name.upper(): call for name, call in get_response_callbacks(2, True).items()
+}
+_CALLBACKS.update(EVAL=None, EVALSHA=None)  # the hot path's commands: found at once
+_UNKNOWN = object()
 
 Connector = Callable[[], Any]  # makes an unconnected redis.asyncio Connection
 
@@ -56,13 +60,15 @@ os.register_at_fork(after_in_child=_forked)
 
 
 class _Batch:
-    """The commands of one caller: how many replies it waits for, and the ones come."""
+    """The commands of one caller, and the replies come so far."""
 
-    __slots__ = ("deadline", "expected", "future", "replies")
+    __slots__ = ("commands", "deadline", "future", "replies")
 
-    def __init__(self, future: asyncio.Future[list[Any]], expected: int, deadline: float) -> None:
+    def __init__(
+        self, future: asyncio.Future[list[Any]], commands: Sequence[Command], deadline: float
+    ) -> None:
         self.future = future
-        self.expected = expected
+        self.commands = commands
         self.deadline = deadline
         self.replies: list[Any] = []
 
@@ -107,13 +113,17 @@ class _Wire(asyncio.Protocol):
         future: asyncio.Future[list[Any]] = loop.create_future()
         timeout = self._timeout
         deadline = float("inf") if timeout is None else loop.time() + timeout
-        self._pending.append(_Batch(future, len(commands), deadline))
+        idle = not self._pending
+        self._pending.append(_Batch(future, commands, deadline))
         self.in_flight += len(commands)
         out = self._out
-        if not out:
-            loop.call_soon(self._flush)
-        for command in commands:
-            out.append(hiredis.pack_command(command))
+        if idle and not out:  # no reply awaited, nothing buffered: write at once
+            self._transport.write(b"".join([hiredis.pack_command(c) for c in commands]))
+        else:  # written with the rest of this loop turn's commands
+            if not out:
+                loop.call_soon(self._flush)
+            for command in commands:
+                out.append(hiredis.pack_command(command))
         if self._watchdog is None and timeout is not None:
             self._watchdog = loop.call_at(deadline, self._check_deadline)
         return future
@@ -159,20 +169,26 @@ class _Wire(asyncio.Protocol):
         reader = self._reader
         reader.feed(data)
         pending = self._pending
+        demoted = False
         try:
             while True:
                 reply = reader.gets()
                 if reply is False:
                     break
                 batch = pending[0]
-                batch.replies.append(reply)
-                if len(batch.replies) == batch.expected:
+                replies = batch.replies
+                replies.append(reply)
+                if len(replies) == len(batch.commands):
                     pending.popleft()
-                    self.in_flight -= batch.expected
+                    self.in_flight -= len(replies)
+                    demoted = _as_redis_py_gives(batch.commands, replies) or demoted
                     if not batch.future.done():  # else its caller was cancelled
-                        batch.future.set_result(batch.replies)
+                        batch.future.set_result(replies)
         except (InvalidResponse, IndexError) as error:  # garbage, or a reply nobody asked for
             self.fail(RedisConnectionError(f"Redis protocol error: {error!r}"))
+            return
+        if demoted:  # a master that became a replica: connect again, asking Sentinel
+            self.fail(RedisConnectionError("the Redis master became a replica"))
             return
         room = MAX_IN_FLIGHT - self.in_flight
         while self._room and room > 0:
@@ -199,6 +215,23 @@ class _Wire(asyncio.Protocol):
         for waiter in self._room:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+def _as_redis_py_gives(commands: Sequence[Command], replies: list[Any]) -> bool:
+    """Turn raw replies into what redis-py's client returns (SET -> True, PEXPIRE -> a
+    bool...), in place; True if one was a ReadOnlyError."""
+    demoted = False
+    for index, reply in enumerate(replies):
+        if isinstance(reply, Exception):
+            demoted = demoted or isinstance(reply, ReadOnlyError)
+            continue
+        name = commands[index][0]
+        callback = _CALLBACKS.get(name, _UNKNOWN)
+        if callback is _UNKNOWN:
+            callback = _CALLBACKS.get(str(name).upper())
+        if callback is not None:
+            replies[index] = callback(reply)
+    return demoted
 
 
 class MultiplexedRedis:
@@ -253,24 +286,28 @@ class MultiplexedRedis:
         (reply,) = await self.run([args])
         return reply
 
-    async def _send(self, commands: Sequence[Command]) -> list[Any]:
+    def _send(self, commands: Sequence[Command]) -> Awaitable[list[Any]]:
+        """The replies, once they came: on an open connection with room, the future the
+        wire answers, with no coroutine of its own."""
+        wire = self._wire
+        if self._master_address is not None:
+            self._check_master()
+        if (
+            wire is None
+            or wire.lost is not None
+            or self._forks != _forks
+            or not wire.has_room(len(commands))
+        ):
+            return self._send_when_ready(commands)
+        return wire.send(commands)
+
+    async def _send_when_ready(self, commands: Sequence[Command]) -> list[Any]:
         wire = self._wire
         if wire is None or wire.lost is not None or self._forks != _forks:
             wire = await self._connected()
-        if self._master_address is not None:
-            self._check_master()
         if not wire.has_room(len(commands)):
             await wire.wait_for_room(len(commands), self._deadline())
-        replies = await wire.send(commands)
-        for index, reply in enumerate(replies):
-            if isinstance(reply, Exception):
-                if isinstance(reply, ReadOnlyError):  # a demoted master: ask Sentinel again
-                    wire.fail(RedisConnectionError("the Redis master became a replica"))
-                continue
-            callback = _CALLBACKS.get(str(commands[index][0]).upper())
-            if callback is not None:
-                replies[index] = callback(reply)
-        return replies
+        return await wire.send(commands)
 
     def _deadline(self) -> float:
         now = asyncio.get_running_loop().time()
