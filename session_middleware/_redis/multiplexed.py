@@ -9,8 +9,9 @@ to `_Wire`, an asyncio.Protocol with no per-command coroutine, lock or timer.
 Failures: a command unanswered `timeout` seconds after it was issued resets the connection
 and fails every command still waiting with a TimeoutError; a lost connection fails them
 with a ConnectionError (both the fail-closed 503). The next command connects again; after
-a failed attempt the next one waits a backoff that doubles up to MAX_BACKOFF, and commands
-issued meanwhile fail at once. A caller cancelled while its command is on the wire leaves
+a failed attempt the next one waits a backoff that doubles up to MAX_BACKOFF (and half the
+timeout); commands issued meanwhile wait for it, or fail at once if it comes after their
+deadline. A caller cancelled while its command is on the wire leaves
 its place in the FIFO, and its reply is read and dropped. At most MAX_IN_FLIGHT commands
 wait for replies; more wait for room, at most until their deadline.
 """
@@ -35,7 +36,7 @@ from .round_trip import Command, by_sha, raised
 
 MAX_IN_FLIGHT = 1024  # commands written and not answered yet, per connection
 FIRST_BACKOFF = 0.05  # seconds before the next connection attempt after a failed one
-MAX_BACKOFF = 1.0
+MAX_BACKOFF = 1.0  # and at most half of the timeout, so that a caller can wait for it
 SENTINEL_CHECK_INTERVAL = 1.0  # as clients.SENTINEL_CHECK_INTERVAL
 
 # What redis-py's client makes of a command's raw reply (SET -> True, PEXPIRE -> bool...),
@@ -257,6 +258,7 @@ class MultiplexedRedis:
         self._wire: _Wire | None = None
         self._address: tuple[str, int] | None = None
         self._connecting: asyncio.Future[_Wire] | None = None
+        self._connect_task: asyncio.Task[None] | None = None
         self._forks = _forks
         self._backoff = 0.0
         self._retry_at = 0.0
@@ -314,19 +316,31 @@ class MultiplexedRedis:
         return float("inf") if self._timeout is None else now + self._timeout
 
     async def _connected(self) -> _Wire:
-        if self._closed:
-            raise RedisConnectionError("the Redis connection was closed")
-        if self._forks != _forks:  # the parent's connection: leave it to the parent
-            self._wire, self._forks = None, _forks
-        if self._connecting is None:
+        """The open connection, opened now if need be. After a failed attempt the next one
+        waits for the backoff; a caller waits for it too if it comes before the caller's
+        deadline, and fails at once otherwise."""
+        while True:
+            if self._closed:
+                raise RedisConnectionError("the Redis connection was closed")
+            if self._forks != _forks:  # the parent's connection: leave it to the parent
+                self._wire, self._forks = None, _forks
+            wire = self._wire
+            if wire is not None and wire.lost is None:
+                return wire
             loop = asyncio.get_running_loop()
-            if loop.time() < self._retry_at:
-                raise RedisConnectionError("Redis unreachable; reconnecting after a backoff")
-            self._connecting = loop.create_future()
-            task = loop.create_task(self._connect(self._connecting))
-            task.add_done_callback(lambda _: None)
-        # shield: a cancelled caller must not cancel the attempt the others wait for.
-        return await asyncio.shield(self._connecting)
+            if self._connecting is None:
+                wait = self._retry_at - loop.time()
+                if wait > 0:
+                    if self._timeout is not None and wait >= self._timeout:
+                        raise RedisConnectionError(
+                            "Redis unreachable; reconnecting after a backoff"
+                        )
+                    await asyncio.sleep(wait)
+                    continue
+                self._connecting = loop.create_future()
+                self._connect_task = loop.create_task(self._connect(self._connecting))
+            # shield: a cancelled caller must not cancel the attempt the others wait for.
+            return await asyncio.shield(self._connecting)
 
     async def _connect(self, done: asyncio.Future[_Wire]) -> None:
         loop = asyncio.get_running_loop()
@@ -346,7 +360,8 @@ class MultiplexedRedis:
         except BaseException as error:
             with contextlib.suppress(Exception):
                 await connection.disconnect()
-            self._backoff = min(MAX_BACKOFF, max(FIRST_BACKOFF, self._backoff * 2))
+            longest = MAX_BACKOFF if self._timeout is None else min(MAX_BACKOFF, self._timeout / 2)
+            self._backoff = min(longest, max(FIRST_BACKOFF, self._backoff * 2))
             self._retry_at = loop.time() + self._backoff
             self._connecting = None
             if isinstance(error, (asyncio.TimeoutError, RedisTimeoutError)):
