@@ -535,3 +535,22 @@ async def test_the_setting_turns_it_off_and_a_cluster_or_given_client_never_uses
     assert not RedisClients(url=None, client=given, timeout=1).multiplexed
     await given.aclose()
     assert not RedisClients(url=server.url + "?protocol=3", client=None, timeout=1).multiplexed
+
+
+async def test_a_master_that_became_a_replica_is_left_for_a_new_connection() -> None:
+    group = Servers("demoted")
+    try:
+        master = group.add("master").start()
+        demoted = group.add("demoted").start()
+        clients = RedisClients(url=demoted.url, client=None, timeout=5.0)
+        client = clients.async_()
+        assert await client.execute_command("SET", "demoted", "1") is True
+        with demoted.client() as admin:
+            admin.replicaof(HOST, master.port)
+        with pytest.raises(redis.ReadOnlyError):
+            await client.execute_command("SET", "demoted", "2")
+        await client.execute_command("PING")  # on a connection opened again
+        assert client.connections_opened == 2
+        await clients.aclose()
+    finally:
+        group.stop()
