@@ -554,3 +554,16 @@ async def test_a_master_that_became_a_replica_is_left_for_a_new_connection() -> 
         await clients.aclose()
     finally:
         group.stop()
+
+
+async def test_a_command_that_cannot_be_sent_leaves_the_replies_in_order(
+    server: RedisServer,
+) -> None:
+    clients = RedisClients(url=server.url, client=None, timeout=5.0)
+    client = clients.async_()
+    await client.execute_command("SET", "order", "kept")
+    with pytest.raises(TypeError):
+        await client.execute_command("SET", "order", None)
+    assert await client.execute_command("GET", "order") == b"kept"
+    assert client.connections_opened == 1
+    await clients.aclose()

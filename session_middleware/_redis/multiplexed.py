@@ -110,6 +110,8 @@ class _Wire(asyncio.Protocol):
     def send(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
         if self.lost is not None:
             raise self.lost
+        # Packed first: an argument hiredis refuses raises here, before the FIFO holds it.
+        packed = [hiredis.pack_command(command) for command in commands]
         loop = self._loop
         future: asyncio.Future[list[Any]] = loop.create_future()
         timeout = self._timeout
@@ -119,12 +121,11 @@ class _Wire(asyncio.Protocol):
         self.in_flight += len(commands)
         out = self._out
         if idle and not out:  # no reply awaited, nothing buffered: write at once
-            self._transport.write(b"".join([hiredis.pack_command(c) for c in commands]))
+            self._transport.write(b"".join(packed))
         else:  # written with the rest of this loop turn's commands
             if not out:
                 loop.call_soon(self._flush)
-            for command in commands:
-                out.append(hiredis.pack_command(command))
+            out.extend(packed)
         if self._watchdog is None and timeout is not None:
             self._watchdog = loop.call_at(deadline, self._check_deadline)
         return future
