@@ -20,12 +20,21 @@ from . import sql
 from .app import CART, COUNTER, THEME, build_app
 from .settings import REDIS_URL, SECRET, SESSION_LIFETIME
 
-ORDER = ("floor", "starlette", "starsessions", "ours-redis", "ours-sql", "ours-cache")
+ORDER = (
+    "floor",
+    "starlette",
+    "starsessions",
+    "ours-redis",
+    "ours-redispy",
+    "ours-sql",
+    "ours-cache",
+)
 LABELS = {
     "floor": "no session (floor)",
     "starlette": "Starlette cookie SessionMiddleware",
     "starsessions": "starsessions 2.2.1 + RedisStore",
     "ours-redis": "session_middleware, Redis epochs",
+    "ours-redispy": "session_middleware, Redis epochs, redis_multiplex=False",
     "ours-sql": "session_middleware, SQL epochs",
     "ours-cache": "session_middleware, Redis epochs + local_cache",
 }
@@ -187,6 +196,8 @@ def build(key: str, prefix: str, client: redis.asyncio.Redis | None = None) -> V
         return _starsessions(prefix, client)
     if key == "ours-redis":
         return _ours(key, prefix, client, epochs=None)
+    if key == "ours-redispy":  # redis-py's pool instead of the multiplexed connection
+        return _ours(key, prefix, client, epochs=None, redis_multiplex=False)
     if key == "ours-sql":
         return _ours(key, prefix, client, epochs=sql.provider(prefix))
     if key == "ours-cache":
@@ -218,8 +229,10 @@ def _ours(
     client: redis.asyncio.Redis | None,
     epochs: Any,
     local_cache: int | None = None,
+    redis_multiplex: bool = True,
 ) -> Variant:
     where: dict[str, Any] = {"redis_url": REDIS_URL} if client is None else {"redis": client}
+    where["redis_multiplex"] = redis_multiplex
     if local_cache is not None:
         where["local_cache"] = local_cache
     config = sessions(

@@ -80,6 +80,10 @@ class SessionConfig:
     redis_max_connections: connections per pool of clients built from redis_url (one
         pool per worker and event loop, per node on a cluster; default 100); a
         ``?max_connections=`` in the URL wins. See docs/deployment.md.
+    redis_multiplex: the request path's own commands share one multiplexed connection per
+        worker and event loop, written together and answered in order (default True; for
+        a standalone or Sentinel redis_url; a Cluster, or a client given as ``redis=``,
+        always uses redis-py). False: redis-py's connection pool, as for everything else.
     invalidate_wait_replicas: invalidate_user returns only once this many replicas of
         the master (default 1; fewer if it has fewer) have the new epoch (Redis WAIT), so
         a failover cannot undo it; 0 does not wait.
@@ -114,6 +118,7 @@ class SessionConfig:
         on_redis_error: OnRedisError = "503",
         redis_timeout: float | None = 2.0,
         redis_max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        redis_multiplex: bool = True,
         track_devices: bool = True,
         max_session_bytes: int = 64 * 1024,
         encryption_key: str | bytes | Sequence[str | bytes] | None = None,
@@ -180,6 +185,7 @@ class SessionConfig:
             client=redis,
             timeout=redis_timeout,
             max_connections=redis_max_connections,
+            multiplex=redis_multiplex,
         )
         if local_cache is not None:
             if redis_url is None or local_cache <= 0:

@@ -210,8 +210,7 @@ async def test_url_configured_clients_reuse_one_pool(config: SessionConfig) -> N
         for _ in range(10):
             await client.get("/read")
     client_redis = config.redis.async_()
-    assert len(client_redis.connection_pool._in_use_connections) == 0
-    assert len(client_redis.connection_pool._available_connections) == 1
+    assert client_redis.connections_opened == 1  # one multiplexed connection, reused
     await client_redis.aclose()
 
 

@@ -49,6 +49,7 @@ async def test_a_tiny_pool_serves_bursts_and_answers_503_while_redis_hangs(
         redis_url=server.url,
         redis_max_connections=POOL,
         redis_timeout=TIMEOUT,
+        redis_multiplex=False,
     )
     transport = httpx.ASGITransport(app=config(asgi_app))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
@@ -88,7 +89,9 @@ async def test_a_tiny_pool_serves_bursts_and_answers_503_while_redis_hangs(
 
 
 def test_the_setting_sizes_every_pool_built_from_a_url(server: RedisServer) -> None:
-    config = sessions(secret_key=SECRET, redis_url=server.url, redis_max_connections=3)
+    config = sessions(
+        secret_key=SECRET, redis_url=server.url, redis_max_connections=3, redis_multiplex=False
+    )
     assert config.redis.sync().connection_pool.max_connections == 3
 
     async def async_pool_size(clients: RedisClients) -> int:
@@ -98,12 +101,18 @@ def test_the_setting_sizes_every_pool_built_from_a_url(server: RedisServer) -> N
 
     assert asyncio.run(async_pool_size(config.redis)) == 3
     # The URL's own option wins, as every query option does.
-    own = RedisClients(url=server.url + "?max_connections=5", client=None, timeout=1.0)
+    own = RedisClients(
+        url=server.url + "?max_connections=5", client=None, timeout=1.0, multiplex=False
+    )
     assert own.sync().connection_pool.max_connections == 5
     assert asyncio.run(async_pool_size(own)) == 5
     # Sentinel: the master's pool (nothing is contacted until a command runs).
     sentinel = RedisClients(
-        url="redis+sentinel://127.0.0.1:1/mymaster", client=None, timeout=1.0, max_connections=4
+        url="redis+sentinel://127.0.0.1:1/mymaster",
+        client=None,
+        timeout=1.0,
+        max_connections=4,
+        multiplex=False,
     )
     assert sentinel.sync().connection_pool.max_connections == 4
     assert asyncio.run(async_pool_size(sentinel)) == 4
@@ -129,7 +138,9 @@ async def test_a_wake_up_lost_to_a_cancelled_request_goes_to_the_next(
     server: RedisServer,
 ) -> None:
     # The third request may wait a minute; it must get the connection long before.
-    clients = RedisClients(url=server.url, client=None, timeout=60.0, max_connections=1)
+    clients = RedisClients(
+        url=server.url, client=None, timeout=60.0, max_connections=1, multiplex=False
+    )
     pool = clients.async_().connection_pool
     held = await pool.get_connection()
     second = asyncio.ensure_future(pool.get_connection())

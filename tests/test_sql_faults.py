@@ -81,7 +81,8 @@ async def test_database_down_on_a_cache_miss_gives_503_asgi(
             async with asgi_client_of(app_down) as same_device:
                 same_device.cookies = device.cookies
                 assert (await same_device.get("/me")).json()["user"] == 1
-                await config.redis.async_().delete(config.keys.epoch_key(config.keys.user_tag(1)))
+                epoch_key = config.keys.epoch_key(config.keys.user_tag(1))
+                await config.redis.async_().execute_command("DEL", epoch_key)
                 assert (await same_device.get("/me")).status_code == 503
                 assert (await same_device.post("/login/2")).status_code == 503
             with pytest.raises(EpochStoreUnavailable):

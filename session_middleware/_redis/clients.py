@@ -32,6 +32,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import ConfigurationError
 from .cluster_clients import DEFAULT_RETRY_BUDGET, AsyncCluster, SyncCluster, unavailable
+from .multiplexed import MultiplexedRedis
+from .round_trip import AsyncRedisClient
 from .urls import RedisURL, Topology, parse_redis_url
 
 # redis-py leaves these unannotated.
@@ -47,6 +49,14 @@ SENTINEL_CHECK_INTERVAL = 1.0
 # clients raise RedisClusterException, which is not a RedisError, when no node answers
 # or a slot has no master; clients built here turn it into a ConnectionError.
 REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
+
+
+def _protocol(target: RedisURL) -> int:
+    """The RESP version a URL asks for (the multiplexed connection speaks RESP2 only)."""
+    options = target.options
+    if target.topology == "standalone":
+        options = redis.connection.parse_url(target.url)  # type: ignore[no-untyped-call]
+    return int(options.get("protocol") or 2)
 
 
 def is_async_client(client: Any) -> bool:
@@ -127,6 +137,7 @@ class RedisClients:
         client: Any | None,
         timeout: float | None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        multiplex: bool = True,
     ) -> None:
         if (url is None) == (client is None):
             raise ConfigurationError("give exactly one of redis_url and redis")
@@ -134,14 +145,20 @@ class RedisClients:
         self.target = parse_redis_url(url) if url is not None else None
         self._timeout = timeout
         self._max_connections = max_connections
+        self.multiplexed = (
+            multiplex
+            and self.target is not None
+            and self.target.topology != "cluster"
+            and _protocol(self.target) != 3
+        )
         self._sync: Any | None = None
-        self._given_async: Any | None = None
+        self._given_async: AsyncRedisClient | None = None
         if client is not None:
             if is_async_client(client):
                 self._given_async = client
             else:
                 self._sync = client
-        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedisClient] = (
             weakref.WeakKeyDictionary()
         )
         self._building = threading.Lock()
@@ -180,7 +197,7 @@ class RedisClients:
                     self._sync = self._build_sync(self.target)
         return self._sync
 
-    def async_(self) -> Any:
+    def async_(self) -> AsyncRedisClient:
         if self._given_async is not None:
             return self._given_async
         if self.target is None:
@@ -254,6 +271,8 @@ class RedisClients:
         return redis.Redis.from_pool(pool)
 
     def _build_async(self, target: RedisURL) -> Any:
+        if self.multiplexed:
+            return self._build_multiplexed(target)
         if target.topology == "cluster":
             nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in target.nodes]
             return AsyncCluster(
@@ -273,6 +292,27 @@ class RedisClients:
         options = {"retry": retry, "timeout": self._timeout, **self.pool_options()}
         pool = _WaitingPool.from_url(target.url, **options)
         return redis.asyncio.Redis.from_pool(pool)
+
+    def _build_multiplexed(self, target: RedisURL) -> MultiplexedRedis:
+        retry = redis.asyncio.retry.Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+        if target.topology == "sentinel":
+            master = self._sentinel_master(
+                redis.asyncio.sentinel.Sentinel,
+                redis.asyncio.sentinel.SentinelConnectionPool,
+                redis.asyncio.Redis,
+                target,
+                retry,
+            )
+            pool = master.connection_pool
+            return MultiplexedRedis(
+                pool.make_connection,
+                timeout=self._timeout,
+                master_address=pool.get_master_address,
+                on_close=master.aclose,
+            )
+        options = {"retry": retry, **self.timeout_options()}
+        pool = redis.asyncio.ConnectionPool.from_url(target.url, **options)
+        return MultiplexedRedis(pool.make_connection, timeout=self._timeout)
 
     def _sentinel_master(
         self, sentinel_class: Any, pool_class: Any, redis_class: Any, target: RedisURL, retry: Any

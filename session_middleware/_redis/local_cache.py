@@ -418,7 +418,7 @@ class CachedRedis:
         await self.cache.aclose()
         await self._uncached.aclose()
 
-    async def execute_command(self, *args: Any) -> Any:
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
         (reply,) = await self.run([args])
         return reply
 

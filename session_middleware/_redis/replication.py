@@ -11,7 +11,9 @@ A master Sentinel or the cluster promoted starts a new history, so a failover on
 replica that has no replica of its own does not block writes. An attempt that fails
 (the master is gone, was demoted, or too few replicas acknowledged) is made again, on
 the master the client finds then, until one succeeds or `deadline` seconds have passed;
-the last failure is raised.
+the last failure is raised, except that a timeout raised by any attempt wins over a
+later connection failure: the timed-out writes may have been applied, and the caller
+must hear that it is uncertain.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from redis._parsers.helpers import parse_info
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import NotReplicated
 from .clients import REDIS_ERRORS, is_cluster_client, ready_cluster
@@ -88,13 +91,18 @@ def replicated(
         _raise_if_error(replies)
         return list(replies)
     deadline, failures = time.monotonic() + policy.deadline, 0
+    timed_out: RedisTimeoutError | None = None
     while True:
         try:
             return (yield from _attempt(commands, policy, histories))
         except _FAILURES as error:
             failures += 1
+            if isinstance(error, RedisTimeoutError):
+                timed_out = error
             pause = _PAUSES.compute(failures)
             if time.monotonic() + pause >= deadline:
+                if timed_out is not None and isinstance(error, RedisConnectionError):
+                    raise timed_out from error
                 raise error
             yield Pause(pause)
 

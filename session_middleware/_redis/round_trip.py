@@ -9,11 +9,22 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from redis.exceptions import NoScriptError
 
 Command = tuple[Any, ...]
+
+
+class AsyncRedisClient(Protocol):
+    """What the async runners use of a client: a redis.asyncio client (plain, Sentinel or
+    Cluster), the multiplexed connection, or the local cache. A client that also has
+    ``run(commands)`` runs a command list itself; a redis.asyncio client's pipeline runs it
+    otherwise."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any: ...
+
+    async def aclose(self) -> None: ...
 
 
 def run_sync(client: Any, commands: Sequence[Command]) -> list[Any]:
@@ -30,27 +41,28 @@ def run_sync(client: Any, commands: Sequence[Command]) -> list[Any]:
     for index, reply in enumerate(replies):
         if isinstance(reply, NoScriptError):
             replies[index] = client.execute_command(*commands[index])
-    return _raised(replies)
+    return raised(replies)
 
 
-async def run_async(client: Any, commands: Sequence[Command]) -> list[Any]:
+async def run_async(client: AsyncRedisClient, commands: Sequence[Command]) -> list[Any]:
     """The async twin of run_sync."""
     run = getattr(client, "run", None)
-    if run is not None:  # a client that runs command lists itself (local_cache.CachedRedis)
+    if run is not None:  # the multiplexed connection, the local cache
         return list(await run(commands))
     if len(commands) == 1:
         try:
             return [await client.execute_command(*by_sha(commands[0]))]
         except NoScriptError:
             return [await client.execute_command(*commands[0])]
-    async with client.pipeline(transaction=False) as pipe:
+    redis_py: Any = client
+    async with redis_py.pipeline(transaction=False) as pipe:
         for command in commands:
             pipe.execute_command(*by_sha(command))
         replies = list(await pipe.execute(raise_on_error=False))
     for index, reply in enumerate(replies):
         if isinstance(reply, NoScriptError):
             replies[index] = await client.execute_command(*commands[index])
-    return _raised(replies)
+    return raised(replies)
 
 
 def by_sha(command: Command) -> Command:
@@ -68,7 +80,7 @@ def script_sha(script: str) -> str:
     return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
 
 
-def _raised(replies: list[Any]) -> list[Any]:
+def raised(replies: list[Any]) -> list[Any]:
     """The replies, raising the first error among them as the pipeline would have."""
     for reply in replies:
         if isinstance(reply, Exception):

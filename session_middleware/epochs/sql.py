@@ -21,7 +21,7 @@ from .._core.steps import RedisIO, RedisSource, SqlIO, Step
 from .._core.timing import cache_ttl_ms
 from .._redis.clients import RedisClients
 from .._redis.key_layout import UserId
-from .._redis.round_trip import Command, run_async, run_sync, text
+from .._redis.round_trip import AsyncRedisClient, Command, run_async, run_sync, text
 from ..errors import ConfigurationError
 from ..events import Listeners
 from ._sql_cache import EpochCache
@@ -270,13 +270,14 @@ class SQLEpochs(ProviderFaces):
         else:
             connection = await transaction.connection()
         await connection.run_sync(lambda c: self._table(c).write(c, user_id, epoch))
-        if commands:
+        if client is not None:
+            redis_client: AsyncRedisClient = client
             driver: Any = (await connection.get_raw_connection()).dbapi_connection
             # Commit events are sync functions; `run_async` is SQLAlchemy's documented
             # way to await inside one (the driver connection it passes is not needed).
             on_commit(
                 sync_target(transaction),
-                lambda: driver.run_async(lambda _: run_async(client, commands)),
+                lambda: driver.run_async(lambda _: run_async(redis_client, commands)),
             )
         return epoch
 

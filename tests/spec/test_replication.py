@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from session_middleware import NotReplicated
 from session_middleware._redis.replication import (
@@ -96,6 +97,16 @@ def test_past_the_deadline_the_last_failure_is_raised() -> None:
     with pytest.raises(NotReplicated) as raised:
         never.run(Replication(wanted=1, timeout_ms=100, deadline=0.0), set())
     assert (raised.value.acknowledged, raised.value.wanted) == (0, 1)
+
+
+def test_a_timed_out_attempt_is_what_is_raised_even_when_later_ones_cannot_connect() -> None:
+    """The timed-out writes may have been applied: the caller must hear that the outcome
+    is uncertain (InvalidationUncertain), not that the store was simply unreachable."""
+    later = [RedisConnectionError("reconnecting after a backoff")] * 200
+    flaky = Master(RedisTimeoutError("no reply"), *later)
+    with pytest.raises(RedisTimeoutError):
+        flaky.run(Replication(wanted=1, timeout_ms=100, deadline=0.3), set())
+    assert len(flaky.sent) > 3, "the attempts went on after the timeout"
 
 
 def test_with_no_replica_wanted_the_writes_run_alone() -> None:

@@ -1,0 +1,577 @@
+"""The multiplexed connection (redis_multiplex, on by default) under faults: Redis killed,
+frozen and restarted under concurrent load, replies split across reads, a cancellation
+storm, 10,000 concurrent requests, the in-flight bound, a fork, and the connection
+options (ACL user, SELECT, TLS, unix socket). Each runs on a redis-server of its own and
+checks outcomes: only 200 or the 503, the right user, no acknowledged write lost."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import json
+import multiprocessing
+import os
+import random
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+
+from session_middleware import sessions
+from session_middleware._redis import multiplexed
+from session_middleware._redis.clients import RedisClients
+from session_middleware._redis.multiplexed import MultiplexedRedis
+
+from .support import SECRET, new_prefix
+from .support.apps import asgi_app
+from .support.redis_servers import (
+    HOST,
+    RedisServer,
+    Servers,
+    free_port,
+    spawn,
+    standalone,
+    wait_until,
+)
+
+pytestmark = pytest.mark.anyio
+
+TIMEOUT = 0.5  # redis_timeout of every configuration here
+DEVICES = 12
+TEST_BOUND = 30.0  # any one phase; a hang fails the test instead of blocking the run
+RECOVERY_DEADLINE = 10.0
+
+
+# -- a raw ASGI client: 10,000 requests through httpx would cost more than the test ------
+
+
+async def call(app: Any, path: str, cookie: str | None = None) -> tuple[int, Any, str | None]:
+    """(status, JSON body or None, the cookie the response sets or None)."""
+    headers = [(b"host", b"test")]
+    if cookie is not None:
+        headers.append((b"cookie", f"session={cookie}".encode()))
+    path, _, query = path.partition("?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    sent: list[dict[str, Any]] = []
+    received = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        if received:
+            await asyncio.Event().wait()
+        received = True
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = sent[0]
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    set_cookie = None
+    for name, value in start["headers"]:
+        if name == b"set-cookie" and value.startswith(b"session="):
+            set_cookie = value.split(b";")[0][len(b"session=") :].decode()
+    content_json = (b"content-type", b"application/json") in start["headers"]
+    return start["status"], json.loads(body) if content_json else None, set_cookie
+
+
+@dataclass
+class Device:
+    """One logged-in browser writing a counter, one request at a time."""
+
+    user: str
+    cookie: str
+    acked: int = 0  # the last value a 200 answered
+    tried: int = 0  # the last value sent (a 503 leaves it uncertain)
+    statuses: list[int] = field(default_factory=list)
+
+    @classmethod
+    async def login(cls, app: Any, user: str) -> Device:
+        status, body, cookie = await call(app, f"/login?user={user}")
+        assert status == 200 and body["user"] == user and cookie
+        return cls(user, cookie)
+
+    async def write(self, app: Any) -> int:
+        self.tried += 1
+        status, body, _ = await call(app, f"/set?key=n&value={self.tried}", self.cookie)
+        self.statuses.append(status)
+        assert status in (200, 503), (status, body)
+        if status == 200:
+            assert body["user"] == self.user
+            assert body["data"]["n"] == str(self.tried)
+            self.acked = self.tried
+        return status
+
+    async def check_kept(self, app: Any) -> None:
+        """The session survived with the last acknowledged write, or a later one sent."""
+        status, body, _ = await call(app, "/read", self.cookie)
+        assert status == 200 and body["user"] == self.user
+        assert self.acked <= int(body["data"].get("n", 0)) <= self.tried
+
+
+async def keep_writing(app: Any, devices: list[Device], stop: asyncio.Event) -> None:
+    async def one(device: Device) -> None:
+        while not stop.is_set():
+            await device.write(app)
+            await asyncio.sleep(0.005)
+
+    await asyncio.gather(*(one(device) for device in devices))
+
+
+async def until_all_served(app: Any, devices: list[Device]) -> None:
+    """Every device answered 200 again, within RECOVERY_DEADLINE."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RECOVERY_DEADLINE
+    waiting = list(devices)
+    while waiting:
+        assert loop.time() < deadline, "the store did not come back"
+        waiting = [device for device in waiting if await device.write(app) != 200]
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def durable() -> Iterator[RedisServer]:
+    """A private server whose every acknowledged write is on disk before the reply."""
+    group, server = standalone(["--appendonly", "yes", "--appendfsync", "always"])
+    try:
+        yield server
+    finally:
+        group.stop()
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    group, server = standalone()
+    try:
+        yield server
+    finally:
+        group.stop()
+
+
+@pytest.fixture
+async def rig(durable: RedisServer) -> AsyncIterator[tuple[Any, MultiplexedRedis, list[Device]]]:
+    config = sessions(
+        secret_key=SECRET, redis_url=durable.url, redis_timeout=TIMEOUT, key_prefix=new_prefix()
+    )
+    app = config(asgi_app)
+    devices = [await Device.login(app, f"user-{i}") for i in range(DEVICES)]
+    client = config.redis.async_()
+    assert isinstance(client, MultiplexedRedis)
+    yield app, client, devices
+    await config.aclose()
+
+
+async def test_redis_killed_and_restarted_under_load_loses_no_acknowledged_write(
+    durable: RedisServer, rig: tuple[Any, MultiplexedRedis, list[Device]]
+) -> None:
+    app, _client, devices = rig
+    stop = asyncio.Event()
+    load = asyncio.ensure_future(keep_writing(app, devices, stop))
+    await asyncio.sleep(0.2)
+    durable.kill()
+    await asyncio.sleep(0.3)  # the load meets a dead Redis
+    await asyncio.to_thread(durable.start)
+    await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.wait_for(load, TEST_BOUND)
+    await asyncio.wait_for(until_all_served(app, devices), TEST_BOUND)
+    statuses = [status for device in devices for status in device.statuses]
+    assert 503 in statuses and 200 in statuses
+    for device in devices:
+        await device.check_kept(app)
+
+
+async def test_redis_frozen_under_load_gets_the_503_then_recovers(
+    durable: RedisServer, rig: tuple[Any, MultiplexedRedis, list[Device]]
+) -> None:
+    app, client, devices = rig
+    stop = asyncio.Event()
+    load = asyncio.ensure_future(keep_writing(app, devices, stop))
+    await asyncio.sleep(0.2)
+    opened = client.connections_opened
+    durable.pause()
+    try:
+        # Every request on the frozen connection fails at its deadline, and so does each
+        # one on a new connection: all 503.
+        frozen = await asyncio.wait_for(
+            asyncio.gather(*(call(app, "/read", device.cookie) for device in devices)), TEST_BOUND
+        )
+        assert {status for status, _, _ in frozen} == {503}
+    finally:
+        durable.resume()
+    stop.set()
+    await asyncio.wait_for(load, TEST_BOUND)
+    await asyncio.wait_for(until_all_served(app, devices), TEST_BOUND)
+    assert client.connections_opened > opened  # the stalled connection was reset
+    for device in devices:
+        await device.check_kept(app)
+
+
+async def test_replies_split_across_reads_are_matched_to_their_callers(
+    server: RedisServer,
+) -> None:
+    pieces = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(HOST, server.port)
+
+        async def upstream() -> None:
+            while data := await reader.read(65536):
+                up_writer.write(data)
+            up_writer.close()
+
+        async def downstream() -> None:  # Redis's replies, a few bytes at a time
+            nonlocal pieces
+            rng = random.Random(7)
+            while data := await up_reader.read(65536):
+                while data:
+                    size = rng.randint(1, 5)
+                    writer.write(data[:size])
+                    data = data[size:]
+                    pieces += 1
+                    await writer.drain()
+                    await asyncio.sleep(0)
+            writer.close()
+
+        await asyncio.gather(upstream(), downstream(), return_exceptions=True)
+
+    proxy = await asyncio.start_server(handle, HOST, 0)
+    port = proxy.sockets[0].getsockname()[1]
+    config = sessions(secret_key=SECRET, redis_url=f"redis://{HOST}:{port}/0", redis_timeout=5.0)
+    app = config(asgi_app)
+    try:
+        devices = [await Device.login(app, f"split-{i}") for i in range(DEVICES)]
+        for _ in range(3):
+            statuses = await asyncio.wait_for(
+                asyncio.gather(*(device.write(app) for device in devices)), TEST_BOUND
+            )
+            assert statuses == [200] * DEVICES
+        assert pieces > 100
+        assert config.redis.async_().connections_opened == 1
+    finally:
+        await config.aclose()
+        proxy.close()
+
+
+async def test_a_cancellation_storm_never_desynchronises_the_replies(server: RedisServer) -> None:
+    clients = RedisClients(url=server.url, client=None, timeout=5.0)
+    client = clients.async_()
+    keys = [f"storm:{i}" for i in range(200)]
+    await client.run([("MSET", *(part for key in keys for part in (key, key)))])
+    rng = random.Random(11)
+
+    async def get(key: str) -> None:
+        assert await client.execute_command("GET", key) == key.encode()
+
+    async def cancel_soon(task: asyncio.Future[None], turns: int) -> None:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+
+    for _round in range(10):
+        tasks = [asyncio.ensure_future(get(rng.choice(keys))) for _ in range(500)]
+        cancellers = [asyncio.ensure_future(cancel_soon(t, rng.randint(0, 3))) for t in tasks[::2]]
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), TEST_BOUND)
+        errors = [r for r in results if r is not None and not isinstance(r, asyncio.CancelledError)]
+        assert errors == []
+        await asyncio.gather(*cancellers)
+        assert any(isinstance(r, asyncio.CancelledError) for r in results)
+    for key in keys:  # every reply still goes to its own caller
+        await get(key)
+    assert client.connections_opened == 1
+    await clients.aclose()
+
+
+async def test_ten_thousand_concurrent_requests_share_one_connection(server: RedisServer) -> None:
+    # A deadline far above the time this takes on a busy machine: the test is about
+    # every reply reaching its own caller, on one connection.
+    config = sessions(secret_key=SECRET, redis_url=server.url, redis_timeout=TEST_BOUND)
+    app = config(asgi_app)
+    devices = [await Device.login(app, f"many-{i}") for i in range(100)]
+    replies = await asyncio.wait_for(
+        asyncio.gather(*(call(app, "/read", devices[i % 100].cookie) for i in range(10_000))),
+        2 * TEST_BOUND,
+    )
+    for index, (status, body, _) in enumerate(replies):
+        assert status == 200 and body["user"] == devices[index % 100].user
+    assert config.redis.async_().connections_opened == 1
+    with server.client() as admin:
+        assert int(admin.info("clients")["connected_clients"]) == 2  # ours and this one
+    await config.aclose()
+
+
+async def test_commands_in_flight_stay_within_the_bound(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(multiplexed, "MAX_IN_FLIGHT", 16)
+    peak = 0
+    send = multiplexed._Wire.send
+
+    def counted(wire: Any, commands: Any) -> Any:
+        nonlocal peak
+        future = send(wire, commands)
+        peak = max(peak, wire.in_flight)
+        return future
+
+    monkeypatch.setattr(multiplexed._Wire, "send", counted)
+    clients = RedisClients(url=server.url, client=None, timeout=5.0)
+    client = clients.async_()
+    await client.execute_command("SET", "bound", "v")
+    replies = await asyncio.wait_for(
+        asyncio.gather(*(client.run([("GET", "bound"), ("GET", "bound")]) for _ in range(2000))),
+        TEST_BOUND,
+    )
+    assert replies == [[b"v", b"v"]] * 2000
+    assert 2 < peak <= 16
+    await clients.aclose()
+
+
+async def test_error_replies_raise_and_a_flushed_script_is_sent_again(server: RedisServer) -> None:
+    config = sessions(secret_key=SECRET, redis_url=server.url, redis_timeout=5.0)
+    app = config(asgi_app)
+    device = await Device.login(app, "scripts")
+    client = config.redis.async_()
+    await client.execute_command("SET", "plain", "x")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        await client.execute_command("HGETALL", "plain")
+    with server.client() as admin:
+        admin.script_flush()
+        evals = admin.info("commandstats").get("cmdstat_eval", {}).get("calls", 0)
+        assert await device.write(app) == 200  # NOSCRIPT: each script sent again whole
+        reloaded = admin.info("commandstats")["cmdstat_eval"]["calls"]
+        assert reloaded > evals
+        assert await device.write(app) == 200  # by its SHA again
+        assert admin.info("commandstats")["cmdstat_eval"]["calls"] == reloaded
+    assert client.connections_opened == 1
+    await config.aclose()
+
+
+def _child_client_id(client: MultiplexedRedis, out: Any) -> None:
+    out.put(asyncio.run(client.execute_command("CLIENT", "ID")))
+
+
+def test_a_forked_child_opens_a_connection_of_its_own(server: RedisServer) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        clients = RedisClients(url=server.url, client=None, timeout=5.0)
+
+        async def ours() -> Any:
+            return clients.async_()
+
+        client = loop.run_until_complete(ours())
+        parent_id = loop.run_until_complete(client.execute_command("CLIENT", "ID"))
+        context = multiprocessing.get_context("fork")
+        out = context.Queue()
+        child = context.Process(target=_child_client_id, args=(client, out))
+        child.start()
+        child_id = out.get(timeout=TEST_BOUND)
+        child.join(TEST_BOUND)
+        assert child.exitcode == 0 and child_id != parent_id
+        # The parent's connection is untouched by the child.
+        assert loop.run_until_complete(client.execute_command("CLIENT", "ID")) == parent_id
+        assert client.connections_opened == 1
+        loop.run_until_complete(client.aclose())
+    finally:
+        loop.close()
+
+
+# -- connection options --------------------------------------------------------------
+
+
+async def story(url: str, **settings: Any) -> MultiplexedRedis:
+    """Log in, write, read, on a config built from `url`; return its connection."""
+    config = sessions(secret_key=SECRET, redis_url=url, redis_timeout=5.0, **settings)
+    app = config(asgi_app)
+    device = await Device.login(app, "alice")
+    assert await device.write(app) == 200
+    await device.check_kept(app)
+    client = config.redis.async_()
+    assert isinstance(client, MultiplexedRedis) and client.connections_opened == 1
+    await config.aclose()
+    return client
+
+
+async def test_an_acl_user_and_a_database_number(server: RedisServer) -> None:
+    prefix = new_prefix()
+    with server.client() as admin:
+        admin.execute_command("ACL", "SETUSER", "app", "on", ">app-pass", "~*", "&*", "+@all")
+        await story(f"redis://app:app-pass@{HOST}:{server.port}/3", key_prefix=prefix)
+        assert admin.keys(f"{prefix}*") == []
+    with server.client(db=3) as db3:
+        assert db3.keys(f"{prefix}*")
+    # The wrong password is the 503, never a 500.
+    config = sessions(secret_key=SECRET, redis_url=f"redis://app:wrong@{HOST}:{server.port}/3")
+    status, _, _ = await call(config(asgi_app), "/login?user=alice")
+    assert status == 503
+
+
+def _clients(admin: Any) -> list[str]:
+    listing = admin.execute_command("CLIENT", "LIST")
+    text = listing.decode() if isinstance(listing, bytes) else str(listing)
+    return text.splitlines()
+
+
+async def test_the_connection_authenticates_as_the_acl_user(server: RedisServer) -> None:
+    with server.client() as admin:
+        admin.execute_command("ACL", "SETUSER", "app", "on", ">app-pass", "~*", "&*", "+@all")
+        clients = RedisClients(
+            url=f"redis://app:app-pass@{HOST}:{server.port}/3", client=None, timeout=5.0
+        )
+        client = clients.async_()
+        client_id = await client.execute_command("CLIENT", "ID")
+        (line,) = [line for line in _clients(admin) if f"id={client_id} " in line]
+        assert " user=app " in line and " db=3 " in line
+        await clients.aclose()
+
+
+async def test_a_unix_socket(tmp_path: Path) -> None:
+    socket_path = Path("/tmp") / f"sm-mux-{os.getpid()}-{free_port()}.sock"
+    group = Servers("unix")
+    try:
+        server = group.add("redis", ["--unixsocket", str(socket_path), "--unixsocketperm", "700"])
+        await asyncio.to_thread(server.start)
+        await story(f"unix://{socket_path}?db=0", key_prefix=new_prefix())
+    finally:
+        group.stop()
+        socket_path.unlink(missing_ok=True)
+
+
+def _certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a certificate it signed for 127.0.0.1: (ca, cert, key) files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sm test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+async def test_tls_with_a_verified_certificate(tmp_path: Path) -> None:
+    ca, cert, key = _certificates(tmp_path)
+    port = free_port()
+    process = spawn(
+        [
+            "redis-server", "--port", "0", "--tls-port", str(port), "--bind", HOST,
+            "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+            "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
+            "--save", "", "--appendonly", "no", "--dir", str(tmp_path),
+        ],
+        tmp_path / "server.log",
+    )  # fmt: skip
+    try:
+        admin = redis.Redis(host=HOST, port=port, ssl=True, ssl_ca_certs=str(ca))
+        wait_until(admin.ping, 10.0, "redis-server with TLS")
+        url = f"rediss://{HOST}:{port}/0?ssl_cert_reqs=required&ssl_ca_certs={ca}"
+        await story(url, key_prefix=new_prefix())
+        admin.close()
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+# -- the setting -----------------------------------------------------------------------
+
+
+async def test_the_setting_turns_it_off_and_a_cluster_or_given_client_never_uses_it(
+    server: RedisServer,
+) -> None:
+    off = sessions(secret_key=SECRET, redis_url=server.url, redis_multiplex=False)
+    assert isinstance(off.redis.async_(), redis.asyncio.Redis)
+    device = await Device.login(off(asgi_app), "off")
+    assert await device.write(off(asgi_app)) == 200
+    await off.aclose()
+    assert not RedisClients(url="redis+cluster://127.0.0.1:1", client=None, timeout=1).multiplexed
+    given: Any = redis.asyncio.Redis.from_url(server.url)
+    assert not RedisClients(url=None, client=given, timeout=1).multiplexed
+    await given.aclose()
+    assert not RedisClients(url=server.url + "?protocol=3", client=None, timeout=1).multiplexed
+
+
+async def test_a_master_that_became_a_replica_is_left_for_a_new_connection() -> None:
+    group = Servers("demoted")
+    try:
+        master = group.add("master").start()
+        demoted = group.add("demoted").start()
+        clients = RedisClients(url=demoted.url, client=None, timeout=5.0)
+        client = clients.async_()
+        assert await client.execute_command("SET", "demoted", "1") is True
+        with demoted.client() as admin:
+            admin.replicaof(HOST, master.port)
+        with pytest.raises(redis.ReadOnlyError):
+            await client.execute_command("SET", "demoted", "2")
+        await client.execute_command("PING")  # on a connection opened again
+        assert client.connections_opened == 2
+        await clients.aclose()
+    finally:
+        group.stop()
+
+
+async def test_a_command_that_cannot_be_sent_leaves_the_replies_in_order(
+    server: RedisServer,
+) -> None:
+    clients = RedisClients(url=server.url, client=None, timeout=5.0)
+    client = clients.async_()
+    await client.execute_command("SET", "order", "kept")
+    with pytest.raises(TypeError):
+        await client.execute_command("SET", "order", None)
+    assert await client.execute_command("GET", "order") == b"kept"
+    assert client.connections_opened == 1
+    await clients.aclose()
