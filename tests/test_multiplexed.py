@@ -7,6 +7,7 @@ checks outcomes: only 200 or the 503, the right user, no acknowledged write lost
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -22,7 +23,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from session_middleware import sessions
+from session_middleware import NotReplicated, sessions
 from session_middleware._redis import multiplexed
 from session_middleware._redis.clients import RedisClients
 from session_middleware._redis.multiplexed import MultiplexedRedis
@@ -575,3 +576,65 @@ async def test_a_command_that_cannot_be_sent_leaves_the_replies_in_order(
     assert await client.execute_command("GET", "order") == b"kept"
     assert client.connections_opened == 1
     await clients.aclose()
+
+
+@pytest.fixture
+def master_with_frozen_replica() -> Iterator[RedisServer]:
+    """A master whose one replica is connected but frozen: a WAIT on it runs to its
+    timeout."""
+    group = Servers("frozen-replica")
+    try:
+        master = group.add("master").start()
+        replica = group.add("replica", ["--replicaof", HOST, str(master.port)]).start()
+        wait_until(
+            lambda: master.client().info("replication")["connected_slaves"] == 1,
+            10,
+            "the replica to connect",
+        )
+        replica.pause()
+        yield master
+    finally:
+        group.stop()
+
+
+async def test_an_invalidation_waiting_for_replicas_holds_up_no_request(
+    master_with_frozen_replica: RedisServer,
+) -> None:
+    """WAIT holds its connection until the replicas answer: sent on the connection the
+    requests share, every read queued behind it would wait as long. It goes through
+    redis-py's pool instead, so the reads are all answered while it still waits."""
+    master = master_with_frozen_replica
+    config = sessions(
+        secret_key=SECRET,
+        redis_url=master.url,
+        redis_timeout=5.0,
+        invalidate_wait_timeout_ms=2000,
+        invalidate_deadline=0.1,
+        key_prefix=new_prefix(),
+    )
+    app = config(asgi_app)
+    reader = await Device.login(app, "reader")
+    await call(app, "/login?user=admin")
+    finished: list[str] = []
+
+    async def invalidate() -> None:
+        with contextlib.suppress(NotReplicated):
+            await config.ainvalidate_user("admin")
+        finished.append("invalidation")
+
+    async def read() -> None:
+        status, body, _ = await call(app, "/read", reader.cookie)
+        assert status == 200 and body["user"] == "reader"
+        finished.append("read")
+
+    invalidation = asyncio.create_task(invalidate())
+
+    def waiting() -> bool:
+        clients = master.client().client_list()
+        return any(client["cmd"] == "wait" for client in clients)
+
+    await asyncio.wait_for(asyncio.to_thread(wait_until, waiting, 5, "the WAIT"), TEST_BOUND)
+    await asyncio.wait_for(asyncio.gather(*(read() for _ in range(20))), TEST_BOUND)
+    await asyncio.wait_for(invalidation, TEST_BOUND)
+    assert finished == ["read"] * 20 + ["invalidation"]
+    await config.aclose()

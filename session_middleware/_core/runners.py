@@ -44,7 +44,10 @@ async def drive_async(step: Step[T], redis: RedisSource, listeners: Listeners) -
             if isinstance(request, Emit):
                 listeners.emit(request.events)
             elif isinstance(request, RedisIO):
-                client = (redis if request.redis is None else request.redis).async_()
+                source = redis if request.redis is None else request.redis
+                # WAIT holds its connection: never the one the requests share.
+                waits = request.replication is not None and request.replication.wanted > 0
+                client = source.async_blocking() if waits else source.async_()
                 with _store_failures(listeners):
                     if request.replication is not None:
                         result = await run_replicated_async(

@@ -23,6 +23,9 @@ class RedisSource(Protocol):
 
     def async_(self) -> Any: ...
 
+    def async_blocking(self) -> Any:
+        """For commands that hold their connection until answered (WAIT)."""
+
 
 @dataclass(frozen=True, slots=True)
 class RedisIO:

@@ -161,6 +161,10 @@ class RedisClients:
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedisClient] = (
             weakref.WeakKeyDictionary()
         )
+        # redis-py pools beside the multiplexed connections, for commands that block theirs.
+        self._pooled_by_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, AsyncRedisClient
+        ] = weakref.WeakKeyDictionary()
         self._building = threading.Lock()
 
     @property
@@ -198,6 +202,20 @@ class RedisClients:
         return self._sync
 
     def async_(self) -> AsyncRedisClient:
+        return self._async_client(self._by_loop, multiplexed=self.multiplexed)
+
+    def async_blocking(self) -> AsyncRedisClient:
+        """The client for commands that hold their connection until they are answered
+        (WAIT): a redis-py pool, never the multiplexed connection, where every request
+        queued behind such a command would wait for it."""
+        return self._async_client(self._pooled_by_loop, multiplexed=False)
+
+    def _async_client(
+        self,
+        by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedisClient],
+        *,
+        multiplexed: bool,
+    ) -> AsyncRedisClient:
         if self._given_async is not None:
             return self._given_async
         if self.target is None:
@@ -206,10 +224,10 @@ class RedisClients:
                 "pass redis_url=..., or a redis.asyncio client"
             )
         loop = running_asyncio_loop()
-        client = self._by_loop.get(loop)
+        client = by_loop.get(loop)
         if client is None:
-            client = self._build_async(self.target)
-            self._by_loop[loop] = client
+            client = self._build_async(self.target, multiplexed=multiplexed)
+            by_loop[loop] = client
             close_at_loop_shutdown(loop, client)
         return client
 
@@ -223,9 +241,11 @@ class RedisClients:
         """Close this event loop's async client, if it was built here from the URL."""
         if self.target is None:
             return
-        client = self._by_loop.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        loop = asyncio.get_running_loop()
+        for by_loop in (self._by_loop, self._pooled_by_loop):
+            client = by_loop.pop(loop, None)
+            if client is not None:
+                await client.aclose()
 
     # -- building -------------------------------------------------------------------
 
@@ -270,8 +290,8 @@ class RedisClients:
         pool = redis.BlockingConnectionPool.from_url(target.url, **options)
         return redis.Redis.from_pool(pool)
 
-    def _build_async(self, target: RedisURL) -> Any:
-        if self.multiplexed:
+    def _build_async(self, target: RedisURL, *, multiplexed: bool) -> Any:
+        if multiplexed:
             return self._build_multiplexed(target)
         if target.topology == "cluster":
             nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in target.nodes]

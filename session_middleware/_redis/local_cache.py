@@ -498,6 +498,9 @@ class CachingClients:
     def sync(self) -> Any:
         return self.inner.sync()
 
+    def async_blocking(self) -> Any:
+        return self.inner.async_blocking()
+
     async def aclose(self) -> None:
         """Close the cache and connections of the running event loop."""
         client = self._by_loop.pop(asyncio.get_running_loop(), None)

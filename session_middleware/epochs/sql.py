@@ -385,6 +385,9 @@ class _AttachedRedis:
     def async_(self) -> Any:
         return self._epochs._redis().async_()
 
+    def async_blocking(self) -> Any:
+        return self._epochs._redis().async_blocking()
+
 
 def _refuse_savepoint(transaction: Any) -> None:
     if transaction.in_nested_transaction():
