@@ -13,7 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -326,6 +326,14 @@ class ClusterServers(Servers):
                 if client.info("replication").get("role") == "master":
                     masters.append(server)
         return masters
+
+    def load_scripts(self, bodies: Iterable[str]) -> None:
+        """SCRIPT LOAD every body on every live master, so that a count never includes
+        the NOSCRIPT of a script's first run on a node, and the EVAL that follows it."""
+        for server in self._live_masters():
+            with server.client() as client:
+                for body in bodies:
+                    client.script_load(body)
 
     def command_calls(self) -> dict[str, int]:
         """Commands served so far, summed over the live masters (replicas count what they
