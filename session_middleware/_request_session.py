@@ -6,7 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from .session import Session
-from .wsgi import SESSION_KEY
+
+# Where the WSGI driver and the Flask integration put the session, and why one was rejected.
+SESSION_KEY = "session_middleware.session"
+REJECTED_KEY = "session_middleware.rejected"
 
 
 def get_session(request: Any) -> Session:

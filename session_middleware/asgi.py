@@ -10,11 +10,11 @@ from collections.abc import Iterator
 
 from . import _fail_closed as unavailable
 from ._asgi_types import ASGIApp, Message, Receive, Scope, Send
+from ._configuration import ConfiguredMiddleware
 from ._core.lifecycle import Opened
 from ._redis.clients import ready_cluster
 from ._redis.local_cache import CachedRedis
 from ._response_headers import session_headers
-from .config import ConfiguredMiddleware
 from .errors import StoreUnavailable
 
 logger = logging.getLogger("session_middleware")

@@ -34,11 +34,11 @@ from . import _fail_closed as unavailable
 from ._cookies import CookieUpdate
 from ._core.lifecycle import Opened
 from ._redis.key_layout import UserId, user_id_text
+from ._request_session import REJECTED_KEY, SESSION_KEY
 from .config import SessionConfig
 from .errors import ConfigurationError
 from .events import SessionEvent
 from .session import Session
-from .wsgi import REJECTED_KEY, SESSION_KEY
 
 logger = logging.getLogger("session_middleware")
 

@@ -7,12 +7,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import _fail_closed as unavailable
+from ._configuration import ConfiguredMiddleware
 from ._core.lifecycle import Committed
+from ._request_session import REJECTED_KEY, SESSION_KEY
 from ._response_headers import session_headers
-from .config import ConfiguredMiddleware
-
-SESSION_KEY = "session_middleware.session"
-REJECTED_KEY = "session_middleware.rejected"
 
 _STARTED = "the response has started: session changes can no longer be saved"
 

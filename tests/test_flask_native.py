@@ -16,9 +16,9 @@ from flask_login import LoginManager, UserMixin, current_user, login_user, logou
 
 from session_middleware import Session, SessionConfig, get_session, sessions
 from session_middleware._fail_closed import BODY
+from session_middleware._request_session import REJECTED_KEY
 from session_middleware.errors import ConfigurationError
 from session_middleware.flask import FlaskSession, init_app
-from session_middleware.wsgi import REJECTED_KEY
 
 from .support import OTHER_SECRET, REDIS_URL, SECRET, keys_under
 from .support.counting import Counter, counted_sync_client

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import unasync
 
-import session_middleware.config
+import session_middleware._configuration
 import session_middleware.django.auth
 import session_middleware.epochs.base
 import session_middleware.epochs.sql
@@ -44,7 +44,7 @@ DIFFERENT_BY_NATURE = {
 }
 
 SCOPES: list[tuple[ModuleType, str | None]] = [
-    (session_middleware.config, "SessionConfig"),
+    (session_middleware._configuration, "Configuration"),
     (session_middleware.django.engine, "SessionStore"),
     (session_middleware.django.auth, None),
     (session_middleware.epochs.base, "ProviderFaces"),
@@ -120,7 +120,7 @@ def test_the_sync_face_is_the_async_one_unasynced(
 def test_no_method_is_called_by_a_computed_name() -> None:
     """No dispatch by method-name strings: ``getattr(x, "a" + name)(...)`` is how two
     faces drifted apart before."""
-    package = Path(session_middleware.config.__file__).parent
+    package = Path(session_middleware._configuration.__file__).parent
     found = []
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
