@@ -127,16 +127,21 @@ class Core:
         epoch_key = self.provider.cached_key(ref.tag)
         (reply,) = yield RedisIO((self.writes.read(ref, epoch_key),))
         fields, cached = _read_reply(reply)
-        stale = Opened(self._session(), ref=ref, cookie_is_stale=True, client_info=client_info)
         if not fields:
-            return stale
+            return self._stale(ref, client_info)
         handle = session_handle(ref.session_id)
         try:
             record = self.records.read(flat_fields(fields))
         except CorruptRecord as error:
+            stale = self._stale(ref, client_info)
             self._drop(stale, f"a session record that is not ours ({error})", handle)
             return stale
         dead, _ = yield from self.liveness(record, ref.tag, cached, now)
+        if dead is None:
+            session = Session(record.data, record.user_id, max_value_bytes=self.max_bytes)
+            session.handle = handle
+            return Opened(session, ref, record, client_info=client_info)
+        stale = self._stale(ref, client_info)
         if dead == "foreign":
             self._drop(stale, "a session record under another user's tag", handle)
             return stale
@@ -144,14 +149,14 @@ class Core:
             stale.cleanup = self.writes.forget(ref, listed=record.user_id is not None)
             stale.events.append(SessionEvent("rejected", record.user_id, handle, "expired"))
             return stale
-        if dead == "epoch":
-            stale.rejected = "epoch"
-            stale.cleanup = self.writes.forget(ref, listed=True)
-            stale.events.append(SessionEvent("rejected", record.user_id, handle, "epoch"))
-            return stale
-        session = self._session(record.data, record.user_id)
-        session.handle = handle
-        return Opened(session, ref=ref, record=record, client_info=client_info)
+        stale.rejected = "epoch"
+        stale.cleanup = self.writes.forget(ref, listed=True)
+        stale.events.append(SessionEvent("rejected", record.user_id, handle, "epoch"))
+        return stale
+
+    def _stale(self, ref: CookieRef, client_info: ClientInfo | None) -> Opened:
+        """An empty session in place of the one a cookie named: its cookie is to be cleared."""
+        return Opened(self._session(), ref=ref, cookie_is_stale=True, client_info=client_info)
 
     def restamp(self, cookie_header: str, user_id: Any, epoch: str, now: float) -> Step[bool]:
         """Stamp the stored session of this cookie with `epoch`, an epoch this very request
