@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from . import _fail_closed as unavailable
 from ._asgi_types import ASGIApp, Message, Receive, Scope, Send
 from ._core.lifecycle import Opened
+from ._core.runners import drive_async
 from ._redis.clients import ready_cluster
 from ._redis.local_cache import CachedRedis
 from ._response_headers import session_headers
@@ -47,8 +48,9 @@ class SessionMiddleware(ConfiguredMiddleware):
         try:
             if not self._ready:
                 await self._get_ready()
+            config = self.config
             step = self._core.open(_cookie_header(scope), time.time(), lambda: _client(scope))
-            opened = await self.config.run_async(step)
+            opened = await drive_async(step, config.redis, config.listeners)
         except unavailable.FAILURES:
             if self._fail_open:
                 raise

@@ -20,15 +20,15 @@ def drive_sync(step: Step[T], redis: RedisSource, listeners: Listeners) -> T:
         request = next(step)
         while True:
             result: Any = None
-            if isinstance(request, Emit):
-                listeners.emit(request.events)
-            elif isinstance(request, RedisIO):
+            if isinstance(request, RedisIO):
                 client = (redis if request.redis is None else request.redis).sync()
                 with _store_failures(listeners):
                     if request.replication is not None:
                         result = run_replicated_sync(client, request.commands, request.replication)
                     else:
                         result = run_sync(client, request.commands)
+            elif isinstance(request, Emit):
+                listeners.emit(request.events)
             else:
                 result = _run_sql_sync(request)
             request = step.send(result)
@@ -41,9 +41,7 @@ async def drive_async(step: Step[T], redis: RedisSource, listeners: Listeners) -
         request = next(step)
         while True:
             result: Any = None
-            if isinstance(request, Emit):
-                listeners.emit(request.events)
-            elif isinstance(request, RedisIO):
+            if isinstance(request, RedisIO):
                 source = redis if request.redis is None else request.redis
                 # WAIT holds its connection: never the one the requests share.
                 waits = request.replication is not None and request.replication.wanted > 0
@@ -55,6 +53,8 @@ async def drive_async(step: Step[T], redis: RedisSource, listeners: Listeners) -
                         )
                     else:
                         result = await run_async(client, request.commands)
+            elif isinstance(request, Emit):
+                listeners.emit(request.events)
             else:
                 result = await _run_sql_async(request)
             request = step.send(result)
