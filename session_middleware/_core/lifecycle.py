@@ -195,16 +195,12 @@ class Core:
             return "expired", None
         if record.user_id is None:
             return None, None
-        epoch = yield from self.current_epoch(record.user_id, tag, cached)
-        return (None if same_epoch(epoch, record.epoch) else "epoch"), epoch
-
-    def current_epoch(self, user_id: Any, tag: str, cached: Any) -> Step[str | None]:
-        """The user's epoch, given what `provider.cached_key(tag)` held: a value there is
-        the current epoch (the Protocol's promise); the provider is asked only on a miss."""
+        # A value in `provider.cached_key(tag)` is the user's current epoch (the Protocol's
+        # promise); the provider is asked only on a miss.
         epoch = text(cached)
         if epoch is None:
-            epoch = yield from self.provider.resolve(user_id, tag, None)
-        return epoch
+            epoch = yield from self.provider.resolve(record.user_id, tag, None)
+        return (None if same_epoch(epoch, record.epoch) else "epoch"), epoch
 
     def _drop(self, stale: Opened, why: str, handle: str) -> None:
         """A record this package could not have written: logged, deleted, reported."""
