@@ -109,11 +109,7 @@ class SessionMiddleware(ConfiguredMiddleware):
                     await unavailable.send_asgi("http", send)
                     return
                 headers = message.get("headers", ())
-                added = session_headers(
-                    ((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers),
-                    committed.set_cookie,
-                    committed.depends_on_session,
-                )
+                added = session_headers(headers, committed.set_cookie, committed.depends_on_session)
                 if added:
                     encoded = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in added]
                     message = {**message, "headers": [*headers, *encoded]}
