@@ -113,14 +113,6 @@ class Core:
         self, cookie_header: str | None, now: float, client_info: ClientInfo | None = None
     ) -> Step[Opened]:
         """The request's session; a refused one is reported as a "rejected" event."""
-        opened = yield from self._open(cookie_header, now, client_info)
-        if opened.events:
-            yield Emit(tuple(opened.events))
-        return opened
-
-    def _open(
-        self, cookie_header: str | None, now: float, client_info: ClientInfo | None
-    ) -> Step[Opened]:
         ref = self.codec.find(cookie_header)
         if ref is None:
             return Opened(self._session(), client_info=client_info)
@@ -135,23 +127,36 @@ class Core:
         except CorruptRecord as error:
             stale = self._stale(ref, client_info)
             self._drop(stale, f"a session record that is not ours ({error})", handle)
+            yield Emit(tuple(stale.events))
             return stale
         dead, _ = yield from self.liveness(record, ref.tag, cached, now)
         if dead is None:
             session = Session(record.data, record.user_id, max_value_bytes=self.max_bytes)
             session.handle = handle
             return Opened(session, ref, record, client_info=client_info)
+        stale = self._refused(ref, record, dead, handle, client_info)
+        yield Emit(tuple(stale.events))
+        return stale
+
+    def _refused(
+        self,
+        ref: CookieRef,
+        record: Record,
+        dead: Dead,
+        handle: str,
+        client_info: ClientInfo | None,
+    ) -> Opened:
+        """The stand-in for a dead record (see liveness), with its clean-up and event."""
         stale = self._stale(ref, client_info)
         if dead == "foreign":
             self._drop(stale, "a session record under another user's tag", handle)
-            return stale
-        if dead == "expired":
+        elif dead == "expired":
             stale.cleanup = self.writes.forget(ref, listed=record.user_id is not None)
             stale.events.append(SessionEvent("rejected", record.user_id, handle, "expired"))
-            return stale
-        stale.rejected = "epoch"
-        stale.cleanup = self.writes.forget(ref, listed=True)
-        stale.events.append(SessionEvent("rejected", record.user_id, handle, "epoch"))
+        else:
+            stale.rejected = "epoch"
+            stale.cleanup = self.writes.forget(ref, listed=True)
+            stale.events.append(SessionEvent("rejected", record.user_id, handle, "epoch"))
         return stale
 
     def _stale(self, ref: CookieRef, client_info: ClientInfo | None) -> Opened:
