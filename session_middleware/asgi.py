@@ -271,6 +271,8 @@ def _client(scope: Scope) -> tuple[str | None, str | None]:
 
 def _cookie_header(scope: Scope) -> str | None:
     found = [value for name, value in scope["headers"] if name == b"cookie"]
+    if len(found) == 1:
+        return found[0].decode("latin-1")
     if not found:
         return None
     return "; ".join(value.decode("latin-1") for value in found)
