@@ -270,7 +270,7 @@ def _client(scope: Scope) -> tuple[str | None, str | None]:
 
 
 def _cookie_header(scope: Scope) -> str | None:
-    found = [value for name, value in scope["headers"] if name == b"cookie"]
+    found: list[bytes] = [value for name, value in scope["headers"] if name == b"cookie"]
     if len(found) == 1:
         return found[0].decode("latin-1")
     if not found:
