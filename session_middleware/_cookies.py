@@ -10,7 +10,7 @@ keys and the keys of the users' tags, so that both always come from the same sec
 
 from __future__ import annotations
 
-import base64
+import binascii
 import functools
 import hashlib
 import hmac
@@ -71,7 +71,11 @@ class _Verifier:
 def _signature(state: Any, payload: bytes) -> bytes:
     mac = state.copy()
     mac.update(payload)
-    return base64.urlsafe_b64encode(mac.digest())[:-1]
+    # base64.urlsafe_b64encode, less its two Python calls; the one "=" of padding dropped.
+    return binascii.b2a_base64(mac.digest(), newline=False).translate(_URL_SAFE)[:-1]
+
+
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def secret_key_bytes(secret_key: Any) -> list[bytes]:

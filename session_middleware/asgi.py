@@ -12,6 +12,7 @@ from . import _fail_closed as unavailable
 from ._asgi_types import ASGIApp, Message, Receive, Scope, Send
 from ._configuration import ConfiguredMiddleware
 from ._core.lifecycle import Opened
+from ._core.runners import drive_async
 from ._redis.clients import ready_cluster
 from ._redis.local_cache import CachedRedis
 from ._response_headers import session_headers
@@ -47,8 +48,9 @@ class SessionMiddleware(ConfiguredMiddleware):
         try:
             if not self._ready:
                 await self._get_ready()
+            config = self.config
             step = self._core.open(_cookie_header(scope), time.time(), lambda: _client(scope))
-            opened = await self.config.run_async(step)
+            opened = await drive_async(step, config.redis, config.listeners)
         except unavailable.FAILURES:
             if self._fail_open:
                 raise
@@ -107,11 +109,7 @@ class SessionMiddleware(ConfiguredMiddleware):
                     await unavailable.send_asgi("http", send)
                     return
                 headers = message.get("headers", ())
-                added = session_headers(
-                    ((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers),
-                    committed.set_cookie,
-                    committed.depends_on_session,
-                )
+                added = session_headers(headers, committed.set_cookie, committed.depends_on_session)
                 if added:
                     encoded = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in added]
                     message = {**message, "headers": [*headers, *encoded]}
@@ -272,7 +270,9 @@ def _client(scope: Scope) -> tuple[str | None, str | None]:
 
 
 def _cookie_header(scope: Scope) -> str | None:
-    found = [value for name, value in scope["headers"] if name == b"cookie"]
+    found: list[bytes] = [value for name, value in scope["headers"] if name == b"cookie"]
+    if len(found) == 1:
+        return found[0].decode("latin-1")
     if not found:
         return None
     return "; ".join(value.decode("latin-1") for value in found)

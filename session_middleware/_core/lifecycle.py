@@ -113,45 +113,55 @@ class Core:
         self, cookie_header: str | None, now: float, client_info: ClientInfo | None = None
     ) -> Step[Opened]:
         """The request's session; a refused one is reported as a "rejected" event."""
-        opened = yield from self._open(cookie_header, now, client_info)
-        if opened.events:
-            yield Emit(tuple(opened.events))
-        return opened
-
-    def _open(
-        self, cookie_header: str | None, now: float, client_info: ClientInfo | None
-    ) -> Step[Opened]:
         ref = self.codec.find(cookie_header)
         if ref is None:
             return Opened(self._session(), client_info=client_info)
         epoch_key = self.provider.cached_key(ref.tag)
         (reply,) = yield RedisIO((self.writes.read(ref, epoch_key),))
         fields, cached = _read_reply(reply)
-        stale = Opened(self._session(), ref=ref, cookie_is_stale=True, client_info=client_info)
         if not fields:
-            return stale
+            return self._stale(ref, client_info)
         handle = session_handle(ref.session_id)
         try:
             record = self.records.read(flat_fields(fields))
         except CorruptRecord as error:
+            stale = self._stale(ref, client_info)
             self._drop(stale, f"a session record that is not ours ({error})", handle)
+            yield Emit(tuple(stale.events))
             return stale
         dead, _ = yield from self.liveness(record, ref.tag, cached, now)
+        if dead is None:
+            session = Session(record.data, record.user_id, max_value_bytes=self.max_bytes)
+            session.handle = handle
+            return Opened(session, ref, record, client_info=client_info)
+        stale = self._refused(ref, record, dead, handle, client_info)
+        yield Emit(tuple(stale.events))
+        return stale
+
+    def _refused(
+        self,
+        ref: CookieRef,
+        record: Record,
+        dead: Dead,
+        handle: str,
+        client_info: ClientInfo | None,
+    ) -> Opened:
+        """The stand-in for a dead record (see liveness), with its clean-up and event."""
+        stale = self._stale(ref, client_info)
         if dead == "foreign":
             self._drop(stale, "a session record under another user's tag", handle)
-            return stale
-        if dead == "expired":
+        elif dead == "expired":
             stale.cleanup = self.writes.forget(ref, listed=record.user_id is not None)
             stale.events.append(SessionEvent("rejected", record.user_id, handle, "expired"))
-            return stale
-        if dead == "epoch":
+        else:
             stale.rejected = "epoch"
             stale.cleanup = self.writes.forget(ref, listed=True)
             stale.events.append(SessionEvent("rejected", record.user_id, handle, "epoch"))
-            return stale
-        session = self._session(record.data, record.user_id)
-        session.handle = handle
-        return Opened(session, ref=ref, record=record, client_info=client_info)
+        return stale
+
+    def _stale(self, ref: CookieRef, client_info: ClientInfo | None) -> Opened:
+        """An empty session in place of the one a cookie named: its cookie is to be cleared."""
+        return Opened(self._session(), ref=ref, cookie_is_stale=True, client_info=client_info)
 
     def restamp(self, cookie_header: str, user_id: Any, epoch: str, now: float) -> Step[bool]:
         """Stamp the stored session of this cookie with `epoch`, an epoch this very request
@@ -190,16 +200,12 @@ class Core:
             return "expired", None
         if record.user_id is None:
             return None, None
-        epoch = yield from self.current_epoch(record.user_id, tag, cached)
-        return (None if same_epoch(epoch, record.epoch) else "epoch"), epoch
-
-    def current_epoch(self, user_id: Any, tag: str, cached: Any) -> Step[str | None]:
-        """The user's epoch, given what `provider.cached_key(tag)` held: a value there is
-        the current epoch (the Protocol's promise); the provider is asked only on a miss."""
+        # A value in `provider.cached_key(tag)` is the user's current epoch (the Protocol's
+        # promise); the provider is asked only on a miss.
         epoch = text(cached)
         if epoch is None:
-            epoch = yield from self.provider.resolve(user_id, tag, None)
-        return epoch
+            epoch = yield from self.provider.resolve(record.user_id, tag, None)
+        return (None if same_epoch(epoch, record.epoch) else "epoch"), epoch
 
     def _drop(self, stale: Opened, why: str, handle: str) -> None:
         """A record this package could not have written: logged, deleted, reported."""

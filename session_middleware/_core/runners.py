@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from .._redis.replication import run_replicated_async, run_replicated_sync
@@ -20,15 +18,19 @@ def drive_sync(step: Step[T], redis: RedisSource, listeners: Listeners) -> T:
         request = next(step)
         while True:
             result: Any = None
-            if isinstance(request, Emit):
-                listeners.emit(request.events)
-            elif isinstance(request, RedisIO):
+            if isinstance(request, RedisIO):
                 client = (redis if request.redis is None else request.redis).sync()
-                with _store_failures(listeners):
+                try:
                     if request.replication is not None:
                         result = run_replicated_sync(client, request.commands, request.replication)
                     else:
                         result = run_sync(client, request.commands)
+                except SessionError:
+                    raise
+                except Exception as error:
+                    raise unavailable(error, listeners) from error
+            elif isinstance(request, Emit):
+                listeners.emit(request.events)
             else:
                 result = _run_sql_sync(request)
             request = step.send(result)
@@ -41,20 +43,24 @@ async def drive_async(step: Step[T], redis: RedisSource, listeners: Listeners) -
         request = next(step)
         while True:
             result: Any = None
-            if isinstance(request, Emit):
-                listeners.emit(request.events)
-            elif isinstance(request, RedisIO):
+            if isinstance(request, RedisIO):
                 source = redis if request.redis is None else request.redis
                 # WAIT holds its connection: never the one the requests share.
                 waits = request.replication is not None and request.replication.wanted > 0
                 client = source.async_blocking() if waits else source.async_()
-                with _store_failures(listeners):
+                try:
                     if request.replication is not None:
                         result = await run_replicated_async(
                             client, request.commands, request.replication
                         )
                     else:
                         result = await run_async(client, request.commands)
+                except SessionError:
+                    raise
+                except Exception as error:
+                    raise unavailable(error, listeners) from error
+            elif isinstance(request, Emit):
+                listeners.emit(request.events)
             else:
                 result = await _run_sql_async(request)
             request = step.send(result)
@@ -81,22 +87,11 @@ async def _run_sql_async(request: SqlIO) -> Any:
             return await connection.run_sync(request.run)
 
 
-@contextlib.contextmanager
-def _store_failures(listeners: Listeners) -> Iterator[None]:
-    """Any failure of Redis is the store being unavailable (see `unavailable`); the
-    package's own errors pass as they are."""
-    try:
-        yield
-    except SessionError:
-        raise
-    except Exception as error:
-        raise unavailable(error, listeners) from error
-
-
 def unavailable(error: Exception, listeners: Listeners) -> StoreUnavailable:
     """Any failure of the Redis layer, whatever its type (a client library's own bug
     included: redis-py's cluster client has raised AttributeError on a cold start), is
-    the store being unavailable: the fail-closed 503, never a 500."""
+    the store being unavailable: the fail-closed 503, never a 500. The runners let the
+    package's own errors (SessionError) pass as they are."""
     listeners.emit((SessionEvent("rejected", reason="unavailable"),))
     return StoreUnavailable(f"the session store failed: {type(error).__name__}")
 

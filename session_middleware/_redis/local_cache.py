@@ -39,7 +39,7 @@ import time
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import redis
 import redis.asyncio
@@ -65,14 +65,6 @@ class ListenerStalled(RedisError):
     """The listener's PING got no answer within the deadline."""
 
 
-class Read(NamedTuple):
-    """The core's session read, as one tracked command per key."""
-
-    keys: list[str]
-    commands: list[Command]  # HGETALL of the record, GET of the epoch key
-    join: Callable[[list[Any]], Any]  # one value per key -> the read script's reply
-
-
 def _value(reply: Any) -> Any:
     """A read's reply as the cache keeps it: an empty hash is not kept (None), and a key of
     another type reads as the read script reports it, for the core to refuse."""
@@ -83,19 +75,28 @@ def _value(reply: Any) -> Any:
     return reply or None
 
 
-def session_read(commands: Sequence[Command]) -> Read | None:
+def session_read(commands: Sequence[Command]) -> list[str] | None:
     """The one place that knows what the core's session read looks like: one EVAL of
     scripts.READ with KEYS = [record, epoch key (optional)], whose reply is [record
-    fields, epoch]. Here its keys are read by plain commands instead, which client-side
-    tracking follows on every Redis version."""
-    if len(commands) != 1 or commands[0][:2] != ("EVAL", READ):
+    fields, epoch]. Its keys, if `commands` is that read; they are read by plain commands
+    instead (tracked_reads), which client-side tracking follows on every Redis version."""
+    if len(commands) != 1:
         return None
     command = commands[0]
-    keys = [str(key) for key in command[3 : 3 + int(command[2])]]
-    reads: list[Command] = [("HGETALL", keys[0]), *(("GET", key) for key in keys[1:])]
-    return Read(
-        keys, reads, lambda values: [values[0] or [], values[1] if len(values) > 1 else None]
-    )
+    if command[0] != "EVAL" or command[1] != READ:
+        return None
+    return [str(key) for key in command[3 : 3 + int(command[2])]]
+
+
+def tracked_reads(keys: list[str]) -> list[Command]:
+    """The session read's keys, one tracked command each: HGETALL of the record, GET of
+    the epoch key."""
+    return [("HGETALL", keys[0]), *(("GET", key) for key in keys[1:])]
+
+
+def read_reply(values: list[Any]) -> list[Any]:
+    """One value per key of the session read -> the read script's reply."""
+    return [values[0] or [], values[1] if len(values) > 1 else None]
 
 
 class TrackedCache:
@@ -424,28 +425,28 @@ class CachedRedis:
 
     async def run(self, commands: Sequence[Command]) -> list[Any]:
         cache = self.cache
-        read = session_read(commands)
-        if read is not None:
-            cached = cache.lookup(read.keys)
+        keys = session_read(commands)
+        if keys is not None:
+            cached = cache.lookup(keys)
             if cached is not None:
-                return [read.join(cached)]
+                return [read_reply(cached)]
         client = cache.client()
         if client is None:
             return await run_async(self._uncached.async_(), commands)
-        if read is not None:
-            generation = cache.begin_read(read.keys)
-            values: list[Any] = [None] * len(read.keys)
+        if keys is not None:
+            generation = cache.begin_read(keys)
+            values: list[Any] = [None] * len(keys)
             try:
                 # Each key read by a command of its own, which Redis tracks for certain, in
                 # one MULTI so that the record and the epoch are read at the same moment.
                 async with client.pipeline(transaction=True) as pipe:
-                    for command in read.commands:
+                    for command in tracked_reads(keys):
                         pipe.execute_command(*command)
                     replies = await pipe.execute(raise_on_error=False)
                 values = [_value(reply) for reply in replies]
             finally:
-                cache.end_read(read.keys, values, generation)
-            return [read.join(values)]
+                cache.end_read(keys, values, generation)
+            return [read_reply(values)]
         written = [key for command in commands for key in _written_keys(command)]
         cache.invalidate(written)
         try:
