@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
-import json
 import multiprocessing
 import os
 import random
@@ -30,15 +29,19 @@ from session_middleware._redis.multiplexed import MultiplexedRedis
 
 from .support import SECRET, new_prefix
 from .support.apps import asgi_app
+from .support.http import asgi_call
 from .support.redis_servers import (
     HOST,
     RedisServer,
     Servers,
     free_port,
+    server,
     spawn,
     standalone,
     wait_until,
 )
+
+__all__ = ["server"]  # the fixture
 
 pytestmark = pytest.mark.anyio
 
@@ -53,46 +56,11 @@ RECOVERY_DEADLINE = 10.0
 
 async def call(app: Any, path: str, cookie: str | None = None) -> tuple[int, Any, str | None]:
     """(status, JSON body or None, the cookie the response sets or None)."""
-    headers = [(b"host", b"test")]
-    if cookie is not None:
-        headers.append((b"cookie", f"session={cookie}".encode()))
-    path, _, query = path.partition("?")
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 80),
-    }
-    sent: list[dict[str, Any]] = []
-    received = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal received
-        if received:
-            await asyncio.Event().wait()
-        received = True
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    start = sent[0]
-    body = b"".join(m.get("body", b"") for m in sent[1:])
-    set_cookie = None
-    for name, value in start["headers"]:
-        if name == b"set-cookie" and value.startswith(b"session="):
-            set_cookie = value.split(b";")[0][len(b"session=") :].decode()
-    content_json = (b"content-type", b"application/json") in start["headers"]
-    return start["status"], json.loads(body) if content_json else None, set_cookie
+    cookies = [] if cookie is None else [f"session={cookie}".encode()]
+    status, headers, body = await asgi_call(app, path, cookies)
+    set_cookie = headers.get("set-cookie", "")
+    new_cookie = set_cookie.split(";")[0].partition("=")[2] if set_cookie else None
+    return status, body if headers.get("content-type") == "application/json" else None, new_cookie
 
 
 @dataclass
@@ -153,15 +121,6 @@ async def until_all_served(app: Any, devices: list[Device]) -> None:
 def durable() -> Iterator[RedisServer]:
     """A private server whose every acknowledged write is on disk before the reply."""
     group, server = standalone(["--appendonly", "yes", "--appendfsync", "always"])
-    try:
-        yield server
-    finally:
-        group.stop()
-
-
-@pytest.fixture
-def server() -> Iterator[RedisServer]:
-    group, server = standalone()
     try:
         yield server
     finally:

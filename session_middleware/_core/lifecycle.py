@@ -117,11 +117,11 @@ class Core:
         if ref is None:
             return Opened(self._session(), client_info=client_info)
         epoch_key = self.provider.cached_key(ref.tag)
-        (reply,) = yield RedisIO((self.writes.read(ref, epoch_key),))
+        handle = session_handle(ref.session_id)
+        (reply,) = yield RedisIO((self.writes.read(ref.tag, handle, epoch_key),))
         fields, cached = _read_reply(reply)
         if not fields:
             return self._stale(ref, client_info)
-        handle = session_handle(ref.session_id)
         try:
             record = self.records.read(flat_fields(fields))
         except CorruptRecord as error:
@@ -170,7 +170,7 @@ class Core:
         ref = self.codec.find(cookie_header)
         if ref is None:
             return False
-        (reply,) = yield RedisIO((self.writes.read(ref, None),))
+        (reply,) = yield RedisIO((self.writes.read(ref.tag, session_handle(ref.session_id), None),))
         fields, _ = _read_reply(reply)
         try:
             record = self.records.read(flat_fields(fields)) if fields else None

@@ -38,8 +38,9 @@ class Writes:
         self.max_bytes = max_bytes
         self.codec = codec
 
-    def read(self, ref: CookieRef, epoch_key: str | None) -> Command:
-        record = self.keys.session_key(ref.tag, ref.session_id)
+    def read(self, tag: str, handle: str, epoch_key: str | None) -> Command:
+        """The read script for the record `handle` (see key_layout.session_handle)."""
+        record = self.keys.record_key(tag, handle)
         if epoch_key is None:
             return ("EVAL", READ, 1, record)
         return ("EVAL", READ, 2, record, epoch_key)
