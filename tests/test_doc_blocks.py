@@ -2,16 +2,17 @@
 
 A page is read top to bottom, so its blocks run in order in one namespace: a later block
 may use what an earlier one defined. The names a reader supplies (their secret keys, their
-Redis URL, their app) are given; `sessions(...)` and `SessionMiddleware` are kept on the test's Redis
-and key prefix (the pytest plugin's fixtures). A page that ends with an ASGI or WSGI
-`app` gets a request, which must not fail with a 5xx. The blocks of "Testing your app"
-are a test module of their own, run by pytest. The few blocks that cannot run alone are
-listed in FRAGMENTS, each with why; a listed block that stops being a fragment fails the
-test, so that the list stays short and true.
+Redis URL, their app) are given; `sessions(...)` and `SessionMiddleware` are kept on the
+test's Redis and key prefix (the pytest plugin's fixtures). A page that ends with an ASGI
+or WSGI `app` gets a request, which must not fail with a 5xx. The blocks of "Testing your
+app" are a test module of their own, run by pytest. The few blocks that cannot run alone
+are listed in FRAGMENTS, each with why; a listed block that stops being a fragment fails
+the test, so that the list stays short and true.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import pytest
 
 import session_middleware
 from session_middleware import SessionConfig, SessionMiddleware
+from session_middleware._configuration import Configuration
 from session_middleware.wsgi import WSGISessionMiddleware
 
 from .support import OTHER_SECRET, SECRET
@@ -84,17 +86,18 @@ def on_the_test_redis(
     tmp_path: Path,
     session_redis_url: str,
     session_key_prefix: str,
-) -> list[SessionConfig]:
+) -> list[Configuration]:
     """sessions(...) and SessionMiddleware kept on the test's Redis and key prefix; the
     configurations they build, to close afterwards."""
-    built: list[SessionConfig] = []
+    built: list[Configuration] = []
     ours = {"redis_url": session_redis_url, "key_prefix": session_key_prefix}
 
     def test_sessions(**settings: Any) -> SessionConfig:
         if "redis" not in settings:
             settings.update(ours)
-        built.append(SessionConfig(**settings))
-        return built[-1]
+        config = SessionConfig(**settings)
+        built.append(config)
+        return config
 
     class TestMiddleware(SessionMiddleware):
         def __init__(self, app: Any, *args: Any, **settings: Any) -> None:
@@ -130,7 +133,7 @@ def readers_names(redis_url: str) -> dict[str, Any]:
 @pytest.mark.anyio
 @pytest.mark.parametrize("page", pages_with_blocks(), ids=name)
 async def test_every_block_runs(
-    page: Path, on_the_test_redis: list[SessionConfig], session_redis_url: str
+    page: Path, on_the_test_redis: list[Configuration], session_redis_url: str
 ) -> None:
     namespace: dict[str, Any] = {
         "__name__": f"doc_{page.stem.replace('-', '_')}",
@@ -166,21 +169,55 @@ async def serves(app: Any) -> None:
     assert status < 500
 
 
+def blocks_of_the_testing_page(django: bool) -> list[str]:
+    return [block for block in blocks(TESTING_PAGE) if ("django" in block) == django]
+
+
 def test_the_testing_page_is_a_test_module_that_passes(
     tmp_path: Path, session_redis_url: str
 ) -> None:
-    page = blocks(TESTING_PAGE)
-    assert len(page) >= 4
+    page = blocks_of_the_testing_page(django=False)
+    assert len(page) >= 5
     module = tmp_path / "test_from_the_docs.py"
     module.write_text("\n\n".join(page))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(module)],
         cwd=tmp_path,
-        env={**dict(__import__("os").environ), "REDIS_URL": session_redis_url},
+        env={**os.environ, "REDIS_URL": session_redis_url},
         capture_output=True,
         text=True,
         check=False,
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert re.search(r"\b(\d+) passed\b", result.stdout), result.stdout
+    tests = len(re.findall(r"^(?:async )?def test_", module.read_text(), re.M))
+    assert f"{tests} passed" in result.stdout, result.stdout
+
+
+DJANGO_PROJECT = {
+    "INSTALLED_APPS": [
+        "session_middleware.django",
+        "django.contrib.auth",
+        "django.contrib.contenttypes",
+        "django.contrib.sessions",
+    ],
+    "SESSION_ENGINE": "session_middleware.django",
+}
+
+
+def test_the_testing_pages_django_test_passes(
+    session_redis_url: str, session_key_prefix: str
+) -> None:
+    """Run in a Django project: the tests' SQLite one, migrated."""
+    configure()
+    from django.core.management import call_command
+    from django.test.utils import override_settings
+
+    [block] = blocks_of_the_testing_page(django=True)
+    namespace: dict[str, Any] = {"__name__": "doc_testing_django"}
+    with override_settings(**DJANGO_PROJECT):
+        call_command("migrate", verbosity=0)
+        exec(compile(block, "docs/testing.md django block", "exec", dont_inherit=True), namespace)
+        tests = [value for key, value in namespace.items() if key.startswith("test_")]
+        assert len(tests) == 1
+        tests[0](session_redis_url, session_key_prefix)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -116,6 +117,8 @@ def test_redis_url_is_used_with_a_prefix_cleaned_up_afterwards(tmp_path: Path) -
 def test_without_redis_url_a_redis_server_from_path_is_started_and_stopped(
     tmp_path: Path,
 ) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("no redis-server on PATH")
     found = run_user_suite(tmp_path, bare_environ())
     assert found["url"] != REDIS_URL and found["url"].startswith("redis://127.0.0.1:")
     assert Path(found["executable"]).name == "redis-server"
