@@ -13,14 +13,25 @@ user (new session id, stamped with the user's epoch) and ``logout_user()`` ends 
 The cookie is signed with ``app.secret_key`` (``SECRET_KEY_FALLBACKS`` verify old cookies),
 read at each use as Flask reads it, unless ``sessions(secret_key=...)`` gives a key: that
 one wins. With neither, ``flask.session`` is Flask's null session, as in Flask.
+
+Each cookie setting comes from ``sessions(...)`` where it was given there, else from
+Flask's ``SESSION_COOKIE_*``, else from the default; a conflict is logged once. The server
+ends a session no later than its cookie: ``PERMANENT_SESSION_LIFETIME`` after it was last
+seen, if that comes before ``max_age`` after its login.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import inspect
 import json
 import logging
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import flask
@@ -31,10 +42,13 @@ from flask.sessions import SecureCookieSessionInterface, SessionInterface, Sessi
 from werkzeug.exceptions import ServiceUnavailable
 
 from . import _fail_closed as unavailable
-from ._cookies import CookieUpdate
-from ._core.lifecycle import Opened
+from ._configuration import _check_cookie_prefix
+from ._cookies import CookieCodec, CookieUpdate
+from ._core.lifecycle import Core, Opened
+from ._core.timing import Timing
 from ._redis.key_layout import UserId, user_id_text
-from ._request_session import REJECTED_KEY, SESSION_KEY
+from ._redis.record_commands import Writes
+from ._request_session import NO_SESSION_KEY, REJECTED_KEY, SESSION_KEY
 from .config import SessionConfig
 from .errors import ConfigurationError
 from .events import SessionEvent
@@ -51,6 +65,66 @@ _SCRIPTS_CAN_READ = (
     "SESSION_COOKIE_HTTPONLY is False: scripts on the page can read the session cookie, "
     "so a cross-site scripting flaw can steal the session"
 )
+_NO_SECRET_KEY = (
+    "the Flask app has no secret key to sign the session cookie with: set app.secret_key "
+    "(SECRET_KEY), or pass secret_key to sessions()"
+)
+# Werkzeug renders Partitioned from 3.1 on (Flask 3.0 runs on Werkzeug 3.0).
+_CAN_PARTITION = "partitioned" in inspect.signature(Response.set_cookie).parameters
+
+
+def _flask_same_site(config: Mapping[str, Any]) -> str | None:
+    value = config.get("SESSION_COOKIE_SAMESITE")
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.lower() not in ("lax", "strict", "none"):
+        raise ConfigurationError(
+            f"SESSION_COOKIE_SAMESITE must be 'Lax', 'Strict', 'None' or None, not {value!r}"
+        )
+    return value.lower()
+
+
+# Each cookie keyword of sessions(), the Flask setting it meets, and how Flask reads that
+# setting from a config (None: Flask leaves it to the default).
+_FROM_FLASK: dict[str, tuple[str, Callable[[Mapping[str, Any]], Any]]] = {
+    "session_cookie": ("SESSION_COOKIE_NAME", lambda c: c.get("SESSION_COOKIE_NAME")),
+    "domain": ("SESSION_COOKIE_DOMAIN", lambda c: c.get("SESSION_COOKIE_DOMAIN") or None),
+    "path": (
+        "SESSION_COOKIE_PATH",
+        lambda c: c.get("SESSION_COOKIE_PATH") or c.get("APPLICATION_ROOT") or "/",
+    ),
+    "https_only": ("SESSION_COOKIE_SECURE", lambda c: bool(c.get("SESSION_COOKIE_SECURE"))),
+    "same_site": ("SESSION_COOKIE_SAMESITE", _flask_same_site),
+    "partitioned": (
+        "SESSION_COOKIE_PARTITIONED",
+        lambda c: bool(c.get("SESSION_COOKIE_PARTITIONED")),  # Flask 3.1+
+    ),
+}
+_FLASK_SETTINGS = ("APPLICATION_ROOT", *(setting for setting, _ in _FROM_FLASK.values()))
+
+
+def _given_to_sessions(codec: CookieCodec) -> dict[str, Any]:
+    """The configuration's value of each keyword of _FROM_FLASK."""
+    return {
+        "session_cookie": codec.name,
+        "domain": codec.domain,
+        "path": codec.path,
+        "https_only": codec.secure,
+        "same_site": codec.same_site,
+        "partitioned": codec.partitioned,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class CookieSettings:
+    """One app's session cookie, as `RedisSessionInterface.cookie_settings` resolves it."""
+
+    name: str
+    domain: str | None
+    path: str
+    secure: bool
+    same_site: str  # as Werkzeug spells it: "Lax", "Strict" or "None"
+    partitioned: bool
 
 
 class FlaskSession(Session, SessionMixin):
@@ -84,6 +158,12 @@ class FlaskSession(Session, SessionMixin):
         )
         self.new = opened is None or opened.record is None
 
+    def __bool__(self) -> bool:
+        """False while it holds nothing but whether it is permanent, as Flask-Session's: so
+        that Flask-Login treats a new permanent session as the empty one it is."""
+        self.accessed = True
+        return bool(dict.keys(self) - {PERMANENT_KEY})
+
     def logout_others(self) -> None:
         self._follow()
         super().logout_others()
@@ -112,7 +192,8 @@ class FlaskSession(Session, SessionMixin):
         elif self._was_followed and self.user_id is not None and not self.ended:
             remaining = dict(dict.items(self))
             self.logout()
-            self.update(remaining)
+            if remaining.keys() - {PERMANENT_KEY}:  # a session holding nothing else ends
+                self.update(remaining)
 
 
 class StoreUnavailable(ServiceUnavailable):
@@ -156,16 +237,22 @@ class RedisSessionInterface(SessionInterface):
         self.import_cookie_sessions = import_cookie_sessions
         self._fail_open = not unavailable.answers_503(config.on_redis_error)
         self._warned_httponly = False
+        self._warned_conflicts: set[str] = set()
+        # The last resolution, with what it was resolved from (apps may change settings).
+        self._resolved: tuple[tuple[Any, ...], CookieSettings] | None = None
+        self._timed: tuple[int, Core] | None = None
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession | None:
         """The request's session; None (Flask's null session) when there is no key."""
-        if self.config.secret_keys.current() is None:
-            return None
-        core = self.config.core
+        settings = self.cookie_settings(app)
         environ = request.environ
+        if self.config.secret_keys.current() is None:
+            environ[NO_SESSION_KEY] = _NO_SECRET_KEY
+            return None
+        core = self.core(app)
         try:
             step = core.open(
-                environ.get("HTTP_COOKIE"),
+                _cookie_header(request, settings.name, core.codec.name),
                 time.time(),
                 lambda: (environ.get("HTTP_USER_AGENT"), environ.get("REMOTE_ADDR")),
             )
@@ -177,8 +264,12 @@ class RedisSessionInterface(SessionInterface):
             session = FlaskSession()
             session.freeze(_UNAVAILABLE)
             return session
+        if opened.record is not None:
+            data = _untagged(opened.record.data)
+        else:  # a new session: permanent or not as SESSION_PERMANENT says
+            data = {PERMANENT_KEY: True} if _permanent_by_default(app) else {}
         session = FlaskSession(
-            _untagged(opened.record.data) if opened.record is not None else {},
+            data,
             opened.session.user_id,
             opened=opened,
             user_key=self.user_key,
@@ -194,18 +285,30 @@ class RedisSessionInterface(SessionInterface):
         return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        """Save as Flask's own interface does, the cookie built from Flask's settings
-        (``SESSION_COOKIE_DOMAIN``, ``_PATH`` or ``APPLICATION_ROOT``, ``_SECURE``,
-        ``_SAMESITE`` (Lax when None), ``_PARTITIONED``, ``_HTTPONLY``,
-        ``PERMANENT_SESSION_LIFETIME``, ``SESSION_REFRESH_EACH_REQUEST``); the name is the
-        configuration's ``session_cookie``."""
+        """Save as Flask's own interface does, the cookie built from `cookie_settings`,
+        ``SESSION_COOKIE_HTTPONLY``, ``PERMANENT_SESSION_LIFETIME`` and
+        ``SESSION_REFRESH_EACH_REQUEST``."""
         if not isinstance(session, FlaskSession) or session._opened is None:
             return
         opened = session._opened
         session._follow()
+        if (
+            opened.record is None
+            and dict.keys(session) <= {PERMANENT_KEY}
+            and PERMANENT_KEY not in session._written
+        ):  # only SESSION_PERMANENT's mark: nothing to store, as with Flask-Session
+            dict.pop(session, PERMANENT_KEY, None)
+        core = self.core(app)
         now = time.time()
+        # A write that records activity moves the session's end on the server (when
+        # PERMANENT_SESSION_LIFETIME sets one): the cookie then follows.
+        extends = (
+            opened.record is not None
+            and core.timing.sliding
+            and core.timing.refresh_due(opened.record, now)
+        )
         try:
-            committed = self.config.run_sync(self.config.core.commit(opened, now))
+            committed = self.config.run_sync(core.commit(opened, now))
         except unavailable.FAILURES:
             if self._fail_open:
                 raise
@@ -215,17 +318,22 @@ class RedisSessionInterface(SessionInterface):
         if committed.depends_on_session or session.accessed:
             response.vary.add("Cookie")
         cookie = committed.cookie
-        if cookie is None and not session.ended and opened.ref is not None:
-            permanent_changed = _permanent(session) != session._was_permanent
-            if permanent_changed or self.should_set_cookie(app, session):
-                cookie = self._same_cookie(opened, now)
+        alive = committed.interrupted is None and not session.ended
+        if cookie is None and alive and opened.ref is not None:
+            permanent = _permanent(session)
+            if (
+                permanent != session._was_permanent
+                or (permanent and extends)
+                or self.should_set_cookie(app, session)
+            ):
+                cookie = self._same_cookie(core, opened, now)
         if cookie is not None:
             self._set_cookie(app, session, response, cookie)
-        if session._imported and app.config["SESSION_COOKIE_NAME"] != self.config.core.codec.name:
+        if session._imported and app.config["SESSION_COOKIE_NAME"] != self.get_cookie_name(app):
             response.delete_cookie(
                 app.config["SESSION_COOKIE_NAME"],
-                domain=self.get_cookie_domain(app),
-                path=self.get_cookie_path(app),
+                domain=_FLASK_COOKIES.get_cookie_domain(app),
+                path=_FLASK_COOKIES.get_cookie_path(app),
             )
 
     def should_set_cookie(self, app: Flask, session: SessionMixin) -> bool:
@@ -233,32 +341,115 @@ class RedisSessionInterface(SessionInterface):
         with ``SESSION_REFRESH_EACH_REQUEST`` (the default)."""
         return _permanent(session) and bool(app.config["SESSION_REFRESH_EACH_REQUEST"])
 
+    # -- which cookie, and how long the session lives -------------------------------------
+
+    def cookie_settings(self, app: Flask) -> CookieSettings:
+        """The app's session cookie: each attribute as given to ``sessions(...)``, else as
+        Flask's ``SESSION_COOKIE_*`` set it, else the default; when both set it and they
+        differ, ``sessions()`` wins and a warning is logged once. ConfigurationError for a
+        cookie browsers would drop (a ``__Host-`` or ``__Secure-`` name that is not Secure,
+        a ``__Host-`` one with a Domain or a Path other than /). Read at each use, as
+        Flask reads its settings."""
+        source = tuple(app.config.get(setting) for setting in _FLASK_SETTINGS)
+        resolved = self._resolved
+        if resolved is not None and resolved[0] == source:
+            return resolved[1]
+        given = _given_to_sessions(self.config.core.codec)
+        values: dict[str, Any] = {}
+        for keyword, (setting, read) in _FROM_FLASK.items():
+            flask_value = read(app.config)
+            set_in_flask = flask_value != read(app.default_config)
+            if keyword in self.config.given_settings:
+                values[keyword] = given[keyword]
+                if set_in_flask and flask_value != given[keyword]:
+                    self._warn_conflict(keyword, given[keyword], setting, app.config[setting])
+            else:
+                values[keyword] = flask_value if set_in_flask else given[keyword]
+        name = values["session_cookie"]
+        try:
+            _check_cookie_prefix(
+                name, https_only=values["https_only"], path=values["path"], domain=values["domain"]
+            )
+        except ConfigurationError as error:
+            raise ConfigurationError(
+                f"the session cookie {name!r}: {error} (from sessions(...), else Flask's "
+                "SESSION_COOKIE_SECURE, SESSION_COOKIE_PATH, SESSION_COOKIE_DOMAIN)"
+            ) from error
+        if values["partitioned"] and not _CAN_PARTITION:
+            raise ConfigurationError("a partitioned session cookie needs Werkzeug 3.1 or newer")
+        settings = CookieSettings(
+            name=name,
+            domain=values["domain"],
+            path=values["path"],
+            secure=values["https_only"],
+            same_site=values["same_site"].capitalize(),
+            partitioned=values["partitioned"],
+        )
+        self._resolved = (source, settings)
+        return settings
+
+    def _warn_conflict(self, keyword: str, given: Any, setting: str, flask_value: Any) -> None:
+        if keyword in self._warned_conflicts:
+            return
+        self._warned_conflicts.add(keyword)
+        logger.warning(
+            "sessions(%s=%r) and Flask's %s = %r differ: the session cookie follows sessions()",
+            keyword,
+            given,
+            setting,
+            flask_value,
+        )
+
+    def get_cookie_name(self, app: Flask) -> str:
+        return self.cookie_settings(app).name
+
+    def get_cookie_domain(self, app: Flask) -> str | None:
+        return self.cookie_settings(app).domain
+
+    def get_cookie_path(self, app: Flask) -> str:
+        return self.cookie_settings(app).path
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return self.cookie_settings(app).secure
+
+    def get_cookie_samesite(self, app: Flask) -> str:
+        return self.cookie_settings(app).same_site
+
+    def get_cookie_partitioned(self, app: Flask) -> bool:
+        return self.cookie_settings(app).partitioned
+
+    def core(self, app: Flask) -> Core:
+        """The configuration's core, with a session also ending when its cookie would:
+        ``PERMANENT_SESSION_LIFETIME`` after it was last seen (its Redis TTL too)."""
+        seconds = int(app.permanent_session_lifetime.total_seconds())
+        timed = self._timed
+        if timed is None or timed[0] != seconds:
+            base = self.config.core
+            timed = (seconds, _with_timing(base, base.timing.idle_within(seconds)))
+            self._timed = timed
+        return timed[1]
+
+    # -- the cookie ----------------------------------------------------------------------
+
     def _set_cookie(
         self, app: Flask, session: FlaskSession, response: Response, cookie: CookieUpdate
     ) -> None:
-        # The name is the configuration's (session_cookie, "session" as Flask's by default),
-        # so that a cookie session of Flask's own under SESSION_COOKIE_NAME can be imported.
-        name, domain, path = (
-            self.config.core.codec.name,
-            self.get_cookie_domain(app),
-            self.get_cookie_path(app),
-        )
+        settings = self.cookie_settings(app)
         attributes: dict[str, Any] = {
-            "domain": domain,
-            "path": path,
-            "secure": self.get_cookie_secure(app),
-            "partitioned": self.get_cookie_partitioned(app),
-            # SameSite as Flask's setting says; Lax where it says nothing (Flask's default).
-            "samesite": self.get_cookie_samesite(app) or "Lax",
+            "domain": settings.domain,
+            "path": settings.path,
+            "secure": settings.secure,
+            "samesite": settings.same_site,
             "httponly": self.cookie_httponly(app),
         }
+        if settings.partitioned:
+            attributes["partitioned"] = True
         if cookie.value is None:
-            response.delete_cookie(name, **attributes)
+            response.delete_cookie(settings.name, **attributes)
         else:
-            # Flask's expiry for a permanent session (PERMANENT_SESSION_LIFETIME); the
-            # server still ends the session max_age after its login, whatever the cookie.
-            expires = self.get_expiration_time(app, session) if _permanent(session) else None
-            response.set_cookie(name, cookie.value, expires=expires, **attributes)
+            response.set_cookie(
+                settings.name, cookie.value, expires=_expires(app, session, cookie), **attributes
+            )
         if "Cache-Control" not in response.headers:
             response.headers["Cache-Control"] = "no-store"
         response.vary.add("Cookie")
@@ -271,15 +462,15 @@ class RedisSessionInterface(SessionInterface):
             logger.warning(_SCRIPTS_CAN_READ)
         return httponly
 
-    def _same_cookie(self, opened: Opened, now: float) -> CookieUpdate | None:
+    @staticmethod
+    def _same_cookie(core: Core, opened: Opened, now: float) -> CookieUpdate | None:
         """The current session's cookie again, to change only how long it lasts."""
         if opened.ref is None or opened.record is None:
             return None
-        left = self.config.core.timing.seconds_left(opened.record, now)
-        return self.config.core.codec.issue(opened.ref, left)
+        return core.codec.issue(opened.ref, core.timing.seconds_left(opened.record, now))
 
     def _import(self, app: Flask, request: Request, session: FlaskSession) -> None:
-        legacy = SecureCookieSessionInterface().open_session(app, request)
+        legacy = _FLASK_COOKIES.open_session(app, request)
         if not legacy:
             return
         dropped = session.adopt(legacy)
@@ -298,22 +489,45 @@ def init_app(
     import_cookie_sessions: bool = False,
 ) -> RedisSessionInterface:
     """Make ``flask.session`` a session of ``config`` (see RedisSessionInterface), and
-    answer 503 to a request whose session cannot be read because Redis is unreachable."""
+    answer 503 to a request whose session cannot be read because Redis is unreachable.
+
+    ConfigurationError now if the app's cookie settings make a cookie browsers would drop
+    (see `RedisSessionInterface.cookie_settings`); settings changed later are checked at
+    the next request. The app is held weakly: it is freed as if init_app had not run."""
     interface = RedisSessionInterface(
         config, user_key=user_key, import_cookie_sessions=import_cookie_sessions
     )
+    interface.cookie_settings(app)
     app.session_interface = interface
     interface.cookie_httponly(app)  # warns at start-up when the app turned HttpOnly off
     app.before_request_funcs.setdefault(None, []).insert(0, _refuse_unavailable)
-
-    def signal(event: SessionEvent) -> None:
-        session_event.send(app, event=event)
-
+    signal = _AppSignal(app)
     config.listeners.add(signal)
+    weakref.finalize(app, _stop_listening, config.listeners, signal)
     return interface
 
 
+class _AppSignal:
+    """Sends `session_event` with the app, held weakly, for each event of its configuration."""
+
+    __slots__ = ("_app",)
+
+    def __init__(self, app: Flask) -> None:
+        self._app = weakref.ref(app)
+
+    def __call__(self, event: SessionEvent) -> None:
+        app = self._app()
+        if app is not None:
+            session_event.send(app, event=event)
+
+
+def _stop_listening(listeners: Any, signal: _AppSignal) -> None:
+    with contextlib.suppress(ValueError):
+        listeners.remove(signal)
+
+
 _TAGS = TaggedJSONSerializer()
+_FLASK_COOKIES = SecureCookieSessionInterface()  # Flask's own, to import its cookies
 
 #: A Flask signal (blinker) sent with the app for every SessionEvent of the configuration
 #: given to init_app: ``session_event.connect(audit, app)``; ``audit(app, event)``.
@@ -343,6 +557,43 @@ def _untagged(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _cookie_header(request: Request, name: str, codec_name: str) -> str | None:
+    """The Cookie header, as the codec reads it: only the cookies named `name`."""
+    header: str | None = request.environ.get("HTTP_COOKIE")
+    if name == codec_name or not header:
+        return header
+    return "; ".join(f"{codec_name}={value}" for value in request.cookies.getlist(name))
+
+
+def _with_timing(core: Core, timing: Timing) -> Core:
+    """`core`, with other lifetimes."""
+    if timing is core.timing:
+        return core
+    timed = copy.copy(core)
+    timed.timing = timing
+    timed.writes = Writes(core.keys, timing, core.max_bytes, core.fields)
+    return timed
+
+
+def _expires(app: Flask, session: SessionMixin, cookie: CookieUpdate) -> datetime | None:
+    """A permanent session's cookie expires ``PERMANENT_SESSION_LIFETIME`` from now, or at
+    the session's end on the server if that comes first; any other lasts the browser
+    session."""
+    if not _permanent(session):
+        return None
+    seconds = app.permanent_session_lifetime.total_seconds()
+    if cookie.max_age is not None:
+        seconds = min(seconds, cookie.max_age)
+    return datetime.fromtimestamp(time.time() + seconds, timezone.utc)
+
+
+def _permanent_by_default(app: Flask) -> bool:
+    """Whether a new session is permanent: ``SESSION_PERMANENT`` (Flask-Session's setting);
+    unset, True under Flask-Session's configuration (``SESSION_TYPE``), as Flask-Session
+    makes them, else False, as Flask does."""
+    return bool(app.config.get("SESSION_PERMANENT", "SESSION_TYPE" in app.config))
+
+
 def _permanent(session: SessionMixin) -> bool:
     """Whether the session is permanent, read without marking it accessed."""
     return bool(dict.get(session, PERMANENT_KEY, False))  # type: ignore[call-overload]
@@ -364,6 +615,7 @@ def _refuse(response: Response) -> None:
 
 __all__ = [
     "FLASK_LOGIN_KEY",
+    "CookieSettings",
     "FlaskSession",
     "RedisSessionInterface",
     "StoreUnavailable",
