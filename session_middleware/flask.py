@@ -51,7 +51,7 @@ from ._redis.record_commands import Writes
 from ._request_session import NO_SESSION_KEY, REJECTED_KEY, SESSION_KEY
 from .config import SessionConfig
 from .errors import ConfigurationError
-from .events import SessionEvent
+from .events import Listeners, SessionEvent
 from .session import Session
 
 logger = logging.getLogger("session_middleware")
@@ -78,41 +78,50 @@ def _flask_same_site(config: Mapping[str, Any]) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or value.lower() not in ("lax", "strict", "none"):
-        raise ConfigurationError(
+        # A ValueError, as Werkzeug raises when Flask's own interface renders it.
+        raise ValueError(
             f"SESSION_COOKIE_SAMESITE must be 'Lax', 'Strict', 'None' or None, not {value!r}"
         )
     return value.lower()
 
 
-# Each cookie keyword of sessions(), the Flask setting it meets, and how Flask reads that
-# setting from a config (None: Flask leaves it to the default).
-_FROM_FLASK: dict[str, tuple[str, Callable[[Mapping[str, Any]], Any]]] = {
-    "session_cookie": ("SESSION_COOKIE_NAME", lambda c: c.get("SESSION_COOKIE_NAME")),
-    "domain": ("SESSION_COOKIE_DOMAIN", lambda c: c.get("SESSION_COOKIE_DOMAIN") or None),
-    "path": (
+@dataclass(frozen=True, slots=True)
+class _Setting:
+    """A cookie keyword of sessions() and the Flask setting it meets: how Flask reads that
+    setting from a config, and the configuration's value."""
+
+    flask_name: str
+    read_flask: Callable[[Mapping[str, Any]], Any]
+    given: Callable[[CookieCodec], Any]
+
+
+_SETTINGS = {
+    "session_cookie": _Setting(
+        "SESSION_COOKIE_NAME", lambda c: c.get("SESSION_COOKIE_NAME"), lambda codec: codec.name
+    ),
+    "domain": _Setting(
+        "SESSION_COOKIE_DOMAIN",
+        lambda c: c.get("SESSION_COOKIE_DOMAIN") or None,
+        lambda codec: codec.domain,
+    ),
+    "path": _Setting(
         "SESSION_COOKIE_PATH",
         lambda c: c.get("SESSION_COOKIE_PATH") or c.get("APPLICATION_ROOT") or "/",
+        lambda codec: codec.path,
     ),
-    "https_only": ("SESSION_COOKIE_SECURE", lambda c: bool(c.get("SESSION_COOKIE_SECURE"))),
-    "same_site": ("SESSION_COOKIE_SAMESITE", _flask_same_site),
-    "partitioned": (
-        "SESSION_COOKIE_PARTITIONED",
-        lambda c: bool(c.get("SESSION_COOKIE_PARTITIONED")),  # Flask 3.1+
+    "https_only": _Setting(
+        "SESSION_COOKIE_SECURE",
+        lambda c: bool(c.get("SESSION_COOKIE_SECURE")),
+        lambda codec: codec.secure,
+    ),
+    "same_site": _Setting("SESSION_COOKIE_SAMESITE", _flask_same_site, lambda c: c.same_site),
+    "partitioned": _Setting(
+        "SESSION_COOKIE_PARTITIONED",  # Flask 3.1+
+        lambda c: bool(c.get("SESSION_COOKIE_PARTITIONED")),
+        lambda codec: codec.partitioned,
     ),
 }
-_FLASK_SETTINGS = ("APPLICATION_ROOT", *(setting for setting, _ in _FROM_FLASK.values()))
-
-
-def _given_to_sessions(codec: CookieCodec) -> dict[str, Any]:
-    """The configuration's value of each keyword of _FROM_FLASK."""
-    return {
-        "session_cookie": codec.name,
-        "domain": codec.domain,
-        "path": codec.path,
-        "https_only": codec.secure,
-        "same_site": codec.same_site,
-        "partitioned": codec.partitioned,
-    }
+_FLASK_SETTINGS = ("APPLICATION_ROOT", *(setting.flask_name for setting in _SETTINGS.values()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,17 +363,17 @@ class RedisSessionInterface(SessionInterface):
         resolved = self._resolved
         if resolved is not None and resolved[0] == source:
             return resolved[1]
-        given = _given_to_sessions(self.config.core.codec)
+        codec = self.config.core.codec
         values: dict[str, Any] = {}
-        for keyword, (setting, read) in _FROM_FLASK.items():
-            flask_value = read(app.config)
-            set_in_flask = flask_value != read(app.default_config)
+        for keyword, setting in _SETTINGS.items():
+            given, flask_value = setting.given(codec), setting.read_flask(app.config)
+            set_in_flask = flask_value != setting.read_flask(app.default_config)
             if keyword in self.config.given_settings:
-                values[keyword] = given[keyword]
-                if set_in_flask and flask_value != given[keyword]:
-                    self._warn_conflict(keyword, given[keyword], setting, app.config[setting])
+                values[keyword] = given
+                if set_in_flask and flask_value != given:
+                    self._warn_conflict(keyword, given, setting.flask_name, flask_value)
             else:
-                values[keyword] = flask_value if set_in_flask else given[keyword]
+                values[keyword] = flask_value if set_in_flask else given
         name = values["session_cookie"]
         try:
             _check_cookie_prefix(
@@ -448,7 +457,7 @@ class RedisSessionInterface(SessionInterface):
             response.delete_cookie(settings.name, **attributes)
         else:
             response.set_cookie(
-                settings.name, cookie.value, expires=_expires(app, session, cookie), **attributes
+                settings.name, cookie.value, expires=_expires(app, session), **attributes
             )
         if "Cache-Control" not in response.headers:
             response.headers["Cache-Control"] = "no-store"
@@ -521,7 +530,7 @@ class _AppSignal:
             session_event.send(app, event=event)
 
 
-def _stop_listening(listeners: Any, signal: _AppSignal) -> None:
+def _stop_listening(listeners: Listeners, signal: _AppSignal) -> None:
     with contextlib.suppress(ValueError):
         listeners.remove(signal)
 
@@ -575,15 +584,13 @@ def _with_timing(core: Core, timing: Timing) -> Core:
     return timed
 
 
-def _expires(app: Flask, session: SessionMixin, cookie: CookieUpdate) -> datetime | None:
-    """A permanent session's cookie expires ``PERMANENT_SESSION_LIFETIME`` from now, or at
-    the session's end on the server if that comes first; any other lasts the browser
-    session."""
+def _expires(app: Flask, session: SessionMixin) -> datetime | None:
+    """As Flask's: a permanent session's cookie expires ``PERMANENT_SESSION_LIFETIME`` from
+    now (the server may end the session before: see RedisSessionInterface.core); any other
+    lasts the browser session."""
     if not _permanent(session):
         return None
     seconds = app.permanent_session_lifetime.total_seconds()
-    if cookie.max_age is not None:
-        seconds = min(seconds, cookie.max_age)
     return datetime.fromtimestamp(time.time() + seconds, timezone.utc)
 
 

@@ -216,16 +216,6 @@ def test_a_session_in_use_outlives_the_flask_lifetime(
         assert record_pttl(config, client.cookies["session"]) <= HOUR * 1000
 
 
-def test_a_permanent_cookie_never_outlasts_max_age(key_prefix: str) -> None:
-    config = configured(key_prefix, max_age=600)
-    app = make_app(config)
-    with browser(app) as client:
-        client.post("/permanent")
-        header = set_cookie(client.post("/login/alice"))
-    expires = parsedate_to_datetime(attributes(header)["expires"]).timestamp()
-    assert expires <= time.time() + 600 + 1, "not PERMANENT_SESSION_LIFETIME's 31 days"
-
-
 # -- SESSION_PERMANENT and SESSION_REFRESH_EACH_REQUEST (Flask-Session's) ---------------------
 
 
