@@ -143,12 +143,18 @@ def test_a_prefixed_name_needs_secure_in_the_settings_in_force(key_prefix: str) 
         app.test_client().post("/put")
 
 
-def test_https_only_given_to_sessions_serves_a_secure_prefixed_name(key_prefix: str) -> None:
-    app = make_app(configured(key_prefix, https_only=True))
-    app.config["SESSION_COOKIE_NAME"] = "__Secure-sid"
+@pytest.mark.parametrize("named_by", ["sessions", "flask"])
+def test_https_only_given_to_sessions_serves_a_secure_prefixed_name(
+    key_prefix: str, named_by: str
+) -> None:
+    if named_by == "sessions":
+        app = make_app(configured(key_prefix, https_only=True, session_cookie="__Host-sid"))
+    else:
+        app = make_app(configured(key_prefix, https_only=True))
+        app.config["SESSION_COOKIE_NAME"] = "__Host-sid"
     with browser(app) as client:
         header = set_cookie(client.post("/put?key=a&value=1"))
-    assert header.startswith("__Secure-sid=") and "secure" in attributes(header)
+    assert header.startswith("__Host-sid=") and "secure" in attributes(header)
 
 
 def test_two_apps_on_one_domain_keep_their_own_sessions(key_prefix: str) -> None:
