@@ -21,7 +21,7 @@ import pytest
 import redis
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from session_middleware import SessionConfig, get_session, sessions
+from session_middleware import SessionConfig, _flask_cookie, get_session, sessions
 from session_middleware import flask as flask_integration
 from session_middleware.errors import ConfigurationError
 from session_middleware.flask import init_app
@@ -348,7 +348,7 @@ def test_a_session_interface_without_flask_31s_partitioned_cookies(
 def test_partitioned_cookies_need_a_werkzeug_that_renders_them(
     key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(flask_integration, "_CAN_PARTITION", False)
+    monkeypatch.setattr(_flask_cookie, "_CAN_PARTITION", False)
     app = flask.Flask(__name__)
     app.secret_key = FLASK_SECRET
     with pytest.raises(ConfigurationError, match=r"Werkzeug 3\.1"):
