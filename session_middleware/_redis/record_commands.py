@@ -17,7 +17,7 @@ from .round_trip import Command
 
 # Where a user's epoch lives, as a write's guard sees it (see scripts.WRITE).
 EpochGuard = Literal["redis", "cache", "none"]
-LoginMode = Literal["ensure", "given", "expect", "bump", "expect-bump"]
+LoginMode = Literal["ensure", "given", "expect"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +28,6 @@ class Guard:
     carried: str  # the record's epoch as loaded; '' for an anonymous session
     wanted: str  # the epoch the user must have now
     stamp: str = ""  # a new epoch for the record
-    set_epoch: bool = False  # the write also moves the user's epoch to `stamp`
 
 
 class Writes:
@@ -81,8 +80,6 @@ class Writes:
             guard.carried,
             guard.wanted,
             guard.stamp,
-            "1" if guard.set_epoch else "0",
-            self.timing.epoch_ttl_ms,
             self.max_bytes,
             expire,
             when,
@@ -101,7 +98,6 @@ class Writes:
         epoch: str,
         now: float,
         *,
-        expected: str = "",
         max_sessions: int = 0,
         rotating: CookieRef | None = None,
     ) -> Command:
@@ -127,7 +123,6 @@ class Writes:
             *keys,
             mode,
             epoch,
-            expected,
             self.timing.epoch_ttl_ms,
             ms(ttl),
             session_handle(ref.session_id),

@@ -72,7 +72,7 @@ def test_colocated_bump_if_then_sets_the_other_tags() -> None:
     assert run.steps == [("BUMP_IF",), ("SET",)]
     assert run.commands[1][1] == config.keys.epoch_key(config.keys.user_tags("alice")[1])
     assert run.result == run.commands[0][5] == run.commands[1][2]
-    assert run.waits == [0, 0], "only invalidate_user waits for replicas"
+    assert run.waits == [1, 1], "a request's own bump waits for replicas as invalidate_user"
 
 
 # -- RedisEpochs on a Redis of its own ------------------------------------------------------
