@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -35,11 +36,12 @@ from django.http import HttpRequest, JsonResponse
 from django.test.utils import override_settings
 from django.urls import path
 
-from session_middleware import SessionConfig, sessions
+from session_middleware import SessionConfig, SessionEvent, sessions
 from session_middleware.epochs.sql import SQLEpochs
 
 from .support import REDIS_URL, SECRET
 from .support.django_native.settings import FAST_HASHERS, configure
+from .support.redis_servers import ReplicatedServers
 
 configure()
 
@@ -298,3 +300,29 @@ def test_a_password_change_with_nothing_in_between_keeps_its_device(
     assert here.post("/password", password="a new one").status_code == 200
     assert here.who() == user.username
     assert elsewhere.who() is None
+
+
+def test_a_password_change_that_cannot_be_made_durable_ends_the_session(
+    project: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bump waits for a replica as invalidate_user does; the replica frozen, the
+    device that changed the password is logged out, and the failure reported."""
+    events: list[SessionEvent] = []
+    with ReplicatedServers().running() as servers:
+        configured = servers.short_deadline_config(events.append)
+        with override_settings(SESSION_MIDDLEWARE=configured):
+            user = new_user()
+            here, elsewhere = _logged_in_pair(user)
+            servers.replica.pause()
+            caplog.set_level(logging.WARNING, logger="session_middleware")
+            try:
+                response = here.post("/password", password="a new one")
+            finally:
+                servers.replica.resume()
+            assert response.status_code == 200, response.content
+            assert here.who() is None, "never a silent OK: this session ended"
+            assert elsewhere.who() is None
+        configured.close()
+    failures = [(e.kind, e.user_id) for e in events if e.reason == "unreplicated"]
+    assert failures == [("rejected", str(user.pk))]
+    assert sum("could not be made durable" in r.getMessage() for r in caplog.records) == 1
