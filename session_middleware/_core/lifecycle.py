@@ -470,7 +470,18 @@ class Core:
         if replies[-1] is None:
             return (yield from self._refuse([], depends, opened))
         handle = session_handle(ref.session_id)
-        ended = [item for item in (text(reply) for reply in list(replies[-1])[1:]) if item]
+        _, replaced_keys, *evicted = (text(reply) for reply in replies[-1])
+        for name in (replaced_keys or "").split(","):
+            if name:
+                key = (
+                    self.keys.epoch_key(ref.tag)
+                    if name == "epoch"
+                    else self.keys.index_key(ref.tag)
+                )
+                logger.warning(
+                    "replaced a user's %s of the wrong type: key %s", name, _fingerprint(key)
+                )
+        ended = [item for item in evicted if item]
         if ended:
             # Deleted by the script already; deleted again from here so that this worker's
             # local cache, which Redis does not tell about its own connection's writes,

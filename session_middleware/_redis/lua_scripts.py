@@ -29,14 +29,20 @@ local function expire(key, how, value)
 end
 """
 
-# The current epoch at `key`, created as `candidate` if there is none. Its TTL is extended
-# to `ttl` ms (the session lifetime and a minute) once less than the lifetime is left, so
-# the epoch outlives every session stamped with it; not at every login, as each PEXPIRE
-# counts as a change and evicts the epoch from every worker's local cache.
+# The current epoch at `key`, created as `candidate` if there is none (or if the key holds
+# something that is not a string: a key of the wrong type is corrupt, and replaced). Its
+# TTL is extended to `ttl` ms (the session lifetime and a minute) once less than the
+# lifetime is left, so the epoch outlives every session stamped with it; not at every
+# login, as each PEXPIRE counts as a change and evicts the epoch from every worker's local
+# cache.
 _ENSURE = f"""
 local MARGIN = {EPOCH_TTL_MARGIN_MS}
 local function ensure(key, candidate, ttl)
-  local e = redis.call('GET', key)
+  local e = redis.pcall('GET', key)
+  if type(e) == 'table' then
+    redis.call('DEL', key)
+    e = false
+  end
   if not e then
     redis.call('SET', key, candidate, 'PX', ttl)
     return candidate
@@ -106,7 +112,8 @@ if redis.call('EXISTS', record) == 0 then return {GONE} end
 if carried ~= '' then
   if redis.call('HGET', record, 'e') ~= carried then return {EPOCH_MOVED} end
   if epoch_key then
-    local current = redis.call('GET', epoch_key)
+    local current = redis.pcall('GET', epoch_key)
+    if type(current) == 'table' then return {EPOCH_MOVED} end  -- not a string: corrupt
     if not current then
       if mode == 'cache' then return {EPOCH_UNKNOWN} end
       return {EPOCH_MOVED}
@@ -139,7 +146,7 @@ if #ARGV > last and redis.call('HEXISTS', record, 'u') == 0 then
 end
 if stamp ~= '' then redis.call('HSET', record, 'e', stamp) end
 expire(record, ARGV[6], ARGV[7])
-if index and ARGV[8] ~= '' then redis.call('ZADD', index, 'XX', ARGV[8], ARGV[9]) end
+if index and ARGV[8] ~= '' then redis.pcall('ZADD', index, 'XX', ARGV[8], ARGV[9]) end
 return {WRITTEN}
 """
 )
@@ -154,19 +161,31 @@ return {WRITTEN}
 # score); 7 now (unix ms); 8 index TTL ms; 9 most sessions the user may have (0: no
 # limit): the soonest to expire are ended; 10 the key of a record of this user less its
 # handle; 11 the old record's handle ('' for none); 12.. the record's field/value pairs.
-# Returns {the epoch stamped, the handles of the sessions the cap ended...}, or nil, writing
-# nothing, when an 'expect' found the epoch moved or the old record gone (revoked,
-# deleted): a session ended in flight stays ended.
+# Returns {the epoch stamped, what was replaced, the handles of the sessions the cap
+# ended...}, or nil, writing nothing, when an 'expect' found the epoch moved (or not a
+# string) or the old record gone (revoked, deleted): a session ended in flight stays
+# ended. A key of the wrong type at the epoch ('ensure') or the index is corrupt: it is
+# replaced, and named in the reply ('epoch', 'index', or both, comma-separated; '').
 LOGIN = (
     _ENSURE
     + _CHUNKED
     + """
 local mode, e = ARGV[1], ARGV[2]
 if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 0 then return false end
+if mode == 'expect' and redis.pcall('GET', KEYS[2]) ~= e then return false end
+local replaced = {}
+local function corrupt(key, kind, name)
+  local found = redis.call('TYPE', key)['ok']
+  if found ~= 'none' and found ~= kind then
+    redis.call('DEL', key)
+    table.insert(replaced, name)
+  end
+end
+if mode == 'ensure' then corrupt(KEYS[2], 'string', 'epoch') end
+corrupt(KEYS[3], 'zset', 'index')
 if mode == 'ensure' then
   e = ensure(KEYS[2], e, ARGV[3])
 elseif mode == 'expect' then
-  if redis.call('GET', KEYS[2]) ~= e then return false end
   ensure(KEYS[2], e, ARGV[3])
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('session id in use') end
@@ -179,7 +198,7 @@ redis.call('HSET', KEYS[1], 'e', e)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[7])
 redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
-local ended = {e}
+local ended = {e, table.concat(replaced, ',')}
 local cap = tonumber(ARGV[9])
 if cap > 0 then
   local over = redis.call('ZCARD', KEYS[3]) - cap
@@ -215,7 +234,8 @@ return 1
 # ended. Safe to send again (a durable write is, see replication.py): an epoch already
 # ARGV[2], a random value only this caller knows, was set by this very compare-and-set.
 BUMP_IF = """
-local e = redis.call('GET', KEYS[1])
+local e = redis.pcall('GET', KEYS[1])
+if type(e) == 'table' then return 0 end  -- not a string: corrupt, no session can match it
 if e == ARGV[2] then return 1 end
 if e ~= ARGV[1] then return 0 end
 if KEYS[2] and redis.pcall('HGET', KEYS[2], 'e') ~= ARGV[4] then return 0 end
@@ -226,9 +246,27 @@ return 1
 # Revoke one session of a user. KEYS: 1 the user's index, 2 the record. ARGV: 1 handle.
 # Only a handle listed in this user's index is deleted: another user's handle is refused.
 REVOKE = """
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+if redis.pcall('ZREM', KEYS[1], ARGV[1]) == 1 then
   redis.call('DEL', KEYS[2])
   return 1
 end
 return 0
+"""
+
+# A user's index, from score ARGV[1] ('-inf' for all) up: the handles listed, or the string
+# 'WRONGTYPE' when KEYS[1] holds something that is not a sorted set (corrupt: deleted).
+READ_INDEX = """
+local r = redis.pcall('ZRANGE', KEYS[1], ARGV[1], '+inf', 'BYSCORE')
+if type(r) == 'table' and r.err then
+  redis.call('DEL', KEYS[1])
+  return 'WRONGTYPE'
+end
+return r
+"""
+
+# A user's epoch as the read script takes it: nil when KEYS[1] holds no string.
+READ_EPOCH = """
+local e = redis.pcall('GET', KEYS[1])
+if type(e) == 'table' then return false end
+return e
 """

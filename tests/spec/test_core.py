@@ -337,7 +337,7 @@ def test_logout_deletes_the_record_and_its_index_entry(
 def test_a_login_reads_or_creates_the_epoch_in_its_script(config: SessionConfig) -> None:
     state = drive(config.core.open(None, NOW), []).result
     state.session.login("alice")
-    run = commit(config, state, [[[EPOCH]]])
+    run = commit(config, state, [[[EPOCH, ""]]])
     (login,) = run.commands
     assert name_of(login) == "LOGIN" and login[2] == 3 and login[6] == "ensure"
     assert run.result.cookie.value is not None
@@ -349,7 +349,7 @@ def test_a_login_from_another_users_session_forgets_it(
 ) -> None:
     state = opened(config, encode, stored(config, {"a": 1}, "bob"), EPOCH)
     state.session.login("alice")
-    run = commit(config, state, [[1, 1, [EPOCH]]])
+    run = commit(config, state, [[1, 1, [EPOCH, ""]]])
     assert run.steps == [("DEL", "ZREM", "LOGIN")] and dict(state.session) == {}
 
 
@@ -358,7 +358,7 @@ def test_a_rotation_expects_the_carried_epoch_and_the_old_record(
 ) -> None:
     state = opened(config, encode, stored(config, {"a": 1}, "alice"), EPOCH)
     state.session.login("alice")
-    run = commit(config, state, [[[EPOCH]]])
+    run = commit(config, state, [[[EPOCH, ""]]])
     (login,) = run.commands
     assert login[2] == 4, "the old record is a key of the script: checked and deleted there"
     assert login[7:9] == ("expect", EPOCH)
@@ -410,7 +410,7 @@ def test_a_login_that_logs_the_others_out_bumps_durably_first(config: SessionCon
     state = drive(config.core.open(None, NOW), []).result
     state.session.login("alice")
     state.session.logout_others()
-    run = commit(config, state, [["OK"], [["n" * 32]]])
+    run = commit(config, state, [["OK"], [["n" * 32, ""]]])
     assert run.steps == [("SET",), ("LOGIN",)] and run.waits == [1, 0]
     assert run.commands[-1][6:8] == ("ensure", run.commands[0][2])
 
@@ -429,7 +429,7 @@ def test_a_rotation_that_logs_the_others_out_is_a_compare_and_set(
 def test_the_cap_reports_the_sessions_it_ended(config: SessionConfig) -> None:
     state = drive(config.core.open(None, NOW), []).result
     state.session.login("alice")
-    run = commit(config, state, [[[EPOCH, "h1" * 16, "h2" * 16]], [2]])
+    run = commit(config, state, [[[EPOCH, "", "h1" * 16, "h2" * 16]], [2]])
     assert run.steps == [("LOGIN",), ("DEL",)], "deleted again, for this worker's cache"
     assert [e.kind for e in run.events] == ["login", "evicted", "evicted"]
     assert {e.handle for e in run.events[1:]} == {"h1" * 16, "h2" * 16}

@@ -186,7 +186,7 @@ def test_a_login_with_sql_epochs_reads_the_epoch_then_writes_the_session() -> No
     session = Session()
     session.login("alice")
     run = drive(
-        config.core.commit(Opened(session), time.time()), [EPOCH, [EPOCH], [[EPOCH.encode()]]]
+        config.core.commit(Opened(session), time.time()), [EPOCH, [EPOCH], [[EPOCH.encode(), b""]]]
     )
     assert run.steps == [("SQL",), ("FILL",), ("LOGIN",)]
     assert run.commands[-1][6:8] == ("given", EPOCH)
@@ -199,7 +199,7 @@ def test_a_login_with_log_out_others_bumps_in_the_database_first() -> None:
     session = Session()
     session.login("alice")
     session.logout_others()
-    replies: list[Any] = [None, ["OK", "OK"], [[OTHER.encode()]]]
+    replies: list[Any] = [None, ["OK", "OK"], [[OTHER.encode(), b""]]]
     run = drive(config.core.commit(Opened(session), time.time()), replies)
     assert run.steps == [("SQL",), ("SET", "SET"), ("LOGIN",)]
     bumped = run.commands[0][2]
