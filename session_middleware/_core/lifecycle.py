@@ -356,7 +356,9 @@ class Core:
                 return "epoch"
             guard = Guard(mode, carried, bumped, stamp=bumped)
         for attempt in range(2):
-            command = self.writes.write(ref, record, guard, pairs, deleted, now)
+            command = self.writes.write(
+                ref, record, guard, pairs, deleted, now, keep_empty=opened.store_empty
+            )
             replies = yield RedisIO((*commands, command))
             commands = []
             outcome, size = _outcome(replies[-1])

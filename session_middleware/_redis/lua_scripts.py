@@ -91,14 +91,15 @@ return 1
 # no epoch check); 3 the epoch the user must have now; 4 a new epoch to stamp on the
 # record ('' for none), one this request gave the user itself; 5 max record
 # bytes; 6 'PEXPIRE' or 'PEXPIREAT', 7 its value; 8 new index score ('' to leave the
-# index), 9 the handle; 10 N, the number of fields to set; 11.. N field/value pairs, then
-# fields to delete.
+# index), 9 the handle; 10 '1' to store an anonymous record even when this request left
+# it empty (Django's save() does), else '0'; 11 N, the number of fields to set; 12.. N
+# field/value pairs, then fields to delete.
 # Returns WRITTEN; GONE when the record no longer exists (never brought back); EPOCH_MOVED
 # when the user's epoch (or the record's stamp) is no longer the one loaded (an
 # invalidation is never undone, a new epoch never adopted); EPOCH_UNKNOWN (see 'cache');
 # {TOO_LARGE, size} when the record would outgrow ARGV[5]. Nothing is written unless WRITTEN,
 # or EMPTIED: an anonymous record left with no data by this request's deletions (and no key
-# a concurrent request added) is deleted.
+# a concurrent request added) is deleted, unless ARGV[10] keeps it.
 WRITE = (
     _CHUNKED
     + f"""
@@ -121,7 +122,7 @@ if carried ~= '' then
     if current ~= wanted then return {EPOCH_MOVED} end
   end
 end
-local first, last = 11, 10 + 2 * tonumber(ARGV[10])
+local first, last = 12, 11 + 2 * tonumber(ARGV[11])
 local changing = {{}}
 for i = first, last, 2 do changing[ARGV[i]] = true end
 for i = last + 1, #ARGV do changing[ARGV[i]] = true end
@@ -134,7 +135,7 @@ for i = first, last do size = size + #ARGV[i] end
 if size > tonumber(ARGV[5]) then return {{{TOO_LARGE}, size}} end
 in_chunks('HSET', record, ARGV, first, last)
 in_chunks('HDEL', record, ARGV, last + 1, #ARGV)
-if #ARGV > last and redis.call('HEXISTS', record, 'u') == 0 then
+if #ARGV > last and ARGV[10] ~= '1' and redis.call('HEXISTS', record, 'u') == 0 then
   local empty = true
   for _, name in ipairs(redis.call('HKEYS', record)) do
     if string.sub(name, 1, 2) == 'd:' then empty = false; break end

@@ -59,9 +59,12 @@ class Writes:
         pairs: Sequence[str],
         deleted: Sequence[str],
         now: float,
+        *,
+        keep_empty: bool = False,
     ) -> Command:
         """Apply `pairs` (fields to set) and `deleted` (fields to remove) to the record as
-        it is stored, refreshed at `now`, if `guard` holds (see scripts.WRITE)."""
+        it is stored, refreshed at `now`, if `guard` holds (see scripts.WRITE); with
+        `keep_empty`, an anonymous record left empty is stored, not deleted."""
         keys = [self.keys.session_key(ref.tag, ref.session_id)]
         if guard.mode != "none":
             keys.append(self.keys.epoch_key(ref.tag))
@@ -85,6 +88,7 @@ class Writes:
             when,
             score,
             session_handle(ref.session_id),
+            "1" if keep_empty else "0",
             len(pairs) // 2,
             *pairs,
             *deleted,

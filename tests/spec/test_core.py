@@ -231,9 +231,9 @@ def write_of(run: Run) -> tuple[Any, ...]:
 def changed_fields(write: tuple[Any, ...]) -> tuple[list[str], list[str]]:
     keys = int(write[2])
     args = list(write[3 + keys :])
-    count = int(args[9])
-    pairs = args[10 : 10 + 2 * count]
-    return pairs[0::2], args[10 + 2 * count :]
+    count = int(args[10])
+    pairs = args[11 : 11 + 2 * count]
+    return pairs[0::2], args[11 + 2 * count :]
 
 
 def test_a_change_writes_only_that_key(config: SessionConfig, encode: Callable[[Any], Any]) -> None:
