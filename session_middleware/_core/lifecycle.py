@@ -472,17 +472,8 @@ class Core:
         if replies[-1] is None:
             return (yield from self._refuse([], depends, opened))
         handle = session_handle(ref.session_id)
-        _, replaced_keys, *evicted = (text(reply) for reply in replies[-1])
-        for name in (replaced_keys or "").split(","):
-            if name:
-                key = (
-                    self.keys.epoch_key(ref.tag)
-                    if name == "epoch"
-                    else self.keys.index_key(ref.tag)
-                )
-                logger.warning(
-                    "replaced a user's %s of the wrong type: key %s", name, _fingerprint(key)
-                )
+        _, corrupt, *evicted = (text(reply) for reply in replies[-1])
+        self._log_replaced(ref.tag, corrupt)
         ended = [item for item in evicted if item]
         if ended:
             # Deleted by the script already; deleted again from here so that this worker's
@@ -522,6 +513,14 @@ class Core:
         user_id = None if opened.record is None else opened.record.user_id
         event = SessionEvent("rejected", user_id, self._handle(opened), reason)
         return self._committed(self.codec.cleared(), depends, "epoch", "epoch", (event,))
+
+    def _log_replaced(self, tag: str, replaced: str | None) -> None:
+        """The keys of the wrong type the login script replaced (see scripts.LOGIN)."""
+        for name in filter(None, (replaced or "").split(",")):
+            key = self.keys.epoch_key(tag) if name == "epoch" else self.keys.index_key(tag)
+            logger.warning(
+                "replaced a user's %s of the wrong type: key %s", name, _fingerprint(key)
+            )
 
     def _stamped(self, ref: CookieRef, stamp: str) -> tuple[str, str]:
         """The session of `ref` as a bump from it checks it: still stored, stamped `stamp`."""

@@ -10,7 +10,7 @@ from .._core.runners import drive_async, drive_sync
 from .._core.steps import RedisIO, RedisSource, Step
 from .._redis.clients import RedisClients
 from .._redis.key_layout import KeySpace, UserId
-from .._redis.round_trip import Command, text
+from .._redis.round_trip import text
 from ..events import Listeners
 
 Interface = Literal["asgi", "wsgi"]
@@ -77,10 +77,6 @@ class EpochProvider(Protocol):
     def login_mode(self) -> Literal["ensure", "given"]:
         """'ensure': the login write reads or creates the epoch at `cached_key`, atomically
         with the record; 'given': `login_epoch` returned it and the write leaves the key be."""
-
-    def bump_commands(self, user_id: UserId, epoch: str) -> list[Command] | None:
-        """Commands on the session Redis that set the user's epoch to `epoch`, when the
-        bump can ride in the request's write; None when it needs `bump_epoch`."""
 
     def bump_if(
         self, user_id: UserId, tag: str, expected: str, session: StampedRecord | None = None

@@ -82,9 +82,6 @@ class RedisEpochs(ProviderFaces):
         (reply,) = yield self._io(self._ensure_command(user_id))
         return text(reply)
 
-    def bump_commands(self, user_id: UserId, epoch: str) -> list[Command] | None:
-        return self._set_commands(user_id, epoch) if self.colocated else None
-
     def bump_if(
         self, user_id: UserId, tag: str, expected: str, session: StampedRecord | None = None
     ) -> Step[str | None]:

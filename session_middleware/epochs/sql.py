@@ -188,9 +188,6 @@ class SQLEpochs(ProviderFaces):
             yield RedisIO((cache.fill(key, held, fresh),))
         return fresh
 
-    def bump_commands(self, user_id: UserId, epoch: str) -> list[Command] | None:
-        return None
-
     def bump_if(
         self, user_id: UserId, tag: str, expected: str, session: StampedRecord | None = None
     ) -> Step[str | None]:
