@@ -65,8 +65,9 @@ class Opened:
     cleanup: list[Command] = field(default_factory=list)
     client_info: ClientInfo | None = None
     changes: tuple[list[tuple[str, str]], list[str]] | None = None  # see _changes
-    # An epoch this very request gave the session's user (a password change made in it):
-    # the one epoch besides its own that the session may be re-stamped with.
+    # An epoch this very request gave the session's user (a password change made in it,
+    # by a compare-and-set from the epoch the session carried: see bump_from_request): the
+    # one epoch besides its own that the session may be re-stamped with.
     own_epoch: str | None = None
     # Store the session even while it is empty (Django's save() and create() do).
     store_empty: bool = False

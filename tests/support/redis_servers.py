@@ -579,12 +579,18 @@ class ReplicatedServers(Servers):
             self.master.start()
             self.replica.options = ["--replicaof", HOST, str(self.master.port)]
             self.replica.start()
+            # A full sync on a busy machine can take a while: a generous deadline.
+            wait_until(self._replica_synced, 2 * START_TIMEOUT, "the replica to sync")
             wait_until(lambda: replicas_caught_up(self.master), START_TIMEOUT, "the replica")
             _first_wait(self.master)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _replica_synced(self) -> bool:
+        with self.replica.client(decode_responses=True) as client:
+            return bool(client.info("replication").get("master_link_status") == "up")
 
     def short_deadline_config(self, on_event: Callable[[Any], None]) -> Any:
         """A configuration on the master that gives up waiting for the replica quickly."""
