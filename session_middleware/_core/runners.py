@@ -14,58 +14,74 @@ T = TypeVar("T")
 
 
 def drive_sync(step: Step[T], redis: RedisSource, listeners: Listeners) -> T:
+    """Run `step` on the sync face. A failure of a request is thrown into the step, which
+    may handle it (a request's own epoch change that could not be made durable); one it
+    does not handle propagates from here as it is."""
     try:
         request = next(step)
         while True:
-            result: Any = None
-            if isinstance(request, RedisIO):
-                client = (redis if request.redis is None else request.redis).sync()
-                try:
-                    if request.replication is not None:
-                        result = run_replicated_sync(client, request.commands, request.replication)
-                    else:
-                        result = run_sync(client, request.commands)
-                except SessionError:
-                    raise
-                except Exception as error:
-                    raise unavailable(error, listeners) from error
-            elif isinstance(request, Emit):
-                listeners.emit(request.events)
-            else:
-                result = _run_sql_sync(request)
+            try:
+                result = _serve_sync(request, redis, listeners)
+            except SessionError as error:
+                request = step.throw(error)
+                continue
             request = step.send(result)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+
+
+def _serve_sync(request: RedisIO | SqlIO | Emit, redis: RedisSource, listeners: Listeners) -> Any:
+    if isinstance(request, Emit):
+        listeners.emit(request.events)
+        return None
+    if isinstance(request, SqlIO):
+        return _run_sql_sync(request)
+    client = (redis if request.redis is None else request.redis).sync()
+    try:
+        if request.replication is not None:
+            return run_replicated_sync(client, request.commands, request.replication)
+        return run_sync(client, request.commands)
+    except SessionError:
+        raise
+    except Exception as error:
+        raise unavailable(error, listeners) from error
 
 
 async def drive_async(step: Step[T], redis: RedisSource, listeners: Listeners) -> T:
+    """The async twin of drive_sync."""
     try:
         request = next(step)
         while True:
-            result: Any = None
-            if isinstance(request, RedisIO):
-                source = redis if request.redis is None else request.redis
-                # WAIT holds its connection: never the one the requests share.
-                waits = request.replication is not None and request.replication.wanted > 0
-                client = source.async_blocking() if waits else source.async_()
-                try:
-                    if request.replication is not None:
-                        result = await run_replicated_async(
-                            client, request.commands, request.replication
-                        )
-                    else:
-                        result = await run_async(client, request.commands)
-                except SessionError:
-                    raise
-                except Exception as error:
-                    raise unavailable(error, listeners) from error
-            elif isinstance(request, Emit):
-                listeners.emit(request.events)
-            else:
-                result = await _run_sql_async(request)
+            try:
+                result = await _serve_async(request, redis, listeners)
+            except SessionError as error:
+                request = step.throw(error)
+                continue
             request = step.send(result)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+
+
+async def _serve_async(
+    request: RedisIO | SqlIO | Emit, redis: RedisSource, listeners: Listeners
+) -> Any:
+    if isinstance(request, Emit):
+        listeners.emit(request.events)
+        return None
+    if isinstance(request, SqlIO):
+        return await _run_sql_async(request)
+    source = redis if request.redis is None else request.redis
+    # WAIT holds its connection: never the one the requests share.
+    waits = request.replication is not None and request.replication.wanted > 0
+    client = source.async_blocking() if waits else source.async_()
+    try:
+        if request.replication is not None:
+            return await run_replicated_async(client, request.commands, request.replication)
+        return await run_async(client, request.commands)
+    except SessionError:
+        raise
+    except Exception as error:
+        raise unavailable(error, listeners) from error
 
 
 def _run_sql_sync(request: SqlIO) -> Any:
