@@ -1,0 +1,199 @@
+"""One virtual environment per framework, in which that framework's own tests run: the
+framework installed from its pinned sdist, the tools its tests need, and this package
+installed (editable) from the working tree. Whatever framework versions the project's
+own environment holds, the compat suites see only their pins.
+
+An environment lives in CACHE/venvs/NAME, is built on demand with pip (in a staging
+directory, renamed into place when complete, so that overlapping runs see all or
+nothing) and is reused while its fingerprint (what was installed, from which working
+tree, with which interpreter) is unchanged.
+
+Its interpreter is SM_COMPAT_PYTHON if set; otherwise the one running the harness, or,
+where a pinned sdist's Requires-Python excludes that one, the first python3.N on PATH
+that it admits (Starlette 1.10 needs 3.11, while the project supports 3.10).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.parser import HeaderParser
+from pathlib import Path
+
+try:
+    from packaging.specifiers import SpecifierSet
+except ModuleNotFoundError:  # the copy pip vendors
+    from pip._vendor.packaging.specifiers import SpecifierSet
+
+SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+BUILD_TIMEOUT = 900.0  # seconds for one environment's pip installs (a cold pip cache)
+
+
+class Unavailable(Exception):
+    """No environment can be built for a suite here (said why); the suite is skipped."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    sdists: tuple[str, ...]  # distributions installed from their pinned sdists, [extras] allowed
+    tools: tuple[str, ...]  # what the upstream tests need besides, as pip requirements
+
+
+def _dist_and_extras(entry: str) -> tuple[str, str]:
+    dist, _, extras = entry.partition("[")
+    return dist, f"[{extras}" if extras else ""
+
+
+def python_version(interpreter: str) -> str:
+    completed = subprocess.run(
+        [interpreter, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return completed.stdout.strip()
+
+
+def requires_python(source: Path) -> SpecifierSet:
+    headers = HeaderParser().parsestr((source / "PKG-INFO").read_text())
+    return SpecifierSet(headers.get("Requires-Python") or "")
+
+
+def choose_interpreter(admitted: SpecifierSet) -> tuple[str, str]:
+    """(path, version) of the interpreter for an environment whose sdists admit `admitted`."""
+    chosen = os.environ.get("SM_COMPAT_PYTHON")
+    if chosen:
+        version = python_version(chosen)
+        if version not in admitted:
+            raise Unavailable(f"SM_COMPAT_PYTHON={chosen} is Python {version}; needs {admitted}")
+        return chosen, version
+    running = ".".join(str(part) for part in sys.version_info[:3])
+    if running in admitted:
+        return sys.executable, running
+    for minor in SUPPORTED_PYTHONS:
+        found = shutil.which(f"python{minor}")
+        if found is None:
+            continue
+        try:
+            version = python_version(found)
+        except (OSError, subprocess.SubprocessError):
+            continue  # a pyenv shim for a version that is not installed
+        if version in admitted:
+            return found, version
+    raise Unavailable(
+        f"the pinned sdists need Python {admitted}; this is {running} and no python3.N "
+        "on PATH fits: set SM_COMPAT_PYTHON to an interpreter that does"
+    )
+
+
+def _project_dependencies(root: Path) -> list[str]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        from pip._vendor import tomli as tomllib
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    return sorted(project["dependencies"])
+
+
+def python_of(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def ensure(
+    environment: Environment,
+    cache: Path,
+    root: Path,
+    sdist: Callable[[str], Path],
+    source: Callable[[str], Path],
+) -> Path:
+    """The python of `environment`'s venv, built first if missing or out of date."""
+    archives = {entry: sdist(_dist_and_extras(entry)[0]) for entry in environment.sdists}
+    admitted = SpecifierSet()
+    for entry in environment.sdists:
+        admitted &= requires_python(source(_dist_and_extras(entry)[0]))
+    interpreter, version = choose_interpreter(admitted)
+    requirements = [
+        *(
+            f"{_dist_and_extras(entry)[0]}{_dist_and_extras(entry)[1]} @ {path.as_uri()}"
+            for entry, path in archives.items()
+        ),
+        *environment.tools,
+    ]
+    fingerprint = {
+        "python": version,
+        "interpreter": interpreter,
+        "requirements": requirements,
+        "project": str(root),
+        "project_dependencies": _project_dependencies(root),
+    }
+    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+    venv = cache / "venvs" / f"{environment.name}-{digest}"
+    marker = venv / "sm-compat-environment.json"
+    if marker.exists():
+        return python_of(venv)
+    staging = venv.with_name(f"{venv.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        _build(staging, interpreter, requirements, root)
+        (staging / marker.name).write_text(json.dumps(fingerprint, indent=1))
+        move_into_place(staging, venv, marker)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _remove_older(cache / "venvs", environment.name, keep=venv)
+    return python_of(venv)
+
+
+def move_into_place(built: Path, target: Path, marker: Path) -> None:
+    """Rename the complete directory `built` to `target` (whose complete copies hold
+    `marker`), unless an overlapping run got there first."""
+    if marker.exists():
+        return
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        built.rename(target)
+    except OSError:
+        if not marker.exists():  # not another run's complete copy
+            raise
+
+
+def _build(venv: Path, interpreter: str, requirements: list[str], root: Path) -> None:
+    subprocess.run([interpreter, "-m", "venv", str(venv)], check=True, timeout=300)
+    command = [
+        str(python_of(venv)),
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "-q",
+        *requirements,
+        "-e",
+        str(root),
+    ]
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"pip could not build the compat environment {venv.name}:\n"
+            f"{' '.join(command)}\n{(completed.stdout + completed.stderr)[-3000:]}"
+        )
+
+
+def _remove_older(directory: Path, name: str, keep: Path) -> None:
+    """Environments of the same name that this working tree built for an earlier
+    fingerprint (not partial ones: another run may be building one)."""
+    project = json.loads((keep / "sm-compat-environment.json").read_text())["project"]
+    for path in directory.glob(f"{name}-*"):
+        marker = path / "sm-compat-environment.json"
+        if path == keep or not marker.exists():
+            continue
+        if json.loads(marker.read_text()).get("project") == project:
+            shutil.rmtree(path, ignore_errors=True)
