@@ -9,8 +9,8 @@ nothing) and is reused while its fingerprint (what was installed, from which wor
 tree, with which interpreter) is unchanged.
 
 Its interpreter is SM_COMPAT_PYTHON if set; otherwise the one running the harness, or,
-where a pinned sdist's Requires-Python excludes that one, the first python3.N on PATH
-that it admits (Starlette 1.10 needs 3.11, while the project supports 3.10).
+where a pinned sdist's Requires-Python excludes that one, the first python3.N (on PATH,
+or pyenv's) that it admits (Starlette 1.10 needs 3.11, while the project supports 3.10).
 """
 
 from __future__ import annotations
@@ -72,27 +72,39 @@ def choose_interpreter(admitted: SpecifierSet) -> tuple[str, str]:
     """(path, version) of the interpreter for an environment whose sdists admit `admitted`."""
     chosen = os.environ.get("SM_COMPAT_PYTHON")
     if chosen:
-        version = python_version(chosen)
-        if version not in admitted:
+        version = _version_or_none(chosen)
+        if version is None or version not in admitted:
             raise Unavailable(f"SM_COMPAT_PYTHON={chosen} is Python {version}; needs {admitted}")
         return chosen, version
     running = ".".join(str(part) for part in sys.version_info[:3])
     if running in admitted:
         return sys.executable, running
-    for minor in SUPPORTED_PYTHONS:
-        found = shutil.which(f"python{minor}")
-        if found is None:
-            continue
-        try:
-            version = python_version(found)
-        except (OSError, subprocess.SubprocessError):
-            continue  # a pyenv shim for a version that is not installed
-        if version in admitted:
-            return found, version
+    for candidate in _other_pythons():
+        version = _version_or_none(candidate)
+        if version is not None and version in admitted:
+            return candidate, version
     raise Unavailable(
-        f"the pinned sdists need Python {admitted}; this is {running} and no python3.N "
-        "on PATH fits: set SM_COMPAT_PYTHON to an interpreter that does"
+        f"the pinned sdists need Python {admitted}; this is {running} and no other "
+        "Python was found (python3.N on PATH, or pyenv's): set SM_COMPAT_PYTHON to one"
     )
+
+
+def _other_pythons() -> list[str]:
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found: list[str] = []
+    for minor in SUPPORTED_PYTHONS:
+        on_path = shutil.which(f"python{minor}")
+        if on_path is not None:
+            found.append(on_path)
+        found.extend(str(path) for path in sorted(pyenv.glob(f"{minor}.*/bin/python{minor}")))
+    return found
+
+
+def _version_or_none(interpreter: str) -> str | None:
+    try:
+        return python_version(interpreter)
+    except (OSError, subprocess.SubprocessError):
+        return None  # e.g. a pyenv shim for a version that is not active
 
 
 def _project_dependencies(root: Path) -> list[str]:
@@ -188,12 +200,16 @@ def _build(venv: Path, interpreter: str, requirements: list[str], root: Path) ->
 
 
 def _remove_older(directory: Path, name: str, keep: Path) -> None:
-    """Environments of the same name that this working tree built for an earlier
-    fingerprint (not partial ones: another run may be building one)."""
-    project = json.loads((keep / "sm-compat-environment.json").read_text())["project"]
+    """Environments of the same name that this working tree built on the same Python
+    minor version for an earlier fingerprint (not partial ones: another run may be
+    building one). Those of other Pythons stay, for a matrix that runs them in turn."""
+
+    def owner(path: Path) -> tuple[str, str]:
+        found = json.loads((path / "sm-compat-environment.json").read_text())
+        return found.get("project", ""), found.get("python", "").rpartition(".")[0]
+
+    kept = owner(keep)
     for path in directory.glob(f"{name}-*"):
-        marker = path / "sm-compat-environment.json"
-        if path == keep or not marker.exists():
-            continue
-        if json.loads(marker.read_text()).get("project") == project:
+        complete = (path / "sm-compat-environment.json").exists()
+        if path != keep and complete and owner(path) == kept:
             shutil.rmtree(path, ignore_errors=True)

@@ -131,7 +131,7 @@ SUITES = {
 # own code, not ours: ignored in those two modules only.
 FLASK_LOGIN_WARNINGS = [
     f"-Wignore:datetime.datetime.utcnow() is deprecated:DeprecationWarning:{module}"
-    for module in ("flask_login.login_manager", "tests.test_login")
+    for module in ("flask_login.login_manager", "test_login")
 ]
 
 
