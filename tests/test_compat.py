@@ -55,3 +55,33 @@ def test_expected_entries_cite_their_doc_line() -> None:
             assert " ".join(words.split()) in " ".join(" ".join(lines).split()), (
                 f"{suite} {key}: {path}:{number} no longer says {words.strip()!r}"
             )
+
+
+def test_a_listed_failure_must_fail_the_documented_way() -> None:
+    """An entry with a `message` explains only a failure that says it: the same test
+    failing for another reason (Starlette's trio cases answered by a 503 rather than the
+    RuntimeError the docs promise) is reported."""
+    listed = harness.Expected(
+        "t::test[trio]", "failed", "reason", "doc", message=r"RuntimeError: .*\btrio\b"
+    )
+    suite = harness.SUITES["starlette"]
+
+    def verdict_on(message: str) -> list[str]:
+        run = harness.Run(suite, {"t::test[trio]": harness.Result("failed", message)}, 0.0, 1)
+        return harness.verdict(run, {listed.id: listed})
+
+    assert verdict_on("test_session.py:59: RuntimeError: asyncio only, not trio") == []
+    (wrong,) = verdict_on("test_session.py:59: assert 503 == 200")
+    assert wrong.startswith("FAILED differently from expected.toml t::test[trio]")
+
+
+def test_no_environment_without_a_python_the_sdists_admit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from packaging.specifiers import SpecifierSet
+
+    from tests.compat import environments
+
+    monkeypatch.delenv("SM_COMPAT_PYTHON", raising=False)
+    with pytest.raises(harness.Unavailable, match="need Python >=9"):
+        environments.choose_interpreter(SpecifierSet(">=9"))

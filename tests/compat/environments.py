@@ -141,13 +141,13 @@ def ensure(
         *environment.tools,
     ]
     fingerprint = {
-        "python": version,
-        "interpreter": interpreter,
+        "python": version,  # not the interpreter's path: any one of this version will do
         "requirements": requirements,
         "project": str(root),
         "project_dependencies": _project_dependencies(root),
     }
     digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+    fingerprint["interpreter"] = interpreter
     venv = cache / "venvs" / f"{environment.name}-{digest}"
     marker = venv / "sm-compat-environment.json"
     if marker.exists():

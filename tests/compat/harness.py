@@ -54,6 +54,8 @@ PINS = {
     "starlette": "1.10.0",
     "flask": "3.1.3",
     "Flask-Login": "0.6.3",
+    # The last Flask-Session sdist with tests (0.6 to 0.8 ship none): its test_session.py
+    "Flask-Session": "0.5.0",
     "django": "5.2.19",
 }
 
@@ -112,6 +114,13 @@ SUITES = {
         ),
         Suite("flask", "flask", 300, "the whole suite, every app wired with init_app"),
         Suite("flask_login", "flask", 120, "tests/test_login.py"),
+        Suite(
+            "flask_session",
+            "flask",
+            120,
+            "the Redis tests of Flask-Session's test_session.py, its Session(app) swapped "
+            "for init_app",
+        ),
         Suite("django_sessions", "django", 300, f"{DJANGO_SESSIONS}, USE_TZ=False"),
         Suite(
             "django_sessions_use_tz",
@@ -274,10 +283,25 @@ def _prepare_flask_login(work: Path) -> list[str]:
     return ["tests/test_login.py", "-p", "sm_compat_flask", *FLASK_LOGIN_WARNINGS]
 
 
+FLASK_SESSION_IMPORT = "from flask_session import Session\n"
+FLASK_SESSION_SWAPPED = "from sm_compat_flask_session import Session\n"
+
+
+def _prepare_flask_session(work: Path) -> list[str]:
+    module = work / "test_session.py"
+    shutil.copy(source("Flask-Session") / module.name, module)
+    text = module.read_text()
+    if text.count(FLASK_SESSION_IMPORT) != 1:
+        raise RuntimeError(f"the import to swap is not in {module} once: update harness.py")
+    module.write_text(text.replace(FLASK_SESSION_IMPORT, FLASK_SESSION_SWAPPED))
+    return [module.name, "-k", "test_redis_session or test_session_use_signer"]
+
+
 PYTEST_SUITES = {
     "starlette": _prepare_starlette,
     "flask": _prepare_flask,
     "flask_login": _prepare_flask_login,
+    "flask_session": _prepare_flask_session,
 }
 
 
