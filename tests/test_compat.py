@@ -75,7 +75,7 @@ def test_a_listed_failure_must_fail_the_documented_way() -> None:
     assert wrong.startswith("FAILED differently from expected.toml t::test[trio]")
 
 
-def test_no_environment_without_a_python_the_sdists_admit(
+def test_no_environment_without_a_python_the_frameworks_admit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from packaging.specifiers import SpecifierSet
@@ -83,5 +83,5 @@ def test_no_environment_without_a_python_the_sdists_admit(
     from tests.compat import environments
 
     monkeypatch.delenv("SM_COMPAT_PYTHON", raising=False)
-    with pytest.raises(harness.Unavailable, match="need Python >=9"):
+    with pytest.raises(harness.Unavailable, match="frameworks need Python >=9"):
         environments.choose_interpreter(SpecifierSet(">=9"))

@@ -1,12 +1,13 @@
 """One virtual environment per framework, in which that framework's own tests run: the
-framework installed from its pinned sdist, the tools its tests need, and this package
-installed (editable) from the working tree. Whatever framework versions the project's
-own environment holds, the compat suites see only their pins.
+framework at the version of its pinned sdist (installed from the package index, where
+pip keeps its wheels in its cache; the tests come from the sdist), the tools its tests
+need, and this package installed (editable) from the working tree. Whatever framework
+versions the project's own environment holds, the compat suites see only their pins.
 
 An environment lives in CACHE/venvs/NAME, is built on demand with pip (in a staging
 directory, renamed into place when complete, so that overlapping runs see all or
 nothing) and is reused while its fingerprint (what was installed, from which working
-tree, with which interpreter) is unchanged.
+tree, on which Python version) is unchanged.
 
 Its interpreter is SM_COMPAT_PYTHON if set; otherwise the one running the harness, or,
 where a pinned sdist's Requires-Python excludes that one, the first python3.N (on PATH,
@@ -22,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
@@ -43,13 +44,8 @@ class Unavailable(Exception):
 @dataclass(frozen=True)
 class Environment:
     name: str
-    sdists: tuple[str, ...]  # distributions installed from their pinned sdists, [extras] allowed
+    frameworks: tuple[str, ...]  # distributions installed at their pinned versions
     tools: tuple[str, ...]  # what the upstream tests need besides, as pip requirements
-
-
-def _dist_and_extras(entry: str) -> tuple[str, str]:
-    dist, _, extras = entry.partition("[")
-    return dist, f"[{extras}" if extras else ""
 
 
 def python_version(interpreter: str) -> str:
@@ -69,7 +65,8 @@ def requires_python(source: Path) -> SpecifierSet:
 
 
 def choose_interpreter(admitted: SpecifierSet) -> tuple[str, str]:
-    """(path, version) of the interpreter for an environment whose sdists admit `admitted`."""
+    """(path, version) of the interpreter for an environment whose frameworks admit
+    `admitted`."""
     chosen = os.environ.get("SM_COMPAT_PYTHON")
     if chosen:
         version = _version_or_none(chosen)
@@ -84,7 +81,7 @@ def choose_interpreter(admitted: SpecifierSet) -> tuple[str, str]:
         if version is not None and version in admitted:
             return candidate, version
     raise Unavailable(
-        f"the pinned sdists need Python {admitted}; this is {running} and no other "
+        f"the pinned frameworks need Python {admitted}; this is {running} and no other "
         "Python was found (python3.N on PATH, or pyenv's): set SM_COMPAT_PYTHON to one"
     )
 
@@ -124,20 +121,17 @@ def ensure(
     environment: Environment,
     cache: Path,
     root: Path,
-    sdist: Callable[[str], Path],
+    pins: Mapping[str, str],
     source: Callable[[str], Path],
 ) -> Path:
-    """The python of `environment`'s venv, built first if missing or out of date."""
-    archives = {entry: sdist(_dist_and_extras(entry)[0]) for entry in environment.sdists}
+    """The python of `environment`'s venv, built first if missing or out of date.
+    `source(dist)` is the unpacked pinned sdist, whose Requires-Python is read."""
     admitted = SpecifierSet()
-    for entry in environment.sdists:
-        admitted &= requires_python(source(_dist_and_extras(entry)[0]))
+    for dist in environment.frameworks:
+        admitted &= requires_python(source(dist))
     interpreter, version = choose_interpreter(admitted)
     requirements = [
-        *(
-            f"{_dist_and_extras(entry)[0]}{_dist_and_extras(entry)[1]} @ {path.as_uri()}"
-            for entry, path in archives.items()
-        ),
+        *(f"{dist}=={pins[dist]}" for dist in environment.frameworks),
         *environment.tools,
     ]
     fingerprint = {

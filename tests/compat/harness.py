@@ -63,7 +63,8 @@ PINS = {
 ENVIRONMENTS = {
     e.name: e
     for e in [
-        Environment("starlette", ("starlette[full]",), ("pytest>=8", "trio>=0.25")),
+        # httpx2 for starlette.testclient, as Starlette's `full` extra names it
+        Environment("starlette", ("starlette",), ("pytest>=8", "trio>=0.25", "httpx2>=2.0.0")),
         Environment(
             "flask",
             ("flask", "Flask-Login"),
@@ -307,7 +308,7 @@ PYTEST_SUITES = {
 
 def python(suite: Suite) -> Path:
     """The interpreter of the suite's environment, built first if needed."""
-    return environments.ensure(ENVIRONMENTS[suite.environment], CACHE, ROOT, sdist, source)
+    return environments.ensure(ENVIRONMENTS[suite.environment], CACHE, ROOT, PINS, source)
 
 
 def _environment(prefix: str, **extra: str) -> dict[str, str]:
