@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -34,6 +34,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_MAX_SESSIONS_PER_USER = 100
 
 OnRedisError = Literal["503", "raise"]
+_Configured = TypeVar("_Configured", bound="Configuration")
 
 
 class Configuration:
@@ -97,6 +98,15 @@ class Configuration:
         closest to expiring (the least recently used, with idle_timeout) are ended, inside
         the login's own script; None for no limit.
     """
+
+    #: The names of the keywords given to ``sessions(...)``: an integration whose framework
+    #: has settings of its own (Flask's) lets these win over them.
+    given_settings: frozenset[str]
+
+    def __new__(cls: type[_Configured], **settings: Any) -> _Configured:
+        configuration = super().__new__(cls)
+        configuration.given_settings = frozenset(settings)
+        return configuration
 
     def __init__(
         self,
