@@ -1,15 +1,15 @@
-"""The compat suite: Starlette's, Flask's, Flask-Login's and Django's own tests, from
-their sdists at pinned versions, run against our integrations (tests/compat/).
+"""The compat suite: Starlette's, Flask's, Flask-Login's, Flask-Session's and Django's own
+tests, from their sdists at pinned versions, run against our integrations (tests/compat/).
 
 Each suite runs in its own subprocess (its own rootdir, conftest and settings) and in its
 framework's own virtual environment, with the pinned framework whatever version this
 environment holds; this test fails on an upstream failure not listed in
 tests/compat/expected.toml, and on a listed difference that no longer happens. The first
 run downloads the sdists and builds the environments with pip in .compat-cache/
-(SM_COMPAT_CACHE); later runs are offline. Needs Redis at SM_COMPAT_REDIS_URL (default
-redis://127.0.0.1:6379/0); keys go under a prefix of each run's own and are deleted
+(SM_COMPAT_CACHE); later runs are offline. Needs Redis at SM_COMPAT_REDIS_URL (default:
+REDIS_URL, as the other tests); keys go under a prefix of each run's own and are deleted
 afterwards. SM_COMPAT_SKIP=1 skips the suite (e.g. offline), saying so; so does a suite
-whose pinned sdists admit no Python found here.
+whose pinned frameworks admit no Python found here.
 
 One suite by hand, with every test's outcome:  python -m tests.compat.harness flask
 """

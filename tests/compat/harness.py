@@ -47,7 +47,10 @@ ROOT = HERE.parents[1]
 CACHE = Path(os.environ.get("SM_COMPAT_CACHE", ROOT / ".compat-cache"))
 PLUGINS = HERE / "plugins"
 EXPECTED = HERE / "expected.toml"
-REDIS_URL = os.environ.get("SM_COMPAT_REDIS_URL", "redis://127.0.0.1:6379/0")
+# The project's tests' server (REDIS_URL) unless the compat run is given its own.
+REDIS_URL = os.environ.get(
+    "SM_COMPAT_REDIS_URL", os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+)
 
 # The upstream test suites run, each in an environment with exactly this version.
 PINS = {
