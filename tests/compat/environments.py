@@ -33,6 +33,14 @@ try:
 except ModuleNotFoundError:  # the copy pip vendors
     from pip._vendor.packaging.specifiers import SpecifierSet
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: tomli, or the copy pip vendors
+    try:
+        import tomli as tomllib
+    except ModuleNotFoundError:
+        from pip._vendor import tomli as tomllib
+
 SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 BUILD_TIMEOUT = 900.0  # seconds for one environment's pip installs (a cold pip cache)
 
@@ -105,10 +113,6 @@ def _version_or_none(interpreter: str) -> str | None:
 
 
 def _project_dependencies(root: Path) -> list[str]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:
-        from pip._vendor import tomli as tomllib
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     return sorted(project["dependencies"])
 

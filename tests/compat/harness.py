@@ -32,15 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.compat import environments
-from tests.compat.environments import Environment, Unavailable
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: tomli, or the copy pip vendors
-    try:
-        import tomli as tomllib
-    except ModuleNotFoundError:
-        from pip._vendor import tomli as tomllib
+from tests.compat.environments import Environment, Unavailable, tomllib
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
