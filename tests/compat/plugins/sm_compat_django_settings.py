@@ -1,9 +1,9 @@
 """Settings for Django's own runtests.py (its tests/test_sqlite.py, plus our engine).
 
 runtests.py replaces INSTALLED_APPS, MIDDLEWARE, TEMPLATES and a few others with its own;
-what is set here survives: the session engine, its SESSION_MIDDLEWARE settings (the run's
-own key prefix, so the harness deletes exactly these keys afterwards) and the recording
-test runner, whose results the harness reads.
+what is set here survives: USE_TZ (SM_COMPAT_USE_TZ), the session engine, its
+SESSION_MIDDLEWARE settings (the run's own key prefix, so the harness deletes exactly
+these keys afterwards) and the recording test runner, whose results the harness reads.
 """
 
 import os
@@ -15,7 +15,7 @@ DATABASES = {
 SECRET_KEY = "django_tests_secret_key"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
-USE_TZ = False
+USE_TZ = os.environ.get("SM_COMPAT_USE_TZ") == "True"
 
 SESSION_ENGINE = "session_middleware.django"
 SESSION_MIDDLEWARE = {

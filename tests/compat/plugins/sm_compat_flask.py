@@ -16,15 +16,6 @@ from sm_compat_common import PREFIX, REDIS_URL, isolate_key_prefix
 
 _config = None
 
-# Flask 3.1.3's conftest uses `_pytest.monkeypatch.notset`, which pytest 9 renamed to
-# `_pytest.compat.NOTSET` (same sentinel). Restored at import, before conftests load.
-import _pytest.monkeypatch  # noqa: E402
-
-if not hasattr(_pytest.monkeypatch, "notset"):
-    from _pytest.compat import NOTSET
-
-    _pytest.monkeypatch.notset = NOTSET  # type: ignore[attr-defined]
-
 
 def _session_config():  # type: ignore[no-untyped-def]
     global _config

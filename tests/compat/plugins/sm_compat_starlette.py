@@ -2,17 +2,15 @@
 tests/middleware/conftest.py (a conftest, so that its fixture overrides anyio's plugin).
 
 The test module itself is Starlette's, with one import swapped (see harness.py). Here:
-the anyio backends are asyncio and trio, as in Starlette's CI; trio cases are skipped
-(session_middleware does not support trio: see expected.toml) so that they stay visible
-in the results. Keys go under the run's prefix (sm_compat_common).
+the anyio backends are asyncio and trio (anyio's own default is asyncio alone).
+session_middleware runs on asyncio only; on trio each test must fail with the
+RuntimeError that says so (expected.toml). Keys go under the run's prefix (sm_compat_common).
 """
 
 from __future__ import annotations
 
 import pytest
 from sm_compat_common import isolate_key_prefix
-
-TRIO_REASON = "trio: session_middleware runs on asyncio only (expected.toml)"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -21,6 +19,4 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="module", params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
-    if request.param == "trio":
-        pytest.skip(TRIO_REASON)
     return str(request.param)
