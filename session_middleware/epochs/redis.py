@@ -98,8 +98,13 @@ class RedisEpochs(ProviderFaces):
     def bump_epoch(self, user_id: UserId) -> Step[str]:
         epoch = new_epoch()
         context = self.context
+        topology = self.clients.topology
         replication = Replication(
-            context.wait_replicas, context.wait_timeout_ms, context.wait_deadline
+            context.wait_replicas,
+            context.wait_timeout_ms,
+            context.wait_deadline,
+            history_key=None if topology == "cluster" else context.keys.history_key(),
+            follows_failover=topology != "standalone",
         )
         yield RedisIO(tuple(self._set_commands(user_id, epoch)), self.clients, replication)
         return epoch
