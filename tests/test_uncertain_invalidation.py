@@ -5,6 +5,7 @@ is safe."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -13,12 +14,16 @@ import redis
 from session_middleware import InvalidationUncertain, SessionConfig, StoreUnavailable, sessions
 from session_middleware._fail_closed import FAILURES
 
-from .support import SECRET
+from .support import SECRET, new_prefix
 from .support.redis_servers import RedisServer, server
+from .support.stories import browsers_for
 
 __all__ = ["server"]  # the fixture
 
 USER = "user-42"
+# invalidate_user must give up long before this; the test waits no longer for it.
+HUNG_DEADLINE = 300.0
+WAIT_FOR_RAISE = 30.0
 
 
 def _config(server: RedisServer) -> SessionConfig:
@@ -96,3 +101,46 @@ def test_the_async_twin_says_the_same(server: RedisServer) -> None:
     _check_uncertain(error, "ainvalidate_user")
     _wait_for_change(server, config, before)
     assert _epoch(server, config) != before
+
+
+@pytest.mark.anyio
+async def test_a_hung_single_redis_fails_invalidate_user_after_one_timeout(
+    server: RedisServer,
+) -> None:
+    config = sessions(
+        secret_key=SECRET,
+        redis_url=server.url,
+        key_prefix=new_prefix(),
+        redis_timeout=0.5,
+        invalidate_deadline=HUNG_DEADLINE,
+    )
+    browser = browsers_for(config, "asgi")()
+    await browser.ok("POST", "/login?user=alice")
+    server.pause()
+    try:
+        raised: list[BaseException] = []
+        took: list[float] = []
+
+        def invalidate() -> None:
+            start = time.monotonic()
+            try:
+                config.invalidate_user("alice")
+            except BaseException as error:
+                raised.append(error)
+            took.append(time.monotonic() - start)
+
+        thread = threading.Thread(target=invalidate, daemon=True)
+        thread.start()
+        await asyncio.to_thread(thread.join, WAIT_FOR_RAISE)
+        assert not thread.is_alive(), "invalidate_user still waits on a hung Redis"
+        start = time.monotonic()
+        with pytest.raises(InvalidationUncertain):
+            await asyncio.wait_for(config.ainvalidate_user("alice"), WAIT_FOR_RAISE)
+        took.append(time.monotonic() - start)
+        assert len(raised) == 1 and isinstance(raised[0], InvalidationUncertain)
+        print(f"\nhung single Redis, redis_timeout 0.5: raised after {took} s")
+    finally:
+        server.resume()
+    await browser.close()
+    config.redis.close()
+    await config.redis.aclose()
