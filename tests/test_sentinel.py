@@ -36,8 +36,8 @@ ONE_REPLICA = Replication(wanted=1, timeout_ms=2000, deadline=5.0)
 SHORT_WAIT = Replication(wanted=1, timeout_ms=150, deadline=0.3)
 FAILOVER_DEADLINE = 20.0
 # Sentinel demotes a replaced master that is still up only ~10 s after the failover (its
-# INFO period); the apps must have moved to the new master well before (they check where
-# the master is once a second, clients.SENTINEL_CHECK_INTERVAL).
+# INFO period); the apps must have moved to the new master well before (they hear of the
+# failover from the sentinels' events, _redis/sentinel_follow.py).
 FOLLOW_DEADLINE = 4.0
 
 
@@ -217,9 +217,9 @@ async def test_after_a_forced_failover_the_apps_work_on_the_new_master(
         await asyncio.sleep(0.05)
 
     # A process that starts now reaches the new master; the apps' connections, opened on
-    # the old master (still up, and a master until Sentinel reconfigures it), follow
-    # within a second, long before that reconfiguration. A request caught on a connection
-    # as it is dropped gets the 503 (fail closed), never another user.
+    # the old master (still up, and a master until Sentinel reconfigures it), follow at
+    # once, long before that reconfiguration. A request caught on a connection as it is
+    # dropped gets the 503 (fail closed), never another user.
     admin = _config(group.url, key_prefix=config.keys.prefix)
     admin.invalidate_user("alice")
     invalidated = time.monotonic()

@@ -50,9 +50,12 @@ class Outcome:
     served_after_invalidation: int = 0
     # When each acknowledged write that a later answer did not see was acknowledged.
     lost_at: list[float] = field(default_factory=list, repr=False)
+    refused_at: list[float] = field(default_factory=list, repr=False)  # each 503's time
 
     def count(self, status: int) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + 1
+        if status == 503:
+            self.refused_at.append(time.monotonic())
 
     def lost(self, after: float = 0.0) -> int:
         return sum(1 for acknowledged in self.lost_at if acknowledged > after)
@@ -251,7 +254,13 @@ async def test_a_forced_failover_under_load(group: SentinelServers, multiplex: b
 
     mode = "multiplexed" if multiplex else "pool"
     lost = (outcome.lost(), outcome.lost(after=promoted_at), outcome.lost(after=switched_at))
-    print(f"\nfailover {mode}: lost {lost} (all, after the promotion, after the switch): {outcome}")
+    refused = [round(t - promoted_at, 2) for t in outcome.refused_at]
+    window = (min(refused), max(refused)) if refused else None
+    print(
+        f"\nfailover {mode}: lost {lost} (all, after the promotion, after the switch), "
+        f"503s from/to {window} s of the promotion seen, switch seen after "
+        f"{switched_at - promoted_at:.2f} s: {outcome}"
+    )
     assert set(outcome.statuses) <= {200, 503}, outcome.statuses
     assert outcome.wrong_users == 0
     assert outcome.served_after_invalidation == 0

@@ -455,11 +455,11 @@ class _SentinelPool(redis.sentinel.SentinelConnectionPool):
     follower: MasterFollower | None = None
 
     def owns_connection(self, connection: Any) -> bool:
-        if self.follower is not None and self.follower.address is not None:
-            self.proxy.master_address = self.follower.address
+        if self.follower is not None:
+            self.proxy.master_address = self.follower.master(self.proxy.master_address)
         return bool(super().owns_connection(connection))  # type: ignore[no-untyped-call]
 
-    def master_moved(self, address: Address) -> None:
+    def master_moved(self, address: Address | None) -> None:
         self.proxy.master_address = address
         with self._lock:
             for connection in self._available_connections:
@@ -479,11 +479,11 @@ class _AsyncSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool):
 
     def owns_connection(self, connection: Any) -> bool:
         # redis-py's own would fail: its async pool has no owns_connection to extend.
-        if self.follower is not None and self.follower.address is not None:
-            self.master_address = self.follower.address
+        if self.follower is not None:
+            self.master_address = self.follower.master(self.master_address)
         return bool(self.master_address == (connection.host, connection.port))
 
-    def master_moved(self, address: Address) -> None:
+    def master_moved(self, address: Address | None) -> None:
         self.master_address = address
         idle: list[Any] = list(self._available_connections)
         busy: list[Any] = list(self._in_use_connections)

@@ -376,9 +376,10 @@ class MultiplexedRedis:
         if self._master is not None:
             self.master_moved(self._master)  # heard of while connecting
 
-    def master_moved(self, address: tuple[str, int]) -> None:
-        """Sentinel named another master: the connection to the old one (which may stay
-        up, and writable, until Sentinel reconfigures it) fails now, its commands too."""
+    def master_moved(self, address: tuple[str, int] | None) -> None:
+        """Sentinel named another master (None: a failover started): the connection to
+        the old one (which may stay up, and writable, until Sentinel reconfigures it)
+        fails now, its commands too."""
         self._master = address
         wire = self._wire
         if wire is not None and address != self._address:
