@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from session_middleware._redis.replication import (
     run_replicated_async,
     run_replicated_sync,
 )
+from session_middleware._redis.sentinel_follow import MasterFollower, _event
 
 from .support import SECRET, new_prefix
 from .support.redis_servers import SentinelServers
@@ -267,3 +269,51 @@ async def _served(browser: Browser) -> tuple[int, Any]:
     if status == 503:
         assert dict(browser.client.cookies) == before
     return status, body
+
+
+# -- the follower's bookkeeping ------------------------------------------------------------
+
+
+class _Told:
+    def __init__(self) -> None:
+        self.heard: list[Any] = []
+
+    def master_moved(self, address: Any) -> None:
+        self.heard.append(address)
+
+
+def test_the_follower_never_goes_back_to_an_older_configuration() -> None:
+    follower = MasterFollower([], SERVICE, {})
+    told = _Told()
+    follower._listeners.append((weakref.WeakMethod(told.master_moved), None))  # no threads
+    follower.known(("h", 1), 3)
+    follower.known(("h", 2), 2)  # a sentinel that has not heard of the last failover
+    assert follower.address == ("h", 1)
+    follower.failover_started()
+    assert follower.failing_over and follower.master(("h", 1)) is None
+    follower.promoted(("h", 2))  # the failover's epoch is newer than any known
+    assert not follower.failing_over and follower.master(None) == ("h", 2)
+    follower.known(("h", 2), 4)  # the switch, with the failover's epoch: nothing new
+    follower.known(("h", 1), 3)
+    assert follower.address == ("h", 2)
+    assert told.heard == [("h", 1), None, ("h", 2)]
+
+
+def test_sentinel_events_about_another_service_are_ignored() -> None:
+    def message(channel: str, data: str) -> dict[str, Any]:
+        return {"type": "pmessage", "channel": channel.encode(), "data": data.encode()}
+
+    promoted = "slave 10.0.0.2:6379 10.0.0.2 6379 @ mymaster 10.0.0.1 6379"
+    assert _event(message("+promoted-slave", promoted), SERVICE) == (
+        "+promoted-slave",
+        promoted.split(),
+    )
+    assert (
+        _event(message("+promoted-slave", promoted.replace("mymaster", "other")), SERVICE) is None
+    )
+    aborted = "master mymaster 10.0.0.1 6379"
+    assert _event(message("-failover-abort-not-elected", aborted), SERVICE) is not None
+    switched = "mymaster 10.0.0.1 6379 10.0.0.2 6379"
+    assert _event(message("+switch-master", switched), SERVICE) is not None
+    assert _event(message("+switch-master", "other 1 2 3 4"), SERVICE) is None
+    assert _event({"type": "psubscribe", "channel": b"x", "data": 1}, SERVICE) is None
