@@ -3,13 +3,15 @@
 Users keep adding to their counters (ASGI tasks and WSGI threads) while other users,
 each polling their session, are invalidated right as the replica is promoted. The old
 master stays up and writable (without min-replicas-to-write) until Sentinel demotes it,
-about ten seconds later; the apps must leave it the moment the switch is known.
+about ten seconds later; the apps must leave it as soon as the failover is known.
 
 - never: a session served by a request that started after its user's invalidate_user
-  returned; a 500; another user's session;
-- with min-replicas-to-write 1, one replica or two: no acknowledged write lost;
-- without it: the writes the old master acknowledged between the promotion and the
-  switch are lost (Redis replicates asynchronously); their count is printed.
+  returned; a 500; another user's session; a write acknowledged by the old master once
+  every sentinel names the new one;
+- with min-replicas-to-write equal to the replicas (one of one, two of two): no write
+  acknowledged after the promotion is lost;
+- otherwise the writes lost, and when the 503s came, are printed (docs/deployment.md
+  quotes them).
 """
 
 from __future__ import annotations
