@@ -128,24 +128,33 @@ class MasterFollower:
         self.watch()
 
     def watch(self) -> None:
-        """Start the watching threads, if clients listen and none runs (as in a process
-        just forked: threads do not survive a fork)."""
+        """Start the watching threads, if clients listen and none runs: at the first
+        listener, after the last one was gone, after `close`, in a process just forked
+        (threads do not survive a fork)."""
         with self._lock:
-            if self._threads or not self._listeners:
+            if not self._listeners or (self._threads and not self._stop.is_set()):
                 return
-            for sentinel in self.sentinels:
-                thread = threading.Thread(
+            self._stop = threading.Event()
+            self._threads = [
+                threading.Thread(
                     target=_watch,
                     args=(weakref.ref(self), sentinel, self._stop),
                     name=f"session_middleware sentinel watch ({self.service})",
                     daemon=True,
                 )
+                for sentinel in self.sentinels
+            ]
+            for thread in self._threads:
                 thread.start()
-                self._threads.append(thread)
 
-    def listening(self) -> bool:
+    def unwanted(self) -> bool:
+        """True, and the watching threads are to end, when no client listens any more."""
         with self._lock:
-            return any(ref() is not None for ref, _ in self._listeners)
+            self._listeners = [entry for entry in self._listeners if entry[0]() is not None]
+            if self._listeners:
+                return False
+            self._stop.set()
+            return True
 
     def close(self) -> None:
         self._stop.set()
@@ -193,7 +202,7 @@ def _watch(ref: weakref.ref[MasterFollower], sentinel: Address, stop: threading.
                 while not stop.is_set():
                     message = sub.get_message(ignore_subscribe_messages=True, timeout=ASK_INTERVAL)
                     follower = ref()
-                    if follower is None or not follower.listening():
+                    if follower is None or follower.unwanted():
                         return
                     event = _event(message, service)
                     if event is not None:
