@@ -381,6 +381,8 @@ class MultiplexedRedis:
         the old one (which may stay up, and writable, until Sentinel reconfigures it)
         fails now, its commands too."""
         self._master = address
+        if address is not None:  # a master to connect to: no backoff from the failover
+            self._backoff, self._retry_at = 0.0, 0.0
         wire = self._wire
         if wire is not None and address != self._address:
             wire.fail(RedisConnectionError("Sentinel moved the Redis master"))
