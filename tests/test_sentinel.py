@@ -247,6 +247,27 @@ async def test_after_a_forced_failover_the_apps_work_on_the_new_master(
     await config.redis.aclose()
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("face", ["asgi-multiplexed", "asgi-pool", "wsgi"])
+async def test_a_server_that_says_it_is_not_the_master_is_not_used(
+    group: SentinelServers, face: str
+) -> None:
+    """Every new connection asks ROLE: when the master known is in fact a replica (a
+    sentinel's stale view), requests get the 503, never a session read from it."""
+    config = _config(group.url, redis_multiplex=face != "asgi-pool")
+    browser = browsers_for(config, face.split("-")[0])()
+    await browser.ok("POST", "/login?user=bob")
+    follower = config.redis.follower(config.redis.target)
+    replica = group.current_replica()
+    follower.known(("127.0.0.1", replica.port), follower.epoch + 1000)
+    for _ in range(3):
+        status, _ = await browser.call("GET", "/me")
+        assert status == 503
+    await browser.close()
+    config.redis.close()
+    await config.redis.aclose()
+
+
 def _is_master_everywhere(group: SentinelServers, server: Any) -> bool:
     try:
         return group.current_master() is server and all(
