@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from session_middleware._redis.replication import (
     run_replicated_async,
     run_replicated_sync,
 )
+from session_middleware._redis.sentinel_follow import MasterFollower, _event
 
 from .support import SECRET, new_prefix
 from .support.redis_servers import SentinelServers
@@ -36,8 +38,8 @@ ONE_REPLICA = Replication(wanted=1, timeout_ms=2000, deadline=5.0)
 SHORT_WAIT = Replication(wanted=1, timeout_ms=150, deadline=0.3)
 FAILOVER_DEADLINE = 20.0
 # Sentinel demotes a replaced master that is still up only ~10 s after the failover (its
-# INFO period); the apps must have moved to the new master well before (they check where
-# the master is once a second, clients.SENTINEL_CHECK_INTERVAL).
+# INFO period); the apps must have moved to the new master well before (they hear of the
+# failover from the sentinels' events, _redis/sentinel_follow.py).
 FOLLOW_DEADLINE = 4.0
 
 
@@ -192,6 +194,40 @@ async def test_invalidate_user_can_wait_for_a_replica(group: SentinelServers) ->
     await browser.close()
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("face", ["asgi-multiplexed", "asgi-pool", "wsgi"])
+async def test_a_server_that_says_it_is_not_the_master_is_not_used(
+    group: SentinelServers, face: str
+) -> None:
+    """Every new connection asks ROLE: when the master known is in fact a replica (a
+    sentinel's stale view), requests get the 503, never a session read from it."""
+    config = _config(group.url, redis_multiplex=face != "asgi-pool")
+    browser = browsers_for(config, face.split("-")[0])()
+    await browser.ok("POST", "/login?user=bob")
+    follower = config.redis.follower(config.redis.target)
+    replica = _a_replica(group)
+    follower.known(("127.0.0.1", replica.port), follower.epoch + 1000)
+    for _ in range(3):
+        status, _ = await browser.call("GET", "/me")
+        assert status == 503
+    await browser.close()
+    config.redis.close()
+    await config.redis.aclose()
+
+
+def _a_replica(group: SentinelServers) -> Any:
+    """A server that says it is a replica (after a failover, the old master says so
+    only once Sentinel reconfigured it)."""
+    deadline = time.monotonic() + FAILOVER_DEADLINE
+    while True:
+        for server in group.data_servers:
+            with server.client(decode_responses=True) as client:
+                if client.execute_command("ROLE")[0] == "slave":
+                    return server
+        assert time.monotonic() < deadline, "no server says it is a replica"
+        time.sleep(0.1)
+
+
 # -- failover --------------------------------------------------------------------------
 
 
@@ -217,9 +253,9 @@ async def test_after_a_forced_failover_the_apps_work_on_the_new_master(
         await asyncio.sleep(0.05)
 
     # A process that starts now reaches the new master; the apps' connections, opened on
-    # the old master (still up, and a master until Sentinel reconfigures it), follow
-    # within a second, long before that reconfiguration. A request caught on a connection
-    # as it is dropped gets the 503 (fail closed), never another user.
+    # the old master (still up, and a master until Sentinel reconfigures it), follow at
+    # once, long before that reconfiguration. A request caught on a connection as it is
+    # dropped gets the 503 (fail closed), never another user.
     admin = _config(group.url, key_prefix=config.keys.prefix)
     admin.invalidate_user("alice")
     invalidated = time.monotonic()
@@ -267,3 +303,51 @@ async def _served(browser: Browser) -> tuple[int, Any]:
     if status == 503:
         assert dict(browser.client.cookies) == before
     return status, body
+
+
+# -- the follower's bookkeeping ------------------------------------------------------------
+
+
+class _Told:
+    def __init__(self) -> None:
+        self.heard: list[Any] = []
+
+    def master_moved(self, address: Any) -> None:
+        self.heard.append(address)
+
+
+def test_the_follower_never_goes_back_to_an_older_configuration() -> None:
+    follower = MasterFollower([], SERVICE, {})
+    told = _Told()
+    follower._listeners.append((weakref.WeakMethod(told.master_moved), None))  # no threads
+    follower.known(("h", 1), 3)
+    follower.known(("h", 2), 2)  # a sentinel that has not heard of the last failover
+    assert follower.address == ("h", 1)
+    follower.failover_started()
+    assert follower.failing_over and follower.master(("h", 1)) is None
+    follower.promoted(("h", 2))  # the failover's epoch is newer than any known
+    assert not follower.failing_over and follower.master(None) == ("h", 2)
+    follower.known(("h", 2), 4)  # the switch, with the failover's epoch: nothing new
+    follower.known(("h", 1), 3)
+    assert follower.address == ("h", 2)
+    assert told.heard == [("h", 1), None, ("h", 2)]
+
+
+def test_sentinel_events_about_another_service_are_ignored() -> None:
+    def message(channel: str, data: str) -> dict[str, Any]:
+        return {"type": "pmessage", "channel": channel.encode(), "data": data.encode()}
+
+    promoted = "slave 10.0.0.2:6379 10.0.0.2 6379 @ mymaster 10.0.0.1 6379"
+    assert _event(message("+promoted-slave", promoted), SERVICE) == (
+        "+promoted-slave",
+        promoted.split(),
+    )
+    assert (
+        _event(message("+promoted-slave", promoted.replace("mymaster", "other")), SERVICE) is None
+    )
+    aborted = "master mymaster 10.0.0.1 6379"
+    assert _event(message("-failover-abort-not-elected", aborted), SERVICE) is not None
+    switched = "mymaster 10.0.0.1 6379 10.0.0.2 6379"
+    assert _event(message("+switch-master", switched), SERVICE) is not None
+    assert _event(message("+switch-master", "other 1 2 3 4"), SERVICE) is None
+    assert _event({"type": "psubscribe", "channel": b"x", "data": 1}, SERVICE) is None

@@ -13,12 +13,18 @@ import redis
 from session_middleware import InvalidationUncertain, SessionConfig, StoreUnavailable, sessions
 from session_middleware._fail_closed import FAILURES
 
-from .support import SECRET
+from .support import SECRET, new_prefix
+from .support.cluster_load import invalidate_all
 from .support.redis_servers import RedisServer, server
+from .support.stories import browsers_for
 
 __all__ = ["server"]  # the fixture
 
 USER = "user-42"
+# invalidate_user must give up long before this; the test waits no longer for it.
+HUNG_DEADLINE = 300.0
+HUNG_USERS = 8
+WAIT_FOR_RAISE = 30.0
 
 
 def _config(server: RedisServer) -> SessionConfig:
@@ -96,3 +102,39 @@ def test_the_async_twin_says_the_same(server: RedisServer) -> None:
     _check_uncertain(error, "ainvalidate_user")
     _wait_for_change(server, config, before)
     assert _epoch(server, config) != before
+
+
+@pytest.mark.anyio
+async def test_a_hung_single_redis_fails_invalidate_user_after_one_timeout(
+    server: RedisServer,
+) -> None:
+    """No failover can bring another master: every invalidation (sync ones in threads,
+    async ones as tasks, distinct users, all at once) raises InvalidationUncertain after
+    one redis_timeout, long before invalidate_deadline."""
+    config = sessions(
+        secret_key=SECRET,
+        redis_url=server.url,
+        key_prefix=new_prefix(),
+        redis_timeout=0.5,
+        invalidate_deadline=HUNG_DEADLINE,
+    )
+    users = [f"user-{n}" for n in range(HUNG_USERS)]
+    browsers = browsers_for(config, "asgi")
+    devices = [browsers() for _ in users]
+    for user, device in zip(users, devices, strict=True):
+        await device.ok("POST", f"/login?user={user}")
+    server.pause()
+    try:
+        start = time.monotonic()
+        invalidations = asyncio.gather(*invalidate_all(config, users), return_exceptions=True)
+        # Bounds the test only: on a hung Redis the old behaviour took HUNG_DEADLINE.
+        outcomes = await asyncio.wait_for(invalidations, WAIT_FOR_RAISE)
+        took = time.monotonic() - start
+    finally:
+        server.resume()
+    assert all(isinstance(outcome, InvalidationUncertain) for outcome in outcomes), outcomes
+    print(f"\nhung single Redis, redis_timeout 0.5: {len(users)} raised within {took:.2f} s")
+    for device in devices:
+        await device.close()
+    config.redis.close()
+    await config.redis.aclose()

@@ -11,7 +11,6 @@ import asyncio
 import collections
 import contextlib
 import threading
-import time
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,12 +27,19 @@ import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import ConfigurationError
 from .cluster_clients import DEFAULT_RETRY_BUDGET, AsyncCluster, SyncCluster, unavailable
 from .multiplexed import MultiplexedRedis
 from .round_trip import AsyncRedisClient
+from .sentinel_follow import (
+    Address,
+    AsyncMasterConnection,
+    AsyncMasterSSLConnection,
+    MasterConnection,
+    MasterFollower,
+    MasterSSLConnection,
+)
 from .urls import RedisURL, Topology, parse_redis_url
 
 # redis-py leaves these unannotated.
@@ -42,9 +48,6 @@ _SyncClusterNode: Any = redis.cluster.ClusterNode
 # Connections per pool (per node on a cluster) of clients built from a URL; the
 # `redis_max_connections` setting, which a `?max_connections=` in the URL overrides.
 DEFAULT_MAX_CONNECTIONS = 100
-# How often, at most, a Sentinel-managed pool asks the sentinels where the master is.
-SENTINEL_CHECK_INTERVAL = 1.0
-
 # Everything a redis-py client raises when the store cannot serve a request. Cluster
 # clients raise RedisClusterException, which is not a RedisError, when no node answers
 # or a slot has no master; clients built here turn it into a ConnectionError.
@@ -166,6 +169,9 @@ class RedisClients:
             asyncio.AbstractEventLoop, AsyncRedisClient
         ] = weakref.WeakKeyDictionary()
         self._building = threading.Lock()
+        # Where a Sentinel service's master is, for every client built here.
+        self._follower: MasterFollower | None = None
+        self._following = threading.Lock()
 
     @property
     def topology(self) -> Topology:
@@ -236,6 +242,8 @@ class RedisClients:
         if self.target is not None and self._sync is not None:
             self._sync.close()
             self._sync = None
+            if self._follower is not None and not self._by_loop and not self._pooled_by_loop:
+                self._follower.close()
 
     async def aclose(self) -> None:
         """Close this event loop's async client, if it was built here from the URL."""
@@ -318,26 +326,32 @@ class RedisClients:
         if target.topology == "sentinel":
             master = self._sentinel_master(
                 redis.asyncio.sentinel.Sentinel,
-                redis.asyncio.sentinel.SentinelConnectionPool,
+                _AsyncSentinelPool,
                 redis.asyncio.Redis,
                 target,
                 retry,
             )
             pool = master.connection_pool
-            return MultiplexedRedis(
-                pool.make_connection,
-                timeout=self._timeout,
-                master_address=pool.get_master_address,
-                on_close=master.aclose,
+            multiplexed = MultiplexedRedis(
+                pool.make_connection, timeout=self._timeout, on_close=master.aclose
             )
+            self.follower(target).follow(multiplexed.master_moved, asyncio.get_running_loop())
+            return multiplexed
         options = {"retry": retry, **self.timeout_options()}
         pool = redis.asyncio.ConnectionPool.from_url(target.url, **options)
         return MultiplexedRedis(pool.make_connection, timeout=self._timeout)
 
-    def _sentinel_master(
-        self, sentinel_class: Any, pool_class: Any, redis_class: Any, target: RedisURL, retry: Any
-    ) -> Any:
-        options = {**self.pool_options(), **target.options}
+    def follower(self, target: RedisURL) -> MasterFollower:
+        """The one follower of the Sentinel service's master (see sentinel_follow)."""
+        with self._following:
+            if self._follower is None:
+                options = self._sentinel_options({**self.pool_options(), **target.options})
+                service = str(target.service)
+                self._follower = MasterFollower(list(target.nodes), service, options)
+            return self._follower
+
+    def _sentinel_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The sentinels' connection options, taken out of `options`."""
         sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
         for name in ("username", "password"):
             value = options.pop(f"sentinel_{name}", None)
@@ -345,14 +359,35 @@ class RedisClients:
                 sentinel_options[name] = value
         if options.get("ssl"):
             sentinel_options["ssl"] = True
+        return sentinel_options
+
+    def _sentinel_master(
+        self, sentinel_class: Any, pool_class: Any, redis_class: Any, target: RedisURL, retry: Any
+    ) -> Any:
+        options = {**self.pool_options(), **target.options}
+        sentinel_options = self._sentinel_options(options)
+        is_async = sentinel_class is redis.asyncio.sentinel.Sentinel
+        ssl = bool(options.get("ssl"))
+        if is_async:
+            connection_class: Any = AsyncMasterSSLConnection if ssl else AsyncMasterConnection
+        else:
+            connection_class = MasterSSLConnection if ssl else MasterConnection
+        follower = self.follower(target)
         sentinel = sentinel_class(list(target.nodes), sentinel_kwargs=sentinel_options)
-        return sentinel.master_for(
+        master = sentinel.master_for(
             target.service,
             redis_class=redis_class,
             connection_pool_class=pool_class,
+            connection_class=connection_class,
+            follower=follower,
             retry=retry,
             **options,
         )
+        pool = master.connection_pool
+        pool.follower = follower
+        loop = asyncio.get_running_loop() if is_async else None
+        follower.follow(pool.master_moved, loop)
+        return master
 
 
 class _WaitingPool(redis.asyncio.ConnectionPool):
@@ -413,40 +448,53 @@ class _WaitingPool(redis.asyncio.ConnectionPool):
 
 
 class _SentinelPool(redis.sentinel.SentinelConnectionPool):
-    """A Sentinel-managed pool that follows a failover within SENTINEL_CHECK_INTERVAL.
+    """A Sentinel-managed pool that follows the master at once (sentinel_follow): when it
+    moves, idle connections to the old one are closed, busy ones fail their command, and
+    a connection given back is kept only if it is connected to the master now."""
 
-    redis-py asks the sentinels only when it opens a connection, so connections to a
-    replaced master that is still up (it keeps accepting reads and writes until Sentinel
-    reconfigures it, up to ~10 s later) would stay in use. Here, while the pool is used,
-    the master's address is checked once per interval; when it changed, idle connections
-    are closed at once and busy ones when they come back.
-    """
+    follower: MasterFollower | None = None
 
-    def __init__(self, service_name: str, sentinel_manager: Any, **kwargs: Any) -> None:
-        super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
-        self._next_check = 0.0
+    def owns_connection(self, connection: Any) -> bool:
+        if self.follower is not None:
+            self.proxy.master_address = self.follower.master(self.proxy.master_address)
+        return bool(super().owns_connection(connection))  # type: ignore[no-untyped-call]
 
-    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        now = time.monotonic()
-        if now >= self._next_check:
-            self._next_check = now + SENTINEL_CHECK_INTERVAL
-            # No answer from the sentinels leaves the master as it was.
-            with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
-                self.get_master_address()  # type: ignore[no-untyped-call]
-        return super().get_connection(*args, **kwargs)
+    def master_moved(self, address: Address | None) -> None:
+        self.proxy.master_address = address
+        with self._lock:
+            for connection in self._available_connections:
+                if (connection.host, connection.port) != address:
+                    connection.disconnect()
+            busy = [c for c in self._in_use_connections if (c.host, c.port) != address]
+        for connection in busy:
+            connection.abort()
 
 
 class _AsyncSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool):
-    """The async twin of _SentinelPool."""
+    """The async twin of _SentinelPool. redis-py's async pool gives a connection back
+    without asking whether it still points at the master (`owns_connection`); here one
+    that does not is closed first, so it reconnects to the master when next used."""
 
-    def __init__(self, service_name: str, sentinel_manager: Any, **kwargs: Any) -> None:
-        super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
-        self._next_check = 0.0
+    follower: MasterFollower | None = None
 
-    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        now = time.monotonic()
-        if now >= self._next_check:
-            self._next_check = now + SENTINEL_CHECK_INTERVAL
-            with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
-                await self.get_master_address()  # type: ignore[no-untyped-call]
-        return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+    def owns_connection(self, connection: Any) -> bool:
+        # redis-py's own would fail: its async pool has no owns_connection to extend.
+        if self.follower is not None:
+            self.master_address = self.follower.master(self.master_address)
+        return bool(self.master_address == (connection.host, connection.port))
+
+    def master_moved(self, address: Address | None) -> None:
+        self.master_address = address
+        idle: list[Any] = list(self._available_connections)
+        busy: list[Any] = list(self._in_use_connections)
+        for connection in idle:
+            if (connection.host, connection.port) != address:
+                connection._force_disconnect()
+        for connection in busy:
+            if (connection.host, connection.port) != address:
+                connection.abort()
+
+    async def release(self, connection: Any) -> None:
+        if not self.owns_connection(connection):
+            connection._force_disconnect()
+        await super().release(connection)

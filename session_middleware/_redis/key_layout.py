@@ -7,6 +7,8 @@ session record and the user's epoch can be read with one MGET even on a cluster:
     {prefix}v2:{<tag>}:e                        the user's epoch (or its cache)
     {prefix}v2:{<tag>}:i                        the user's sessions: sorted set of handles,
                                                 scored by expiry (ms), with a TTL of its own
+    {prefix}v2:replicated                       the master's replication history last seen
+                                                with a replica (not on a cluster)
 
 ``v2`` is the layout's version: a later layout gets keys of its own beside these.
 
@@ -116,6 +118,10 @@ class KeySpace:
 
     def epoch_key(self, tag: str) -> str:
         return f"{self.prefix}{LAYOUT}:{{{tag}}}:e"
+
+    def history_key(self) -> str:
+        """The replication history last seen with a replica (see _redis/replication.py)."""
+        return f"{self.prefix}{LAYOUT}:replicated"
 
     @staticmethod
     def kind(key: str) -> str | None:

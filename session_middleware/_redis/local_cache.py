@@ -493,6 +493,10 @@ class CachingClients:
         return bool(self.inner.can_sync)
 
     @property
+    def topology(self) -> Any:
+        return self.inner.topology
+
+    @property
     def can_async(self) -> bool:
         return True
 

@@ -37,7 +37,6 @@ from .round_trip import Command, by_sha, raised
 MAX_IN_FLIGHT = 1024  # commands written and not answered yet, per connection
 FIRST_BACKOFF = 0.05  # seconds before the next connection attempt after a failed one
 MAX_BACKOFF = 1.0  # and at most half of the timeout, so that a caller can wait for it
-SENTINEL_CHECK_INTERVAL = 1.0  # as clients.SENTINEL_CHECK_INTERVAL
 
 # What redis-py's client makes of a command's raw reply (SET -> True, PEXPIRE -> bool...),
 # so that both clients hand the core the same values.
@@ -239,9 +238,9 @@ def _as_redis_py_gives(commands: Sequence[Command], replies: list[Any]) -> bool:
 class MultiplexedRedis:
     """The middleware's async commands on one shared connection per event loop.
 
-    `connector` makes an unconnected redis.asyncio Connection (a Sentinel-managed one asks
-    the sentinels for the master at each connection); `master_address`, for Sentinel,
-    tells where the master is now, checked at most once per SENTINEL_CHECK_INTERVAL.
+    `connector` makes an unconnected redis.asyncio Connection (a Sentinel-managed one
+    connects to the master and checks its ROLE, see sentinel_follow); for Sentinel,
+    `master_moved` is called the moment the master moves.
     """
 
     def __init__(
@@ -249,22 +248,19 @@ class MultiplexedRedis:
         connector: Connector,
         *,
         timeout: float | None,
-        master_address: Callable[[], Awaitable[tuple[str, int]]] | None = None,
         on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._on_close = on_close
         self._connector = connector
         self._timeout = timeout
-        self._master_address = master_address
         self._wire: _Wire | None = None
         self._address: tuple[str, int] | None = None
+        self._master: tuple[str, int] | None = None  # where Sentinel last said it is
         self._connecting: asyncio.Future[_Wire] | None = None
         self._connect_task: asyncio.Task[None] | None = None
         self._forks = _forks
         self._backoff = 0.0
         self._retry_at = 0.0
-        self._next_check = 0.0
-        self._checking: asyncio.Task[None] | None = None
         self._closed = False
         self.connections_opened = 0
 
@@ -293,8 +289,6 @@ class MultiplexedRedis:
         """The replies, once they came: on an open connection with room, the future the
         wire answers, with no coroutine of its own."""
         wire = self._wire
-        if self._master_address is not None:
-            self._check_master()
         if (
             wire is None
             or wire.lost is not None
@@ -379,34 +373,24 @@ class MultiplexedRedis:
         self._wire = wire
         self._connecting = None
         done.set_result(wire)
+        if self._master is not None:
+            self.master_moved(self._master)  # heard of while connecting
 
-    def _check_master(self) -> None:
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._next_check or self._checking is not None:
-            return
-        self._next_check = loop.time() + SENTINEL_CHECK_INTERVAL
-        self._checking = loop.create_task(self._follow_master())
-
-    async def _follow_master(self) -> None:
-        """Close the connection when Sentinel names another master (the old one may stay
-        up, and writable, until Sentinel reconfigures it)."""
-        assert self._master_address is not None
-        try:
-            # No answer from the sentinels leaves the master as it was.
-            with contextlib.suppress(Exception):
-                address = await asyncio.wait_for(self._master_address(), self._timeout)
-                wire = self._wire
-                if wire is not None and tuple(address) != self._address:
-                    wire.fail(RedisConnectionError("Sentinel moved the Redis master"))
-        finally:
-            self._checking = None
+    def master_moved(self, address: tuple[str, int] | None) -> None:
+        """Sentinel named another master (None: a failover started): the connection to
+        the old one (which may stay up, and writable, until Sentinel reconfigures it)
+        fails now, its commands too."""
+        self._master = address
+        if address is not None:  # a master to connect to: no backoff from the failover
+            self._backoff, self._retry_at = 0.0, 0.0
+        wire = self._wire
+        if wire is not None and address != self._address:
+            wire.fail(RedisConnectionError("Sentinel moved the Redis master"))
 
     async def aclose(self) -> None:
         self._closed = True
         if self._wire is not None:
             self._wire.fail(RedisConnectionError("the Redis connection was closed"))
             self._wire = None
-        if self._checking is not None:
-            self._checking.cancel()
         if self._on_close is not None:
             await self._on_close()

@@ -3,17 +3,24 @@
 `replicated` decides, with no I/O, what to send and when to give up; `run_replicated_sync`
 and `run_replicated_async` carry its requests to a standalone, Sentinel or Cluster client.
 One attempt sends each master holding the keys its writes and asks about its replicas
-(INFO replication), then, when there are replicas to wait for, sends the writes again
-followed by WAIT on one connection, for `wanted` replicas: fewer when the master has
-fewer connected, unless this process has seen its replication history (its replication
-ID) with a replica before, since a replica that was cut off must still be waited for.
-A master Sentinel or the cluster promoted starts a new history, so a failover onto a
-replica that has no replica of its own does not block writes. An attempt that fails
-(the master is gone, was demoted, or too few replicas acknowledged) is made again, on
-the master the client finds then, until one succeeds or `deadline` seconds have passed;
-the last failure is raised, except that a timeout raised by any attempt wins over a
-later connection failure: the timed-out writes may have been applied, and the caller
-must hear that it is uncertain.
+(INFO replication, and the history key), then, when there are replicas to wait for,
+sends the writes again followed by WAIT on one connection, for `wanted` replicas: fewer
+when the master has fewer connected, unless its replication history (its replication
+ID) is known to have had a replica, since a replica that was cut off must still be
+waited for. A history is known to have had one when this process saw it with a replica
+connected, when the history key on the master names it (written, with the waited-for
+writes, by any process that saw a replica), or when the master keeps a replication
+backlog and was never promoted (a backlog is made when a replica first connects). So a
+fresh process, a cron job or the CLI waits as a long-running worker does. A master
+Sentinel or the cluster promoted starts a new history, so a failover onto a replica that
+has no replica of its own does not block writes. An attempt that fails (the master is
+gone, was demoted, or too few replicas acknowledged) is made again, on the master the
+client finds then, until one succeeds or `deadline` seconds have passed; the last
+failure is raised, except that a timeout raised by any attempt wins over a later
+connection failure: the timed-out writes may have been applied, and the caller must
+hear that it is uncertain. A timeout is raised at once when no failover can follow
+(`follows_failover` False: a single Redis) and the master is not known to have had a
+replica: a hung server costs one timeout, not the deadline.
 """
 
 from __future__ import annotations
@@ -40,16 +47,30 @@ _PAUSES = ExponentialWithJitterBackoff(cap=0.5, base=0.05)
 _FAILURES: tuple[type[Exception], ...] = (NotReplicated, *REDIS_ERRORS)
 # The replication IDs of the masters seen with a replica connected, in this process.
 REPLICATED_HISTORIES: set[str] = set()
+# How long the history key lives after the last write that saw a replica.
+HISTORY_TTL_MS = 30 * 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
 class Replication:
     """How a write is made durable: `wanted` replicas (0: not waited for), each attempt
-    waiting at most `timeout_ms` for them, attempts made for at most `deadline` seconds."""
+    waiting at most `timeout_ms` for them, attempts made for at most `deadline` seconds;
+    `history_key` names the key on the master recording the replication history seen
+    with a replica (None: none kept; on a cluster it would live on one master only), and
+    `follows_failover` says whether a failover can move the master (Sentinel, Cluster),
+    so that retrying a timeout can help (see the module)."""
 
     wanted: int
     timeout_ms: int
     deadline: float
+    history_key: str | None = None
+    follows_failover: bool = True
+
+
+class _Known:
+    """What a run learned: whether a master it reached had replicas in its history."""
+
+    replicas = False
 
 
 @dataclass(frozen=True)
@@ -92,12 +113,15 @@ def replicated(
         return list(replies)
     deadline, failures = time.monotonic() + policy.deadline, 0
     timed_out: RedisTimeoutError | None = None
+    known = _Known()
     while True:
         try:
-            return (yield from _attempt(commands, policy, histories))
+            return (yield from _attempt(commands, policy, histories, known))
         except _FAILURES as error:
             failures += 1
             if isinstance(error, RedisTimeoutError):
+                if not policy.follows_failover and not known.replicas:
+                    raise  # a single Redis that hangs: no failover will come
                 timed_out = error
             pause = _PAUSES.compute(failures)
             if time.monotonic() + pause >= deadline:
@@ -108,36 +132,47 @@ def replicated(
 
 
 def _attempt(
-    commands: Sequence[Command], policy: Replication, histories: set[str]
+    commands: Sequence[Command], policy: Replication, histories: set[str], known: _Known
 ) -> Generator[Request, Reply, list[Any]]:
     groups = yield Masters()
     _raise_if_error(groups)
     replies: dict[int, Any] = {}
+    key = policy.history_key
+    asked: list[Command] = [("INFO", "replication")]
+    if key is not None:
+        asked.append(("GET", key))
     for group, indices in enumerate(groups):
         sent = [commands[index] for index in indices]
-        results = yield OnMaster(group, [*sent, ("INFO", "replication")])
-        wait = _replicas_to_wait(results, policy.wanted, histories)
+        results = yield OnMaster(group, [*sent, *asked])
+        wait, history = _replicas_to_wait(results, len(sent), policy.wanted, histories)
         if wait:
+            known.replicas = True
             # WAIT counts the writes made on its own connection, so the writes go again
-            # before it, in one round trip (the same values: repeating them is harmless).
-            results = yield OnMaster(group, [*sent, ("WAIT", wait, policy.timeout_ms)])
+            # before it, in one round trip (the same values: repeating them is harmless),
+            # with the history key, which WAIT then covers too.
+            mark: list[Command] = []
+            if key is not None and history is not None:
+                mark.append(("SET", key, history, "PX", HISTORY_TTL_MS))
+            results = yield OnMaster(group, [*sent, *mark, ("WAIT", wait, policy.timeout_ms)])
             _raise_if_error(results)
             acknowledged = int(results[-1])
             if acknowledged < wait:
                 raise NotReplicated(acknowledged, wait)
-        replies.update(zip(indices, results[:-1], strict=True))
+        replies.update(zip(indices, results[: len(sent)], strict=True))
     return [replies[index] for index in range(len(commands))]
 
 
-def _replicas_to_wait(replies: Any, wanted: int, histories: set[str]) -> int:
-    """How many replicas to WAIT for, given the replies to the writes and a master's
-    INFO replication (see the module). A server that is not a master (a demoted one,
-    before Sentinel told every client) fails the attempt; one that refuses INFO (an ACL)
-    is waited on for `wanted`."""
+def _replicas_to_wait(
+    replies: Any, sent: int, wanted: int, histories: set[str]
+) -> tuple[int, str | None]:
+    """How many replicas to WAIT for, and the master's replication history, given the
+    replies to the `sent` writes, INFO replication and the history key (see the module).
+    A server that is not a master (a demoted one, before Sentinel told every client)
+    fails the attempt; one that refuses INFO (an ACL) is waited on for `wanted`."""
     if isinstance(replies, ResponseError):
-        return wanted
+        return wanted, None
     _raise_if_error(replies)
-    info = replies[-1]
+    info = replies[sent]
     if not isinstance(info, dict):
         info = parse_info(text(info))  # type: ignore[no-untyped-call]
     if info.get("role") != "master":
@@ -145,7 +180,12 @@ def _replicas_to_wait(replies: Any, wanted: int, histories: set[str]) -> int:
     connected, history = int(info.get("connected_slaves", 0)), str(info.get("master_replid"))
     if connected:
         histories.add(history)
-    return wanted if history in histories else min(wanted, connected)
+    marked = len(replies) > sent + 1 and text(replies[sent + 1]) == history
+    never_promoted = str(info.get("master_replid2", 0)).strip("0") == ""
+    backlog = bool(info.get("repl_backlog_active")) and never_promoted
+    if history in histories or marked or backlog:
+        return wanted, history
+    return min(wanted, connected), history
 
 
 def _raise_if_error(reply: Any) -> None:

@@ -14,7 +14,15 @@ from .clients import REDIS_ERRORS
 
 MIN_REDIS_VERSION = (6, 2)
 SAFE_POLICY = "noeviction"
-SETTINGS = ("maxmemory*", "protected-mode", "requirepass", "bind", "appendonly", "save")
+SETTINGS = (
+    "maxmemory*",
+    "protected-mode",
+    "requirepass",
+    "bind",
+    "appendonly",
+    "save",
+    "min-replicas-*",
+)
 
 
 @dataclass
@@ -45,6 +53,7 @@ def inspect_server(client: Any, version: str) -> Findings:
     _eviction(settings, found)
     _persistence(settings, found)
     _exposure(settings, found)
+    _min_replicas(client, settings, found)
     return found
 
 
@@ -90,3 +99,36 @@ def _exposure(settings: dict[str, str], found: Findings) -> None:
     )
     if not settings.get("requirepass") and not loopback and settings.get("protected-mode") == "no":
         found.problems.append("Redis accepts connections beyond loopback with no password")
+
+
+def _min_replicas(client: Any, settings: dict[str, str], found: Findings) -> None:
+    """A master with replicas should refuse writes it cannot replicate (see
+    docs/deployment.md, "What survives a failover")."""
+    try:
+        info = client.info("replication")
+    except REDIS_ERRORS:
+        return
+    if info.get("role") != "master":
+        return
+    connected = int(info.get("connected_slaves", 0))
+    least = int(settings.get("min-replicas-to-write", "0") or 0)
+    lag = settings.get("min-replicas-max-lag", "10")
+    if least > connected:
+        found.problems.append(
+            f"min-replicas-to-write is {least} but {connected} replica(s) are connected: "
+            "Redis refuses every write, so every sign-in and session change gets the 503"
+        )
+    elif connected and not least:
+        found.warnings.append(
+            f"this master has {connected} replica(s) and min-replicas-to-write 0: at a "
+            "Sentinel failover, writes it accepts between the promotion and the moment "
+            "clients hear of it are lost (sessions written, logouts, invalidations); set "
+            f"min-replicas-to-write {connected} (min-replicas-max-lag {lag})"
+        )
+    elif least < connected:
+        found.warnings.append(
+            f"min-replicas-to-write is {least} with {connected} replicas: at a failover "
+            "the old master keeps a replica until Sentinel moves it, and accepts writes "
+            f"that are then lost; min-replicas-to-write {connected} closes that window, "
+            "at the cost of refusing writes while any replica is away"
+        )

@@ -118,8 +118,13 @@ class RedisEpochs(ProviderFaces):
         """One round trip of epoch writes that returns once replicas have them, as the
         configuration's invalidate_wait_replicas asks (see _redis/replication.py)."""
         context = self.context
+        topology = self.clients.topology
         replication = Replication(
-            context.wait_replicas, context.wait_timeout_ms, context.wait_deadline
+            context.wait_replicas,
+            context.wait_timeout_ms,
+            context.wait_deadline,
+            history_key=None if topology == "cluster" else context.keys.history_key(),
+            follows_failover=topology != "standalone",
         )
         return RedisIO(commands, self.clients, replication)
 

@@ -113,3 +113,52 @@ def test_with_no_replica_wanted_the_writes_run_alone() -> None:
     master = Master([True])
     assert master.run(Replication(wanted=0, timeout_ms=100, deadline=1.0), set()) == [True]
     assert [type(request) for request in master.sent] == [OnMaster]
+
+
+# -- what a process knows of the master's replicas comes from the master -------------------
+
+MARKED = Replication(wanted=1, timeout_ms=100, deadline=60.0, history_key="sm:v2:replicated")
+ASK_MARKED = [INFO, ("GET", "sm:v2:replicated")]
+
+
+def test_the_history_key_names_a_history_seen_with_a_replica_by_another_process() -> None:
+    master = Master([True, _info(0, "h1"), b"h1"], [True, True, 1])
+    assert master.run(MARKED, set()) == [True]
+    assert master.sent[1] == OnMaster(0, [SET, *ASK_MARKED])
+    # Waited for though none is connected; the key is written again before the WAIT.
+    mark = ("SET", "sm:v2:replicated", "h1", "PX", 30 * 24 * 3600 * 1000)
+    assert master.sent[2] == OnMaster(0, [SET, mark, ("WAIT", 1, 100)])
+
+
+def test_a_history_key_of_an_older_history_does_not_block_a_promoted_master() -> None:
+    master = Master([True, _info(0, "h2"), b"h1"])
+    assert master.run(MARKED, set()) == [True]
+    assert len(master.sent) == 2
+
+
+def test_a_backlog_on_a_master_never_promoted_means_it_had_a_replica() -> None:
+    info = {**_info(0, "h1"), "repl_backlog_active": 1, "master_replid2": "0" * 40}
+    master = Master([True, info], [True, 1])
+    assert master.run(ONE, set()) == [True]
+    assert master.sent[-1] == OnMaster(0, [SET, ("WAIT", 1, 100)])
+
+
+def test_a_backlog_kept_from_before_a_promotion_does_not() -> None:
+    info = {**_info(0, "h2"), "repl_backlog_active": 1, "master_replid2": "h1"}
+    master = Master([True, info])
+    assert master.run(ONE, set()) == [True]
+    assert len(master.sent) == 2
+
+
+def test_a_timeout_on_a_single_redis_with_no_replica_known_is_raised_at_once() -> None:
+    single = Replication(wanted=1, timeout_ms=100, deadline=60.0, follows_failover=False)
+    hung = Master(RedisTimeoutError("no reply"))
+    with pytest.raises(RedisTimeoutError):
+        hung.run(single, set())
+    assert len(hung.sent) == 2  # Masters, then the one attempt
+
+
+def test_a_timeout_on_a_single_redis_known_to_have_replicas_is_tried_again() -> None:
+    single = Replication(wanted=1, timeout_ms=100, deadline=60.0, follows_failover=False)
+    master = Master([True, _info(1)], RedisTimeoutError("no reply"), [True, _info(1)], [True, 1])
+    assert master.run(single, set()) == [True]

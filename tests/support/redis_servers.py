@@ -411,25 +411,48 @@ class ClusterServers(Servers):
 
 
 class SentinelServers(Servers):
-    """One master, one replica and three sentinels monitoring them as `service`."""
+    """One master, `replicas` replicas (one by default) and three sentinels monitoring
+    them as `service`; `options` are given to every data server (the master and its
+    replicas), `failover_timeout_ms` to the sentinels."""
 
-    def __init__(self, service: str = "mymaster", down_after_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        service: str = "mymaster",
+        down_after_ms: int = 1000,
+        *,
+        replicas: int = 1,
+        options: Sequence[str] = (),
+        failover_timeout_ms: int = 5000,
+    ) -> None:
         super().__init__("sentinel")
         self.service = service
         self.down_after_ms = down_after_ms
-        self.master = self.add("master")
-        self.replica = self.add("replica")
+        self.failover_timeout_ms = failover_timeout_ms
+        self.master = self.add("master", options)
+        self.replicas = [self.add(f"replica{n}" if n else "replica") for n in range(replicas)]
+        self.replica = self.replicas[0]
+        self._replica_options = list(options)
         self.sentinels = [RedisServer(self.root / f"sentinel{i}") for i in range(3)]
         self.servers.extend(self.sentinels)
+
+    @property
+    def data_servers(self) -> list[RedisServer]:
+        return [self.master, *self.replicas]
 
     def start(self) -> SentinelServers:
         try:
             self.master.start()
-            self.replica.options = ["--replicaof", HOST, str(self.master.port)]
-            self.replica.start()
+            for replica in self.replicas:
+                replica.options = [
+                    "--replicaof",
+                    HOST,
+                    str(self.master.port),
+                    *self._replica_options,
+                ]
+                replica.start()
             wait_until(self._replica_synced, START_TIMEOUT, "the replica to sync")
             wait_until(lambda: replicas_caught_up(self.master), START_TIMEOUT, "the replica")
-            _first_wait(self.master)
+            _first_wait(self.master, len(self.replicas))
             ids = [secrets.token_hex(20) for _ in self.sentinels]
             for sentinel, myid in zip(self.sentinels, ids, strict=True):
                 self._start_sentinel(sentinel, myid, ids)
@@ -459,9 +482,12 @@ class SentinelServers(Servers):
                     f"sentinel myid {myid}",
                     f"sentinel monitor {service} {HOST} {self.master.port} 2",
                     f"sentinel down-after-milliseconds {service} {self.down_after_ms}",
-                    f"sentinel failover-timeout {service} 5000",
+                    f"sentinel failover-timeout {service} {self.failover_timeout_ms}",
                     f"sentinel parallel-syncs {service} 1",
-                    f"sentinel known-replica {service} {HOST} {self.replica.port}",
+                    *(
+                        f"sentinel known-replica {service} {HOST} {replica.port}"
+                        for replica in self.replicas
+                    ),
                     *peers,
                     "",
                 ]
@@ -475,15 +501,18 @@ class SentinelServers(Servers):
         sentinel.wait_ready()
 
     def _replica_synced(self) -> bool:
-        with self.replica.client(decode_responses=True) as client:
-            return bool(client.info("replication").get("master_link_status") == "up")
+        for replica in self.replicas:
+            with replica.client(decode_responses=True) as client:
+                if client.info("replication").get("master_link_status") != "up":
+                    return False
+        return True
 
     def _sentinels_agree(self) -> bool:
         for sentinel in self.sentinels:
             with sentinel.client(decode_responses=True) as client:
                 others = client.execute_command("SENTINEL", "SENTINELS", self.service)
                 replicas = client.execute_command("SENTINEL", "REPLICAS", self.service)
-                if len(others) < len(self.sentinels) - 1 or not replicas:
+                if len(others) < len(self.sentinels) - 1 or len(replicas) < len(self.replicas):
                     return False
                 if any("s_down" in _flags(replica) for replica in replicas):
                     return False
@@ -501,10 +530,12 @@ class SentinelServers(Servers):
     def current_master(self) -> RedisServer:
         with self.sentinels[0].client(decode_responses=True) as client:
             _, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
-        return next(s for s in (self.master, self.replica) if s.port == int(port))
+        return next(s for s in self.data_servers if s.port == int(port))
 
     def current_replica(self) -> RedisServer:
-        return self.replica if self.current_master() is self.master else self.master
+        """The replica Sentinel would promote (the first one that is not the master)."""
+        master = self.current_master()
+        return next(s for s in self.data_servers if s is not master)
 
     def start_failover(self) -> RedisServer:
         """SENTINEL FAILOVER; returns the server that is to become the master."""
@@ -537,13 +568,13 @@ class SentinelServers(Servers):
         wait_until(lambda: replicas_caught_up(master), timeout, "the replica to catch up")
 
 
-def _first_wait(master: RedisServer) -> None:
+def _first_wait(master: RedisServer, replicas: int = 1) -> None:
     """The first WAIT after a replica attached can take up to a second (until its periodic
     acknowledgement); pay it here rather than in a test with a short timeout."""
     with master.client(socket_timeout=START_TIMEOUT) as client, client.pipeline(False) as pipe:
         pipe.execute_command("SET", "sm-test-warm-up", "1")
-        pipe.execute_command("WAIT", 1, int(START_TIMEOUT * 1000) - 1000)
-        if pipe.execute()[1] < 1:
+        pipe.execute_command("WAIT", replicas, int(START_TIMEOUT * 1000) - 1000)
+        if pipe.execute()[1] < replicas:
             raise TimeoutError("the replica never acknowledged a write")
 
 
