@@ -90,3 +90,14 @@ def _exposure(settings: dict[str, str], found: Findings) -> None:
     )
     if not settings.get("requirepass") and not loopback and settings.get("protected-mode") == "no":
         found.problems.append("Redis accepts connections beyond loopback with no password")
+
+
+def expiry_notifications(client: Any) -> str:
+    """Whether Redis publishes the expiries that ``listen_for_expiry()`` reports: 'on',
+    'off', or 'unknown' when CONFIG GET is not allowed."""
+    try:
+        flags = str(client.config_get("notify-keyspace-events").get("notify-keyspace-events", ""))
+    except REDIS_ERRORS:
+        return "unknown"
+    expired = "x" in flags or "A" in flags
+    return "on" if expired and ("K" in flags or "E" in flags) else "off"
