@@ -17,7 +17,7 @@ from session_middleware.errors import ConfigurationError
 
 from .support import SECRET
 from .support.http import wsgi_client
-from .support.redis_servers import RedisServer, Servers, standalone
+from .support.redis_servers import RedisServer, SentinelServers, Servers, standalone
 
 DEADLINE = 20.0  # seconds: Redis's active expiry finds a key in well under a second
 
@@ -75,7 +75,8 @@ def test_an_expired_session_is_reported_once_with_its_handle(
         wait_for(lambda: bool(expired(seen)), "the first expired event")
         # Another prefix's session, and keys that are not records, are not ours to report.
         expire_now(notifying, elsewhere, logged_in_handle(elsewhere, "alice"))
-        notifying.client().set(f"{key_prefix}unrelated", "x", px=1)
+        with notifying.client() as client:
+            client.set(f"{key_prefix}unrelated", "x", px=1)
         second = logged_in_handle(config, "bob")
         expire_now(notifying, config, second)
         # Redis publishes a key's notifications together, and in the order keys expire.
@@ -219,3 +220,32 @@ def test_check_says_unknown_when_config_is_not_allowed(capsys: pytest.CaptureFix
     finally:
         group.stop()
     assert "expiry events (notify-keyspace-events): unknown" in capsys.readouterr().out
+
+
+def test_on_sentinel_the_listener_follows_a_failover(key_prefix: str) -> None:
+    group = SentinelServers("expiry").start()
+    try:
+        for server in (group.master, group.replica):
+            with server.client() as client:
+                client.config_set("notify-keyspace-events", "Kx")
+        config = sessions(secret_key=SECRET, redis_url=group.url, key_prefix=key_prefix)
+        seen: list[SessionEvent] = []
+        config.listeners.add(seen.append)
+        with config.listen_for_expiry() as listener:
+            assert listener.wait_subscribed(DEADLINE)
+            before = logged_in_handle(config, "erin")
+            expire_now(group.current_master(), config, before)
+            wait_for(lambda: bool(expired(seen)), "the expired event before the failover")
+            new = group.start_failover()
+            group.wait_promoted(new)
+            with new.client() as observer:
+                wait_for(lambda: observer.pubsub_numpat() == 1, "the listener on the new master")
+            after = logged_in_handle(config, "frank")
+            expire_now(new, config, after)
+            wait_for(lambda: len(expired(seen)) == 2, "the expired event after the failover")
+        assert expired(seen) == [
+            SessionEvent("expired", handle=before),
+            SessionEvent("expired", handle=after),
+        ]
+    finally:
+        group.stop()
