@@ -322,7 +322,7 @@ class Configuration:
     def listen_for_expiry(self) -> ExpiryListener:
         """Start a thread that emits an ``expired`` event for every session record that
         expires in Redis, heard from keyspace notifications (off the request path; see
-        docs/events.md). Needs ``notify-keyspace-events`` with ``Kx`` or ``Ex`` on the
+        docs/expiry-events.md). Needs ``notify-keyspace-events`` with ``Kx`` or ``Ex`` on the
         server, and a single Redis or Sentinel. Call ``stop()`` on the result to end it."""
         return listen(self.redis, self.keys, self.listeners)
 
