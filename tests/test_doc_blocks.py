@@ -52,7 +52,7 @@ FRAGMENTS = {
     ),
     ("docs/sql-epochs.md", "SQLEpochs(url, cache_ttl=30)"): "two settings of one call",
     ("docs/frameworks/django.md", "class SessionsUserAdmin(UserSessionsAdminMixin"): (
-        "needs django.contrib.admin installed, which the docs' Django project does not list"
+        "an app's admin.py, importing the app's own user model"
     ),
     ("docs/expiry-events.md", "from myapp.sessions import config"): (
         "a process of its own, that imports the app's own configuration"
