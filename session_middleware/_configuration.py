@@ -27,6 +27,7 @@ from .epochs.base import EpochContext, EpochProvider, Interface
 from .epochs.redis import RedisEpochs
 from .errors import ConfigurationError, InvalidationUncertain, StoreUnavailable
 from .events import Listener, Listeners
+from .expiry import ExpiryListener, listen
 
 logger = logging.getLogger("session_middleware")
 
@@ -317,6 +318,13 @@ class Configuration:
         """The async twin of revoke_session."""
         revoked: bool = await self.run_async(self._users.revoke(user_id, handle))
         return revoked
+
+    def listen_for_expiry(self) -> ExpiryListener:
+        """Start a thread that emits an ``expired`` event for every session record that
+        expires in Redis, heard from keyspace notifications (off the request path; see
+        docs/expiry-events.md). Needs ``notify-keyspace-events`` with ``Kx`` or ``Ex`` on the
+        server, and a single Redis or Sentinel. Call ``stop()`` on the result to end it."""
+        return listen(self.redis, self.keys, self.listeners)
 
     # -- resources --------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from urllib.parse import unquote
 
 from ._core.user_sessions import SessionInfo
 from ._fail_closed import FAILURES
-from ._redis.server_check import inspect_server
+from ._redis.server_check import expiry_notifications, inspect_server
 from ._redis.urls import MASK
 from .config import DEFAULT_REDIS_URL, SessionConfig
 from .errors import ConfigurationError
@@ -295,6 +295,7 @@ def _check(config: SessionConfig, args: argparse.Namespace) -> int:
         "keys": counts,
         "problems": problems,
         "warnings": findings.warnings,
+        "expiry_events": expiry_notifications(client),
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -305,6 +306,7 @@ def _check(config: SessionConfig, args: argparse.Namespace) -> int:
             print(f"problem: {problem}")
         for warning in findings.warnings:
             print(f"warning: {warning}")
+        print(f"expiry events (notify-keyspace-events): {report['expiry_events']}")
         if not problems:
             print("no problems found")
     return NOTHING if problems else OK

@@ -24,6 +24,7 @@ EventKind = Literal[
     "invalidate",  # invalidate_user(): every session of the user ended
     "revoke",  # revoke_session(): one session ended
     "evicted",  # a session ended by max_sessions_per_user at another login
+    "expired",  # a session's record expired in Redis (config.listen_for_expiry())
 ]
 Reason = Literal["epoch", "expired", "corrupt", "unavailable", "unreplicated"]
 

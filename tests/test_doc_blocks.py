@@ -51,6 +51,12 @@ FRAGMENTS = {
         "the sync and the async way side by side, in the app's own transaction"
     ),
     ("docs/sql-epochs.md", "SQLEpochs(url, cache_ttl=30)"): "two settings of one call",
+    ("docs/frameworks/django.md", "class SessionsUserAdmin(UserSessionsAdminMixin"): (
+        "an app's admin.py, importing the app's own user model"
+    ),
+    ("docs/expiry-events.md", "from myapp.sessions import config"): (
+        "a process of its own, that imports the app's own configuration"
+    ),
 }
 
 

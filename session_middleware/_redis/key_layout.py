@@ -32,6 +32,7 @@ SESSION_ID_BYTES = 32
 UserId = str | int
 _HEX = frozenset("0123456789abcdef")
 _KINDS = {"s": "session", "e": "epoch", "i": "index"}
+_GLOB_SPECIAL = frozenset("*?[]\\")
 LAYOUT = "v2"
 USER_TAGS_CACHED = 4096  # users whose tags are remembered (one keyed hash per secret key)
 
@@ -131,3 +132,16 @@ class KeySpace:
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix."""
         return f"{self.prefix}{LAYOUT}:{{*"
+
+    def record_pattern(self) -> str:
+        """A glob (SCAN, PSUBSCRIBE) matching the session records under this prefix."""
+        prefix = "".join("\\" + c if c in _GLOB_SPECIAL else c for c in self.prefix)
+        return f"{prefix}{LAYOUT}:{{*}}:s:*"
+
+    def record_handle(self, key: str) -> str | None:
+        """The handle of a session record's key under this prefix, else None."""
+        base, _, handle = key.rpartition("}:s:")
+        start = f"{self.prefix}{LAYOUT}:{{"
+        if not base.startswith(start) or "}" in base[len(start) :] or not valid_handle(handle):
+            return None
+        return handle

@@ -132,3 +132,14 @@ def _min_replicas(client: Any, settings: dict[str, str], found: Findings) -> Non
             f"that are then lost; min-replicas-to-write {connected} closes that window, "
             "at the cost of refusing writes while any replica is away"
         )
+
+
+def expiry_notifications(client: Any) -> str:
+    """Whether Redis publishes the expiries that ``listen_for_expiry()`` reports: 'on',
+    'off', or 'unknown' when CONFIG GET is not allowed."""
+    try:
+        flags = str(client.config_get("notify-keyspace-events").get("notify-keyspace-events", ""))
+    except REDIS_ERRORS:
+        return "unknown"
+    expired = "x" in flags or "A" in flags
+    return "on" if expired and ("K" in flags or "E" in flags) else "off"

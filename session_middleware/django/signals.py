@@ -5,7 +5,8 @@ rotation, logout, log-out-others, rejected with its reason, invalidate, revoke, 
 with ``sender=SessionStore`` and ``event=``. django.contrib.auth's own ``user_logged_in``
 and ``user_logged_out`` still fire as usual; this signal adds what auth cannot see: a
 session refused because its user's epoch moved, invalidations and revocations made from
-anywhere, sessions ended by the per-user cap.
+anywhere, sessions ended by the per-user cap, and, with ``listen_for_expiry()`` running
+on the configuration, sessions whose record expired in Redis (docs/expiry-events.md).
 
     from django.dispatch import receiver
     from session_middleware.django.signals import session_event
