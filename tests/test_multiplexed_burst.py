@@ -1,0 +1,185 @@
+"""The multiplexed connection in the moments production brings, against a healthy Redis
+of the test's own: a burst of 10,000 concurrent reads in one worker (alone, and on a CPU
+shared with busy processes), the app's connections killed by Redis (`CLIENT KILL`: an
+idle timeout at a proxy, Redis's own `timeout`, a managed Redis's maintenance), and a
+restart. Outcomes are counted: 503s, connections opened, which connection reached Redis
+first; never wall time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from session_middleware import sessions
+from session_middleware._redis import multiplexed
+from session_middleware._redis.multiplexed import MultiplexedRedis
+
+from .support import SECRET, new_prefix
+from .support.apps import asgi_app
+from .support.redis_servers import RedisServer, server, spawn, standalone
+from .test_multiplexed import Device, call
+
+__all__ = ["server"]  # the fixture
+
+pytestmark = pytest.mark.anyio
+
+BURST = 10_000
+USERS = 100
+TEST_BOUND = 120.0  # a hang fails the test instead of blocking the run
+KILLS = 40
+DEVICES = 24
+
+
+@contextlib.contextmanager
+def busy_processes(count: int, directory: Path) -> Iterator[None]:
+    """`count` processes spinning on the CPU for the `with` block."""
+    spinners = [
+        spawn([sys.executable, "-c", "while True: pass"], directory / f"spin{i}.log")
+        for i in range(count)
+    ]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                spinner.wait(timeout=10)
+
+
+@pytest.mark.parametrize("spinners", [0, 2], ids=["alone", "cpu-shared-with-2-busy-loops"])
+async def test_a_burst_of_ten_thousand_reads_degrades_instead_of_collapsing(
+    server: RedisServer, spinners: int, tmp_path: Path
+) -> None:
+    config = sessions(secret_key=SECRET, redis_url=server.url, key_prefix=new_prefix())
+    app = config(asgi_app)
+    devices = [await Device.login(app, f"burst-{i}") for i in range(USERS)]
+    client = config.redis.async_()
+    assert isinstance(client, MultiplexedRedis)
+    admin = server.client()
+    opened = int(admin.info("stats")["total_connections_received"])
+    with busy_processes(spinners, tmp_path):
+        replies = await asyncio.wait_for(
+            asyncio.gather(*(call(app, "/read", devices[i % USERS].cookie) for i in range(BURST))),
+            TEST_BOUND,
+        )
+    statuses = [status for status, _, _ in replies]
+    assert set(statuses) <= {200, 503}
+    for index, (status, body, _) in enumerate(replies):
+        if status == 200:
+            assert body["user"] == devices[index % USERS].user
+    assert statuses.count(503) <= BURST // 100, "at most 1% refused"
+    assert client.connections_opened == 1, "the shared connection was never reset"
+    assert int(admin.info("stats")["total_connections_received"]) == opened
+    admin.close()
+    await config.aclose()
+
+
+async def test_connections_killed_by_redis_cost_no_read(server: RedisServer) -> None:
+    config = sessions(
+        secret_key=SECRET, redis_url=server.url, redis_timeout=0.5, key_prefix=new_prefix()
+    )
+    app = config(asgi_app)
+    devices = [await Device.login(app, f"kill-{i}") for i in range(DEVICES)]
+    writers = devices[::3]  # every third device writes, the others read
+    client = config.redis.async_()
+    assert isinstance(client, MultiplexedRedis)
+    reads: list[int] = []
+    done = [0] * DEVICES  # requests each device completed
+    stop = asyncio.Event()
+
+    async def browse(index: int, device: Device) -> None:
+        while not stop.is_set():
+            if device in writers:
+                await device.write(app)
+            else:
+                status, body, _ = await call(app, "/read", device.cookie)
+                assert status in (200, 503)
+                if status == 200:
+                    assert body["user"] == device.user
+                reads.append(status)
+            done[index] += 1
+            await asyncio.sleep(0)
+
+    load = asyncio.ensure_future(
+        asyncio.gather(*(browse(i, device) for i, device in enumerate(devices)))
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TEST_BOUND
+    with server.client() as admin:
+        for _ in range(KILLS):
+            before = list(done)
+            killed = admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            assert int(killed) >= 1
+            # Every device went through a request begun after the kill before the next:
+            # a read caught by this kill meets no other.
+            while any(now <= then + 1 for now, then in zip(done, before, strict=True)):
+                assert loop.time() < deadline and not load.done()
+                await asyncio.sleep(0.001)
+    stop.set()
+    await asyncio.wait_for(load, TEST_BOUND)
+    assert client.connections_opened > KILLS // 2, "the kills reached the app's connection"
+    assert reads.count(503) == 0 and len(reads) > KILLS * 10
+    for device in writers:
+        await device.check_kept(app)
+    await config.aclose()
+
+
+@pytest.fixture
+async def durable_app() -> AsyncIterator[tuple[RedisServer, Any, MultiplexedRedis]]:
+    group, durable = standalone(["--appendonly", "yes", "--appendfsync", "always"])
+    config = sessions(
+        secret_key=SECRET, redis_url=durable.url, redis_timeout=2.0, key_prefix=new_prefix()
+    )
+    client = config.redis.async_()
+    assert isinstance(client, MultiplexedRedis)
+    try:
+        yield durable, config(asgi_app), client
+    finally:
+        await config.aclose()
+        group.stop()
+
+
+async def test_after_a_restart_the_first_request_reconnects_at_once(
+    durable_app: tuple[RedisServer, Any, MultiplexedRedis],
+) -> None:
+    durable, app, client = durable_app
+    devices = [await Device.login(app, f"restart-{i}") for i in range(12)]
+    durable.kill()
+
+    async def in_the_outage(device: Device) -> list[int]:
+        statuses = []
+        for _ in range(8):  # enough failed attempts for any backoff to reach its longest
+            statuses.append((await call(app, "/read", device.cookie))[0])
+            await asyncio.sleep(0.1)
+        return statuses
+
+    outage = await asyncio.wait_for(
+        asyncio.gather(*(in_the_outage(device) for device in devices)), TEST_BOUND
+    )
+    assert {status for statuses in outage for status in statuses} == {503}
+    await asyncio.to_thread(durable.start)  # returns once Redis answers PING
+    await asyncio.sleep(2 * multiplexed.RECONNECT_FLOOR)  # no attempt is that recent
+
+    first = asyncio.ensure_future(call(app, "/read", devices[0].cookie))
+    for _ in range(20):  # a few turns of the loop: no timer can have fired
+        await asyncio.sleep(0)
+    with durable.client() as witness:  # a connection opened after those turns
+        witness_id = int(witness.execute_command("CLIENT", "ID"))
+        status, body, _ = await asyncio.wait_for(first, TEST_BOUND)
+        assert status == 200 and body["user"] == devices[0].user
+        app_id = int(await client.execute_command("CLIENT", "ID"))
+    assert app_id < witness_id, "the request connected at once, not after a backoff"
+
+    # Every device is served on its first request, none waits or gets the 503.
+    statuses = await asyncio.wait_for(
+        asyncio.gather(*(device.write(app) for device in devices)), TEST_BOUND
+    )
+    assert statuses == [200] * len(devices)
+    assert client.connections_opened == 2
