@@ -11,14 +11,17 @@ import asyncio
 import contextlib
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from session_middleware import sessions
 from session_middleware._redis import multiplexed
+from session_middleware._redis.clients import RedisClients
 from session_middleware._redis.multiplexed import MultiplexedRedis
 
 from .support import SECRET, new_prefix
@@ -183,3 +186,51 @@ async def test_after_a_restart_the_first_request_reconnects_at_once(
     )
     assert statuses == [200] * len(devices)
     assert client.connections_opened == 2
+
+
+def multiplexed_of(clients: RedisClients) -> MultiplexedRedis:
+    client = clients.async_()
+    assert isinstance(client, MultiplexedRedis)
+    return client
+
+
+async def test_a_late_event_loop_is_not_a_dead_redis(server: RedisServer) -> None:
+    clients = RedisClients(url=server.url, client=None, timeout=0.2)
+    client = multiplexed_of(clients)
+    value = b"v" * 1000  # 2 MB of replies: more than the loop reads from a socket at once
+    await client.execute_command("SET", "late", value)
+    reads = [asyncio.ensure_future(client.run([("GET", "late")])) for _ in range(2000)]
+    for _ in range(3):  # the reads are written
+        await asyncio.sleep(0)
+    time.sleep(1.0)  # the loop is held five deadlines long; Redis answers meanwhile
+    replies = await asyncio.wait_for(asyncio.gather(*reads), TEST_BOUND)
+    assert replies == [[value]] * 2000, "the replies that came are delivered"
+    assert client.connections_opened == 1
+    await clients.aclose()
+
+
+async def test_a_deadline_fails_its_own_request_not_the_connection(server: RedisServer) -> None:
+    clients = RedisClients(url=server.url, client=None, timeout=0.5)
+    client = multiplexed_of(clients)
+    await client.execute_command("SET", "slow", "v")
+    # Blocking pops hold this connection alone: Redis answers the first after 0.25 s (so
+    # it is never silent for the whole 0.5 s), the second at 1 s, past its deadline and
+    # past that of the GET behind it.
+    first = asyncio.ensure_future(client.run([("BLPOP", "nothing", "0.25")]))
+    second = asyncio.ensure_future(client.run([("BLPOP", "nothing", "0.75")]))
+    behind = asyncio.ensure_future(client.run([("GET", "slow")]))
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(first, second, behind, return_exceptions=True), TEST_BOUND
+    )
+    assert outcomes[0] == [None]
+    assert isinstance(outcomes[1], redis.TimeoutError)
+    assert isinstance(outcomes[2], redis.TimeoutError)
+    # The connection stays: their replies are read and dropped, the next request served.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TEST_BOUND
+    while client.in_flight:
+        assert loop.time() < deadline, "the late replies never came"
+        await asyncio.sleep(0.01)
+    assert await asyncio.wait_for(client.run([("GET", "slow")]), TEST_BOUND) == [b"v"]
+    assert client.connections_opened == 1
+    await clients.aclose()
