@@ -8,11 +8,8 @@ first; never wall time."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +23,8 @@ from session_middleware._redis.multiplexed import MultiplexedRedis
 
 from .support import SECRET, new_prefix
 from .support.apps import asgi_app
-from .support.redis_servers import RedisServer, server, spawn, standalone
+from .support.busy import busy_processes
+from .support.redis_servers import RedisServer, server, standalone
 from .test_multiplexed import Device, call
 
 __all__ = ["server"]  # the fixture
@@ -38,22 +36,6 @@ USERS = 100
 TEST_BOUND = 120.0  # a hang fails the test instead of blocking the run
 KILLS = 40
 DEVICES = 24
-
-
-@contextlib.contextmanager
-def busy_processes(count: int, directory: Path) -> Iterator[None]:
-    """`count` processes spinning on the CPU for the `with` block."""
-    spinners = [
-        spawn([sys.executable, "-c", "while True: pass"], directory / f"spin{i}.log")
-        for i in range(count)
-    ]
-    try:
-        yield
-    finally:
-        for spinner in spinners:
-            spinner.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                spinner.wait(timeout=10)
 
 
 @pytest.mark.parametrize("spinners", [0, 2], ids=["alone", "cpu-shared-with-2-busy-loops"])
