@@ -216,3 +216,24 @@ async def test_a_deadline_fails_its_own_request_not_the_connection(server: Redis
     assert await asyncio.wait_for(client.run([("GET", "slow")]), TEST_BOUND) == [b"v"]
     assert client.connections_opened == 1
     await clients.aclose()
+
+
+async def test_a_command_never_written_is_sent_again_and_a_written_write_is_not(
+    server: RedisServer,
+) -> None:
+    clients = RedisClients(url=server.url, client=None, timeout=5.0)
+    client = multiplexed_of(clients)
+    await client.execute_command("SET", "n", "0")
+    written = asyncio.ensure_future(client.run([("INCR", "n")]))  # written at once
+    buffered = asyncio.ensure_future(client.run([("INCR", "n")]))  # with this turn's others
+    await asyncio.sleep(0)  # both issued; the second waits for the end of the loop turn
+    wire = client._wire
+    assert wire is not None
+    wire.fail(redis.ConnectionError("the connection is closed"))  # as a moved master is
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(written, buffered, return_exceptions=True), TEST_BOUND
+    )
+    assert isinstance(outcomes[0], redis.ConnectionError), "it may have been applied"
+    assert outcomes[1] in ([1], [2]), "sent again, once, on a new connection"
+    assert client.connections_opened == 2
+    await clients.aclose()

@@ -164,8 +164,6 @@ class _Wire(asyncio.Protocol):
             self._transport.write(b"".join(packed))
             self._arm()
         else:  # written with the rest of this loop turn's commands
-            if idle:
-                self._heard = loop.time()
             batch = _Batch(future, commands, float("inf"), False)
             self._pending.append(batch)
             if not out:
@@ -348,7 +346,7 @@ class MultiplexedRedis:
 
     @property
     def in_flight(self) -> int:
-        """Commands written on the current connection and not answered yet."""
+        """Commands issued on the current connection and not answered yet."""
         return 0 if self._wire is None else self._wire.in_flight
 
     async def run(self, commands: Sequence[Command]) -> list[Any]:
