@@ -67,9 +67,7 @@ async def test_a_burst_of_ten_thousand_reads_degrades_instead_of_collapsing(
 
 
 async def test_connections_killed_by_redis_cost_no_read(server: RedisServer) -> None:
-    config = sessions(
-        secret_key=SECRET, redis_url=server.url, redis_timeout=0.5, key_prefix=new_prefix()
-    )
+    config = sessions(secret_key=SECRET, redis_url=server.url, key_prefix=new_prefix())
     app = config(asgi_app)
     devices = [await Device.login(app, f"kill-{i}") for i in range(DEVICES)]
     writers = devices[::3]  # every third device writes, the others read
@@ -192,14 +190,14 @@ async def test_a_late_event_loop_is_not_a_dead_redis(server: RedisServer) -> Non
 
 
 async def test_a_deadline_fails_its_own_request_not_the_connection(server: RedisServer) -> None:
-    clients = RedisClients(url=server.url, client=None, timeout=0.5)
+    clients = RedisClients(url=server.url, client=None, timeout=1.0)
     client = multiplexed_of(clients)
     await client.execute_command("SET", "slow", "v")
     # Blocking pops hold this connection alone: Redis answers the first after 0.25 s (so
-    # it is never silent for the whole 0.5 s), the second at 1 s, past its deadline and
+    # it is never silent for the whole 1 s), the second 1.5 s later, past its deadline and
     # past that of the GET behind it.
     first = asyncio.ensure_future(client.run([("BLPOP", "nothing", "0.25")]))
-    second = asyncio.ensure_future(client.run([("BLPOP", "nothing", "0.75")]))
+    second = asyncio.ensure_future(client.run([("BLPOP", "nothing", "1.5")]))
     behind = asyncio.ensure_future(client.run([("GET", "slow")]))
     outcomes = await asyncio.wait_for(
         asyncio.gather(first, second, behind, return_exceptions=True), TEST_BOUND
