@@ -202,9 +202,12 @@ class _Wire(asyncio.Protocol):
         """A command's deadline passed: judge it once the loop has read the socket again
         (a loop running late has replies waiting there unread)."""
         self._watchdog = None
-        if self.lost is None:
-            self._reads_judged = self._reads
-            self._watchdog = self._loop.call_later(POLL_GRACE, self._judge)
+        if self.lost is not None:
+            return
+        if self._overdue >= len(self._pending):  # every command was answered meanwhile
+            return
+        self._reads_judged = self._reads
+        self._watchdog = self._loop.call_later(POLL_GRACE, self._judge)
 
     def _judge(self) -> None:
         self._watchdog = None
