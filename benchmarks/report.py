@@ -735,6 +735,79 @@ def window(section: dict[str, Any]) -> list[str]:
     return out
 
 
+def faults(section: dict[str, Any]) -> list[str]:
+    """The burst, CLIENT KILL and restart figures (benchmarks/faults.py)."""
+    bursts = [
+        [
+            burst["connection"],
+            str(burst["busy_processes"]),
+            f"{burst['refused']} of {burst['requests']}",
+            str(burst["reconnects"]) if burst["connection"] == "multiplexed" else "-",
+            f"{burst['seconds']:.1f}",
+        ]
+        for burst in section["bursts"]
+    ]
+    kills = [
+        [
+            kill["connection"],
+            str(kill["kills"]),
+            f"{kill['reads_refused']} of {kill['reads']}",
+            f"{kill['writes_refused']} of {kill['writes']}",
+        ]
+        for kill in section["kills"]
+    ]
+
+    def spread(values: list[float]) -> str:
+        if not values:
+            return "-"
+        return f"{percentile(values, 0.5):.0f} / {max(values):.0f}"
+
+    recoveries = [
+        [
+            recovery["connection"],
+            f"{recovery['pause']:g} s",
+            spread(recovery["served_again_ms"]),
+            spread(recovery["first_request_ms"]),
+            spread(recovery["refused_ms"]),
+            str(recovery["refused_after_ping"]),
+        ]
+        for recovery in section["recoveries"]
+    ]
+    return [
+        "## Faults: a burst, dropped connections, a restart",
+        "",
+        "Each case on a redis-server of its own, one worker's event loop, requests driven "
+        "in-process (benchmarks/faults.py). A burst: concurrent logged-in reads of 100 users, "
+        "all at once, with 0 or 2 processes spinning on the CPU meanwhile; reconnects: how "
+        "often the shared connection was opened again.",
+        "",
+        *_table(["connection", "busy processes", "503s", "reconnects", "seconds"], bursts),
+        "",
+        "`CLIENT KILL TYPE normal` of the app's connections under load (24 devices, every third "
+        "one writing), the next kill once every device went through a request begun after "
+        "the last:",
+        "",
+        *_table(["connection", "kills", "reads refused", "writes refused"], kills),
+        "",
+        "Redis killed under load (24 devices, pausing between requests as shown) and started "
+        "again: ms from Redis answering PING (polled every ms) to each device's first 200, "
+        "how long a device's first request begun after PING took, how long each 503 of the "
+        "outage took, and 503s to requests begun after PING (median / max).",
+        "",
+        *_table(
+            [
+                "connection",
+                "pause",
+                "served again, ms",
+                "first request after PING, ms",
+                "a 503 in the outage, ms",
+                "503s after PING",
+            ],
+            recoveries,
+        ),
+    ]
+
+
 def memory(usages: list[dict[str, Any]], cookies: dict[str, int]) -> list[str]:
     out = [
         "## Redis memory per session (one login)",
@@ -887,4 +960,6 @@ def render(results: dict[str, Any]) -> str:
         out += [*window(results["window"]), ""]
     if results.get("scale"):
         out += [*scale(results["scale"]), ""]
+    if results.get("faults"):
+        out += [*faults(results["faults"]), ""]
     return "\n".join(out)

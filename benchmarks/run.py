@@ -15,6 +15,7 @@ from typing import Any
 from . import (
     contention,
     endtoend,
+    faults,
     inprocess,
     instructions,
     memory,
@@ -28,7 +29,16 @@ from .scenarios import INVALIDATE, REQUESTS
 from .settings import MODES, delete_prefix, new_prefix, with_overrides
 from .variants import ORDER, available
 
-PARTS = ("inprocess", "instructions", "endtoend", "contention", "memory", "window", "scale")
+PARTS = (
+    "inprocess",
+    "instructions",
+    "endtoend",
+    "contention",
+    "memory",
+    "window",
+    "scale",
+    "faults",
+)
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"  # the summaries the README quotes (committed)
 RUNS = HERE / "runs"  # raw figures, profiles and quick runs (ignored by git)
@@ -177,6 +187,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> Path:
             log("invalidation at scale...")
             sizes = asyncio.run(scale.measure(mode, prefix, log))
             results["scale"] = [asdict(size) for size in sizes]
+        if "faults" in args.only:
+            log("a burst, dropped connections and a restart, on redis-servers of their own...")
+            results["faults"] = asdict(faults.measure(mode, log))
     finally:
         _tidy(prefix)
         if "ours-sql" in variants:

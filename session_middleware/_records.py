@@ -9,6 +9,12 @@ JSON. Reserved one-letter fields hold the metadata::
     u  the user id (JSON), if any   e  the user's epoch      m  device info (JSON)
 
 With a cipher, the user id, the device info and every value are encrypted one by one.
+
+Two adjacent releases serve the same records at once, in both directions: a metadata
+field this release does not know (one a later release added) is kept as stored, ignored,
+and written again wherever this release writes the whole record (a rotation); and a
+release adds a field only with a default, so a record without it (from the previous
+release) reads as before.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict)
     # Each data key's JSON as stored (decrypted): what a write compares against.
     stored: Mapping[str, str] = field(default_factory=dict)
+    # Metadata fields of a later release, as stored: kept, never read.
+    unknown: Mapping[str, str] = field(default_factory=dict)
 
 
 class Cipher(Protocol):
@@ -169,6 +177,8 @@ class FieldCodec:
         for key, value in record.data.items():
             field = DATA_PREFIX + key
             pairs += (field, self.seal(checked_json(key, value), field))
+        for name, value in record.unknown.items():
+            pairs += (name, value)
         return pairs
 
 
@@ -207,6 +217,7 @@ def decode(
     if len(flat) % 2:
         raise CorruptRecord("not a record")
     meta: dict[str, str] = {}
+    unknown: dict[str, str] = {}
     stored: dict[str, str] = {}
     data: dict[str, Any] = {}
     size = 0
@@ -221,8 +232,8 @@ def decode(
             deep = deep or text.count("[") + text.count("{") >= MAX_NESTING
         elif name in _META:
             meta[name] = value
-        else:
-            raise CorruptRecord("an unknown field")
+        else:  # a later release's metadata: kept as it is
+            unknown[name] = value
     if max_bytes is not None and size > max_bytes:
         raise CorruptRecord(f"larger than max_session_bytes ({size} bytes)")
     if deep:
@@ -242,7 +253,8 @@ def decode(
     epoch = meta.get(EPOCH)
     if (user_id is not None or epoch is not None) and not valid_epoch(epoch):
         raise CorruptRecord("bad epoch")
-    return Record(data, created, expires, refreshed, user_id, epoch, extra, stored), deep
+    record = Record(data, created, expires, refreshed, user_id, epoch, extra, stored, unknown)
+    return record, deep
 
 
 def _size(item: Any) -> int:
@@ -342,6 +354,7 @@ class RecordReader:
                     marshal.dumps(record.data, MARSHAL_VERSION),
                     marshal.dumps(record.extra, MARSHAL_VERSION),
                     record.stored,
+                    record.unknown,
                 )
                 if len(self._known) > self.max_entries:
                     self._known.popitem(last=False)
@@ -351,7 +364,15 @@ class RecordReader:
         data, extra = marshal.loads(known.data), marshal.loads(known.extra)  # noqa: S302
         created, expires, refreshed = known.times
         return Record(
-            data, created, expires, refreshed, known.user_id, known.epoch, extra, known.stored
+            data,
+            created,
+            expires,
+            refreshed,
+            known.user_id,
+            known.epoch,
+            extra,
+            known.stored,
+            known.unknown,
         )
 
 
@@ -362,3 +383,4 @@ class _Known(NamedTuple):
     data: bytes  # marshalled
     extra: bytes  # marshalled
     stored: Mapping[str, str]  # never changed after decoding: shared by every read
+    unknown: Mapping[str, str]  # the same

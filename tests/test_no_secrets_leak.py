@@ -134,7 +134,7 @@ async def asgi_lifecycle(key_prefix: str, secrets: Secrets) -> None:
         },  # not JSON
         {"d:k": f'"{secrets.datum()}"'},  # no timestamps
         {**stamps, "d:k": secrets.datum()},  # not a Fernet token
-        {**stamps, secrets.datum(): "1"},  # an unknown field, named by a secret
+        {**stamps, secrets.datum(): "1", "x": "nan"},  # a field named by a secret
         secrets.datum(),  # a string key, not a hash
     ]
     for planted in garbage:

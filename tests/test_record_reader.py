@@ -79,12 +79,20 @@ def test_each_read_owns_its_record(decodes: list[tuple[Any, ...]]) -> None:
     assert len(decodes) == 1
 
 
+def test_a_later_releases_field_is_kept_on_every_read(decodes: list[tuple[Any, ...]]) -> None:
+    reader = RecordReader(None)
+    flat = [b"c", b"0", b"x", b"1", b"r", b"0", b"z", b'{"later":1}', b"d:a", b"1"]
+    first, second = reader.read(flat), reader.read(flat)
+    assert first.unknown == second.unknown == {"z": '{"later":1}'}
+    assert second.data == {"a": 1} and len(decodes) == 1
+
+
 @pytest.mark.parametrize(
     "flat",
     [
         pytest.param([b"c", b"1e999", b"x", b"0", b"r", b"0"], id="timestamp-out-of-range"),
         pytest.param([b"c", b"0", b"x", b"1", b"r", b"0", b"d:n", b"NaN"], id="nan"),
-        pytest.param([b"c", b"0", b"x", b"1", b"r", b"0", b"o", b"1"], id="unknown-field"),
+        pytest.param([b"c", b"0", b"x", b"1", b"r", b"0", b"o", b"\xff"], id="field-not-utf8"),
         pytest.param([b"c", b"0", b"x", b"1", b"r", b"0", b"u", b'"a"'], id="user-no-epoch"),
         pytest.param([b"c", b"0", b"x", b"1"], id="missing-refreshed"),
     ],

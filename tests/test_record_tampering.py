@@ -566,7 +566,6 @@ def test_a_record_moved_under_another_users_cookie_is_refused(
         pytest.param(*anonymous_edit({"x": "nan"}), id="nan-time"),
         pytest.param(*anonymous_edit({"r": "-1"}), id="negative-time"),
         pytest.param(*anonymous_edit({}, ("x",)), id="missing-expiry"),
-        pytest.param(*anonymous_edit({"o": "1"}), id="unknown-field"),
         pytest.param(*anonymous_edit({"m": "[]"}), id="device-info-not-an-object"),
         pytest.param(*logged_in_edit({"u": '""'}), id="empty-user-id"),
         pytest.param(*logged_in_edit({"u": '"' + "a" * 300 + '"'}), id="long-user"),

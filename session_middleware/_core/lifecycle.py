@@ -457,6 +457,8 @@ class Core:
         if epoch is None:
             return (yield from self._refuse(commands, depends, opened))
         new_record = self._new_record(session, now, user_id)
+        if rotating and record is not None:
+            new_record.unknown = record.unknown  # a later release's metadata moves with it
         if self.track_devices and opened.client_info is not None:
             user_agent, ip = opened.client_info()
             new_record.extra = {"ua": (user_agent or "")[:MAX_USER_AGENT] or None, "ip": ip}

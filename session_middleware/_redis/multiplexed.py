@@ -6,14 +6,26 @@ their callers in FIFO order. A redis-py connection does the handshake (TLS, a un
 AUTH with an ACL user, SELECT, Sentinel's master discovery), then its transport is handed
 to `_Wire`, an asyncio.Protocol with no per-command coroutine, lock or timer.
 
-Failures: a command unanswered `timeout` seconds after it was issued resets the connection
-and fails every command still waiting with a TimeoutError; a lost connection fails them
-with a ConnectionError (both the fail-closed 503). The next command connects again; after
-a failed attempt the next one waits a backoff that doubles up to MAX_BACKOFF (and half the
-timeout); commands issued meanwhile wait for it, or fail at once if it comes after their
-deadline. A caller cancelled while its command is on the wire leaves
-its place in the FIFO, and its reply is read and dropped. At most MAX_IN_FLIGHT commands
-wait for replies; more wait for room, at most until their deadline.
+Failures (each the fail-closed 503 of its own caller):
+
+- Deadlines are judged on what Redis said, not on how late the event loop is: when a
+  command's `timeout` has passed since it was written, the watchdog first lets the loop
+  read the socket once more, and keeps waiting while replies are still coming in (a burst
+  the loop is working through). Only when a read finds nothing does a command past its
+  deadline fail, alone, with a TimeoutError; its reply, if it ever comes, is read and
+  dropped. The connection is reset only when Redis has said nothing at all for `timeout`
+  while commands wait.
+- A lost connection fails what waits on it with a ConnectionError. A command never written
+  to the socket, and the read script, which changes nothing, are sent again once on a new
+  connection; a write that may have been applied stays failed.
+- The next command connects again; after a failed attempt, a command arriving within
+  RECONNECT_FLOOR of it waits for the floor's end and tries again (fails at once if its
+  deadline comes first).
+- At most MAX_IN_FLIGHT commands wait for replies; a caller that would go past it is
+  refused at once (admission control), so a burst degrades instead of collapsing.
+
+A caller cancelled while its command is on the wire leaves its place in the FIFO, and
+its reply is read and dropped.
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -32,11 +45,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, NoScriptError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .lua_scripts import READ
 from .round_trip import Command, by_sha, raised
 
-MAX_IN_FLIGHT = 1024  # commands written and not answered yet, per connection
-FIRST_BACKOFF = 0.05  # seconds before the next connection attempt after a failed one
-MAX_BACKOFF = 1.0  # and at most half of the timeout, so that a caller can wait for it
+MAX_IN_FLIGHT = 16_384  # commands issued and not answered yet, per connection
+RECONNECT_FLOOR = 0.05  # seconds between connection attempts, at least
+POLL_GRACE = 0.001  # a deadline is judged after the loop has read the socket once more
 
 # What redis-py's client makes of a command's raw reply (SET -> True, PEXPIRE -> bool...),
 # so that both clients hand the core the same values.
@@ -45,6 +59,8 @@ _CALLBACKS: dict[Any, Any] = {
 }
 _CALLBACKS.update(EVAL=None, EVALSHA=None)  # the hot path's commands: found at once
 _UNKNOWN = object()
+# Commands that change nothing: sent again on a new connection when theirs dies.
+_READ_ONLY = frozenset(("GET", "MGET", "HGETALL", "EXISTS", "PING"))
 
 Connector = Callable[[], Any]  # makes an unconnected redis.asyncio Connection
 
@@ -59,17 +75,35 @@ def _forked() -> None:
 os.register_at_fork(after_in_child=_forked)
 
 
+class Dropped(RedisConnectionError):
+    """The connection died before a command's reply came; `written`: the command had been
+    written to the socket, so Redis may have run it."""
+
+    def __init__(self, message: str, written: bool) -> None:
+        super().__init__(message)
+        self.written = written
+
+
+class Overloaded(RedisConnectionError):
+    """Refused at once: MAX_IN_FLIGHT commands already wait for Redis on the connection."""
+
+
 class _Batch:
     """The commands of one caller, and the replies come so far."""
 
-    __slots__ = ("commands", "deadline", "future", "replies")
+    __slots__ = ("commands", "deadline", "future", "replies", "written")
 
     def __init__(
-        self, future: asyncio.Future[list[Any]], commands: Sequence[Command], deadline: float
+        self,
+        future: asyncio.Future[list[Any]],
+        commands: Sequence[Command],
+        deadline: float,
+        written: bool,
     ) -> None:
         self.future = future
         self.commands = commands
-        self.deadline = deadline
+        self.deadline = deadline  # `timeout` after it was written; inf until then
+        self.written = written
         self.replies: list[Any] = []
 
 
@@ -96,8 +130,12 @@ class _Wire(asyncio.Protocol):
         self._pending: collections.deque[_Batch] = collections.deque()
         self.in_flight = 0
         self._out: list[bytes] = []
+        self._unwritten: list[_Batch] = []  # whose commands wait in _out
         self._watchdog: asyncio.TimerHandle | None = None
-        self._room: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._overdue = 0  # the first batches of _pending, failed at their deadline
+        self._heard = loop.time()  # bytes last read, or the connection last became busy
+        self._reads = 0  # data_received calls so far
+        self._reads_judged = 0
         self.lost: Exception | None = None
         self.streams: tuple[Any, Any] | None = None
 
@@ -113,60 +151,91 @@ class _Wire(asyncio.Protocol):
         packed = [hiredis.pack_command(command) for command in commands]
         loop = self._loop
         future: asyncio.Future[list[Any]] = loop.create_future()
-        timeout = self._timeout
-        deadline = float("inf") if timeout is None else loop.time() + timeout
         idle = not self._pending
-        self._pending.append(_Batch(future, commands, deadline))
-        self.in_flight += len(commands)
         out = self._out
+        self.in_flight += len(commands)
         if idle and not out:  # no reply awaited, nothing buffered: write at once
+            now = loop.time()
+            self._heard = now
+            timeout = self._timeout
+            deadline = float("inf") if timeout is None else now + timeout
+            self._pending.append(_Batch(future, commands, deadline, True))
             self._transport.write(b"".join(packed))
+            self._arm()
         else:  # written with the rest of this loop turn's commands
+            batch = _Batch(future, commands, float("inf"), False)
+            self._pending.append(batch)
             if not out:
                 loop.call_soon(self._flush)
             out.extend(packed)
-        if self._watchdog is None and timeout is not None:
-            self._watchdog = loop.call_at(deadline, self._check_deadline)
+            self._unwritten.append(batch)
         return future
 
     def _flush(self) -> None:
         out, self._out = self._out, []
-        if self.lost is None and out:
-            self._transport.write(b"".join(out))
-
-    def _check_deadline(self) -> None:
-        self._watchdog = None
-        if not self._pending or self.lost is not None:
+        written, self._unwritten = self._unwritten, []
+        if self.lost is not None or not out:
             return
-        head = self._pending[0].deadline
-        if self._loop.time() >= head:
-            self.fail(RedisTimeoutError(f"no reply from Redis within {self._timeout} s"))
+        self._transport.write(b"".join(out))
+        if self._timeout is not None:
+            deadline = self._loop.time() + self._timeout
+            for batch in written:
+                batch.written = True
+                batch.deadline = deadline
         else:
-            self._watchdog = self._loop.call_at(head, self._check_deadline)
+            for batch in written:
+                batch.written = True
+        self._arm()
 
-    async def wait_for_room(self, count: int, deadline: float) -> None:
-        """Wait until `count` more commands may be written, at most until `deadline`."""
-        while self.lost is None and not self.has_room(count):
-            left = deadline - self._loop.time()
-            if left <= 0:
-                raise RedisConnectionError(
-                    f"{MAX_IN_FLIGHT} commands stayed unanswered on the Redis connection"
-                )
-            waiter: asyncio.Future[None] = self._loop.create_future()
-            self._room.append(waiter)
-            try:
-                await asyncio.wait((waiter,), timeout=left)
-            finally:
-                if not waiter.done():
-                    waiter.cancel()
-                    with contextlib.suppress(ValueError):
-                        self._room.remove(waiter)
+    # -- deadlines ------------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        """Set the watchdog for the first deadline still to come, unless it is set."""
+        if self._watchdog is not None or self._overdue >= len(self._pending):
+            return
+        deadline = self._pending[self._overdue].deadline
+        if deadline != float("inf"):
+            self._watchdog = self._loop.call_at(deadline, self._deadline_passed)
+
+    def _deadline_passed(self) -> None:
+        """A command's deadline passed: judge it once the loop has read the socket again
+        (a loop running late has replies waiting there unread)."""
+        self._watchdog = None
         if self.lost is not None:
-            raise self.lost
+            return
+        if self._overdue >= len(self._pending):  # every command was answered meanwhile
+            return
+        self._reads_judged = self._reads
+        self._watchdog = self._loop.call_later(POLL_GRACE, self._judge)
+
+    def _judge(self) -> None:
+        self._watchdog = None
+        if self.lost is not None:
+            return
+        if self._reads != self._reads_judged:  # replies still coming in: read them first
+            self._reads_judged = self._reads
+            self._watchdog = self._loop.call_later(POLL_GRACE, self._judge)
+            return
+        now = self._loop.time()
+        assert self._timeout is not None
+        if self._pending and now - self._heard >= self._timeout:
+            self.fail(RedisTimeoutError(f"Redis said nothing for {self._timeout} s"))
+            return
+        for batch in itertools.islice(self._pending, self._overdue, None):
+            if batch.deadline > now:
+                break
+            self._overdue += 1
+            if not batch.future.done():  # its reply, if it comes, is read and dropped
+                batch.future.set_exception(
+                    RedisTimeoutError(f"no reply from Redis within {self._timeout} s")
+                )
+        self._arm()
 
     # -- receiving ----------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        self._heard = self._loop.time()
+        self._reads += 1
         reader = self._reader
         reader.feed(data)
         pending = self._pending
@@ -181,6 +250,8 @@ class _Wire(asyncio.Protocol):
                 replies.append(reply)
                 if len(replies) == len(batch.commands):
                     pending.popleft()
+                    if self._overdue:
+                        self._overdue -= 1
                     self.in_flight -= len(replies)
                     demoted = _as_redis_py_gives(batch.commands, replies) or demoted
                     if not batch.future.done():  # else its caller was cancelled
@@ -190,13 +261,6 @@ class _Wire(asyncio.Protocol):
             return
         if demoted:  # a master that became a replica: connect again, asking Sentinel
             self.fail(RedisConnectionError("the Redis master became a replica"))
-            return
-        room = MAX_IN_FLIGHT - self.in_flight
-        while self._room and room > 0:
-            waiter = self._room.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                room -= 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(RedisConnectionError(f"connection to Redis lost: {exc!r}"))
@@ -210,12 +274,28 @@ class _Wire(asyncio.Protocol):
         if self._watchdog is not None:
             self._watchdog.cancel()
         pending, self._pending = self._pending, collections.deque()
+        dropped = isinstance(error, RedisConnectionError)
         for batch in pending:
             if not batch.future.done():  # an exception each: tracebacks must not pile up
-                batch.future.set_exception(type(error)(*error.args))
-        for waiter in self._room:
-            if not waiter.done():
-                waiter.set_result(None)
+                batch.future.set_exception(
+                    Dropped(str(error), batch.written) if dropped else type(error)(*error.args)
+                )
+
+
+def _admitted(wire: _Wire, commands: Sequence[Command]) -> _Wire:
+    if not wire.has_room(len(commands)):
+        raise Overloaded(
+            f"{MAX_IN_FLIGHT} commands already wait for Redis on this connection; refused at once"
+        )
+    return wire
+
+
+def _read_only(command: Command) -> bool:
+    """Whether a command changes nothing in Redis: the read script, or a plain read."""
+    name = str(command[0]).upper()
+    if name == "EVAL":
+        return bool(command[1] == READ)
+    return name in _READ_ONLY
 
 
 def _as_redis_py_gives(commands: Sequence[Command], replies: list[Any]) -> bool:
@@ -259,14 +339,13 @@ class MultiplexedRedis:
         self._connecting: asyncio.Future[_Wire] | None = None
         self._connect_task: asyncio.Task[None] | None = None
         self._forks = _forks
-        self._backoff = 0.0
         self._retry_at = 0.0
         self._closed = False
         self.connections_opened = 0
 
     @property
     def in_flight(self) -> int:
-        """Commands written on the current connection and not answered yet."""
+        """Commands issued on the current connection and not answered yet."""
         return 0 if self._wire is None else self._wire.in_flight
 
     async def run(self, commands: Sequence[Command]) -> list[Any]:
@@ -274,7 +353,13 @@ class MultiplexedRedis:
         EVAL) and return their replies, raising the first error among them."""
         if not commands:
             return []
-        replies = await self._send([by_sha(command) for command in commands])
+        sent = [by_sha(command) for command in commands]
+        try:
+            replies = await self._send(sent)
+        except Dropped as error:
+            if error.written and not all(map(_read_only, commands)):
+                raise  # a write Redis may have applied: not sent twice
+            replies = await self._send(sent)  # once more, on a new connection
         for index, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):
                 (replies[index],) = await self._send([commands[index]])
@@ -286,34 +371,21 @@ class MultiplexedRedis:
         return reply
 
     def _send(self, commands: Sequence[Command]) -> Awaitable[list[Any]]:
-        """The replies, once they came: on an open connection with room, the future the
-        wire answers, with no coroutine of its own."""
-        wire = self._wire
-        if (
-            wire is None
-            or wire.lost is not None
-            or self._forks != _forks
-            or not wire.has_room(len(commands))
-        ):
-            return self._send_when_ready(commands)
-        return wire.send(commands)
-
-    async def _send_when_ready(self, commands: Sequence[Command]) -> list[Any]:
+        """The replies, once they came: on an open connection, the future the wire
+        answers, with no coroutine of its own."""
         wire = self._wire
         if wire is None or wire.lost is not None or self._forks != _forks:
-            wire = await self._connected()
-        if not wire.has_room(len(commands)):
-            await wire.wait_for_room(len(commands), self._deadline())
-        return await wire.send(commands)
+            return self._send_when_ready(commands)
+        return _admitted(wire, commands).send(commands)
 
-    def _deadline(self) -> float:
-        now = asyncio.get_running_loop().time()
-        return float("inf") if self._timeout is None else now + self._timeout
+    async def _send_when_ready(self, commands: Sequence[Command]) -> list[Any]:
+        wire = await self._connected()
+        return await _admitted(wire, commands).send(commands)
 
     async def _connected(self) -> _Wire:
-        """The open connection, opened now if need be. After a failed attempt the next one
-        waits for the backoff; a caller waits for it too if it comes before the caller's
-        deadline, and fails at once otherwise."""
+        """The open connection, opened now if need be. An attempt is made at most once per
+        RECONNECT_FLOOR: a caller arriving sooner after a failed one waits for the floor's
+        end if it comes before the caller's deadline, and fails at once otherwise."""
         while True:
             if self._closed:
                 raise RedisConnectionError("the Redis connection was closed")
@@ -327,9 +399,7 @@ class MultiplexedRedis:
                 wait = self._retry_at - loop.time()
                 if wait > 0:
                     if self._timeout is not None and wait >= self._timeout:
-                        raise RedisConnectionError(
-                            "Redis unreachable; reconnecting after a backoff"
-                        )
+                        raise RedisConnectionError("Redis unreachable; reconnecting shortly")
                     await asyncio.sleep(wait)
                     continue
                 self._connecting = loop.create_future()
@@ -355,9 +425,7 @@ class MultiplexedRedis:
         except BaseException as error:
             with contextlib.suppress(Exception):
                 await connection.disconnect()
-            longest = MAX_BACKOFF if self._timeout is None else min(MAX_BACKOFF, self._timeout / 2)
-            self._backoff = min(longest, max(FIRST_BACKOFF, self._backoff * 2))
-            self._retry_at = loop.time() + self._backoff
+            self._retry_at = loop.time() + RECONNECT_FLOOR
             self._connecting = None
             if isinstance(error, (asyncio.TimeoutError, RedisTimeoutError)):
                 error = RedisConnectionError(f"connecting to Redis timed out: {error!r}")
@@ -367,7 +435,6 @@ class MultiplexedRedis:
             done.set_exception(error)
             done.exception()  # retrieved here: no caller may be left to await it
             return
-        self._backoff = 0.0
         self.connections_opened += 1
         self._address = (str(getattr(connection, "host", "")), int(getattr(connection, "port", 0)))
         self._wire = wire
@@ -382,7 +449,7 @@ class MultiplexedRedis:
         fails now, its commands too."""
         self._master = address
         if address is not None:  # a master to connect to: no backoff from the failover
-            self._backoff, self._retry_at = 0.0, 0.0
+            self._retry_at = 0.0
         wire = self._wire
         if wire is not None and address != self._address:
             wire.fail(RedisConnectionError("Sentinel moved the Redis master"))

@@ -158,7 +158,7 @@ def test_another_or_no_epoch_rejects_and_deletes(
         ["c", "1"],
         ["c", "x", "x", "1", "r", "1"],
         ["c", "1", "x", "9e99", "r", "1"],
-        ["c", "1", "x", "2", "r", "1", "zz", "1"],
+        ["c", "1", "x", "2", "r", "1", "u", "7"],
         ["c", "1", "x", "2", "r", "1", "d:k", "{not json"],
         ["c", "1", "x", "2", "r", "1", "d:k", '"\\ud800"'],
         ["c", "1", "x", "2", "r", "1", "d:k", "[" * 70 + "]" * 70],
@@ -172,6 +172,25 @@ def test_a_record_we_could_not_have_written_is_dropped(
     assert run.result.record is None and run.result.cookie_is_stale
     assert [c[0] for c in run.result.cleanup] == ["DEL", "ZREM"]
     assert [(e.kind, e.reason) for e in run.events] == [("rejected", "corrupt")]
+
+
+def test_a_metadata_field_of_a_later_release_is_kept_and_ignored(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    later = stored(config, {"a": 1}, "alice")
+    later.fields += ["z", '{"later":true}']
+    run = drive(config.core.open(later.header, NOW), [[encode([later.fields, EPOCH])]])
+    state = run.result
+    assert state.record is not None and run.events == [] and not state.cookie_is_stale
+    assert state.session.user_id == "alice" and dict(state.session) == {"a": 1}
+    state.session["a"] = 2
+    written = commit(config, state, [[WRITTEN]])
+    assert changed_fields(write_of(written)) == (["r", "d:a"], []), "the field is left alone"
+    state = drive(config.core.open(later.header, NOW), [[encode([later.fields, EPOCH])]]).result
+    state.session.login("alice")
+    (login,) = commit(config, state, [[[EPOCH]]]).commands
+    arguments = list(login)
+    assert arguments[arguments.index("z") + 1] == '{"later":true}', "a rotation carries it"
 
 
 def test_a_record_under_another_users_tag_is_dropped(

@@ -2,6 +2,7 @@
 talks to, the secrets, and a key prefix of each test's own.
 
     apps            tiny raw ASGI and WSGI apps, one session operation per route
+    busy            processes spinning on the CPU, for a worker on a busy machine
     counting        Redis clients that count round trips and commands
     django_native   the Django app, user model and settings of the Django tests
     freezing_proxy  a TCP proxy that freezes traffic without closing it
