@@ -1,0 +1,178 @@
+"""The devices blueprint on Flask (with Flask-Login), through httpx's WSGI transport and the
+real Redis; its POSTs behind the same-origin check, or behind Flask-WTF's CSRFProtect."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import flask
+import httpx
+import pytest
+from flask_login import LoginManager, UserMixin, login_user
+from flask_wtf.csrf import CSRFProtect, generate_csrf
+
+from session_middleware import SessionConfig
+from session_middleware.devices.flask import devices_blueprint
+from session_middleware.flask import init_app
+
+from .support.devices import CROSS_SITE_PROOFS, CURL, IPHONE_SAFARI, SAME_ORIGIN, WINDOWS_CHROME
+
+BASE = "/account/sessions"
+
+
+class User(UserMixin):
+    def __init__(self, name: str) -> None:
+        self.id = name
+
+
+def make_app(config: SessionConfig, *, csrf: bool = False) -> flask.Flask:
+    app = flask.Flask(__name__)
+    app.secret_key = "devices-flask-secret-0123456789abcdefgh"
+    init_app(app, config)
+    LoginManager(app).user_loader(User)
+    if csrf:
+        CSRFProtect(app)
+    app.register_blueprint(devices_blueprint(), url_prefix=BASE)
+
+    @app.get("/login")
+    def login() -> Any:
+        login_user(User(flask.request.args["user"]))
+        return {}
+
+    @app.get("/whoami")
+    def whoami() -> Any:
+        session: Any = flask.session
+        return {"user": session.user_id, "handle": session.handle}
+
+    @app.get("/csrf-token")
+    def csrf_token() -> Any:
+        return {"token": generate_csrf()}
+
+    return app
+
+
+class Devices:
+    def __init__(self, app: flask.Flask) -> None:
+        self.app = app
+        self.clients: list[httpx.Client] = []
+
+    def device(self, user_agent: str) -> httpx.Client:
+        transport = httpx.WSGITransport(app=self.app, remote_addr="203.0.113.9")
+        client = httpx.Client(
+            transport=transport, base_url="http://testserver", headers={"user-agent": user_agent}
+        )
+        self.clients.append(client)
+        return client
+
+    def signed_in(self, user: str, user_agent: str) -> httpx.Client:
+        client = self.device(user_agent)
+        assert client.get("/login", params={"user": user}).status_code == 200
+        return client
+
+
+@pytest.fixture
+def devices(config: SessionConfig) -> Iterator[Devices]:
+    rig = Devices(make_app(config))
+    yield rig
+    for client in rig.clients:
+        client.close()
+    config.close()
+
+
+def whoami_of(client: httpx.Client) -> dict[str, Any]:
+    answer: dict[str, Any] = client.get("/whoami").json()
+    return answer
+
+
+def test_the_list_shows_each_device_and_marks_this_one(devices: Devices) -> None:
+    phone = devices.signed_in("alice", IPHONE_SAFARI)
+    laptop = devices.signed_in("alice", WINDOWS_CHROME)
+    answer = phone.get(f"{BASE}/")
+    assert answer.status_code == 200
+    by_handle = {entry["handle"]: entry for entry in answer.json()["sessions"]}
+    phone_handle, laptop_handle = whoami_of(phone)["handle"], whoami_of(laptop)["handle"]
+    assert set(by_handle) == {phone_handle, laptop_handle}
+    assert by_handle[phone_handle]["current"] is True
+    assert by_handle[laptop_handle]["current"] is False
+    assert by_handle[phone_handle]["device"] == "Safari on iPhone"
+    assert by_handle[laptop_handle]["device"] == "Chrome on Windows"
+    assert by_handle[laptop_handle]["ip"] == "203.0.113.9"
+
+
+def test_anonymous_requests_are_refused(devices: Devices) -> None:
+    stranger = devices.device(CURL)
+    assert stranger.get(f"{BASE}/").status_code == 401
+    assert stranger.post(f"{BASE}/{'0' * 32}/revoke", headers=SAME_ORIGIN).status_code == 401
+    assert stranger.post(f"{BASE}/others/revoke", headers=SAME_ORIGIN).status_code == 401
+
+
+def test_another_users_session_is_neither_listed_nor_revocable(devices: Devices) -> None:
+    alice = devices.signed_in("alice", IPHONE_SAFARI)
+    bob = devices.signed_in("bob", WINDOWS_CHROME)
+    alice_handle = whoami_of(alice)["handle"]
+    listed = bob.get(f"{BASE}/").json()["sessions"]
+    assert [entry["handle"] for entry in listed] == [whoami_of(bob)["handle"]]
+    refused = bob.post(f"{BASE}/{alice_handle}/revoke", headers=SAME_ORIGIN)
+    assert refused.status_code == 404
+    assert refused.json() == {"error": "no such session"}
+    assert whoami_of(alice)["user"] == "alice"
+
+
+@pytest.mark.parametrize("proof", CROSS_SITE_PROOFS.values(), ids=CROSS_SITE_PROOFS.keys())
+def test_a_revoke_without_same_origin_proof_is_refused(
+    devices: Devices, proof: dict[str, str]
+) -> None:
+    phone = devices.signed_in("alice", IPHONE_SAFARI)
+    laptop = devices.signed_in("alice", WINDOWS_CHROME)
+    laptop_handle = whoami_of(laptop)["handle"]
+    assert phone.post(f"{BASE}/{laptop_handle}/revoke", headers=proof).status_code == 403
+    assert phone.post(f"{BASE}/others/revoke", headers=proof).status_code == 403
+    assert whoami_of(laptop)["user"] == "alice"
+
+
+def test_revoking_a_device_signs_it_out(devices: Devices) -> None:
+    phone = devices.signed_in("alice", IPHONE_SAFARI)
+    laptop = devices.signed_in("alice", WINDOWS_CHROME)
+    laptop_handle = whoami_of(laptop)["handle"]
+    answer = phone.post(f"{BASE}/{laptop_handle}/revoke", headers={"origin": "http://testserver"})
+    assert answer.status_code == 200
+    assert answer.json() == {"revoked": laptop_handle}
+    assert whoami_of(laptop)["user"] is None
+    assert whoami_of(phone)["user"] == "alice"
+
+
+def test_revoking_this_device_signs_it_out(devices: Devices) -> None:
+    phone = devices.signed_in("alice", IPHONE_SAFARI)
+    handle = whoami_of(phone)["handle"]
+    assert phone.post(f"{BASE}/{handle}/revoke", headers=SAME_ORIGIN).status_code == 200
+    assert whoami_of(phone)["user"] is None
+
+
+def test_signing_out_the_others_keeps_this_device(devices: Devices) -> None:
+    phone = devices.signed_in("alice", IPHONE_SAFARI)
+    laptop = devices.signed_in("alice", WINDOWS_CHROME)
+    bob = devices.signed_in("bob", CURL)
+    assert phone.post(f"{BASE}/others/revoke", headers=SAME_ORIGIN).status_code == 200
+    assert whoami_of(laptop)["user"] is None
+    assert whoami_of(phone)["user"] == "alice"
+    assert whoami_of(bob)["user"] == "bob"
+
+
+def test_with_csrf_protect_a_post_needs_its_token(config: SessionConfig) -> None:
+    rig = Devices(make_app(config, csrf=True))
+    phone = rig.signed_in("alice", IPHONE_SAFARI)
+    laptop = rig.signed_in("alice", WINDOWS_CHROME)
+    laptop_handle = whoami_of(laptop)["handle"]
+    # Same origin is not enough: CSRFProtect wants its token.
+    without = phone.post(f"{BASE}/{laptop_handle}/revoke", headers=SAME_ORIGIN)
+    assert without.status_code == 403
+    assert without.json()["error"].startswith("not sent from this site")
+    assert whoami_of(laptop)["user"] == "alice"
+    token = phone.get("/csrf-token").json()["token"]
+    answer = phone.post(f"{BASE}/{laptop_handle}/revoke", headers={"x-csrftoken": token})
+    assert answer.status_code == 200
+    assert whoami_of(laptop)["user"] is None
+    for client in rig.clients:
+        client.close()
+    config.close()
