@@ -17,7 +17,15 @@ from starlette.routing import Mount, Route
 from session_middleware import SessionConfig, get_session
 from session_middleware.devices.starlette import devices_router
 
-from .support.devices import CROSS_SITE_PROOFS, CURL, IPHONE_SAFARI, SAME_ORIGIN, WINDOWS_CHROME
+from .support.devices import (
+    CLIENT_IP,
+    CROSS_SITE_PROOFS,
+    CURL,
+    IPHONE_SAFARI,
+    SAME_ORIGIN,
+    WINDOWS_CHROME,
+    check_phone_and_laptop,
+)
 
 pytestmark = pytest.mark.anyio
 BASE = "/account/sessions"
@@ -57,7 +65,7 @@ class Devices:
         self.clients: list[httpx.AsyncClient] = []
 
     def device(self, user_agent: str) -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=self.app, client=("203.0.113.9", 4000))
+        transport = httpx.ASGITransport(app=self.app, client=(CLIENT_IP, 4000))
         client = httpx.AsyncClient(
             transport=transport, base_url="http://testserver", headers={"user-agent": user_agent}
         )
@@ -90,19 +98,9 @@ async def test_the_list_shows_each_device_and_marks_this_one(devices: Devices) -
     laptop = await devices.signed_in("alice", WINDOWS_CHROME)
     answer = await phone.get(f"{BASE}/")
     assert answer.status_code == 200
-    listed = answer.json()["sessions"]
-    by_handle = {entry["handle"]: entry for entry in listed}
     phone_handle = (await whoami_of(phone))["handle"]
     laptop_handle = (await whoami_of(laptop))["handle"]
-    assert set(by_handle) == {phone_handle, laptop_handle}
-    assert by_handle[phone_handle]["current"] is True
-    assert by_handle[laptop_handle]["current"] is False
-    assert by_handle[phone_handle]["device"] == "Safari on iPhone"
-    assert by_handle[laptop_handle]["device"] == "Chrome on Windows"
-    assert by_handle[laptop_handle]["user_agent"] == WINDOWS_CHROME
-    assert by_handle[laptop_handle]["ip"] == "203.0.113.9"
-    for entry in listed:
-        assert {"created_at", "last_seen", "expires_at"} <= entry.keys()
+    check_phone_and_laptop(answer.json(), phone_handle, laptop_handle)
 
 
 async def test_anonymous_requests_are_refused(devices: Devices) -> None:

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import flask
-import httpx
 import pytest
 from flask_login import LoginManager, UserMixin, login_user
 from flask_wtf.csrf import CSRFProtect, generate_csrf
@@ -16,7 +15,16 @@ from session_middleware import SessionConfig
 from session_middleware.devices.flask import devices_blueprint
 from session_middleware.flask import init_app
 
-from .support.devices import CROSS_SITE_PROOFS, CURL, IPHONE_SAFARI, SAME_ORIGIN, WINDOWS_CHROME
+from .support.devices import (
+    CROSS_SITE_PROOFS,
+    CURL,
+    IPHONE_SAFARI,
+    SAME_ORIGIN,
+    WINDOWS_CHROME,
+    WsgiDevices,
+    check_phone_and_laptop,
+    whoami_of,
+)
 
 BASE = "/account/sessions"
 
@@ -52,62 +60,30 @@ def make_app(config: SessionConfig, *, csrf: bool = False) -> flask.Flask:
     return app
 
 
-class Devices:
-    def __init__(self, app: flask.Flask) -> None:
-        self.app = app
-        self.clients: list[httpx.Client] = []
-
-    def device(self, user_agent: str) -> httpx.Client:
-        transport = httpx.WSGITransport(app=self.app, remote_addr="203.0.113.9")
-        client = httpx.Client(
-            transport=transport, base_url="http://testserver", headers={"user-agent": user_agent}
-        )
-        self.clients.append(client)
-        return client
-
-    def signed_in(self, user: str, user_agent: str) -> httpx.Client:
-        client = self.device(user_agent)
-        assert client.get("/login", params={"user": user}).status_code == 200
-        return client
-
-
 @pytest.fixture
-def devices(config: SessionConfig) -> Iterator[Devices]:
-    rig = Devices(make_app(config))
+def devices(config: SessionConfig) -> Iterator[WsgiDevices]:
+    rig = WsgiDevices(make_app(config))
     yield rig
-    for client in rig.clients:
-        client.close()
+    rig.close()
     config.close()
 
 
-def whoami_of(client: httpx.Client) -> dict[str, Any]:
-    answer: dict[str, Any] = client.get("/whoami").json()
-    return answer
-
-
-def test_the_list_shows_each_device_and_marks_this_one(devices: Devices) -> None:
+def test_the_list_shows_each_device_and_marks_this_one(devices: WsgiDevices) -> None:
     phone = devices.signed_in("alice", IPHONE_SAFARI)
     laptop = devices.signed_in("alice", WINDOWS_CHROME)
     answer = phone.get(f"{BASE}/")
     assert answer.status_code == 200
-    by_handle = {entry["handle"]: entry for entry in answer.json()["sessions"]}
-    phone_handle, laptop_handle = whoami_of(phone)["handle"], whoami_of(laptop)["handle"]
-    assert set(by_handle) == {phone_handle, laptop_handle}
-    assert by_handle[phone_handle]["current"] is True
-    assert by_handle[laptop_handle]["current"] is False
-    assert by_handle[phone_handle]["device"] == "Safari on iPhone"
-    assert by_handle[laptop_handle]["device"] == "Chrome on Windows"
-    assert by_handle[laptop_handle]["ip"] == "203.0.113.9"
+    check_phone_and_laptop(answer.json(), whoami_of(phone)["handle"], whoami_of(laptop)["handle"])
 
 
-def test_anonymous_requests_are_refused(devices: Devices) -> None:
+def test_anonymous_requests_are_refused(devices: WsgiDevices) -> None:
     stranger = devices.device(CURL)
     assert stranger.get(f"{BASE}/").status_code == 401
     assert stranger.post(f"{BASE}/{'0' * 32}/revoke", headers=SAME_ORIGIN).status_code == 401
     assert stranger.post(f"{BASE}/others/revoke", headers=SAME_ORIGIN).status_code == 401
 
 
-def test_another_users_session_is_neither_listed_nor_revocable(devices: Devices) -> None:
+def test_another_users_session_is_neither_listed_nor_revocable(devices: WsgiDevices) -> None:
     alice = devices.signed_in("alice", IPHONE_SAFARI)
     bob = devices.signed_in("bob", WINDOWS_CHROME)
     alice_handle = whoami_of(alice)["handle"]
@@ -121,7 +97,7 @@ def test_another_users_session_is_neither_listed_nor_revocable(devices: Devices)
 
 @pytest.mark.parametrize("proof", CROSS_SITE_PROOFS.values(), ids=CROSS_SITE_PROOFS.keys())
 def test_a_revoke_without_same_origin_proof_is_refused(
-    devices: Devices, proof: dict[str, str]
+    devices: WsgiDevices, proof: dict[str, str]
 ) -> None:
     phone = devices.signed_in("alice", IPHONE_SAFARI)
     laptop = devices.signed_in("alice", WINDOWS_CHROME)
@@ -131,7 +107,7 @@ def test_a_revoke_without_same_origin_proof_is_refused(
     assert whoami_of(laptop)["user"] == "alice"
 
 
-def test_revoking_a_device_signs_it_out(devices: Devices) -> None:
+def test_revoking_a_device_signs_it_out(devices: WsgiDevices) -> None:
     phone = devices.signed_in("alice", IPHONE_SAFARI)
     laptop = devices.signed_in("alice", WINDOWS_CHROME)
     laptop_handle = whoami_of(laptop)["handle"]
@@ -142,14 +118,14 @@ def test_revoking_a_device_signs_it_out(devices: Devices) -> None:
     assert whoami_of(phone)["user"] == "alice"
 
 
-def test_revoking_this_device_signs_it_out(devices: Devices) -> None:
+def test_revoking_this_device_signs_it_out(devices: WsgiDevices) -> None:
     phone = devices.signed_in("alice", IPHONE_SAFARI)
     handle = whoami_of(phone)["handle"]
     assert phone.post(f"{BASE}/{handle}/revoke", headers=SAME_ORIGIN).status_code == 200
     assert whoami_of(phone)["user"] is None
 
 
-def test_signing_out_the_others_keeps_this_device(devices: Devices) -> None:
+def test_signing_out_the_others_keeps_this_device(devices: WsgiDevices) -> None:
     phone = devices.signed_in("alice", IPHONE_SAFARI)
     laptop = devices.signed_in("alice", WINDOWS_CHROME)
     bob = devices.signed_in("bob", CURL)
@@ -160,7 +136,7 @@ def test_signing_out_the_others_keeps_this_device(devices: Devices) -> None:
 
 
 def test_with_csrf_protect_a_post_needs_its_token(config: SessionConfig) -> None:
-    rig = Devices(make_app(config, csrf=True))
+    rig = WsgiDevices(make_app(config, csrf=True))
     phone = rig.signed_in("alice", IPHONE_SAFARI)
     laptop = rig.signed_in("alice", WINDOWS_CHROME)
     laptop_handle = whoami_of(laptop)["handle"]
@@ -173,6 +149,5 @@ def test_with_csrf_protect_a_post_needs_its_token(config: SessionConfig) -> None
     answer = phone.post(f"{BASE}/{laptop_handle}/revoke", headers={"x-csrftoken": token})
     assert answer.status_code == 200
     assert whoami_of(laptop)["user"] is None
-    for client in rig.clients:
-        client.close()
+    rig.close()
     config.close()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
+
 IPHONE_SAFARI = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
@@ -11,6 +15,7 @@ WINDOWS_CHROME = (
     "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 )
 CURL = "curl/8.5.0"
+CLIENT_IP = "203.0.113.9"
 
 SAME_ORIGIN = {"sec-fetch-site": "same-origin"}
 CROSS_SITE_PROOFS: dict[str, dict[str, str]] = {
@@ -20,3 +25,50 @@ CROSS_SITE_PROOFS: dict[str, dict[str, str]] = {
     "foreign origin": {"origin": "https://evil.example"},
     "null origin": {"origin": "null"},
 }
+
+
+class WsgiDevices:
+    """Browsers, each with its own user agent and cookie jar, on one WSGI app over httpx."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.clients: list[httpx.Client] = []
+
+    def device(self, user_agent: str) -> httpx.Client:
+        transport = httpx.WSGITransport(app=self.app, remote_addr=CLIENT_IP)
+        client = httpx.Client(
+            transport=transport, base_url="http://testserver", headers={"user-agent": user_agent}
+        )
+        self.clients.append(client)
+        return client
+
+    def signed_in(self, user: str, user_agent: str) -> httpx.Client:
+        """A browser on which `user` has signed in at ``/login?user=``."""
+        client = self.device(user_agent)
+        assert client.get("/login", params={"user": user}).status_code == 200
+        return client
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+def whoami_of(client: httpx.Client) -> dict[str, Any]:
+    """What the app's ``/whoami`` says: the session's user and handle."""
+    answer: dict[str, Any] = client.get("/whoami").json()
+    return answer
+
+
+def check_phone_and_laptop(listing: Any, phone_handle: str, laptop_handle: str) -> None:
+    """The list the phone got, signed in on an iPhone and a Windows laptop: both devices,
+    labelled, the phone marked as the current one."""
+    by_handle = {entry["handle"]: entry for entry in listing["sessions"]}
+    assert set(by_handle) == {phone_handle, laptop_handle}
+    assert by_handle[phone_handle]["current"] is True
+    assert by_handle[laptop_handle]["current"] is False
+    assert by_handle[phone_handle]["device"] == "Safari on iPhone"
+    assert by_handle[laptop_handle]["device"] == "Chrome on Windows"
+    assert by_handle[laptop_handle]["user_agent"] == WINDOWS_CHROME
+    assert by_handle[laptop_handle]["ip"] == CLIENT_IP
+    for entry in by_handle.values():
+        assert {"created_at", "last_seen", "expires_at"} <= entry.keys()
