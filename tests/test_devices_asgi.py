@@ -3,6 +3,7 @@ real Redis."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -14,9 +15,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from session_middleware import SessionConfig, get_session
+from session_middleware import SessionConfig, get_session, sessions
 from session_middleware.devices.starlette import devices_router
 
+from .support import SECRET
+from .support.counting import Counter, counted_async_client
 from .support.devices import (
     CLIENT_IP,
     CROSS_SITE_PROOFS,
@@ -64,10 +67,15 @@ class Devices:
         self.app = app
         self.clients: list[httpx.AsyncClient] = []
 
-    def device(self, user_agent: str) -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=self.app, client=(CLIENT_IP, 4000))
+    def device(
+        self, user_agent: str, app: Any = None, cookies: httpx.Cookies | None = None
+    ) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app or self.app, client=(CLIENT_IP, 4000))
         client = httpx.AsyncClient(
-            transport=transport, base_url="http://testserver", headers={"user-agent": user_agent}
+            transport=transport,
+            base_url="http://testserver",
+            headers={"user-agent": user_agent},
+            cookies=cookies,
         )
         self.clients.append(client)
         return client
@@ -173,3 +181,37 @@ async def test_signing_out_the_others_keeps_this_device(devices: Devices) -> Non
     assert (await whoami_of(bob))["user"] == "bob"
     listed = (await phone.get(f"{BASE}/")).json()["sessions"]
     assert [(entry["device"], entry["current"]) for entry in listed] == [("Safari on iPhone", True)]
+
+
+async def test_last_seen_moves_at_the_refresh_interval_never_on_every_read(
+    key_prefix: str,
+) -> None:
+    counter = Counter()
+    client = await counted_async_client(counter)
+    hourly = sessions(secret_key=SECRET, redis=client, key_prefix=key_prefix, refresh_interval=3600)
+    # The same sessions, served by a layer that refreshes them every 0.2 s.
+    often = sessions(secret_key=SECRET, redis=client, key_prefix=key_prefix, refresh_interval=0.2)
+    rig = Devices(starlette_app(hourly))
+    try:
+        phone = await rig.signed_in("alice", IPHONE_SAFARI)
+        (first,) = await hourly.alist_sessions("alice")
+        counter.reset()
+        for _ in range(5):
+            assert (await whoami_of(phone))["user"] == "alice"
+        assert counter.commands == ["READ"] * 5, "a read inside the interval writes nothing"
+        (unchanged,) = await hourly.alist_sessions("alice")
+        assert unchanged.last_seen == first.last_seen
+        # Past the interval, the next read records it: poll for it, bounded.
+        phone = rig.device(IPHONE_SAFARI, starlette_app(often), cookies=phone.cookies)
+        deadline = time.monotonic() + 10
+        for _ in range(10_000):
+            await whoami_of(phone)
+            (info,) = await often.alist_sessions("alice")
+            if info.last_seen > first.last_seen or time.monotonic() > deadline:
+                break
+        assert info.last_seen > first.last_seen
+        assert info.created_at == first.created_at
+    finally:
+        for device in rig.clients:
+            await device.aclose()
+        await client.aclose()
