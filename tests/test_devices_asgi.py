@@ -28,6 +28,8 @@ from .support.devices import (
     SAME_ORIGIN,
     WINDOWS_CHROME,
     check_phone_and_laptop,
+    check_unavailable,
+    unreachable_config,
 )
 
 pytestmark = pytest.mark.anyio
@@ -215,3 +217,20 @@ async def test_last_seen_moves_at_the_refresh_interval_never_on_every_read(
         for device in rig.clients:
             await device.aclose()
         await client.aclose()
+
+
+async def test_a_store_failure_is_the_503_not_a_traceback(config: SessionConfig) -> None:
+    broken = unreachable_config()
+    app = config(Starlette(routes=[Route("/login", login), Mount(BASE, devices_router(broken))]))
+    rig = Devices(app)
+    try:
+        phone = await rig.signed_in("alice", IPHONE_SAFARI)
+        for answer in (
+            await phone.get(f"{BASE}/"),
+            await phone.post(f"{BASE}/{'0' * 32}/revoke", headers=SAME_ORIGIN),
+        ):
+            check_unavailable(answer.status_code, answer.headers, answer.json())
+    finally:
+        for device in rig.clients:
+            await device.aclose()
+        await broken.aclose()

@@ -31,6 +31,8 @@ from .support.devices import (
     WINDOWS_CHROME,
     WsgiDevices,
     check_phone_and_laptop,
+    check_unavailable,
+    unreachable_config,
     whoami_of,
 )
 from .support.django_native.settings import FAST_HASHERS, configure
@@ -38,6 +40,7 @@ from .support.django_native.settings import FAST_HASHERS, configure
 configure()
 
 from session_middleware.django._settings import get_config  # noqa: E402
+from session_middleware.django.devices import urls  # noqa: E402
 
 BASE = "/account/sessions/"
 JSON = {"accept": "application/json"}
@@ -78,6 +81,7 @@ urlpatterns = [
     path("login", sign_in),
     path("whoami", whoami),
     path("account/sessions/", include("session_middleware.django.devices")),
+    path("broken/", include(urls(unreachable_config()), namespace="broken_devices")),
 ]
 
 
@@ -235,3 +239,14 @@ def test_signing_out_the_others_keeps_this_device(
     assert whoami_of(laptop)["user"] is None
     assert whoami_of(phone)["user"] is not None
     assert whoami_of(bob_laptop)["user"] is not None
+
+
+def test_a_store_failure_is_the_503_not_a_traceback(devices: WsgiDevices, alice: str) -> None:
+    phone = devices.signed_in(alice, IPHONE_SAFARI)
+    token = csrf(phone)
+    for answer in (
+        phone.get("/broken/"),
+        phone.get("/broken/api/"),
+        phone.post(f"/broken/{'0' * 32}/revoke/", headers=token),
+    ):
+        check_unavailable(answer.status_code, answer.headers, answer.json())

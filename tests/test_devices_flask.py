@@ -23,6 +23,8 @@ from .support.devices import (
     WINDOWS_CHROME,
     WsgiDevices,
     check_phone_and_laptop,
+    check_unavailable,
+    unreachable_config,
     whoami_of,
 )
 
@@ -34,14 +36,16 @@ class User(UserMixin):
         self.id = name
 
 
-def make_app(config: SessionConfig, *, csrf: bool = False) -> flask.Flask:
+def make_app(
+    config: SessionConfig, *, csrf: bool = False, devices_config: SessionConfig | None = None
+) -> flask.Flask:
     app = flask.Flask(__name__)
     app.secret_key = "devices-flask-secret-0123456789abcdefgh"
     init_app(app, config)
     LoginManager(app).user_loader(User)
     if csrf:
         CSRFProtect(app)
-    app.register_blueprint(devices_blueprint(), url_prefix=BASE)
+    app.register_blueprint(devices_blueprint(devices_config), url_prefix=BASE)
 
     @app.get("/login")
     def login() -> Any:
@@ -151,3 +155,18 @@ def test_with_csrf_protect_a_post_needs_its_token(config: SessionConfig) -> None
     assert whoami_of(laptop)["user"] is None
     rig.close()
     config.close()
+
+
+def test_a_store_failure_is_the_503_not_a_traceback(config: SessionConfig) -> None:
+    broken = unreachable_config()
+    rig = WsgiDevices(make_app(config, devices_config=broken))
+    try:
+        phone = rig.signed_in("alice", IPHONE_SAFARI)
+        for answer in (
+            phone.get(f"{BASE}/"),
+            phone.post(f"{BASE}/{'0' * 32}/revoke", headers=SAME_ORIGIN),
+        ):
+            check_unavailable(answer.status_code, answer.headers, answer.json())
+    finally:
+        rig.close()
+        broken.close()

@@ -17,10 +17,12 @@ the same origin (see `same_origin`); without it, 403.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from .._configuration import Configuration
 from .._core.user_sessions import SessionInfo
 from .._device_label import UNKNOWN_DEVICE, device_label
 from ..session import Session
@@ -29,13 +31,17 @@ __all__ = [
     "ANONYMOUS",
     "CROSS_SITE",
     "NOT_YOURS",
+    "UNAVAILABLE",
     "UNKNOWN_DEVICE",
     "Refusal",
     "device_label",
     "end_if_current",
     "listing",
     "same_origin",
+    "unavailable",
 ]
+
+logger = logging.getLogger("session_middleware")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,7 @@ class Refusal:
 
     status: int
     error: str
+    headers: dict[str, str] = field(default_factory=dict)
 
     def body(self) -> dict[str, str]:
         return {"error": self.error}
@@ -52,6 +59,11 @@ class Refusal:
 ANONYMOUS = Refusal(401, "not logged in")
 CROSS_SITE = Refusal(403, "not sent from this site: the same-origin or CSRF check failed")
 NOT_YOURS = Refusal(404, "no such session")
+UNAVAILABLE = Refusal(
+    503,
+    "the session store cannot be reached; please retry shortly",
+    {"retry-after": "5", "cache-control": "no-store"},
+)
 
 
 def listing(infos: Sequence[SessionInfo], current_handle: str | None) -> dict[str, Any]:
@@ -83,6 +95,15 @@ def same_origin(
     return wanted == own_origin.rstrip("/").lower() or wanted in {
         trusted.rstrip("/").lower() for trusted in trusted_origins
     }
+
+
+def unavailable(config: Configuration, error: Exception) -> Refusal:
+    """The answer when the session store failed while listing or revoking: the 503, or
+    `error` raised again for the app's own handling (``on_redis_error="raise"``)."""
+    if config.on_redis_error != "503":
+        raise error
+    logger.warning("devices endpoint: the session store failed: %s", type(error).__name__)
+    return UNAVAILABLE
 
 
 def end_if_current(session: Session, handle: str) -> bool:

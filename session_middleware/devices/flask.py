@@ -18,9 +18,19 @@ from typing import Any
 import flask
 from flask import Blueprint, Response, current_app
 
+from .._fail_closed import FAILURES
 from ..config import SessionConfig
 from ..session import Session
-from . import ANONYMOUS, CROSS_SITE, NOT_YOURS, Refusal, end_if_current, listing, same_origin
+from . import (
+    ANONYMOUS,
+    CROSS_SITE,
+    NOT_YOURS,
+    Refusal,
+    end_if_current,
+    listing,
+    same_origin,
+    unavailable,
+)
 
 FLASK_WTF_CSRF = "csrf"  # where CSRFProtect registers itself in app.extensions
 
@@ -47,7 +57,10 @@ def devices_blueprint(
         session = _session()
         if session is None or session.user_id is None:
             return _refused(ANONYMOUS)
-        infos = configuration().list_sessions(session.user_id)
+        try:
+            infos = configuration().list_sessions(session.user_id)
+        except FAILURES as error:
+            return _refused(unavailable(configuration(), error))
         return flask.jsonify(listing(infos, session.handle))
 
     @blueprint.post("/<handle>/revoke")
@@ -57,9 +70,13 @@ def devices_blueprint(
         if refusal is not None:
             return _refused(refusal)
         assert session is not None and session.user_id is not None
-        if not end_if_current(session, handle) and not configuration().revoke_session(
-            session.user_id, handle
-        ):
+        try:
+            ended = end_if_current(session, handle) or configuration().revoke_session(
+                session.user_id, handle
+            )
+        except FAILURES as error:
+            return _refused(unavailable(configuration(), error))
+        if not ended:
             return _refused(NOT_YOURS)
         return flask.jsonify({"revoked": handle})
 
@@ -106,4 +123,5 @@ def _refusal(session: Session | None, trusted_origins: Collection[str]) -> Refus
 def _refused(refusal: Refusal) -> Response:
     response = flask.jsonify(refusal.body())
     response.status_code = refusal.status
+    response.headers.update(refusal.headers)
     return response

@@ -20,10 +20,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
 
+from .._fail_closed import FAILURES
 from .._request_session import get_session
 from ..config import SessionConfig
 from ..session import Session
-from . import ANONYMOUS, CROSS_SITE, NOT_YOURS, Refusal, end_if_current, listing, same_origin
+from . import (
+    ANONYMOUS,
+    CROSS_SITE,
+    NOT_YOURS,
+    Refusal,
+    end_if_current,
+    listing,
+    same_origin,
+    unavailable,
+)
 
 
 def devices_router(config: SessionConfig, *, trusted_origins: Collection[str] = ()) -> Router:
@@ -34,7 +44,10 @@ def devices_router(config: SessionConfig, *, trusted_origins: Collection[str] = 
         session = get_session(request)
         if session.user_id is None:
             return _refused(ANONYMOUS)
-        infos = await config.alist_sessions(session.user_id)
+        try:
+            infos = await config.alist_sessions(session.user_id)
+        except FAILURES as error:
+            return _refused(unavailable(config, error))
         return JSONResponse(listing(infos, session.handle))
 
     async def revoke(request: Request) -> Response:
@@ -43,9 +56,13 @@ def devices_router(config: SessionConfig, *, trusted_origins: Collection[str] = 
             return _refused(refusal)
         assert session.user_id is not None
         handle = request.path_params["handle"]
-        if not end_if_current(session, handle) and not await config.arevoke_session(
-            session.user_id, handle
-        ):
+        try:
+            ended = end_if_current(session, handle) or await config.arevoke_session(
+                session.user_id, handle
+            )
+        except FAILURES as error:
+            return _refused(unavailable(config, error))
+        if not ended:
             return _refused(NOT_YOURS)
         return JSONResponse({"revoked": handle})
 
@@ -84,4 +101,4 @@ def _may_change(
 
 
 def _refused(refusal: Refusal) -> Response:
-    return JSONResponse(refusal.body(), status_code=refusal.status)
+    return JSONResponse(refusal.body(), status_code=refusal.status, headers=refusal.headers)

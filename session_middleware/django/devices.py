@@ -27,9 +27,10 @@ from django.urls import URLPattern, path, reverse
 from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
+from .._fail_closed import FAILURES
 from .._request_session import get_session
 from ..config import SessionConfig
-from ..devices import ANONYMOUS, NOT_YOURS, Refusal, end_if_current, listing
+from ..devices import ANONYMOUS, NOT_YOURS, Refusal, end_if_current, listing, unavailable
 from ..session import Session
 from ._settings import get_config
 from .engine import SessionStore
@@ -64,7 +65,10 @@ class DevicesViews:
         session = get_session(request)
         if session.user_id is None:
             return HttpResponse(ANONYMOUS.error, status=ANONYMOUS.status, content_type="text/plain")
-        infos = self.config.list_sessions(session.user_id)
+        try:
+            infos = self.config.list_sessions(session.user_id)
+        except FAILURES as error:
+            return _refused(unavailable(self.config, error))
         devices = [{"info": info, "current": info.handle == session.handle} for info in infos]
         namespace = _namespace(request)
         context = {"devices": devices, "namespace": namespace}
@@ -74,15 +78,23 @@ class DevicesViews:
         session = get_session(request)
         if session.user_id is None:
             return _refused(ANONYMOUS)
-        return JsonResponse(listing(self.config.list_sessions(session.user_id), session.handle))
+        try:
+            infos = self.config.list_sessions(session.user_id)
+        except FAILURES as error:
+            return _refused(unavailable(self.config, error))
+        return JsonResponse(listing(infos, session.handle))
 
     def revoke(self, request: HttpRequest, handle: str) -> HttpResponse:
         session = get_session(request)
         if session.user_id is None:
             return _refused(ANONYMOUS)
-        if not _end_if_current(request, session, handle) and not self.config.revoke_session(
-            session.user_id, handle
-        ):
+        try:
+            ended = _end_if_current(request, session, handle) or self.config.revoke_session(
+                session.user_id, handle
+            )
+        except FAILURES as error:
+            return _refused(unavailable(self.config, error))
+        if not ended:
             return _refused(NOT_YOURS)
         return _done(request, {"revoked": handle})
 
@@ -134,4 +146,7 @@ def _wants_html(request: HttpRequest) -> bool:
 
 
 def _refused(refusal: Refusal) -> HttpResponse:
-    return JsonResponse(refusal.body(), status=refusal.status)
+    response = JsonResponse(refusal.body(), status=refusal.status)
+    for name, value in refusal.headers.items():
+        response[name] = value
+    return response

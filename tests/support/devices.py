@@ -6,6 +6,11 @@ from typing import Any
 
 import httpx
 
+from session_middleware import SessionConfig, sessions
+
+from . import SECRET
+from .redis_servers import free_port
+
 IPHONE_SAFARI = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
@@ -72,3 +77,17 @@ def check_phone_and_laptop(listing: Any, phone_handle: str, laptop_handle: str) 
     assert by_handle[laptop_handle]["ip"] == CLIENT_IP
     for entry in by_handle.values():
         assert {"created_at", "last_seen", "expires_at"} <= entry.keys()
+
+
+def unreachable_config() -> SessionConfig:
+    """A configuration whose Redis refuses every connection (nothing listens on its port)."""
+    return sessions(
+        secret_key=SECRET, redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout=2.0
+    )
+
+
+def check_unavailable(status: int, headers: Any, body: Any) -> None:
+    """The devices endpoints' 503: JSON saying so, retry later, never cached."""
+    assert status == 503
+    assert headers["retry-after"] == "5" and headers["cache-control"] == "no-store"
+    assert "cannot be reached" in body["error"]
