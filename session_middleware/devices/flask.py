@@ -18,19 +18,10 @@ from typing import Any
 import flask
 from flask import Blueprint, Response, current_app
 
+from .. import devices as shared
 from .._fail_closed import FAILURES
 from ..config import SessionConfig
 from ..session import Session
-from . import (
-    ANONYMOUS,
-    CROSS_SITE,
-    NOT_YOURS,
-    Refusal,
-    end_if_current,
-    listing,
-    same_origin,
-    unavailable,
-)
 
 FLASK_WTF_CSRF = "csrf"  # where CSRFProtect registers itself in app.extensions
 
@@ -56,12 +47,12 @@ def devices_blueprint(
     def list_devices() -> Response:
         session = _session()
         if session is None or session.user_id is None:
-            return _refused(ANONYMOUS)
+            return _refused(shared.ANONYMOUS)
         try:
             infos = configuration().list_sessions(session.user_id)
         except FAILURES as error:
-            return _refused(unavailable(configuration(), error))
-        return flask.jsonify(listing(infos, session.handle))
+            return _refused(shared.unavailable(configuration(), error))
+        return flask.jsonify(shared.listing(infos, session.handle))
 
     @blueprint.post("/<handle>/revoke")
     def revoke(handle: str) -> Response:
@@ -71,13 +62,13 @@ def devices_blueprint(
             return _refused(refusal)
         assert session is not None and session.user_id is not None
         try:
-            ended = end_if_current(session, handle) or configuration().revoke_session(
+            ended = shared.end_if_current(session, handle) or configuration().revoke_session(
                 session.user_id, handle
             )
         except FAILURES as error:
-            return _refused(unavailable(configuration(), error))
+            return _refused(shared.unavailable(configuration(), error))
         if not ended:
-            return _refused(NOT_YOURS)
+            return _refused(shared.NOT_YOURS)
         return flask.jsonify({"revoked": handle})
 
     @blueprint.post("/others/revoke")
@@ -95,7 +86,7 @@ def devices_blueprint(
     except ImportError:
         pass
     else:
-        blueprint.register_error_handler(CSRFError, lambda error: _refused(CROSS_SITE))
+        blueprint.register_error_handler(CSRFError, lambda error: _refused(shared.CROSS_SITE))
     return blueprint
 
 
@@ -104,23 +95,23 @@ def _session() -> Session | None:
     return session if isinstance(session, Session) else None
 
 
-def _refusal(session: Session | None, trusted_origins: Collection[str]) -> Refusal | None:
+def _refusal(session: Session | None, trusted_origins: Collection[str]) -> shared.Refusal | None:
     if session is None or session.user_id is None:
-        return ANONYMOUS
+        return shared.ANONYMOUS
     if FLASK_WTF_CSRF in current_app.extensions:
         return None  # CSRFProtect checked the token before the view ran
     request = flask.request
-    if not same_origin(
+    if not shared.same_origin(
         fetch_site=request.headers.get("Sec-Fetch-Site"),
         origin=request.headers.get("Origin"),
         own_origin=request.host_url,
         trusted_origins=trusted_origins,
     ):
-        return CROSS_SITE
+        return shared.CROSS_SITE
     return None
 
 
-def _refused(refusal: Refusal) -> Response:
+def _refused(refusal: shared.Refusal) -> Response:
     response = flask.jsonify(refusal.body())
     response.status_code = refusal.status
     response.headers.update(refusal.headers)

@@ -20,20 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
 
+from .. import devices as shared
 from .._fail_closed import FAILURES
 from .._request_session import get_session
 from ..config import SessionConfig
 from ..session import Session
-from . import (
-    ANONYMOUS,
-    CROSS_SITE,
-    NOT_YOURS,
-    Refusal,
-    end_if_current,
-    listing,
-    same_origin,
-    unavailable,
-)
 
 
 def devices_router(config: SessionConfig, *, trusted_origins: Collection[str] = ()) -> Router:
@@ -43,12 +34,12 @@ def devices_router(config: SessionConfig, *, trusted_origins: Collection[str] = 
     async def list_devices(request: Request) -> Response:
         session = get_session(request)
         if session.user_id is None:
-            return _refused(ANONYMOUS)
+            return _refused(shared.ANONYMOUS)
         try:
             infos = await config.alist_sessions(session.user_id)
         except FAILURES as error:
-            return _refused(unavailable(config, error))
-        return JSONResponse(listing(infos, session.handle))
+            return _refused(shared.unavailable(config, error))
+        return JSONResponse(shared.listing(infos, session.handle))
 
     async def revoke(request: Request) -> Response:
         session, refusal = _may_change(request, trusted_origins)
@@ -57,13 +48,13 @@ def devices_router(config: SessionConfig, *, trusted_origins: Collection[str] = 
         assert session.user_id is not None
         handle = request.path_params["handle"]
         try:
-            ended = end_if_current(session, handle) or await config.arevoke_session(
+            ended = shared.end_if_current(session, handle) or await config.arevoke_session(
                 session.user_id, handle
             )
         except FAILURES as error:
-            return _refused(unavailable(config, error))
+            return _refused(shared.unavailable(config, error))
         if not ended:
-            return _refused(NOT_YOURS)
+            return _refused(shared.NOT_YOURS)
         return JSONResponse({"revoked": handle})
 
     async def revoke_others(request: Request) -> Response:
@@ -84,21 +75,21 @@ def devices_router(config: SessionConfig, *, trusted_origins: Collection[str] = 
 
 def _may_change(
     request: Request, trusted_origins: Collection[str]
-) -> tuple[Session, Refusal | None]:
+) -> tuple[Session, shared.Refusal | None]:
     session = get_session(request)
     if session.user_id is None:
-        return session, ANONYMOUS
+        return session, shared.ANONYMOUS
     own_origin = f"{request.url.scheme}://{request.url.netloc}"
     headers = request.headers
-    if not same_origin(
+    if not shared.same_origin(
         fetch_site=headers.get("sec-fetch-site"),
         origin=headers.get("origin"),
         own_origin=own_origin,
         trusted_origins=trusted_origins,
     ):
-        return session, CROSS_SITE
+        return session, shared.CROSS_SITE
     return session, None
 
 
-def _refused(refusal: Refusal) -> Response:
+def _refused(refusal: shared.Refusal) -> Response:
     return JSONResponse(refusal.body(), status_code=refusal.status, headers=refusal.headers)
