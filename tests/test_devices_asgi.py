@@ -4,6 +4,7 @@ real Redis."""
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from session_middleware import SessionConfig, get_session, sessions
+from session_middleware.devices.fastapi import devices_api_router
 from session_middleware.devices.starlette import devices_router
 
 from .support import SECRET
@@ -64,6 +66,14 @@ def fastapi_app(config: SessionConfig) -> Any:
     return config(api)
 
 
+def fastapi_included_app(config: SessionConfig) -> Any:
+    api = FastAPI()
+    api.add_api_route("/login", login)
+    api.add_api_route("/whoami", whoami)
+    api.include_router(devices_api_router(config), prefix=BASE)
+    return config(api)
+
+
 class Devices:
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -88,7 +98,10 @@ class Devices:
         return client
 
 
-@pytest.fixture(params=[starlette_app, fastapi_app], ids=["starlette", "fastapi"])
+@pytest.fixture(
+    params=[starlette_app, fastapi_app, fastapi_included_app],
+    ids=["starlette", "fastapi-mount", "fastapi-include"],
+)
 async def devices(request: pytest.FixtureRequest, config: SessionConfig) -> AsyncIterator[Devices]:
     build: Callable[[SessionConfig], Any] = request.param
     rig = Devices(build(config))
@@ -234,3 +247,14 @@ async def test_a_store_failure_is_the_503_not_a_traceback(config: SessionConfig)
         for device in rig.clients:
             await device.aclose()
         await broken.aclose()
+
+
+def test_the_fastapi_router_shows_in_the_schema(config: SessionConfig) -> None:
+    api = FastAPI()
+    api.include_router(devices_api_router(config), prefix=BASE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. a duplicate operation id
+        paths = api.openapi()["paths"]
+    assert set(paths) == {f"{BASE}/", f"{BASE}/others/revoke", f"{BASE}/{{handle}}/revoke"}
+    assert set(paths[f"{BASE}/"]) == {"get"}
+    assert set(paths[f"{BASE}/{{handle}}/revoke"]) == {"post"}
