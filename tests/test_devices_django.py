@@ -22,9 +22,9 @@ from django.test.utils import override_settings
 from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
-from session_middleware import SessionConfig
+from session_middleware import SessionConfig, get_session, sessions
 
-from .support import REDIS_URL, SECRET
+from .support import REDIS_URL, SECRET, delete_prefix, new_prefix
 from .support.devices import (
     CURL,
     IPHONE_SAFARI,
@@ -77,7 +77,24 @@ def whoami(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"user": session.user_id, "handle": session.handle})
 
 
+def wrapped_login(request: HttpRequest) -> JsonResponse:
+    """Sign in on the session of ``sessions(...)`` wrapping the app (not Django's engine)."""
+    get_session(request).login(request.GET["user"])
+    return JsonResponse({"user": request.GET["user"]})
+
+
+def wrapped_whoami(request: HttpRequest) -> JsonResponse:
+    session = get_session(request)
+    return JsonResponse({"user": session.user_id, "handle": session.handle})
+
+
+WRAPPING_PREFIX = new_prefix()
+WRAPPING = sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=WRAPPING_PREFIX)
+
 urlpatterns = [
+    path("wrapped/login", wrapped_login),
+    path("wrapped/whoami", wrapped_whoami),
+    path("wrapped/", include(urls(WRAPPING), namespace="wrapped_devices")),
     path("login", sign_in),
     path("whoami", whoami),
     path("account/sessions/", include("session_middleware.django.devices")),
@@ -90,6 +107,8 @@ def project() -> Iterator[None]:
     with override_settings(**PROJECT):
         call_command("migrate", verbosity=0)
         yield
+    delete_prefix(WRAPPING_PREFIX)
+    WRAPPING.close()
 
 
 @pytest.fixture
@@ -123,8 +142,12 @@ def new_user() -> str:
 
 
 def csrf(client: httpx.Client) -> dict[str, str]:
+    return csrf_of(client, BASE)
+
+
+def csrf_of(client: httpx.Client, base: str) -> dict[str, str]:
     """The CSRF header a script sends, after a GET that set the csrftoken cookie."""
-    client.get(f"{BASE}api/")
+    client.get(f"{base}api/")
     return {"x-csrftoken": client.cookies["csrftoken"], **JSON}
 
 
@@ -250,3 +273,28 @@ def test_a_store_failure_is_the_503_not_a_traceback(devices: WsgiDevices, alice:
         phone.post(f"/broken/{'0' * 32}/revoke/", headers=token),
     ):
         check_unavailable(answer.status_code, answer.headers, answer.json())
+
+
+def test_a_project_wrapped_with_sessions_passes_its_config(config: SessionConfig) -> None:
+    devices = WsgiDevices(WRAPPING(WSGIHandler()))
+    try:
+        phone, laptop = devices.device(IPHONE_SAFARI), devices.device(WINDOWS_CHROME)
+        for client in (phone, laptop):
+            assert client.get("/wrapped/login", params={"user": "carol"}).status_code == 200
+        mine = phone.get("/wrapped/whoami").json()["handle"]
+        laptop_handle = laptop.get("/wrapped/whoami").json()["handle"]
+        listed = phone.get("/wrapped/api/").json()["sessions"]
+        assert {entry["handle"]: entry["current"] for entry in listed} == {
+            mine: True,
+            laptop_handle: False,
+        }
+        answer = phone.post(
+            f"/wrapped/{laptop_handle}/revoke/", headers=csrf_of(phone, "/wrapped/")
+        )
+        assert answer.status_code == 200
+        assert laptop.get("/wrapped/whoami").json()["user"] is None
+        answer = phone.post(f"/wrapped/{mine}/revoke/", headers=csrf_of(phone, "/wrapped/"))
+        assert answer.status_code == 200
+        assert phone.get("/wrapped/whoami").json()["user"] is None
+    finally:
+        devices.close()

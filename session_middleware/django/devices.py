@@ -102,8 +102,8 @@ class DevicesViews:
         session = get_session(request)
         if session.user_id is None:
             return _refused(ANONYMOUS)
-        store = getattr(request, "session", None)
-        if isinstance(store, SessionStore):
+        store = _engine_store(request, session)
+        if store is not None:
             store.logout_others()
         else:
             session.logout_others()
@@ -120,13 +120,22 @@ urlpatterns = DevicesViews().patterns()
 
 def _end_if_current(request: HttpRequest, session: Session, handle: str) -> bool:
     """Revoking this device signs it out as Django's logout does: the session is flushed."""
-    store = getattr(request, "session", None)
-    if isinstance(store, SessionStore):
+    store = _engine_store(request, session)
+    if store is not None:
         if session.handle is None or handle != session.handle:
             return False
         store.flush()
         return True
     return end_if_current(session, handle)
+
+
+def _engine_store(request: HttpRequest, session: Session) -> SessionStore | None:
+    """``request.session`` when it is this package's engine holding `session`; None when
+    the session comes from ``sessions(...)`` wrapping the app."""
+    store = getattr(request, "session", None)
+    if isinstance(store, SessionStore) and store.as_session() is session:
+        return store
+    return None
 
 
 def _namespace(request: HttpRequest) -> str:
