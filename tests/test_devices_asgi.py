@@ -123,7 +123,7 @@ async def test_the_list_shows_each_device_and_marks_this_one(devices: Devices) -
     assert answer.status_code == 200
     phone_handle = (await whoami_of(phone))["handle"]
     laptop_handle = (await whoami_of(laptop))["handle"]
-    check_phone_and_laptop(answer.json(), phone_handle, laptop_handle)
+    check_phone_and_laptop(answer, phone_handle, laptop_handle)
 
 
 async def test_anonymous_requests_are_refused(devices: Devices) -> None:

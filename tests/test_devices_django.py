@@ -156,7 +156,7 @@ def test_the_list_shows_each_device_and_marks_this_one(devices: WsgiDevices, ali
     laptop = devices.signed_in(alice, WINDOWS_CHROME)
     answer = phone.get(f"{BASE}api/")
     assert answer.status_code == 200
-    check_phone_and_laptop(answer.json(), whoami_of(phone)["handle"], whoami_of(laptop)["handle"])
+    check_phone_and_laptop(answer, whoami_of(phone)["handle"], whoami_of(laptop)["handle"])
 
 
 def test_the_page_lists_the_devices_with_their_buttons(devices: WsgiDevices, alice: str) -> None:
@@ -164,6 +164,7 @@ def test_the_page_lists_the_devices_with_their_buttons(devices: WsgiDevices, ali
     laptop = devices.signed_in(alice, WINDOWS_CHROME)
     page = phone.get(BASE)
     assert page.status_code == 200
+    assert page.headers["cache-control"] == "no-store"
     html = page.text
     assert "Safari on iPhone" in html and "Chrome on Windows" in html
     assert html.count("This device") == 1

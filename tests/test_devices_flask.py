@@ -77,7 +77,7 @@ def test_the_list_shows_each_device_and_marks_this_one(devices: WsgiDevices) -> 
     laptop = devices.signed_in("alice", WINDOWS_CHROME)
     answer = phone.get(f"{BASE}/")
     assert answer.status_code == 200
-    check_phone_and_laptop(answer.json(), whoami_of(phone)["handle"], whoami_of(laptop)["handle"])
+    check_phone_and_laptop(answer, whoami_of(phone)["handle"], whoami_of(laptop)["handle"])
 
 
 def test_anonymous_requests_are_refused(devices: WsgiDevices) -> None:

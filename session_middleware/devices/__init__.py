@@ -31,6 +31,7 @@ __all__ = [
     "ANONYMOUS",
     "CROSS_SITE",
     "NOT_YOURS",
+    "NO_STORE",
     "UNAVAILABLE",
     "UNKNOWN_DEVICE",
     "Refusal",
@@ -56,13 +57,15 @@ class Refusal:
         return {"error": self.error}
 
 
+# A user's devices and addresses: no cache may keep them.
+NO_STORE = {"cache-control": "no-store"}
 ANONYMOUS = Refusal(401, "not logged in")
 CROSS_SITE = Refusal(403, "not sent from this site: the same-origin or CSRF check failed")
 NOT_YOURS = Refusal(404, "no such session")
 UNAVAILABLE = Refusal(
     503,
     "the session store cannot be reached; please retry shortly",
-    {"retry-after": "5", "cache-control": "no-store"},
+    {"retry-after": "5", **NO_STORE},
 )
 
 

@@ -52,7 +52,9 @@ def devices_blueprint(
             infos = configuration().list_sessions(session.user_id)
         except FAILURES as error:
             return _refused(shared.unavailable(configuration(), error))
-        return flask.jsonify(shared.listing(infos, session.handle))
+        response = flask.jsonify(shared.listing(infos, session.handle))
+        response.headers.update(shared.NO_STORE)
+        return response
 
     @blueprint.post("/<handle>/revoke")
     def revoke(handle: str) -> Response:

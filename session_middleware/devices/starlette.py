@@ -39,7 +39,7 @@ def devices_router(config: SessionConfig, *, trusted_origins: Collection[str] = 
             infos = await config.alist_sessions(session.user_id)
         except FAILURES as error:
             return _refused(shared.unavailable(config, error))
-        return JSONResponse(shared.listing(infos, session.handle))
+        return JSONResponse(shared.listing(infos, session.handle), headers=shared.NO_STORE)
 
     async def revoke(request: Request) -> Response:
         session, refusal = _may_change(request, trusted_origins)

@@ -30,7 +30,15 @@ from django.views.decorators.http import require_GET, require_POST
 from .._fail_closed import FAILURES
 from .._request_session import get_session
 from ..config import SessionConfig
-from ..devices import ANONYMOUS, NOT_YOURS, Refusal, end_if_current, listing, unavailable
+from ..devices import (
+    ANONYMOUS,
+    NO_STORE,
+    NOT_YOURS,
+    Refusal,
+    end_if_current,
+    listing,
+    unavailable,
+)
 from ..session import Session
 from ._settings import get_config
 from .engine import SessionStore
@@ -72,7 +80,7 @@ class DevicesViews:
         devices = [{"info": info, "current": info.handle == session.handle} for info in infos]
         namespace = _namespace(request)
         context = {"devices": devices, "namespace": namespace}
-        return TemplateResponse(request, TEMPLATE, context)
+        return TemplateResponse(request, TEMPLATE, context, headers=NO_STORE)
 
     def list_json(self, request: HttpRequest) -> HttpResponse:
         session = get_session(request)
@@ -82,7 +90,7 @@ class DevicesViews:
             infos = self.config.list_sessions(session.user_id)
         except FAILURES as error:
             return _refused(unavailable(self.config, error))
-        return JsonResponse(listing(infos, session.handle))
+        return JsonResponse(listing(infos, session.handle), headers=NO_STORE)
 
     def revoke(self, request: HttpRequest, handle: str) -> HttpResponse:
         session = get_session(request)
@@ -155,7 +163,4 @@ def _wants_html(request: HttpRequest) -> bool:
 
 
 def _refused(refusal: Refusal) -> HttpResponse:
-    response = JsonResponse(refusal.body(), status=refusal.status)
-    for name, value in refusal.headers.items():
-        response[name] = value
-    return response
+    return JsonResponse(refusal.body(), status=refusal.status, headers=refusal.headers)

@@ -64,9 +64,12 @@ def whoami_of(client: httpx.Client) -> dict[str, Any]:
     return answer
 
 
-def check_phone_and_laptop(listing: Any, phone_handle: str, laptop_handle: str) -> None:
+def check_phone_and_laptop(answer: Any, phone_handle: str, laptop_handle: str) -> None:
     """The list the phone got, signed in on an iPhone and a Windows laptop: both devices,
-    labelled, the phone marked as the current one."""
+    labelled, the phone marked as the current one; no cache may keep it."""
+    assert answer.status_code == 200
+    assert answer.headers["cache-control"] == "no-store"
+    listing = answer.json()
     by_handle = {entry["handle"]: entry for entry in listing["sessions"]}
     assert set(by_handle) == {phone_handle, laptop_handle}
     assert by_handle[phone_handle]["current"] is True
