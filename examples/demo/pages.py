@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from html import escape
 from pathlib import Path
@@ -80,26 +79,6 @@ user out on every device at once.</li>
     )
 
 
-def describe_agent(user_agent: str | None) -> str:
-    """A short device name ("Chrome on Linux") from a User-Agent, else the agent itself."""
-    if not user_agent:
-        return "unknown device"
-    browsers = (("Edg/", "Edge"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"))
-    browser = next((name for token, name in browsers if token in user_agent), None)
-    if browser is None and "Safari/" in user_agent:
-        browser = "Safari"
-    systems = (
-        ("Android", "Android"), ("iPhone", "iPhone"), ("iPad", "iPad"), ("Windows", "Windows"),
-        ("Mac OS X", "macOS"), ("CrOS", "ChromeOS"), ("Linux", "Linux"),
-    )  # fmt: skip
-    system = next((name for token, name in systems if token in user_agent), None)
-    if browser is None:
-        return re.sub(r"\s+", " ", user_agent)[:60]
-    if "HeadlessChrome" in user_agent:
-        browser = "Headless Chrome"
-    return f"{browser} on {system}" if system else browser
-
-
 def devices_table(devices: Sequence[Any], this_handle: str | None, form_extra: str) -> str:
     """The user's sessions, this one marked, a button to end each other one."""
     rows = []
@@ -112,7 +91,7 @@ def devices_table(devices: Sequence[Any], this_handle: str | None, form_extra: s
 <button class="danger small">Sign out</button></form>"""
         agent = escape(info.user_agent or "")
         rows.append(
-            f'<tr><td title="{agent}">{escape(describe_agent(info.user_agent))}</td>'
+            f'<tr><td title="{agent}">{escape(info.device)}</td>'
             f'<td class="hide-narrow">{escape(info.ip or "")}</td>'
             f"<td>{info.created_at:%Y-%m-%d %H:%M}</td>"
             f'<td class="hide-narrow">{info.last_seen:%Y-%m-%d %H:%M}</td><td>{action}</td></tr>'

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from .._device_label import device_label
 from .._records import Record, flat_fields
 from .._redis.key_layout import UserId, user_id_text, valid_handle
 from .._redis.lua_scripts import READ, READ_EPOCH, READ_INDEX, REVOKE
@@ -32,6 +33,11 @@ class SessionInfo:
     user_agent: str | None
     ip: str | None
 
+    @property
+    def device(self) -> str:
+        """The device, from the user agent: "Safari on iPhone", "curl", "Unknown device"."""
+        return device_label(self.user_agent)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "handle": self.handle,
@@ -40,6 +46,7 @@ class SessionInfo:
             "expires_at": self.expires_at.isoformat(),
             "user_agent": self.user_agent,
             "ip": self.ip,
+            "device": self.device,
         }
 
 
