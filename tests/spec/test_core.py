@@ -188,7 +188,7 @@ def test_a_metadata_field_of_a_later_release_is_kept_and_ignored(
     assert changed_fields(write_of(written)) == (["r", "d:a"], []), "the field is left alone"
     state = drive(config.core.open(later.header, NOW), [[encode([later.fields, EPOCH])]]).result
     state.session.login("alice")
-    (login,) = commit(config, state, [[[EPOCH]]]).commands
+    (login,) = commit(config, state, [[[EPOCH, ""]]]).commands
     arguments = list(login)
     assert arguments[arguments.index("z") + 1] == '{"later":true}', "a rotation carries it"
 
