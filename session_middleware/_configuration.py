@@ -213,7 +213,8 @@ class Configuration:
         ):
             raise ConfigurationError("exclude_paths must be a list of paths starting with '/'")
         self.exclude_paths = tuple(exclude_paths)
-        self.listeners = Listeners()
+        where = unavailable.describe_store(redis_url, redis)
+        self.listeners = Listeners(unavailable.OutageLog(where))
         if on_event is not None:
             self.listeners.add(on_event)
         self.epochs: EpochProvider = epochs if epochs is not None else RedisEpochs()

@@ -38,6 +38,16 @@ class StoreUnavailable(SessionError):
     """The session store cannot be reached or failed: no session can be verified."""
 
 
+def store_failed(operation: str, error: BaseException) -> StoreUnavailable:
+    """What a failure of the store becomes: a StoreUnavailable naming the operation and
+    the error's type and message, with the error as its ``__cause__``."""
+    message = str(error)
+    described = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    found = StoreUnavailable(f"the session store failed in {operation}: {described}")
+    found.__cause__ = error
+    return found
+
+
 class EpochStoreUnavailable(StoreUnavailable):
     """The database holding the epochs cannot be reached."""
 

@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 
 from .._redis.replication import run_replicated_async, run_replicated_sync
 from .._redis.round_trip import run_async, run_sync
-from ..errors import ConfigurationError, SessionError, StoreUnavailable
+from ..errors import ConfigurationError, SessionError, StoreUnavailable, store_failed
 from ..events import Listeners, SessionEvent
 from .steps import Emit, RedisIO, RedisSource, SqlIO, Step
 
@@ -28,11 +28,15 @@ def drive_sync(step: Step[T], redis: RedisSource, listeners: Listeners) -> T:
                 except SessionError:
                     raise
                 except Exception as error:
-                    raise unavailable(error, listeners) from error
+                    raise unavailable(step, error, listeners) from error
             elif isinstance(request, Emit):
                 listeners.emit(request.events)
             else:
-                result = _run_sql_sync(request)
+                try:
+                    result = _run_sql_sync(request)
+                except StoreUnavailable as error:
+                    report(error, listeners)
+                    raise
             request = step.send(result)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
@@ -58,11 +62,15 @@ async def drive_async(step: Step[T], redis: RedisSource, listeners: Listeners) -
                 except SessionError:
                     raise
                 except Exception as error:
-                    raise unavailable(error, listeners) from error
+                    raise unavailable(step, error, listeners) from error
             elif isinstance(request, Emit):
                 listeners.emit(request.events)
             else:
-                result = await _run_sql_async(request)
+                try:
+                    result = await _run_sql_async(request)
+                except StoreUnavailable as error:
+                    report(error, listeners)
+                    raise
             request = step.send(result)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
@@ -87,13 +95,19 @@ async def _run_sql_async(request: SqlIO) -> Any:
             return await connection.run_sync(request.run)
 
 
-def unavailable(error: Exception, listeners: Listeners) -> StoreUnavailable:
+def unavailable(step: Step[Any], error: Exception, listeners: Listeners) -> StoreUnavailable:
     """Any failure of the Redis layer, whatever its type (a client library's own bug
     included: redis-py's cluster client has raised AttributeError on a cold start), is
     the store being unavailable: the fail-closed 503, never a 500. The runners let the
     package's own errors (SessionError) pass as they are."""
-    listeners.emit((SessionEvent("rejected", reason="unavailable"),))
-    return StoreUnavailable(f"the session store failed: {type(error).__name__}")
+    found = store_failed(getattr(step, "__name__", "a Redis command"), error)
+    listeners.emit((SessionEvent("rejected", reason="unavailable", error=found),))
+    return found
+
+
+def report(error: StoreUnavailable, listeners: Listeners) -> None:
+    """The epoch database failing is the store being unavailable too."""
+    listeners.emit((SessionEvent("rejected", reason="unavailable", error=error),))
 
 
 __all__ = ["RedisIO", "SqlIO", "drive_async", "drive_sync"]
