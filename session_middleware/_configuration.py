@@ -5,11 +5,14 @@ the decorator, is config.SessionConfig; the drivers depend on this module only."
 from __future__ import annotations
 
 import contextlib
+import difflib
+import functools
+import inspect
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeAlias
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -28,12 +31,51 @@ from .epochs.redis import RedisEpochs
 from .errors import ConfigurationError, InvalidationUncertain, StoreUnavailable
 from .events import Listener, Listeners
 
+if TYPE_CHECKING:
+    import redis as redis_py
+    import redis.asyncio
+    import redis.asyncio.cluster
+    import redis.cluster
+
+    # A redis-py client (a Sentinel master from master_for is a Redis too).
+    RedisClient: TypeAlias = (
+        redis_py.Redis
+        | redis_py.asyncio.Redis
+        | redis_py.cluster.RedisCluster
+        | redis_py.asyncio.cluster.RedisCluster
+    )
+else:
+    RedisClient = Any
+
 logger = logging.getLogger("session_middleware")
+P = ParamSpec("P")
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_MAX_SESSIONS_PER_USER = 100
 
 OnRedisError = Literal["503", "raise"]
+
+
+def _known_keywords(init: Callable[P, None]) -> Callable[P, None]:
+    """`init`, refusing a keyword it does not take with a ConfigurationError that names
+    the closest one it does (a typo found at start-up, not at the first request)."""
+    known = [name for name in inspect.signature(init).parameters if name != "self"]
+
+    @functools.wraps(init)
+    def init_with_known_keywords(*args: P.args, **kwargs: P.kwargs) -> None:
+        for keyword in kwargs:
+            if keyword not in known:
+                raise unknown_keyword(keyword, known)
+        init(*args, **kwargs)
+
+    return init_with_known_keywords
+
+
+def unknown_keyword(keyword: str, known: Sequence[str]) -> ConfigurationError:
+    """The error for a setting no one takes, with the closest valid one if any is close."""
+    close = difflib.get_close_matches(keyword, known, n=1)
+    hint = f"did you mean {close[0]}?" if close else "see help(sessions) for the settings"
+    return ConfigurationError(f"unknown setting {keyword}: {hint}")
 
 
 class Configuration:
@@ -98,12 +140,13 @@ class Configuration:
         the login's own script; None for no limit.
     """
 
+    @_known_keywords
     def __init__(
         self,
         *,
         secret_key: str | bytes | Sequence[str | bytes] | Any | None = None,
         redis_url: str | None = None,
-        redis: Any | None = None,
+        redis: RedisClient | None = None,
         epochs: EpochProvider | None = None,
         session_cookie: str = "session",
         max_age: int | timedelta | None = DEFAULT_MAX_AGE,
@@ -180,7 +223,15 @@ class Configuration:
             raise ConfigurationError("max_sessions_per_user must be a positive int, or None")
         self.interface = interface
         self.on_redis_error = on_redis_error
-        self.keys = KeySpace(key_prefix, self.secret_keys.tag_keys)
+        try:
+            self.keys = KeySpace(key_prefix, self.secret_keys.tag_keys)
+        except ValueError as error:
+            raise ConfigurationError(str(error)) from None
+        if redis is not None and not callable(getattr(redis, "execute_command", None)):
+            raise ConfigurationError(
+                f"redis= takes a redis-py client, not {type(redis).__name__}; "
+                "give a URL as redis_url="
+            )
         self.redis: Any = RedisClients(
             url=redis_url,
             client=redis,
@@ -257,6 +308,11 @@ class Configuration:
         """Fail at start-up, not at the first request, if this app cannot be served."""
         if not self.secret_keys.configured:
             raise ConfigurationError("secret_key is required")
+        if interface == "wsgi" and isinstance(self.redis, CachingClients):
+            raise ConfigurationError(
+                "local_cache works for ASGI apps only: a WSGI app reads Redis on every "
+                "request (leave local_cache out)"
+            )
         if interface == "asgi" and not self.redis.can_async:
             raise ConfigurationError("an ASGI app needs an async Redis client (redis.asyncio)")
         if interface == "wsgi" and not self.redis.can_sync:
@@ -354,7 +410,9 @@ class ConfiguredMiddleware:
         if config is None:
             config = Configuration(**settings)
         elif settings:
-            raise TypeError("pass either config= or settings, not both")
+            raise ConfigurationError(
+                f"pass either config= or settings, not both (got {', '.join(sorted(settings))})"
+            )
         if not config.secret_keys.given:  # a framework's own key is read by its integration
             raise ConfigurationError("secret_key is required")
         config.check_interface(self.interface)
