@@ -9,10 +9,11 @@ import difflib
 import functools
 import inspect
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, ParamSpec, TypeAlias
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -75,7 +76,7 @@ def unknown_keyword(keyword: str, known: Sequence[str]) -> ConfigurationError:
     """The error for a setting no one takes, with the closest valid one if any is close."""
     close = difflib.get_close_matches(keyword, known, n=1)
     hint = f"did you mean {close[0]}?" if close else "see help(sessions) for the settings"
-    return ConfigurationError(f"unknown setting {keyword}: {hint}")
+    return ConfigurationError(f"unknown setting {keyword}", hint)
 
 
 class Configuration:
@@ -438,12 +439,46 @@ def _uncertain(operation: str) -> Iterator[None]:
 
 
 def _check_cookie_prefix(name: str, *, https_only: bool, path: str, domain: str | None) -> None:
-    """Browsers only accept __Host- cookies that are Secure, on Path=/, with no Domain,
-    and __Secure- cookies that are Secure: refuse a setting they would drop silently."""
-    if name.startswith(("__Host-", "__Secure-")) and not https_only:
-        raise ConfigurationError(f"a {name.split('-')[0]}- cookie needs https_only=True")
-    if name.startswith("__Host-") and (path != "/" or domain is not None):
+    """Refuse a cookie browsers would drop or split: a name that is not an RFC 6265
+    token, a path or domain holding a control character, a space or ';'; a
+    __Host- or __Secure- name (browsers match the prefixes in any letter case) without
+    Secure, and a __Host- one with a domain or off path '/'."""
+    if not isinstance(name, str) or not name or not _TOKEN.fullmatch(name):
+        raise ConfigurationError(
+            f"the cookie name {name!r} is not a valid cookie name (RFC 6265): no space, "
+            'control character or any of ( ) < > @ , ; : \\ " / [ ] ? = { }'
+        )
+    for setting, value in (("path", path), ("domain", domain)):
+        unsafe = _UNSAFE[setting]
+        if value is not None and (not isinstance(value, str) or unsafe.pattern.search(value)):
+            raise ConfigurationError(f"the cookie {setting} {value!r} {unsafe.problem}")
+    folded = name.lower()
+    prefix = next((p for p in ("__Host-", "__Secure-") if folded.startswith(p.lower())), None)
+    if prefix is not None and not https_only:
+        raise ConfigurationError(f"a {prefix} cookie ({name!r}) needs https_only=True")
+    if prefix == "__Host-" and (path != "/" or domain is not None):
         raise ConfigurationError("a __Host- cookie needs path='/' and no domain")
+
+
+# RFC 6265 cookie-name: an RFC 2616 token (no control character, space or separator).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+class _Unsafe(NamedTuple):
+    pattern: re.Pattern[str]
+    problem: str
+
+
+_UNSAFE = {
+    "path": _Unsafe(
+        re.compile(r"[^\x21-\x7e]|;"),
+        "holds a space, ';', a control or a non-ASCII character (percent-encode it)",
+    ),
+    "domain": _Unsafe(
+        re.compile(r"[^\x21-\x7e]|[;,]"),
+        "holds a space, ';', ',', a control or a non-ASCII character (use its IDNA form)",
+    ),
+}
 
 
 def _default_wait_timeout_ms(redis_timeout: float | None) -> int:

@@ -31,7 +31,13 @@ class SessionError(Exception):
 
 
 class ConfigurationError(SessionError, RuntimeError):
-    """The configuration cannot serve what was asked of it."""
+    """The configuration cannot serve what was asked of it. `problem` says what is wrong,
+    `hint` (when there is one) what to do; the message is both."""
+
+    def __init__(self, problem: str = "", hint: str | None = None) -> None:
+        super().__init__(f"{problem}: {hint}" if hint else problem)
+        self.problem = problem
+        self.hint = hint
 
 
 class StoreUnavailable(SessionError):

@@ -83,3 +83,44 @@ def test_a_bad_key_prefix_is_a_session_error() -> None:
 def test_a_url_given_as_redis_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="redis_url="):
         sessions(secret_key=SECRET, redis="redis://127.0.0.1:6379/0")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        {"session_cookie": "__host-session"},  # browsers match the prefix in any case
+        {"session_cookie": "__SECURE-session"},
+        {"session_cookie": "__Host-session", "https_only": True, "path": "/app"},
+        {"session_cookie": "__HOST-session", "https_only": True, "domain": "example.com"},
+        {"session_cookie": "my session"},
+        {"session_cookie": "a;b"},
+        {"session_cookie": "a,b"},
+        {"session_cookie": "a=b"},
+        {"session_cookie": "a\tb"},
+        {"session_cookie": ""},
+        {"path": "/a; Domain=evil.example"},
+        {"path": "/a b"},
+        {"path": "/a\r\nSet-Cookie: x=1"},
+        {"domain": "example.com; Secure"},
+        {"domain": "example .com"},
+        {"domain": "example.com\n"},
+        {"domain": "a.example,b.example"},
+    ],
+)
+def test_cookie_attributes_browsers_drop_or_split_are_refused(cookie: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match="cookie"):
+        sessions(secret_key=SECRET, **cookie)
+    with pytest.raises(ConfigurationError, match="cookie"):
+        SessionMiddleware(asgi_app, secret_key=SECRET, **cookie)
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        {"session_cookie": "__Host-session", "https_only": True},
+        {"session_cookie": "__secure-session", "https_only": True, "path": "/app"},
+        {"session_cookie": "my.session-id_2", "domain": ".example.com", "path": "/a,b/"},
+    ],
+)
+def test_valid_cookie_attributes_are_accepted(cookie: dict[str, Any]) -> None:
+    sessions(secret_key=SECRET, **cookie)
