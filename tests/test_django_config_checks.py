@@ -14,24 +14,8 @@ from django.core.management.base import SystemCheckError
 from django.test.utils import override_settings
 
 from .support import REDIS_URL
-from .support.django_native.settings import configure
+from .test_django_checks import SAFE
 
-configure()
-
-ENGINE = "session_middleware.django"
-SAFE = {
-    "INSTALLED_APPS": [
-        "session_middleware.django",
-        "django.contrib.auth",
-        "django.contrib.contenttypes",
-        "django.contrib.sessions",
-    ],
-    "SESSION_ENGINE": ENGINE,
-    "SESSION_MIDDLEWARE": {"redis_url": REDIS_URL},
-    "DEBUG": False,
-    "SESSION_COOKIE_SECURE": True,
-    "SESSION_COOKIE_NAME": "__Host-sessionid",
-}
 DJANGOS = "django.contrib.sessions.middleware.SessionMiddleware"
 OURS = "session_middleware.django.middleware.SessionMiddleware"
 
