@@ -17,7 +17,8 @@ from django.test.utils import override_settings
 from django.urls import path
 
 from .support import REDIS_URL, SECRET
-from .support.django_native.settings import FAST_HASHERS, configure
+from .support.django_native.settings import configure
+from .test_django_native import PROJECT as NATIVE_PROJECT
 
 configure()
 
@@ -43,19 +44,12 @@ urlpatterns = [
     path("logout-others", VIEWS["logout_others"]),
 ]
 PROJECT = {
-    "INSTALLED_APPS": [
-        "session_middleware.django",
-        "django.contrib.auth",
-        "django.contrib.contenttypes",
-        "django.contrib.sessions",
-    ],
+    **NATIVE_PROJECT,
     "ROOT_URLCONF": __name__,
     "MIDDLEWARE": [
         "session_middleware.django.middleware.SessionMiddleware",
         "django.contrib.auth.middleware.AuthenticationMiddleware",
     ],
-    "SESSION_ENGINE": "session_middleware.django",
-    "PASSWORD_HASHERS": FAST_HASHERS,
 }
 
 
