@@ -3,7 +3,7 @@ user out everywhere in one step."""
 
 from typing import TYPE_CHECKING
 
-from ._core.user_sessions import SessionInfo
+from ._core.user_sessions import SessionInfo, UserState
 from ._request_session import get_session
 from .asgi import SessionMiddleware
 from .config import SessionConfig, sessions
@@ -45,6 +45,7 @@ __all__ = [
     "SessionTooLarge",
     "StoreUnavailable",
     "UnknownUser",
+    "UserState",
     "get_session",
     "sessions",
 ]

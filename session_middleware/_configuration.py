@@ -22,7 +22,7 @@ from ._cookies import CookieCodec, SameSite, SecretKeys
 from ._core.lifecycle import Core
 from ._core.runners import drive_async, drive_sync
 from ._core.timing import DEFAULT_MAX_AGE, Timing
-from ._core.user_sessions import SessionInfo, UserSessions
+from ._core.user_sessions import SessionInfo, UserSessions, UserState
 from ._encryption import fernet_cipher
 from ._redis.clients import DEFAULT_MAX_CONNECTIONS, RedisClients
 from ._redis.key_layout import KeySpace, UserId
@@ -265,8 +265,9 @@ class Configuration:
         ):
             raise ConfigurationError("exclude_paths must be a list of paths starting with '/'")
         self.exclude_paths = tuple(exclude_paths)
-        where = unavailable.describe_store(redis_url, redis)
-        self.listeners = Listeners(unavailable.OutageLog(where))
+        #: Where the session Redis is, its password masked (for messages and logs).
+        self.store_location = unavailable.describe_store(redis_url, redis)
+        self.listeners = Listeners(unavailable.OutageLog(self.store_location))
         if on_event is not None:
             self.listeners.add(on_event)
         self.epochs: EpochProvider = epochs if epochs is not None else RedisEpochs()
@@ -355,6 +356,19 @@ class Configuration:
         """The async twin of list_sessions."""
         result: list[SessionInfo] = await self.run_async(self._users.list(user_id, time.time()))
         return result
+
+    def user_state(self, user_id: UserId) -> UserState:
+        """What the store holds for the user, read only: whether they have an epoch, and
+        their live sessions. ``found`` False (no epoch, no session) most often means that
+        this configuration looks elsewhere than the app's: another secret key, key prefix
+        or Redis db, or a user id of another form."""
+        state: UserState = self.run_sync(self._users.state(user_id, time.time()))
+        return state
+
+    async def auser_state(self, user_id: UserId) -> UserState:
+        """The async twin of user_state."""
+        state: UserState = await self.run_async(self._users.state(user_id, time.time()))
+        return state
 
     def revoke_session(self, user_id: UserId, handle: str) -> bool:
         """End the user's session `handle` now; False if no such session of theirs."""
