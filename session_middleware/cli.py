@@ -377,7 +377,11 @@ def _revoke(config: SessionConfig, args: argparse.Namespace) -> int:
     )
     _say(args, {"revoked": revoked}, "revoked" if revoked else "no such session of that user")
     if not revoked:
-        print(f"session-middleware: {_looked(_where(config))}", file=sys.stderr)
+        print(
+            f"session-middleware: no session {args.handle!r} of user {args.user!r} "
+            f"({_looked(_where(config))})",
+            file=sys.stderr,
+        )
     return OK if revoked else NOTHING
 
 
@@ -481,6 +485,15 @@ def _table(listed: list[SessionInfo]) -> str:
 
 def _say(args: argparse.Namespace, payload: dict[str, Any], message: str) -> None:
     print(json.dumps(payload) if args.json else message)
+
+
+# The user commands, for other faces of this command line (Django's manage.py sessions):
+# each takes the configuration and a namespace of user, handle, json, int_ids, delete, force.
+USER_COMMANDS: dict[str, Callable[[SessionConfig, argparse.Namespace], int]] = {
+    "list": _sessions,
+    "revoke": _revoke,
+    "invalidate": _invalidate,
+}
 
 
 if __name__ == "__main__":  # pragma: no cover
