@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, ParamSpec, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, ParamSpec, TypeAlias, TypeVar
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -55,6 +55,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_MAX_SESSIONS_PER_USER = 100
 
 OnRedisError = Literal["503", "raise"]
+_Configured = TypeVar("_Configured", bound="Configuration")
 
 
 def _known_keywords(init: Callable[P, None]) -> Callable[P, None]:
@@ -140,6 +141,15 @@ class Configuration:
         closest to expiring (the least recently used, with idle_timeout) are ended, inside
         the login's own script; None for no limit.
     """
+
+    #: The names of the keywords given to ``sessions(...)``: an integration whose framework
+    #: has settings of its own (Flask's) lets these win over them.
+    given_settings: frozenset[str]
+
+    def __new__(cls: type[_Configured], **settings: Any) -> _Configured:
+        configuration = super().__new__(cls)
+        configuration.given_settings = frozenset(settings)
+        return configuration
 
     @_known_keywords
     def __init__(

@@ -209,6 +209,9 @@ class CookieCodec:
     ) -> None:
         self._keys = secret_keys
         self.name = name
+        # As given, for an integration that renders the cookie with its framework's helpers.
+        self.path, self.domain, self.same_site = path, domain, same_site
+        self.secure, self.partitioned = secure, partitioned
         value = rf"([^;]{{0,{MAX_COOKIE_VALUE_LENGTH}}})(?=;|[ \t]*$)"
         self._pairs = re.compile(rf"(?:^|;)[ \t]*{re.escape(name)}[ \t]*=[ \t]*{value}")
         # Spelt as Starlette's SessionMiddleware spells them, in its order, so that code

@@ -10,6 +10,8 @@ from .session import Session
 # Where the WSGI driver and the Flask integration put the session, and why one was rejected.
 SESSION_KEY = "session_middleware.session"
 REJECTED_KEY = "session_middleware.rejected"
+# Why an integration that is installed opened no session for the request (Flask: no key).
+NO_SESSION_KEY = "session_middleware.no_session"
 
 
 def get_session(request: Any) -> Session:
@@ -19,6 +21,9 @@ def get_session(request: Any) -> Session:
         session = holder.get("session") if "type" in holder else holder.get(SESSION_KEY)
         if isinstance(session, Session):
             return session
+        reason = holder.get(NO_SESSION_KEY)
+        if isinstance(reason, str):
+            raise LookupError(f"no session on this request: {reason}")
     store = getattr(request, "__dict__", {}).get("session")  # Django's request.session
     as_session = getattr(store, "as_session", None)
     if callable(as_session):

@@ -13,7 +13,7 @@ from ._asgi_types import ASGIApp, Message, Receive, Scope, Send
 from ._configuration import ConfiguredMiddleware
 from ._core.lifecycle import Opened
 from ._core.runners import drive_async
-from ._redis.clients import ready_cluster
+from ._redis.clients import ready_cluster, running_asyncio_loop
 from ._redis.local_cache import CachedRedis
 from ._response_headers import session_headers
 from .errors import StoreUnavailable
@@ -40,11 +40,12 @@ class SessionMiddleware(ConfiguredMiddleware):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await self.app(scope, self._getting_ready(receive), send)
+            await self.app(scope, self._getting_ready(receive, send), send)
             return
         if (kind != "http" and kind != "websocket") or self._excluded(scope["path"]):
             await self.app(scope, receive, send)
             return
+        running_asyncio_loop()  # on trio: its RuntimeError, never the 503 blaming Redis
         try:
             if not self._ready:
                 await self._get_ready()
@@ -73,12 +74,20 @@ class SessionMiddleware(ConfiguredMiddleware):
             raise StoreUnavailable(f"the session store failed: {type(error).__name__}") from error
         self._ready = True
 
-    def _getting_ready(self, receive: Receive) -> Receive:
+    def _getting_ready(self, receive: Receive, send: Send) -> Receive:
         """`receive`, getting ready at the server's lifespan start-up; a store that cannot
-        be reached then does not stop the app starting (its requests get the 503)."""
+        be reached then does not stop the app starting (its requests get the 503). On an
+        event loop that is not asyncio (trio), the start-up fails: the server hears why
+        (``lifespan.startup.failed``), and the RuntimeError is raised."""
 
         async def receive_and_get_ready() -> Message:
             message: Message = await receive()
+            if message.get("type") == "lifespan.startup":
+                try:
+                    running_asyncio_loop()
+                except RuntimeError as error:
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    raise
             if message.get("type") == "lifespan.startup" and not self._ready:
                 try:
                     await self._get_ready()

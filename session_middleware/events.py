@@ -19,12 +19,13 @@ EventKind = Literal[
     "rotation",  # a logged-in session moved to a new id (login() again, regenerate_id())
     "logout",  # a logged-in session was ended by logout()
     "logout_others",  # the user's other sessions were ended from this one
-    "rejected",  # a session was refused; reason: epoch, expired, corrupt or unavailable
+    "rejected",  # a session was refused; reason: epoch, expired, corrupt, unavailable or
+    # unreplicated (its own epoch change could not be made durable, so it ended)
     "invalidate",  # invalidate_user(): every session of the user ended
     "revoke",  # revoke_session(): one session ended
     "evicted",  # a session ended by max_sessions_per_user at another login
 ]
-Reason = Literal["epoch", "expired", "corrupt", "unavailable"]
+Reason = Literal["epoch", "expired", "corrupt", "unavailable", "unreplicated"]
 
 
 @dataclass(frozen=True, slots=True)

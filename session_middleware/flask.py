@@ -13,14 +13,23 @@ user (new session id, stamped with the user's epoch) and ``logout_user()`` ends 
 The cookie is signed with ``app.secret_key`` (``SECRET_KEY_FALLBACKS`` verify old cookies),
 read at each use as Flask reads it, unless ``sessions(secret_key=...)`` gives a key: that
 one wins. With neither, ``flask.session`` is Flask's null session, as in Flask.
+
+Each cookie setting comes from ``sessions(...)`` where it was given there, else from
+Flask's ``SESSION_COOKIE_*``, else from the default; a conflict is logged once. The server
+ends a session no later than its cookie: ``PERMANENT_SESSION_LIFETIME`` after it was last
+seen, if that comes before ``max_age`` after its login.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import logging
 import time
+import weakref
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import flask
@@ -32,12 +41,15 @@ from werkzeug.exceptions import ServiceUnavailable
 
 from . import _fail_closed as unavailable
 from ._cookies import CookieUpdate
-from ._core.lifecycle import Opened
+from ._core.lifecycle import Core, Opened
+from ._core.timing import Timing
+from ._flask_cookie import CookieResolver, CookieSettings
 from ._redis.key_layout import UserId, user_id_text
-from ._request_session import REJECTED_KEY, SESSION_KEY
+from ._redis.record_commands import Writes
+from ._request_session import NO_SESSION_KEY, REJECTED_KEY, SESSION_KEY
 from .config import SessionConfig
 from .errors import ConfigurationError
-from .events import SessionEvent
+from .events import Listeners, SessionEvent
 from .session import Session
 
 logger = logging.getLogger("session_middleware")
@@ -50,6 +62,10 @@ _UNAVAILABLE = "the session store cannot be reached: the session cannot be chang
 _SCRIPTS_CAN_READ = (
     "SESSION_COOKIE_HTTPONLY is False: scripts on the page can read the session cookie, "
     "so a cross-site scripting flaw can steal the session"
+)
+_NO_SECRET_KEY = (
+    "the Flask app has no secret key to sign the session cookie with: set app.secret_key "
+    "(SECRET_KEY), or pass secret_key to sessions()"
 )
 
 
@@ -84,6 +100,12 @@ class FlaskSession(Session, SessionMixin):
         )
         self.new = opened is None or opened.record is None
 
+    def __bool__(self) -> bool:
+        """False while it holds nothing but whether it is permanent, as Flask-Session's: so
+        that Flask-Login treats a new permanent session as the empty one it is."""
+        self.accessed = True
+        return bool(dict.keys(self) - {PERMANENT_KEY})
+
     def logout_others(self) -> None:
         self._follow()
         super().logout_others()
@@ -112,7 +134,8 @@ class FlaskSession(Session, SessionMixin):
         elif self._was_followed and self.user_id is not None and not self.ended:
             remaining = dict(dict.items(self))
             self.logout()
-            self.update(remaining)
+            if remaining.keys() - {PERMANENT_KEY}:  # a session holding nothing else ends
+                self.update(remaining)
 
 
 class StoreUnavailable(ServiceUnavailable):
@@ -156,16 +179,20 @@ class RedisSessionInterface(SessionInterface):
         self.import_cookie_sessions = import_cookie_sessions
         self._fail_open = not unavailable.answers_503(config.on_redis_error)
         self._warned_httponly = False
+        self._cookies = CookieResolver(config.core.codec, config.given_settings)
+        self._timed: tuple[int, Core] | None = None
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession | None:
         """The request's session; None (Flask's null session) when there is no key."""
-        if self.config.secret_keys.current() is None:
-            return None
-        core = self.config.core
+        settings = self.cookie_settings(app)
         environ = request.environ
+        if self.config.secret_keys.current() is None:
+            environ[NO_SESSION_KEY] = _NO_SECRET_KEY
+            return None
+        core = self.core(app)
         try:
             step = core.open(
-                environ.get("HTTP_COOKIE"),
+                _cookie_header(request, settings.name, core.codec.name),
                 time.time(),
                 lambda: (environ.get("HTTP_USER_AGENT"), environ.get("REMOTE_ADDR")),
             )
@@ -177,8 +204,12 @@ class RedisSessionInterface(SessionInterface):
             session = FlaskSession()
             session.freeze(_UNAVAILABLE)
             return session
+        if opened.record is not None:
+            data = _untagged(opened.record.data)
+        else:  # a new session: permanent or not as SESSION_PERMANENT says
+            data = {PERMANENT_KEY: True} if _permanent_by_default(app) else {}
         session = FlaskSession(
-            _untagged(opened.record.data) if opened.record is not None else {},
+            data,
             opened.session.user_id,
             opened=opened,
             user_key=self.user_key,
@@ -194,18 +225,30 @@ class RedisSessionInterface(SessionInterface):
         return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        """Save as Flask's own interface does, the cookie built from Flask's settings
-        (``SESSION_COOKIE_DOMAIN``, ``_PATH`` or ``APPLICATION_ROOT``, ``_SECURE``,
-        ``_SAMESITE`` (Lax when None), ``_PARTITIONED``, ``_HTTPONLY``,
-        ``PERMANENT_SESSION_LIFETIME``, ``SESSION_REFRESH_EACH_REQUEST``); the name is the
-        configuration's ``session_cookie``."""
+        """Save as Flask's own interface does, the cookie built from `cookie_settings`,
+        ``SESSION_COOKIE_HTTPONLY``, ``PERMANENT_SESSION_LIFETIME`` and
+        ``SESSION_REFRESH_EACH_REQUEST``."""
         if not isinstance(session, FlaskSession) or session._opened is None:
             return
         opened = session._opened
         session._follow()
+        if (
+            opened.record is None
+            and dict.keys(session) <= {PERMANENT_KEY}
+            and PERMANENT_KEY not in session._written
+        ):  # only SESSION_PERMANENT's mark: nothing to store, as with Flask-Session
+            dict.pop(session, PERMANENT_KEY, None)
+        core = self.core(app)
         now = time.time()
+        # A write that records activity moves the session's end on the server (when
+        # PERMANENT_SESSION_LIFETIME sets one): the cookie then follows.
+        extends = (
+            opened.record is not None
+            and core.timing.sliding
+            and core.timing.refresh_due(opened.record, now)
+        )
         try:
-            committed = self.config.run_sync(self.config.core.commit(opened, now))
+            committed = self.config.run_sync(core.commit(opened, now))
         except unavailable.FAILURES:
             if self._fail_open:
                 raise
@@ -215,17 +258,22 @@ class RedisSessionInterface(SessionInterface):
         if committed.depends_on_session or session.accessed:
             response.vary.add("Cookie")
         cookie = committed.cookie
-        if cookie is None and not session.ended and opened.ref is not None:
-            permanent_changed = _permanent(session) != session._was_permanent
-            if permanent_changed or self.should_set_cookie(app, session):
-                cookie = self._same_cookie(opened, now)
+        alive = committed.interrupted is None and not session.ended
+        if cookie is None and alive and opened.ref is not None:
+            permanent = _permanent(session)
+            if (
+                permanent != session._was_permanent
+                or (permanent and extends)
+                or self.should_set_cookie(app, session)
+            ):
+                cookie = self._same_cookie(core, opened, now)
         if cookie is not None:
             self._set_cookie(app, session, response, cookie)
-        if session._imported and app.config["SESSION_COOKIE_NAME"] != self.config.core.codec.name:
+        if session._imported and app.config["SESSION_COOKIE_NAME"] != self.get_cookie_name(app):
             response.delete_cookie(
                 app.config["SESSION_COOKIE_NAME"],
-                domain=self.get_cookie_domain(app),
-                path=self.get_cookie_path(app),
+                domain=_FLASK_COOKIES.get_cookie_domain(app),
+                path=_FLASK_COOKIES.get_cookie_path(app),
             )
 
     def should_set_cookie(self, app: Flask, session: SessionMixin) -> bool:
@@ -233,32 +281,63 @@ class RedisSessionInterface(SessionInterface):
         with ``SESSION_REFRESH_EACH_REQUEST`` (the default)."""
         return _permanent(session) and bool(app.config["SESSION_REFRESH_EACH_REQUEST"])
 
+    # -- which cookie, and how long the session lives -------------------------------------
+
+    def cookie_settings(self, app: Flask) -> CookieSettings:
+        """The app's session cookie (see `CookieResolver.settings`), read at each use, as
+        Flask reads its settings."""
+        return self._cookies.settings(app)
+
+    def get_cookie_name(self, app: Flask) -> str:
+        return self.cookie_settings(app).name
+
+    def get_cookie_domain(self, app: Flask) -> str | None:
+        return self.cookie_settings(app).domain
+
+    def get_cookie_path(self, app: Flask) -> str:
+        return self.cookie_settings(app).path
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return self.cookie_settings(app).secure
+
+    def get_cookie_samesite(self, app: Flask) -> str:
+        return self.cookie_settings(app).same_site
+
+    def get_cookie_partitioned(self, app: Flask) -> bool:
+        return self.cookie_settings(app).partitioned
+
+    def core(self, app: Flask) -> Core:
+        """The configuration's core, with a session also ending when its cookie would:
+        ``PERMANENT_SESSION_LIFETIME`` after it was last seen (its Redis TTL too)."""
+        seconds = int(app.permanent_session_lifetime.total_seconds())
+        timed = self._timed
+        if timed is None or timed[0] != seconds:
+            base = self.config.core
+            timed = (seconds, _with_timing(base, base.timing.idle_within(seconds)))
+            self._timed = timed
+        return timed[1]
+
+    # -- the cookie ----------------------------------------------------------------------
+
     def _set_cookie(
         self, app: Flask, session: FlaskSession, response: Response, cookie: CookieUpdate
     ) -> None:
-        # The name is the configuration's (session_cookie, "session" as Flask's by default),
-        # so that a cookie session of Flask's own under SESSION_COOKIE_NAME can be imported.
-        name, domain, path = (
-            self.config.core.codec.name,
-            self.get_cookie_domain(app),
-            self.get_cookie_path(app),
-        )
+        settings = self.cookie_settings(app)
         attributes: dict[str, Any] = {
-            "domain": domain,
-            "path": path,
-            "secure": self.get_cookie_secure(app),
-            "partitioned": self.get_cookie_partitioned(app),
-            # SameSite as Flask's setting says; Lax where it says nothing (Flask's default).
-            "samesite": self.get_cookie_samesite(app) or "Lax",
+            "domain": settings.domain,
+            "path": settings.path,
+            "secure": settings.secure,
+            "samesite": settings.same_site,
             "httponly": self.cookie_httponly(app),
         }
+        if settings.partitioned:
+            attributes["partitioned"] = True
         if cookie.value is None:
-            response.delete_cookie(name, **attributes)
+            response.delete_cookie(settings.name, **attributes)
         else:
-            # Flask's expiry for a permanent session (PERMANENT_SESSION_LIFETIME); the
-            # server still ends the session max_age after its login, whatever the cookie.
-            expires = self.get_expiration_time(app, session) if _permanent(session) else None
-            response.set_cookie(name, cookie.value, expires=expires, **attributes)
+            response.set_cookie(
+                settings.name, cookie.value, expires=_expires(app, session), **attributes
+            )
         if "Cache-Control" not in response.headers:
             response.headers["Cache-Control"] = "no-store"
         response.vary.add("Cookie")
@@ -271,15 +350,15 @@ class RedisSessionInterface(SessionInterface):
             logger.warning(_SCRIPTS_CAN_READ)
         return httponly
 
-    def _same_cookie(self, opened: Opened, now: float) -> CookieUpdate | None:
+    @staticmethod
+    def _same_cookie(core: Core, opened: Opened, now: float) -> CookieUpdate | None:
         """The current session's cookie again, to change only how long it lasts."""
         if opened.ref is None or opened.record is None:
             return None
-        left = self.config.core.timing.seconds_left(opened.record, now)
-        return self.config.core.codec.issue(opened.ref, left)
+        return core.codec.issue(opened.ref, core.timing.seconds_left(opened.record, now))
 
     def _import(self, app: Flask, request: Request, session: FlaskSession) -> None:
-        legacy = SecureCookieSessionInterface().open_session(app, request)
+        legacy = _FLASK_COOKIES.open_session(app, request)
         if not legacy:
             return
         dropped = session.adopt(legacy)
@@ -298,22 +377,45 @@ def init_app(
     import_cookie_sessions: bool = False,
 ) -> RedisSessionInterface:
     """Make ``flask.session`` a session of ``config`` (see RedisSessionInterface), and
-    answer 503 to a request whose session cannot be read because Redis is unreachable."""
+    answer 503 to a request whose session cannot be read because Redis is unreachable.
+
+    ConfigurationError now if the app's cookie settings make a cookie browsers would drop
+    (see `RedisSessionInterface.cookie_settings`); settings changed later are checked at
+    the next request. The app is held weakly: it is freed as if init_app had not run."""
     interface = RedisSessionInterface(
         config, user_key=user_key, import_cookie_sessions=import_cookie_sessions
     )
+    interface.cookie_settings(app)
     app.session_interface = interface
     interface.cookie_httponly(app)  # warns at start-up when the app turned HttpOnly off
     app.before_request_funcs.setdefault(None, []).insert(0, _refuse_unavailable)
-
-    def signal(event: SessionEvent) -> None:
-        session_event.send(app, event=event)
-
+    signal = _AppSignal(app)
     config.listeners.add(signal)
+    weakref.finalize(app, _stop_listening, config.listeners, signal)
     return interface
 
 
+class _AppSignal:
+    """Sends `session_event` with the app, held weakly, for each event of its configuration."""
+
+    __slots__ = ("_app",)
+
+    def __init__(self, app: Flask) -> None:
+        self._app = weakref.ref(app)
+
+    def __call__(self, event: SessionEvent) -> None:
+        app = self._app()
+        if app is not None:
+            session_event.send(app, event=event)
+
+
+def _stop_listening(listeners: Listeners, signal: _AppSignal) -> None:
+    with contextlib.suppress(ValueError):
+        listeners.remove(signal)
+
+
 _TAGS = TaggedJSONSerializer()
+_FLASK_COOKIES = SecureCookieSessionInterface()  # Flask's own, to import its cookies
 
 #: A Flask signal (blinker) sent with the app for every SessionEvent of the configuration
 #: given to init_app: ``session_event.connect(audit, app)``; ``audit(app, event)``.
@@ -343,6 +445,41 @@ def _untagged(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _cookie_header(request: Request, name: str, codec_name: str) -> str | None:
+    """The Cookie header, as the codec reads it: only the cookies named `name`."""
+    header: str | None = request.environ.get("HTTP_COOKIE")
+    if name == codec_name or not header:
+        return header
+    return "; ".join(f"{codec_name}={value}" for value in request.cookies.getlist(name))
+
+
+def _with_timing(core: Core, timing: Timing) -> Core:
+    """`core`, with other lifetimes."""
+    if timing is core.timing:
+        return core
+    timed = copy.copy(core)
+    timed.timing = timing
+    timed.writes = Writes(core.keys, timing, core.max_bytes, core.fields)
+    return timed
+
+
+def _expires(app: Flask, session: SessionMixin) -> datetime | None:
+    """As Flask's: a permanent session's cookie expires ``PERMANENT_SESSION_LIFETIME`` from
+    now (the server may end the session before: see RedisSessionInterface.core); any other
+    lasts the browser session."""
+    if not _permanent(session):
+        return None
+    seconds = app.permanent_session_lifetime.total_seconds()
+    return datetime.fromtimestamp(time.time() + seconds, timezone.utc)
+
+
+def _permanent_by_default(app: Flask) -> bool:
+    """Whether a new session is permanent: ``SESSION_PERMANENT`` (Flask-Session's setting);
+    unset, True under Flask-Session's configuration (``SESSION_TYPE``), as Flask-Session
+    makes them, else False, as Flask does."""
+    return bool(app.config.get("SESSION_PERMANENT", "SESSION_TYPE" in app.config))
+
+
 def _permanent(session: SessionMixin) -> bool:
     """Whether the session is permanent, read without marking it accessed."""
     return bool(dict.get(session, PERMANENT_KEY, False))  # type: ignore[call-overload]
@@ -364,6 +501,7 @@ def _refuse(response: Response) -> None:
 
 __all__ = [
     "FLASK_LOGIN_KEY",
+    "CookieSettings",
     "FlaskSession",
     "RedisSessionInterface",
     "StoreUnavailable",

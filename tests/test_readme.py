@@ -1,4 +1,5 @@
-"""The README says what the code does: its commands, its snippets, its table of settings."""
+"""The README says what the code does: its commands, its snippets, its links; the docs'
+table of settings and the 503 they quote are the code's."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from .support import REDIS_URL, SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
+SETTINGS_PAGE = (ROOT / "docs" / "settings.md").read_text()
+ERRORS_PAGE = (ROOT / "docs" / "errors.md").read_text()
 EXAMPLE_COMMAND = (
     "python3 -m venv .venv && .venv/bin/pip install -e '.[examples]' "
     "&& .venv/bin/python examples/run.py"
@@ -34,8 +37,8 @@ def python_blocks() -> list[str]:
     return blocks("python")
 
 
-def section(title: str) -> str:
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", README, re.M | re.S)
+def section(title: str, text: str = README) -> str:
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
     assert match, f"no section {title!r}"
     return match.group(1)
 
@@ -175,7 +178,7 @@ async def test_the_quickstart_apps_serve_requests(
 
 
 def documented_settings() -> dict[str, str]:
-    rows = table_rows(section("Settings"))
+    rows = table_rows(SETTINGS_PAGE.split("\n## ", 1)[0])
     return {row[0].strip("`"): row[1] for row in rows}
 
 
@@ -200,6 +203,6 @@ def test_the_settings_table_gives_each_default() -> None:
 def test_the_503_body_is_quoted_as_sent() -> None:
     from session_middleware import _fail_closed as unavailable
 
-    assert unavailable.BODY.decode().strip() in README
-    assert f"Retry-After: {dict(unavailable.HEADERS)['retry-after']}" in README
-    assert f"code {unavailable.WEBSOCKET_CLOSE_CODE}" in README
+    assert unavailable.BODY.decode().strip() in ERRORS_PAGE
+    assert f"Retry-After: {dict(unavailable.HEADERS)['retry-after']}" in ERRORS_PAGE
+    assert f"code {unavailable.WEBSOCKET_CLOSE_CODE}" in ERRORS_PAGE

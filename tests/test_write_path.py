@@ -142,6 +142,33 @@ async def test_wsgi_a_held_request_cannot_undo_an_ending(
         await assert_ended(config, response, stolen, _Sync(owner), what)
 
 
+@pytest.mark.parametrize("what", OUTSIDE)
+async def test_a_held_logout_others_with_sql_epochs_cannot_undo_an_ending(
+    key_prefix: str, tmp_path: Any, what: str
+) -> None:
+    """The epochs in SQL (SQLite), the bump a compare-and-set there: a held logout_others
+    of a session revoked meanwhile must not end the owner's new session either."""
+    from session_middleware.epochs.sql import SQLEpochs
+
+    epochs = SQLEpochs.managed(f"sqlite+aiosqlite:///{tmp_path}/epochs.db")
+    config = sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix,
+                      epochs=epochs)  # fmt: skip
+    await epochs.acreate_table()
+    gate = AsyncGate()
+    async with async_client(config, gate.app) as thief, async_client(config, gate.app) as owner:
+        await thief.get("/login?user=alice")
+        stolen = thief.cookies["session"]
+        (listed,) = await config.alist_sessions("alice")
+        held = asyncio.create_task(thief.get("/held/logout_others"))
+        await gate.loaded.wait()
+        await outside(config, what, "alice", listed.handle)
+        await owner.get("/login?user=alice")
+        gate.release.set()
+        response = await held
+        await assert_ended(config, response, stolen, owner, what)
+    await epochs.adispose()
+
+
 class _Sync:
     """A sync client behind the async client's get, for the shared assertions."""
 

@@ -32,8 +32,8 @@ from .._redis.lua_scripts import EMPTIED, EPOCH_MOVED, EPOCH_UNKNOWN, GONE, TOO_
 from .._redis.record_commands import EpochGuard, Guard, LoginMode, Writes
 from .._redis.round_trip import Command, text
 from ..epochs.base import EpochProvider, new_epoch
-from ..errors import CorruptRecord, SessionTooLarge, StoreUnavailable
-from ..events import SessionEvent
+from ..errors import CorruptRecord, NotReplicated, SessionTooLarge, StoreUnavailable
+from ..events import Reason, SessionEvent
 from ..session import Session
 from .steps import Emit, RedisIO, Step
 from .timing import Timing
@@ -45,9 +45,12 @@ MAX_USER_AGENT = 256
 # Why a request's changes were dropped: its session was ended meanwhile, or its user's
 # epoch moved.
 Interrupted = Literal["gone", "epoch"]
-WriteOutcome = Literal["written", "emptied", "gone", "epoch"]
+WriteOutcome = Literal["written", "emptied", "gone", "epoch", "unreplicated"]
 # Why a stored record is dead (see Core.liveness).
 Dead = Literal["foreign", "expired", "epoch"]
+# What a request's own epoch change may fail with: not on enough replicas (NotReplicated),
+# or not answered at all (StoreUnavailable). The request's session then ends.
+NOT_DURABLE: tuple[type[Exception], ...] = (NotReplicated, StoreUnavailable)
 
 
 @dataclass(slots=True)
@@ -62,8 +65,9 @@ class Opened:
     cleanup: list[Command] = field(default_factory=list)
     client_info: ClientInfo | None = None
     changes: tuple[list[tuple[str, str]], list[str]] | None = None  # see _changes
-    # An epoch this very request gave the session's user (a password change made in it):
-    # the one epoch besides its own that the session may be re-stamped with.
+    # An epoch this very request gave the session's user (a password change made in it,
+    # by a compare-and-set from the epoch the session carried: see bump_from_request): the
+    # one epoch besides its own that the session may be re-stamped with.
     own_epoch: str | None = None
     # Store the session even while it is empty (Django's save() and create() do).
     store_empty: bool = False
@@ -184,6 +188,36 @@ class Core:
         (outcome,) = yield RedisIO((self.writes.write(ref, record, guard, [], [], now),))
         return _outcome(outcome)[0] == WRITTEN
 
+    def bump_from_request(
+        self, user_id: Any, ref: CookieRef | None, stamp: str | None, carried: str | None
+    ) -> Step[str | None]:
+        """Give `user_id` a new epoch from a request (a password change) whose session,
+        `ref`, stored stamped `stamp`, carries `carried`, an epoch of that user's (None:
+        not a session of theirs; `carried` differs from `stamp` once the request bumped
+        before, and has yet to re-stamp). Every other session ends.
+
+        Returns the new epoch when this session may be re-stamped with it: a
+        compare-and-set from `carried` made it. None when the compare failed (the sessions
+        were ended while the request was in flight: the bump is made anyway, and this
+        session ends with the others), or when the bump could not be made durable: the
+        session is then ended here, and the failure reported."""
+        try:
+            if ref is not None and stamp is not None and carried is not None:
+                stamped = self._stamped(ref, stamp)
+                epoch = yield from self.provider.bump_if(user_id, ref.tag, carried, stamped)
+                if epoch is not None:
+                    return epoch
+            yield from self.provider.bump_epoch(user_id)
+            return None
+        except NOT_DURABLE as error:
+            if ref is None or carried is None:
+                raise  # no session here to end: the caller hears it, as from invalidate_user
+            _log_not_durable("a password change", error)
+            handle = session_handle(ref.session_id)
+            yield RedisIO(tuple(self.writes.forget(ref, listed=True)))
+            yield Emit((SessionEvent("rejected", user_id, handle, "unreplicated"),))
+            return None
+
     def liveness(
         self, record: Record, tag: str, cached: Any, now: float
     ) -> Step[tuple[Dead | None, str | None]]:
@@ -276,6 +310,9 @@ class Core:
         outcome = yield from self._write(opened, now, commands)
         if outcome == "emptied":
             return self._committed(self.codec.cleared(), depends)
+        if outcome == "unreplicated":
+            event = SessionEvent("rejected", record.user_id, self._handle(opened), "unreplicated")
+            return self._committed(self.codec.cleared(), depends, "epoch", "epoch", (event,))
         interrupted = None if outcome == "written" else outcome
         if interrupted is None and session.modified:
             # The same id again, as Starlette sends its cookie on every change: the
@@ -291,7 +328,8 @@ class Core:
     def _write(self, opened: Opened, now: float, commands: list[Command]) -> Step[WriteOutcome]:
         """Apply the request's changes (and a log-out-others) to the stored record:
         written; emptied (an anonymous session left with no data, so deleted); or, the
-        changes dropped, gone or epoch (see Committed.interrupted)."""
+        changes dropped, gone or epoch (see Committed.interrupted); or unreplicated: the
+        log-out-others could not be made durable, and the session was ended."""
         record, ref, session = opened.record, opened.ref, opened.session
         assert record is not None and ref is not None
         changed, removed = self._changes(opened)
@@ -302,23 +340,26 @@ class Core:
         guard = Guard(mode, carried, carried)
         if opened.own_epoch is not None and record.user_id is not None:
             guard = Guard(mode, carried, opened.own_epoch, stamp=opened.own_epoch)
-        others: list[Command] = []
         if session.logout_others_requested:
             assert record.user_id is not None
             current = guard.wanted  # the carried epoch, or one this request set itself
-            if mode == "redis":
-                fresh = new_epoch()
-                guard = Guard(mode, carried, current, stamp=fresh, set_epoch=True)
-                others = self._other_tags(self.provider.bump_commands(record.user_id, fresh), ref)
-            else:
-                bumped = yield from self.provider.bump_if(record.user_id, ref.tag, current)
-                if bumped is None:
-                    if commands:
-                        yield RedisIO(tuple(commands))
-                    return "epoch"
-                guard = Guard(mode, carried, bumped, stamp=bumped)
+            try:
+                bumped = yield from self.provider.bump_if(
+                    record.user_id, ref.tag, current, self._stamped(ref, carried)
+                )
+            except NOT_DURABLE as error:
+                _log_not_durable("log out the other sessions", error)
+                yield RedisIO((*commands, *self.writes.forget(ref, listed=True)))
+                return "unreplicated"
+            if bumped is None:
+                if commands:
+                    yield RedisIO(tuple(commands))
+                return "epoch"
+            guard = Guard(mode, carried, bumped, stamp=bumped)
         for attempt in range(2):
-            command = self.writes.write(ref, record, guard, pairs, deleted, now)
+            command = self.writes.write(
+                ref, record, guard, pairs, deleted, now, keep_empty=opened.store_empty
+            )
             replies = yield RedisIO((*commands, command))
             commands = []
             outcome, size = _outcome(replies[-1])
@@ -341,8 +382,6 @@ class Core:
                 return "epoch"
         if outcome == EPOCH_UNKNOWN:
             return "epoch"
-        if others:
-            yield RedisIO(tuple(others))
         return "written"
 
     def _login(self, opened: Opened, now: float, depends: bool) -> Step[Committed]:
@@ -388,33 +427,33 @@ class Core:
             expect = text(replies[-1]) if colocated else None
         elif record is not None and old is not None:
             commands += self.writes.forget(old, listed=record.user_id is not None)
-        mode: LoginMode
+        mode: LoginMode = "given"
         epoch: str | None
-        expected = ""
-        others: list[Command] = []
-        if colocated:
-            fresh = new_epoch()
-            if expect is None:
-                mode, epoch = ("bump" if bump else "ensure"), fresh
-            elif bump:
-                mode, epoch, expected = "expect-bump", fresh, expect
-            else:
-                mode, epoch = "expect", expect
-            if bump:
-                others = self._other_tags(self.provider.bump_commands(user_id, fresh), ref)
+        if bump:
+            # A compare-and-set from the epoch the session carries (where the login script
+            # reads it: under the new tag when colocated), or, for a session that carried
+            # none of this user's, a plain bump; either durable before the login is written.
+            tag, bump_from = (ref.tag, expect) if colocated else (old.tag if old else "", carried)
+            try:
+                if bump_from is None:
+                    epoch = yield from self.provider.bump_epoch(user_id)
+                else:
+                    stamped = None
+                    if replaced is not None and record is not None and record.epoch:
+                        stamped = self._stamped(replaced, record.epoch)
+                    epoch = yield from self.provider.bump_if(user_id, tag, bump_from, stamped)
+            except NOT_DURABLE as error:
+                _log_not_durable("log in and out of the other sessions", error)
+                ending = [*commands, *(self.writes.forget(old, listed=True) if old else [])]
+                return (yield from self._refuse(ending, depends, opened, "unreplicated"))
+            if colocated:
+                mode = "ensure" if bump_from is None else "expect"
+        elif colocated:
+            mode, epoch = ("ensure", new_epoch()) if expect is None else ("expect", expect)
         else:
-            mode = "given"
-            if carried is None and bump:
-                epoch = yield from self.provider.bump_epoch(user_id)
-            elif carried is None:
-                epoch = yield from self.provider.login_epoch(user_id)
-            elif bump:
-                assert old is not None
-                epoch = yield from self.provider.bump_if(user_id, old.tag, carried)
-            else:
-                epoch = yield from self.provider.login_epoch(user_id)
-                if not same_epoch(epoch, carried):
-                    epoch = None
+            epoch = yield from self.provider.login_epoch(user_id)
+            if carried is not None and not same_epoch(epoch, carried):
+                epoch = None
         if epoch is None:
             return (yield from self._refuse(commands, depends, opened))
         new_record = self._new_record(session, now, user_id)
@@ -427,17 +466,16 @@ class Core:
             mode,
             epoch,
             now,
-            expected=expected,
             max_sessions=self.max_sessions_per_user,
             rotating=replaced,
         )
         replies = yield RedisIO((*commands, login))
         if replies[-1] is None:
             return (yield from self._refuse([], depends, opened))
-        if others:
-            yield RedisIO(tuple(others))
         handle = session_handle(ref.session_id)
-        ended = [item for item in (text(reply) for reply in list(replies[-1])[1:]) if item]
+        _, corrupt, *evicted = (text(reply) for reply in replies[-1])
+        self._log_replaced(ref.tag, corrupt)
+        ended = [item for item in evicted if item]
         if ended:
             # Deleted by the script already; deleted again from here so that this worker's
             # local cache, which Redis does not tell about its own connection's writes,
@@ -465,19 +503,29 @@ class Core:
     def _handle(opened: Opened) -> str | None:
         return None if opened.ref is None else session_handle(opened.ref.session_id)
 
-    def _refuse(self, commands: list[Command], depends: bool, opened: Opened) -> Step[Committed]:
+    def _refuse(
+        self, commands: list[Command], depends: bool, opened: Opened, reason: Reason = "epoch"
+    ) -> Step[Committed]:
         """A rotation or a log-out-others refused: the user's epoch moved (or the session
-        was ended) while the request was in flight."""
+        was ended) while the request was in flight, or ('unreplicated') the epoch change
+        could not be made durable."""
         if commands:
             yield RedisIO(tuple(commands))
         user_id = None if opened.record is None else opened.record.user_id
-        event = SessionEvent("rejected", user_id, self._handle(opened), "epoch")
+        event = SessionEvent("rejected", user_id, self._handle(opened), reason)
         return self._committed(self.codec.cleared(), depends, "epoch", "epoch", (event,))
 
-    def _other_tags(self, commands: list[Command] | None, ref: CookieRef) -> list[Command]:
-        """A bump's writes under the user's other tags (older signing keys), not `ref`'s."""
-        own = self.keys.epoch_key(ref.tag)
-        return [command for command in commands or () if command[1] != own]
+    def _log_replaced(self, tag: str, replaced: str | None) -> None:
+        """The keys of the wrong type the login script replaced (see scripts.LOGIN)."""
+        for name in filter(None, (replaced or "").split(",")):
+            key = self.keys.epoch_key(tag) if name == "epoch" else self.keys.index_key(tag)
+            logger.warning(
+                "replaced a user's %s of the wrong type: key %s", name, _fingerprint(key)
+            )
+
+    def _stamped(self, ref: CookieRef, stamp: str) -> tuple[str, str]:
+        """The session of `ref` as a bump from it checks it: still stored, stamped `stamp`."""
+        return self.keys.session_key(ref.tag, ref.session_id), stamp
 
     def _guard_mode(self, tag: str) -> EpochGuard:
         if self.provider.cached_key(tag) is None:
@@ -534,6 +582,13 @@ def same_epoch(current: str | None, stamped: str | None) -> bool:
     if current is None or stamped is None:
         return False
     return hmac.compare_digest(current.encode(), stamped.encode())
+
+
+def _log_not_durable(what: str, error: Exception) -> None:
+    logger.warning(
+        "a request's epoch change (%s) could not be made durable (%s: %s); its session ends",
+        what, type(error).__name__, error,
+    )  # fmt: skip
 
 
 def _fingerprint(key: str) -> str:

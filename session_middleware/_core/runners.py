@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from .._redis.replication import run_replicated_async, run_replicated_sync
@@ -14,66 +16,80 @@ T = TypeVar("T")
 
 
 def drive_sync(step: Step[T], redis: RedisSource, listeners: Listeners) -> T:
+    """Run `step` on the sync face. A failure of a request is thrown into the step, which
+    may handle it (a request's own epoch change that could not be made durable); one it
+    does not handle propagates from here as it is."""
+    operation = _operation(step)
     try:
         request = next(step)
         while True:
-            result: Any = None
-            if isinstance(request, RedisIO):
-                client = (redis if request.redis is None else request.redis).sync()
-                try:
-                    if request.replication is not None:
-                        result = run_replicated_sync(client, request.commands, request.replication)
-                    else:
-                        result = run_sync(client, request.commands)
-                except SessionError:
-                    raise
-                except Exception as error:
-                    raise unavailable(step, error, listeners) from error
-            elif isinstance(request, Emit):
-                listeners.emit(request.events)
-            else:
-                try:
-                    result = _run_sql_sync(request)
-                except StoreUnavailable as error:
-                    report(error, listeners)
-                    raise
+            try:
+                result = _serve_sync(request, redis, listeners, operation)
+            except SessionError as error:
+                request = step.throw(error)
+                continue
             request = step.send(result)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+
+
+def _serve_sync(
+    request: RedisIO | SqlIO | Emit, redis: RedisSource, listeners: Listeners, operation: str
+) -> Any:
+    if isinstance(request, Emit):
+        listeners.emit(request.events)
+        return None
+    if isinstance(request, SqlIO):
+        with _reported(listeners):
+            return _run_sql_sync(request)
+    client = (redis if request.redis is None else request.redis).sync()
+    try:
+        if request.replication is not None:
+            return run_replicated_sync(client, request.commands, request.replication)
+        return run_sync(client, request.commands)
+    except SessionError:
+        raise
+    except Exception as error:
+        raise unavailable(operation, error, listeners) from error
 
 
 async def drive_async(step: Step[T], redis: RedisSource, listeners: Listeners) -> T:
+    """The async twin of drive_sync."""
+    operation = _operation(step)
     try:
         request = next(step)
         while True:
-            result: Any = None
-            if isinstance(request, RedisIO):
-                source = redis if request.redis is None else request.redis
-                # WAIT holds its connection: never the one the requests share.
-                waits = request.replication is not None and request.replication.wanted > 0
-                client = source.async_blocking() if waits else source.async_()
-                try:
-                    if request.replication is not None:
-                        result = await run_replicated_async(
-                            client, request.commands, request.replication
-                        )
-                    else:
-                        result = await run_async(client, request.commands)
-                except SessionError:
-                    raise
-                except Exception as error:
-                    raise unavailable(step, error, listeners) from error
-            elif isinstance(request, Emit):
-                listeners.emit(request.events)
-            else:
-                try:
-                    result = await _run_sql_async(request)
-                except StoreUnavailable as error:
-                    report(error, listeners)
-                    raise
+            try:
+                result = await _serve_async(request, redis, listeners, operation)
+            except SessionError as error:
+                request = step.throw(error)
+                continue
             request = step.send(result)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+
+
+async def _serve_async(
+    request: RedisIO | SqlIO | Emit, redis: RedisSource, listeners: Listeners, operation: str
+) -> Any:
+    if isinstance(request, Emit):
+        listeners.emit(request.events)
+        return None
+    if isinstance(request, SqlIO):
+        with _reported(listeners):
+            return await _run_sql_async(request)
+    source = redis if request.redis is None else request.redis
+    # WAIT holds its connection: never the one the requests share.
+    waits = request.replication is not None and request.replication.wanted > 0
+    client = source.async_blocking() if waits else source.async_()
+    try:
+        if request.replication is not None:
+            return await run_replicated_async(client, request.commands, request.replication)
+        return await run_async(client, request.commands)
+    except SessionError:
+        raise
+    except Exception as error:
+        raise unavailable(operation, error, listeners) from error
 
 
 def _run_sql_sync(request: SqlIO) -> Any:
@@ -95,19 +111,29 @@ async def _run_sql_async(request: SqlIO) -> Any:
             return await connection.run_sync(request.run)
 
 
-def unavailable(step: Step[Any], error: Exception, listeners: Listeners) -> StoreUnavailable:
+def unavailable(operation: str, error: Exception, listeners: Listeners) -> StoreUnavailable:
     """Any failure of the Redis layer, whatever its type (a client library's own bug
     included: redis-py's cluster client has raised AttributeError on a cold start), is
     the store being unavailable: the fail-closed 503, never a 500. The runners let the
     package's own errors (SessionError) pass as they are."""
-    found = store_failed(getattr(step, "__name__", "a Redis command"), error)
+    found = store_failed(operation, error)
     listeners.emit((SessionEvent("rejected", reason="unavailable", error=found),))
     return found
 
 
-def report(error: StoreUnavailable, listeners: Listeners) -> None:
+@contextlib.contextmanager
+def _reported(listeners: Listeners) -> Iterator[None]:
     """The epoch database failing is the store being unavailable too."""
-    listeners.emit((SessionEvent("rejected", reason="unavailable", error=error),))
+    try:
+        yield
+    except StoreUnavailable as error:
+        listeners.emit((SessionEvent("rejected", reason="unavailable", error=error),))
+        raise
+
+
+def _operation(step: Step[Any]) -> str:
+    """What a step does, for messages: its generator's name (open, commit, invalidate...)."""
+    return str(getattr(step, "__name__", "a Redis command"))
 
 
 __all__ = ["RedisIO", "SqlIO", "drive_async", "drive_sync"]

@@ -5,7 +5,7 @@ sessions stamped with them."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from .._records import Record
@@ -55,6 +55,19 @@ class Timing:
             )
         lifetime = DEFAULT_MAX_AGE if max_age is None else max_age
         return cls(lifetime, idle_timeout, refresh_interval)
+
+    def idle_within(self, seconds: int) -> Timing:
+        """These lifetimes, with a session also ending `seconds` after it was last seen (a
+        framework's own lifetime, as Flask's ``PERMANENT_SESSION_LIFETIME``), and seen
+        again (refreshed) at least ten times within that."""
+        seconds = max(1, seconds)
+        if seconds >= self.lifetime or (
+            self.idle_timeout is not None and self.idle_timeout <= seconds
+        ):
+            return self
+        return replace(
+            self, idle_timeout=seconds, refresh_interval=min(self.refresh_interval, seconds / 10)
+        )
 
     # -- a session record ------------------------------------------------------------------
 

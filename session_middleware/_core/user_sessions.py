@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from .._records import Record, flat_fields
 from .._redis.key_layout import UserId, user_id_text, valid_handle
-from .._redis.lua_scripts import READ, REVOKE
+from .._redis.lua_scripts import READ, READ_EPOCH, READ_INDEX, REVOKE
 from .._redis.round_trip import Command, text
 from ..errors import CorruptRecord
 from ..events import SessionEvent
 from .lifecycle import Core
+from .lifecycle import _fingerprint as fingerprint
 from .steps import Emit, RedisIO, Step
 from .timing import ms
+
+logger = logging.getLogger("session_middleware")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +68,7 @@ class UserSessions:
         found: list[SessionInfo] = []
         for tag in self.keys.user_tags(user_id):
             index = self.keys.index_key(tag)
-            (listed,) = yield RedisIO((("ZRANGE", index, ms(now), "+inf", "BYSCORE"),))
-            handles = [h for h in (text(item) for item in listed) if h is not None]
+            handles = yield from _listed(index, str(ms(now)))
             if not handles:
                 continue
             epoch_key = self.core.provider.cached_key(tag)
@@ -74,7 +77,7 @@ class UserSessions:
                 ("EVAL", READ, 1, self.keys.record_key(tag, handle)) for handle in handles
             ]
             if epoch_key is not None:
-                reads.append(("GET", epoch_key))
+                reads.append(("EVAL", READ_EPOCH, 1, epoch_key))
             replies = yield RedisIO(tuple(reads))
             values = [reply[0] for reply in replies[: len(handles)]]
             cached = replies[-1] if epoch_key is not None else None
@@ -134,8 +137,7 @@ class UserSessions:
         deleted = 0
         for tag in self.keys.user_tags(user_id):
             index = self.keys.index_key(tag)
-            (listed,) = yield RedisIO((("ZRANGE", index, 0, -1),))
-            handles = [h for h in (text(item) for item in listed) if h is not None]
+            handles = yield from _listed(index, "-inf")
             if not handles:
                 continue
             record_keys = [self.keys.record_key(tag, handle) for handle in handles]
@@ -143,6 +145,16 @@ class UserSessions:
             yield RedisIO((("DEL", *record_keys), ("ZREM", index, *handles)))
             deleted += len(handles)
         return deleted
+
+
+def _listed(index: str, since: str) -> Step[list[str]]:
+    """The handles in a user's index scored from `since` ('-inf': all); none from a key
+    that is not a sorted set (corrupt: the script deleted it), which is logged."""
+    (listed,) = yield RedisIO((("EVAL", READ_INDEX, 1, index, since),))
+    if not isinstance(listed, (list, tuple)):
+        logger.warning("replaced a user's index of the wrong type: key %s", fingerprint(index))
+        return []
+    return [h for h in (text(item) for item in listed) if h is not None]
 
 
 def _info(handle: str, record: Record, expires: float) -> SessionInfo:

@@ -29,14 +29,20 @@ local function expire(key, how, value)
 end
 """
 
-# The current epoch at `key`, created as `candidate` if there is none. Its TTL is extended
-# to `ttl` ms (the session lifetime and a minute) once less than the lifetime is left, so
-# the epoch outlives every session stamped with it; not at every login, as each PEXPIRE
-# counts as a change and evicts the epoch from every worker's local cache.
+# The current epoch at `key`, created as `candidate` if there is none (or if the key holds
+# something that is not a string: a key of the wrong type is corrupt, and replaced). Its
+# TTL is extended to `ttl` ms (the session lifetime and a minute) once less than the
+# lifetime is left, so the epoch outlives every session stamped with it; not at every
+# login, as each PEXPIRE counts as a change and evicts the epoch from every worker's local
+# cache.
 _ENSURE = f"""
 local MARGIN = {EPOCH_TTL_MARGIN_MS}
 local function ensure(key, candidate, ttl)
-  local e = redis.call('GET', key)
+  local e = redis.pcall('GET', key)
+  if type(e) == 'table' then
+    redis.call('DEL', key)
+    e = false
+  end
   if not e then
     redis.call('SET', key, candidate, 'PX', ttl)
     return candidate
@@ -83,16 +89,17 @@ return 1
 # copy: when absent, the caller must look the epoch up and try again) or 'none' (not on
 # this Redis); 2 the epoch the record carried when loaded ('' for an anonymous session:
 # no epoch check); 3 the epoch the user must have now; 4 a new epoch to stamp on the
-# record ('' for none); 5 '1' to also set the epoch key to it (a log-out-others whose
-# compare-and-set is this script); 6 epoch TTL ms; 7 max record bytes; 8 'PEXPIRE' or
-# 'PEXPIREAT', 9 its value; 10 new index score ('' to leave the index), 11 the handle;
-# 12 N, the number of fields to set; 13.. N field/value pairs, then fields to delete.
+# record ('' for none), one this request gave the user itself; 5 max record
+# bytes; 6 'PEXPIRE' or 'PEXPIREAT', 7 its value; 8 new index score ('' to leave the
+# index), 9 the handle; 10 '1' to store an anonymous record even when this request left
+# it empty (Django's save() does), else '0'; 11 N, the number of fields to set; 12.. N
+# field/value pairs, then fields to delete.
 # Returns WRITTEN; GONE when the record no longer exists (never brought back); EPOCH_MOVED
 # when the user's epoch (or the record's stamp) is no longer the one loaded (an
 # invalidation is never undone, a new epoch never adopted); EPOCH_UNKNOWN (see 'cache');
-# {TOO_LARGE, size} when the record would outgrow ARGV[7]. Nothing is written unless WRITTEN,
+# {TOO_LARGE, size} when the record would outgrow ARGV[5]. Nothing is written unless WRITTEN,
 # or EMPTIED: an anonymous record left with no data by this request's deletions (and no key
-# a concurrent request added) is deleted.
+# a concurrent request added) is deleted, unless ARGV[10] keeps it.
 WRITE = (
     _CHUNKED
     + f"""
@@ -106,7 +113,8 @@ if redis.call('EXISTS', record) == 0 then return {GONE} end
 if carried ~= '' then
   if redis.call('HGET', record, 'e') ~= carried then return {EPOCH_MOVED} end
   if epoch_key then
-    local current = redis.call('GET', epoch_key)
+    local current = redis.pcall('GET', epoch_key)
+    if type(current) == 'table' then return {EPOCH_MOVED} end  -- not a string: corrupt
     if not current then
       if mode == 'cache' then return {EPOCH_UNKNOWN} end
       return {EPOCH_MOVED}
@@ -114,7 +122,7 @@ if carried ~= '' then
     if current ~= wanted then return {EPOCH_MOVED} end
   end
 end
-local first, last = 13, 12 + 2 * tonumber(ARGV[12])
+local first, last = 12, 11 + 2 * tonumber(ARGV[11])
 local changing = {{}}
 for i = first, last, 2 do changing[ARGV[i]] = true end
 for i = last + 1, #ARGV do changing[ARGV[i]] = true end
@@ -124,10 +132,10 @@ for i = 1, #current, 2 do
   if not changing[current[i]] then size = size + #current[i] + #current[i + 1] end
 end
 for i = first, last do size = size + #ARGV[i] end
-if size > tonumber(ARGV[7]) then return {{{TOO_LARGE}, size}} end
+if size > tonumber(ARGV[5]) then return {{{TOO_LARGE}, size}} end
 in_chunks('HSET', record, ARGV, first, last)
 in_chunks('HDEL', record, ARGV, last + 1, #ARGV)
-if #ARGV > last and redis.call('HEXISTS', record, 'u') == 0 then
+if #ARGV > last and ARGV[10] ~= '1' and redis.call('HEXISTS', record, 'u') == 0 then
   local empty = true
   for _, name in ipairs(redis.call('HKEYS', record)) do
     if string.sub(name, 1, 2) == 'd:' then empty = false; break end
@@ -137,12 +145,9 @@ if #ARGV > last and redis.call('HEXISTS', record, 'u') == 0 then
     return {EMPTIED}
   end
 end
-if stamp ~= '' then
-  redis.call('HSET', record, 'e', stamp)
-  if ARGV[5] == '1' then redis.call('SET', epoch_key, stamp, 'PX', ARGV[6]) end
-end
-expire(record, ARGV[8], ARGV[9])
-if index and ARGV[10] ~= '' then redis.call('ZADD', index, 'XX', ARGV[10], ARGV[11]) end
+if stamp ~= '' then redis.call('HSET', record, 'e', stamp) end
+expire(record, ARGV[6], ARGV[7])
+if index and ARGV[8] ~= '' then redis.pcall('ZADD', index, 'XX', ARGV[8], ARGV[9]) end
 return {WRITTEN}
 """
 )
@@ -151,59 +156,64 @@ return {WRITTEN}
 # 4 (when rotating a session of this user under the same tag) the session's old record.
 # ARGV: 1 mode, 2 epoch: 'ensure' reads or creates the epoch here (ARGV[2] the candidate);
 # 'given' stamps ARGV[2], which the provider returned, and leaves the epoch key alone;
-# 'expect' (rotating a logged-in session) stamps ARGV[2] only if it is still the user's
-# epoch; 'bump' sets the user's epoch to ARGV[2] (a login that also logs out the others);
-# 'expect-bump' does so only if the epoch is still ARGV[3].
-# 3 compare-and-set epoch for 'expect-bump'; 4 epoch TTL ms; 5 record TTL ms; 6 handle;
-# 7 the record's expiry (unix ms, its index score); 8 now (unix ms); 9 index TTL ms;
-# 10 most sessions the user may have (0: no limit): the soonest to expire are ended;
-# 11 the key of a record of this user less its handle; 12 the old record's handle ('' for
-# none); 13.. the record's field/value pairs.
-# Returns {the epoch stamped, the handles of the sessions the cap ended...}, or nil, writing
-# nothing, when an 'expect' found the epoch moved or the old record gone (revoked,
-# deleted): a session ended in flight stays ended.
+# 'expect' (rotating a logged-in session, or one whose request changed the epoch with a
+# compare-and-set) stamps ARGV[2] only if it is still the user's epoch.
+# 3 epoch TTL ms; 4 record TTL ms; 5 handle; 6 the record's expiry (unix ms, its index
+# score); 7 now (unix ms); 8 index TTL ms; 9 most sessions the user may have (0: no
+# limit): the soonest to expire are ended; 10 the key of a record of this user less its
+# handle; 11 the old record's handle ('' for none); 12.. the record's field/value pairs.
+# Returns {the epoch stamped, what was replaced, the handles of the sessions the cap
+# ended...}, or nil, writing nothing, when an 'expect' found the epoch moved (or not a
+# string) or the old record gone (revoked, deleted): a session ended in flight stays
+# ended. A key of the wrong type at the epoch ('ensure') or the index is corrupt: it is
+# replaced, and named in the reply ('epoch', 'index', or both, comma-separated; '').
 LOGIN = (
     _ENSURE
     + _CHUNKED
     + """
 local mode, e = ARGV[1], ARGV[2]
 if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 0 then return false end
+if mode == 'expect' and redis.pcall('GET', KEYS[2]) ~= e then return false end
+local replaced = {}
+local function corrupt(key, kind, name)
+  local found = redis.call('TYPE', key)['ok']
+  if found ~= 'none' and found ~= kind then
+    redis.call('DEL', key)
+    table.insert(replaced, name)
+  end
+end
+if mode == 'ensure' then corrupt(KEYS[2], 'string', 'epoch') end
+corrupt(KEYS[3], 'zset', 'index')
 if mode == 'ensure' then
-  e = ensure(KEYS[2], e, ARGV[4])
+  e = ensure(KEYS[2], e, ARGV[3])
 elseif mode == 'expect' then
-  if redis.call('GET', KEYS[2]) ~= e then return false end
-  ensure(KEYS[2], e, ARGV[4])
-elseif mode == 'expect-bump' then
-  if redis.call('GET', KEYS[2]) ~= ARGV[3] then return false end
-  redis.call('SET', KEYS[2], e, 'PX', ARGV[4])
-elseif mode == 'bump' then
-  redis.call('SET', KEYS[2], e, 'PX', ARGV[4])
+  ensure(KEYS[2], e, ARGV[3])
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('session id in use') end
 if KEYS[4] then
   redis.call('DEL', KEYS[4])
-  redis.call('ZREM', KEYS[3], ARGV[12])
+  redis.call('ZREM', KEYS[3], ARGV[11])
 end
-in_chunks('HSET', KEYS[1], ARGV, 13, #ARGV)
+in_chunks('HSET', KEYS[1], ARGV, 12, #ARGV)
 redis.call('HSET', KEYS[1], 'e', e)
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[8])
-redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
-local ended = {e}
-local cap = tonumber(ARGV[10])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[7])
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
+local ended = {e, table.concat(replaced, ',')}
+local cap = tonumber(ARGV[9])
 if cap > 0 then
   local over = redis.call('ZCARD', KEYS[3]) - cap
   if over > 0 then
     for _, handle in ipairs(redis.call('ZRANGE', KEYS[3], 0, over - 1)) do
-      if handle ~= ARGV[6] then
-        redis.call('DEL', ARGV[11] .. handle)
+      if handle ~= ARGV[5] then
+        redis.call('DEL', ARGV[10] .. handle)
         redis.call('ZREM', KEYS[3], handle)
         table.insert(ended, handle)
       end
     end
   end
 end
-redis.call('PEXPIRE', KEYS[3], ARGV[9])
+redis.call('PEXPIRE', KEYS[3], ARGV[8])
 return ended
 """
 )
@@ -219,10 +229,17 @@ redis.call('ZREM', KEYS[2], ARGV[2])
 return 1
 """
 
-# Set the epoch to ARGV[2] only if it is still ARGV[1]. KEYS[1] the epoch key; ARGV[3] TTL
-# ms. Returns 1 when set, 0 when the epoch had moved (or was gone).
+# Set the epoch to ARGV[2] only if it is still ARGV[1] and, given KEYS[2] (the session
+# that asks), that session is still stored, stamped ARGV[4]. KEYS[1] the epoch key; ARGV[3]
+# TTL ms. Returns 1 when set, 0 when the epoch had moved (or was gone) or the session was
+# ended. Safe to send again (a durable write is, see replication.py): an epoch already
+# ARGV[2], a random value only this caller knows, was set by this very compare-and-set.
 BUMP_IF = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local e = redis.pcall('GET', KEYS[1])
+if type(e) == 'table' then return 0 end  -- not a string: corrupt, no session can match it
+if e == ARGV[2] then return 1 end
+if e ~= ARGV[1] then return 0 end
+if KEYS[2] and redis.pcall('HGET', KEYS[2], 'e') ~= ARGV[4] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
@@ -230,9 +247,27 @@ return 1
 # Revoke one session of a user. KEYS: 1 the user's index, 2 the record. ARGV: 1 handle.
 # Only a handle listed in this user's index is deleted: another user's handle is refused.
 REVOKE = """
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+if redis.pcall('ZREM', KEYS[1], ARGV[1]) == 1 then
   redis.call('DEL', KEYS[2])
   return 1
 end
 return 0
+"""
+
+# A user's index, from score ARGV[1] ('-inf' for all) up: the handles listed, or the string
+# 'WRONGTYPE' when KEYS[1] holds something that is not a sorted set (corrupt: deleted).
+READ_INDEX = """
+local r = redis.pcall('ZRANGE', KEYS[1], ARGV[1], '+inf', 'BYSCORE')
+if type(r) == 'table' and r.err then
+  redis.call('DEL', KEYS[1])
+  return 'WRONGTYPE'
+end
+return r
+"""
+
+# A user's epoch as the read script takes it: nil when KEYS[1] holds no string.
+READ_EPOCH = """
+local e = redis.pcall('GET', KEYS[1])
+if type(e) == 'table' then return false end
+return e
 """

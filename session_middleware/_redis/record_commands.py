@@ -17,7 +17,7 @@ from .round_trip import Command
 
 # Where a user's epoch lives, as a write's guard sees it (see scripts.WRITE).
 EpochGuard = Literal["redis", "cache", "none"]
-LoginMode = Literal["ensure", "given", "expect", "bump", "expect-bump"]
+LoginMode = Literal["ensure", "given", "expect"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +28,6 @@ class Guard:
     carried: str  # the record's epoch as loaded; '' for an anonymous session
     wanted: str  # the epoch the user must have now
     stamp: str = ""  # a new epoch for the record
-    set_epoch: bool = False  # the write also moves the user's epoch to `stamp`
 
 
 class Writes:
@@ -60,9 +59,12 @@ class Writes:
         pairs: Sequence[str],
         deleted: Sequence[str],
         now: float,
+        *,
+        keep_empty: bool = False,
     ) -> Command:
         """Apply `pairs` (fields to set) and `deleted` (fields to remove) to the record as
-        it is stored, refreshed at `now`, if `guard` holds (see scripts.WRITE)."""
+        it is stored, refreshed at `now`, if `guard` holds (see scripts.WRITE); with
+        `keep_empty`, an anonymous record left empty is stored, not deleted."""
         keys = [self.keys.session_key(ref.tag, ref.session_id)]
         if guard.mode != "none":
             keys.append(self.keys.epoch_key(ref.tag))
@@ -81,13 +83,12 @@ class Writes:
             guard.carried,
             guard.wanted,
             guard.stamp,
-            "1" if guard.set_epoch else "0",
-            self.timing.epoch_ttl_ms,
             self.max_bytes,
             expire,
             when,
             score,
             session_handle(ref.session_id),
+            "1" if keep_empty else "0",
             len(pairs) // 2,
             *pairs,
             *deleted,
@@ -101,7 +102,6 @@ class Writes:
         epoch: str,
         now: float,
         *,
-        expected: str = "",
         max_sessions: int = 0,
         rotating: CookieRef | None = None,
     ) -> Command:
@@ -127,7 +127,6 @@ class Writes:
             *keys,
             mode,
             epoch,
-            expected,
             self.timing.epoch_ttl_ms,
             ms(ttl),
             session_handle(ref.session_id),

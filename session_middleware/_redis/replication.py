@@ -177,9 +177,9 @@ class _Run:
 
 
 def run_replicated_sync(client: Any, commands: Sequence[Command], policy: Replication) -> list[Any]:
-    """Run write commands, each keyed by its first argument and safe to repeat, as
-    `replicated` says, on a sync client; raise NotReplicated, or the client's error,
-    when no attempt succeeded before the deadline."""
+    """Run write commands, each keyed by its first argument (a script: its first key) and
+    safe to repeat, as `replicated` says, on a sync client; raise NotReplicated, or the
+    client's error, when no attempt succeeded before the deadline."""
     run = _Run(commands, policy)
     while (request := run.next_request()) is not None:
         try:
@@ -240,7 +240,9 @@ def _by_master(client: Any, commands: Sequence[Command]) -> tuple[list[Any], lis
         return [client], [list(range(len(commands)))]
     groups: dict[str, tuple[Any, list[int]]] = {}
     for index, command in enumerate(commands):
-        node = client.get_node_from_key(command[1])
+        # A script's first key (EVAL script numkeys key...); any other command's first argument.
+        key = command[3] if command[0] == "EVAL" else command[1]
+        node = client.get_node_from_key(key)
         groups.setdefault(node.name, (node, []))[1].append(index)
     return [node for node, _ in groups.values()], [indices for _, indices in groups.values()]
 

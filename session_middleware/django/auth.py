@@ -2,9 +2,12 @@
 
 Saving a user whose password was set with ``set_password()`` bumps their epoch once the
 transaction commits: every session of that user ends, on every worker. The request that
-changed the password keeps its session: it is re-stamped with the epoch that this very
-request set (``update_session_auth_hash()`` rotates its key), and only while that epoch is
-still the user's; a session never adopts an epoch that another request set. A rehash
+changed the password keeps its session: its bump is a compare-and-set from the epoch the
+session carries, and the session is re-stamped with the new epoch
+(``update_session_auth_hash()`` rotates its key) only while that epoch is still the
+user's. When the user's sessions were ended while the request was in flight, the compare
+fails: the bump is still made, so every other session ends, and this one ends too. A
+session never adopts an epoch that another request set. A rehash
 Django makes on its own (a hasher upgrade at login) does not go through
 ``set_password()`` + ``save()`` and ends nothing.
 """
@@ -60,11 +63,12 @@ def password_changed(
 
 
 def _bump(user_id: UserId) -> None:
-    config = get_config()
-    epoch: str = config.run_sync(config.epochs.bump_epoch(user_id))
     store = current_store()
     if store is not None:
-        store.own_bump(user_id, epoch)  # this device keeps its session, re-stamped
+        store.password_changed(user_id)  # this device keeps its session, if still valid
+        return
+    config = get_config()
+    config.run_sync(config.epochs.bump_epoch(user_id))
 
 
 def remember_device(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:

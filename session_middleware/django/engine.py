@@ -282,15 +282,40 @@ class SessionStore(SessionBase):  # type: ignore[misc]
     async def alogout_others(self) -> None:
         self._logout_others(await self._aget_session())
 
-    def own_bump(self, user_id: UserId, epoch: str) -> None:
-        """This request gave `user_id` the epoch `epoch` (a password change): the session,
-        if logged in as that user, is re-stamped with it when saved, as long as it is
-        still the user's epoch then."""
+    def password_changed(self, user_id: UserId) -> None:
+        """This request changed the password of `user_id`: give the user a new epoch with
+        a compare-and-set from the one this session carries (see Core.bump_from_request).
+        The session, if logged in as that user and still valid, is re-stamped with the new
+        epoch when saved, as long as it is still the user's epoch then; otherwise it ends."""
+        opened = self._stored_session_of(user_id)
+        ref = stamp = carried = None
+        if opened is not None and opened.record is not None:
+            ref, stamp = opened.ref, opened.record.epoch
+            carried = stamp
+            if self._own_epoch is not None and self._own_epoch[0] == user_id_text(user_id):
+                carried = self._own_epoch[1]  # bumped before in this request, not saved yet
+        bump = self._core.bump_from_request(user_id, ref, stamp, carried)
+        epoch = self._config.run_sync(bump)
+        if epoch is None:
+            if opened is not None:
+                self._forget_loaded()  # ended: the next access finds it so
+            return
         self._own_epoch = (user_id_text(user_id), epoch)
         if self._saved_key is not None:
             # Saved before the change committed (inside the transaction): stamp it now.
             cookie = f"{self._core.codec.name}={self._saved_key}"
             self._config.run_sync(self._core.restamp(cookie, user_id, epoch, time.time()))
+            self._forget_loaded()
+
+    def _stored_session_of(self, user_id: UserId) -> Opened | None:
+        """The session as stored and loaded now, if it is logged in as `user_id`."""
+        self._get_session()
+        opened = self._opened
+        if opened is None or opened.record is None or opened.record.user_id is None:
+            return None
+        if user_id_text(opened.record.user_id) != user_id_text(user_id):
+            return None
+        return opened
 
     # -- the steps, run on either Redis client -----------------------------------------
 

@@ -14,8 +14,10 @@ from .._redis.round_trip import Command
 
 # KEYS[1] the cache key. ARGV: 1 the value expected there ('' for none), 2 the value to
 # store, 3 TTL ms. Stores only if the key holds what was expected; returns what it holds.
+# A key that is not a string is corrupt: it counts as empty (and is overwritten).
 FILL = """
-local current = redis.call('GET', KEYS[1])
+local current = redis.pcall('GET', KEYS[1])
+if type(current) == 'table' then current = false end
 if (current == false and ARGV[1] == '') or current == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   return ARGV[2]

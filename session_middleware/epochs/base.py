@@ -7,13 +7,15 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from .._core.runners import drive_async, drive_sync
-from .._core.steps import RedisSource, Step
+from .._core.steps import RedisIO, RedisSource, Step
 from .._redis.clients import RedisClients
 from .._redis.key_layout import KeySpace, UserId
-from .._redis.round_trip import Command
+from .._redis.round_trip import text
 from ..events import Listeners
 
 Interface = Literal["asgi", "wsgi"]
+# A session record's key on the session Redis and the epoch it is stamped with.
+StampedRecord = tuple[str, str]
 
 
 def new_epoch() -> str:
@@ -76,20 +78,30 @@ class EpochProvider(Protocol):
         """'ensure': the login write reads or creates the epoch at `cached_key`, atomically
         with the record; 'given': `login_epoch` returned it and the write leaves the key be."""
 
-    def bump_commands(self, user_id: UserId, epoch: str) -> list[Command] | None:
-        """Commands on the session Redis that set the user's epoch to `epoch`, when the
-        bump can ride in the request's write; None when it needs `bump_epoch`."""
-
-    def bump_if(self, user_id: UserId, tag: str, expected: str) -> Step[str | None]:
+    def bump_if(
+        self, user_id: UserId, tag: str, expected: str, session: StampedRecord | None = None
+    ) -> Step[str | None]:
         """Give the user a new epoch only if their epoch is still `expected` (a request's
-        log-out-others or rotation, made from a session of tag `tag` stamped with it):
-        the new epoch, or None when the epoch had moved, which nothing may undo."""
+        log-out-others, rotation or password change, made from a session of tag `tag`
+        that carries it) and, given `session`, that session is still stored with its
+        stamp: the new epoch, or None when the epoch had moved or the session was ended,
+        which nothing may undo. Made durable as invalidate_user's bump is."""
 
     def read_epoch(self, user_id: UserId) -> Step[str | None]:
         """The user's current epoch, or None if they have none."""
 
     def bump_epoch(self, user_id: UserId) -> Step[str]:
         """Give the user a new epoch: every session stamped with an older one is rejected."""
+
+
+def still_stamped(session: StampedRecord | None) -> Step[bool]:
+    """Whether `session` is still stored with its stamp, read just before a bump whose
+    epochs live apart from the sessions (beside them, the bump's script checks it)."""
+    if session is None:
+        return True
+    record_key, stamp = session
+    (stored,) = yield RedisIO((("HGET", record_key, "e"),))
+    return text(stored) == stamp
 
 
 class ProviderFaces:

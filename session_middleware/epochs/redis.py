@@ -10,7 +10,14 @@ from .._redis.key_layout import UserId
 from .._redis.lua_scripts import BUMP_IF, ENSURE_EPOCH
 from .._redis.replication import Replication
 from .._redis.round_trip import Command, text
-from .base import EpochContext, Interface, ProviderFaces, new_epoch
+from .base import (
+    EpochContext,
+    Interface,
+    ProviderFaces,
+    StampedRecord,
+    new_epoch,
+    still_stamped,
+)
 
 
 class RedisEpochs(ProviderFaces):
@@ -75,17 +82,21 @@ class RedisEpochs(ProviderFaces):
         (reply,) = yield self._io(self._ensure_command(user_id))
         return text(reply)
 
-    def bump_commands(self, user_id: UserId, epoch: str) -> list[Command] | None:
-        return self._set_commands(user_id, epoch) if self.colocated else None
-
-    def bump_if(self, user_id: UserId, tag: str, expected: str) -> Step[str | None]:
+    def bump_if(
+        self, user_id: UserId, tag: str, expected: str, session: StampedRecord | None = None
+    ) -> Step[str | None]:
+        """Durable like bump_epoch: a request's own epoch change is not undone by a failover."""
         epoch = new_epoch()
-        check, others = self._bump_if_commands(user_id, tag, expected, epoch)
-        (moved,) = yield self._io(check)
+        if not self.colocated and not (yield from still_stamped(session)):
+            return None
+        check, others = self._bump_if_commands(
+            user_id, tag, expected, epoch, session if self.colocated else None
+        )
+        (moved,) = yield self._durable(check)
         if not moved:
             return None
         if others:
-            yield self._io(*others)
+            yield self._durable(*others)
         return epoch
 
     # -- the public API ---------------------------------------------------------------
@@ -97,26 +108,36 @@ class RedisEpochs(ProviderFaces):
 
     def bump_epoch(self, user_id: UserId) -> Step[str]:
         epoch = new_epoch()
-        context = self.context
-        replication = Replication(
-            context.wait_replicas, context.wait_timeout_ms, context.wait_deadline
-        )
-        yield RedisIO(tuple(self._set_commands(user_id, epoch)), self.clients, replication)
+        yield self._durable(*self._set_commands(user_id, epoch))
         return epoch
 
     def _runner_redis(self, method: str, is_async: bool) -> RedisSource:
         return self.clients
+
+    def _durable(self, *commands: Command) -> RedisIO:
+        """One round trip of epoch writes that returns once replicas have them, as the
+        configuration's invalidate_wait_replicas asks (see _redis/replication.py)."""
+        context = self.context
+        replication = Replication(
+            context.wait_replicas, context.wait_timeout_ms, context.wait_deadline
+        )
+        return RedisIO(commands, self.clients, replication)
 
     def _io(self, *commands: Command) -> RedisIO:
         """One round trip on the Redis holding the epochs."""
         return RedisIO(commands, self.clients)
 
     def _bump_if_commands(
-        self, user_id: UserId, tag: str, expected: str, epoch: str
+        self, user_id: UserId, tag: str, expected: str, epoch: str, session: StampedRecord | None
     ) -> tuple[Command, list[Command]]:
-        """The compare-and-set under `tag`, then the plain writes under the user's other tags."""
+        """The compare-and-set under `tag` (and of `session`, stored under the same tag),
+        then the plain writes under the user's other tags."""
         key = self.context.keys.epoch_key(tag)
-        check = ("EVAL", BUMP_IF, 1, key, expected, epoch, self.context.epoch_ttl_ms)
+        ttl = self.context.epoch_ttl_ms
+        if session is None:
+            check: Command = ("EVAL", BUMP_IF, 1, key, expected, epoch, ttl)
+        else:
+            check = ("EVAL", BUMP_IF, 2, key, session[0], expected, epoch, ttl, session[1])
         others = [c for c in self._set_commands(user_id, epoch) if c[1] != key]
         return check, others
 

@@ -29,7 +29,14 @@ from ._sql_engine import ASYNC_HINT, SYNC_HINT, EngineHandle, engine_handle
 from ._sql_errors import EpochStoreUnavailable, UnknownUser
 from ._sql_schema import EpochTable, TableSpec
 from ._sql_tx import on_commit, sync_target
-from .base import EpochContext, Interface, ProviderFaces, new_epoch
+from .base import (
+    EpochContext,
+    Interface,
+    ProviderFaces,
+    StampedRecord,
+    new_epoch,
+    still_stamped,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import (
@@ -181,12 +188,13 @@ class SQLEpochs(ProviderFaces):
             yield RedisIO((cache.fill(key, held, fresh),))
         return fresh
 
-    def bump_commands(self, user_id: UserId, epoch: str) -> list[Command] | None:
-        return None
-
-    def bump_if(self, user_id: UserId, tag: str, expected: str) -> Step[str | None]:
+    def bump_if(
+        self, user_id: UserId, tag: str, expected: str, session: StampedRecord | None = None
+    ) -> Step[str | None]:
         epoch = new_epoch()
         commands = self._publish_commands(user_id, epoch)
+        if not (yield from still_stamped(session)):
+            return None
         moved = yield self._sql(lambda c: self._table(c).write_if(c, user_id, expected, epoch))
         if not moved:
             return None

@@ -43,7 +43,8 @@ class Run:
 
 
 def drive(step: Generator[Any, Any, Any], replies: list[Any]) -> Run:
-    """Run a step against scripted replies: one reply per round trip or transaction."""
+    """Run a step against scripted replies: one reply per round trip or transaction; an
+    exception as a reply is thrown into the step, as the runners throw a failure."""
     run = Run(None)
     try:
         request = next(step)
@@ -62,7 +63,9 @@ def drive(step: Generator[Any, Any, Any], replies: list[Any]) -> Run:
                 replication = request.replication
                 run.waits.append(0 if replication is None else replication.wanted)
                 answer = replies.pop(0)
-            request = step.send(answer)
+            # An exception stands for a failed round trip: thrown in, as the runners do.
+            failed = isinstance(answer, Exception)
+            request = step.throw(answer) if failed else step.send(answer)
     except StopIteration as done:
         run.result = done.value
     assert replies == [], "every scripted reply was asked for"

@@ -231,9 +231,9 @@ def write_of(run: Run) -> tuple[Any, ...]:
 def changed_fields(write: tuple[Any, ...]) -> tuple[list[str], list[str]]:
     keys = int(write[2])
     args = list(write[3 + keys :])
-    count = int(args[11])
-    pairs = args[12 : 12 + 2 * count]
-    return pairs[0::2], args[12 + 2 * count :]
+    count = int(args[10])
+    pairs = args[11 : 11 + 2 * count]
+    return pairs[0::2], args[11 + 2 * count :]
 
 
 def test_a_change_writes_only_that_key(config: SessionConfig, encode: Callable[[Any], Any]) -> None:
@@ -337,7 +337,7 @@ def test_logout_deletes_the_record_and_its_index_entry(
 def test_a_login_reads_or_creates_the_epoch_in_its_script(config: SessionConfig) -> None:
     state = drive(config.core.open(None, NOW), []).result
     state.session.login("alice")
-    run = commit(config, state, [[[EPOCH]]])
+    run = commit(config, state, [[[EPOCH, ""]]])
     (login,) = run.commands
     assert name_of(login) == "LOGIN" and login[2] == 3 and login[6] == "ensure"
     assert run.result.cookie.value is not None
@@ -349,7 +349,7 @@ def test_a_login_from_another_users_session_forgets_it(
 ) -> None:
     state = opened(config, encode, stored(config, {"a": 1}, "bob"), EPOCH)
     state.session.login("alice")
-    run = commit(config, state, [[1, 1, [EPOCH]]])
+    run = commit(config, state, [[1, 1, [EPOCH, ""]]])
     assert run.steps == [("DEL", "ZREM", "LOGIN")] and dict(state.session) == {}
 
 
@@ -358,7 +358,7 @@ def test_a_rotation_expects_the_carried_epoch_and_the_old_record(
 ) -> None:
     state = opened(config, encode, stored(config, {"a": 1}, "alice"), EPOCH)
     state.session.login("alice")
-    run = commit(config, state, [[[EPOCH]]])
+    run = commit(config, state, [[[EPOCH, ""]]])
     (login,) = run.commands
     assert login[2] == 4, "the old record is a key of the script: checked and deleted there"
     assert login[7:9] == ("expect", EPOCH)
@@ -375,30 +375,61 @@ def test_a_refused_rotation_signs_the_request_out(
     assert [(e.kind, e.reason) for e in run.events] == [("rejected", "epoch")]
 
 
-def test_logout_others_is_a_compare_and_set_in_the_write(
+def test_logout_others_is_a_durable_compare_and_set_then_a_restamp(
     config: SessionConfig, encode: Callable[[Any], Any]
 ) -> None:
     state = opened(config, encode, stored(config, {"a": 1}, "alice"), EPOCH)
     state.session.logout_others()
-    run = commit(config, state, [[WRITTEN]])
-    write = write_of(run)
-    carried, wanted, stamp, set_epoch = write[6:10]
-    assert (carried, wanted, set_epoch) == (EPOCH, EPOCH, "1") and stamp not in ("", EPOCH)
+    run = commit(config, state, [[1], [WRITTEN]])
+    assert run.steps == [("BUMP_IF",), ("WRITE",)]
+    assert run.waits == [1, 0], "the bump waits for a replica, as invalidate_user does"
+    bump, write = run.commands[0], write_of(run)
+    assert (bump[2], bump[4]) == (2, write[3]), "the compare-and-set checks this session too"
+    assert bump[5] == bump[8] == EPOCH, "a compare-and-set from the epoch the session carried"
+    carried, wanted, stamp = write[6:9]
+    assert (carried, wanted, stamp) == (EPOCH, bump[6], bump[6])
     assert [e.kind for e in run.events] == ["logout_others"]
 
 
-def test_a_login_that_logs_the_others_out_bumps_in_its_script(config: SessionConfig) -> None:
+@pytest.mark.parametrize("failure", ["not replicated", "unavailable"])
+def test_logout_others_that_cannot_be_made_durable_ends_the_session(
+    config: SessionConfig, encode: Callable[[Any], Any], failure: str
+) -> None:
+    from session_middleware import NotReplicated, StoreUnavailable
+
+    error = NotReplicated(0, 1) if failure == "not replicated" else StoreUnavailable("down")
+    state = opened(config, encode, stored(config, {"a": 1}, "alice"), EPOCH)
+    state.session.logout_others()
+    run = commit(config, state, [error, [1, 1]])
+    assert run.steps == [("BUMP_IF",), ("DEL", "ZREM")], "the session is ended, not re-stamped"
+    assert run.result.rejected == "epoch" and run.result.cookie.value is None
+    assert [(e.kind, e.reason) for e in run.events] == [("rejected", "unreplicated")]
+
+
+def test_a_login_that_logs_the_others_out_bumps_durably_first(config: SessionConfig) -> None:
     state = drive(config.core.open(None, NOW), []).result
     state.session.login("alice")
     state.session.logout_others()
-    run = commit(config, state, [[["n" * 32]]])
-    assert run.commands[0][6] == "bump"
+    run = commit(config, state, [["OK"], [["n" * 32, ""]]])
+    assert run.steps == [("SET",), ("LOGIN",)] and run.waits == [1, 0]
+    assert run.commands[-1][6:8] == ("ensure", run.commands[0][2])
+
+
+def test_a_rotation_that_logs_the_others_out_is_a_compare_and_set(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    state = opened(config, encode, stored(config, {"a": 1}, "alice"), EPOCH)
+    state.session.login("alice")
+    state.session.logout_others()
+    run = commit(config, state, [[0]])
+    assert run.steps == [("BUMP_IF",)] and run.commands[0][5] == EPOCH
+    assert run.result.rejected == "epoch", "the epoch had moved: refused, nothing written"
 
 
 def test_the_cap_reports_the_sessions_it_ended(config: SessionConfig) -> None:
     state = drive(config.core.open(None, NOW), []).result
     state.session.login("alice")
-    run = commit(config, state, [[[EPOCH, "h1" * 16, "h2" * 16]], [2]])
+    run = commit(config, state, [[[EPOCH, "", "h1" * 16, "h2" * 16]], [2]])
     assert run.steps == [("LOGIN",), ("DEL",)], "deleted again, for this worker's cache"
     assert [e.kind for e in run.events] == ["login", "evicted", "evicted"]
     assert {e.handle for e in run.events[1:]} == {"h1" * 16, "h2" * 16}

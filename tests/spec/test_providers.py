@@ -72,7 +72,7 @@ def test_colocated_bump_if_then_sets_the_other_tags() -> None:
     assert run.steps == [("BUMP_IF",), ("SET",)]
     assert run.commands[1][1] == config.keys.epoch_key(config.keys.user_tags("alice")[1])
     assert run.result == run.commands[0][5] == run.commands[1][2]
-    assert run.waits == [0, 0], "only invalidate_user waits for replicas"
+    assert run.waits == [1, 1], "a request's own bump waits for replicas as invalidate_user"
 
 
 # -- RedisEpochs on a Redis of its own ------------------------------------------------------
@@ -186,7 +186,7 @@ def test_a_login_with_sql_epochs_reads_the_epoch_then_writes_the_session() -> No
     session = Session()
     session.login("alice")
     run = drive(
-        config.core.commit(Opened(session), time.time()), [EPOCH, [EPOCH], [[EPOCH.encode()]]]
+        config.core.commit(Opened(session), time.time()), [EPOCH, [EPOCH], [[EPOCH.encode(), b""]]]
     )
     assert run.steps == [("SQL",), ("FILL",), ("LOGIN",)]
     assert run.commands[-1][6:8] == ("given", EPOCH)
@@ -199,7 +199,7 @@ def test_a_login_with_log_out_others_bumps_in_the_database_first() -> None:
     session = Session()
     session.login("alice")
     session.logout_others()
-    replies: list[Any] = [None, ["OK", "OK"], [[OTHER.encode()]]]
+    replies: list[Any] = [None, ["OK", "OK"], [[OTHER.encode(), b""]]]
     run = drive(config.core.commit(Opened(session), time.time()), replies)
     assert run.steps == [("SQL",), ("SET", "SET"), ("LOGIN",)]
     bumped = run.commands[0][2]

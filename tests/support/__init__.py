@@ -22,6 +22,8 @@ import uuid
 
 import redis
 
+from session_middleware.testing._redis_server import delete_keys
+
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "test-secret-key-0123456789abcdefghijklmnop"
 OTHER_SECRET = "another-secret-key-0123456789abcdefghijklm"
@@ -33,13 +35,7 @@ def new_prefix() -> str:
 
 
 def delete_prefix(prefix: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_keys(REDIS_URL, prefix)
 
 
 def keys_under(prefix: str) -> list[str]:

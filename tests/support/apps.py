@@ -14,6 +14,8 @@ def act(session: Session, path: str, query: dict[str, str]) -> None:
     """Do what the path says to the session."""
     if path == "/login":
         session.login(query["user"])
+        if query.get("others") == "1":  # a login that also logs the user's others out
+            session.logout_others()
     elif path == "/logout":
         session.logout()
     elif path == "/others":

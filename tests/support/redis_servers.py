@@ -563,3 +563,46 @@ def _flags(entry: Any) -> str:
         return str(entry.get("flags", ""))
     pairs = dict(zip(entry[::2], entry[1::2], strict=False))
     return str(pairs.get("flags", ""))
+
+
+class ReplicatedServers(Servers):
+    """A master and one replica of it, no Sentinel: a replica to freeze or cut off."""
+
+    def __init__(self) -> None:
+        super().__init__("replicated")
+        self.master = self.add("master")
+        self.replica = RedisServer(self.root / "replica")
+        self.servers.append(self.replica)
+
+    def start(self) -> ReplicatedServers:
+        try:
+            self.master.start()
+            self.replica.options = ["--replicaof", HOST, str(self.master.port)]
+            self.replica.start()
+            # A full sync on a busy machine can take a while: a generous deadline.
+            wait_until(self._replica_synced, 2 * START_TIMEOUT, "the replica to sync")
+            wait_until(lambda: replicas_caught_up(self.master), START_TIMEOUT, "the replica")
+            _first_wait(self.master)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _replica_synced(self) -> bool:
+        with self.replica.client(decode_responses=True) as client:
+            return bool(client.info("replication").get("master_link_status") == "up")
+
+    def short_deadline_config(self, on_event: Callable[[Any], None]) -> Any:
+        """A configuration on the master that gives up waiting for the replica quickly."""
+        from session_middleware import sessions
+
+        from . import SECRET, new_prefix
+
+        return sessions(
+            secret_key=SECRET,
+            redis_url=self.master.url,
+            key_prefix=new_prefix(),
+            invalidate_wait_timeout_ms=100,
+            invalidate_deadline=0.5,
+            on_event=on_event,
+        )

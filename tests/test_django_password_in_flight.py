@@ -1,0 +1,328 @@
+"""A Django request in flight that changes the password cannot outlive an ending.
+
+Device A (a stolen cookie, say) starts a request that changes the password; its session
+loads while still valid, and the view is held there. Meanwhile the user's sessions are
+ended from outside: `invalidate_user`, a password change on another device, or
+`revoke_session` of A's session. Then A's view runs `set_password`, `save()` and
+`update_session_auth_hash`. A's bump is a compare-and-set from the epoch its session
+carried: refused, the bump still happens, but A's session is not re-stamped, and A's next
+request is anonymous. Over WSGI and ASGI, with the epochs in Redis and in SQL (SQLite).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from django.contrib.auth import (
+    aupdate_session_auth_hash,
+    authenticate,
+    get_user_model,
+    login,
+    update_session_auth_hash,
+)
+from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.management import call_command
+from django.http import HttpRequest, JsonResponse
+from django.test.utils import override_settings
+from django.urls import path
+
+from session_middleware import SessionConfig, SessionEvent, sessions
+from session_middleware.epochs.sql import SQLEpochs
+
+from .support import REDIS_URL, SECRET
+from .support.django_native.settings import FAST_HASHERS, configure
+from .support.redis_servers import ReplicatedServers
+
+configure()
+
+from session_middleware.django import SessionStore  # noqa: E402
+from session_middleware.django._settings import get_config  # noqa: E402
+
+COOKIE = "sessionid"
+PASSWORD = "correct horse battery"
+PROJECT = {
+    "INSTALLED_APPS": [
+        "session_middleware.django",
+        "django.contrib.auth",
+        "django.contrib.contenttypes",
+        "django.contrib.sessions",
+    ],
+    "ROOT_URLCONF": __name__,
+    "ALLOWED_HOSTS": ["testserver"],
+    "MIDDLEWARE": [
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+    ],
+    "SESSION_ENGINE": "session_middleware.django",
+    "PASSWORD_HASHERS": FAST_HASHERS,
+}
+HOLD = 10.0  # the longest a held view waits for its release
+_names = itertools.count()
+
+
+class Gate:
+    """Holds a view between loading its session and changing the password."""
+
+    def __init__(self) -> None:
+        self.loaded = threading.Event()
+        self.release = threading.Event()
+
+
+_gate = Gate()
+
+
+# -- the project's views -------------------------------------------------------------
+
+
+def whoami(request: HttpRequest) -> JsonResponse:
+    user = request.user
+    return JsonResponse({"user": user.get_username() if user.is_authenticated else None})
+
+
+def sign_in(request: HttpRequest) -> JsonResponse:
+    user = authenticate(request, username=request.POST["username"], password=PASSWORD)
+    assert user is not None
+    login(request, user)
+    return JsonResponse({"user": user.get_username()})
+
+
+def change_password(request: HttpRequest) -> JsonResponse:
+    user = request.user
+    user.set_password(request.POST["password"])
+    user.save()
+    update_session_auth_hash(request, user)
+    return JsonResponse({"user": user.get_username()})
+
+
+def held_change(request: HttpRequest) -> JsonResponse:
+    user = request.user
+    assert user.is_authenticated  # the session is loaded, and valid, here
+    _gate.loaded.set()
+    assert _gate.release.wait(HOLD)
+    user.set_password(request.POST["password"])
+    user.save()
+    update_session_auth_hash(request, user)
+    return JsonResponse({"user": user.get_username()})
+
+
+async def aheld_change(request: HttpRequest) -> JsonResponse:
+    user = request.user = await request.auser()  # aupdate_session_auth_hash reads .user
+    assert user.is_authenticated
+    _gate.loaded.set()
+    assert await asyncio.to_thread(_gate.release.wait, HOLD)
+    user.set_password(request.POST["password"])
+    await user.asave()
+    await aupdate_session_auth_hash(request, user)
+    return JsonResponse({"user": user.get_username()})
+
+
+urlpatterns = [
+    path("whoami", whoami),
+    path("login", sign_in),
+    path("password", change_password),
+    path("held", held_change),
+    path("aheld", aheld_change),
+]
+
+
+# -- fixtures ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def project() -> Iterator[None]:
+    with override_settings(**PROJECT):
+        call_command("migrate", verbosity=0)
+        yield
+
+
+@pytest.fixture(params=["redis", "sql"])
+def config(
+    request: pytest.FixtureRequest, project: None, key_prefix: str, tmp_path: Path
+) -> Iterator[SessionConfig]:
+    """The engine's configuration with the epochs in Redis or in SQLite."""
+    epochs = None
+    if request.param == "sql":
+        epochs = SQLEpochs.managed(f"sqlite:///{tmp_path}/epochs.db")
+    configured = sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix,
+                          epochs=epochs)  # fmt: skip
+    if epochs is not None:
+        epochs.create_table()
+    with override_settings(SESSION_MIDDLEWARE=configured):
+        assert get_config() is configured
+        yield configured
+    configured.close()
+    if epochs is not None:
+        epochs.dispose()
+
+
+@pytest.fixture
+def gate() -> Gate:
+    _gate.loaded.clear()
+    _gate.release.clear()
+    return _gate
+
+
+def new_user() -> Any:
+    return get_user_model().objects.create_user(
+        f"inflight{next(_names)}-{time.time_ns()}", password=PASSWORD
+    )
+
+
+class Device:
+    """One browser over WSGI: httpx on Django's WSGI handler."""
+
+    def __init__(self, cookie: str | None = None) -> None:
+        transport = httpx.WSGITransport(app=WSGIHandler())
+        self.client = httpx.Client(transport=transport, base_url="http://testserver")
+        if cookie is not None:
+            self.client.cookies[COOKIE] = cookie
+
+    @property
+    def cookie(self) -> str | None:
+        return self.client.cookies.get(COOKIE)  # type: ignore[no-any-return]
+
+    def who(self) -> str | None:
+        response = self.client.get("/whoami")
+        assert response.status_code == 200, response.content
+        return response.json()["user"]  # type: ignore[no-any-return]
+
+    def post(self, where: str, **data: str) -> httpx.Response:
+        return self.client.post(where, data=data)
+
+
+ENDINGS = ["invalidate_user", "password_elsewhere", "revoke_session"]
+
+
+def end_from_outside(ending: str, config: SessionConfig, user: Any, owner: Device,
+                     held_cookie: str) -> None:  # fmt: skip
+    """End the held device's session (or every session of its user) while it is held."""
+    user_id = str(user.pk)
+    if ending == "invalidate_user":
+        config.invalidate_user(user_id)
+    elif ending == "password_elsewhere":
+        response = owner.post("/password", password="the owner's new password")
+        assert response.status_code == 200, response.content
+        assert owner.who() == user.username, "the owner's own change keeps the owner"
+    else:
+        handle = SessionStore(held_cookie).handle
+        assert handle is not None and config.revoke_session(user_id, handle)
+
+
+def assert_held_device_is_logged_out(thief: Device, stolen: str, config: SessionConfig,
+                                     user: Any) -> None:  # fmt: skip
+    """The held device's next request is anonymous, whichever cookie it kept."""
+    for cookie in {stolen, thief.cookie} - {None}:
+        assert Device(cookie).who() is None, "the held request kept its session"
+    handles = {info.handle for info in config.list_sessions(str(user.pk))}
+    assert SessionStore(stolen).handle not in handles
+
+
+def _logged_in_pair(user: Any) -> tuple[Device, Device]:
+    thief, owner = Device(), Device()
+    for device in (thief, owner):
+        assert device.post("/login", username=user.username).status_code == 200
+    return thief, owner
+
+
+# -- the interleavings -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+def test_wsgi_password_change_in_flight_ends_with_the_ending(
+    ending: str, config: SessionConfig, gate: Gate
+) -> None:
+    user = new_user()
+    thief, owner = _logged_in_pair(user)
+    stolen = thief.cookie
+    assert stolen is not None
+    responses: list[httpx.Response] = []
+    worker = threading.Thread(
+        target=lambda: responses.append(thief.post("/held", password="the thief's password"))
+    )
+    worker.start()
+    try:
+        assert gate.loaded.wait(HOLD)
+        end_from_outside(ending, config, user, owner, stolen)
+    finally:
+        gate.release.set()
+        worker.join(HOLD)
+    (response,) = responses
+    assert response.status_code in (200, 400), response.content
+    assert_held_device_is_logged_out(thief, stolen, config, user)
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+@pytest.mark.anyio
+async def test_asgi_password_change_in_flight_ends_with_the_ending(
+    ending: str, config: SessionConfig, gate: Gate
+) -> None:
+    user = await asyncio.to_thread(new_user)
+    thief, owner = await asyncio.to_thread(_logged_in_pair, user)
+    stolen = thief.cookie
+    assert stolen is not None
+    # An async view on Redis epochs; a sync view under ASGI on SQL epochs (a Django
+    # configuration takes a sync engine, which an async view cannot use).
+    view = "/held" if isinstance(config.epochs, SQLEpochs) else "/aheld"
+    transport = httpx.ASGITransport(app=ASGIHandler())
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        client.cookies[COOKIE] = stolen
+        request = asyncio.create_task(client.post(view, data={"password": "the thief's"}))
+        try:
+            assert await asyncio.to_thread(gate.loaded.wait, HOLD)
+            await asyncio.to_thread(end_from_outside, ending, config, user, owner, stolen)
+        finally:
+            gate.release.set()
+        response = await asyncio.wait_for(request, HOLD)
+        assert response.status_code in (200, 400), response.content
+    issued = response.cookies.get(COOKIE)
+    if issued is not None:  # the cookie the response left the device with, if it set one
+        thief.client.cookies.clear()
+        if issued:
+            thief.client.cookies[COOKIE] = issued
+    await asyncio.to_thread(assert_held_device_is_logged_out, thief, stolen, config, user)
+
+
+def test_a_password_change_with_nothing_in_between_keeps_its_device(
+    config: SessionConfig,
+) -> None:
+    user = new_user()
+    here, elsewhere = _logged_in_pair(user)
+    assert here.post("/password", password="a new one").status_code == 200
+    assert here.who() == user.username
+    assert elsewhere.who() is None
+
+
+def test_a_password_change_that_cannot_be_made_durable_ends_the_session(
+    project: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bump waits for a replica as invalidate_user does; the replica frozen, the
+    device that changed the password is logged out, and the failure reported."""
+    events: list[SessionEvent] = []
+    with ReplicatedServers().running() as servers:
+        configured = servers.short_deadline_config(events.append)
+        with override_settings(SESSION_MIDDLEWARE=configured):
+            user = new_user()
+            here, elsewhere = _logged_in_pair(user)
+            servers.replica.pause()
+            caplog.set_level(logging.WARNING, logger="session_middleware")
+            try:
+                response = here.post("/password", password="a new one")
+            finally:
+                servers.replica.resume()
+            assert response.status_code == 200, response.content
+            assert here.who() is None, "never a silent OK: this session ended"
+            assert elsewhere.who() is None
+        configured.close()
+    failures = [(e.kind, e.user_id) for e in events if e.reason == "unreplicated"]
+    assert failures == [("rejected", str(user.pk))]
+    assert sum("could not be made durable" in r.getMessage() for r in caplog.records) == 1
