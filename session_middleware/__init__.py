@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"  # the one place: pyproject.toml reads it (hatch dynamic version)
 
 if TYPE_CHECKING:
-    from ._core.user_sessions import SessionInfo
+    from ._core.user_sessions import SessionInfo, UserState
     from ._request_session import get_session
     from .asgi import SessionMiddleware
     from .config import SessionConfig, sessions
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 # plugin of session_middleware.testing does, in every test run) loads no Redis client.
 _HOMES = {
     "SessionInfo": "._core.user_sessions",
+    "UserState": "._core.user_sessions",
     "get_session": "._request_session",
     "SessionMiddleware": ".asgi",
     "SessionConfig": ".config",
@@ -70,6 +71,7 @@ __all__ = [
     "SessionTooLarge",
     "StoreUnavailable",
     "UnknownUser",
+    "UserState",
     "get_session",
     "sessions",
 ]

@@ -5,11 +5,15 @@ the decorator, is config.SessionConfig; the drivers depend on this module only."
 from __future__ import annotations
 
 import contextlib
+import difflib
+import functools
+import inspect
 import logging
+import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, ParamSpec, TypeAlias, TypeVar
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -18,7 +22,7 @@ from ._cookies import CookieCodec, SameSite, SecretKeys
 from ._core.lifecycle import Core
 from ._core.runners import drive_async, drive_sync
 from ._core.timing import DEFAULT_MAX_AGE, Timing
-from ._core.user_sessions import SessionInfo, UserSessions
+from ._core.user_sessions import SessionInfo, UserSessions, UserState
 from ._encryption import fernet_cipher
 from ._redis.clients import DEFAULT_MAX_CONNECTIONS, RedisClients
 from ._redis.key_layout import KeySpace, UserId
@@ -29,13 +33,52 @@ from .errors import ConfigurationError, InvalidationUncertain, StoreUnavailable
 from .events import Listener, Listeners
 from .expiry import ExpiryListener, listen
 
+if TYPE_CHECKING:
+    import redis as redis_py
+    import redis.asyncio
+    import redis.asyncio.cluster
+    import redis.cluster
+
+    # A redis-py client (a Sentinel master from master_for is a Redis too).
+    RedisClient: TypeAlias = (
+        redis_py.Redis
+        | redis_py.asyncio.Redis
+        | redis_py.cluster.RedisCluster
+        | redis_py.asyncio.cluster.RedisCluster
+    )
+else:
+    RedisClient = Any
+
 logger = logging.getLogger("session_middleware")
+P = ParamSpec("P")
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_MAX_SESSIONS_PER_USER = 100
 
 OnRedisError = Literal["503", "raise"]
 _Configured = TypeVar("_Configured", bound="Configuration")
+
+
+def _known_keywords(init: Callable[P, None]) -> Callable[P, None]:
+    """`init`, refusing a keyword it does not take with a ConfigurationError that names
+    the closest one it does (a typo found at start-up, not at the first request)."""
+    known = [name for name in inspect.signature(init).parameters if name != "self"]
+
+    @functools.wraps(init)
+    def init_with_known_keywords(*args: P.args, **kwargs: P.kwargs) -> None:
+        for keyword in kwargs:
+            if keyword not in known:
+                raise unknown_keyword(keyword, known)
+        init(*args, **kwargs)
+
+    return init_with_known_keywords
+
+
+def unknown_keyword(keyword: str, known: Sequence[str]) -> ConfigurationError:
+    """The error for a setting no one takes, with the closest valid one if any is close."""
+    close = difflib.get_close_matches(keyword, known, n=1)
+    hint = f"did you mean {close[0]}?" if close else "see help(sessions) for the settings"
+    return ConfigurationError(f"unknown setting {keyword}", hint)
 
 
 class Configuration:
@@ -109,12 +152,13 @@ class Configuration:
         configuration.given_settings = frozenset(settings)
         return configuration
 
+    @_known_keywords
     def __init__(
         self,
         *,
         secret_key: str | bytes | Sequence[str | bytes] | Any | None = None,
         redis_url: str | None = None,
-        redis: Any | None = None,
+        redis: RedisClient | None = None,
         epochs: EpochProvider | None = None,
         session_cookie: str = "session",
         max_age: int | timedelta | None = DEFAULT_MAX_AGE,
@@ -191,7 +235,15 @@ class Configuration:
             raise ConfigurationError("max_sessions_per_user must be a positive int, or None")
         self.interface = interface
         self.on_redis_error = on_redis_error
-        self.keys = KeySpace(key_prefix, self.secret_keys.tag_keys)
+        try:
+            self.keys = KeySpace(key_prefix, self.secret_keys.tag_keys)
+        except ValueError as error:
+            raise ConfigurationError(str(error)) from None
+        if redis is not None and not callable(getattr(redis, "execute_command", None)):
+            raise ConfigurationError(
+                f"redis= takes a redis-py client, not {type(redis).__name__}; "
+                "give a URL as redis_url="
+            )
         self.redis: Any = RedisClients(
             url=redis_url,
             client=redis,
@@ -224,7 +276,9 @@ class Configuration:
         ):
             raise ConfigurationError("exclude_paths must be a list of paths starting with '/'")
         self.exclude_paths = tuple(exclude_paths)
-        self.listeners = Listeners()
+        #: Where the session Redis is, its password masked (for messages and logs).
+        self.store_location = unavailable.describe_store(redis_url, redis)
+        self.listeners = Listeners(unavailable.OutageLog(self.store_location))
         if on_event is not None:
             self.listeners.add(on_event)
         self.epochs: EpochProvider = epochs if epochs is not None else RedisEpochs()
@@ -267,6 +321,11 @@ class Configuration:
         """Fail at start-up, not at the first request, if this app cannot be served."""
         if not self.secret_keys.configured:
             raise ConfigurationError("secret_key is required")
+        if interface == "wsgi" and isinstance(self.redis, CachingClients):
+            raise ConfigurationError(
+                "local_cache works for ASGI apps only: a WSGI app reads Redis on every "
+                "request (leave local_cache out)"
+            )
         if interface == "asgi" and not self.redis.can_async:
             raise ConfigurationError("an ASGI app needs an async Redis client (redis.asyncio)")
         if interface == "wsgi" and not self.redis.can_sync:
@@ -308,6 +367,19 @@ class Configuration:
         """The async twin of list_sessions."""
         result: list[SessionInfo] = await self.run_async(self._users.list(user_id, time.time()))
         return result
+
+    def user_state(self, user_id: UserId) -> UserState:
+        """What the store holds for the user, read only: whether they have an epoch, and
+        their live sessions. ``found`` False (no epoch, no session) most often means that
+        this configuration looks elsewhere than the app's: another secret key, key prefix
+        or Redis db, or a user id of another form."""
+        state: UserState = self.run_sync(self._users.state(user_id, time.time()))
+        return state
+
+    async def auser_state(self, user_id: UserId) -> UserState:
+        """The async twin of user_state."""
+        state: UserState = await self.run_async(self._users.state(user_id, time.time()))
+        return state
 
     def revoke_session(self, user_id: UserId, handle: str) -> bool:
         """End the user's session `handle` now; False if no such session of theirs."""
@@ -371,7 +443,9 @@ class ConfiguredMiddleware:
         if config is None:
             config = Configuration(**settings)
         elif settings:
-            raise TypeError("pass either config= or settings, not both")
+            raise ConfigurationError(
+                f"pass either config= or settings, not both (got {', '.join(sorted(settings))})"
+            )
         if not config.secret_keys.given:  # a framework's own key is read by its integration
             raise ConfigurationError("secret_key is required")
         config.check_interface(self.interface)
@@ -397,12 +471,46 @@ def _uncertain(operation: str) -> Iterator[None]:
 
 
 def _check_cookie_prefix(name: str, *, https_only: bool, path: str, domain: str | None) -> None:
-    """Browsers only accept __Host- cookies that are Secure, on Path=/, with no Domain,
-    and __Secure- cookies that are Secure: refuse a setting they would drop silently."""
-    if name.startswith(("__Host-", "__Secure-")) and not https_only:
-        raise ConfigurationError(f"a {name.split('-')[0]}- cookie needs https_only=True")
-    if name.startswith("__Host-") and (path != "/" or domain is not None):
+    """Refuse a cookie browsers would drop or split: a name that is not an RFC 6265
+    token, a path or domain holding a control character, a space or ';'; a
+    __Host- or __Secure- name (browsers match the prefixes in any letter case) without
+    Secure, and a __Host- one with a domain or off path '/'."""
+    if not isinstance(name, str) or not name or not _TOKEN.fullmatch(name):
+        raise ConfigurationError(
+            f"the cookie name {name!r} is not a valid cookie name (RFC 6265): no space, "
+            'control character or any of ( ) < > @ , ; : \\ " / [ ] ? = { }'
+        )
+    for setting, value in (("path", path), ("domain", domain)):
+        unsafe = _UNSAFE[setting]
+        if value is not None and (not isinstance(value, str) or unsafe.pattern.search(value)):
+            raise ConfigurationError(f"the cookie {setting} {value!r} {unsafe.problem}")
+    folded = name.lower()
+    prefix = next((p for p in ("__Host-", "__Secure-") if folded.startswith(p.lower())), None)
+    if prefix is not None and not https_only:
+        raise ConfigurationError(f"a {prefix} cookie ({name!r}) needs https_only=True")
+    if prefix == "__Host-" and (path != "/" or domain is not None):
         raise ConfigurationError("a __Host- cookie needs path='/' and no domain")
+
+
+# RFC 6265 cookie-name: an RFC 2616 token (no control character, space or separator).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+class _Unsafe(NamedTuple):
+    pattern: re.Pattern[str]
+    problem: str
+
+
+_UNSAFE = {
+    "path": _Unsafe(
+        re.compile(r"[^\x21-\x7e]|;"),
+        "holds a space, ';', a control or a non-ASCII character (percent-encode it)",
+    ),
+    "domain": _Unsafe(
+        re.compile(r"[^\x21-\x7e]|[;,]"),
+        "holds a space, ';', ',', a control or a non-ASCII character (use its IDNA form)",
+    ),
+}
 
 
 def _default_wait_timeout_ms(redis_timeout: float | None) -> int:

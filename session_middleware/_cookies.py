@@ -258,7 +258,9 @@ class CookieCodec:
                 return ref
             verified += 1
             if verified >= MAX_CANDIDATES:
-                return None
+                break
+        if verified:
+            logger.debug("session cookie refused: bad signature (another key, or tampered)")
         return None
 
     def issue(self, ref: CookieRef, max_age: int | None) -> CookieUpdate:

@@ -4,11 +4,18 @@ that answer, as each interface sends it."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from ._redis.clients import REDIS_ERRORS
+from ._redis.urls import redact_url
 from .errors import StoreUnavailable
+from .events import SessionEvent
+
+logger = logging.getLogger("session_middleware")
 
 # What a driver or an integration answers with the 503.
 FAILURES: tuple[type[Exception], ...] = (StoreUnavailable, *REDIS_ERRORS)
@@ -25,6 +32,54 @@ HEADERS: list[tuple[str, str]] = [
 # Close code for a WebSocket refused for the same reason ("try again later").
 WEBSOCKET_CLOSE_CODE = 1013
 WSGI_STATUS = f"{STATUS} {REASON}"
+
+
+# At most one WARNING line per configuration this many seconds apart while the store fails.
+LOG_INTERVAL = 10.0
+
+
+class OutageLog:
+    """The WARNING line of every refusal for want of the store (the 503, or the error a
+    user operation raises): the operation, where the store is (its password masked) and
+    the error. Under an outage, one line per `interval` seconds, the next one counting
+    those left out."""
+
+    def __init__(
+        self,
+        where: str,
+        interval: float = LOG_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.where = where
+        self._interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next_line_at: float | None = None
+        self._left_out = 0
+
+    def __call__(self, event: SessionEvent) -> None:
+        now = self._clock()
+        with self._lock:
+            if self._next_line_at is not None and now < self._next_line_at:
+                self._left_out += 1
+                return
+            left_out, self._left_out = self._left_out, 0
+            self._next_line_at = now + self._interval
+        since = f" ({left_out} more since the last line)" if left_out else ""
+        error = event.error if event.error is not None else "unknown error"
+        logger.warning("%s (Redis at %s)%s", error, self.where, since)
+
+
+def describe_store(redis_url: str | None, client: Any) -> str:
+    """Where the session Redis is, for a log line: the URL with its password masked, or
+    the host, port and db of a client given as ``redis=``."""
+    if redis_url is not None:
+        return redact_url(redis_url)
+    pool = getattr(client, "connection_pool", None)
+    options = getattr(pool, "connection_kwargs", None) or {}
+    if "host" in options:
+        return f"{options['host']}:{options.get('port', 6379)}/{options.get('db', 0)}"
+    return type(client).__name__
 
 
 def answers_503(on_redis_error: Literal["503", "raise"]) -> bool:

@@ -6,19 +6,33 @@ invalidation bumps the epoch where it really lives. --config imports from the cu
 directory, as uvicorn and flask do.
 
 The secret key, first found wins: --secret-key-file FILE (one key a line, the signing key
-first), --secret-key KEY (visible to other local users in `ps`: a warning says so), then
-the environment's SESSION_SECRET_KEY, then SECRET_KEY. No message shows a password from a
+first; a line spelt b'...' is a Python bytes literal, and a file that is not UTF-8 text is
+one raw bytes key, as Flask keys often are), --secret-key KEY (visible to other local
+users in `ps`: a warning says so), then the environment's SESSION_SECRET_KEY, then
+SECRET_KEY. No message shows a password from a
 Redis URL or a secret key.
 
-Exit codes: 0 done; 1 nothing to do (an unknown handle for `revoke`) or `check` found a
-problem; 2 bad usage or configuration; 3 Redis did not answer.
+--config names a SessionConfig; one that signs with a Flask app's ``secret_key`` (Flask's
+init_app without ``secret_key=``) runs inside an app context of the Flask app defined
+beside it, in the same module.
+
+Every user command says where it looked (the Redis URL with its password masked, the db,
+the key prefix and a fingerprint of the secret key: the first 8 hex digits of a SHA-256 of
+a value derived from the key, never the key) when it found nothing, and what it found.
+
+Exit codes: 0 done; 1 nothing found or nothing to do (no epoch and no session for the
+user, an unknown handle for `revoke`) or `check` found a problem; 2 bad usage or
+configuration; 3 Redis did not answer.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
+import contextlib
 import functools
+import hashlib
 import importlib
 import json
 import os
@@ -27,16 +41,20 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
-from ._core.user_sessions import SessionInfo
+from . import __version__
+from ._core.user_sessions import SessionInfo, UserState
 from ._fail_closed import FAILURES
 from ._redis.server_check import expiry_notifications, inspect_server
 from ._redis.urls import MASK
 from .config import DEFAULT_REDIS_URL, SessionConfig
-from .errors import ConfigurationError
+from .epochs.redis import RedisEpochs
+from .errors import ConfigurationError, UnknownUser
 
 T = TypeVar("T")
 
@@ -54,11 +72,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     hidden = _secrets_of(args)
     try:
         _warn_about_visible_secrets(args)
-        config = _config(args)
-        return int(args.run(config, args))
+        config, context = _config(args)
+        with context:
+            return int(args.run(config, args))
     except (ConfigurationError, ValueError, TypeError) as error:
         _error(str(error), hidden)
         return USAGE
+    except UnknownUser as error:
+        _error(str(error), hidden)
+        return NOTHING
     except FAILURES as error:
         _error(f"Redis did not answer: {error}", hidden)
         return UNREACHABLE
@@ -107,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="session-middleware",
         description="List, revoke and invalidate sessions; check a deployment.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--config",
         metavar="MODULE:NAME",
@@ -146,6 +169,11 @@ def _parser() -> argparse.ArgumentParser:
     invalidate = commands.add_parser("invalidate", help="end every session of a user")
     invalidate.add_argument("user")
     invalidate.add_argument("--delete", action="store_true", help="also delete the records now")
+    invalidate.add_argument(
+        "--force",
+        action="store_true",
+        help="set a new epoch even when the user has no epoch and no session here",
+    )
     invalidate.set_defaults(run=_invalidate)
 
     check = commands.add_parser("check", help="connect and report what looks unsafe")
@@ -153,7 +181,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace) -> SessionConfig:
+def _config(args: argparse.Namespace) -> tuple[SessionConfig, AbstractContextManager[Any]]:
+    """The configuration, and the context to run the command in."""
     if args.config:
         return _import_config(args.config)
     secrets = _secret_keys(args)
@@ -164,44 +193,135 @@ def _config(args: argparse.Namespace) -> SessionConfig:
                 "SECRET_KEY): a user's keys are derived from it"
             )
         secrets = ["x" * 64]  # check reads no user's keys
-    return SessionConfig(
+    config = SessionConfig(
         secret_key=secrets,
         redis_url=args.redis_url,
         key_prefix=args.key_prefix,
         redis_timeout=3.0,
     )
+    return config, contextlib.nullcontext()
 
 
-def _import_config(reference: str) -> SessionConfig:
+def _import_config(reference: str) -> tuple[SessionConfig, AbstractContextManager[Any]]:
     """`module:name` imported as uvicorn and flask do: the current directory comes first."""
     module_name, _, attribute = reference.partition(":")
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        config = getattr(importlib.import_module(module_name), attribute or "config")
+        module = importlib.import_module(module_name)
+        config = getattr(module, attribute or "config")
     except (ImportError, AttributeError) as error:
         raise ConfigurationError(f"cannot import {reference}: {error}") from None
     if not isinstance(config, SessionConfig):
         raise ConfigurationError(f"{reference} is not a SessionConfig")
-    return config
+    if config.secret_keys.given:
+        return config, contextlib.nullcontext()
+    return config, _flask_app_context(module, reference)
 
 
-def _secret_keys(args: argparse.Namespace) -> list[str]:
+def _flask_app_context(module: ModuleType, reference: str) -> AbstractContextManager[Any]:
+    """An app context of the one Flask app beside a configuration that signs with the
+    app's secret key (Flask's init_app without secret_key=)."""
+    flask = sys.modules.get("flask")
+    apps = [] if flask is None else [v for v in vars(module).values() if isinstance(v, flask.Flask)]
+    if len(apps) != 1:
+        raise ConfigurationError(
+            f"{reference} takes its secret key from a Flask app, and {module.__name__} "
+            f"holds {'no' if not apps else len(apps)} Flask apps to read it from",
+            "define the app in that module, or give sessions(secret_key=...)",
+        )
+    context: AbstractContextManager[Any] = apps[0].app_context()
+    return context
+
+
+def _secret_keys(args: argparse.Namespace) -> list[str | bytes]:
     if args.secret_key_file:
-        try:
-            text = Path(args.secret_key_file).read_text()
-        except OSError as error:
-            raise ConfigurationError(f"--secret-key-file: {error.strerror}") from None
-        keys = [line.strip() for line in text.splitlines() if line.strip()]
-        if not keys:
-            raise ConfigurationError(f"--secret-key-file: {args.secret_key_file} is empty")
-        return keys
+        return _key_file(args.secret_key_file)
     if args.secret_key:
         return list(args.secret_key)
     for name in SECRET_ENVIRONMENT:
         if os.environ.get(name):
             return [os.environ[name]]
     return []
+
+
+def _key_file(path: str) -> list[str | bytes]:
+    """The keys of a key file: a text line each (b'...' read as a Python bytes literal),
+    or the whole file as one key when it is not UTF-8 text (raw bytes, os.urandom's)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ConfigurationError(f"--secret-key-file: {error.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return [data]
+    keys = [_key_line(line.strip()) for line in text.splitlines() if line.strip()]
+    if not keys:
+        raise ConfigurationError(f"--secret-key-file: {path} is empty")
+    return keys
+
+
+def _key_line(line: str) -> str | bytes:
+    if not line.startswith(("b'", 'b"')):
+        return line
+    try:
+        key = ast.literal_eval(line)
+    except (ValueError, SyntaxError):
+        key = None
+    if not isinstance(key, bytes):
+        raise ConfigurationError("--secret-key-file: a line starting b' is not a bytes literal")
+    return key
+
+
+def key_fingerprint(config: SessionConfig) -> str:
+    """Tells two keys apart without showing either: 8 hex digits of a SHA-256 of the value
+    the signing key derives for the users' tags (the same for the app and for this
+    command exactly when their keys are the same)."""
+    derived = config.secret_keys.tag_keys()[0]
+    return hashlib.sha256(b"session-middleware key fingerprint\0" + derived).hexdigest()[:8]
+
+
+def _where(config: SessionConfig) -> dict[str, Any]:
+    return {
+        "redis": config.store_location,
+        "db": _db(config),
+        "key_prefix": config.keys.prefix,
+        "key_fingerprint": key_fingerprint(config),
+    }
+
+
+def _db(config: SessionConfig) -> int | None:
+    try:
+        pool = getattr(config.redis.sync(), "connection_pool", None)
+    except ConfigurationError:  # an async client given: no sync pool to read
+        return None
+    db = getattr(pool, "connection_kwargs", {}).get("db", 0)
+    return db if isinstance(db, int) else None
+
+
+def _looked(where: dict[str, Any]) -> str:
+    db = "" if where["db"] is None else f" db {where['db']}"
+    return (
+        f"looked in {where['redis']}{db}, key prefix {where['key_prefix']!r}, "
+        f"secret key fingerprint {where['key_fingerprint']}"
+    )
+
+
+def _state(config: SessionConfig, user: str | int) -> UserState:
+    return _operate(
+        config,
+        user,
+        functools.partial(config.user_state, user),
+        functools.partial(config.auser_state, user),
+    )
+
+
+def _nothing_found(args: argparse.Namespace, where: dict[str, Any]) -> str:
+    return (
+        f"nothing found for user {args.user!r}: no epoch and no session ({_looked(where)}); "
+        "check the user id, the Redis URL and db, the key prefix and the secret key"
+    )
 
 
 def _user(args: argparse.Namespace) -> str | int:
@@ -231,17 +351,20 @@ def _operate(
 
 def _sessions(config: SessionConfig, args: argparse.Namespace) -> int:
     user = _user(args)
-    listed = _operate(
-        config,
-        user,
-        functools.partial(config.list_sessions, user),
-        functools.partial(config.alist_sessions, user),
-    )
+    state = _state(config, user)
     if args.json:
-        print(json.dumps([info.as_dict() for info in listed], indent=2))
-    else:
-        print(_table(listed) if listed else f"no active sessions for {args.user}")
-    return OK
+        print(json.dumps([info.as_dict() for info in state.sessions], indent=2))
+    elif state.sessions:
+        print(_table(state.sessions))
+    elif state.has_epoch:
+        print(f"no active sessions for {args.user} (the user has an epoch here)")
+    if state.found:
+        return OK
+    where = _where(config)
+    if not args.json:
+        print(f"no active sessions for {args.user}")
+    print(f"session-middleware: {_nothing_found(args, where)}", file=sys.stderr)
+    return NOTHING
 
 
 def _revoke(config: SessionConfig, args: argparse.Namespace) -> int:
@@ -253,19 +376,49 @@ def _revoke(config: SessionConfig, args: argparse.Namespace) -> int:
         functools.partial(config.arevoke_session, user, args.handle),
     )
     _say(args, {"revoked": revoked}, "revoked" if revoked else "no such session of that user")
+    if not revoked:
+        print(
+            f"session-middleware: no session {args.handle!r} of user {args.user!r} "
+            f"({_looked(_where(config))})",
+            file=sys.stderr,
+        )
     return OK if revoked else NOTHING
 
 
 def _invalidate(config: SessionConfig, args: argparse.Namespace) -> int:
     user = _user(args)
+    state = _state(config, user)
+    where = _where(config)
+    # A database of epochs knows its users (an unknown one raises UnknownUser); epochs in
+    # Redis exist only once the user logged in or was invalidated under these keys.
+    if not state.found and not args.force and isinstance(config.epochs, RedisEpochs):
+        print(
+            f"session-middleware: {_nothing_found(args, where)}; nothing was changed "
+            "(--force sets a new epoch anyway)",
+            file=sys.stderr,
+        )
+        return NOTHING
     _operate(
         config,
         user,
         functools.partial(config.invalidate_user, user, delete=args.delete),
         functools.partial(config.ainvalidate_user, user, delete=args.delete),
     )
-    done = "every session of the user is rejected from now on"
-    _say(args, {"invalidated": True, "deleted": args.delete}, done)
+    ended = len(state.sessions)
+    payload = {
+        "invalidated": True,
+        "deleted": args.delete,
+        "had_epoch": state.has_epoch,
+        "sessions_ended": ended,
+        "where": where,
+    }
+    if state.found:
+        found = f"{ended} live session{'' if ended == 1 else 's'} ended"
+    elif args.force:
+        found = "no epoch and no session were found; a new epoch is set anyway (--force)"
+    else:
+        found = "the user had no epoch and no session; a new epoch is set"
+    _say(args, payload, f"invalidated user {args.user!r}: {found} ({_looked(where)})")
     return OK
 
 
@@ -334,6 +487,15 @@ def _table(listed: list[SessionInfo]) -> str:
 
 def _say(args: argparse.Namespace, payload: dict[str, Any], message: str) -> None:
     print(json.dumps(payload) if args.json else message)
+
+
+# The user commands, for other faces of this command line (Django's manage.py sessions):
+# each takes the configuration and a namespace of user, handle, json, int_ids, delete, force.
+USER_COMMANDS: dict[str, Callable[[SessionConfig, argparse.Namespace], int]] = {
+    "list": _sessions,
+    "revoke": _revoke,
+    "invalidate": _invalidate,
+}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,11 +31,27 @@ class SessionError(Exception):
 
 
 class ConfigurationError(SessionError, RuntimeError):
-    """The configuration cannot serve what was asked of it."""
+    """The configuration cannot serve what was asked of it. `problem` says what is wrong,
+    `hint` (when there is one) what to do; the message is both."""
+
+    def __init__(self, problem: str = "", hint: str | None = None) -> None:
+        super().__init__(f"{problem}: {hint}" if hint else problem)
+        self.problem = problem
+        self.hint = hint
 
 
 class StoreUnavailable(SessionError):
     """The session store cannot be reached or failed: no session can be verified."""
+
+
+def store_failed(operation: str, error: BaseException) -> StoreUnavailable:
+    """What a failure of the store becomes: a StoreUnavailable naming the operation and
+    the error's type and message, with the error as its ``__cause__``."""
+    message = str(error)
+    described = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    found = StoreUnavailable(f"the session store failed in {operation}: {described}")
+    found.__cause__ = error
+    return found
 
 
 class EpochStoreUnavailable(StoreUnavailable):

@@ -151,7 +151,9 @@ def test_secret_key_as_the_quickstarts_export_it(
         SESSION_SECRET_KEY=OTHER_SECRET,
         SECRET_KEY=SECRET,
     )
-    assert listed_agents(wrong_first) == []
+    # Under the wrong key nothing is found: said so, and exit 1.
+    assert wrong_first.returncode == 1 and json.loads(wrong_first.stdout) == []
+    assert "nothing found for user 'alice'" in wrong_first.stderr
 
 
 def test_secret_key_from_a_file_and_a_warning_for_one_on_the_command_line(

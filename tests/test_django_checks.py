@@ -100,7 +100,10 @@ def test_secure_prefix_without_secure_is_an_error() -> None:
 
 def test_keywords_django_ignores_and_a_foreign_serializer_are_warnings() -> None:
     ignored = {"redis_url": REDIS_URL, "https_only": False, "same_site": "strict"}
-    assert findings(SESSION_MIDDLEWARE=ignored) == {"session_middleware.W006": checks.WARNING}
+    found = findings(SESSION_MIDDLEWARE=ignored, SESSION_COOKIE_NAME="sessionid")
+    assert found == {"session_middleware.W006": checks.WARNING}
+    # With a __Host- name, https_only=False cannot even build (E009).
+    assert "session_middleware.E009" in findings(SESSION_MIDDLEWARE=ignored)
     agreeing = {"redis_url": REDIS_URL, "https_only": True, "same_site": "lax"}
     assert findings(SESSION_MIDDLEWARE=agreeing) == {}
     serializer = "myproject.serializers.PickleSerializer"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from .._redis.replication import run_replicated_async, run_replicated_sync
 from .._redis.round_trip import run_async, run_sync
-from ..errors import ConfigurationError, SessionError, StoreUnavailable
+from ..errors import ConfigurationError, SessionError, StoreUnavailable, store_failed
 from ..events import Listeners, SessionEvent
 from .steps import Emit, RedisIO, RedisSource, SqlIO, Step
 
@@ -17,11 +19,12 @@ def drive_sync(step: Step[T], redis: RedisSource, listeners: Listeners) -> T:
     """Run `step` on the sync face. A failure of a request is thrown into the step, which
     may handle it (a request's own epoch change that could not be made durable); one it
     does not handle propagates from here as it is."""
+    operation = _operation(step)
     try:
         request = next(step)
         while True:
             try:
-                result = _serve_sync(request, redis, listeners)
+                result = _serve_sync(request, redis, listeners, operation)
             except SessionError as error:
                 request = step.throw(error)
                 continue
@@ -30,12 +33,15 @@ def drive_sync(step: Step[T], redis: RedisSource, listeners: Listeners) -> T:
         return done.value  # type: ignore[no-any-return]
 
 
-def _serve_sync(request: RedisIO | SqlIO | Emit, redis: RedisSource, listeners: Listeners) -> Any:
+def _serve_sync(
+    request: RedisIO | SqlIO | Emit, redis: RedisSource, listeners: Listeners, operation: str
+) -> Any:
     if isinstance(request, Emit):
         listeners.emit(request.events)
         return None
     if isinstance(request, SqlIO):
-        return _run_sql_sync(request)
+        with _reported(listeners):
+            return _run_sql_sync(request)
     client = (redis if request.redis is None else request.redis).sync()
     try:
         if request.replication is not None:
@@ -44,16 +50,17 @@ def _serve_sync(request: RedisIO | SqlIO | Emit, redis: RedisSource, listeners: 
     except SessionError:
         raise
     except Exception as error:
-        raise unavailable(error, listeners) from error
+        raise unavailable(operation, error, listeners) from error
 
 
 async def drive_async(step: Step[T], redis: RedisSource, listeners: Listeners) -> T:
     """The async twin of drive_sync."""
+    operation = _operation(step)
     try:
         request = next(step)
         while True:
             try:
-                result = await _serve_async(request, redis, listeners)
+                result = await _serve_async(request, redis, listeners, operation)
             except SessionError as error:
                 request = step.throw(error)
                 continue
@@ -63,13 +70,14 @@ async def drive_async(step: Step[T], redis: RedisSource, listeners: Listeners) -
 
 
 async def _serve_async(
-    request: RedisIO | SqlIO | Emit, redis: RedisSource, listeners: Listeners
+    request: RedisIO | SqlIO | Emit, redis: RedisSource, listeners: Listeners, operation: str
 ) -> Any:
     if isinstance(request, Emit):
         listeners.emit(request.events)
         return None
     if isinstance(request, SqlIO):
-        return await _run_sql_async(request)
+        with _reported(listeners):
+            return await _run_sql_async(request)
     source = redis if request.redis is None else request.redis
     # WAIT holds its connection: never the one the requests share.
     waits = request.replication is not None and request.replication.wanted > 0
@@ -81,7 +89,7 @@ async def _serve_async(
     except SessionError:
         raise
     except Exception as error:
-        raise unavailable(error, listeners) from error
+        raise unavailable(operation, error, listeners) from error
 
 
 def _run_sql_sync(request: SqlIO) -> Any:
@@ -103,13 +111,29 @@ async def _run_sql_async(request: SqlIO) -> Any:
             return await connection.run_sync(request.run)
 
 
-def unavailable(error: Exception, listeners: Listeners) -> StoreUnavailable:
+def unavailable(operation: str, error: Exception, listeners: Listeners) -> StoreUnavailable:
     """Any failure of the Redis layer, whatever its type (a client library's own bug
     included: redis-py's cluster client has raised AttributeError on a cold start), is
     the store being unavailable: the fail-closed 503, never a 500. The runners let the
     package's own errors (SessionError) pass as they are."""
-    listeners.emit((SessionEvent("rejected", reason="unavailable"),))
-    return StoreUnavailable(f"the session store failed: {type(error).__name__}")
+    found = store_failed(operation, error)
+    listeners.emit((SessionEvent("rejected", reason="unavailable", error=found),))
+    return found
+
+
+@contextlib.contextmanager
+def _reported(listeners: Listeners) -> Iterator[None]:
+    """The epoch database failing is the store being unavailable too."""
+    try:
+        yield
+    except StoreUnavailable as error:
+        listeners.emit((SessionEvent("rejected", reason="unavailable", error=error),))
+        raise
+
+
+def _operation(step: Step[Any]) -> str:
+    """What a step does, for messages: its generator's name (open, commit, invalidate...)."""
+    return str(getattr(step, "__name__", "a Redis command"))
 
 
 __all__ = ["RedisIO", "SqlIO", "drive_async", "drive_sync"]

@@ -50,6 +50,20 @@ class SessionInfo:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """What the store holds for a user: whether they have an epoch (they logged in, or
+    were invalidated, under these keys) and their live sessions. Neither usually means
+    the wrong user id, secret key, key prefix or Redis db."""
+
+    has_epoch: bool
+    sessions: list[SessionInfo]
+
+    @property
+    def found(self) -> bool:
+        return self.has_epoch or bool(self.sessions)
+
+
 class UserSessions:
     def __init__(self, core: Core) -> None:
         self.core = core
@@ -99,6 +113,11 @@ class UserSessions:
             return self.core.records.read(flat_fields(fields))
         except CorruptRecord:
             return None
+
+    def state(self, user_id: UserId, now: float) -> Step[UserState]:
+        epoch = yield from self.core.provider.read_epoch(user_id)
+        sessions = yield from self.list(user_id, now)
+        return UserState(epoch is not None, sessions)
 
     def revoke(self, user_id: UserId, handle: str) -> Step[bool]:
         """End one session of the user at once; False if the handle is not theirs."""

@@ -126,8 +126,17 @@ def parse_redis_url(url: str) -> RedisURL:
             f"unknown scheme {scheme!r}: use redis://, rediss://, unix://, "
             "redis+cluster:// or redis+sentinel:// (rediss+ for TLS)",
         )
+    if scheme != "unix":
+        _check_db(url, rest.rpartition("@")[2].partition("?")[0].partition("/")[2])
     _check_parses(url, url)
     return RedisURL("standalone", url)
+
+
+def _check_db(url: str, path: str) -> None:
+    """The path of a redis:// URL is a db number (redis-py would ignore any other)."""
+    path = path.strip("/")
+    if path and not path.isdigit():
+        raise url_error(url, f"the path must be a db number (as in /0), not /{path}")
 
 
 def _check_parses(url: str, plain: str) -> dict[str, Any]:
@@ -157,6 +166,7 @@ def _parse_multi_node(url: str, topology: Topology, base: str, rest: str) -> Red
         service, parts = parts[0], parts[1:]
     if len(parts) > 1:
         raise url_error(url, "unexpected path")
+    _check_db(url, "/".join(parts))
     userinfo = f"{credentials}@" if credentials else ""
     db = f"/{parts[0]}" if parts else ""
     host, port = nodes[0]

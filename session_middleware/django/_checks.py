@@ -18,6 +18,11 @@ Errors (E) and warnings (W), with their ids:
   ignores (it differs from the SESSION_COOKIE_* setting Django uses).
 - session_middleware.W007: SESSION_SERIALIZER is not JSON (records are always JSON).
 - session_middleware.W008: SESSION_MIDDLEWARE is set, but SESSION_ENGINE is another engine.
+- session_middleware.E009: the settings cannot build a configuration: every error
+  ``sessions(...)`` would raise with them (an unknown keyword, a bad Redis URL...), with
+  its hint.
+- session_middleware.E010: Django's own SessionMiddleware is in MIDDLEWARE beside this
+  package's (which is Django's, answering 503 when Redis is down): keep one.
 """
 
 from __future__ import annotations
@@ -27,10 +32,15 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+from ..errors import ConfigurationError
 
 ENGINE = "session_middleware.django"
 SETTING = "SESSION_MIDDLEWARE"
 JSON_SERIALIZER = "django.contrib.sessions.serializers.JSONSerializer"
+DJANGO_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
+OUR_MIDDLEWARE = "session_middleware.django.middleware.SessionMiddleware"
 
 # sessions(...) keywords about the cookie, and what Django's cookie takes them from.
 _COOKIE_KEYWORDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
@@ -54,15 +64,70 @@ def session_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
         if options is None:
             return []
         return [
+            *configuration_errors(),
             checks.Warning(
                 f"{SETTING} is set, but SESSION_ENGINE is {settings.SESSION_ENGINE!r}: "
                 "Django's sessions are not kept in Redis and not checked against epochs.",
                 hint=f'Set SESSION_ENGINE = "{ENGINE}", or remove {SETTING} if only '
                 "invalidate_user() is meant to use it.",
                 id="session_middleware.W008",
+            ),
+        ]
+    found = cookie_errors()
+    # The cookie errors above stop the build too: report each once.
+    return [
+        *(found or configuration_errors()),
+        *_middleware_errors(),
+        *_cookie_warnings(),
+        *_keyword_warnings(options),
+    ]
+
+
+def configuration_errors() -> list[checks.CheckMessage]:
+    """Every error building the configuration from the settings would raise, as the
+    first request would meet it."""
+    from ._settings import assemble  # _settings reads the cookie checks from here
+
+    try:
+        assemble()
+    except (TypeError, ValueError) as error:  # a value of the wrong type, raised as it is
+        return [
+            checks.Error(
+                f"{SETTING}: {error}",
+                hint=f"{SETTING} holds the keywords of session_middleware.sessions().",
+                id="session_middleware.E009",
             )
         ]
-    return [*cookie_errors(), *_cookie_warnings(), *_keyword_warnings(options)]
+    except ImproperlyConfigured as error:
+        cause = error.__cause__
+        hint = cause.hint if isinstance(cause, ConfigurationError) else None
+        message = (
+            f"{SETTING}: {cause.problem}"
+            if isinstance(cause, ConfigurationError) and hint
+            else str(error)
+        )
+        return [
+            checks.Error(
+                message,
+                hint=hint or f"{SETTING} holds the keywords of session_middleware.sessions().",
+                id="session_middleware.E009",
+            )
+        ]
+    return []
+
+
+def _middleware_errors() -> list[checks.CheckMessage]:
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or ())
+    if DJANGO_MIDDLEWARE in middleware and OUR_MIDDLEWARE in middleware:
+        return [
+            checks.Error(
+                f"MIDDLEWARE holds both {DJANGO_MIDDLEWARE} and {OUR_MIDDLEWARE}: the session "
+                "would be loaded and saved twice, and a Redis outage reach Django's 500.",
+                hint=f"Remove {DJANGO_MIDDLEWARE}: {OUR_MIDDLEWARE} is Django's, with the 503.",
+                id="session_middleware.E010",
+            )
+        ]
+    return []
 
 
 def cookie_errors() -> list[checks.CheckMessage]:
@@ -90,7 +155,7 @@ def cookie_errors() -> list[checks.CheckMessage]:
                 id="session_middleware.E003",
             )
         )
-    if name.startswith("__Host-"):
+    if name.lower().startswith("__host-"):
         wrong = [
             what
             for what, bad in (
@@ -110,7 +175,7 @@ def cookie_errors() -> list[checks.CheckMessage]:
                     id="session_middleware.E004",
                 )
             )
-    elif name.startswith("__Secure-") and not secure:
+    elif name.lower().startswith("__secure-") and not secure:
         found.append(
             checks.Error(
                 f"the session cookie {name!r} has the __Secure- prefix, but "

@@ -66,14 +66,21 @@ def build_config() -> SessionConfig:
     if errors:
         found = "; ".join(f"{error.msg} ({error.id})" for error in errors)
         raise ImproperlyConfigured(f"the session cookie settings are unsafe: {found}")
+    config = assemble()
+    from .signals import send
+
+    config.listeners.add(send)  # session_event, Django's way to hear the lifecycle
+    return config
+
+
+def assemble() -> SessionConfig:
+    """The SessionConfig the settings describe, checked for Django (no listener, not
+    kept): ImproperlyConfigured, caused by the ConfigurationError, if it cannot serve."""
     config = _build()
     try:
         config.check_interface("wsgi")  # Django's SessionMiddleware saves synchronously
     except ConfigurationError as error:
         raise ImproperlyConfigured(f"{SETTING}: {error}") from error
-    from .signals import send
-
-    config.listeners.add(send)  # session_event, Django's way to hear the lifecycle
     return config
 
 
