@@ -6,7 +6,7 @@ a few lines of their own, so every decision below is made once, for both.
 
 A write never resurrects and never adopts: it sends only what the request changed, and
 one script applies it to the record as stored now, refusing if the record is gone or the
-user's epoch is no longer the one the session was loaded with (scripts.WRITE). Every
+user's epoch is no longer the one the session was loaded with (lua_scripts.WRITE). Every
 epoch change made from a request is a compare-and-set on that epoch.
 """
 
@@ -516,7 +516,7 @@ class Core:
         return self._committed(self.codec.cleared(), depends, "epoch", "epoch", (event,))
 
     def _log_replaced(self, tag: str, replaced: str | None) -> None:
-        """The keys of the wrong type the login script replaced (see scripts.LOGIN)."""
+        """The keys of the wrong type the login script replaced (see lua_scripts.LOGIN)."""
         for name in filter(None, (replaced or "").split(",")):
             key = self.keys.epoch_key(tag) if name == "epoch" else self.keys.index_key(tag)
             logger.warning(
