@@ -76,6 +76,9 @@ class Opened:
 
 @dataclass(frozen=True, slots=True)
 class Committed:
+    """What committing a request's session came to: the cookie change, and whether and why
+    the request's changes were not saved."""
+
     cookie: CookieUpdate | None  # what to do to the cookie, if anything
     set_cookie: str | None  # the same, as the Set-Cookie header of the ASGI and WSGI drivers
     depends_on_session: bool
@@ -87,6 +90,9 @@ class Committed:
 
 
 class Core:
+    """The sans-I/O session lifecycle: opens a request's session from its cookie, and commits
+    it (write, login, logout, rotation) as steps for a driver to run against Redis and SQL."""
+
     def __init__(
         self,
         keys: KeySpace,

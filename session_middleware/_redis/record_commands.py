@@ -31,6 +31,9 @@ class Guard:
 
 
 class Writes:
+    """Builds the Redis commands that read, create, write, log in and forget a session record,
+    with the keys, expiry and size limit they need."""
+
     def __init__(self, keys: KeySpace, timing: Timing, max_bytes: int, codec: FieldCodec) -> None:
         self.keys = keys
         self.timing = timing

@@ -27,6 +27,8 @@ return current
 
 
 class EpochCache:
+    """The commands that read, fill and overwrite the Redis copy of users' SQL epochs."""
+
     def __init__(self, keys: KeySpace, ttl_ms: int) -> None:
         self.keys = keys
         self.ttl_ms = ttl_ms
