@@ -1,7 +1,7 @@
 """One logic, two faces: every sync method or function with an async twin (`x` and `ax`,
-or `x_sync` and `x_async`) is the twin with `await` and `async` taken out, as unasync (httpcore's tool) would generate it. A twin that drifts
-fails here; a pair that cannot be one logic (it wraps two different libraries) is listed
-below with the reason."""
+or `x_sync` and `x_async`) is the twin with `await` and `async` taken out, as unasync
+(httpcore's tool) would generate it. A twin that drifts fails here; a pair that cannot be
+one logic (it wraps two different libraries) is listed below with the reason."""
 
 from __future__ import annotations
 
