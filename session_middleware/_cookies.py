@@ -195,6 +195,9 @@ class CookieRef:
 
 
 class CookieCodec:
+    """Signs session ids into cookie values and finds a verified id in a Cookie header; also
+    renders the Set-Cookie header with the configured name, path, domain and flags."""
+
     def __init__(
         self,
         secret_keys: SecretKeys,

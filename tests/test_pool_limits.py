@@ -17,6 +17,7 @@ from session_middleware._redis.clients import RedisClients
 from .support import SECRET
 from .support.apps import asgi_app
 from .support.redis_servers import RedisServer, server
+from .support.waiting import until
 
 __all__ = ["server"]  # the fixture
 
@@ -145,7 +146,7 @@ async def test_a_wake_up_lost_to_a_cancelled_request_goes_to_the_next(
     held = await pool.get_connection()
     second = asyncio.ensure_future(pool.get_connection())
     third = asyncio.ensure_future(pool.get_connection())
-    await asyncio.sleep(0.05)  # both wait: the pool is full
+    await until(lambda: len(pool._waiters) == 2, "both to wait: the pool is full")
     await pool.release(held)  # wakes the second...
     second.cancel()  # ...which is cancelled before it runs (a client went away)
     with pytest.raises(asyncio.CancelledError):

@@ -1,9 +1,10 @@
 """The Redis cache in front of the SQL epoch: what a request costs, and how stale it gets.
 
 Round trips are counted on the session Redis client, statements on the engine. A cache
-hit is one round trip (the MGET of session and epoch) and no statement. A change made in
-SQL outside the API is noticed after cache_ttl at the latest, or at once by the next
-login of that user; with cache_ttl=0 it is noticed at once, at one query per request.
+hit is one round trip (the read script: session and epoch together) and no statement.
+A change made in SQL outside the API is noticed after cache_ttl at the latest, or at
+once by the next login of that user; with cache_ttl=0 it is noticed at once, at one
+query per request.
 """
 
 from __future__ import annotations

@@ -211,24 +211,60 @@ def test_a_login_during_a_connection_commit_waits_for_it(
 ) -> None:
     """A Connection's copy is written just before its COMMIT: a login in that window sees
     the copy disagree with what it read, and its locking re-read waits for the COMMIT."""
-    with sync_users(backend, tmp_path) as (epochs, _table):
+    with sync_users(backend, tmp_path) as (epochs, table):
         config = rotated_config(epochs, key_prefix)
         old = login_epoch(epochs, 1)
         logins: list[str] = []
         login = threading.Thread(target=lambda: logins.append(login_epoch(epochs, 1)))
+        waited: list[bool] = []
 
         def in_the_window(connection: Any) -> None:
             login.start()
-            time.sleep(0.2)  # the login reaches the row lock held by this transaction
+            # Until the login reaches the row lock held by this transaction. Not raised
+            # here: the connection would be left in the middle of its commit.
+            deadline = time.monotonic() + 10
+            while not (blocked := blocked_by(epochs.engine, holder, table.name)):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+            waited.append(blocked)
 
         with epochs.engine.connect() as connection:
+            holder = session_id(connection)
             new = epochs.bump_in(connection, 1)
             sa.event.listen(connection, "commit", in_the_window)
             connection.commit()
         login.join()
+        assert waited == [True]
         assert new != old
         assert logins == [new]
         assert cached(config, 1) == [new, new]
+
+
+def session_id(connection: Any) -> int:
+    """The database's id for `connection`'s session."""
+    if connection.dialect.name == "postgresql":
+        return int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+    return int(connection.exec_driver_sql("SELECT CONNECTION_ID()").scalar_one())
+
+
+def blocked_by(engine: sa.Engine, holder: int, table: str) -> bool:
+    """Whether another session waits for a lock that the session `holder` holds (MariaDB:
+    whether another session's statement on `table` is still running, as its lock waits
+    are not listed)."""
+    if engine.dialect.name == "postgresql":
+        query = (
+            "SELECT count(*) FROM pg_stat_activity WHERE %(holder)s = ANY(pg_blocking_pids(pid))"
+        )
+    else:
+        query = (
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+            " WHERE id NOT IN (%(holder)s, CONNECTION_ID())"
+            " AND command = 'Query' AND info LIKE CONCAT('%%', %(table)s, '%%')"
+        )
+    with engine.connect() as observer:
+        found = observer.exec_driver_sql(query, {"holder": holder, "table": table})
+        return bool(found.scalar_one())
 
 
 def test_bump_in_takes_a_scoped_session(key_prefix: str, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
-"""One logic, two faces: every sync method with an async twin is the twin with `await`
-and `async` taken out, as unasync (httpcore's tool) would generate it. A twin that drifts
-fails here; a pair that cannot be one logic (it wraps two different libraries) is listed
-below with the reason."""
+"""One logic, two faces: every sync method or function with an async twin (`x` and `ax`,
+or `x_sync` and `x_async`) is the twin with `await` and `async` taken out, as unasync
+(httpcore's tool) would generate it. A twin that drifts fails here; a pair that cannot be
+one logic (it wraps two different libraries) is listed below with the reason."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ import session_middleware._configuration
 import session_middleware.django.auth
 import session_middleware.epochs.base
 import session_middleware.epochs.sql
-from session_middleware._redis import clients
+from session_middleware._core import runners
+from session_middleware._redis import clients, replication, round_trip
 
 from .support.django_native.settings import configure
 
@@ -41,6 +42,22 @@ DIFFERENT_BY_NATURE = {
     "RedisClients.close": "closes the one sync client, or the running loop's async one",
     "SQLEpochs.bump_in": "hooks a Connection's or an AsyncConnection's commit event",
     "SQLEpochs.dispose": "an async engine cannot be disposed of without awaiting",
+    "session_middleware._core.runners._serve_sync": (
+        "a replicated write's WAIT holds its connection: the async face takes it off the"
+        " shared multiplexed one, which the sync face does not have"
+    ),
+    "session_middleware._core.runners._run_sql_sync": (
+        "a Connection runs the request itself; an AsyncConnection runs it through run_sync"
+    ),
+    "session_middleware._redis.round_trip.run_sync": (
+        "the multiplexed connection and the local cache, which run a command list"
+        " themselves, exist on the async face only"
+    ),
+    "session_middleware._redis.replication._serve_sync": (
+        "redis-py's async cluster client reads its layout only once awaited and reaches a"
+        " node through the node itself; the sync one is ready when built and hands out a"
+        " node's client"
+    ),
 }
 
 SCOPES: list[tuple[ModuleType, str | None]] = [
@@ -50,6 +67,9 @@ SCOPES: list[tuple[ModuleType, str | None]] = [
     (session_middleware.epochs.base, "ProviderFaces"),
     (session_middleware.epochs.sql, "SQLEpochs"),
     (clients, "RedisClients"),
+    (runners, None),
+    (round_trip, None),
+    (replication, None),
 ]
 
 
@@ -57,6 +77,8 @@ def async_name(name: str) -> str:
     for async_spelling, sync_spelling in RENAMED.items():
         if sync_spelling == name:
             return async_spelling
+    if name.endswith("_sync"):
+        return name.removesuffix("_sync") + "_async"
     return "_a" + name[1:] if name.startswith("_") else "a" + name
 
 
@@ -67,6 +89,8 @@ def pairs() -> list[tuple[str, Any, Any]]:
         names = vars(scope)
         for name, value in names.items():
             twin = async_name(name)
+            if class_name is None and getattr(value, "__module__", None) != module.__name__:
+                continue  # imported from another module: checked there
             if twin in names and inspect.iscoroutinefunction(_function(names[twin])):
                 label = f"{class_name or module.__name__}.{name}"
                 found.append((label, _function(value), _function(names[twin])))
@@ -98,7 +122,7 @@ def unasynced(source: str, tmp_path: Path, replacements: dict[str, str]) -> str:
 
 def test_the_faces_found_are_the_known_pairs() -> None:
     labels = {label for label, _sync, _async in pairs()}
-    assert len(labels) >= 18
+    assert len(labels) >= 27
     assert set(DIFFERENT_BY_NATURE) <= labels
 
 

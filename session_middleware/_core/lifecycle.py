@@ -6,7 +6,7 @@ a few lines of their own, so every decision below is made once, for both.
 
 A write never resurrects and never adopts: it sends only what the request changed, and
 one script applies it to the record as stored now, refusing if the record is gone or the
-user's epoch is no longer the one the session was loaded with (scripts.WRITE). Every
+user's epoch is no longer the one the session was loaded with (lua_scripts.WRITE). Every
 epoch change made from a request is a compare-and-set on that epoch.
 """
 
@@ -76,6 +76,9 @@ class Opened:
 
 @dataclass(frozen=True, slots=True)
 class Committed:
+    """What committing a request's session came to: the cookie change, and whether and why
+    the request's changes were not saved."""
+
     cookie: CookieUpdate | None  # what to do to the cookie, if anything
     set_cookie: str | None  # the same, as the Set-Cookie header of the ASGI and WSGI drivers
     depends_on_session: bool
@@ -87,6 +90,9 @@ class Committed:
 
 
 class Core:
+    """The sans-I/O session lifecycle: opens a request's session from its cookie, and commits
+    it (write, login, logout, rotation) as steps for a driver to run against Redis and SQL."""
+
     def __init__(
         self,
         keys: KeySpace,
@@ -518,7 +524,7 @@ class Core:
         return self._committed(self.codec.cleared(), depends, "epoch", "epoch", (event,))
 
     def _log_replaced(self, tag: str, replaced: str | None) -> None:
-        """The keys of the wrong type the login script replaced (see scripts.LOGIN)."""
+        """The keys of the wrong type the login script replaced (see lua_scripts.LOGIN)."""
         for name in filter(None, (replaced or "").split(",")):
             key = self.keys.epoch_key(tag) if name == "epoch" else self.keys.index_key(tag)
             logger.warning(

@@ -65,6 +65,9 @@ class UserState:
 
 
 class UserSessions:
+    """Operations on one user's sessions across all their tags (list, revoke one, delete all),
+    as sans-I/O steps run like Core's."""
+
     def __init__(self, core: Core) -> None:
         self.core = core
         self.keys = core.keys

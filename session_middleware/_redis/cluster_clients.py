@@ -121,6 +121,9 @@ class SyncCluster(redis.cluster.RedisCluster):
 
 
 class _SyncClusterPipeline(redis.cluster.ClusterPipeline):
+    """A cluster pipeline whose cluster-level failures are raised as the session layer's
+    Redis-unavailable error."""
+
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         try:
             return list(super().execute(raise_on_error))

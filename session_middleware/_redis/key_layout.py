@@ -1,7 +1,8 @@
 """The Redis key layout, in one place.
 
 Every key of one user lives under the same Redis Cluster hash tag ``{tag}``, so the
-session record and the user's epoch can be read with one MGET even on a cluster::
+session record and the user's epoch can be read with one command (lua_scripts.READ),
+even on a cluster::
 
     {prefix}v2:{<tag>}:s:<hash of session id>   the session record (a HASH, see _records.py)
     {prefix}v2:{<tag>}:e                        the user's epoch (or its cache)

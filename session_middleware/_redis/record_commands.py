@@ -15,14 +15,14 @@ from .key_layout import KeySpace, session_handle
 from .lua_scripts import CREATE, ENSURE_EPOCH, LOGIN, READ, ROTATE_OUT, WRITE
 from .round_trip import Command
 
-# Where a user's epoch lives, as a write's guard sees it (see scripts.WRITE).
+# Where a user's epoch lives, as a write's guard sees it (see lua_scripts.WRITE).
 EpochGuard = Literal["redis", "cache", "none"]
 LoginMode = Literal["ensure", "given", "expect"]
 
 
 @dataclass(frozen=True, slots=True)
 class Guard:
-    """What a write checks before it applies anything (see scripts.WRITE)."""
+    """What a write checks before it applies anything (see lua_scripts.WRITE)."""
 
     mode: EpochGuard
     carried: str  # the record's epoch as loaded; '' for an anonymous session
@@ -31,6 +31,9 @@ class Guard:
 
 
 class Writes:
+    """Builds the Redis commands that read, create, write, log in and forget a session record,
+    with the keys, expiry and size limit they need."""
+
     def __init__(self, keys: KeySpace, timing: Timing, max_bytes: int, codec: FieldCodec) -> None:
         self.keys = keys
         self.timing = timing
@@ -63,7 +66,7 @@ class Writes:
         keep_empty: bool = False,
     ) -> Command:
         """Apply `pairs` (fields to set) and `deleted` (fields to remove) to the record as
-        it is stored, refreshed at `now`, if `guard` holds (see scripts.WRITE); with
+        it is stored, refreshed at `now`, if `guard` holds (see lua_scripts.WRITE); with
         `keep_empty`, an anonymous record left empty is stored, not deleted."""
         keys = [self.keys.session_key(ref.tag, ref.session_id)]
         if guard.mode != "none":
@@ -105,7 +108,7 @@ class Writes:
         max_sessions: int = 0,
         rotating: CookieRef | None = None,
     ) -> Command:
-        """The login script (scripts.LOGIN); `rotating`: the session it replaces, under the
+        """The login script (lua_scripts.LOGIN); `rotating`: the session it replaces, under the
         same tag, which must still exist and is deleted by the script."""
         pairs = self.codec.fields(record)
         if fields_size(pairs) + 1 + len(epoch) > self.max_bytes:
@@ -141,7 +144,8 @@ class Writes:
 
     def rotate_out(self, ref: CookieRef, carried: str | None) -> Command:
         """Delete a session under an older signing key's tag if it still exists and, with
-        `carried`, its user's epoch under that tag is still `carried` (scripts.ROTATE_OUT)."""
+        `carried`, its user's epoch under that tag is still `carried`
+        (lua_scripts.ROTATE_OUT)."""
         keys = [self.keys.session_key(ref.tag, ref.session_id), self.keys.index_key(ref.tag)]
         if carried is not None:
             keys.append(self.keys.epoch_key(ref.tag))

@@ -314,7 +314,7 @@ class MasterConnection(redis.sentinel.SentinelManagedConnection):
 
 
 class MasterSSLConnection(MasterConnection, redis.connection.SSLConnection):
-    pass
+    """MasterConnection over TLS."""
 
 
 class AsyncMasterConnection(redis.asyncio.sentinel.SentinelManagedConnection):
@@ -346,7 +346,7 @@ class AsyncMasterConnection(redis.asyncio.sentinel.SentinelManagedConnection):
 
 
 class AsyncMasterSSLConnection(AsyncMasterConnection, redis.asyncio.connection.SSLConnection):
-    pass
+    """AsyncMasterConnection over TLS."""
 
 
 def _call(

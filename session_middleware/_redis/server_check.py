@@ -27,6 +27,8 @@ SETTINGS = (
 
 @dataclass
 class Findings:
+    """What inspecting a Redis server found: problems that make it unfit, and warnings."""
+
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 

@@ -1,10 +1,10 @@
 """The Redis copy of each user's SQL epoch: a cache with a TTL, filled without races.
 
 The cache lives at the key RedisEpochs would use for the epoch, so the request path
-reads it beside the session record in one MGET. A bump through SQLEpochs overwrites it
-once the new epoch is committed; a fill after a cache miss writes only if the key is
-still what the filler saw, so a fill that read the database before a bump committed can
-never overwrite the bump's value.
+reads it beside the session record in one command (lua_scripts.READ). A bump through
+SQLEpochs overwrites it once the new epoch is committed; a fill after a cache miss
+writes only if the key is still what the filler saw, so a fill that read the database
+before a bump committed can never overwrite the bump's value.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ return current
 
 
 class EpochCache:
+    """The commands that read, fill and overwrite the Redis copy of users' SQL epochs."""
+
     def __init__(self, keys: KeySpace, ttl_ms: int) -> None:
         self.keys = keys
         self.ttl_ms = ttl_ms

@@ -19,6 +19,9 @@ SYNC_HINT = "postgresql+psycopg://, mysql+pymysql:// or sqlite://"
 
 @dataclass(frozen=True)
 class EngineHandle:
+    """The SQLAlchemy engine SQLEpochs runs on, whether it is async, and whether it is ours
+    to dispose."""
+
     engine: Any  # Engine or AsyncEngine
     is_async: bool
     owned: bool  # built here from a URL, so disposed here

@@ -24,8 +24,9 @@ class RedisEpochs(ProviderFaces):
     """Epochs in Redis.
 
     With no arguments, the epoch lives on the session Redis under the user's hash tag, so
-    the request path reads session and epoch with one MGET. Given another Redis
-    (``redis_url=`` or ``redis=``), a logged-in request costs one more round trip there.
+    the request path reads session and epoch with one command (lua_scripts.READ). Given
+    another Redis (``redis_url=`` or ``redis=``), a logged-in request costs one more round
+    trip there.
     """
 
     def __init__(self, *, redis_url: str | None = None, redis: Any | None = None) -> None:
