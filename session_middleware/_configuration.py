@@ -344,11 +344,13 @@ class ConfiguredMiddleware:
         self,
         app: Any,
         secret_key: Any = None,
-        /,
         config: Configuration | None = None,
         **settings: Any,
     ) -> None:
-        if secret_key is not None:  # positional, as Starlette's SessionMiddleware takes it
+        # `app` and `secret_key` by position or by keyword: Starlette up to 0.41 builds
+        # middleware as `cls(app=app, ...)`; Starlette's own SessionMiddleware takes the key
+        # by position.
+        if secret_key is not None:
             settings["secret_key"] = secret_key
         if config is None:
             config = Configuration(**settings)

@@ -67,6 +67,21 @@ async def test_the_key_positional_or_a_starlette_secret(key_prefix: str) -> None
             assert (await browser.get("/view")).json() == {"session": {"a": 1}}
 
 
+async def test_the_app_by_keyword_as_starlette_before_0_42_builds_middleware(
+    key_prefix: str,
+) -> None:
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        await Starlette(routes=[Route("/update", update, methods=["POST"])])(scope, receive, send)
+
+    application = SessionMiddleware(
+        app=inner, secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=application), base_url="http://t"
+    ) as browser:
+        assert (await browser.post("/update", json={"a": 1})).json() == {"session": {"a": 1}}
+
+
 async def test_the_session_is_a_dict_json_can_serialise(key_prefix: str) -> None:
     async with client(app(key_prefix, SECRET)) as browser:
         response = await browser.post("/update", json={"a": 1, "b": [2]})
