@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
+import re
 import secrets
 import shutil
 import signal
@@ -70,6 +72,37 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+CLUSTER_BUS_OFFSET = 10000  # before Redis 7.0, a node's cluster bus port is its port + this
+
+
+@functools.cache
+def server_version() -> tuple[int, int]:
+    """The (major, minor) version of the redis-server on PATH."""
+    out = subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True, check=True, timeout=10
+    ).stdout
+    found = re.search(r"v=(\d+)\.(\d+)", out)
+    if found is None:
+        raise RuntimeError(f"cannot read redis-server's version from {out!r}")
+    return int(found[1]), int(found[2])
+
+
+def free_port_with_bus() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too, for a cluster node of
+    a server that has no --cluster-port (before Redis 7.0)."""
+    for _ in range(100):
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET > 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((HOST, port + CLUSTER_BUS_OFFSET))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of ports for a cluster node")
+
+
 class RedisServer:
     """One redis-server process on a free loopback port."""
 
@@ -94,6 +127,9 @@ class RedisServer:
     def client(self, **options: Any) -> redis.Redis:
         options.setdefault("socket_timeout", 2.0)
         options.setdefault("socket_connect_timeout", 2.0)
+        # No CLIENT SETINFO at connect: a server before 7.2 refuses it, and Redis 6.2
+        # counts the refusal in the command statistics the tests read.
+        options.setdefault("driver_info", None)
         return redis.Redis(host=HOST, port=self.port, **options)
 
     def command_line(self) -> list[str]:
@@ -180,8 +216,8 @@ class Servers:
         self.root = Path(tempfile.mkdtemp(prefix=f"sm-{name}-"))
         self.servers: list[RedisServer] = []
 
-    def add(self, name: str, options: Sequence[str] = ()) -> RedisServer:
-        server = RedisServer(self.root / name, options=options)
+    def add(self, name: str, options: Sequence[str] = (), port: int | None = None) -> RedisServer:
+        server = RedisServer(self.root / name, port=port, options=options)
         self.servers.append(server)
         return server
 
@@ -230,7 +266,9 @@ class ClusterServers(Servers):
     def __init__(self, masters: int = 3, replicas: int = 1, node_timeout_ms: int = 1000) -> None:
         super().__init__("cluster")
         self.node_timeout_ms = node_timeout_ms
+        bus_port_option = server_version() >= (7, 0)
         for index in range(masters * (1 + replicas)):
+            bus = ["--cluster-port", str(free_port())] if bus_port_option else []
             self.add(
                 f"node{index}",
                 [
@@ -240,14 +278,14 @@ class ClusterServers(Servers):
                     "nodes.conf",
                     "--cluster-node-timeout",
                     str(node_timeout_ms),
-                    "--cluster-port",
-                    str(free_port()),
+                    *bus,
                     "--cluster-replica-validity-factor",
                     "0",
                     # While a master fails over, the other masters keep serving their slots.
                     "--cluster-require-full-coverage",
                     "no",
                 ],
+                port=None if bus_port_option else free_port_with_bus(),
             )
         self.replicas = replicas
 
@@ -337,13 +375,16 @@ class ClusterServers(Servers):
 
     def command_calls(self) -> dict[str, int]:
         """Commands served so far, summed over the live masters (replicas count what they
-        replay), less the HELLO and INFO this count itself sends."""
+        replay), less the INFO this count itself sends and the handshake of every new
+        connection (HELLO, and the CLIENT SETINFO that Redis before 7.0 counts as CLIENT)."""
+        handshake = ["hello", "client|setinfo", *(["client"] if server_version() < (7, 0) else [])]
+        not_counted = {"info", "replconf", *handshake}
         total: dict[str, int] = {}
         for server in self._live_masters():
             with server.client(decode_responses=True) as client:
                 for name, stats in client.info("commandstats").items():
                     command = name.removeprefix("cmdstat_")
-                    if command not in ("info", "hello", "replconf"):
+                    if command not in not_counted:
                         total[command] = total.get(command, 0) + int(stats["calls"])
         return total
 
