@@ -44,46 +44,46 @@ async def untouched(request: Request) -> JSONResponse:
     return JSONResponse({"ok": True})
 
 
-ROUTES = [
-    Route("/view", view),
-    Route("/update", update, methods=["POST"]),
-    Route("/untouched", untouched),
-]
+def app(key_prefix: str, *args: Any, **options: Any) -> Starlette:
+    options = {"redis_url": REDIS_URL, "key_prefix": key_prefix, **options}
+    return Starlette(
+        routes=[
+            Route("/view", view),
+            Route("/update", update, methods=["POST"]),
+            Route("/untouched", untouched),
+        ],
+        middleware=[Middleware(SessionMiddleware, *args, **options)],
+    )
 
 
-def app(key_prefix: str, **options: Any) -> Starlette:
-    # The key by keyword: Starlette before 0.41.3 passes Middleware's positional arguments
-    # after `app=app`, so no middleware of its own can take one there.
-    options = {"secret_key": SECRET, "redis_url": REDIS_URL, "key_prefix": key_prefix, **options}
-    return Starlette(routes=ROUTES, middleware=[Middleware(SessionMiddleware, **options)])
-
-
-def client(application: Any) -> httpx.AsyncClient:
+def client(application: Starlette) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://t")
 
 
 async def test_the_key_positional_or_a_starlette_secret(key_prefix: str) -> None:
-    positional = SessionMiddleware(
-        Starlette(routes=ROUTES), SECRET, redis_url=REDIS_URL, key_prefix=key_prefix
-    )
-    for application in (positional, app(key_prefix, secret_key=Secret(SECRET))):
+    for application in (app(key_prefix, SECRET), app(key_prefix, secret_key=Secret(SECRET))):
         async with client(application) as browser:
             await browser.post("/update", json={"a": 1})
             assert (await browser.get("/view")).json() == {"session": {"a": 1}}
 
 
-async def test_the_app_by_keyword_as_starlette_before_0_41_3_builds_middleware(
+async def test_the_app_by_keyword_as_starlette_before_0_42_builds_middleware(
     key_prefix: str,
 ) -> None:
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        await Starlette(routes=[Route("/update", update, methods=["POST"])])(scope, receive, send)
+
     application = SessionMiddleware(
-        app=Starlette(routes=ROUTES), secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix
+        app=inner, secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix
     )
-    async with client(application) as browser:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=application), base_url="http://t"
+    ) as browser:
         assert (await browser.post("/update", json={"a": 1})).json() == {"session": {"a": 1}}
 
 
 async def test_the_session_is_a_dict_json_can_serialise(key_prefix: str) -> None:
-    async with client(app(key_prefix)) as browser:
+    async with client(app(key_prefix, SECRET)) as browser:
         response = await browser.post("/update", json={"a": 1, "b": [2]})
         assert response.json() == {"session": {"a": 1, "b": [2]}}
     session = Session({"a": 1, "b": 2})
@@ -95,7 +95,7 @@ async def test_the_session_is_a_dict_json_can_serialise(key_prefix: str) -> None
 
 
 async def test_vary_only_when_the_session_was_used(key_prefix: str) -> None:
-    async with client(app(key_prefix)) as browser:
+    async with client(app(key_prefix, SECRET)) as browser:
         await browser.post("/update", json={"a": 1})
         assert "cookie" in (await browser.get("/view")).headers.get("vary", "").lower()
         untouched_response = await browser.get("/untouched")
@@ -104,7 +104,7 @@ async def test_vary_only_when_the_session_was_used(key_prefix: str) -> None:
 
 
 async def test_a_change_sends_the_cookie_again_a_read_does_not(key_prefix: str) -> None:
-    async with client(app(key_prefix)) as browser:
+    async with client(app(key_prefix, SECRET)) as browser:
         first = (await browser.post("/update", json={"a": 1})).headers["set-cookie"]
         again = (await browser.post("/update", json={"b": 2})).headers["set-cookie"]
         assert first.split(";")[0] == again.split(";")[0], "the same session id"
@@ -113,16 +113,16 @@ async def test_a_change_sends_the_cookie_again_a_read_does_not(key_prefix: str) 
 
 
 async def test_max_age_zero_and_none_spell_the_cookie_as_starlette(key_prefix: str) -> None:
-    async with client(app(key_prefix, max_age=0)) as browser:
+    async with client(app(key_prefix, SECRET, max_age=0)) as browser:
         assert (
             "; Max-Age=0; " in (await browser.post("/update", json={"a": 1})).headers["set-cookie"]
         )
-    async with client(app(key_prefix, max_age=None)) as browser:
+    async with client(app(key_prefix, SECRET, max_age=None)) as browser:
         assert "Max-Age" not in (await browser.post("/update", json={"a": 1})).headers["set-cookie"]
 
 
 def test_a_loop_that_ends_leaves_no_connection_open(server: RedisServer) -> None:
-    application = app("dropin:", redis_url=server.url)
+    application = app("dropin:", SECRET, redis_url=server.url)
 
     async def one_request() -> None:
         async with client(application) as browser:
