@@ -67,19 +67,20 @@ async def test_the_key_positional_or_a_starlette_secret(key_prefix: str) -> None
             assert (await browser.get("/view")).json() == {"session": {"a": 1}}
 
 
-async def test_the_app_by_keyword_as_starlette_before_0_42_builds_middleware(
+async def test_the_app_by_keyword_as_starlette_up_to_0_41_builds_middleware(
     key_prefix: str,
 ) -> None:
     async def inner(scope: Any, receive: Any, send: Any) -> None:
         await Starlette(routes=[Route("/update", update, methods=["POST"])])(scope, receive, send)
 
-    application = SessionMiddleware(
-        app=inner, secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix
-    )
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=application), base_url="http://t"
-    ) as browser:
-        assert (await browser.post("/update", json={"a": 1})).json() == {"session": {"a": 1}}
+    options: dict[str, Any] = {"redis_url": REDIS_URL, "key_prefix": key_prefix}
+    for application in (  # cls(*args, app=app, **kwargs), the key by keyword or by position
+        SessionMiddleware(app=inner, secret_key=SECRET, **options),
+        SessionMiddleware(SECRET, app=inner, **options),
+    ):
+        async with client(application) as browser:
+            response = await browser.post("/update", json={"a": 1})
+            assert response.json() == {"session": {"a": 1}}
 
 
 async def test_the_session_is_a_dict_json_can_serialise(key_prefix: str) -> None:
