@@ -432,12 +432,18 @@ class ConfiguredMiddleware:
 
     def __init__(
         self,
-        app: Any,
+        app: Any = None,
         secret_key: Any = None,
         /,
         config: Configuration | None = None,
         **settings: Any,
     ) -> None:
+        if "app" in settings:
+            # Starlette up to 0.41.2 builds middleware as `cls(*args, app=app, **kwargs)`:
+            # the app by keyword, and a key given by position comes first.
+            app, secret_key = settings.pop("app"), app
+        if app is None:
+            raise TypeError(f"{type(self).__name__} needs the app it wraps")
         if secret_key is not None:  # positional, as Starlette's SessionMiddleware takes it
             settings["secret_key"] = secret_key
         if config is None:

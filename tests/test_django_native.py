@@ -15,12 +15,10 @@ from datetime import timedelta
 from io import StringIO
 from typing import Any
 
+import django
 import httpx
 import pytest
 from django.contrib.auth import (
-    aauthenticate,
-    alogin,
-    alogout,
     authenticate,
     get_user_model,
     login,
@@ -48,6 +46,14 @@ from .support import OTHER_SECRET, REDIS_URL, SECRET
 from .support.counting import Counter, counted_sync_client
 from .support.django_native.settings import FAST_HASHERS, configure
 from .support.stored import session_keys
+
+if django.VERSION >= (5, 0):
+    from django.contrib.auth import aauthenticate, alogin, alogout
+
+needs_async_session_api = pytest.mark.skipif(
+    django.VERSION < (5, 0),
+    reason="Django 5.0 added the async session and auth API (aget, aset, auser, alogin...)",
+)
 
 configure()
 
@@ -318,6 +324,7 @@ def test_wsgi_login_and_logout(kind: str, config: SessionConfig, key_prefix: str
     assert Browser(kind, cookie=logged_in).get("/read")["user"] is None
 
 
+@needs_async_session_api
 @pytest.mark.parametrize("kind", ["django", "httpx"])
 @pytest.mark.anyio
 async def test_asgi_login_and_logout(kind: str, config: SessionConfig, key_prefix: str) -> None:
@@ -346,6 +353,7 @@ async def test_asgi_login_and_logout(kind: str, config: SessionConfig, key_prefi
     assert (await browser.get("/aread"))["user"] is None
 
 
+@needs_async_session_api
 @pytest.mark.anyio
 async def test_asgi_invalidation_is_seen_by_async_views(config: SessionConfig) -> None:
     user = await get_user_model().objects.acreate(username=f"inval{next(_names)}-{time.time_ns()}")
@@ -513,6 +521,7 @@ def test_session_api(config: SessionConfig, key_prefix: str) -> None:
     assert session_keys(key_prefix) == []
 
 
+@needs_async_session_api
 @pytest.mark.anyio
 async def test_async_session_api(config: SessionConfig, key_prefix: str) -> None:
     store = SessionStore()
@@ -581,6 +590,7 @@ def test_expiry_after_inactivity(config: SessionConfig, key_prefix: str) -> None
     assert session_keys(key_prefix) == []
 
 
+@needs_async_session_api
 @pytest.mark.anyio
 async def test_async_expiry_methods(config: SessionConfig) -> None:
     store = SessionStore()

@@ -32,10 +32,12 @@ from .support.apps import asgi_app
 from .support.http import asgi_call
 from .support.redis_servers import (
     HOST,
+    REDIS_SERVER,
     RedisServer,
     Servers,
     free_port,
     server,
+    server_has_tls,
     spawn,
     standalone,
     wait_until,
@@ -442,6 +444,21 @@ def _certificates(directory: Path) -> tuple[Path, Path, Path]:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
@@ -456,6 +473,11 @@ def _certificates(directory: Path) -> tuple[Path, Path, Path]:
         .add_extension(
             x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]),
             critical=False,
+        )
+        # Python 3.13 verifies strictly (VERIFY_X509_STRICT), as RFC 5280 asks: a CA with
+        # its key usage and key identifier, a certificate naming the key that signed it.
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
         )
         .sign(ca_key, hashes.SHA256())
     )
@@ -473,11 +495,13 @@ def _certificates(directory: Path) -> tuple[Path, Path, Path]:
 
 
 async def test_tls_with_a_verified_certificate(tmp_path: Path) -> None:
+    if not server_has_tls():
+        pytest.skip(f"{REDIS_SERVER} was built without TLS")
     ca, cert, key = _certificates(tmp_path)
     port = free_port()
     process = spawn(
         [
-            "redis-server", "--port", "0", "--tls-port", str(port), "--bind", HOST,
+            REDIS_SERVER, "--port", "0", "--tls-port", str(port), "--bind", HOST,
             "--tls-cert-file", str(cert), "--tls-key-file", str(key),
             "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
             "--save", "", "--appendonly", "no", "--dir", str(tmp_path),

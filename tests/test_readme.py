@@ -63,7 +63,7 @@ def test_the_readme_starts_with_the_two_commands() -> None:
     example, tests = first_screen_blocks()[1:3]  # after the install line
     assert example == EXAMPLE_COMMAND
     ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip()]
-    assert tests == ci_lines[-1], "the README's test command must be the one CI runs"
+    assert tests in ci_lines, "the README's test command must be one CI runs"
 
 
 def test_the_first_25_lines_hold_the_pitch_and_an_install_line_that_works_today() -> None:

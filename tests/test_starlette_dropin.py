@@ -67,6 +67,22 @@ async def test_the_key_positional_or_a_starlette_secret(key_prefix: str) -> None
             assert (await browser.get("/view")).json() == {"session": {"a": 1}}
 
 
+async def test_the_app_by_keyword_as_starlette_up_to_0_41_builds_middleware(
+    key_prefix: str,
+) -> None:
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        await Starlette(routes=[Route("/update", update, methods=["POST"])])(scope, receive, send)
+
+    options: dict[str, Any] = {"redis_url": REDIS_URL, "key_prefix": key_prefix}
+    for application in (  # cls(*args, app=app, **kwargs), the key by keyword or by position
+        SessionMiddleware(app=inner, secret_key=SECRET, **options),
+        SessionMiddleware(SECRET, app=inner, **options),
+    ):
+        async with client(application) as browser:
+            response = await browser.post("/update", json={"a": 1})
+            assert response.json() == {"session": {"a": 1}}
+
+
 async def test_the_session_is_a_dict_json_can_serialise(key_prefix: str) -> None:
     async with client(app(key_prefix, SECRET)) as browser:
         response = await browser.post("/update", json={"a": 1, "b": [2]})

