@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"  # the one place: pyproject.toml reads it (hatch dynamic version)
+__version__ = "0.2.0"  # the one place: pyproject.toml reads it (hatch dynamic version)
 
 if TYPE_CHECKING:
     from ._core.user_sessions import SessionInfo, UserState
