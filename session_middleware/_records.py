@@ -247,12 +247,19 @@ def decode(
 
 def _size(item: Any) -> int:
     """Bytes, as Redis (and the write script's size check) count them."""
+    if type(item) is bytes:  # what the clients give: checked first, and at once
+        return len(item)
     if isinstance(item, (bytes, bytearray, memoryview)):
         return len(item)
     return len(str(item).encode("utf-8", "surrogatepass"))
 
 
 def _text(item: Any) -> str:
+    if type(item) is bytes:  # what the clients give: decoded without a copy
+        try:
+            return item.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise CorruptRecord("not UTF-8") from error
     if isinstance(item, str):
         return item
     if isinstance(item, (bytes, bytearray, memoryview)):
@@ -264,6 +271,11 @@ def _text(item: Any) -> str:
 
 
 def _json(text: str) -> Any:
+    if text[:1] == '"' and text.find('"', 1) == len(text) - 1 and "\\" not in text:
+        if text.isprintable():  # no control character: JSON's string is the text inside
+            return text[1:-1]
+    elif text.isdigit() and text.isascii() and len(text) <= _SHORT and text[:1] != "0":
+        return int(text)
     try:
         value = _DECODER.decode(text)
     except (ValueError, RecursionError) as error:
@@ -277,6 +289,7 @@ def _json(text: str) -> Any:
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SHORT = 18  # digits: a plain int, decoded without the JSON decoder
 
 
 def _no_constant(name: str) -> float:
