@@ -276,11 +276,8 @@ def _json(text: str) -> Any:
             return text[1:-1]
     elif text.isdigit() and text.isascii() and len(text) <= _SHORT and text[:1] != "0":
         return int(text)
-    # Only a number with an exponent or 300 digits can overflow to infinity: any other text
-    # goes to the decoder without a Python call per float.
-    decoder = _DECODER if _MAY_OVERFLOW.search(text) else _FAST_DECODER
     try:
-        value = decoder.decode(text)
+        value = _DECODER.decode(text)
     except (ValueError, RecursionError) as error:
         raise CorruptRecord("not JSON") from error
     if "\\u" in text and _SURROGATE_ESCAPE.search(text):
@@ -308,8 +305,6 @@ def _finite_float(text: str) -> float:
 
 # One decoder, built once: json.loads builds a new one for every call given hooks.
 _DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
-_FAST_DECODER = json.JSONDecoder(parse_constant=_no_constant)
-_MAY_OVERFLOW = re.compile(r"\d[eE]|\d{300}")
 
 
 def _timestamp(value: str | None) -> float:

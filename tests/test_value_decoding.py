@@ -26,10 +26,6 @@ VALUES = [
     "1234567890123456789012345",
     "-5",
     "1.5",
-    "1.5e3",
-    "-2E-5",
-    "1" * 299 + ".5",
-    '[{"id": 1, "name": "item e5", "price": 9.5}]',
     "[1]",
     '{"a": "b"}',
     "true",
@@ -47,10 +43,6 @@ REFUSED = [
     "٣",  # a digit, but not an ASCII one
     "1" * 5000,  # more digits than Python converts
     "NaN",
-    "Infinity",
-    "1e400",
-    "[1.5, -1E999]",
-    "1" * 400 + ".0",
     "",
 ]
 
