@@ -72,6 +72,33 @@ def check_json_value(key: object, value: object, max_bytes: int | None = None) -
 
 
 def _check(value: object, where: str, depth: int) -> None:
+    if not _storable(value, depth):
+        _explain(value, where, depth)
+
+
+def _storable(value: object, depth: int) -> bool:
+    """Whether JSON holds the value faithfully: `_explain`'s rules, with no message built."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if depth >= MAX_NESTING:
+        return False
+    if isinstance(value, (list, tuple)):
+        for item in value:  # noqa: SIM110 - a loop, not a generator for every list
+            if not _storable(item, depth + 1):
+                return False
+        return True
+    if isinstance(value, dict):
+        for inner_key, item in value.items():
+            if not isinstance(inner_key, str) or not _storable(item, depth + 1):
+                return False
+        return True
+    return False
+
+
+def _explain(value: object, where: str, depth: int) -> None:
+    """TypeError, naming where in the value JSON fails to hold it."""
     if value is None or isinstance(value, (str, bool, int)):
         return
     if isinstance(value, float):
@@ -82,7 +109,7 @@ def _check(value: object, where: str, depth: int) -> None:
         raise TypeError(f"{where}: nested deeper than {MAX_NESTING} levels")
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            _check(item, f"{where}[{index}]", depth + 1)
+            _explain(item, f"{where}[{index}]", depth + 1)
         return
     if isinstance(value, dict):
         for inner_key, item in value.items():
@@ -91,7 +118,7 @@ def _check(value: object, where: str, depth: int) -> None:
                     f"{where}: dict key {inner_key!r} is a {type(inner_key).__name__}; "
                     "JSON object keys must be str"
                 )
-            _check(item, f"{where}[{inner_key!r}]", depth + 1)
+            _explain(item, f"{where}[{inner_key!r}]", depth + 1)
         return
     raise TypeError(
         f"{where}: a {type(value).__name__} cannot be stored in the session "
