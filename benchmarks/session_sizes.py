@@ -10,6 +10,8 @@ process of its own under callgrind twice, with its set-up alone and with `reques
 more; the difference over the reads is the figure. The read is the suite's /read route
 (it reads one key, ``theme``).
 
+``python -m benchmarks.session_sizes [READS]`` prints the figures (200 reads each; its keys
+are under a prefix of its own, deleted afterwards);
 ``python -m benchmarks.session_sizes SCENARIO REQUESTS PREFIX`` is the process that runs
 under callgrind.
 """
@@ -19,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
+import redis
 from starlette.applications import Starlette
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import PlainTextResponse
@@ -119,5 +123,23 @@ def measure(requests: int, prefix: str, log: Callable[[str], None]) -> dict[str,
         return dict(zip(scenarios, pool.map(count, scenarios), strict=True))
 
 
+def main(reads: int) -> None:
+    prefix = f"smbench:{uuid.uuid4().hex[:8]}:"
+    try:
+        found = measure(reads, prefix, lambda line: print(line, flush=True))
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.unlink(*keys[start : start + 500])
+        client.close()
+    base = found["1 key"]
+    for scenario, count in found.items():
+        print(f"{scenario}: {count:,} instructions per read, {count / base:.2f}x the 1-key read")
+
+
 if __name__ == "__main__":
-    asyncio.run(_run(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
+    if len(sys.argv) == 4:
+        asyncio.run(_run(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
+    else:
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
