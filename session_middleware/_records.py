@@ -252,12 +252,8 @@ def decode(
             raise CorruptRecord("an unknown field")
     if max_bytes is not None and size > max_bytes:
         raise CorruptRecord(f"larger than max_session_bytes ({size} bytes)")
-    if deep:
-        for key, value in data.items():
-            try:
-                _check(value, key, 0)
-            except TypeError as error:
-                raise CorruptRecord("nested too deeply") from error
+    if deep and _nests_too_deeply(data.values()):
+        raise CorruptRecord("nested too deeply")
     created, expires = _timestamp(meta.get(CREATED)), _timestamp(meta.get(EXPIRES))
     refreshed = _timestamp(meta.get(REFRESHED))
     user_id = _json(codec.open(meta[USER], USER)) if USER in meta else None
@@ -270,6 +266,26 @@ def decode(
     if (user_id is not None or epoch is not None) and not valid_epoch(epoch):
         raise CorruptRecord("bad epoch")
     return Record(data, created, expires, refreshed, user_id, epoch, extra, stored), deep
+
+
+def _nests_too_deeply(values: Iterable[Any]) -> bool:
+    """Whether a decoded value holds a list or dict MAX_NESTING levels down, which a write
+    refuses (`_check`). Level by level, visiting lists and dicts only: what the JSON
+    decoder gives holds nothing else that `_check` could refuse."""
+    level = [value for value in values if type(value) in _CONTAINERS]
+    for _ in range(MAX_NESTING):
+        if not level:
+            return False
+        level = [
+            child
+            for node in level
+            for child in (node.values() if type(node) is dict else node)
+            if type(child) in _CONTAINERS
+        ]
+    return bool(level)
+
+
+_CONTAINERS = (list, dict)
 
 
 def _size(item: Any) -> int:

@@ -7,9 +7,17 @@ import json
 
 import pytest
 
-from session_middleware._records import _json
+from session_middleware._records import (
+    MAX_NESTING,
+    FieldCodec,
+    _json,
+    check_json_value,
+    decode,
+    to_json,
+)
 from session_middleware.errors import CorruptRecord
 
+TIMES = ["c", "1795000000.000000", "x", "1796000000.000000", "r", "1795000000.000000"]
 VALUES = [
     '"dark"',
     '""',
@@ -58,3 +66,26 @@ def test_a_value_decodes_as_json_does(text: str) -> None:
 def test_a_value_json_refuses_is_corrupt(text: str) -> None:
     with pytest.raises(CorruptRecord):
         _json(text)
+
+
+def nested(levels: int) -> object:
+    value: object = 1
+    for level in range(levels):
+        value = [value] if level % 2 else {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("levels", [MAX_NESTING - 1, MAX_NESTING, MAX_NESTING + 1])
+def test_a_stored_value_nests_as_deep_as_a_write_allows(levels: int) -> None:
+    value = nested(levels)
+    flat = [*TIMES, "d:cart", to_json([1, 2]), "d:deep", to_json({"list": [value] * 70})]
+    try:
+        check_json_value("deep", {"list": [value]})
+        writable = True
+    except TypeError:
+        writable = False
+    if writable:
+        assert decode(flat, FieldCodec(None))[0].data["deep"]["list"][0] == value
+    else:
+        with pytest.raises(CorruptRecord):
+            decode(flat, FieldCodec(None))
