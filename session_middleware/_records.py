@@ -80,6 +80,33 @@ def check_json_value(key: object, value: object, max_bytes: int | None = None) -
 
 
 def _check(value: object, where: str, depth: int) -> None:
+    if not _storable(value, depth):
+        _explain(value, where, depth)
+
+
+def _storable(value: object, depth: int) -> bool:
+    """Whether JSON holds the value faithfully: `_explain`'s rules, with no message built."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if depth >= MAX_NESTING:
+        return False
+    if isinstance(value, (list, tuple)):
+        for item in value:  # noqa: SIM110 - a loop, not a generator for every list
+            if not _storable(item, depth + 1):
+                return False
+        return True
+    if isinstance(value, dict):
+        for inner_key, item in value.items():
+            if not isinstance(inner_key, str) or not _storable(item, depth + 1):
+                return False
+        return True
+    return False
+
+
+def _explain(value: object, where: str, depth: int) -> None:
+    """TypeError, naming where in the value JSON fails to hold it."""
     if value is None or isinstance(value, (str, bool, int)):
         return
     if isinstance(value, float):
@@ -90,7 +117,7 @@ def _check(value: object, where: str, depth: int) -> None:
         raise TypeError(f"{where}: nested deeper than {MAX_NESTING} levels")
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            _check(item, f"{where}[{index}]", depth + 1)
+            _explain(item, f"{where}[{index}]", depth + 1)
         return
     if isinstance(value, dict):
         for inner_key, item in value.items():
@@ -99,7 +126,7 @@ def _check(value: object, where: str, depth: int) -> None:
                     f"{where}: dict key {inner_key!r} is a {type(inner_key).__name__}; "
                     "JSON object keys must be str"
                 )
-            _check(item, f"{where}[{inner_key!r}]", depth + 1)
+            _explain(item, f"{where}[{inner_key!r}]", depth + 1)
         return
     raise TypeError(
         f"{where}: a {type(value).__name__} cannot be stored in the session "
@@ -236,12 +263,8 @@ def decode(
             unknown[name] = value
     if max_bytes is not None and size > max_bytes:
         raise CorruptRecord(f"larger than max_session_bytes ({size} bytes)")
-    if deep:
-        for key, value in data.items():
-            try:
-                _check(value, key, 0)
-            except TypeError as error:
-                raise CorruptRecord("nested too deeply") from error
+    if deep and _nests_too_deeply(data.values()):
+        raise CorruptRecord("nested too deeply")
     created, expires = _timestamp(meta.get(CREATED)), _timestamp(meta.get(EXPIRES))
     refreshed = _timestamp(meta.get(REFRESHED))
     user_id = _json(codec.open(meta[USER], USER)) if USER in meta else None
@@ -257,14 +280,41 @@ def decode(
     return record, deep
 
 
+def _nests_too_deeply(values: Iterable[Any]) -> bool:
+    """Whether a decoded value holds a list or dict MAX_NESTING levels down, which a write
+    refuses (`_check`). Level by level, visiting lists and dicts only: what the JSON
+    decoder gives holds nothing else that `_check` could refuse."""
+    level = [value for value in values if type(value) in _CONTAINERS]
+    for _ in range(MAX_NESTING):
+        if not level:
+            return False
+        level = [
+            child
+            for node in level
+            for child in (node.values() if type(node) is dict else node)
+            if type(child) in _CONTAINERS
+        ]
+    return bool(level)
+
+
+_CONTAINERS = (list, dict)
+
+
 def _size(item: Any) -> int:
     """Bytes, as Redis (and the write script's size check) count them."""
+    if type(item) is bytes:  # what the clients give: checked first, and at once
+        return len(item)
     if isinstance(item, (bytes, bytearray, memoryview)):
         return len(item)
     return len(str(item).encode("utf-8", "surrogatepass"))
 
 
 def _text(item: Any) -> str:
+    if type(item) is bytes:  # what the clients give: decoded without a copy
+        try:
+            return item.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise CorruptRecord("not UTF-8") from error
     if isinstance(item, str):
         return item
     if isinstance(item, (bytes, bytearray, memoryview)):
@@ -276,6 +326,11 @@ def _text(item: Any) -> str:
 
 
 def _json(text: str) -> Any:
+    if text[:1] == '"' and text.find('"', 1) == len(text) - 1 and "\\" not in text:
+        if text.isprintable():  # no control character: JSON's string is the text inside
+            return text[1:-1]
+    elif text.isdigit() and text.isascii() and len(text) <= _SHORT and text[:1] != "0":
+        return int(text)
     try:
         value = _DECODER.decode(text)
     except (ValueError, RecursionError) as error:
@@ -289,6 +344,7 @@ def _json(text: str) -> Any:
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SHORT = 18  # digits: a plain int, decoded without the JSON decoder
 
 
 def _no_constant(name: str) -> float:

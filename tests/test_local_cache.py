@@ -18,13 +18,21 @@ from .support.local_cache import cache_of, ready, wait_until
 pytestmark = pytest.mark.anyio
 
 
-def worker(prefix: str) -> SessionConfig:
-    return sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=prefix, local_cache=1000)
+def worker(prefix: str, multiplex: bool = True) -> SessionConfig:
+    return sessions(
+        secret_key=SECRET,
+        redis_url=REDIS_URL,
+        key_prefix=prefix,
+        local_cache=1000,
+        redis_multiplex=multiplex,
+    )
 
 
-@pytest.fixture
-async def workers(key_prefix: str) -> AsyncIterator[tuple[SessionConfig, SessionConfig]]:
-    first, second = worker(key_prefix), worker(key_prefix)
+@pytest.fixture(params=[True, False], ids=["multiplexed", "pooled"])
+async def workers(
+    key_prefix: str, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[SessionConfig, SessionConfig]]:
+    first, second = worker(key_prefix, request.param), worker(key_prefix, request.param)
     for config in (first, second):
         await ready(config)
     yield first, second

@@ -1,11 +1,13 @@
 """An opt-in, in-process cache of session records and epochs, kept correct by Redis.
 
-Redis server-assisted client-side caching (CLIENT TRACKING) in RESP2 form: every
-connection of the pool turns tracking on with REDIRECT to one listener connection that
-is subscribed to ``__redis__:invalidate``. Redis then sends the listener the name of every
-key this process has read, as soon as anyone changes, deletes, expires or evicts it, and
-the entry is dropped. A read is stored only if no invalidation for its keys arrived while
-it was in flight, and only from a connection that tracks for the current listener.
+Redis server-assisted client-side caching (CLIENT TRACKING) in RESP2 form: the cache's
+connection (the multiplexed connection, one per event loop, when `redis_multiplex` is on;
+else every connection of a pool) turns tracking on with REDIRECT to one listener
+connection that is subscribed to ``__redis__:invalidate``. Redis then sends the listener
+the name of every key this process has read, as soon as anyone changes, deletes, expires
+or evicts it, and the entry is dropped. A read is stored only if no invalidation for its
+keys arrived while it was in flight, and only from a connection that tracks for the
+current listener.
 
 The listener runs in a thread of its own, on a sync connection, so a busy event loop does
 not delay an invalidation. It proves it is alive: it sends a PING at least every
@@ -46,6 +48,7 @@ import redis.asyncio
 from redis.exceptions import RedisError, ResponseError
 
 from .lua_scripts import READ
+from .multiplexed import MultiplexedRedis
 from .round_trip import Command, run_async, text
 
 logger = logging.getLogger("session_middleware")
@@ -103,10 +106,16 @@ class TrackedCache:
     """A bounded LRU of key → value, emptied by Redis invalidation messages."""
 
     def __init__(
-        self, url: str, options: dict[str, Any], max_entries: int, max_lag: float = 1.0
+        self,
+        url: str,
+        options: dict[str, Any],
+        max_entries: int,
+        max_lag: float = 1.0,
+        multiplexed: bool = False,
     ) -> None:
         self.url = url
         self.options = options
+        self.multiplexed = multiplexed  # one tracking connection (MultiplexedRedis), not a pool
         self.max_entries = max_entries
         self.max_lag = max_lag
         self.ping_interval = min(PING_INTERVAL_SECONDS, max_lag / 2)
@@ -227,8 +236,15 @@ class TrackedCache:
 
     def _connection_opened(self, pool: int, connection: object, client_id: int) -> None:
         with self._lock:
-            if pool == self._pool:
-                self._tracking[id(connection)] = client_id
+            if pool != self._pool:
+                return
+            if self.multiplexed and self._tracking:
+                # The multiplexed client opens a connection only when the one before is
+                # gone, and Redis stopped reporting the keys that one read.
+                self.generation += 1
+                self._forget(None)
+                self._tracking = {}
+            self._tracking[id(connection)] = client_id
 
     def _connection_lost(self, pool: int, connection: object) -> None:
         """A tracking connection closed: Redis no longer reports the keys it read."""
@@ -363,7 +379,12 @@ class TrackedCache:
         pool = redis.asyncio.ConnectionPool.from_url(
             self.url, connection_class=connection_class, **self.options, protocol=2
         )
-        client = redis.asyncio.Redis(connection_pool=pool)
+        client: Any
+        if self.multiplexed:
+            timeout = self.options.get("socket_timeout")
+            client = MultiplexedRedis(pool.make_connection, timeout=timeout)
+        else:
+            client = redis.asyncio.Redis(connection_pool=pool)
         with self._lock:
             if subscription != self._subscription:
                 return
@@ -437,13 +458,7 @@ class CachedRedis:
             generation = cache.begin_read(keys)
             values: list[Any] = [None] * len(keys)
             try:
-                # Each key read by a command of its own, which Redis tracks for certain, in
-                # one MULTI so that the record and the epoch are read at the same moment.
-                async with client.pipeline(transaction=True) as pipe:
-                    for command in tracked_reads(keys):
-                        pipe.execute_command(*command)
-                    replies = await pipe.execute(raise_on_error=False)
-                values = [_value(reply) for reply in replies]
+                values = [_value(reply) for reply in await _read_tracked(client, keys)]
             finally:
                 cache.end_read(keys, values, generation)
             return [read_reply(values)]
@@ -456,6 +471,18 @@ class CachedRedis:
             # A read of these keys that ran on the writing connection just before the
             # write may have been stored meanwhile: drop it now that the write is done.
             cache.invalidate(written)
+
+
+async def _read_tracked(client: Any, keys: list[str]) -> list[Any]:
+    """Each key read by a command of its own, which Redis tracks for certain, in one MULTI
+    so that the record and the epoch are read at the same moment: one reply per key."""
+    if isinstance(client, MultiplexedRedis):
+        replies = await client.run([("MULTI",), *tracked_reads(keys), ("EXEC",)])
+        return list(replies[-1])
+    async with client.pipeline(transaction=True) as pipe:
+        for command in tracked_reads(keys):
+            pipe.execute_command(*command)
+        return list(await pipe.execute(raise_on_error=False))
 
 
 def _written_keys(command: Command) -> list[str]:
@@ -516,6 +543,12 @@ class CachingClients:
         loop = asyncio.get_running_loop()
         client = self._by_loop.get(loop)
         if client is None:
-            cache = TrackedCache(self.url, self._options, self._max_entries, self._max_lag)
+            cache = TrackedCache(
+                self.url,
+                self._options,
+                self._max_entries,
+                self._max_lag,
+                multiplexed=bool(getattr(self.inner, "multiplexed", False)),
+            )
             client = self._by_loop[loop] = CachedRedis(cache, self.inner)
         return client
