@@ -470,6 +470,20 @@ class _SentinelPool(redis.sentinel.SentinelConnectionPool):
             connection.abort()
 
 
+def _close_now(connection: Any) -> None:
+    """Close an async connection without waiting for the close: redis-py's
+    `_force_disconnect`, or, in releases before 8.2 that lack it, what their `disconnect()`
+    does outside a task."""
+    force = getattr(connection, "_force_disconnect", None)
+    if force is not None:
+        force()
+        return
+    connection._reset_himport_state()
+    connection._parser.on_disconnect()
+    connection.reset_should_reconnect()
+    connection._close()
+
+
 class _AsyncSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool):
     """The async twin of _SentinelPool. redis-py's async pool gives a connection back
     without asking whether it still points at the master (`owns_connection`); here one
@@ -489,12 +503,12 @@ class _AsyncSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool):
         busy: list[Any] = list(self._in_use_connections)
         for connection in idle:
             if (connection.host, connection.port) != address:
-                connection._force_disconnect()
+                _close_now(connection)
         for connection in busy:
             if (connection.host, connection.port) != address:
                 connection.abort()
 
     async def release(self, connection: Any) -> None:
         if not self.owns_connection(connection):
-            connection._force_disconnect()
+            _close_now(connection)
         await super().release(connection)
