@@ -43,7 +43,7 @@ def test_invalidate_under_the_wrong_key_changes_nothing_and_says_where_it_looked
     wrong = cli(key_prefix, "invalidate", "alice", SESSION_SECRET_KEY=OTHER_SECRET)
     line = one_line_error(wrong, 1)
     assert "nothing found for user 'alice'" in line and "--force" in line
-    assert f"key prefix {key_prefix!r}" in line and "redis://127.0.0.1:6379/0 db 0" in line
+    assert f"key prefix {key_prefix!r}" in line and f"{REDIS_URL} db 0" in line
     other = sessions(secret_key=OTHER_SECRET, redis_url=REDIS_URL, key_prefix=key_prefix)
     assert f"secret key fingerprint {key_fingerprint(other)}" in line
     assert OTHER_SECRET not in line
@@ -62,7 +62,7 @@ def test_invalidate_says_what_it_found(config: SessionConfig, key_prefix: str) -
     report = json.loads(done.stdout)
     assert report["had_epoch"] is True and report["sessions_ended"] == 2
     assert report["where"] == {
-        "redis": "redis://127.0.0.1:6379/0",
+        "redis": REDIS_URL,
         "db": 0,
         "key_prefix": key_prefix,
         "key_fingerprint": key_fingerprint(config),
