@@ -19,6 +19,7 @@ from django.urls import path
 from .support import REDIS_URL, SECRET
 from .support.django_native.settings import configure
 from .test_django_native import PROJECT as NATIVE_PROJECT
+from .test_django_native import needs_async_session_api
 
 configure()
 
@@ -76,6 +77,7 @@ def test_the_profile_view_sees_a_session_ended_elsewhere_over_wsgi() -> None:
     assert seen == {"user": "", "signed_out_elsewhere": True}
 
 
+@needs_async_session_api  # AsyncClient.aforce_login
 @pytest.mark.anyio
 @pytest.mark.usefixtures("project")
 async def test_the_profile_view_sees_a_session_ended_elsewhere_over_asgi() -> None:
