@@ -35,7 +35,7 @@ from .support.devices import (
     unreachable_config,
     whoami_of,
 )
-from .support.django_native.settings import FAST_HASHERS, configure
+from .support.django_native.settings import configure, engine_project
 
 configure()
 
@@ -45,23 +45,10 @@ from session_middleware.django.devices import urls  # noqa: E402
 BASE = "/account/sessions/"
 JSON = {"accept": "application/json"}
 HTML = {"accept": "text/html,application/xhtml+xml"}
-PROJECT = {
-    "INSTALLED_APPS": [
-        "session_middleware.django",
-        "django.contrib.auth",
-        "django.contrib.contenttypes",
-        "django.contrib.sessions",
-    ],
-    "ROOT_URLCONF": __name__,
-    "ALLOWED_HOSTS": ["testserver"],
-    "MIDDLEWARE": [
-        "django.contrib.sessions.middleware.SessionMiddleware",
-        "django.contrib.auth.middleware.AuthenticationMiddleware",
-    ],
-    "SESSION_ENGINE": "session_middleware.django",
-    "PASSWORD_HASHERS": FAST_HASHERS,
-    "TEMPLATES": [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}],
-}
+PROJECT = engine_project(
+    __name__,
+    TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}],
+)
 _names = itertools.count()
 
 

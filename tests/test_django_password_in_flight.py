@@ -40,7 +40,7 @@ from session_middleware import SessionConfig, SessionEvent, sessions
 from session_middleware.epochs.sql import SQLEpochs
 
 from .support import REDIS_URL, SECRET
-from .support.django_native.settings import FAST_HASHERS, configure
+from .support.django_native.settings import configure, engine_project
 from .support.redis_servers import ReplicatedServers
 
 # Django 5.0 added the async auth API; on Django 4.2 the ASGI cases run the sync view.
@@ -55,22 +55,7 @@ from session_middleware.django._settings import get_config  # noqa: E402
 
 COOKIE = "sessionid"
 PASSWORD = "correct horse battery"
-PROJECT = {
-    "INSTALLED_APPS": [
-        "session_middleware.django",
-        "django.contrib.auth",
-        "django.contrib.contenttypes",
-        "django.contrib.sessions",
-    ],
-    "ROOT_URLCONF": __name__,
-    "ALLOWED_HOSTS": ["testserver"],
-    "MIDDLEWARE": [
-        "django.contrib.sessions.middleware.SessionMiddleware",
-        "django.contrib.auth.middleware.AuthenticationMiddleware",
-    ],
-    "SESSION_ENGINE": "session_middleware.django",
-    "PASSWORD_HASHERS": FAST_HASHERS,
-}
+PROJECT = engine_project(__name__)
 HOLD = 10.0  # the longest a held view waits for its release
 _names = itertools.count()
 

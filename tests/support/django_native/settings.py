@@ -11,6 +11,7 @@ import atexit
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import django
 from django.conf import settings
@@ -29,6 +30,28 @@ DATABASES = {
 }
 APPS = ["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions"]
 FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def engine_project(urlconf: str, **overrides: Any) -> dict[str, Any]:
+    """override_settings' arguments for a project whose sessions use this package's engine
+    and whose URLs are in `urlconf`, with `overrides` on top."""
+    return {
+        "INSTALLED_APPS": [
+            "session_middleware.django",
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django.contrib.sessions",
+        ],
+        "ROOT_URLCONF": urlconf,
+        "ALLOWED_HOSTS": ["testserver"],
+        "MIDDLEWARE": [
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+        ],
+        "SESSION_ENGINE": "session_middleware.django",
+        "PASSWORD_HASHERS": FAST_HASHERS,
+        **overrides,
+    }
 
 
 def configure() -> None:
