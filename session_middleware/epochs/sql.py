@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session, scoped_session
 from .._core.runners import drive_async, drive_sync
 from .._core.steps import RedisIO, RedisSource, SqlIO, Step
 from .._core.timing import cache_ttl_ms
-from .._redis.clients import RedisClients
 from .._redis.key_layout import UserId
 from .._redis.round_trip import AsyncRedisClient, Command, run_async, run_sync, text
 from ..errors import ConfigurationError
@@ -33,6 +32,7 @@ from .base import (
     EpochContext,
     Interface,
     ProviderFaces,
+    SessionRedis,
     StampedRecord,
     new_epoch,
     still_stamped,
@@ -359,7 +359,7 @@ class SQLEpochs(ProviderFaces):
         self._redis()
         return [] if self._cache is None else self._cache.publish(user_id, epoch)
 
-    def _redis(self) -> RedisClients:
+    def _redis(self) -> SessionRedis:
         if self._context is None:
             raise RuntimeError(
                 "SQLEpochs is not attached to a configuration yet: pass it to sessions(epochs=...)"
