@@ -17,7 +17,7 @@ from typing import Any
 from flask import Flask, Response
 
 from ._cookie_rules import check_cookie
-from ._cookies import CookieCodec
+from ._protocol.cookies import CookieCodec
 from .errors import ConfigurationError
 
 logger = logging.getLogger("session_middleware")

@@ -6,7 +6,7 @@ from typing import Any
 
 from . import _fail_closed as unavailable
 from ._configuration import Configuration
-from .epochs.base import Interface
+from ._core.epoch_provider import Interface
 from .errors import ConfigurationError
 
 

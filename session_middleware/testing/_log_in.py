@@ -13,7 +13,7 @@ from .._configuration import Configuration
 from .._core.lifecycle import Core
 from .._core.steps import Step
 from .._middleware import ConfiguredMiddleware
-from .._redis.key_layout import UserId, session_handle
+from .._protocol.key_layout import UserId, session_handle
 
 USER_AGENT = "session_middleware.testing"
 CLIENT_IP = "127.0.0.1"
