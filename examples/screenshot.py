@@ -148,8 +148,10 @@ def take(out: Path) -> list[Path]:
         sign_in(laptop, running.url)
         sign_in(phone, running.url)
         laptop.reload()
+        laptop.locator("tbody tr").nth(1).wait_for()  # the page's script lists both devices
         laptop.screenshot(path=written[0], full_page=True)
         laptop.get_by_role("button", name="Sign out my other devices").click()
+        laptop.get_by_role("status").wait_for()  # the sign-out has been answered
         phone.reload()
         phone.get_by_role("status").wait_for()
         phone.screenshot(path=written[1])
