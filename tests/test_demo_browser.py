@@ -2,7 +2,8 @@
 
 `python examples/run.py` runs as a newcomer starts it (with a throwaway Redis of its own);
 a laptop and a phone sign in, one signs the other out, a device is revoked, the password is
-reset, and every forced sign-out is explained. Then the screenshot command runs.
+reset, and every forced sign-out is explained. The Flask and Django examples list and sign
+out devices too. Then the screenshot commands run.
 """
 
 from __future__ import annotations
@@ -175,3 +176,21 @@ def test_the_screenshot_command_writes_the_pictures(tmp_path: Path) -> None:
     assert laptop_width == 1000 and laptop_height > 600  # the whole page
     assert png_size(tmp_path / "demo-phone.png") == (780, 1688)  # 390 x 844 at 2x
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-phone.png", "demo.png"]
+
+
+def test_the_admin_screenshot_command_revokes_a_session_and_writes_the_picture(
+    tmp_path: Path,
+) -> None:
+    """It signs alice in from three browsers, revokes one in Django's admin, and waits for
+    the admin's "The session was ended." before it takes the picture."""
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "admin_screenshot.py"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    width, height = png_size(tmp_path / "django-admin-sessions.png")
+    assert width == 1100 and height > 800  # the whole change page
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["django-admin-sessions.png"]
