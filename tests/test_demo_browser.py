@@ -153,6 +153,16 @@ def test_the_other_examples_list_and_sign_out_devices(
         assert notice(laptop) == "Your other devices have been signed out."
         phone.reload()
         assert "you signed out your other devices" in notice(phone)
+        if app == "django":  # the package's own page (its template), linked from the list
+            screenshot.sign_in(phone, running.url)
+            laptop.get_by_role("link", name="The same list on a page of its own").click()
+            rows = laptop.locator("tbody tr")
+            sync_api.expect(rows).to_have_count(2)
+            assert "This device" in rows.filter(has_text="Chrome on Linux").inner_text()
+            laptop.get_by_role("button", name="Sign out everywhere else").click()
+            sync_api.expect(rows).to_have_count(1)
+            phone.reload()
+            assert "you signed out your other devices" in notice(phone)
     assert "Traceback" not in (tmp_path / "run.log").read_text()
 
 

@@ -94,6 +94,7 @@ class DevicesEndpoints:
     revoke_url: str
     others_url: str
     csrf_token: str | None = None
+    page_url: str | None = None  # the same list as an HTML page (Django's template)
 
     @classmethod
     def under(cls, prefix: str) -> DevicesEndpoints:
@@ -123,6 +124,10 @@ def profile_page(session: Any, endpoints: DevicesEndpoints, *, form_extra: str =
         f"<tr><th>{escape(key)}</th><td><code>{escape(json.dumps(value))}</code></td></tr>"
         for key, value in sorted(session.items())
     )
+    page_link = ""
+    if endpoints.page_url is not None:
+        href = escape(endpoints.page_url)
+        page_link = f'<p><a href="{href}">The same list on a page of its own</a></p>\n'
     return layout(
         f"Signed in as {user_id}",
         f"""<section class="card">
@@ -137,7 +142,7 @@ def profile_page(session: Any, endpoints: DevicesEndpoints, *, form_extra: str =
 <th class="hide-narrow">Last seen (UTC)</th><th></th></tr></thead>
 <tbody></tbody>
 </table></div>
-</section>
+{page_link}</section>
 <section class="card">
 <h2>Sign out my other devices</h2>
 <p class="muted">Every other session of {escape(user_id)} ends at its next request, on every

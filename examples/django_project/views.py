@@ -45,6 +45,7 @@ async def home(request: HttpRequest) -> HttpResponse:
         revoke_url=reverse("session_devices:revoke", args=["HANDLE"]),
         others_url=reverse("session_devices:revoke_others"),
         csrf_token=get_token(request),
+        page_url=reverse("session_devices:page"),
     )
     return HttpResponse(pages.profile_page(session, endpoints, form_extra=csrf_field(request)))
 
