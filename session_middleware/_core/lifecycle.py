@@ -28,8 +28,21 @@ from .._redis.key_layout import (
     session_handle,
     user_id_text,
 )
-from .._redis.lua_scripts import EMPTIED, EPOCH_MOVED, EPOCH_UNKNOWN, GONE, TOO_LARGE, WRITTEN
-from .._redis.record_commands import EpochGuard, Guard, LoginMode, Writes
+from .._redis.lua_scripts import (
+    EMPTIED,
+    EPOCH_MOVED,
+    EPOCH_UNKNOWN,
+    GONE,
+    TOO_LARGE,
+    WRITTEN,
+    CreateCall,
+    EpochGuard,
+    LoginCall,
+    LoginMode,
+    ReadCall,
+    WriteCall,
+)
+from .._redis.record_commands import Guard, Writes
 from .._redis.round_trip import Command, text
 from ..epochs.base import EpochProvider, new_epoch
 from ..errors import CorruptRecord, NotReplicated, SessionTooLarge, StoreUnavailable
@@ -128,8 +141,9 @@ class Core:
             return Opened(self._session(), client_info=client_info)
         epoch_key = self.provider.cached_key(ref.tag)
         handle = session_handle(ref.session_id)
-        (reply,) = yield RedisIO((self.writes.read(ref.tag, handle, epoch_key),))
-        fields, cached = _read_reply(reply)
+        (reply,) = yield RedisIO((self.writes.read_with_epoch(ref.tag, handle, epoch_key),))
+        read = ReadCall.reply(reply)
+        fields, cached = read.fields, read.epoch
         if not fields:
             return self._stale(ref, client_info)
         try:
@@ -180,8 +194,9 @@ class Core:
         ref = self.codec.find(cookie_header)
         if ref is None:
             return False
-        (reply,) = yield RedisIO((self.writes.read(ref.tag, session_handle(ref.session_id), None),))
-        fields, _ = _read_reply(reply)
+        read = self.writes.read_with_epoch(ref.tag, session_handle(ref.session_id), None)
+        (reply,) = yield RedisIO((read,))
+        fields = ReadCall.reply(reply).fields
         try:
             record = self.records.read(flat_fields(fields)) if fields else None
         except CorruptRecord:
@@ -192,7 +207,7 @@ class Core:
             return False
         guard = Guard(self._guard_mode(ref.tag), record.epoch, epoch, stamp=epoch)
         (outcome,) = yield RedisIO((self.writes.write(ref, record, guard, [], [], now),))
-        return _outcome(outcome)[0] == WRITTEN
+        return WriteCall.reply(outcome).outcome == WRITTEN
 
     def bump_from_request(
         self, user_id: Any, ref: CookieRef | None, stamp: str | None, carried: str | None
@@ -307,7 +322,8 @@ class Core:
             elif record is not None or opened.cookie_is_stale:
                 cookie = self.codec.cleared()
             replies = yield RedisIO(tuple(commands))
-            if cookie is not None and cookie.value is not None and not _integer(replies[-1]):
+            created = cookie is None or cookie.value is None or CreateCall.reply(replies[-1])
+            if not created:
                 raise StoreUnavailable("a new session id was already in use")  # 2^-256
             events: tuple[SessionEvent, ...] = ()
             if session.ended and record is not None and record.user_id is not None:
@@ -368,10 +384,11 @@ class Core:
             )
             replies = yield RedisIO((*commands, command))
             commands = []
-            outcome, size = _outcome(replies[-1])
+            written = WriteCall.reply(replies[-1])
+            outcome = written.outcome
             if outcome == TOO_LARGE:
                 raise SessionTooLarge("with this request's changes the session would take",
-                                      size, self.max_bytes)  # fmt: skip
+                                      written.size, self.max_bytes)  # fmt: skip
             if outcome == GONE:
                 return "gone"
             if outcome == EMPTIED:
@@ -478,12 +495,12 @@ class Core:
             rotating=replaced,
         )
         replies = yield RedisIO((*commands, login))
-        if replies[-1] is None:
+        logged_in = LoginCall.reply(replies[-1])
+        if logged_in is None:
             return (yield from self._refuse([], depends, opened))
         handle = session_handle(ref.session_id)
-        _, corrupt, *evicted = (text(reply) for reply in replies[-1])
-        self._log_replaced(ref.tag, corrupt)
-        ended = [item for item in evicted if item]
+        self._log_replaced(ref.tag, logged_in.replaced)
+        ended = logged_in.ended
         if ended:
             # Deleted by the script already; deleted again from here so that this worker's
             # local cache, which Redis does not tell about its own connection's writes,
@@ -561,29 +578,6 @@ class Core:
             refreshed=now,
             user_id=user_id,
         )
-
-
-def _read_reply(reply: Any) -> tuple[Any, Any]:
-    if not isinstance(reply, (list, tuple)) or len(reply) != 2:
-        raise StoreUnavailable("unexpected reply to the session read")
-    return reply[0], reply[1]
-
-
-def _integer(reply: Any) -> int:
-    try:
-        return int(reply)
-    except (TypeError, ValueError):
-        raise StoreUnavailable("unexpected reply to a session write") from None
-
-
-def _outcome(reply: Any) -> tuple[int, int]:
-    """A WRITE reply as (outcome, size); the size only comes with TOO_LARGE."""
-    try:
-        if isinstance(reply, (list, tuple)):
-            return int(reply[0]), int(reply[1])
-        return int(reply), 0
-    except (TypeError, ValueError, IndexError):
-        raise StoreUnavailable("unexpected reply to a session write") from None
 
 
 def same_epoch(current: str | None, stamped: str | None) -> bool:
