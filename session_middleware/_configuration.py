@@ -153,7 +153,7 @@ class Configuration:
         return configuration
 
     @_known_keywords
-    def __init__(
+    def __init__(  # noqa: C901
         self,
         *,
         secret_key: str | bytes | Sequence[str | bytes] | Any | None = None,
