@@ -327,7 +327,7 @@ class Core:
         if cookie is not None and cookie.value is not None and not CreateCall.reply(replies[-1]):
             raise StoreUnavailable("a new session id was already in use")  # 2^-256
         events: tuple[SessionEvent, ...] = ()
-        if session.ended and record is not None and record.user_id is not None:
+        if session.intent.action == "logout" and record is not None and record.user_id is not None:
             events = (SessionEvent("logout", record.user_id, self._handle(opened)),)
         return self._committed(cookie, depends, events=events)
 
