@@ -29,6 +29,7 @@ from session_middleware._redis.lua_scripts import (
     BumpIfCall,
     LoginCall,
     ReadCall,
+    RotateOutCall,
     WriteCall,
 )
 from session_middleware.config import SessionConfig
@@ -81,8 +82,10 @@ def stored(
     epoch: str = EPOCH,
     created: float = NOW - 60,
     refreshed: float = NOW - 60,
+    tag: str | None = None,
 ) -> Stored:
-    tag = config.keys.user_tag(user) if user is not None else "a" * 24
+    if tag is None:
+        tag = config.keys.user_tag(user) if user is not None else "a" * 24
     ref = CookieRef(tag, new_session_id())
     record = Record(data, created, created + 3600, refreshed, user, epoch if user else None)
     fields = config.core.fields.fields(record)
@@ -383,6 +386,30 @@ def test_a_rotation_expects_the_carried_epoch_and_the_old_record(
     old_record = config.keys.session_key(session.ref.tag, session.ref.session_id)
     assert login.old_record == old_record, "a key of the script: checked and deleted there"
     assert (login.mode, login.epoch) == ("expect", EPOCH)
+    assert [e.kind for e in run.events] == ["rotation"]
+
+
+@pytest.mark.parametrize("moved", [True, False])
+def test_a_rotation_under_an_older_keys_tag_moves_the_session_out_first(
+    encode: Callable[[Any], Any], moved: bool
+) -> None:
+    config = sessions(secret_key=[SECRET, "an-older-key-0123456789abcdefghijklmnopq"],
+                      redis_url="redis://127.0.0.1:1/0")  # fmt: skip
+    older_tag = config.keys.user_tags("alice")[1]
+    state = opened(config, encode, stored(config, {"a": 1}, "alice", tag=older_tag), EPOCH)
+    state.session.login("alice")
+    replies: list[Any] = [[1 if moved else 0, encode(EPOCH)]]
+    run = commit(config, state, [*replies, [[EPOCH, ""]]] if moved else replies)
+    move_out = RotateOutCall.of(run.commands[0])
+    assert move_out.carried == EPOCH, "only while its epoch there is the one it carries"
+    if not moved:
+        assert run.steps == [("ROTATE_OUT", "ENSURE_EPOCH")], "ended in flight: no login"
+        assert run.result.rejected == "epoch"
+        return
+    assert run.steps == [("ROTATE_OUT", "ENSURE_EPOCH"), ("LOGIN",)]
+    login = LoginCall.of(run.commands[-1])
+    assert (login.mode, login.epoch, login.old_record) == ("expect", EPOCH, None)
+    assert login.record.startswith(config.keys.record_key_base(config.keys.user_tag("alice")))
     assert [e.kind for e in run.events] == ["rotation"]
 
 
