@@ -15,7 +15,7 @@ import pytest
 from session_middleware._cookies import CookieRef
 from session_middleware._core.login_plan import Origin, origin, plan_login
 from session_middleware._records import Record
-from session_middleware.session import Intent
+from session_middleware.session import Intent, Session
 
 NOW = time.time()
 
@@ -86,3 +86,26 @@ def test_where_a_login_comes_from(
         record = Record({}, NOW, NOW + 3600, NOW, user, epoch)
         ref = CookieRef(tag or TAG, "i" * 43)
     assert origin("alice", record, ref, TAG) == came_from
+
+
+@pytest.mark.parametrize(
+    ("calls", "intent"),
+    [
+        ([], Intent()),
+        (["login"], Intent("login", "alice")),
+        (["login", "logout_others"], Intent("login", "alice", end_others=True)),
+        (["logout_others"], Intent("keep", end_others=True)),
+        (["logout_others", "login"], Intent("login", "alice")),
+        (["login", "logout"], Intent("logout")),
+        (["logout_others", "logout"], Intent("logout")),
+        (["logout", "login"], Intent("login", "alice")),
+    ],
+)
+def test_the_intent_a_handlers_calls_leave(calls: list[str], intent: Intent) -> None:
+    session = Session({"a": 1}, "alice")
+    for call in calls:
+        if call == "login":
+            session.login("alice")
+        else:
+            getattr(session, call)()
+    assert session.intent == intent
