@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
-from ._records import check_json_value, checked_json
-from ._redis.key_layout import UserId, user_id_text
+from ._protocol.key_layout import UserId, user_id_text
+from ._protocol.records import check_json_value, checked_json
 
 _MISSING: Any = object()
 T = TypeVar("T")

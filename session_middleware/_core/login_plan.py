@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .._cookies import CookieRef
-from .._records import Record
-from .._redis.key_layout import user_id_text
-from .._redis.lua_scripts import LoginMode
+from .._protocol.cookies import CookieRef
+from .._protocol.key_layout import user_id_text
+from .._protocol.lua_scripts import LoginMode
+from .._protocol.records import Record
 from ..session import Intent
 
 # The session the request came with, as the login sees it: none stored; anonymous; another

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .._redis.key_layout import KeySpace, UserId
-from .._redis.round_trip import Command
-from .._redis.script_call import ScriptCall, key
+from .._protocol.key_layout import KeySpace, UserId
+from .._protocol.script_call import ScriptCall, key
+from .._protocol.wire import Command
 
 # Stores only if the key holds what was expected (see FillCall); returns what it holds. A
 # key that is not a string is corrupt: it counts as empty (and is overwritten).

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from .._core.steps import RedisIO, RedisSource, Step
-from .._redis.clients import RedisClients
-from .._redis.key_layout import UserId
-from .._redis.lua_scripts import BumpIfCall, EnsureEpochCall
-from .._redis.replication import Replication
-from .._redis.round_trip import Command, text
-from .base import (
+from .._core.epoch_provider import (
     EpochContext,
     Interface,
     ProviderFaces,
+    SessionRedis,
     StampedRecord,
     new_epoch,
     still_stamped,
 )
+from .._core.steps import RedisIO, RedisSource, Step
+from .._protocol.key_layout import UserId
+from .._protocol.lua_scripts import BumpIfCall, EnsureEpochCall
+from .._protocol.wire import Command, text
+from .._transport.clients import RedisClients
+from .._transport.replication import Replication
 
 
 class RedisEpochs(ProviderFaces):
@@ -33,7 +34,7 @@ class RedisEpochs(ProviderFaces):
         self._own_url = redis_url
         self._own_client = redis
         self._context: EpochContext | None = None
-        self._clients: RedisClients | None = None
+        self._clients: SessionRedis | None = None
 
     @property
     def colocated(self) -> bool:
@@ -58,7 +59,7 @@ class RedisEpochs(ProviderFaces):
         return self._context
 
     @property
-    def clients(self) -> RedisClients:
+    def clients(self) -> SessionRedis:
         if self._clients is None:
             raise RuntimeError("RedisEpochs is not attached to a configuration yet")
         return self._clients
@@ -117,7 +118,7 @@ class RedisEpochs(ProviderFaces):
 
     def _durable(self, *commands: Command) -> RedisIO:
         """One round trip of epoch writes that returns once replicas have them, as the
-        configuration's invalidate_wait_replicas asks (see _redis/replication.py)."""
+        configuration's invalidate_wait_replicas asks (see _transport/replication.py)."""
         context = self.context
         topology = self.clients.topology
         replication = Replication(

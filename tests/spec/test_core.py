@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 
 from session_middleware import SessionTooLarge, sessions
-from session_middleware._cookies import CookieRef
 from session_middleware._core.lifecycle import Opened
-from session_middleware._records import Record
-from session_middleware._redis.key_layout import new_session_id
-from session_middleware._redis.lua_scripts import (
+from session_middleware._protocol.cookies import CookieRef
+from session_middleware._protocol.key_layout import new_session_id
+from session_middleware._protocol.lua_scripts import (
     EPOCH_MOVED,
     GONE,
     TOO_LARGE,
@@ -32,6 +31,7 @@ from session_middleware._redis.lua_scripts import (
     RotateOutCall,
     WriteCall,
 )
+from session_middleware._protocol.records import Record
 from session_middleware.config import SessionConfig
 
 from .scripted import Run, drive, name_of

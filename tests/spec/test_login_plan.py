@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from session_middleware._cookies import CookieRef
 from session_middleware._core.login_plan import Origin, origin, plan_login
-from session_middleware._records import Record
+from session_middleware._protocol.cookies import CookieRef
+from session_middleware._protocol.records import Record
 from session_middleware.session import Intent, Session
 
 NOW = time.time()

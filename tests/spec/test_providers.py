@@ -14,7 +14,7 @@ import pytest
 
 from session_middleware import RedisEpochs, sessions
 from session_middleware._core.lifecycle import Opened
-from session_middleware._redis.lua_scripts import BumpIfCall, LoginCall
+from session_middleware._protocol.lua_scripts import BumpIfCall, LoginCall
 from session_middleware.config import SessionConfig
 from session_middleware.session import Session
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from session_middleware._redis.lua_scripts import (
+from session_middleware._protocol.lua_scripts import (
     LOGIN,
     WRITE,
     BumpIfCall,
@@ -14,7 +14,7 @@ from session_middleware._redis.lua_scripts import (
     RotateOutCall,
     WriteCall,
 )
-from session_middleware._redis.script_call import ScriptCall
+from session_middleware._protocol.script_call import ScriptCall
 from session_middleware.epochs._sql_cache import FillCall
 
 WRITE_ARGUMENTS = {

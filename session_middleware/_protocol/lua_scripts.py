@@ -1,7 +1,7 @@
 """The Lua scripts, run with EVAL so that a script is never missing on a new or failed-over
 server. Each touches only keys of one hash tag, so it runs unchanged on Redis Cluster.
 
-Records are HASHes (see _records.py); no script decodes JSON: Redis's cjson rounds integers
+Records are HASHes (see records.py); no script decodes JSON: Redis's cjson rounds integers
 above 2^53 and turns ``[]`` into ``{}``, so values pass through Lua as opaque strings.
 
 Each script is followed by its call (see script_call.py): the fields of the call are the
@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from .._core.timing import EPOCH_TTL_MARGIN_MS
 from ..errors import StoreUnavailable
-from .round_trip import text
 from .script_call import ScriptCall, flag, key, optional_key, pairs, rest
+from .timing import EPOCH_TTL_MARGIN_MS
+from .wire import text
 
 # Replies of WRITE.
 WRITTEN, EMPTIED, GONE, TOO_LARGE, EPOCH_MOVED, EPOCH_UNKNOWN = 1, 2, 0, -1, -2, -3

@@ -1,15 +1,13 @@
 """The Redis commands that read and write session records and the user's index (the
-times they follow are in _core/timing.py)."""
+times they follow are in timing.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .._cookies import CookieRef
-from .._core.timing import Timing, ms
-from .._records import FieldCodec, Record, fields_size
 from ..errors import SessionTooLarge
+from .cookies import CookieRef
 from .key_layout import KeySpace, session_handle
 from .lua_scripts import (
     CreateCall,
@@ -21,7 +19,9 @@ from .lua_scripts import (
     RotateOutCall,
     WriteCall,
 )
-from .round_trip import Command
+from .records import FieldCodec, Record, fields_size
+from .timing import Timing, ms
+from .wire import Command
 
 
 @dataclass(frozen=True, slots=True)
