@@ -130,12 +130,8 @@ class WebSocketGuard:
 
     async def _verify(self) -> None:
         middleware = self._middleware
-        step = middleware._core.open(self._cookie, time.time(), self._client_info)
-        try:
-            now = await middleware.config.run_async(step)
-        except unavailable.FAILURES:
-            if middleware._fail_open:
-                raise
+        now = await middleware._cycle.aopen(self._cookie, self._client_info)
+        if now is None:
             await self._close(unavailable.WEBSOCKET_CLOSE_CODE)
             return
         if now.record is not None and now.session.user_id == self._opened.session.user_id:
