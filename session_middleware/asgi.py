@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import time
 
 from . import _fail_closed as unavailable
 from ._asgi_types import ASGIApp, Message, Receive, Scope, Send
@@ -44,15 +43,7 @@ class SessionMiddleware(ConfiguredMiddleware):
             await self.app(scope, receive, send)
             return
         running_asyncio_loop()  # on trio: its RuntimeError, never the 503 blaming Redis
-        try:
-            if not self._ready:
-                await self._get_ready()
-        except unavailable.FAILURES:
-            if self._fail_open:
-                raise
-            await unavailable.send_asgi(kind, send)
-            return
-        opened = await self._cycle.aopen(_cookie_header(scope), client_of_scope(scope))
+        opened = await self._open(scope)
         if opened is None:
             await unavailable.send_asgi(kind, send)
             return
@@ -65,6 +56,17 @@ class SessionMiddleware(ConfiguredMiddleware):
     @functools.cached_property
     def _cycle(self) -> RequestCycle:
         return RequestCycle.of(self.config)
+
+    async def _open(self, scope: Scope) -> Opened | None:
+        """The request's session, a cluster client being ready first; None: the 503."""
+        if not self._ready:
+            try:
+                await self._get_ready()
+            except StoreUnavailable:
+                if not self._cycle.fails_closed:
+                    raise
+                return None
+        return await self._cycle.aopen(_cookie_header(scope), client_of_scope(scope))
 
     async def _get_ready(self) -> None:
         """Have a cluster client read the cluster's layout before its first command (see
@@ -140,7 +142,7 @@ class SessionMiddleware(ConfiguredMiddleware):
         if opened.cleanup:
             # A stale record left behind here still expires by its own TTL.
             with contextlib.suppress(*unavailable.FAILURES):
-                await self.config.run_async(self._core.commit(opened, time.time()))
+                await self._cycle.acommit(opened, frozen=None)
 
 
 def _cookie_header(scope: Scope) -> str | None:
