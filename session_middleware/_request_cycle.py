@@ -84,7 +84,35 @@ class RequestCycle:
         self, cookie_header: str | None, client: ClientInfo | None, now: float | None = None
     ) -> Opened | None:
         """The request's session as of `now`; None when the store cannot vouch for it."""
-        step = self.core.open(cookie_header, time.time() if now is None else now, client)
+        now = time.time() if now is None else now
+        return self._sync(self.core.open(cookie_header, now, client))
+
+    async def aopen(
+        self, cookie_header: str | None, client: ClientInfo | None, now: float | None = None
+    ) -> Opened | None:
+        now = time.time() if now is None else now
+        return await self._async(self.core.open(cookie_header, now, client))
+
+    def commit(
+        self, opened: Opened, frozen: str | None = STARTED, now: float | None = None
+    ) -> Committed | None:
+        """Save what the request did to its session as of `now` (most reads save nothing,
+        with no round trip); None when the store could not. Changing the session afterwards
+        raises RuntimeError with `frozen` (None leaves it open: such changes are lost)."""
+        if frozen is not None:
+            opened.session.freeze(frozen)
+        now = time.time() if now is None else now
+        return self.core.settled(opened, now) or self._sync(self.core.commit(opened, now))
+
+    async def acommit(
+        self, opened: Opened, frozen: str | None = STARTED, now: float | None = None
+    ) -> Committed | None:
+        if frozen is not None:
+            opened.session.freeze(frozen)
+        now = time.time() if now is None else now
+        return self.core.settled(opened, now) or await self._async(self.core.commit(opened, now))
+
+    def _sync(self, step: Step[T]) -> T | None:
         try:
             return self._runner.run_sync(step)
         except unavailable.FAILURES:
@@ -92,39 +120,9 @@ class RequestCycle:
                 return None
             raise
 
-    async def aopen(self, cookie_header: str | None, client: ClientInfo | None) -> Opened | None:
+    async def _async(self, step: Step[T]) -> T | None:
         try:
-            step = self.core.open(cookie_header, time.time(), client)
             return await self._runner.run_async(step)
-        except unavailable.FAILURES:
-            if self.fails_closed:
-                return None
-            raise
-
-    def commit(
-        self, opened: Opened, frozen: str | None = STARTED, now: float | None = None
-    ) -> Committed | None:
-        """Save what the request did to its session (most reads save nothing, with no round
-        trip) as of `now`; None when the store could not. Changing the session afterwards
-        raises RuntimeError with `frozen` (None leaves it open: such changes are lost)."""
-        if frozen is not None:
-            opened.session.freeze(frozen)
-        now = time.time() if now is None else now
-        try:
-            settled = self.core.settled(opened, now)
-            return settled or self._runner.run_sync(self.core.commit(opened, now))
-        except unavailable.FAILURES:
-            if self.fails_closed:
-                return None
-            raise
-
-    async def acommit(self, opened: Opened, frozen: str | None = STARTED) -> Committed | None:
-        if frozen is not None:
-            opened.session.freeze(frozen)
-        now = time.time()
-        try:
-            settled = self.core.settled(opened, now)
-            return settled or await self._runner.run_async(self.core.commit(opened, now))
         except unavailable.FAILURES:
             if self.fails_closed:
                 return None
