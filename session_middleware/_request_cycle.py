@@ -1,8 +1,11 @@
-"""One request's session, from its cookie to its response headers: the cycle every
-integration (asgi.py, wsgi.py, flask.py, django/) runs, written once.
+"""One request's session, from its cookie to its response headers: the cycle the
+integrations run, written once.
 
-An integration maps its framework's request and response onto these calls, and does
-nothing else with the core:
+The ASGI and WSGI drivers and the Flask integration map their framework's request and
+response onto these calls, and do nothing else with the core. Django's engine is driven by
+Django's SessionMiddleware, which loads a session at its first use and saves it only when
+it changed: it runs the core's open and commit inside its own steps, and takes the login
+key and the request's client from here.
 
 - `RequestCycle.open` (`aopen`) when the request arrives: the core's open step, run on the
   sync (async) Redis client, with the request's user agent and IP (`client_of_environ`,

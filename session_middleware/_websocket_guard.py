@@ -62,7 +62,8 @@ class WebSocketGuard:
             return
         cache = client.cache
         loop = asyncio.get_running_loop()
-        core, ref, handle = self._middleware._core, self._opened.ref, self._opened.session.handle
+        core = self._middleware._cycle.core
+        ref, handle = self._opened.ref, self._opened.session.handle
         assert ref is not None and handle is not None
         keys = [core.keys.record_key(ref.tag, handle), core.provider.cached_key(ref.tag)]
 
