@@ -32,7 +32,7 @@ from typing import Any, Protocol, TypeVar
 from . import _fail_closed as unavailable
 from ._core.lifecycle import ClientInfo, Committed, Core, Opened
 from ._core.steps import Step
-from ._redis.key_layout import user_id_text
+from ._protocol.key_layout import user_id_text
 from ._response_headers import session_headers
 from .session import Session
 

@@ -10,8 +10,8 @@ from . import _fail_closed as unavailable
 from ._asgi_types import ASGIApp, Message, Receive, Scope, Send
 from ._configuration import ConfiguredMiddleware
 from ._core.lifecycle import Opened
-from ._redis.clients import ready_cluster, running_asyncio_loop
 from ._request_cycle import RequestCycle, client_of_scope, publish, response_headers
+from ._transport.clients import ready_cluster, running_asyncio_loop
 from ._websocket_guard import SESSION_ENDED_CLOSE_CODE as SESSION_ENDED_CLOSE_CODE
 from ._websocket_guard import WebSocketClosed as WebSocketClosed
 from ._websocket_guard import WebSocketGuard
@@ -70,7 +70,7 @@ class SessionMiddleware(ConfiguredMiddleware):
 
     async def _get_ready(self) -> None:
         """Have a cluster client read the cluster's layout before its first command (see
-        _redis/cluster_clients.py); any failure is the store being unavailable."""
+        _transport/cluster_clients.py); any failure is the store being unavailable."""
         try:
             await ready_cluster(self.config.redis.async_())
         except Exception as error:

@@ -39,10 +39,10 @@ from flask.sessions import SecureCookieSessionInterface, SessionInterface, Sessi
 from werkzeug.exceptions import ServiceUnavailable
 
 from . import _fail_closed as unavailable
-from ._cookies import CookieUpdate
 from ._core.lifecycle import Core, Opened
 from ._flask_cookie import CookieResolver, CookieSettings
-from ._redis.key_layout import UserId
+from ._protocol.cookies import CookieUpdate
+from ._protocol.key_layout import UserId
 from ._request_cycle import RequestCycle, client_of_environ, follow_login_key, publish
 from ._request_session import NO_SESSION_KEY, REJECTED_KEY, SESSION_KEY
 from .config import SessionConfig
