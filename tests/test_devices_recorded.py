@@ -155,11 +155,8 @@ def test_flask_records_the_client_of_the_login(config: SessionConfig) -> None:
 
 
 def django_login(request: HttpRequest) -> JsonResponse:
-    """A login through the package's Session, not django.contrib.auth.login() (with a
-    value: Django's SessionMiddleware saves no session that holds none)."""
-    session = get_session(request)
-    session["theme"] = "dark"
-    session.login("alice")
+    """A login through the package's Session, not django.contrib.auth.login()."""
+    get_session(request).login("alice")
     return JsonResponse(None, safe=False)
 
 

@@ -194,6 +194,14 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         await self._aget_session()
         await self._config.run_async(self._end_step(time.time()))
 
+    def is_empty(self) -> bool:
+        """As Django's, but a new session with a login to carry out is not empty: Django's
+        SessionMiddleware saves it, as the other integrations do, data or none."""
+        opened = self._opened
+        if opened is not None and opened.session.pending_login is not None:
+            return False
+        return bool(super().is_empty())
+
     def clear(self) -> None:
         self._get_session().clear()
         self.accessed = True
