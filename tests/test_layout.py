@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import session_middleware
 
 PACKAGE = Path(session_middleware.__file__).parent
@@ -148,6 +150,30 @@ def test_the_protocol_and_the_transport_stay_below_the_core() -> None:
 def test_the_drivers_do_not_import_the_decorator() -> None:
     for driver in ("asgi.py", "wsgi.py"):
         assert "session_middleware.config" not in _imports_at_load(PACKAGE / driver)
+
+
+def _loaded_with(module: str) -> set[str]:
+    """The package modules that loading `module` loads, its packages' __init__ included."""
+    graph = {_module_name(path): _imports_at_load(path) for path in PACKAGE.rglob("*.py")}
+    loaded: set[str] = set()
+    waiting = [module]
+    while waiting:
+        parts = waiting.pop().split(".")
+        for name in [".".join(parts[:end]) for end in range(1, len(parts) + 1)]:
+            if name not in loaded:
+                loaded.add(name)
+                waiting.extend(graph.get(name, ()))
+    return loaded
+
+
+@pytest.mark.parametrize("driver, other", [("asgi", "wsgi"), ("wsgi", "asgi")])
+def test_a_driver_never_loads_the_other(driver: str, other: str) -> None:
+    """A driver builds on the configuration (_configuration), never on the decorator
+    (config), which loads a driver only when it wraps an app: loading one driver never
+    loads the other."""
+    loaded = _loaded_with(f"session_middleware.{driver}")
+    assert "session_middleware._configuration" in loaded
+    assert {"session_middleware.config", f"session_middleware.{other}"}.isdisjoint(loaded)
 
 
 def test_fastapi_never_loads_the_wsgi_driver() -> None:

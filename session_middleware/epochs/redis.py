@@ -8,6 +8,7 @@ from .._core.epoch_provider import (
     EpochContext,
     Interface,
     ProviderFaces,
+    SessionRedis,
     StampedRecord,
     new_epoch,
     still_stamped,
@@ -33,7 +34,7 @@ class RedisEpochs(ProviderFaces):
         self._own_url = redis_url
         self._own_client = redis
         self._context: EpochContext | None = None
-        self._clients: RedisClients | None = None
+        self._clients: SessionRedis | None = None
 
     @property
     def colocated(self) -> bool:
@@ -58,7 +59,7 @@ class RedisEpochs(ProviderFaces):
         return self._context
 
     @property
-    def clients(self) -> RedisClients:
+    def clients(self) -> SessionRedis:
         if self._clients is None:
             raise RuntimeError("RedisEpochs is not attached to a configuration yet")
         return self._clients
