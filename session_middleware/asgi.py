@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 
 from . import _fail_closed as unavailable
 from ._asgi_types import ASGIApp, Message, Receive, Scope, Send
 from ._core.lifecycle import Opened
 from ._middleware import ConfiguredMiddleware
-from ._request_cycle import RequestCycle, client_of_scope, publish, response_headers
+from ._request_cycle import client_of_scope, publish, response_headers
 from ._transport.clients import ready_cluster, running_asyncio_loop
 from ._websocket_guard import SESSION_ENDED_CLOSE_CODE as SESSION_ENDED_CLOSE_CODE
 from ._websocket_guard import WebSocketClosed as WebSocketClosed
@@ -52,10 +51,6 @@ class SessionMiddleware(ConfiguredMiddleware):
             await self._websocket(opened, scope, receive, send)
         else:
             await self._http(opened, scope, receive, send)
-
-    @functools.cached_property
-    def _cycle(self) -> RequestCycle:
-        return RequestCycle.of(self.config)
 
     async def _open(self, scope: Scope) -> Opened | None:
         """The request's session, a cluster client being ready first; None: the 503."""

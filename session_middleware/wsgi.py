@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import _fail_closed as unavailable
 from ._core.lifecycle import Committed
 from ._middleware import ConfiguredMiddleware
-from ._request_cycle import RequestCycle, client_of_environ, publish, response_headers
+from ._request_cycle import client_of_environ, publish, response_headers
 from ._request_session import REJECTED_KEY, SESSION_KEY
 
 
@@ -17,10 +16,6 @@ class WSGISessionMiddleware(ConfiguredMiddleware):
     """WSGI middleware putting the session in ``environ["session_middleware.session"]``."""
 
     interface = "wsgi"
-
-    @functools.cached_property
-    def _cycle(self) -> RequestCycle:
-        return RequestCycle.of(self.config)
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
