@@ -17,6 +17,7 @@ import unasync
 
 import session_middleware._configuration
 import session_middleware._core.epoch_provider
+import session_middleware._request_cycle
 import session_middleware.django.auth
 import session_middleware.epochs.sql
 from session_middleware._core import runners
@@ -62,6 +63,7 @@ DIFFERENT_BY_NATURE = {
 
 SCOPES: list[tuple[ModuleType, str | None]] = [
     (session_middleware._configuration, "Configuration"),
+    (session_middleware._request_cycle, "RequestCycle"),
     (session_middleware.django.engine, "SessionStore"),
     (session_middleware.django.auth, None),
     (session_middleware._core.epoch_provider, "ProviderFaces"),
