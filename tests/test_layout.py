@@ -5,6 +5,7 @@ loads the WSGI driver."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import session_middleware
 
 PACKAGE = Path(session_middleware.__file__).parent
+README = PACKAGE.parent / "README.md"
 
 
 def _module_name(path: Path) -> str:
@@ -136,6 +138,32 @@ def test_the_layers_import_one_way() -> None:
 def test_a_knot_of_layers_is_found() -> None:
     graph = {"core": {"protocol"}, "protocol": {"errors", "core"}, "errors": set()}
     assert knots(graph) == [{"core", "protocol"}]
+
+
+def readme_rows() -> list[set[str]]:
+    """The README's drawing of the layers, top row first: the layers named on each row."""
+    text = README.read_text().split("\n## Architecture\n", 1)[1]
+    drawing = text.split("```text\n", 1)[1].split("```", 1)[0]
+    return [set(re.split(r"\s{2,}", line.strip())[1:]) for line in drawing.splitlines()]
+
+
+def test_the_readme_draws_every_layer_once() -> None:
+    rows = readme_rows()
+    drawn = [name for row in rows for name in row]
+    assert sorted(drawn) == sorted(set(drawn)), "a layer is drawn twice"
+    assert set(drawn) == set(layer_graph()), "the README's drawing of the layers is stale"
+
+
+def test_each_layer_imports_only_its_row_and_the_rows_below_as_the_readme_draws() -> None:
+    rows = readme_rows()
+    row_of = {name: index for index, row in enumerate(rows) for name in row}
+    upward = sorted(
+        f"{layer} -> {imported}"
+        for layer, imports in layer_graph().items()
+        for imported in imports
+        if row_of[imported] < row_of[layer]
+    )
+    assert upward == []
 
 
 def test_the_protocol_and_the_transport_stay_below_the_core() -> None:

@@ -1,4 +1,9 @@
-"""What an epoch provider is, and what every provider shares."""
+"""What an epoch provider is, and what every provider shares.
+
+The contract between the core and its two providers, RedisEpochs and SQLEpochs; not a
+published extension point: a provider must keep the epoch key that the read script reads
+beside the session record true, and take part in the login script's writes (see
+docs/sql-epochs.md, "Other stores")."""
 
 from __future__ import annotations
 
