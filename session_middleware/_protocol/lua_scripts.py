@@ -232,7 +232,7 @@ return 1
 # Set the epoch to ARGV[2] only if it is still ARGV[1] and, given KEYS[2] (the session
 # that asks), that session is still stored, stamped ARGV[4]. KEYS[1] the epoch key; ARGV[3]
 # TTL ms. Returns 1 when set, 0 when the epoch had moved (or was gone) or the session was
-# ended. Safe to send again (a durable write is, see replication.py): an epoch already
+# ended. Safe to send again (a durable write is, see _transport/replication.py): an epoch already
 # ARGV[2], a random value only this caller knows, was set by this very compare-and-set.
 BUMP_IF = """
 local e = redis.pcall('GET', KEYS[1])
