@@ -173,6 +173,30 @@ def test_the_protocol_and_the_transport_stay_below_the_core() -> None:
         assert _reachable(graph, layer) - {layer} <= below | {"errors"}, layer
 
 
+def test_the_decisions_and_the_protocol_load_no_io_library() -> None:
+    """Every module of the core but its runners, the protocol and the session import no
+    client library and none of the transport: they can be read and run on their own."""
+    pure = sorted(
+        _module_name(path)
+        for folder in ("_core", "_protocol")
+        for path in (PACKAGE / folder).glob("*.py")
+        if path.name != "runners.py"
+    )
+    io = ["redis", "hiredis", "sqlalchemy", "socket", "asyncio"]
+    script = (
+        "import sys\n"
+        f"for name in {[*pure, 'session_middleware.session']!r}:\n"
+        "    __import__(name)\n"
+        "print(sorted(m for m in sys.modules\n"
+        f"    if m.split('.')[0] in {io!r} or m.startswith('session_middleware._transport')))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert "session_middleware._core.lifecycle" in pure
+    assert loaded == "[]"
+
+
 def test_the_drivers_do_not_import_the_decorator() -> None:
     for driver in ("asgi.py", "wsgi.py"):
         assert "session_middleware.config" not in _imports_at_load(PACKAGE / driver)
