@@ -8,9 +8,9 @@ import time
 
 from . import _fail_closed as unavailable
 from ._asgi_types import ASGIApp, Message, Receive, Scope, Send
-from ._configuration import ConfiguredMiddleware
 from ._core.lifecycle import Opened
 from ._core.runners import drive_async
+from ._middleware import ConfiguredMiddleware
 from ._response_headers import session_headers
 from ._transport.clients import ready_cluster, running_asyncio_loop
 from ._websocket_guard import SESSION_ENDED_CLOSE_CODE as SESSION_ENDED_CLOSE_CODE

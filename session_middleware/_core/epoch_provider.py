@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias, runtime_checkable
 
 from .._protocol.key_layout import KeySpace, UserId
 from .._protocol.wire import text
@@ -17,10 +17,15 @@ from .steps import RedisIO, Step
 
 if TYPE_CHECKING:
     from .._transport.clients import RedisClients
+    from .._transport.local_cache import CachingClients
 
 Interface = Literal["asgi", "wsgi"]
 # A session record's key on the session Redis and the epoch it is stamped with.
 StampedRecord = tuple[str, str]
+
+SessionRedis: TypeAlias = "RedisClients | CachingClients"
+"""The session Redis of a configuration: a sync and an async client for it, read through
+the local cache when ``local_cache`` is on."""
 
 
 def new_epoch() -> str:
@@ -33,7 +38,7 @@ class EpochContext:
     """What a provider is given when a configuration adopts it."""
 
     keys: KeySpace
-    redis: RedisClients
+    redis: SessionRedis
     epoch_ttl_ms: int
     redis_timeout: float | None
     # A bump waits until this many replicas have it (0: no waiting), each attempt for at
