@@ -10,9 +10,11 @@ real cookies.
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, NamedTuple
 
 import redis
@@ -22,10 +24,16 @@ from session_middleware import get_session, sessions
 from session_middleware._redis.key_layout import session_handle
 from session_middleware.epochs import new_epoch
 
-from .counting import Counter, counted_client
-from .driver import Request
-from .settings import REDIS_URL, SECRET, SESSION_LIFETIME, Mode, delete_prefix
-from .variants import COOKIE
+from .common import (
+    COOKIE,
+    REDIS_URL,
+    SECRET,
+    SESSION_LIFETIME,
+    Counter,
+    Request,
+    counting,
+    delete_prefix,
+)
 
 SESSIONS_PER_USER = 5
 TARGET = "target-user"
@@ -110,10 +118,10 @@ class Keyspace:
         cookies = []
         for _ in range(SESSIONS_PER_USER):
             response = await Request("POST", f"/{TARGET}").fetch(self.app)
-            value = response.set_cookie(COOKIE)
-            if response.status != 200 or not value:
+            cookie = response.cookie()
+            if response.status != 200 or cookie is None:
                 raise RuntimeError(f"login of {TARGET} failed: {response.status}")
-            cookies.append(f"{COOKIE}={value}")
+            cookies.append(cookie)
         return cookies
 
     async def whose(self, cookie: str) -> str:
@@ -300,18 +308,10 @@ async def _invalidate(
         await client.sadd(sized.set_key, *(space.handle_of(c) for c in cookies))
     deleted: Any = 0
     counter.reset()
-    start = time.perf_counter()
-    if method == "epoch":
-        await space.config.ainvalidate_user(TARGET)
-    elif method == "epoch+delete":
-        await space.config.ainvalidate_user(TARGET, delete=True)
-    elif method == "scan":
-        deleted = await _scan_delete(client, sized.pattern)
-    elif method == "set":
-        deleted = await _set_delete(client, sized.set_key, sized.record)
-    else:
-        await client.set(f"{space.prefix}reference", "x", px=TTL_MS)
-    elapsed = (time.perf_counter() - start) * 1e6
+    with counting(counter):
+        start = time.perf_counter()
+        deleted = await _timed(sized, method, client)
+        elapsed = (time.perf_counter() - start) * 1e6
     result.times_us.setdefault(method, []).append(elapsed)
     result.round_trips[method] = counter.round_trips
     if method == "epoch+delete":
@@ -327,24 +327,42 @@ async def _invalidate(
         result.rejected_after_epoch = all(a == "None|epoch" for a in answers)
 
 
-async def measure(mode: Mode, prefix: str, log: Callable[[str], None]) -> list[SizeResult]:
+async def _timed(sized: Sized, method: str, client: redis.asyncio.Redis) -> Any:
+    space, deleted = sized.space, 0
+    if method == "epoch":
+        await space.config.ainvalidate_user(TARGET)
+    elif method == "epoch+delete":
+        await space.config.ainvalidate_user(TARGET, delete=True)
+    elif method == "scan":
+        deleted = await _scan_delete(client, sized.pattern)
+    elif method == "set":
+        deleted = await _set_delete(client, sized.set_key, sized.record)
+    else:
+        await client.set(f"{space.prefix}reference", "x", px=TTL_MS)
+    return deleted
+
+
+async def measure(results: Any, prefix: str, sizes: list[int], repeats: int) -> None:
     """Size after size: fill, time every method in turn in each repeat (a bare SET among
     them, the yardstick against the machine's noise of the moment), delete."""
     counter = Counter()
-    client = await counted_client(counter)
-    results: list[SizeResult] = []
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    log = partial(print, file=sys.stderr, flush=True)
     try:
-        for size in mode.scale_sizes:
-            sized: Sized | None = None
+        for size in sizes:
             try:
                 sized = await _filled(size, prefix, client, log)
-                for repeat in range(mode.scale_repeats):
+                for repeat in range(repeats):
                     for method in METHODS:
                         await _invalidate(sized, method, client, counter, check=repeat == 0)
-                results.append(sized.result)
+                for method, times in sized.result.times_us.items():
+                    for value in times:
+                        results.add(f"scale/{method}/{size}", [value * 1e-6])
+                facts = asdict(sized.result)
+                del facts["times_us"]
+                results.facts[f"scale/{size}"] = facts
             finally:
                 deleted = delete_prefix(f"{prefix}scale{size}:")
                 log(f"  {size}: timed; deleted {deleted} keys")
-        return results
     finally:
         await client.aclose()
