@@ -136,3 +136,4 @@ TARGETS = (
         "scale/epoch/10",
         1.5,
     ),
+)
