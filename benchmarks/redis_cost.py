@@ -119,14 +119,14 @@ async def _cpu(results: Results, server: RedisServer, operations: int, round: in
 
 
 async def _memory(results: Results, server: RedisServer) -> None:
+    """With the default key prefix (``sm:``): a key's name is part of its size."""
     admin = server.client()
-    for key in ("ours-redis", "starsessions"):
-        prefix = f"memory:{key}:"
-        variant = build(key, prefix, server.url)
+    for key, pattern in (("ours-redis", "sm:*"), ("starsessions", "starsessions:*")):
+        variant = build(key, "", server.url, key_prefix="sm:")
         await login_cookie(variant, "sized-user")
-        before = {name: admin.memory_usage(name, samples=0) for name in admin.keys(prefix + "*")}
+        before = {name: admin.memory_usage(name, samples=0) for name in admin.keys(pattern)}
         await login_cookie(variant, "sized-user")
-        after = {name: admin.memory_usage(name, samples=0) for name in admin.keys(prefix + "*")}
+        after = {name: admin.memory_usage(name, samples=0) for name in admin.keys(pattern)}
         await variant.close()
         for name, size in before.items():
             kind = "record" if ":s:" in name or key == "starsessions" else name[-1]
