@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import (
@@ -25,7 +26,7 @@ from .common import delete_prefix, new_prefix
 from .results import Results
 from .variants import ORDER, available
 
-PARTS = (
+PARTS = [
     "inprocess",
     "instructions",
     "endtoend",
@@ -34,33 +35,26 @@ PARTS = (
     "window",
     "scale",
     "faults",
-)
+]
 HERE = Path(__file__).resolve().parent
-# Per mode: rounds and requests per in-process round, end-to-end rounds and seconds per wrk
-# run, callgrind's requests, Redis's operations per round, scale sizes, window rounds.
+
+
+@dataclass(frozen=True)
+class Mode:
+    rounds: int  # interleaved rounds, in-process
+    iterations: int  # requests per in-process batch
+    e2e_rounds: int  # interleaved rounds, end to end
+    seconds: float  # one wrk run
+    requests: int  # callgrind: requests per case
+    operations: int  # Redis's CPU: operations per round
+    sizes: tuple[int, ...]  # scale: sessions in Redis
+    window: int  # local_cache window: invalidations timed
+    kills: int  # faults: CLIENT KILLs under load
+
+
 MODES = {
-    "quick": dict(
-        rounds=3,
-        iterations=200,
-        e2e_rounds=3,
-        seconds=2.0,
-        requests=200,
-        operations=1_000,
-        sizes=[10, 10_000],
-        window=30,
-        kills=20,
-    ),
-    "full": dict(
-        rounds=15,
-        iterations=600,
-        e2e_rounds=3,
-        seconds=5.0,
-        requests=300,
-        operations=2_000,
-        sizes=[10, 10_000, 1_000_000],
-        window=200,
-        kills=80,
-    ),
+    "quick": Mode(3, 200, 3, 2.0, 200, 1_000, (10, 10_000), 30, 20),
+    "full": Mode(15, 600, 3, 5.0, 300, 2_000, (10, 10_000, 1_000_000), 200, 80),
 }
 
 
@@ -80,11 +74,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, argv: list[str], out: Path) -> Results:
-    mode = dict(MODES["quick" if args.quick else "full"])
+    mode = MODES["quick" if args.quick else "full"]
     if args.rounds:
-        mode.update(rounds=args.rounds, e2e_rounds=args.rounds)
+        mode = replace(mode, rounds=args.rounds, e2e_rounds=args.rounds)
     if args.seconds:
-        mode["seconds"] = args.seconds
+        mode = replace(mode, seconds=args.seconds)
     variants = [key for key in args.variants if available(key) is None]
     results = Results()
     results.facts["command"] = " ".join(["python -m benchmarks", *argv])
@@ -96,31 +90,31 @@ def run(args: argparse.Namespace, argv: list[str], out: Path) -> Results:
             print(f"{part}...", file=sys.stderr, flush=True)
             if part == "inprocess":
                 asyncio.run(
-                    inprocess.measure(results, variants, prefix, mode["rounds"], mode["iterations"])
+                    inprocess.measure(results, variants, prefix, mode.rounds, mode.iterations)
                 )
             elif part == "instructions":
                 scenarios = ["read"] if args.quick else ["read", "write"]
                 instructions.measure(
-                    results, variants, scenarios, mode["requests"], prefix, not args.quick
+                    results, variants, scenarios, mode.requests, prefix, not args.quick
                 )
             elif part == "endtoend" or (part == "contention" and "endtoend" not in args.only):
                 endtoend.measure(
                     results,
                     variants,
                     prefix,
-                    mode["e2e_rounds"],
-                    mode["seconds"],
+                    mode.e2e_rounds,
+                    mode.seconds,
                     contention="contention" in args.only,
                     main=part == "endtoend",
                 )
             elif part == "redis":
-                redis_cost.measure(results, mode["operations"], 3)
+                redis_cost.measure(results, mode.operations, 3)
             elif part == "window":
-                asyncio.run(window.measure(results, prefix, mode["window"], 3))
+                asyncio.run(window.measure(results, prefix, mode.window, 3))
             elif part == "scale":
-                asyncio.run(scale.measure(results, prefix, mode["sizes"], 5))
+                asyncio.run(scale.measure(results, prefix, list(mode.sizes), 5))
             elif part == "faults":
-                faults.measure(results, mode["kills"])
+                faults.measure(results, mode.kills)
             delete_prefix(prefix)
     finally:
         delete_prefix(prefix)
