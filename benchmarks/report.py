@@ -3,7 +3,7 @@ Markdown. Medians and ratios come from the pyperf benchmarks, ratios round by ro
 
 from __future__ import annotations
 
-import json
+import math
 import statistics
 
 from .results import Results
@@ -158,7 +158,54 @@ def render(results: Results) -> str:
             out += _table(
                 ["benchmark", "median"], [[n, _value(results, n)] for n in results.names(part)]
             )
-    for key in ("window", "faults", "instructions/skipped", "e2e/skipped"):
+    if "window" in facts:
+        out += ["## local_cache: last copy dropped after invalidate_user returned (µs)", ""]
+        rows = []
+        for key, label in (
+            ("windows_us", "idle workers"),
+            ("busy_windows_us", "handlers burning 20 ms of CPU"),
+            ("partition_windows_us", "silent partition: the last stale read"),
+        ):
+            values = sorted(facts["window"][key])
+            p99 = values[max(math.ceil(0.99 * len(values)) - 1, 0)]
+            rows.append(
+                [
+                    label,
+                    str(len(values)),
+                    *(f"{v:,.0f}" for v in (values[len(values) // 2], p99, values[-1])),
+                ]
+            )
+        out += _table(["situation", "rounds", "median", "p99", "max"], rows)
+    if "faults" in facts:
+        out += ["## Faults (503s)", ""]
+        rows = [
+            [
+                f"burst of {b['requests']:,} reads, {b['busy_processes']} busy processes",
+                b["connection"],
+                f"{b['refused']:,} refused, {b['reconnects']} reconnects, {b['seconds']:.1f} s",
+            ]
+            for b in facts["faults"]["bursts"]
+        ]
+        rows += [
+            [
+                f"{k['kills']} CLIENT KILLs under load",
+                k["connection"],
+                f"reads {k['reads_refused']}/{k['reads']}, "
+                f"writes {k['writes_refused']}/{k['writes']} refused",
+            ]
+            for k in facts["faults"]["kills"]
+        ]
+        rows += [
+            [
+                f"Redis down {r['outage_s']} s, devices pausing {r['pause']} s",
+                r["connection"],
+                f"every device served {max(r['served_again_ms']):.0f} ms after PING at most; "
+                f"{r['refused_after_ping']} refused after PING",
+            ]
+            for r in facts["faults"]["recoveries"]
+        ]
+        out += _table(["case", "connection", "outcome"], rows)
+    for key in ("instructions/skipped", "e2e/skipped"):
         if key in facts:
-            out += [f"## {key}", "", "```json", json.dumps(facts[key], indent=1)[:6000], "```", ""]
+            out += [f"{key}: {facts[key]}", ""]
     return "\n".join(out)
