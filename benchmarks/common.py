@@ -21,8 +21,9 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from session_middleware._redis import lua_scripts, multiplexed
-from session_middleware._redis.round_trip import script_sha
+from session_middleware._protocol import lua_scripts
+from session_middleware._transport import multiplexed
+from session_middleware._transport.round_trip import script_sha
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "benchmark-secret-key-0123456789abcdefghijklmnop"

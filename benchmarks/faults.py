@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
-from session_middleware._redis.multiplexed import MultiplexedRedis
+from session_middleware._transport.multiplexed import MultiplexedRedis
 
 from .common import RedisServer, Request, busy_processes
 from .variants import Variant, build

@@ -11,7 +11,7 @@ from functools import partial
 
 import redis.asyncio
 
-from session_middleware._redis import lua_scripts
+from session_middleware._protocol import lua_scripts
 
 from .common import REDIS_URL, Counter, Request, counting
 from .results import Results

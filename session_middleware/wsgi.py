@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import _fail_closed as unavailable
-from ._configuration import ConfiguredMiddleware
 from ._core.lifecycle import Committed
+from ._middleware import ConfiguredMiddleware
 from ._request_session import REJECTED_KEY, SESSION_KEY
 from ._response_headers import session_headers
 

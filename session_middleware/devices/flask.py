@@ -35,53 +35,17 @@ def devices_blueprint(
     """A blueprint with ``GET /``, ``POST /<handle>/revoke`` and ``POST /others/revoke``."""
     blueprint = Blueprint(name, __name__)
 
-    def configuration() -> SessionConfig:
-        found = config or getattr(current_app.session_interface, "config", None)
-        if not isinstance(found, SessionConfig):
-            raise RuntimeError(
-                "devices_blueprint() needs init_app(app, config) or a config of its own"
-            )
-        return found
-
     @blueprint.get("/")
     def list_devices() -> Response:
-        session = _session()
-        if session is None or session.user_id is None:
-            return _refused(shared.ANONYMOUS)
-        try:
-            infos = configuration().list_sessions(session.user_id)
-        except FAILURES as error:
-            return _refused(shared.unavailable(configuration(), error))
-        response = flask.jsonify(shared.listing(infos, session.handle))
-        response.headers.update(shared.NO_STORE)
-        return response
+        return _list_devices(config)
 
     @blueprint.post("/<handle>/revoke")
     def revoke(handle: str) -> Response:
-        session = _session()
-        refusal = _refusal(session, trusted_origins)
-        if refusal is not None:
-            return _refused(refusal)
-        assert session is not None and session.user_id is not None
-        try:
-            ended = shared.end_if_current(session, handle) or configuration().revoke_session(
-                session.user_id, handle
-            )
-        except FAILURES as error:
-            return _refused(shared.unavailable(configuration(), error))
-        if not ended:
-            return _refused(shared.NOT_YOURS)
-        return flask.jsonify({"revoked": handle})
+        return _revoke(config, handle, trusted_origins)
 
     @blueprint.post("/others/revoke")
     def revoke_others() -> Response:
-        session = _session()
-        refusal = _refusal(session, trusted_origins)
-        if refusal is not None:
-            return _refused(refusal)
-        assert session is not None
-        session.logout_others()
-        return flask.jsonify({"revoked": "others"})
+        return _revoke_others(trusted_origins)
 
     try:
         from flask_wtf.csrf import CSRFError
@@ -90,6 +54,55 @@ def devices_blueprint(
     else:
         blueprint.register_error_handler(CSRFError, lambda error: _refused(shared.CROSS_SITE))
     return blueprint
+
+
+def _configuration(config: SessionConfig | None) -> SessionConfig:
+    found = config or getattr(current_app.session_interface, "config", None)
+    if not isinstance(found, SessionConfig):
+        raise RuntimeError("devices_blueprint() needs init_app(app, config) or a config of its own")
+    return found
+
+
+def _list_devices(config: SessionConfig | None) -> Response:
+    session = _session()
+    if session is None or session.user_id is None:
+        return _refused(shared.ANONYMOUS)
+    try:
+        infos = _configuration(config).list_sessions(session.user_id)
+    except FAILURES as error:
+        return _refused(shared.unavailable(_configuration(config), error))
+    response = flask.jsonify(shared.listing(infos, session.handle))
+    response.headers.update(shared.NO_STORE)
+    return response
+
+
+def _revoke(
+    config: SessionConfig | None, handle: str, trusted_origins: Collection[str]
+) -> Response:
+    session = _session()
+    refusal = _refusal(session, trusted_origins)
+    if refusal is not None:
+        return _refused(refusal)
+    assert session is not None and session.user_id is not None
+    try:
+        ended = shared.end_if_current(session, handle) or _configuration(config).revoke_session(
+            session.user_id, handle
+        )
+    except FAILURES as error:
+        return _refused(shared.unavailable(_configuration(config), error))
+    if not ended:
+        return _refused(shared.NOT_YOURS)
+    return flask.jsonify({"revoked": handle})
+
+
+def _revoke_others(trusted_origins: Collection[str]) -> Response:
+    session = _session()
+    refusal = _refusal(session, trusted_origins)
+    if refusal is not None:
+        return _refused(refusal)
+    assert session is not None
+    session.logout_others()
+    return flask.jsonify({"revoked": "others"})
 
 
 def _session() -> Session | None:

@@ -9,12 +9,13 @@ from typing import Any
 
 from session_middleware import SessionEvent
 from session_middleware._core.steps import Emit, RedisIO, SqlIO
-from session_middleware._redis.lua_scripts import (
+from session_middleware._protocol.lua_scripts import (
     BUMP_IF,
     CREATE,
     ENSURE_EPOCH,
     LOGIN,
     READ,
+    ROTATE_OUT,
     WRITE,
 )
 from session_middleware.epochs._sql_cache import FILL
@@ -25,6 +26,7 @@ NAMES = {
     CREATE: "CREATE",
     LOGIN: "LOGIN",
     BUMP_IF: "BUMP_IF",
+    ROTATE_OUT: "ROTATE_OUT",
     ENSURE_EPOCH: "ENSURE_EPOCH",
     FILL: "FILL",
 }

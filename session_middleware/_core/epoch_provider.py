@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
-from .._core.runners import drive_async, drive_sync
-from .._core.steps import RedisIO, RedisSource, Step
-from .._redis.clients import RedisClients
-from .._redis.key_layout import KeySpace, UserId
-from .._redis.round_trip import text
+from .._protocol.key_layout import KeySpace, UserId
+from .._protocol.wire import text
+from .._transport.clients import RedisClients
+from .._transport.local_cache import CachingClients
 from ..events import Listeners
+from .runners import drive_async, drive_sync
+from .steps import RedisIO, RedisSource, Step
 
 Interface = Literal["asgi", "wsgi"]
 # A session record's key on the session Redis and the epoch it is stamped with.
 StampedRecord = tuple[str, str]
+
+SessionRedis: TypeAlias = RedisClients | CachingClients
+"""The session Redis of a configuration: a sync and an async client for it, read through
+the local cache when ``local_cache`` is on."""
 
 
 def new_epoch() -> str:
@@ -28,7 +33,7 @@ class EpochContext:
     """What a provider is given when a configuration adopts it."""
 
     keys: KeySpace
-    redis: RedisClients
+    redis: SessionRedis
     epoch_ttl_ms: int
     redis_timeout: float | None
     # A bump waits until this many replicas have it (0: no waiting), each attempt for at

@@ -1,0 +1,470 @@
+"""The Lua scripts, run with EVAL so that a script is never missing on a new or failed-over
+server. Each touches only keys of one hash tag, so it runs unchanged on Redis Cluster.
+
+Records are HASHes (see records.py); no script decodes JSON: Redis's cjson rounds integers
+above 2^53 and turns ``[]`` into ``{}``, so values pass through Lua as opaque strings.
+
+Each script is followed by its call (see script_call.py): the fields of the call are the
+script's KEYS, then its ARGV, in order, so ``KEYS[2]`` of WRITE is ``WriteCall.epoch_key``
+(when present) and ``ARGV[5]`` its ``max_bytes``. Callers pass names; the call builds the
+command and decodes the reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from ..errors import StoreUnavailable
+from .script_call import ScriptCall, flag, key, optional_key, pairs, rest
+from .timing import EPOCH_TTL_MARGIN_MS
+from .wire import text
+
+# Replies of WRITE.
+WRITTEN, EMPTIED, GONE, TOO_LARGE, EPOCH_MOVED, EPOCH_UNKNOWN = 1, 2, 0, -1, -2, -3
+
+# HSET and HDEL in chunks (Lua's unpack() has a bounded stack), and an expiry in ms.
+_CHUNKED = """
+local function in_chunks(command, key, args, first, last)
+  local i = first
+  while i <= last do
+    local j = math.min(i + 199, last)
+    if command == 'HSET' then redis.call('HSET', key, unpack(args, i, j))
+    else redis.call('HDEL', key, unpack(args, i, j)) end
+    i = j + 1
+  end
+end
+local function expire(key, how, value)
+  if how == 'PEXPIREAT' then redis.call('PEXPIREAT', key, value)
+  else redis.call('PEXPIRE', key, value) end
+end
+"""
+
+# The current epoch at `key`, created as `candidate` if there is none (or if the key holds
+# something that is not a string: a key of the wrong type is corrupt, and replaced). Its
+# TTL is extended to `ttl` ms (the session lifetime and a minute) once less than the
+# lifetime is left, so the epoch outlives every session stamped with it; not at every
+# login, as each PEXPIRE counts as a change and evicts the epoch from every worker's local
+# cache.
+_ENSURE = f"""
+local MARGIN = {EPOCH_TTL_MARGIN_MS}
+local function ensure(key, candidate, ttl)
+  local e = redis.pcall('GET', key)
+  if type(e) == 'table' then
+    redis.call('DEL', key)
+    e = false
+  end
+  if not e then
+    redis.call('SET', key, candidate, 'PX', ttl)
+    return candidate
+  end
+  local left = redis.call('PTTL', key)
+  if left >= 0 and left < tonumber(ttl) - MARGIN then redis.call('PEXPIRE', key, ttl) end
+  return e
+end
+"""
+
+ENSURE_EPOCH = _ENSURE + "return ensure(KEYS[1], ARGV[1], ARGV[2])\n"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnsureEpochCall(ScriptCall):
+    """ENSURE_EPOCH: the user's epoch, created as `candidate` if there is none."""
+
+    SCRIPT: ClassVar[str] = ENSURE_EPOCH
+    epoch_key: str = key()
+    candidate: str
+    epoch_ttl_ms: int
+
+
+# Read a session and its user's epoch in one command (see ReadCall).
+READ = """
+local r = redis.pcall('HGETALL', KEYS[1])
+if type(r) == 'table' and r.err then r = 'WRONGTYPE' end
+local e = false
+if KEYS[2] then
+  e = redis.pcall('GET', KEYS[2])
+  if type(e) == 'table' and e.err then e = false end
+end
+return {r, e}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReply:
+    """READ's reply: the record's fields as HGETALL gives them (the string 'WRONGTYPE' when
+    the key holds something that is not a hash), and the epoch (None without one)."""
+
+    fields: Any
+    epoch: Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadCall(ScriptCall):
+    """READ: a session record and, with `epoch_key`, its user's epoch."""
+
+    SCRIPT: ClassVar[str] = READ
+    record: str = key()
+    epoch_key: str | None = optional_key()
+
+    @staticmethod
+    def reply(reply: Any) -> ReadReply:
+        if not isinstance(reply, (list, tuple)) or len(reply) != 2:
+            raise StoreUnavailable("unexpected reply to the session read")
+        return ReadReply(reply[0], reply[1])
+
+
+# A new anonymous record; never over an existing one (an id is never reused): 1 when
+# created, 0 when the key existed.
+CREATE = (
+    _CHUNKED
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+in_chunks('HSET', KEYS[1], ARGV, 3, #ARGV)
+expire(KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateCall(ScriptCall):
+    """CREATE: a new anonymous record of `fields`, expiring by `expire` at `expire_at`."""
+
+    SCRIPT: ClassVar[str] = CREATE
+    record: str = key()
+    expire: str  # 'PEXPIRE' or 'PEXPIREAT'
+    expire_at: int
+    fields: Sequence[str] = rest()
+
+    @staticmethod
+    def reply(reply: Any) -> bool:
+        """Whether the record was created (False: the key existed)."""
+        try:
+            return int(reply) == 1
+        except (TypeError, ValueError):
+            raise StoreUnavailable("unexpected reply to a session write") from None
+
+
+# Apply one request's changes to a session as it is stored now (see WriteCall).
+# Returns WRITTEN; GONE when the record no longer exists (never brought back); EPOCH_MOVED
+# when the user's epoch (or the record's stamp) is no longer the one loaded (an
+# invalidation is never undone, a new epoch never adopted); EPOCH_UNKNOWN (see
+# EpochGuard 'cache'); {TOO_LARGE, size} when the record would outgrow `max_bytes`.
+# Nothing is written unless WRITTEN, or EMPTIED: an anonymous record left with no data by
+# this request's deletions (and no key a concurrent request added) is deleted, unless
+# `keep_empty`.
+WRITE = (
+    _CHUNKED
+    + f"""
+local record = KEYS[1]
+local mode, carried, wanted, stamp = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local k = 2
+local epoch_key = nil
+if mode ~= 'none' then epoch_key = KEYS[k]; k = k + 1 end
+local index = KEYS[k]
+if redis.call('EXISTS', record) == 0 then return {GONE} end
+if carried ~= '' then
+  if redis.call('HGET', record, 'e') ~= carried then return {EPOCH_MOVED} end
+  if epoch_key then
+    local current = redis.pcall('GET', epoch_key)
+    if type(current) == 'table' then return {EPOCH_MOVED} end  -- not a string: corrupt
+    if not current then
+      if mode == 'cache' then return {EPOCH_UNKNOWN} end
+      return {EPOCH_MOVED}
+    end
+    if current ~= wanted then return {EPOCH_MOVED} end
+  end
+end
+local first, last = 12, 11 + 2 * tonumber(ARGV[11])
+local changing = {{}}
+for i = first, last, 2 do changing[ARGV[i]] = true end
+for i = last + 1, #ARGV do changing[ARGV[i]] = true end
+local size = 0
+local current = redis.call('HGETALL', record)
+for i = 1, #current, 2 do
+  if not changing[current[i]] then size = size + #current[i] + #current[i + 1] end
+end
+for i = first, last do size = size + #ARGV[i] end
+if size > tonumber(ARGV[5]) then return {{{TOO_LARGE}, size}} end
+in_chunks('HSET', record, ARGV, first, last)
+in_chunks('HDEL', record, ARGV, last + 1, #ARGV)
+if #ARGV > last and ARGV[10] ~= '1' and redis.call('HEXISTS', record, 'u') == 0 then
+  local empty = true
+  for _, name in ipairs(redis.call('HKEYS', record)) do
+    if string.sub(name, 1, 2) == 'd:' then empty = false; break end
+  end
+  if empty then
+    redis.call('DEL', record)
+    return {EMPTIED}
+  end
+end
+if stamp ~= '' then redis.call('HSET', record, 'e', stamp) end
+expire(record, ARGV[6], ARGV[7])
+if index and ARGV[8] ~= '' then redis.pcall('ZADD', index, 'XX', ARGV[8], ARGV[9]) end
+return {WRITTEN}
+"""
+)
+
+# Where a user's epoch lives, as a write's guard sees it: 'redis' (the epoch key is the
+# truth), 'cache' (it is a copy: when absent, the caller must look the epoch up and try
+# again) or 'none' (not on this Redis).
+EpochGuard = Literal["redis", "cache", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteReply:
+    """WRITE's reply: the outcome, and with TOO_LARGE the size the record would take."""
+
+    outcome: int
+    size: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteCall(ScriptCall):
+    """WRITE: set `set_pairs` and delete `deleted` on the record as stored, if the guard
+    (`mode`, `carried`, `wanted`) holds."""
+
+    SCRIPT: ClassVar[str] = WRITE
+    record: str = key()
+    epoch_key: str | None = optional_key(present=lambda args: args["mode"] != "none")
+    index: str | None = optional_key()  # the user's index, re-scored with `score`
+    mode: EpochGuard  # where the epoch lives; 'none': no epoch key
+    carried: str  # the epoch the record carried when loaded; '' (anonymous): no epoch check
+    wanted: str  # the epoch the user must have now
+    stamp: str  # a new epoch for the record, one this request gave the user itself; ''
+    max_bytes: int
+    expire: str  # 'PEXPIRE' or 'PEXPIREAT'
+    expire_at: int
+    score: str  # the new index score; '' to leave the index alone
+    handle: str
+    keep_empty: bool = flag()  # store an anonymous record this request left empty
+    set_pairs: Sequence[str] = pairs()  # field/value pairs to set
+    deleted: Sequence[str] = rest()  # fields to delete
+
+    @staticmethod
+    def reply(reply: Any) -> WriteReply:
+        try:
+            if isinstance(reply, (list, tuple)):
+                return WriteReply(int(reply[0]), int(reply[1]))
+            return WriteReply(int(reply))
+        except (TypeError, ValueError, IndexError):
+            raise StoreUnavailable("unexpected reply to a session write") from None
+
+
+# Log in (see LoginCall). Returns {the epoch stamped, what was replaced, the handles of the
+# sessions the cap ended...}, or nil, writing nothing, when an 'expect' found the epoch
+# moved (or not a string) or the old record gone (revoked, deleted): a session ended in
+# flight stays ended. A key of the wrong type at the epoch ('ensure') or the index is
+# corrupt: it is replaced, and named in the reply ('epoch', 'index', or both,
+# comma-separated; ''). The cap ends the sessions soonest to expire; of those that expire
+# in the same ms, the first in handle order (ZRANGE's order for equal scores).
+LOGIN = (
+    _ENSURE
+    + _CHUNKED
+    + """
+local mode, e = ARGV[1], ARGV[2]
+if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 0 then return false end
+if mode == 'expect' and redis.pcall('GET', KEYS[2]) ~= e then return false end
+local replaced = {}
+local function corrupt(key, kind, name)
+  local found = redis.call('TYPE', key)['ok']
+  if found ~= 'none' and found ~= kind then
+    redis.call('DEL', key)
+    table.insert(replaced, name)
+  end
+end
+if mode == 'ensure' then corrupt(KEYS[2], 'string', 'epoch') end
+corrupt(KEYS[3], 'zset', 'index')
+if mode == 'ensure' then
+  e = ensure(KEYS[2], e, ARGV[3])
+elseif mode == 'expect' then
+  ensure(KEYS[2], e, ARGV[3])
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('session id in use') end
+if KEYS[4] then
+  redis.call('DEL', KEYS[4])
+  redis.call('ZREM', KEYS[3], ARGV[10])
+end
+in_chunks('HSET', KEYS[1], ARGV, 11, #ARGV)
+redis.call('HSET', KEYS[1], 'e', e)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[7])
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
+local ended = {e, table.concat(replaced, ',')}
+local cap = tonumber(ARGV[8])
+if cap > 0 then
+  local over = redis.call('ZCARD', KEYS[3]) - cap
+  if over > 0 then
+    for _, handle in ipairs(redis.call('ZRANGE', KEYS[3], 0, over - 1)) do
+      if handle ~= ARGV[5] then
+        redis.call('DEL', ARGV[9] .. handle)
+        redis.call('ZREM', KEYS[3], handle)
+        table.insert(ended, handle)
+      end
+    end
+  end
+end
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+return ended
+"""
+)
+
+# How the login script comes by the epoch it stamps: 'ensure' reads or creates the epoch
+# (`epoch` the candidate); 'given' stamps `epoch`, which the provider returned, and leaves
+# the epoch key alone; 'expect' (rotating a logged-in session, or one whose request
+# changed the epoch with a compare-and-set) stamps `epoch` only if it is still the user's.
+LoginMode = Literal["ensure", "given", "expect"]
+
+
+@dataclass(frozen=True, slots=True)
+class LoginReply:
+    """LOGIN's reply: the epoch stamped, the keys of the wrong type it replaced ('epoch',
+    'index', comma-separated, or ''), and the handles of the sessions the cap ended."""
+
+    epoch: str | None
+    replaced: str | None
+    ended: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoginCall(ScriptCall):
+    """LOGIN: a new record of `fields` for a user, stamped with the user's epoch."""
+
+    SCRIPT: ClassVar[str] = LOGIN
+    record: str = key()
+    epoch_key: str = key()
+    index: str = key()
+    # The session this login rotates, under the same tag: it must still exist, and is
+    # deleted by the script.
+    old_record: str | None = optional_key()
+    mode: LoginMode
+    epoch: str
+    epoch_ttl_ms: int  # the epoch's TTL when the script sets it; the index's too
+    record_ttl_ms: int
+    handle: str
+    score: int  # the record's expiry (unix ms), its score in the index
+    now_ms: int
+    max_sessions: int  # the most sessions the user may have (0: no limit)
+    record_key_base: str  # the key of a record of this user, less its handle
+    old_handle: str  # the old record's handle ('' for none)
+    fields: Sequence[str] = rest()
+
+    @staticmethod
+    def reply(reply: Any) -> LoginReply | None:
+        """None when the login was refused (see LOGIN)."""
+        if reply is None:
+            return None
+        epoch, replaced, *ended = (text(item) for item in reply)
+        return LoginReply(epoch, replaced, tuple(handle for handle in ended if handle))
+
+
+# Move a session out of an older signing key's tag, for a login that rotates it under the
+# current key (see RotateOutCall). Returns 1 when moved out, 0 when refused.
+ROTATE_OUT = """
+if KEYS[3] and redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RotateOutCall(ScriptCall):
+    """ROTATE_OUT: delete `record` only if it still exists and (given `epoch_key`) its
+    user's epoch under that tag is still `carried`."""
+
+    SCRIPT: ClassVar[str] = ROTATE_OUT
+    record: str = key()
+    index: str = key()
+    epoch_key: str | None = optional_key()
+    carried: str  # '' without an epoch key
+    handle: str
+
+
+# A compare-and-set on the epoch (see BumpIfCall). Returns 1 when set, 0 when the epoch had
+# moved (or was gone) or the session was ended. Safe to send again (a durable write is, see
+# replication.py): an epoch already the new one, a random value only this caller knows, was
+# set by this very compare-and-set.
+BUMP_IF = """
+local e = redis.pcall('GET', KEYS[1])
+if type(e) == 'table' then return 0 end  -- not a string: corrupt, no session can match it
+if e == ARGV[2] then return 1 end
+if e ~= ARGV[1] then return 0 end
+if KEYS[2] and redis.pcall('HGET', KEYS[2], 'e') ~= ARGV[4] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BumpIfCall(ScriptCall):
+    """BUMP_IF: set the epoch to `epoch` only if it is still `expected` and, given
+    `session` (the session that asks), that session is still stored, stamped `stamp`."""
+
+    SCRIPT: ClassVar[str] = BUMP_IF
+    epoch_key: str = key()
+    session: str | None = optional_key()
+    expected: str
+    epoch: str
+    epoch_ttl_ms: int
+    stamp: str | None = None  # with `session` only
+
+
+# Revoke one session of a user (see RevokeCall): 1 when revoked. Only a handle listed in
+# this user's index is deleted: another user's handle is refused.
+REVOKE = """
+if redis.pcall('ZREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RevokeCall(ScriptCall):
+    """REVOKE: delete `record` if `handle` is listed in the user's `index`."""
+
+    SCRIPT: ClassVar[str] = REVOKE
+    index: str = key()
+    record: str = key()
+    handle: str
+
+
+# A user's index from a score up: the handles listed, or the string 'WRONGTYPE' when the
+# key holds something that is not a sorted set (corrupt: deleted).
+READ_INDEX = """
+local r = redis.pcall('ZRANGE', KEYS[1], ARGV[1], '+inf', 'BYSCORE')
+if type(r) == 'table' and r.err then
+  redis.call('DEL', KEYS[1])
+  return 'WRONGTYPE'
+end
+return r
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadIndexCall(ScriptCall):
+    """READ_INDEX: the handles in a user's `index` scored from `since` ('-inf': all)."""
+
+    SCRIPT: ClassVar[str] = READ_INDEX
+    index: str = key()
+    since: str
+
+
+# A user's epoch as the read script takes it: nil when the key holds no string.
+READ_EPOCH = """
+local e = redis.pcall('GET', KEYS[1])
+if type(e) == 'table' then return false end
+return e
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadEpochCall(ScriptCall):
+    """READ_EPOCH: the user's epoch at `epoch_key`."""
+
+    SCRIPT: ClassVar[str] = READ_EPOCH
+    epoch_key: str = key()
