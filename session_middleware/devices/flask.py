@@ -4,7 +4,8 @@
 
     app.register_blueprint(devices_blueprint(), url_prefix="/account/sessions")
 
-It serves the SessionConfig given to ``init_app`` (or the `config` passed to it). When the
+It serves the SessionConfig given to ``init_app`` (or the `config` passed to it, which an
+app wrapped with ``app.wsgi_app = config(app.wsgi_app)`` instead of ``init_app`` needs). When the
 app has Flask-WTF's CSRFProtect, that protects the POSTs (a missing or wrong token is
 answered 403 here); otherwise a POST must pass the same-origin check (``Sec-Fetch-Site``
 or ``Origin``; see session_middleware.devices.same_origin).
@@ -20,6 +21,7 @@ from flask import Blueprint, Response, current_app
 
 from .. import devices as shared
 from .._fail_closed import FAILURES
+from .._request_session import get_session
 from ..config import SessionConfig
 from ..session import Session
 
@@ -107,7 +109,12 @@ def _revoke_others(trusted_origins: Collection[str]) -> Response:
 
 def _session() -> Session | None:
     session: Any = flask.session
-    return session if isinstance(session, Session) else None
+    if isinstance(session, Session):
+        return session
+    try:  # an app wrapped with app.wsgi_app = config(app.wsgi_app) keeps Flask's own flask.session
+        return get_session(flask.request)
+    except LookupError:
+        return None
 
 
 def _refusal(session: Session | None, trusted_origins: Collection[str]) -> shared.Refusal | None:
