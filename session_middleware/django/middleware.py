@@ -24,6 +24,9 @@ from .engine import SessionStore
 
 
 class SessionMiddleware(middleware.SessionMiddleware):  # type: ignore[misc]
+    """Django's SessionMiddleware on this package's engine: a login records the request's
+    client, and a store that cannot vouch for the session is answered with the 503."""
+
     def process_request(self, request: Any) -> None:
         super().process_request(request)
         store = request.session
