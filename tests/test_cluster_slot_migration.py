@@ -50,7 +50,7 @@ async def test_a_slot_migration_under_load_is_invisible(cluster: ClusterServers)
     assert _refusals(cluster) > before  # the clients were refused mid-move...
     assert tally.statuses[200] > 0
     assert tally.failed() == 0, tally  # ...and no user saw it
-    assert sum(tally.wrong_users.values()) == 0
+    assert sum(tally.wrong_users.values()) == 0, tally
     assert tally.lost() == 0
     config.redis.close()
 

@@ -33,6 +33,10 @@ class Tally:
     failures: collections.Counter[str] = field(default_factory=collections.Counter)
     wrong_users: collections.Counter[str] = field(default_factory=collections.Counter)
     lost_writes: collections.Counter[str] = field(default_factory=collections.Counter)
+    # Per user, the first answer that was not a 200 for them, and the one before it: where
+    # a session was lost names the request that lost it.
+    first_wrong: dict[str, str] = field(default_factory=dict)
+    _last: dict[str, str] = field(default_factory=dict, repr=False)
 
     def failed(self, users: list[str] | None = None) -> int:
         """Answers other than 200, for `users` (everyone when None)."""
@@ -50,27 +54,30 @@ class Tally:
         while True:
             if count is None or (login_every and count == login_every):
                 status, body = yield "POST", f"/login?user={user}"
-                if self._ok(user, status, body):
+                if self._ok(user, status, body, "POST /login"):
                     count = 0
                 continue
             status, body = yield "POST", "/hit"
-            if self._ok(user, status, body):
+            if self._ok(user, status, body, "POST /hit"):
                 assert body is not None
                 if body["count"] != count + 1:
                     self.lost_writes[user] += 1
                 count = body["count"]
             status, body = yield "GET", "/me"
-            self._ok(user, status, body)
+            self._ok(user, status, body, "GET /me")
 
-    def _ok(self, user: str, status: int, body: JSON | None) -> bool:
+    def _ok(self, user: str, status: int, body: JSON | None, request: str) -> bool:
         self.statuses[status] += 1
+        answer = f"{request}: {status} {body}"
+        before, self._last[user] = self._last.get(user), answer
         if status != 200:
             self.failures[user] += 1
-            return False
-        if body is None or body.get("user") != user:
+        elif body is None or body.get("user") != user:
             self.wrong_users[user] += 1
-            return False
-        return True
+        else:
+            return True
+        self.first_wrong.setdefault(user, f"{answer} (after {before})")
+        return False
 
 
 def _total(counts: collections.Counter[str], users: list[str] | None) -> int:
