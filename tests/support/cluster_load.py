@@ -17,6 +17,7 @@ from session_middleware import SessionConfig, sessions
 
 from . import SECRET, new_prefix
 from .stories import BASE
+from .waiting import until
 
 JSON = dict[str, Any]
 Answer = tuple[int, JSON | None]
@@ -36,6 +37,7 @@ class Tally:
     # Per user, the first answer that was not a 200 for them, and the one before it: where
     # a session was lost names the request that lost it.
     first_wrong: dict[str, str] = field(default_factory=dict)
+    sign_ins: collections.Counter[str] = field(default_factory=collections.Counter)
     _last: dict[str, str] = field(default_factory=dict, repr=False)
 
     def failed(self, users: list[str] | None = None) -> int:
@@ -55,6 +57,7 @@ class Tally:
             if count is None or (login_every and count == login_every):
                 status, body = yield "POST", f"/login?user={user}"
                 if self._ok(user, status, body, "POST /login"):
+                    self.sign_ins[user] += 1
                     count = 0
                 continue
             status, body = yield "POST", "/hit"
@@ -147,6 +150,7 @@ class Load:
         login_every: int = 0,
     ) -> None:
         self.tally = Tally()
+        self.users = [*async_users, *sync_users]
         self._stop = threading.Event()
         self._tasks = [
             asyncio.ensure_future(walk_async(asgi, self.tally.walk(u, login_every), self._stop))
@@ -169,6 +173,14 @@ class Load:
             walk_sync(app, walk, self._stop)
         except BaseException as error:  # reported by stop()
             self._crashes.append(error)
+
+    async def signed_in(self, times: int = 1) -> None:
+        """Until every user has signed in `times` times."""
+        await until(
+            lambda: all(self.tally.sign_ins[user] >= times for user in self.users),
+            f"every user to sign in {times} times",
+            seconds=30.0,
+        )
 
     async def stop(self) -> Tally:
         self._stop.set()
