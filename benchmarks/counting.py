@@ -11,8 +11,8 @@ from typing import Any
 
 import redis.asyncio
 
-from session_middleware._redis import lua_scripts as scripts
-from session_middleware._redis.round_trip import script_sha
+from session_middleware._protocol import lua_scripts as scripts
+from session_middleware._transport.round_trip import script_sha
 from tests.support.counting import Counter as RoundTrips
 
 from .settings import REDIS_URL

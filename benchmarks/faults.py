@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from session_middleware import sessions
-from session_middleware._redis.multiplexed import MultiplexedRedis
+from session_middleware._transport.multiplexed import MultiplexedRedis
 from tests.support.apps import asgi_app
 from tests.support.busy import busy_processes
 from tests.support.http import asgi_call

@@ -12,7 +12,7 @@ from functools import partial
 import redis.asyncio
 import sqlalchemy
 
-from session_middleware._redis import lua_scripts as scripts
+from session_middleware._protocol import lua_scripts as scripts
 
 from .counting import Counter, counted_client, counting_connections
 from .driver import Request
@@ -33,7 +33,7 @@ REFERENCES = {
 }
 RECORD = b'{"v":1,"c":1.0,"x":2.0,"r":1.0,"u":"user-0","d":{"theme":"dark","cart":[1,2,3]},"e":"x"}'
 EPOCH = b"0123456789abcdef0123456789abcdef"
-# A logged-in record as session_middleware writes it (_records.py): one field per key.
+# A logged-in record as session_middleware writes it (_protocol/records.py): one field per key.
 RECORD_FIELDS = {
     "c": "1795000000.0",
     "x": "1796209600.0",

@@ -24,8 +24,8 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from session_middleware._redis import lua_scripts as scripts
-from session_middleware._redis.multiplexed import MultiplexedRedis
+from session_middleware._protocol import lua_scripts as scripts
+from session_middleware._transport.multiplexed import MultiplexedRedis
 
 from .endtoend import free_port
 from .inprocess import EPOCH, RECORD_FIELDS

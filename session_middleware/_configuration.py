@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, ParamSpec, TypeAlias
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import _fail_closed as unavailable
-from ._cookies import CookieCodec, SameSite, SecretKeys
+from ._core.epoch_provider import EpochContext, EpochProvider, Interface
 from ._core.lifecycle import Core
 from ._core.runners import drive_async, drive_sync
-from ._core.timing import DEFAULT_MAX_AGE, Timing
 from ._core.user_sessions import SessionInfo, UserSessions, UserState
 from ._encryption import fernet_cipher
-from ._redis.clients import DEFAULT_MAX_CONNECTIONS, RedisClients
-from ._redis.key_layout import KeySpace, UserId
-from ._redis.local_cache import CachingClients
-from .epochs.base import EpochContext, EpochProvider, Interface
+from ._protocol.cookies import CookieCodec, SameSite, SecretKeys
+from ._protocol.key_layout import KeySpace, UserId
+from ._protocol.timing import DEFAULT_MAX_AGE, Timing
+from ._transport.clients import DEFAULT_MAX_CONNECTIONS, RedisClients
+from ._transport.local_cache import CachingClients
 from .epochs.redis import RedisEpochs
 from .errors import ConfigurationError, InvalidationUncertain, StoreUnavailable
 from .events import Listener, Listeners

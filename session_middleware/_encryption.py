@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._records import Cipher
+from ._protocol.records import Cipher
 from .errors import ConfigurationError
 
 

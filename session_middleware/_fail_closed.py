@@ -10,8 +10,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from ._redis.clients import REDIS_ERRORS
-from ._redis.urls import redact_url
+from ._transport.clients import REDIS_ERRORS
+from ._transport.urls import redact_url
 from .errors import StoreUnavailable
 from .events import SessionEvent
 

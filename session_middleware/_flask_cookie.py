@@ -17,7 +17,7 @@ from typing import Any
 from flask import Flask, Response
 
 from ._configuration import _check_cookie_prefix
-from ._cookies import CookieCodec
+from ._protocol.cookies import CookieCodec
 from .errors import ConfigurationError
 
 logger = logging.getLogger("session_middleware")

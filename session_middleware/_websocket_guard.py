@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from . import _fail_closed as unavailable
 from ._asgi_types import Message, Receive, Send
 from ._core.lifecycle import ClientInfo, Opened
-from ._redis.local_cache import CachedRedis
+from ._transport.local_cache import CachedRedis
 
 if TYPE_CHECKING:
     from .asgi import SessionMiddleware

@@ -11,8 +11,8 @@ from ._asgi_types import ASGIApp, Message, Receive, Scope, Send
 from ._configuration import ConfiguredMiddleware
 from ._core.lifecycle import Opened
 from ._core.runners import drive_async
-from ._redis.clients import ready_cluster, running_asyncio_loop
 from ._response_headers import session_headers
+from ._transport.clients import ready_cluster, running_asyncio_loop
 from ._websocket_guard import SESSION_ENDED_CLOSE_CODE as SESSION_ENDED_CLOSE_CODE
 from ._websocket_guard import WebSocketClosed as WebSocketClosed
 from ._websocket_guard import WebSocketGuard
@@ -66,7 +66,7 @@ class SessionMiddleware(ConfiguredMiddleware):
 
     async def _get_ready(self) -> None:
         """Have a cluster client read the cluster's layout before its first command (see
-        _redis/cluster_clients.py); any failure is the store being unavailable."""
+        _transport/cluster_clients.py); any failure is the store being unavailable."""
         try:
             await ready_cluster(self.config.redis.async_())
         except Exception as error:

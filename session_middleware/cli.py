@@ -50,8 +50,8 @@ from urllib.parse import unquote
 from . import __version__
 from ._core.user_sessions import SessionInfo, UserState
 from ._fail_closed import FAILURES
-from ._redis.server_check import expiry_notifications, inspect_server
-from ._redis.urls import MASK
+from ._transport.server_check import expiry_notifications, inspect_server
+from ._transport.urls import MASK
 from .config import DEFAULT_REDIS_URL, SessionConfig
 from .epochs.redis import RedisEpochs
 from .errors import ConfigurationError, UnknownUser

@@ -7,8 +7,8 @@ import inspect
 from typing import Any
 
 from ._configuration import DEFAULT_REDIS_URL, Configuration
-from ._redis.clients import is_async_client
-from .epochs.base import Interface
+from ._core.epoch_provider import Interface
+from ._transport.clients import is_async_client
 from .errors import ConfigurationError
 
 

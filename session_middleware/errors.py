@@ -16,7 +16,7 @@ None rides on a redis-py exception class: a failure of the Redis layer, whatever
 the original as its ``__cause__``.
 
 There is no conflict error: concurrent writes to one session are merged by the write
-script (WRITE in _redis/lua_scripts.py), key by key, and never retried; a write to a
+script (WRITE in _protocol/lua_scripts.py), key by key, and never retried; a write to a
 session ended meanwhile is dropped (Committed.interrupted says why), not raised (Django's engine
 alone raises its own UpdateError there, as Django's backends do).
 """

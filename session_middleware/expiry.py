@@ -22,8 +22,8 @@ import logging
 import threading
 from typing import Any
 
-from ._redis.clients import REDIS_ERRORS
-from ._redis.key_layout import KeySpace
+from ._protocol.key_layout import KeySpace
+from ._transport.clients import REDIS_ERRORS
 from .errors import ConfigurationError
 from .events import Listeners, SessionEvent
 

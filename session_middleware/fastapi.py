@@ -17,7 +17,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, WebSocketException, status
 from starlette.requests import HTTPConnection
 
-from ._redis.key_layout import UserId
+from ._protocol.key_layout import UserId
 from ._request_session import get_session
 from .session import Session
 

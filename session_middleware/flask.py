@@ -40,12 +40,12 @@ from flask.sessions import SecureCookieSessionInterface, SessionInterface, Sessi
 from werkzeug.exceptions import ServiceUnavailable
 
 from . import _fail_closed as unavailable
-from ._cookies import CookieUpdate
 from ._core.lifecycle import Core, Opened
-from ._core.timing import Timing
 from ._flask_cookie import CookieResolver, CookieSettings
-from ._redis.key_layout import UserId, user_id_text
-from ._redis.record_commands import Writes
+from ._protocol.cookies import CookieUpdate
+from ._protocol.key_layout import UserId, user_id_text
+from ._protocol.record_commands import Writes
+from ._protocol.timing import Timing
 from ._request_session import NO_SESSION_KEY, REJECTED_KEY, SESSION_KEY
 from .config import SessionConfig
 from .errors import ConfigurationError

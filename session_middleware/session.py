@@ -11,8 +11,8 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from ._records import check_json_value, checked_json
-from ._redis.key_layout import UserId, user_id_text
+from ._protocol.key_layout import UserId, user_id_text
+from ._protocol.records import check_json_value, checked_json
 
 _MISSING: Any = object()
 T = TypeVar("T")

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from session_middleware import ConfigurationError, SessionConfig, get_session, sessions
-from session_middleware._cookies import CookieRef
-from session_middleware._records import SessionTooLarge
+from session_middleware._protocol.cookies import CookieRef
+from session_middleware._protocol.records import SessionTooLarge
 
 from .support import REDIS_URL, SECRET, keys_under
 from .support.http import wsgi_call

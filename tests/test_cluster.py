@@ -21,9 +21,9 @@ import redis.asyncio.cluster
 import redis.cluster
 
 from session_middleware import ConfigurationError, SessionConfig, sessions
-from session_middleware._redis import lua_scripts as scripts_module
-from session_middleware._redis.clients import RedisClients, parse_redis_url
-from session_middleware._redis.replication import (
+from session_middleware._protocol import lua_scripts as scripts_module
+from session_middleware._transport.clients import RedisClients, parse_redis_url
+from session_middleware._transport.replication import (
     Replication,
     run_replicated_async,
     run_replicated_sync,

@@ -4,7 +4,7 @@ never run a command get a 200 each, for themselves, never a 500 or a 503.
 redis-py 8.1's async cluster client fails some of many concurrent first commands
 (AttributeError: 'NoneType' object has no attribute 'writelines'); the clients here read
 the cluster's layout before serving: at the ASGI lifespan start-up, or behind a first-use
-lock (_redis/cluster_clients.py, asgi.py).
+lock (_transport/cluster_clients.py, asgi.py).
 """
 
 from __future__ import annotations

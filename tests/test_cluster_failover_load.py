@@ -6,7 +6,7 @@ user's session, and every invalidation that returned (with the default settings)
 The apps start cold, as after a deploy: redis-py's async cluster client, when its first
 commands run concurrently, fails some of them and is left in a state where the failover
 fails requests on healthy masters too; the clients here read the cluster's layout before
-their first command (_redis/cluster_clients.py).
+their first command (_transport/cluster_clients.py).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ those slots and of others keep logging in, writing and reading, through the ASGI
 
 A command a half-moved slot refuses (ASK, TRYAGAIN: a login's new record cannot be
 written until its slot has moved) is sent again within `redis_timeout`
-(_redis/cluster_clients.py).
+(_transport/cluster_clients.py).
 """
 
 from __future__ import annotations

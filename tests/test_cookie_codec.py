@@ -9,8 +9,8 @@ import pytest
 from itsdangerous import Signer
 
 from session_middleware import sessions
-from session_middleware._cookies import CookieRef
-from session_middleware._redis.key_layout import new_anonymous_tag, new_session_id
+from session_middleware._protocol.cookies import CookieRef
+from session_middleware._protocol.key_layout import new_anonymous_tag, new_session_id
 
 CURRENT, OLDER = "c" * 40, "o" * 40
 SALT = "session_middleware.cookie"

@@ -38,9 +38,9 @@ from django.urls import path
 from django.utils import timezone
 
 from session_middleware import SessionConfig, StoreUnavailable, sessions
-from session_middleware._cookies import CookieRef
 from session_middleware._fail_closed import BODY
-from session_middleware._redis.key_layout import new_anonymous_tag, new_session_id
+from session_middleware._protocol.cookies import CookieRef
+from session_middleware._protocol.key_layout import new_anonymous_tag, new_session_id
 
 from .support import OTHER_SECRET, REDIS_URL, SECRET
 from .support.clock import clock_of

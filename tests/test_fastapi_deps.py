@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI, WebSocket
 
 from session_middleware import Session, SessionConfig, SessionMiddleware
-from session_middleware._redis.key_layout import UserId
+from session_middleware._protocol.key_layout import UserId
 from session_middleware.fastapi import (
     NOT_LOGGED_IN,
     SESSION_ENDED,

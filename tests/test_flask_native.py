@@ -312,8 +312,8 @@ def test_unreachable_redis_answers_503(key_prefix: str) -> None:
 
 
 def _new_ref() -> Any:
-    from session_middleware._cookies import CookieRef
-    from session_middleware._redis.key_layout import new_anonymous_tag, new_session_id
+    from session_middleware._protocol.cookies import CookieRef
+    from session_middleware._protocol.key_layout import new_anonymous_tag, new_session_id
 
     return CookieRef(new_anonymous_tag(), new_session_id())
 

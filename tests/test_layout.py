@@ -1,5 +1,6 @@
-"""The package's shape: its modules import each other one way, and an ASGI app (FastAPI's
-integration included) never loads the WSGI driver."""
+"""The package's shape: its modules import each other one way, so do its layers (the
+top-level modules and packages), and an ASGI app (FastAPI's integration included) never
+loads the WSGI driver."""
 
 from __future__ import annotations
 
@@ -21,25 +22,49 @@ def _module_name(path: Path) -> str:
 def _imports_at_load(path: Path) -> set[str]:
     """The package modules `path` imports when it is loaded (not inside functions, not
     under TYPE_CHECKING)."""
-    name = _module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             continue
         for child in [node] if not isinstance(node, ast.If) else node.body:
-            if isinstance(child, ast.ImportFrom):
-                base = package.split(".")
-                if child.level:
-                    base = base[: len(base) - (child.level - 1)]
-                    target = ".".join([*base, *([child.module] if child.module else [])])
-                else:
-                    target = child.module or ""
-                for alias in child.names:
-                    candidate = f"{target}.{alias.name}"
-                    found.add(candidate if _exists(candidate) else target)
-            elif isinstance(child, ast.Import):
-                found.update(alias.name for alias in child.names)
+            found |= _imported(path, child)
+    return found
+
+
+def _imports_anywhere(path: Path) -> set[str]:
+    """The package modules `path` imports, at load or later (inside functions), not under
+    TYPE_CHECKING."""
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(child)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for child in ast.walk(node)
+    }
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) not in typing_only:
+            found |= _imported(path, node)
+    return found
+
+
+def _imported(path: Path, node: ast.AST) -> set[str]:
+    """The package modules an import statement names (nothing for any other node)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    if isinstance(node, ast.ImportFrom):
+        base = package.split(".")
+        if node.level:
+            base = base[: len(base) - (node.level - 1)]
+            target = ".".join([*base, *([node.module] if node.module else [])])
+        else:
+            target = node.module or ""
+        for alias in node.names:
+            candidate = f"{target}.{alias.name}"
+            found.add(candidate if _exists(candidate) else target)
+    elif isinstance(node, ast.Import):
+        found.update(alias.name for alias in node.names)
     return {module for module in found if module.startswith("session_middleware")}
 
 
@@ -63,6 +88,61 @@ def test_no_two_modules_import_each_other_at_load() -> None:
     for module in sorted(graph):
         visit(module, [])
     assert cycles == []
+
+
+def _layer(module: str) -> str:
+    """The top-level module or package of the package that `module` belongs to."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def layer_graph() -> dict[str, set[str]]:
+    """Which layers each layer imports, lazy imports included."""
+    graph: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        layer = _layer(_module_name(path))
+        imported = {_layer(module) for module in _imports_anywhere(path)}
+        graph.setdefault(layer, set()).update(imported - {layer})
+    return graph
+
+
+def knots(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The strongly connected components of more than one node: nodes that import each
+    other round a cycle."""
+    reaches = {node: _reachable(graph, node) for node in graph}
+    found: list[set[str]] = []
+    for node in sorted(graph):
+        knot = {other for other in reaches[node] if node in reaches.get(other, set())}
+        if len(knot) > 1 and knot not in found:
+            found.append(knot)
+    return found
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen = {start}
+    pending = [start]
+    while pending:
+        for imported in graph.get(pending.pop(), set()):
+            if imported not in seen:
+                seen.add(imported)
+                pending.append(imported)
+    return seen
+
+
+def test_the_layers_import_one_way() -> None:
+    assert knots(layer_graph()) == []
+
+
+def test_a_knot_of_layers_is_found() -> None:
+    graph = {"core": {"protocol"}, "protocol": {"errors", "core"}, "errors": set()}
+    assert knots(graph) == [{"core", "protocol"}]
+
+
+def test_the_protocol_and_the_transport_stay_below_the_core() -> None:
+    graph = layer_graph()
+    below = {"_protocol", "_transport"}
+    for layer in below:
+        assert _reachable(graph, layer) - {layer} <= below | {"errors"}, layer
 
 
 def test_the_drivers_do_not_import_the_decorator() -> None:

@@ -17,9 +17,9 @@ import pytest
 import redis
 
 from session_middleware import sessions
-from session_middleware._redis import multiplexed
-from session_middleware._redis.clients import RedisClients
-from session_middleware._redis.multiplexed import MultiplexedRedis
+from session_middleware._transport import multiplexed
+from session_middleware._transport.clients import RedisClients
+from session_middleware._transport.multiplexed import MultiplexedRedis
 
 from .support import SECRET, new_prefix
 from .support.apps import asgi_app

@@ -18,8 +18,8 @@ import redis
 from cryptography.fernet import Fernet
 
 from session_middleware import ConfigurationError, SessionConfig, SessionMiddleware, sessions
-from session_middleware._redis.clients import RedisClients
-from session_middleware._redis.urls import redact_url
+from session_middleware._transport.clients import RedisClients
+from session_middleware._transport.urls import redact_url
 from session_middleware.epochs.redis import RedisEpochs
 
 from .support import CLOSED_PORT_URL, REDIS_URL, SECRET, keys_under

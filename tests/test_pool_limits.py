@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from session_middleware import ConfigurationError, sessions
-from session_middleware._redis.clients import RedisClients
+from session_middleware._transport.clients import RedisClients
 
 from .support import SECRET
 from .support.apps import asgi_app

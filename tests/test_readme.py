@@ -78,7 +78,7 @@ def test_the_first_25_lines_hold_the_pitch_and_an_install_line_that_works_today(
 
 
 def test_the_supported_versions_are_the_packages_own() -> None:
-    from session_middleware._redis.server_check import MIN_REDIS_VERSION
+    from session_middleware._transport.server_check import MIN_REDIS_VERSION
 
     pyproject = (ROOT / "pyproject.toml").read_text()
     first, last = re.search(r"Python (3\.\d+) to (3\.\d+)", README).groups()  # type: ignore[union-attr]

@@ -10,8 +10,14 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from session_middleware import _records as records
-from session_middleware._records import MAX_NESTING, CorruptRecord, FieldCodec, Record, RecordReader
+from session_middleware._protocol import records
+from session_middleware._protocol.records import (
+    MAX_NESTING,
+    CorruptRecord,
+    FieldCodec,
+    Record,
+    RecordReader,
+)
 
 CIPHER = Fernet(Fernet.generate_key())
 

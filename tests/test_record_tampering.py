@@ -19,7 +19,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from session_middleware import SessionConfig, sessions
-from session_middleware._records import (
+from session_middleware._protocol.key_layout import valid_user_id
+from session_middleware._protocol.records import (
     MAX_TIMESTAMP,
     Cipher,
     CorruptRecord,
@@ -32,7 +33,6 @@ from session_middleware._records import (
     to_json,
     valid_epoch,
 )
-from session_middleware._redis.key_layout import valid_user_id
 
 from .support import REDIS_URL, SECRET
 from .support.apps import wsgi_app

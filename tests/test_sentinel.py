@@ -20,13 +20,13 @@ import redis.asyncio.sentinel
 import redis.sentinel
 
 from session_middleware import ConfigurationError, NotReplicated, SessionConfig, sessions
-from session_middleware._redis.clients import RedisClients, parse_redis_url
-from session_middleware._redis.replication import (
+from session_middleware._transport.clients import RedisClients, parse_redis_url
+from session_middleware._transport.replication import (
     Replication,
     run_replicated_async,
     run_replicated_sync,
 )
-from session_middleware._redis.sentinel_follow import MasterFollower, _event
+from session_middleware._transport.sentinel_follow import MasterFollower, _event
 
 from .support import SECRET, new_prefix
 from .support.redis_servers import SentinelServers
@@ -39,7 +39,7 @@ SHORT_WAIT = Replication(wanted=1, timeout_ms=150, deadline=0.3)
 FAILOVER_DEADLINE = 20.0
 # Sentinel demotes a replaced master that is still up only ~10 s after the failover (its
 # INFO period); the apps must have moved to the new master well before (they hear of the
-# failover from the sentinels' events, _redis/sentinel_follow.py).
+# failover from the sentinels' events, _transport/sentinel_follow.py).
 FOLLOW_DEADLINE = 4.0
 
 

@@ -5,7 +5,7 @@ returned still holds, under load, with no 500 and no user seeing another user's 
 
 invalidate_user waits until a replica has the new epoch (invalidate_wait_replicas=1 by
 default); an attempt that fails is made again on the master Sentinel names next, until
-one is acknowledged or invalidate_deadline passes (_redis/replication.py).
+one is acknowledged or invalidate_deadline passes (_transport/replication.py).
 
 A cold process (a fresh configuration: a new worker, a cron job, the CLI) gets the same
 guarantee: what it knows of the master's replicas comes from the master, not its memory.
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from session_middleware import NotReplicated, StoreUnavailable, sessions
-from session_middleware._redis.replication import REPLICATED_HISTORIES
+from session_middleware._transport.replication import REPLICATED_HISTORIES
 
 from .support import SECRET
 from .support.cluster_load import Load, invalidate_all, load_config

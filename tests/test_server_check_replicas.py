@@ -1,5 +1,5 @@
 """`session-middleware check` on a master with replicas: min-replicas-to-write, the
-server's half of a failover (session_middleware/_redis/server_check.py)."""
+server's half of a failover (session_middleware/_transport/server_check.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from session_middleware._redis.server_check import Findings, inspect_server
+from session_middleware._transport.server_check import Findings, inspect_server
 
 from .support.redis_servers import HOST, Servers, standalone, wait_until
 

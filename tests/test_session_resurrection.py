@@ -15,7 +15,7 @@ from session_middleware import SessionConfig, get_session, sessions
 from session_middleware._core.lifecycle import Opened
 from session_middleware._core.steps import RedisIO
 from session_middleware._core.user_sessions import UserSessions
-from session_middleware._redis.round_trip import run_sync
+from session_middleware._transport.round_trip import run_sync
 
 from .support import REDIS_URL, SECRET
 from .support.apps import wsgi_app

@@ -18,7 +18,7 @@ import redis
 import sqlalchemy as sa
 
 from session_middleware import sessions
-from session_middleware._redis.round_trip import run_sync
+from session_middleware._transport.round_trip import run_sync
 
 from .support import REDIS_URL, SECRET
 from .support.counting import Counter, counted_async_client, counted_sync_client

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from session_middleware import ConfigurationError, Session, SessionConfig, SessionMiddleware
-from session_middleware._redis.clients import running_asyncio_loop
+from session_middleware._transport.clients import running_asyncio_loop
 
 from .support import REDIS_URL, SECRET
 from .support.redis_servers import RedisServer, server

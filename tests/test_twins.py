@@ -16,11 +16,11 @@ import pytest
 import unasync
 
 import session_middleware._configuration
+import session_middleware._core.epoch_provider
 import session_middleware.django.auth
-import session_middleware.epochs.base
 import session_middleware.epochs.sql
 from session_middleware._core import runners
-from session_middleware._redis import clients, replication, round_trip
+from session_middleware._transport import clients, replication, round_trip
 
 from .support.django_native.settings import configure
 
@@ -49,11 +49,11 @@ DIFFERENT_BY_NATURE = {
     "session_middleware._core.runners._run_sql_sync": (
         "a Connection runs the request itself; an AsyncConnection runs it through run_sync"
     ),
-    "session_middleware._redis.round_trip.run_sync": (
+    "session_middleware._transport.round_trip.run_sync": (
         "the multiplexed connection and the local cache, which run a command list"
         " themselves, exist on the async face only"
     ),
-    "session_middleware._redis.replication._serve_sync": (
+    "session_middleware._transport.replication._serve_sync": (
         "redis-py's async cluster client reads its layout only once awaited and reaches a"
         " node through the node itself; the sync one is ready when built and hands out a"
         " node's client"
@@ -64,7 +64,7 @@ SCOPES: list[tuple[ModuleType, str | None]] = [
     (session_middleware._configuration, "Configuration"),
     (session_middleware.django.engine, "SessionStore"),
     (session_middleware.django.auth, None),
-    (session_middleware.epochs.base, "ProviderFaces"),
+    (session_middleware._core.epoch_provider, "ProviderFaces"),
     (session_middleware.epochs.sql, "SQLEpochs"),
     (clients, "RedisClients"),
     (runners, None),

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from session_middleware._records import (
+from session_middleware._protocol.records import (
     MAX_NESTING,
     FieldCodec,
     _json,

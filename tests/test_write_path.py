@@ -348,7 +348,7 @@ async def test_a_write_past_the_size_limit_saves_nothing(key_prefix: str) -> Non
 async def commit_with(config: SessionConfig, state: Any, after_first: bool) -> Any:
     """Commit `state`, invalidating its user right after the first round trip if asked."""
     from session_middleware._core.steps import Emit, RedisIO
-    from session_middleware._redis.round_trip import run_async
+    from session_middleware._transport.round_trip import run_async
 
     step = config.core.commit(state, time.time())
     request, trips = next(step), 0

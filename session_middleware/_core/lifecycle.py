@@ -19,24 +19,31 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .._cookies import CookieCodec, CookieRef, CookieUpdate
-from .._records import Cipher, FieldCodec, Record, RecordReader, flat_fields, refreshed_field
-from .._redis.key_layout import (
+from .._protocol.cookies import CookieCodec, CookieRef, CookieUpdate
+from .._protocol.key_layout import (
     KeySpace,
     new_anonymous_tag,
     new_session_id,
     session_handle,
     user_id_text,
 )
-from .._redis.lua_scripts import EMPTIED, EPOCH_MOVED, EPOCH_UNKNOWN, GONE, TOO_LARGE, WRITTEN
-from .._redis.record_commands import EpochGuard, Guard, LoginMode, Writes
-from .._redis.round_trip import Command, text
-from ..epochs.base import EpochProvider, new_epoch
+from .._protocol.lua_scripts import EMPTIED, EPOCH_MOVED, EPOCH_UNKNOWN, GONE, TOO_LARGE, WRITTEN
+from .._protocol.record_commands import EpochGuard, Guard, LoginMode, Writes
+from .._protocol.records import (
+    Cipher,
+    FieldCodec,
+    Record,
+    RecordReader,
+    flat_fields,
+    refreshed_field,
+)
+from .._protocol.timing import Timing
+from .._protocol.wire import Command, text
 from ..errors import CorruptRecord, NotReplicated, SessionTooLarge, StoreUnavailable
 from ..events import Reason, SessionEvent
 from ..session import Session
+from .epoch_provider import EpochProvider, new_epoch
 from .steps import Emit, RedisIO, Step
-from .timing import Timing
 
 logger = logging.getLogger("session_middleware")
 

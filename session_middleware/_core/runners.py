@@ -6,8 +6,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
-from .._redis.replication import run_replicated_async, run_replicated_sync
-from .._redis.round_trip import run_async, run_sync
+from .._transport.replication import run_replicated_async, run_replicated_sync
+from .._transport.round_trip import run_async, run_sync
 from ..errors import ConfigurationError, SessionError, StoreUnavailable, store_failed
 from ..events import Listeners, SessionEvent
 from .steps import Emit, RedisIO, RedisSource, SqlIO, Step
@@ -93,7 +93,7 @@ async def _serve_async(
 
 
 def _run_sql_sync(request: SqlIO) -> Any:
-    from ..epochs._sql_errors import database_errors  # SqlIO comes only with SQLAlchemy
+    from .._transport.sql_errors import database_errors
 
     if request.is_async:
         raise ConfigurationError("this needs a sync database engine, but an async one was given")
@@ -102,7 +102,7 @@ def _run_sql_sync(request: SqlIO) -> Any:
 
 
 async def _run_sql_async(request: SqlIO) -> Any:
-    from ..epochs._sql_errors import database_errors
+    from .._transport.sql_errors import database_errors
 
     if not request.is_async:
         raise ConfigurationError("this needs an async database engine, but a sync one was given")

@@ -9,8 +9,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from .._redis.replication import Replication
-from .._redis.round_trip import Command
+from .._protocol.wire import Command
+from .._transport.replication import Replication
 from ..events import SessionEvent
 
 T = TypeVar("T")
@@ -33,7 +33,7 @@ class RedisIO:
 
     redis: the Redis to run them on; None for the session Redis.
     replication: when given, the writes are made durable as it says (see
-        _redis/replication.py): retried through a failover, and acknowledged by replicas.
+        _transport/replication.py): retried through a failover, and acknowledged by replicas.
     """
 
     commands: tuple[Command, ...]

@@ -8,16 +8,16 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .._device_label import device_label
-from .._records import Record, flat_fields
-from .._redis.key_layout import UserId, user_id_text, valid_handle
-from .._redis.lua_scripts import READ, READ_EPOCH, READ_INDEX, REVOKE
-from .._redis.round_trip import Command, text
+from .._protocol.key_layout import UserId, user_id_text, valid_handle
+from .._protocol.lua_scripts import READ, READ_EPOCH, READ_INDEX, REVOKE
+from .._protocol.records import Record, flat_fields
+from .._protocol.timing import ms
+from .._protocol.wire import Command, text
 from ..errors import CorruptRecord
 from ..events import SessionEvent
 from .lifecycle import Core
 from .lifecycle import _fingerprint as fingerprint
 from .steps import Emit, RedisIO, Step
-from .timing import ms
 
 logger = logging.getLogger("session_middleware")
 

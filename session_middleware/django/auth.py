@@ -21,7 +21,7 @@ from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
 from django.db.models.signals import post_save
 
-from .._redis.key_layout import UserId
+from .._protocol.key_layout import UserId
 from ._settings import SETTING, get_config
 from .engine import SessionStore, current_store
 

@@ -28,8 +28,8 @@ from django.core.signals import request_finished, request_started
 
 from .._core.lifecycle import ClientInfo, Opened
 from .._core.steps import Step
-from .._core.timing import custom_expiry_passed
-from .._redis.key_layout import UserId, user_id_text
+from .._protocol.key_layout import UserId, user_id_text
+from .._protocol.timing import custom_expiry_passed
 from ..session import Session
 from ._settings import get_config
 

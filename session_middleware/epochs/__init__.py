@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .._core.epoch_provider import EpochContext, EpochProvider, new_epoch
 from .._core.steps import RedisIO, SqlIO, Step
-from .base import EpochContext, EpochProvider, new_epoch
 from .redis import RedisEpochs
 
 if TYPE_CHECKING:

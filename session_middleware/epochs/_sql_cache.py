@@ -9,8 +9,8 @@ before a bump committed can never overwrite the bump's value.
 
 from __future__ import annotations
 
-from .._redis.key_layout import KeySpace, UserId
-from .._redis.round_trip import Command
+from .._protocol.key_layout import KeySpace, UserId
+from .._protocol.wire import Command
 
 # KEYS[1] the cache key. ARGV: 1 the value expected there ('' for none), 2 the value to
 # store, 3 TTL ms. Stores only if the key holds what was expected; returns what it holds.

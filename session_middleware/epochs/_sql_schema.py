@@ -15,10 +15,10 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.sql.dml import Insert
 
-from .._redis.key_layout import UserId, user_id_text
+from .._core.epoch_provider import new_epoch
+from .._protocol.key_layout import UserId, user_id_text
+from .._transport.sql_errors import UnknownUser
 from ..errors import ConfigurationError
-from ._sql_errors import UnknownUser
-from .base import new_epoch
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 EPOCH_LENGTH = len(new_epoch())

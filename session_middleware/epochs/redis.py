@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from .._core.steps import RedisIO, RedisSource, Step
-from .._redis.clients import RedisClients
-from .._redis.key_layout import UserId
-from .._redis.lua_scripts import BUMP_IF, ENSURE_EPOCH
-from .._redis.replication import Replication
-from .._redis.round_trip import Command, text
-from .base import (
+from .._core.epoch_provider import (
     EpochContext,
     Interface,
     ProviderFaces,
@@ -18,6 +12,12 @@ from .base import (
     new_epoch,
     still_stamped,
 )
+from .._core.steps import RedisIO, RedisSource, Step
+from .._protocol.key_layout import UserId
+from .._protocol.lua_scripts import BUMP_IF, ENSURE_EPOCH
+from .._protocol.wire import Command, text
+from .._transport.clients import RedisClients
+from .._transport.replication import Replication
 
 
 class RedisEpochs(ProviderFaces):
@@ -117,7 +117,7 @@ class RedisEpochs(ProviderFaces):
 
     def _durable(self, *commands: Command) -> RedisIO:
         """One round trip of epoch writes that returns once replicas have them, as the
-        configuration's invalidate_wait_replicas asks (see _redis/replication.py)."""
+        configuration's invalidate_wait_replicas asks (see _transport/replication.py)."""
         context = self.context
         topology = self.clients.topology
         replication = Replication(

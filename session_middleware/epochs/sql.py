@@ -16,20 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, scoped_session
 
-from .._core.runners import drive_async, drive_sync
-from .._core.steps import RedisIO, RedisSource, SqlIO, Step
-from .._core.timing import cache_ttl_ms
-from .._redis.clients import RedisClients
-from .._redis.key_layout import UserId
-from .._redis.round_trip import AsyncRedisClient, Command, run_async, run_sync, text
-from ..errors import ConfigurationError
-from ..events import Listeners
-from ._sql_cache import EpochCache
-from ._sql_engine import ASYNC_HINT, SYNC_HINT, EngineHandle, engine_handle
-from ._sql_errors import EpochStoreUnavailable, UnknownUser
-from ._sql_schema import EpochTable, TableSpec
-from ._sql_tx import on_commit, sync_target
-from .base import (
+from .._core.epoch_provider import (
     EpochContext,
     Interface,
     ProviderFaces,
@@ -37,6 +24,20 @@ from .base import (
     new_epoch,
     still_stamped,
 )
+from .._core.runners import drive_async, drive_sync
+from .._core.steps import RedisIO, RedisSource, SqlIO, Step
+from .._protocol.key_layout import UserId
+from .._protocol.timing import cache_ttl_ms
+from .._protocol.wire import Command, text
+from .._transport.clients import RedisClients
+from .._transport.round_trip import AsyncRedisClient, run_async, run_sync
+from .._transport.sql_errors import EpochStoreUnavailable, UnknownUser
+from ..errors import ConfigurationError
+from ..events import Listeners
+from ._sql_cache import EpochCache
+from ._sql_engine import ASYNC_HINT, SYNC_HINT, EngineHandle, engine_handle
+from ._sql_schema import EpochTable, TableSpec
+from ._sql_tx import on_commit, sync_target
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import (

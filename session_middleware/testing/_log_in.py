@@ -12,7 +12,7 @@ from typing import Any
 from .._configuration import Configuration, ConfiguredMiddleware
 from .._core.lifecycle import Core
 from .._core.steps import Step
-from .._redis.key_layout import UserId, session_handle
+from .._protocol.key_layout import UserId, session_handle
 
 USER_AGENT = "session_middleware.testing"
 CLIENT_IP = "127.0.0.1"

@@ -9,7 +9,7 @@ from typing import Any
 
 from session_middleware import SessionEvent
 from session_middleware._core.steps import Emit, RedisIO, SqlIO
-from session_middleware._redis.lua_scripts import (
+from session_middleware._protocol.lua_scripts import (
     BUMP_IF,
     CREATE,
     ENSURE_EPOCH,

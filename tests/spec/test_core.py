@@ -17,17 +17,11 @@ from typing import Any
 import pytest
 
 from session_middleware import SessionTooLarge, sessions
-from session_middleware._cookies import CookieRef
 from session_middleware._core.lifecycle import Opened
-from session_middleware._records import Record
-from session_middleware._redis.key_layout import new_session_id
-from session_middleware._redis.lua_scripts import (
-    EPOCH_MOVED,
-    GONE,
-    READ,
-    TOO_LARGE,
-    WRITTEN,
-)
+from session_middleware._protocol.cookies import CookieRef
+from session_middleware._protocol.key_layout import new_session_id
+from session_middleware._protocol.lua_scripts import EPOCH_MOVED, GONE, READ, TOO_LARGE, WRITTEN
+from session_middleware._protocol.records import Record
 from session_middleware.config import SessionConfig
 
 from .scripted import Run, drive, name_of

@@ -1,6 +1,6 @@
 """The replication policy of invalidate_user, with no Redis: given what the master
 replies, what is sent, when an attempt is made again, and what is raised in the end
-(session_middleware/_redis/replication.py)."""
+(session_middleware/_transport/replication.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from redis.exceptions import NoPermissionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from session_middleware import NotReplicated
-from session_middleware._redis.replication import (
+from session_middleware._transport.replication import (
     Masters,
     OnMaster,
     Pause,

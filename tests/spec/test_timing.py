@@ -1,4 +1,4 @@
-"""Every lifetime and expiry, decided in one place (_core/timing.py), with no Redis."""
+"""Every lifetime and expiry, decided in one place (_protocol/timing.py), with no Redis."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from session_middleware import ConfigurationError
-from session_middleware._core.timing import Timing, cache_ttl_ms, custom_expiry_passed
-from session_middleware._records import Record
+from session_middleware._protocol.records import Record
+from session_middleware._protocol.timing import Timing, cache_ttl_ms, custom_expiry_passed
 
 NOW = 1_700_000_000.0
 

@@ -7,8 +7,8 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from session_middleware._redis import lua_scripts as scripts
-from session_middleware._redis.round_trip import script_sha
+from session_middleware._protocol import lua_scripts as scripts
+from session_middleware._transport.round_trip import script_sha
 from session_middleware.epochs import _sql_cache as sql_cache
 
 from . import REDIS_URL
@@ -39,7 +39,7 @@ SCRIPT_NAMES.update({script_sha(body): name for body, name in list(SCRIPT_NAMES.
 
 def command_name(args: Any) -> str:
     """A command's name; a script run with EVAL or EVALSHA is named after its constant in
-    _redis/lua_scripts.py."""
+    _protocol/lua_scripts.py."""
     name = str(args[0]).upper()
     if name in ("EVAL", "EVALSHA") and len(args) > 1:
         body = args[1].decode() if isinstance(args[1], bytes) else str(args[1])

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from session_middleware import SessionConfig
-from session_middleware._redis.local_cache import TrackedCache
+from session_middleware._transport.local_cache import TrackedCache
 
 
 def cache_of(config: SessionConfig) -> TrackedCache:

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from session_middleware import SessionConfig, sessions
-from session_middleware._cookies import CookieCodec
-from session_middleware._records import Cipher, FieldCodec
+from session_middleware._protocol.cookies import CookieCodec
+from session_middleware._protocol.records import Cipher, FieldCodec
 
 from . import REDIS_URL, SECRET, keys_under
 from .apps import wsgi_app

@@ -6,12 +6,12 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from .._core.runners import drive_async, drive_sync
-from .._core.steps import RedisIO, RedisSource, Step
-from .._redis.clients import RedisClients
-from .._redis.key_layout import KeySpace, UserId
-from .._redis.round_trip import text
+from .._protocol.key_layout import KeySpace, UserId
+from .._protocol.wire import text
+from .._transport.clients import RedisClients
 from ..events import Listeners
+from .runners import drive_async, drive_sync
+from .steps import RedisIO, RedisSource, Step
 
 Interface = Literal["asgi", "wsgi"]
 # A session record's key on the session Redis and the epoch it is stamped with.

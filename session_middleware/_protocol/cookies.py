@@ -1,6 +1,6 @@
 """Signing and verifying the session cookie, and building its Set-Cookie header.
 
-The cookie value is ``<tag>.<session id>.<signature>``: an opaque tag (see _redis/key_layout.py), at
+The cookie value is ``<tag>.<session id>.<signature>``: an opaque tag (see key_layout.py), at
 least 128 random bits of session id, and an itsdangerous HMAC over both. It carries
 nothing about the user or the session data.
 
@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 from itsdangerous import Signer
 
-from ._redis.key_layout import SESSION_ID_BYTES, TAG_BYTES
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
+from .key_layout import SESSION_ID_BYTES, TAG_BYTES
 
 logger = logging.getLogger("session_middleware")
 
@@ -103,7 +103,7 @@ def secret_key_bytes(secret_key: Any) -> list[bytes]:
 class SigningKeys:
     """What one list of secret keys gives (the first signs, every one verifies): the
     cookie's HMAC keys, as itsdangerous derives them, and the keys of the users' tags
-    (one a secret key, the signing key's first; see _redis/key_layout.py)."""
+    (one a secret key, the signing key's first; see key_layout.py)."""
 
     __slots__ = ("tag_keys", "verifier")
 

@@ -45,8 +45,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, NoScriptError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .lua_scripts import READ
-from .round_trip import Command, by_sha, raised
+from .._protocol.lua_scripts import READ
+from .._protocol.wire import Command
+from .round_trip import by_sha, raised
 
 MAX_IN_FLIGHT = 16_384  # commands issued and not answered yet, per connection
 RECONNECT_FLOOR = 0.05  # seconds between connection attempts, at least

@@ -1,5 +1,5 @@
 """The Redis commands that read and write session records and the user's index (the
-times they follow are in _core/timing.py)."""
+times they follow are in timing.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .._cookies import CookieRef
-from .._core.timing import Timing, ms
-from .._records import FieldCodec, Record, fields_size
 from ..errors import SessionTooLarge
+from .cookies import CookieRef
 from .key_layout import KeySpace, session_handle
 from .lua_scripts import CREATE, ENSURE_EPOCH, LOGIN, READ, ROTATE_OUT, WRITE
-from .round_trip import Command
+from .records import FieldCodec, Record, fields_size
+from .timing import Timing, ms
+from .wire import Command
 
 # Where a user's epoch lives, as a write's guard sees it (see lua_scripts.WRITE).
 EpochGuard = Literal["redis", "cache", "none"]

@@ -1,13 +1,13 @@
 """The Lua scripts, run with EVAL so that a script is never missing on a new or failed-over
 server. Each touches only keys of one hash tag, so it runs unchanged on Redis Cluster.
 
-Records are HASHes (see _records.py); no script decodes JSON: Redis's cjson rounds integers
+Records are HASHes (see records.py); no script decodes JSON: Redis's cjson rounds integers
 above 2^53 and turns ``[]`` into ``{}``, so values pass through Lua as opaque strings.
 """
 
 from __future__ import annotations
 
-from .._core.timing import EPOCH_TTL_MARGIN_MS
+from .timing import EPOCH_TTL_MARGIN_MS
 
 # Replies of WRITE.
 WRITTEN, EMPTIED, GONE, TOO_LARGE, EPOCH_MOVED, EPOCH_UNKNOWN = 1, 2, 0, -1, -2, -3

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from redis.exceptions import NoScriptError
 
-Command = tuple[Any, ...]
+from .._protocol.wire import Command
 
 
 class AsyncRedisClient(Protocol):
@@ -86,12 +86,3 @@ def raised(replies: list[Any]) -> list[Any]:
         if isinstance(reply, Exception):
             raise reply
     return replies
-
-
-def text(reply: Any) -> str | None:
-    """A reply as str, whether the client decodes responses or not."""
-    if reply is None or isinstance(reply, str):
-        return reply
-    if isinstance(reply, (bytes, bytearray, memoryview)):
-        return bytes(reply).decode("utf-8", "replace")
-    return str(reply)

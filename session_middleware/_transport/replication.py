@@ -38,9 +38,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .._protocol.wire import Command, text
 from ..errors import NotReplicated
 from .clients import REDIS_ERRORS, is_cluster_client, ready_cluster
-from .round_trip import Command, run_async, run_sync, text
+from .round_trip import run_async, run_sync
 
 _PAUSES = ExponentialWithJitterBackoff(cap=0.5, base=0.05)
 # What fails an attempt (and is raised once the deadline has passed).

@@ -8,8 +8,8 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from .._records import Record
 from ..errors import ConfigurationError
+from .records import Record
 
 logger = logging.getLogger("session_middleware")
 

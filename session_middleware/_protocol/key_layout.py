@@ -4,7 +4,7 @@ Every key of one user lives under the same Redis Cluster hash tag ``{tag}``, so 
 session record and the user's epoch can be read with one command (lua_scripts.READ),
 even on a cluster::
 
-    {prefix}v2:{<tag>}:s:<hash of session id>   the session record (a HASH, see _records.py)
+    {prefix}v2:{<tag>}:s:<hash of session id>   the session record (a HASH, see records.py)
     {prefix}v2:{<tag>}:e                        the user's epoch (or its cache)
     {prefix}v2:{<tag>}:i                        the user's sessions: sorted set of handles,
                                                 scored by expiry (ms), with a TTL of its own
@@ -88,7 +88,7 @@ class KeySpace:
 
     def __init__(self, prefix: str, tag_keys: Callable[[], tuple[bytes, ...]]) -> None:
         """`tag_keys`: the keys of the users' tags in force, one a secret key, the signing
-        key's first (derived from the secret keys in _cookies.py)."""
+        key's first (derived from the secret keys in cookies.py)."""
         if "{" in prefix or "}" in prefix:
             raise ValueError("key_prefix must not contain '{' or '}' (they mark cluster hash tags)")
         self.prefix = prefix
@@ -122,7 +122,7 @@ class KeySpace:
         return f"{self.prefix}{LAYOUT}:{{{tag}}}:e"
 
     def history_key(self) -> str:
-        """The replication history last seen with a replica (see _redis/replication.py)."""
+        """The replication history last seen with a replica (see _transport/replication.py)."""
         return f"{self.prefix}{LAYOUT}:replicated"
 
     @staticmethod

@@ -47,9 +47,10 @@ import redis
 import redis.asyncio
 from redis.exceptions import RedisError, ResponseError
 
-from .lua_scripts import READ
+from .._protocol.lua_scripts import READ
+from .._protocol.wire import Command, text
 from .multiplexed import MultiplexedRedis
-from .round_trip import Command, run_async, text
+from .round_trip import run_async
 
 logger = logging.getLogger("session_middleware")
 

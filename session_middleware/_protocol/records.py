@@ -28,8 +28,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from ._redis.key_layout import UserId, valid_user_id
-from .errors import CorruptRecord, SessionTooLarge
+from ..errors import CorruptRecord, SessionTooLarge
+from .key_layout import UserId, valid_user_id
 
 DATA_PREFIX = "d:"
 CREATED, EXPIRES, REFRESHED, USER, EPOCH, EXTRA = "c", "x", "r", "u", "e", "m"
