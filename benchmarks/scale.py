@@ -19,8 +19,8 @@ import redis
 import redis.asyncio
 
 from session_middleware import get_session, sessions
+from session_middleware._core.epoch_provider import new_epoch
 from session_middleware._protocol.key_layout import session_handle
-from session_middleware.epochs import new_epoch
 
 from .counting import Counter, counted_client
 from .driver import Request

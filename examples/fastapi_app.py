@@ -1,4 +1,4 @@
-"""FastAPI example: sign in, see the session, sign out your other devices, reset a password.
+"""FastAPI example: sign in, see your devices and sign them out, reset a password.
 
 Run it (with a Redis found or started for you):  python examples/run.py
 With your own Redis:  REDIS_URL=redis://... uvicorn --app-dir examples fastapi_app:app
@@ -21,7 +21,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from session_middleware import SessionConfig, get_session, sessions
+from session_middleware.devices.fastapi import devices_api_router
 from session_middleware.fastapi import CurrentSession, CurrentUserId
+
+DEVICES_PREFIX = "/account/sessions"
+DEVICES = pages.DevicesEndpoints.under(DEVICES_PREFIX)
 
 
 async def form_fields(request: Request) -> dict[str, str]:
@@ -46,6 +50,8 @@ def create_app(config: SessionConfig, accounts: Accounts) -> Any:
         await config.aclose()
 
     api = FastAPI(title="session_middleware example", lifespan=lifespan)
+    # The package's devices endpoints: list the user's sessions, revoke one, the others.
+    api.include_router(devices_api_router(config), prefix=DEVICES_PREFIX)
 
     @api.get("/")
     async def home(request: Request) -> Response:
@@ -56,21 +62,7 @@ def create_app(config: SessionConfig, accounts: Accounts) -> Any:
             )
             return HTMLResponse(pages.login_page(notice=notice))
         session["views"] = session.get("views", 0) + 1
-        notice = session.pop("flash", None)
-        devices = await config.alist_sessions(session.user_id)
-        page = pages.profile_page(session, devices, notice=notice)
-        return HTMLResponse(page)
-
-    @api.get("/sessions")
-    async def where_signed_in(session: CurrentSession, user_id: CurrentUserId) -> Response:
-        listed = await config.alist_sessions(user_id)
-        return HTMLResponse(pages.sessions_page(listed, session.handle))
-
-    @api.post("/sessions/revoke")
-    async def revoke(request: Request, user_id: CurrentUserId) -> Response:
-        handle = (await form_fields(request)).get("handle", "")
-        await config.arevoke_session(user_id, handle)  # False for a handle not theirs
-        return see_home()
+        return HTMLResponse(pages.profile_page(session, DEVICES))
 
     @api.get("/api/me")
     async def me(session: CurrentSession, user_id: CurrentUserId) -> dict[str, Any]:
@@ -88,14 +80,6 @@ def create_app(config: SessionConfig, accounts: Accounts) -> Any:
         session = get_session(request)
         session.login(user_id)
         session["signed_in_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-        return see_home()
-
-    @api.post("/logout-others")
-    async def logout_others(request: Request) -> Response:
-        session = get_session(request)
-        if session.user_id is not None:
-            session.logout_others()
-            session["flash"] = pages.OTHERS_SIGNED_OUT
         return see_home()
 
     @api.post("/logout")

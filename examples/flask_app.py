@@ -1,5 +1,4 @@
-"""Flask (WSGI) example: sign in, see the session, sign out your other devices, reset a
-password.
+"""Flask (WSGI) example: sign in, see your devices and sign them out, reset a password.
 
 Run it (with a Redis found or started for you):  python examples/run.py --app flask
 With your own Redis:  REDIS_URL=redis://... flask --app examples/flask_app.py run
@@ -17,8 +16,12 @@ from flask import Flask, redirect, request
 from werkzeug.wrappers import Response
 
 from session_middleware import SessionConfig, get_session, sessions
+from session_middleware.devices.flask import devices_blueprint
+from session_middleware.flask import init_app
 
 REJECTED = "session_middleware.rejected"  # the WSGI environ key telling why a session ended
+DEVICES_PREFIX = "/account/sessions"
+DEVICES = pages.DevicesEndpoints.under(DEVICES_PREFIX)
 
 
 def see_home() -> Response:
@@ -37,16 +40,7 @@ def create_app(config: SessionConfig, accounts: Accounts) -> Flask:
             )
             return pages.login_page(notice=notice)
         session["views"] = session.get("views", 0) + 1
-        notice = session.pop("flash", None)
-        devices = config.list_sessions(session.user_id)
-        return pages.profile_page(session, devices, notice=notice)
-
-    @app.post("/sessions/revoke")
-    def revoke() -> Response:
-        session = get_session(request)
-        if session.user_id is not None:  # False for a handle that is not theirs
-            config.revoke_session(session.user_id, request.form.get("handle", ""))
-        return see_home()
+        return pages.profile_page(session, DEVICES)
 
     @app.post("/login")
     def login() -> Response | tuple[str, int]:
@@ -58,14 +52,6 @@ def create_app(config: SessionConfig, accounts: Accounts) -> Flask:
         session = get_session(request)
         session.login(user_id)
         session["signed_in_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-        return see_home()
-
-    @app.post("/logout-others")
-    def logout_others() -> Response:
-        session = get_session(request)
-        if session.user_id is not None:
-            session.logout_others()
-            session["flash"] = pages.OTHERS_SIGNED_OUT
         return see_home()
 
     @app.post("/logout")
@@ -104,7 +90,9 @@ def create_app(config: SessionConfig, accounts: Accounts) -> Flask:
         config.invalidate_user(user_id)
         return pages.reset_done_page(user_id)
 
-    app.wsgi_app = config(app.wsgi_app)  # type: ignore[method-assign]
+    init_app(app, config)
+    # The package's devices endpoints: list the user's sessions, revoke one, the others.
+    app.register_blueprint(devices_blueprint(), url_prefix=DEVICES_PREFIX)
     return app
 
 

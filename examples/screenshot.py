@@ -65,6 +65,21 @@ def _free_port() -> int:
     return port
 
 
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 30.0
+) -> None:
+    """Until a server started as `process` accepts connections on `port`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start:\n{log.read_text()}") from None
+            time.sleep(0.05)
+
+
 class Demo:
     """`python examples/run.py` on a free port, with a throwaway Redis, logging to a file."""
 
@@ -87,17 +102,12 @@ class Demo:
             )
         self._wait_until_up()
 
-    def _wait_until_up(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"the demo did not start:\n{self.log.read_text()}") from None
-                time.sleep(0.05)
+    def _wait_until_up(self) -> None:
+        try:
+            wait_for_port(self.port, self.process, self.log)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def reset_link(self) -> str:
         """The last password-reset link the demo printed (it stands in for an email)."""
@@ -148,8 +158,10 @@ def take(out: Path) -> list[Path]:
         sign_in(laptop, running.url)
         sign_in(phone, running.url)
         laptop.reload()
+        laptop.locator("tbody tr").nth(1).wait_for()  # the page's script lists both devices
         laptop.screenshot(path=written[0], full_page=True)
         laptop.get_by_role("button", name="Sign out my other devices").click()
+        laptop.get_by_role("status").wait_for()  # the sign-out has been answered
         phone.reload()
         phone.get_by_role("status").wait_for()
         phone.screenshot(path=written[1])

@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Flask, Response
 
-from ._configuration import _check_cookie_prefix
+from ._cookie_rules import check_cookie
 from ._protocol.cookies import CookieCodec
 from .errors import ConfigurationError
 
@@ -122,7 +122,7 @@ class CookieResolver:
                 values[keyword] = flask_value if set_in_flask else given
         name = values["session_cookie"]
         try:
-            _check_cookie_prefix(
+            check_cookie(
                 name, https_only=values["https_only"], path=values["path"], domain=values["domain"]
             )
         except ConfigurationError as error:

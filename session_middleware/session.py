@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Literal, TypeVar
 
 from ._protocol.key_layout import UserId, user_id_text
 from ._protocol.records import check_json_value, checked_json
@@ -28,6 +29,20 @@ def json_key(key: object) -> str:
     raise TypeError(f"session keys must be str, not {type(key).__name__} ({key!r})")
 
 
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """What a handler asked to happen to its session, carried out when the response starts:
+    keep it (writing what changed), log `user_id` in under a new id, or log out; and, with
+    `end_others`, end every other session of the user (a new epoch)."""
+
+    action: Literal["keep", "login", "logout"] = "keep"
+    user_id: UserId | None = None  # whom a login binds the session to
+    end_others: bool = False
+
+
+KEEP = Intent()
+
+
 class Session(dict[str, Any]):
     """A dict of JSON values, bound to at most one user.
 
@@ -44,12 +59,10 @@ class Session(dict[str, Any]):
         "_user_id",
         "_written",
         "accessed",
-        "ended",
         "handle",
-        "logout_others_requested",
+        "intent",
         "max_value_bytes",
         "modified",
-        "pending_login",
     )
 
     def __init__(
@@ -70,9 +83,7 @@ class Session(dict[str, Any]):
         # changed; Starlette's request.session calls mark_accessed().
         self.accessed = False
         self.modified = False
-        self.pending_login: UserId | None = None
-        self.ended = False
-        self.logout_others_requested = False
+        self.intent = KEEP
         #: The public handle of this stored session (see list_sessions); None until stored.
         self.handle: str | None = None
 
@@ -293,8 +304,7 @@ class Session(dict[str, Any]):
         if self._user_id is not None and self._user_id != user_id:
             self._clear_quietly()
         self._user_id = user_id
-        self.pending_login = user_id
-        self.logout_others_requested = False
+        self.intent = Intent("login", user_id)
         self.modified = True
 
     def logout(self) -> None:
@@ -302,9 +312,7 @@ class Session(dict[str, Any]):
         self._check_writable()
         self._clear_quietly()
         self._user_id = None
-        self.pending_login = None
-        self.logout_others_requested = False
-        self.ended = True
+        self.intent = Intent("logout")
         self.modified = True
 
     def logout_others(self) -> None:
@@ -312,7 +320,7 @@ class Session(dict[str, Any]):
         self._check_writable()
         if self._user_id is None:
             raise RuntimeError("logout_others() needs a logged-in session; call login() first")
-        self.logout_others_requested = True
+        self.intent = replace(self.intent, end_others=True)
         self.modified = True
 
     def regenerate_id(self) -> None:
@@ -328,6 +336,16 @@ class Session(dict[str, Any]):
         self.logout()
         for key, value in data.items():
             self[key] = value
+
+    @property
+    def pending_login(self) -> UserId | None:
+        """The user a login is to bind the session to (None: no login asked)."""
+        return self.intent.user_id if self.intent.action == "login" else None
+
+    @property
+    def ended(self) -> bool:
+        """Whether a logout was asked."""
+        return self.intent.action == "logout"
 
     def _clear_quietly(self) -> None:
         self._written.update(dict.keys(self))

@@ -11,7 +11,7 @@ import pytest
 from flask_login import LoginManager, UserMixin, login_user
 from flask_wtf.csrf import CSRFProtect, generate_csrf
 
-from session_middleware import SessionConfig
+from session_middleware import SessionConfig, get_session
 from session_middleware.devices.flask import devices_blueprint
 from session_middleware.flask import init_app
 
@@ -170,3 +170,35 @@ def test_a_store_failure_is_the_503_not_a_traceback(config: SessionConfig) -> No
     finally:
         rig.close()
         broken.close()
+
+
+def test_an_app_wrapped_without_init_app_serves_the_list_and_the_revokes(
+    config: SessionConfig,
+) -> None:
+    app = flask.Flask(__name__)
+    app.secret_key = "devices-flask-secret-0123456789abcdefgh"  # Flask's own session, beside ours
+    app.register_blueprint(devices_blueprint(config), url_prefix=BASE)
+
+    @app.get("/login")
+    def login() -> Any:
+        get_session(flask.request).login(flask.request.args["user"])
+        return {}
+
+    @app.get("/whoami")
+    def whoami() -> Any:
+        session = get_session(flask.request)
+        return {"user": session.user_id, "handle": session.handle}
+
+    app.wsgi_app = config(app.wsgi_app)  # type: ignore[method-assign]
+    rig = WsgiDevices(app)
+    try:
+        phone = rig.signed_in("alice", IPHONE_SAFARI)
+        laptop = rig.signed_in("alice", WINDOWS_CHROME)
+        answer = phone.get(f"{BASE}/")
+        check_phone_and_laptop(answer, whoami_of(phone)["handle"], whoami_of(laptop)["handle"])
+        assert phone.post(f"{BASE}/others/revoke", headers=SAME_ORIGIN).status_code == 200
+        assert whoami_of(laptop)["user"] is None
+        assert whoami_of(phone)["user"] == "alice"
+    finally:
+        rig.close()
+        config.close()

@@ -156,6 +156,7 @@ def test_the_change_page_lists_the_users_sessions(config: SessionConfig) -> None
     html = page.content.decode()
     assert "Sessions" in html and "Last seen" in html
     assert "Firefox/133.0" in html and "203.0.113.7" in html
+    assert ">Firefox on Linux</td>" in html  # the device label; the user agent is its title
     assert "&lt;script&gt;alert(&quot;ua&quot;)&lt;/script&gt;" in html  # escaped
     assert "<script>alert" not in html
     for info in config.list_sessions(str(member.pk)):

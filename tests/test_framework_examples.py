@@ -1,5 +1,6 @@
 """The examples, used the way a person would: sign in, a second device, "sign out my other
-devices", a password reset while nobody is signed in, sign out.
+devices" (the package's devices endpoints, as the page's script calls them), a password
+reset while nobody is signed in, sign out.
 
 FastAPI and Flask run in-process on their own key prefix; the Django project runs as
 `python examples/run.py --app django` behind uvicorn, on the throwaway Redis the launcher
@@ -8,6 +9,7 @@ starts when no Redis answers.
 
 from __future__ import annotations
 
+import html
 import importlib
 import importlib.util
 import os
@@ -89,6 +91,17 @@ class Person:
             return await self.client.post(url, data=fields)
         return self.client.post(url, data=fields)
 
+    async def call(self, url: str) -> httpx.Response:
+        """A POST as the demo page's script sends it: JSON, from this origin, with Django's
+        CSRF token in its header."""
+        headers = {"accept": "application/json", "origin": str(self.client.base_url).rstrip("/")}
+        csrf = self.client.cookies.get("csrftoken")
+        if csrf is not None:
+            headers["x-csrftoken"] = csrf
+        if isinstance(self.client, httpx.AsyncClient):
+            return await self.client.post(url, headers=headers)
+        return self.client.post(url, headers=headers)
+
     async def page(self, url: str = "/") -> str:
         response = await self.get(url)
         assert response.status_code == 200, response.text
@@ -99,6 +112,15 @@ class Person:
         response = await self.post("/login", username="alice", password=password)
         assert response.status_code == 303, response.text
         assert response.headers["location"] == "/"
+
+
+def devices_endpoints(page: str) -> dict[str, str]:
+    """The devices endpoints the signed-in page's script calls: `list`, `revoke` (with
+    HANDLE for the handle) and `others`, from the page's data- attributes."""
+    section = re.search(r'<section class="card" id="devices" ([^>]*)>', page)
+    assert section, page
+    found = re.findall(r'data-(\w+)="([^"]*)"', section.group(1))
+    return {name: html.unescape(value) for name, value in found}
 
 
 async def walk_through(people: list[Person], reset_link: Any, rejected_notice: str) -> None:
@@ -118,10 +140,14 @@ async def walk_through(people: list[Person], reset_link: Any, rejected_notice: s
     await phone.sign_in()
     assert "Signed in as alice" in await phone.page()
 
-    assert (await laptop.post("/logout-others")).status_code == 303
-    profile = await laptop.page()
-    assert "Signed in as alice" in profile
-    assert "Your other devices have been signed out." in profile
+    endpoints = devices_endpoints(profile)
+    listed = (await laptop.get(endpoints["list"])).json()["sessions"]
+    assert len(listed) == 2 and [device["current"] for device in listed].count(True) == 1
+
+    response = await laptop.call(endpoints["others"])
+    assert response.status_code == 200, response.text
+    assert response.json() == {"revoked": "others"}
+    assert "Signed in as alice" in await laptop.page()
     page = await phone.page()
     assert "Sign in" in page and rejected_notice in page
     assert rejected_notice not in await phone.page()  # said once: the stale cookie is gone
@@ -200,15 +226,19 @@ async def test_fastapi_example_where_you_are_signed_in(
     await laptop.sign_in()
     await phone.sign_in()
     assert (await laptop.get("/api/me")).json()["user"] == "alice"
-    page = await laptop.page("/sessions")
-    assert "Laptop/1" in page and "Phone/2" in page
-    assert page.count("this device") == 1 and page.index("Laptop/1") < page.index("this device")
-    (phone_handle,) = re.findall(r'name="handle" value="([0-9a-f]+)"', page)
-    assert (await other.get("/sessions")).status_code == 401
-    response = await laptop.post("/sessions/revoke", handle=phone_handle)
-    assert response.status_code == 303
+    endpoints = devices_endpoints(await laptop.page())
+    listed = (await laptop.get(endpoints["list"])).json()["sessions"]
+    agents = {device["user_agent"]: device for device in listed}
+    assert sorted(agents) == ["Laptop/1", "Phone/2"]
+    assert agents["Laptop/1"]["current"] and not agents["Phone/2"]["current"]
+    assert (await other.get(endpoints["list"])).status_code == 401
+    phone_revoke = endpoints["revoke"].replace("HANDLE", agents["Phone/2"]["handle"])
+    assert (await other.call(phone_revoke)).status_code == 401
+    response = await laptop.call(phone_revoke)
+    assert response.json() == {"revoked": agents["Phone/2"]["handle"]}
     assert "Sign in" in await phone.page()
-    assert "Phone/2" not in await laptop.page("/sessions")
+    listed = (await laptop.get(endpoints["list"])).json()["sessions"]
+    assert [device["user_agent"] for device in listed] == ["Laptop/1"]
     await config.aclose()
 
 
@@ -359,7 +389,8 @@ async def test_sqlite_epochs_example_as_documented(tmp_path: Path) -> None:
             assert "Signed in as alice" in await Person(laptop).page()
             async with httpx.AsyncClient(base_url=base_url, timeout=10) as phone:
                 await Person(phone).sign_in()
-                assert (await Person(phone).post("/logout-others")).status_code == 303
+                others = devices_endpoints(await Person(phone).page())["others"]
+                assert (await Person(phone).call(others)).status_code == 200
             assert "Sign in" in await Person(laptop).page()
     finally:
         stop(process)

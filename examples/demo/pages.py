@@ -1,12 +1,15 @@
 """The examples' HTML pages: plain HTML with one inline style sheet, every value escaped.
 
+The signed-in page lists the user's devices with a small script (devices.js) over the
+package's ready-made devices endpoints, which each example mounts.
+
 `form_extra` is inserted into every form (Django passes its CSRF field there).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,6 @@ REJECTED_NOTICE = (
     "You were signed out: your password was changed, or you signed out your other devices."
 )
 ENDED_NOTICE = "Your session has ended: it was signed out from another device, or it expired."
-OTHERS_SIGNED_OUT = "Your other devices have been signed out."
 
 
 def layout(title: str, body: str, *, user_id: str | None = None, form_extra: str = "") -> str:
@@ -79,86 +81,84 @@ user out on every device at once.</li>
     )
 
 
-def devices_table(devices: Sequence[Any], this_handle: str | None, form_extra: str) -> str:
-    """The user's sessions, this one marked, a button to end each other one."""
-    rows = []
-    for info in devices:
-        if info.handle == this_handle:
-            action = '<span class="badge">this device</span>'
-        else:
-            action = f"""<form method="post" action="/sessions/revoke">{form_extra}
-<input type="hidden" name="handle" value="{escape(info.handle)}">
-<button class="danger small">Sign out</button></form>"""
-        agent = escape(info.user_agent or "")
-        rows.append(
-            f'<tr><td title="{agent}">{escape(info.device)}</td>'
-            f'<td class="hide-narrow">{escape(info.ip or "")}</td>'
-            f"<td>{info.created_at:%Y-%m-%d %H:%M}</td>"
-            f'<td class="hide-narrow">{info.last_seen:%Y-%m-%d %H:%M}</td><td>{action}</td></tr>'
-        )
-    return f"""<div class="table"><table>
-<tr><th>Device</th><th class="hide-narrow">IP</th><th>Signed in (UTC)</th>
-<th class="hide-narrow">Last seen (UTC)</th><th></th></tr>
-{"".join(rows)}
-</table></div>"""
+@dataclass(frozen=True)
+class DevicesEndpoints:
+    """Where the app mounted the package's devices endpoints (session_middleware.devices).
+
+    `revoke_url` has HANDLE where a session's handle goes; `csrf_token` is sent in the
+    X-CSRFToken header (Django); without one, the browser's Sec-Fetch-Site header is the
+    same-origin proof the Starlette router and the Flask blueprint ask for.
+    """
+
+    list_url: str
+    revoke_url: str
+    others_url: str
+    csrf_token: str | None = None
+    page_url: str | None = None  # the same list as an HTML page (Django's template)
+
+    @classmethod
+    def under(cls, prefix: str) -> DevicesEndpoints:
+        """The Starlette router's and the Flask blueprint's paths, mounted at `prefix`."""
+        return cls(f"{prefix}/", f"{prefix}/HANDLE/revoke", f"{prefix}/others/revoke")
+
+    def attributes(self) -> str:
+        fields = {
+            "list": self.list_url,
+            "revoke": self.revoke_url,
+            "others": self.others_url,
+            "csrf": self.csrf_token or "",
+        }
+        return " ".join(f'data-{name}="{escape(value)}"' for name, value in fields.items())
 
 
-def profile_page(
-    session: Any,
-    devices: Sequence[Any],
-    *,
-    notice: str | None = None,
-    form_extra: str = "",
-) -> str:
-    """The signed-in page of `session` (the package's Session), with the user's `devices`."""
-    user_id, this_handle = str(session.user_id), session.handle
+# Fills the device table from the list endpoint and wires the buttons to the revoke
+# endpoints. Every value goes in through textContent, never as HTML.
+DEVICES_SCRIPT = (Path(__file__).with_name("devices.js")).read_text()
+
+
+def profile_page(session: Any, endpoints: DevicesEndpoints, *, form_extra: str = "") -> str:
+    """The signed-in page of `session` (the package's Session); its device list comes from
+    the devices `endpoints`."""
+    user_id = str(session.user_id)
     rows = "".join(
         f"<tr><th>{escape(key)}</th><td><code>{escape(json.dumps(value))}</code></td></tr>"
         for key, value in sorted(session.items())
     )
-    kind = "ok" if notice == OTHERS_SIGNED_OUT else "notice"
+    page_link = ""
+    if endpoints.page_url is not None:
+        href = escape(endpoints.page_url)
+        page_link = f'<p><a href="{href}">The same list on a page of its own</a></p>\n'
     return layout(
         f"Signed in as {user_id}",
         f"""<section class="card">
 <h1>Signed in as {escape(user_id)}</h1>
-{message(notice, kind)}<p>Open this page in a second browser and sign in as {escape(user_id)}
-there too: both devices appear below. Then end the other one from here.</p>
+<div id="devices-status"></div><p>Open this page in a second browser and sign in as
+{escape(user_id)} there too: both devices appear below. Then end the other one from here.</p>
 </section>
-<section class="card">
+<section class="card" id="devices" {endpoints.attributes()}>
 <h2>Where you're signed in</h2>
-{devices_table(devices, this_handle, form_extra)}
-</section>
+<div class="table"><table>
+<thead><tr><th>Device</th><th class="hide-narrow">IP</th><th>Signed in (UTC)</th>
+<th class="hide-narrow">Last seen (UTC)</th><th></th></tr></thead>
+<tbody></tbody>
+</table></div>
+{page_link}</section>
 <section class="card">
 <h2>Sign out my other devices</h2>
 <p class="muted">Every other session of {escape(user_id)} ends at its next request, on every
 server, in one Redis write. This one stays signed in.</p>
-<form method="post" action="/logout-others">{form_extra}
-<button class="danger">Sign out my other devices</button>
-</form>
+<button class="danger" id="sign-out-others">Sign out my other devices</button>
 </section>
 <section class="card">
 <h2>This session</h2>
 <p class="muted">What the server keeps for this browser. The cookie holds only a signed,
 random id.</p>
 <div class="table"><table>{rows}</table></div>
-</section>""",
+</section>
+<script>
+{DEVICES_SCRIPT}</script>""",
         user_id=user_id,
         form_extra=form_extra,
-    )
-
-
-def sessions_page(listed: list[Any], this_handle: str | None, *, form_extra: str = "") -> str:
-    """ "Where you're signed in" on a page of its own."""
-    return layout(
-        "Where you're signed in",
-        f"""<section class="card">
-<h1>Where you're signed in</h1>
-{devices_table(listed, this_handle, form_extra)}
-<form method="post" action="/logout-others" style="margin-top: 1rem">{form_extra}
-<button class="danger">Sign out all other devices</button>
-</form>
-<p><a href="/">Back</a></p>
-</section>""",
     )
 
 

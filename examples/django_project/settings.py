@@ -5,7 +5,9 @@ from demo.environment import secret_key
 SECRET_KEY = secret_key()
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
-INSTALLED_APPS: list[str] = []
+# For the template of the devices page (session_devices:page).
+INSTALLED_APPS = ["session_middleware.django"]
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -1,13 +1,16 @@
-from django.urls import path
+from django.urls import include, path
+
+from session_middleware.django import devices
 
 from . import views
+from .session_config import config
 
 urlpatterns = [
     path("", views.home),
     path("login", views.login),
-    path("logout-others", views.logout_others),
     path("logout", views.logout),
     path("forgot", views.forgot),
     path("reset", views.reset),
-    path("sessions/revoke", views.revoke),
+    # The package's devices endpoints: list the user's sessions, revoke one, the others.
+    path("account/sessions/", include(devices.urls(config))),
 ]

@@ -1,4 +1,5 @@
-"""Async views: sign in, see the session, sign out your other devices, reset a password."""
+"""Async views: sign in, see your devices (served by the package's devices views), reset a
+password."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from demo.accounts import Accounts
 from demo.environment import SESSION_COOKIE
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.middleware.csrf import get_token
+from django.urls import reverse
 
 from session_middleware import get_session
 
@@ -38,19 +40,14 @@ async def home(request: HttpRequest) -> HttpResponse:
         notice = pages.signed_out_notice(rejected, SESSION_COOKIE in request.COOKIES)
         return HttpResponse(pages.login_page(notice=notice, form_extra=csrf_field(request)))
     session["views"] = session.get("views", 0) + 1
-    notice = session.pop("flash", None)
-    devices = await config.alist_sessions(session.user_id)
-    page = pages.profile_page(session, devices, notice=notice, form_extra=csrf_field(request))
-    return HttpResponse(page)
-
-
-async def revoke(request: HttpRequest) -> HttpResponse:
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
-    session = get_session(request)
-    if session.user_id is not None:  # False for a handle that is not theirs
-        await config.arevoke_session(session.user_id, request.POST.get("handle", ""))
-    return see_home()
+    endpoints = pages.DevicesEndpoints(
+        list_url=reverse("session_devices:list"),
+        revoke_url=reverse("session_devices:revoke", args=["HANDLE"]),
+        others_url=reverse("session_devices:revoke_others"),
+        csrf_token=get_token(request),
+        page_url=reverse("session_devices:page"),
+    )
+    return HttpResponse(pages.profile_page(session, endpoints, form_extra=csrf_field(request)))
 
 
 async def login(request: HttpRequest) -> HttpResponse:
@@ -67,16 +64,6 @@ async def login(request: HttpRequest) -> HttpResponse:
     session = get_session(request)
     session.login(user_id)
     session["signed_in_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    return see_home()
-
-
-async def logout_others(request: HttpRequest) -> HttpResponse:
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
-    session = get_session(request)
-    if session.user_id is not None:
-        session.logout_others()
-        session["flash"] = pages.OTHERS_SIGNED_OUT
     return see_home()
 
 

@@ -27,8 +27,21 @@ from .._protocol.key_layout import (
     session_handle,
     user_id_text,
 )
-from .._protocol.lua_scripts import EMPTIED, EPOCH_MOVED, EPOCH_UNKNOWN, GONE, TOO_LARGE, WRITTEN
-from .._protocol.record_commands import EpochGuard, Guard, LoginMode, Writes
+from .._protocol.lua_scripts import (
+    EMPTIED,
+    EPOCH_MOVED,
+    EPOCH_UNKNOWN,
+    GONE,
+    TOO_LARGE,
+    WRITTEN,
+    CreateCall,
+    EpochGuard,
+    LoginCall,
+    ReadCall,
+    WriteCall,
+    WriteReply,
+)
+from .._protocol.record_commands import Guard, Writes
 from .._protocol.records import (
     Cipher,
     FieldCodec,
@@ -41,8 +54,9 @@ from .._protocol.timing import Timing
 from .._protocol.wire import Command, text
 from ..errors import CorruptRecord, NotReplicated, SessionTooLarge, StoreUnavailable
 from ..events import Reason, SessionEvent
-from ..session import Session
+from ..session import KEEP, Session
 from .epoch_provider import EpochProvider, new_epoch
+from .login_plan import LoginPlan, origin, plan_login
 from .steps import Emit, RedisIO, Step
 
 logger = logging.getLogger("session_middleware")
@@ -124,6 +138,21 @@ class Core:
         self.writes = Writes(keys, timing, max_bytes, self.fields)
         self.records = RecordReader(cipher, max_bytes)
 
+    def with_timing(self, timing: Timing) -> Core:
+        """This core with other lifetimes (a framework's own, as Flask's)."""
+        if timing is self.timing:
+            return self
+        return Core(
+            self.keys,
+            self.codec,
+            self.provider,
+            timing,
+            track_devices=self.track_devices,
+            max_bytes=self.max_bytes,
+            cipher=self.cipher,
+            max_sessions_per_user=self.max_sessions_per_user,
+        )
+
     # -- reading --------------------------------------------------------------------
 
     def open(
@@ -135,8 +164,9 @@ class Core:
             return Opened(self._session(), client_info=client_info)
         epoch_key = self.provider.cached_key(ref.tag)
         handle = session_handle(ref.session_id)
-        (reply,) = yield RedisIO((self.writes.read(ref.tag, handle, epoch_key),))
-        fields, cached = _read_reply(reply)
+        (reply,) = yield RedisIO((self.writes.read_with_epoch(ref.tag, handle, epoch_key),))
+        read = ReadCall.reply(reply)
+        fields, cached = read.fields, read.epoch
         if not fields:
             return self._stale(ref, client_info)
         try:
@@ -187,8 +217,9 @@ class Core:
         ref = self.codec.find(cookie_header)
         if ref is None:
             return False
-        (reply,) = yield RedisIO((self.writes.read(ref.tag, session_handle(ref.session_id), None),))
-        fields, _ = _read_reply(reply)
+        read = self.writes.read_with_epoch(ref.tag, session_handle(ref.session_id), None)
+        (reply,) = yield RedisIO((read,))
+        fields = ReadCall.reply(reply).fields
         try:
             record = self.records.read(flat_fields(fields)) if fields else None
         except CorruptRecord:
@@ -199,7 +230,7 @@ class Core:
             return False
         guard = Guard(self._guard_mode(ref.tag), record.epoch, epoch, stamp=epoch)
         (outcome,) = yield RedisIO((self.writes.write(ref, record, guard, [], [], now),))
-        return _outcome(outcome)[0] == WRITTEN
+        return WriteCall.reply(outcome).outcome == WRITTEN
 
     def bump_from_request(
         self, user_id: Any, ref: CookieRef | None, stamp: str | None, carried: str | None
@@ -270,12 +301,7 @@ class Core:
     def settled(self, opened: Opened, now: float) -> Committed | None:
         """What commit would give when it has nothing to write (most reads), else None."""
         session = opened.session
-        if (
-            opened.cleanup
-            or session.pending_login is not None
-            or session.ended
-            or session.logout_others_requested
-        ):
+        if opened.cleanup or session.intent != KEEP:
             return None
         if opened.record is None:
             if opened.cookie_is_stale or session.may_have_changed or opened.store_empty:
@@ -292,74 +318,81 @@ class Core:
         return committed
 
     def _commit(self, opened: Opened, now: float) -> Step[Committed]:
-        """Carry out what the handler did, in one round trip (a second one only while
+        """Carry out the session's intent, in one round trip (a second one only while
         signing keys rotate, or to look up an epoch the cache no longer holds)."""
         settled = self.settled(opened, now)
         if settled is not None:
             return settled
-        session = opened.session
-        depends = session.accessed
-        record, ref = opened.record, opened.ref
-        if session.pending_login is not None:
+        depends = opened.session.accessed  # before the commit reads the session itself
+        action = opened.session.intent.action
+        if action == "login":
             return (yield from self._login(opened, now, depends))
+        if action == "logout" or opened.record is None or opened.ref is None:
+            return (yield from self._replace(opened, now, depends))
+        return (yield from self._keep(opened, now, depends))
+
+    def _replace(self, opened: Opened, now: float, depends: bool) -> Step[Committed]:
+        """A logout, or a session with no stored record: the stored one (if any) is
+        deleted, and a new anonymous one is created if there is data to keep."""
+        session, record, ref = opened.session, opened.record, opened.ref
         commands = list(opened.cleanup)
+        if record is not None and ref is not None:
+            commands += self.writes.forget(ref, listed=record.user_id is not None)
         cookie: CookieUpdate | None = None
-        if session.ended or record is None or ref is None:
-            if record is not None and ref is not None:
-                commands += self.writes.forget(ref, listed=record.user_id is not None)
-            if len(session) or opened.store_empty:
-                ref = CookieRef(new_anonymous_tag(), new_session_id())
-                commands.append(self.writes.create(ref, self._new_record(session, now, None)))
-                cookie = self.codec.issue(ref, self.timing.lifetime)
-            elif record is not None or opened.cookie_is_stale:
-                cookie = self.codec.cleared()
-            replies = yield RedisIO(tuple(commands))
-            if cookie is not None and cookie.value is not None and not _integer(replies[-1]):
-                raise StoreUnavailable("a new session id was already in use")  # 2^-256
-            events: tuple[SessionEvent, ...] = ()
-            if session.ended and record is not None and record.user_id is not None:
-                events = (SessionEvent("logout", record.user_id, self._handle(opened)),)
-            return self._committed(cookie, depends, events=events)
-        outcome = yield from self._write(opened, now, commands)
+        if len(session) or opened.store_empty:
+            ref = CookieRef(new_anonymous_tag(), new_session_id())
+            commands.append(self.writes.create(ref, self._new_record(session, now, None)))
+            cookie = self.codec.issue(ref, self.timing.lifetime)
+        elif record is not None or opened.cookie_is_stale:
+            cookie = self.codec.cleared()
+        replies = yield RedisIO(tuple(commands))
+        if cookie is not None and cookie.value is not None and not CreateCall.reply(replies[-1]):
+            raise StoreUnavailable("a new session id was already in use")  # 2^-256
+        events: tuple[SessionEvent, ...] = ()
+        if session.intent.action == "logout" and record is not None and record.user_id is not None:
+            events = (SessionEvent("logout", record.user_id, self._handle(opened)),)
+        return self._committed(cookie, depends, events=events)
+
+    def _keep(self, opened: Opened, now: float, depends: bool) -> Step[Committed]:
+        """Write the request's changes (and a log-out-others) to the stored record."""
+        session, record, ref = opened.session, opened.record, opened.ref
+        assert record is not None and ref is not None
+        outcome = yield from self._write(opened, now, list(opened.cleanup))
+        handle = self._handle(opened)
         if outcome == "emptied":
             return self._committed(self.codec.cleared(), depends)
         if outcome == "unreplicated":
-            event = SessionEvent("rejected", record.user_id, self._handle(opened), "unreplicated")
+            event = SessionEvent("rejected", record.user_id, handle, "unreplicated")
             return self._committed(self.codec.cleared(), depends, "epoch", "epoch", (event,))
-        interrupted = None if outcome == "written" else outcome
-        if interrupted is None and session.modified:
+        events: tuple[SessionEvent, ...] = ()
+        if outcome != "written":
+            if outcome == "epoch":
+                events = (SessionEvent("rejected", record.user_id, handle, "epoch"),)
+            return self._committed(None, depends, outcome, events=events)
+        cookie = None
+        if session.modified:
             # The same id again, as Starlette sends its cookie on every change: the
             # browser's copy is refreshed along with the session.
             cookie = self.codec.issue(ref, self.timing.seconds_left(record, now))
-        events = ()
-        if interrupted == "epoch":
-            events = (SessionEvent("rejected", record.user_id, self._handle(opened), "epoch"),)
-        elif interrupted is None and session.logout_others_requested:
-            events = (SessionEvent("logout_others", record.user_id, self._handle(opened)),)
-        return self._committed(cookie, depends, interrupted, events=events)
+        if session.intent.end_others:
+            events = (SessionEvent("logout_others", record.user_id, handle),)
+        return self._committed(cookie, depends, events=events)
 
     def _write(self, opened: Opened, now: float, commands: list[Command]) -> Step[WriteOutcome]:
         """Apply the request's changes (and a log-out-others) to the stored record:
         written; emptied (an anonymous session left with no data, so deleted); or, the
         changes dropped, gone or epoch (see Committed.interrupted); or unreplicated: the
         log-out-others could not be made durable, and the session was ended."""
-        record, ref, session = opened.record, opened.ref, opened.session
+        record, ref = opened.record, opened.ref
         assert record is not None and ref is not None
-        changed, removed = self._changes(opened)
-        pairs = [*refreshed_field(now), *self.fields.data_fields(changed)]
-        deleted = [f"d:{key}" for key in removed]
         mode = self._guard_mode(ref.tag) if record.user_id is not None else "none"
         carried = record.epoch or ""
         guard = Guard(mode, carried, carried)
         if opened.own_epoch is not None and record.user_id is not None:
             guard = Guard(mode, carried, opened.own_epoch, stamp=opened.own_epoch)
-        if session.logout_others_requested:
-            assert record.user_id is not None
-            current = guard.wanted  # the carried epoch, or one this request set itself
+        if opened.session.intent.end_others:
             try:
-                bumped = yield from self.provider.bump_if(
-                    record.user_id, ref.tag, current, self._stamped(ref, carried)
-                )
+                bumped = yield from self._end_others(opened, guard.wanted)
             except NOT_DURABLE as error:
                 _log_not_durable("log out the other sessions", error)
                 yield RedisIO((*commands, *self.writes.forget(ref, listed=True)))
@@ -369,138 +402,190 @@ class Core:
                     yield RedisIO(tuple(commands))
                 return "epoch"
             guard = Guard(mode, carried, bumped, stamp=bumped)
-        for attempt in range(2):
-            command = self.writes.write(
-                ref, record, guard, pairs, deleted, now, keep_empty=opened.store_empty
-            )
-            replies = yield RedisIO((*commands, command))
-            commands = []
-            outcome, size = _outcome(replies[-1])
-            if outcome == TOO_LARGE:
-                raise SessionTooLarge("with this request's changes the session would take",
-                                      size, self.max_bytes)  # fmt: skip
-            if outcome == GONE:
-                return "gone"
-            if outcome == EMPTIED:
-                return "emptied"
-            if outcome == EPOCH_MOVED:
-                return "epoch"
-            if outcome != EPOCH_UNKNOWN or attempt:
-                break
-            # The cached copy of the epoch expired: look it up (which refills it), then
-            # try once more if it is still the one wanted.
-            assert record.user_id is not None
-            resolved = yield from self.provider.resolve(record.user_id, ref.tag, None)
-            if not same_epoch(resolved, guard.wanted):
-                return "epoch"
-        if outcome == EPOCH_UNKNOWN:
+        return (yield from self._apply(opened, now, guard, commands))
+
+    def _end_others(self, opened: Opened, current: str) -> Step[str | None]:
+        """A new epoch for the session's user, by a compare-and-set from `current` (the
+        epoch it carries, or one this request set itself) that also checks the session
+        is still stored as loaded: the new epoch, or None when the compare failed."""
+        record, ref = opened.record, opened.ref
+        assert record is not None and record.user_id is not None and ref is not None
+        stamped = self._stamped(ref, record.epoch or "")
+        return (yield from self.provider.bump_if(record.user_id, ref.tag, current, stamped))
+
+    def _apply(
+        self, opened: Opened, now: float, guard: Guard, commands: list[Command]
+    ) -> Step[WriteOutcome]:
+        """The write script with `guard`, sent after `commands`; once more if the cached
+        copy of the epoch had expired and a lookup finds it still the one wanted."""
+        record, ref = opened.record, opened.ref
+        assert record is not None and ref is not None
+        changed, removed = self._changes(opened)
+        pairs = [*refreshed_field(now), *self.fields.data_fields(changed)]
+        deleted = [f"d:{key}" for key in removed]
+        keep_empty = opened.store_empty
+        command = self.writes.write(ref, record, guard, pairs, deleted, now, keep_empty=keep_empty)
+        replies = yield RedisIO((*commands, command))
+        outcome = self._write_outcome(WriteCall.reply(replies[-1]))
+        if outcome != "unknown":
+            return outcome
+        # The cached copy of the epoch expired: look it up (which refills it), then try
+        # once more if it is still the one wanted.
+        assert record.user_id is not None
+        resolved = yield from self.provider.resolve(record.user_id, ref.tag, None)
+        if not same_epoch(resolved, guard.wanted):
             return "epoch"
-        return "written"
+        (reply,) = yield RedisIO((command,))
+        outcome = self._write_outcome(WriteCall.reply(reply))
+        return "epoch" if outcome == "unknown" else outcome
+
+    def _write_outcome(self, reply: WriteReply) -> WriteOutcome | Literal["unknown"]:
+        """What a WRITE reply means ('unknown': the cached epoch was missing)."""
+        if reply.outcome == TOO_LARGE:
+            raise SessionTooLarge("with this request's changes the session would take",
+                                  reply.size, self.max_bytes)  # fmt: skip
+        outcomes: dict[int, WriteOutcome | Literal["unknown"]] = {
+            GONE: "gone",
+            EMPTIED: "emptied",
+            EPOCH_MOVED: "epoch",
+            EPOCH_UNKNOWN: "unknown",
+        }
+        return outcomes.get(reply.outcome, "written")
 
     def _login(self, opened: Opened, now: float, depends: bool) -> Step[Committed]:
-        """Log in under a new session id. Rotating a session already logged in as this user
-        keeps its epoch, and happens only while that epoch is still the user's and the
-        session still exists: a session ended in flight is not re-issued."""
+        """Log in under a new session id, as the login plan says (see login_plan.py)."""
         session, record, old = opened.session, opened.record, opened.ref
-        user_id = session.pending_login
+        user_id = session.intent.user_id
         assert user_id is not None
-        commands: list[Command] = list(opened.cleanup)
-        rotating = (
-            record is not None
-            and record.user_id is not None
-            and record.epoch is not None
-            and user_id_text(record.user_id) == user_id_text(user_id)
-        )
-        carried = record.epoch if rotating and record is not None else None
-        if carried is not None and opened.own_epoch is not None:
-            carried = opened.own_epoch
-        bump = session.logout_others_requested
         ref = CookieRef(self.keys.user_tag(user_id), new_session_id())
-        colocated = self.provider.login_mode() == "ensure"
-        replaced: CookieRef | None = None  # the old record, checked and deleted by the script
-        expect: str | None = None  # the epoch the new tag must still have at the login
-        if carried is not None and old is not None and old.tag == ref.tag:
-            replaced, expect = old, carried
-        elif carried is not None and old is not None:
-            # Signing keys rotate: the session lives under its old key's tag. Move it out
-            # (only if it still exists, and its epoch there is still the one it carries),
-            # read the user's epoch under the new tag, and stamp that one only if it is
-            # still the user's at the login: an invalidation in between refuses it.
-            steps: list[Command] = [
-                *commands,
-                self.writes.rotate_out(old, carried if colocated else None),
-            ]
-            if colocated:
-                steps.append(self.writes.ensure_epoch(ref.tag, new_epoch()))
-            replies = yield RedisIO(tuple(steps))
-            commands = []
-            moved = replies[len(steps) - (2 if colocated else 1)]
-            if not moved:
-                return (yield from self._refuse([], depends, opened))
-            expect = text(replies[-1]) if colocated else None
-        elif record is not None and old is not None:
+        beside = self.provider.login_mode() == "ensure"
+        plan = plan_login(session.intent, origin(user_id, record, old, ref.tag), beside)
+        carried = None
+        if plan.rotation and record is not None:
+            carried = opened.own_epoch or record.epoch
+        commands: list[Command] = list(opened.cleanup)
+        moved: str | None = None
+        if plan.old == "forget" and record is not None and old is not None:
             commands += self.writes.forget(old, listed=record.user_id is not None)
-        mode: LoginMode = "given"
-        epoch: str | None
-        if bump:
-            # A compare-and-set from the epoch the session carries (where the login script
-            # reads it: under the new tag when colocated), or, for a session that carried
-            # none of this user's, a plain bump; either durable before the login is written.
-            tag, bump_from = (ref.tag, expect) if colocated else (old.tag if old else "", carried)
-            try:
-                if bump_from is None:
-                    epoch = yield from self.provider.bump_epoch(user_id)
-                else:
-                    stamped = None
-                    if replaced is not None and record is not None and record.epoch:
-                        stamped = self._stamped(replaced, record.epoch)
-                    epoch = yield from self.provider.bump_if(user_id, tag, bump_from, stamped)
-            except NOT_DURABLE as error:
-                _log_not_durable("log in and out of the other sessions", error)
-                ending = [*commands, *(self.writes.forget(old, listed=True) if old else [])]
-                return (yield from self._refuse(ending, depends, opened, "unreplicated"))
-            if colocated:
-                mode = "ensure" if bump_from is None else "expect"
-        elif colocated:
-            mode, epoch = ("ensure", new_epoch()) if expect is None else ("expect", expect)
-        else:
-            epoch = yield from self.provider.login_epoch(user_id)
-            if carried is not None and not same_epoch(epoch, carried):
-                epoch = None
+        elif plan.old == "move out" and old is not None:
+            moved_out, moved = yield from self._move_out(commands, old, ref.tag, carried, plan)
+            commands = []
+            if not moved_out:
+                return (yield from self._refuse([], depends, opened))
+        try:
+            epoch = yield from self._login_epoch(opened, plan, ref.tag, carried, moved)
+        except NOT_DURABLE as error:
+            _log_not_durable("log in and out of the other sessions", error)
+            ending = [*commands, *(self.writes.forget(old, listed=True) if old else [])]
+            return (yield from self._refuse(ending, depends, opened, "unreplicated"))
         if epoch is None:
             return (yield from self._refuse(commands, depends, opened))
-        new_record = self._new_record(session, now, user_id)
-        if rotating and record is not None:
+        login = self._login_command(opened, now, plan, ref, epoch)
+        return (yield from self._logged_in(opened, ref, plan, (*commands, login), depends))
+
+    def _move_out(
+        self,
+        commands: list[Command],
+        old: CookieRef,
+        new_tag: str,
+        carried: str | None,
+        plan: LoginPlan,
+    ) -> Step[tuple[bool, str | None]]:
+        """Signing keys rotate: the session lives under its old key's tag. Move it out
+        (only if it still exists and, when the epochs live beside it, its epoch there is
+        still the one it carries), and read the user's epoch under the new tag, which the
+        login stamps only if it is still the user's: an invalidation in between refuses
+        it. Whether it was moved out, and the epoch read."""
+        reads_epoch = plan.epoch in ("moved", "bump if moved")
+        steps = [*commands, self.writes.rotate_out(old, carried if reads_epoch else None)]
+        if reads_epoch:
+            steps.append(self.writes.ensure_epoch(new_tag, new_epoch()))
+        replies = yield RedisIO(tuple(steps))
+        if not reads_epoch:
+            return bool(replies[-1]), None
+        return bool(replies[-2]), text(replies[-1])
+
+    def _login_epoch(
+        self,
+        opened: Opened,
+        plan: LoginPlan,
+        new_tag: str,
+        carried: str | None,
+        moved: str | None,
+    ) -> Step[str | None]:
+        """The epoch the login stamps, from where the plan says (None: refused). A bump is
+        durable before the login is written."""
+        user_id = opened.session.intent.user_id
+        assert user_id is not None
+        if plan.epoch == "new":
+            return new_epoch()
+        if plan.epoch in ("carried", "moved"):
+            return carried if plan.epoch == "carried" else moved
+        if plan.epoch in ("provider", "provider if carried"):
+            epoch = yield from self.provider.login_epoch(user_id)
+            if plan.epoch == "provider if carried" and not same_epoch(epoch, carried):
+                return None
+            return epoch
+        if plan.epoch == "bump":
+            return (yield from self.provider.bump_epoch(user_id))
+        if plan.epoch == "bump if moved":
+            if moved is None:
+                return None
+            return (yield from self.provider.bump_if(user_id, new_tag, moved, None))
+        old, record = opened.ref, opened.record
+        assert old is not None and record is not None and carried is not None
+        stamped = None
+        if plan.old == "replace" and record.epoch:
+            stamped = self._stamped(old, record.epoch)  # the bump checks this session too
+        return (yield from self.provider.bump_if(user_id, old.tag, carried, stamped))
+
+    def _login_command(
+        self, opened: Opened, now: float, plan: LoginPlan, ref: CookieRef, epoch: str
+    ) -> Command:
+        """The login script for the new session `ref`, stamped `epoch`."""
+        session, record = opened.session, opened.record
+        new_record = self._new_record(session, now, session.intent.user_id)
+        if plan.rotation and record is not None:
             new_record.unknown = record.unknown  # a later release's metadata moves with it
         if self.track_devices and opened.client_info is not None:
             user_agent, ip = opened.client_info()
             new_record.extra = {"ua": (user_agent or "")[:MAX_USER_AGENT] or None, "ip": ip}
-        login = self.writes.login(
+        return self.writes.login(
             ref,
             new_record,
-            mode,
+            plan.mode,
             epoch,
             now,
             max_sessions=self.max_sessions_per_user,
-            rotating=replaced,
+            rotating=opened.ref if plan.old == "replace" else None,
         )
-        replies = yield RedisIO((*commands, login))
-        if replies[-1] is None:
+
+    def _logged_in(
+        self,
+        opened: Opened,
+        ref: CookieRef,
+        plan: LoginPlan,
+        commands: tuple[Command, ...],
+        depends: bool,
+    ) -> Step[Committed]:
+        """Send `commands`, the login script last, and report what it did."""
+        user_id = opened.session.intent.user_id
+        replies = yield RedisIO(commands)
+        logged_in = LoginCall.reply(replies[-1])
+        if logged_in is None:
             return (yield from self._refuse([], depends, opened))
-        handle = session_handle(ref.session_id)
-        _, corrupt, *evicted = (text(reply) for reply in replies[-1])
-        self._log_replaced(ref.tag, corrupt)
-        ended = [item for item in evicted if item]
-        if ended:
+        self._log_replaced(ref.tag, logged_in.replaced)
+        if logged_in.ended:
             # Deleted by the script already; deleted again from here so that this worker's
             # local cache, which Redis does not tell about its own connection's writes,
             # drops them too.
-            yield RedisIO((("DEL", *(self.keys.record_key(ref.tag, h) for h in ended)),))
-        events = [SessionEvent("rotation" if rotating else "login", user_id, handle)]
-        events += [SessionEvent("evicted", user_id, item) for item in ended]
-        return self._committed(
-            self.codec.issue(ref, self.timing.lifetime), depends, events=tuple(events)
-        )
+            ended = (self.keys.record_key(ref.tag, handle) for handle in logged_in.ended)
+            yield RedisIO((("DEL", *ended),))
+        handle = session_handle(ref.session_id)
+        events = [SessionEvent("rotation" if plan.rotation else "login", user_id, handle)]
+        events += [SessionEvent("evicted", user_id, item) for item in logged_in.ended]
+        cookie = self.codec.issue(ref, self.timing.lifetime)
+        return self._committed(cookie, depends, events=tuple(events))
 
     def _committed(
         self,
@@ -568,29 +653,6 @@ class Core:
             refreshed=now,
             user_id=user_id,
         )
-
-
-def _read_reply(reply: Any) -> tuple[Any, Any]:
-    if not isinstance(reply, (list, tuple)) or len(reply) != 2:
-        raise StoreUnavailable("unexpected reply to the session read")
-    return reply[0], reply[1]
-
-
-def _integer(reply: Any) -> int:
-    try:
-        return int(reply)
-    except (TypeError, ValueError):
-        raise StoreUnavailable("unexpected reply to a session write") from None
-
-
-def _outcome(reply: Any) -> tuple[int, int]:
-    """A WRITE reply as (outcome, size); the size only comes with TOO_LARGE."""
-    try:
-        if isinstance(reply, (list, tuple)):
-            return int(reply[0]), int(reply[1])
-        return int(reply), 0
-    except (TypeError, ValueError, IndexError):
-        raise StoreUnavailable("unexpected reply to a session write") from None
 
 
 def same_epoch(current: str | None, stamped: str | None) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 from .._device_label import device_label
 from .._protocol.key_layout import UserId, user_id_text, valid_handle
-from .._protocol.lua_scripts import READ, READ_EPOCH, READ_INDEX, REVOKE
+from .._protocol.lua_scripts import ReadCall, ReadEpochCall, ReadIndexCall, RevokeCall
 from .._protocol.records import Record, flat_fields
 from .._protocol.timing import ms
 from .._protocol.wire import Command, text
@@ -84,12 +84,12 @@ class UserSessions:
             epoch_key = self.core.provider.cached_key(tag)
             # The read script, as for a request: a key of the wrong type reads as corrupt.
             reads: list[Command] = [
-                ("EVAL", READ, 1, self.keys.record_key(tag, handle)) for handle in handles
+                ReadCall(record=self.keys.record_key(tag, handle)).command() for handle in handles
             ]
             if epoch_key is not None:
-                reads.append(("EVAL", READ_EPOCH, 1, epoch_key))
+                reads.append(ReadEpochCall(epoch_key=epoch_key).command())
             replies = yield RedisIO(tuple(reads))
-            values = [reply[0] for reply in replies[: len(handles)]]
+            values = [ReadCall.reply(reply).fields for reply in replies[: len(handles)]]
             cached = replies[-1] if epoch_key is not None else None
             dead = []
             for handle, raw in zip(handles, values, strict=False):
@@ -128,7 +128,8 @@ class UserSessions:
             return False
         for tag in self.keys.user_tags(user_id):
             index, record = self.keys.index_key(tag), self.keys.record_key(tag, handle)
-            (revoked,) = yield RedisIO((("EVAL", REVOKE, 2, index, record, handle),))
+            revoke = RevokeCall(index=index, record=record, handle=handle)
+            (revoked,) = yield RedisIO((revoke.command(),))
             if revoked:
                 yield Emit((SessionEvent("revoke", user_id, handle),))
                 return True
@@ -160,7 +161,7 @@ class UserSessions:
 def _listed(index: str, since: str) -> Step[list[str]]:
     """The handles in a user's index scored from `since` ('-inf': all); none from a key
     that is not a sorted set (corrupt: the script deleted it), which is logged."""
-    (listed,) = yield RedisIO((("EVAL", READ_INDEX, 1, index, since),))
+    (listed,) = yield RedisIO((ReadIndexCall(index=index, since=since).command(),))
     if not isinstance(listed, (list, tuple)):
         logger.warning("replaced a user's index of the wrong type: key %s", fingerprint(index))
         return []

@@ -3,11 +3,23 @@ server. Each touches only keys of one hash tag, so it runs unchanged on Redis Cl
 
 Records are HASHes (see records.py); no script decodes JSON: Redis's cjson rounds integers
 above 2^53 and turns ``[]`` into ``{}``, so values pass through Lua as opaque strings.
+
+Each script is followed by its call (see script_call.py): the fields of the call are the
+script's KEYS, then its ARGV, in order, so ``KEYS[2]`` of WRITE is ``WriteCall.epoch_key``
+(when present) and ``ARGV[5]`` its ``max_bytes``. Callers pass names; the call builds the
+command and decodes the reply.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from ..errors import StoreUnavailable
+from .script_call import ScriptCall, flag, key, optional_key, pairs, rest
 from .timing import EPOCH_TTL_MARGIN_MS
+from .wire import text
 
 # Replies of WRITE.
 WRITTEN, EMPTIED, GONE, TOO_LARGE, EPOCH_MOVED, EPOCH_UNKNOWN = 1, 2, 0, -1, -2, -3
@@ -53,12 +65,20 @@ local function ensure(key, candidate, ttl)
 end
 """
 
-# KEYS[1] epoch key; ARGV[1] candidate epoch, ARGV[2] epoch TTL ms.
 ENSURE_EPOCH = _ENSURE + "return ensure(KEYS[1], ARGV[1], ARGV[2])\n"
 
-# Read a session and its user's epoch in one command. KEYS: 1 the record, 2 (optional) the
-# epoch key. Returns {record fields as HGETALL gives them, epoch or nil}; the fields are
-# the string 'WRONGTYPE' when the key holds something that is not a hash.
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnsureEpochCall(ScriptCall):
+    """ENSURE_EPOCH: the user's epoch, created as `candidate` if there is none."""
+
+    SCRIPT: ClassVar[str] = ENSURE_EPOCH
+    epoch_key: str = key()
+    candidate: str
+    epoch_ttl_ms: int
+
+
+# Read a session and its user's epoch in one command (see ReadCall).
 READ = """
 local r = redis.pcall('HGETALL', KEYS[1])
 if type(r) == 'table' and r.err then r = 'WRONGTYPE' end
@@ -70,8 +90,33 @@ end
 return {r, e}
 """
 
-# A new anonymous record; never over an existing one (an id is never reused).
-# KEYS[1] the record. ARGV: 1 'PEXPIRE' or 'PEXPIREAT', 2 its value, 3.. field/value pairs.
+
+@dataclass(frozen=True, slots=True)
+class ReadReply:
+    """READ's reply: the record's fields as HGETALL gives them (the string 'WRONGTYPE' when
+    the key holds something that is not a hash), and the epoch (None without one)."""
+
+    fields: Any
+    epoch: Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadCall(ScriptCall):
+    """READ: a session record and, with `epoch_key`, its user's epoch."""
+
+    SCRIPT: ClassVar[str] = READ
+    record: str = key()
+    epoch_key: str | None = optional_key()
+
+    @staticmethod
+    def reply(reply: Any) -> ReadReply:
+        if not isinstance(reply, (list, tuple)) or len(reply) != 2:
+            raise StoreUnavailable("unexpected reply to the session read")
+        return ReadReply(reply[0], reply[1])
+
+
+# A new anonymous record; never over an existing one (an id is never reused): 1 when
+# created, 0 when the key existed.
 CREATE = (
     _CHUNKED
     + """
@@ -82,24 +127,34 @@ return 1
 """
 )
 
-# Apply one request's changes to a session as it is stored now.
-# KEYS: 1 the record, then the user's epoch key unless ARGV[1] is 'none', then (optional)
-# the user's index.
-# ARGV: 1 where the epoch lives: 'redis' (the epoch key is the truth), 'cache' (it is a
-# copy: when absent, the caller must look the epoch up and try again) or 'none' (not on
-# this Redis); 2 the epoch the record carried when loaded ('' for an anonymous session:
-# no epoch check); 3 the epoch the user must have now; 4 a new epoch to stamp on the
-# record ('' for none), one this request gave the user itself; 5 max record
-# bytes; 6 'PEXPIRE' or 'PEXPIREAT', 7 its value; 8 new index score ('' to leave the
-# index), 9 the handle; 10 '1' to store an anonymous record even when this request left
-# it empty (Django's save() does), else '0'; 11 N, the number of fields to set; 12.. N
-# field/value pairs, then fields to delete.
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateCall(ScriptCall):
+    """CREATE: a new anonymous record of `fields`, expiring by `expire` at `expire_at`."""
+
+    SCRIPT: ClassVar[str] = CREATE
+    record: str = key()
+    expire: str  # 'PEXPIRE' or 'PEXPIREAT'
+    expire_at: int
+    fields: Sequence[str] = rest()
+
+    @staticmethod
+    def reply(reply: Any) -> bool:
+        """Whether the record was created (False: the key existed)."""
+        try:
+            return int(reply) == 1
+        except (TypeError, ValueError):
+            raise StoreUnavailable("unexpected reply to a session write") from None
+
+
+# Apply one request's changes to a session as it is stored now (see WriteCall).
 # Returns WRITTEN; GONE when the record no longer exists (never brought back); EPOCH_MOVED
 # when the user's epoch (or the record's stamp) is no longer the one loaded (an
-# invalidation is never undone, a new epoch never adopted); EPOCH_UNKNOWN (see 'cache');
-# {TOO_LARGE, size} when the record would outgrow ARGV[5]. Nothing is written unless WRITTEN,
-# or EMPTIED: an anonymous record left with no data by this request's deletions (and no key
-# a concurrent request added) is deleted, unless ARGV[10] keeps it.
+# invalidation is never undone, a new epoch never adopted); EPOCH_UNKNOWN (see
+# EpochGuard 'cache'); {TOO_LARGE, size} when the record would outgrow `max_bytes`.
+# Nothing is written unless WRITTEN, or EMPTIED: an anonymous record left with no data by
+# this request's deletions (and no key a concurrent request added) is deleted, unless
+# `keep_empty`.
 WRITE = (
     _CHUNKED
     + f"""
@@ -152,21 +207,59 @@ return {WRITTEN}
 """
 )
 
-# Log in. KEYS: 1 the new session record, 2 the user's epoch key, 3 the user's index,
-# 4 (when rotating a session of this user under the same tag) the session's old record.
-# ARGV: 1 mode, 2 epoch: 'ensure' reads or creates the epoch here (ARGV[2] the candidate);
-# 'given' stamps ARGV[2], which the provider returned, and leaves the epoch key alone;
-# 'expect' (rotating a logged-in session, or one whose request changed the epoch with a
-# compare-and-set) stamps ARGV[2] only if it is still the user's epoch.
-# 3 epoch TTL ms; 4 record TTL ms; 5 handle; 6 the record's expiry (unix ms, its index
-# score); 7 now (unix ms); 8 index TTL ms; 9 most sessions the user may have (0: no
-# limit): the soonest to expire are ended; 10 the key of a record of this user less its
-# handle; 11 the old record's handle ('' for none); 12.. the record's field/value pairs.
-# Returns {the epoch stamped, what was replaced, the handles of the sessions the cap
-# ended...}, or nil, writing nothing, when an 'expect' found the epoch moved (or not a
-# string) or the old record gone (revoked, deleted): a session ended in flight stays
-# ended. A key of the wrong type at the epoch ('ensure') or the index is corrupt: it is
-# replaced, and named in the reply ('epoch', 'index', or both, comma-separated; '').
+# Where a user's epoch lives, as a write's guard sees it: 'redis' (the epoch key is the
+# truth), 'cache' (it is a copy: when absent, the caller must look the epoch up and try
+# again) or 'none' (not on this Redis).
+EpochGuard = Literal["redis", "cache", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteReply:
+    """WRITE's reply: the outcome, and with TOO_LARGE the size the record would take."""
+
+    outcome: int
+    size: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteCall(ScriptCall):
+    """WRITE: set `set_pairs` and delete `deleted` on the record as stored, if the guard
+    (`mode`, `carried`, `wanted`) holds."""
+
+    SCRIPT: ClassVar[str] = WRITE
+    record: str = key()
+    epoch_key: str | None = optional_key(present=lambda args: args["mode"] != "none")
+    index: str | None = optional_key()  # the user's index, re-scored with `score`
+    mode: EpochGuard  # where the epoch lives; 'none': no epoch key
+    carried: str  # the epoch the record carried when loaded; '' (anonymous): no epoch check
+    wanted: str  # the epoch the user must have now
+    stamp: str  # a new epoch for the record, one this request gave the user itself; ''
+    max_bytes: int
+    expire: str  # 'PEXPIRE' or 'PEXPIREAT'
+    expire_at: int
+    score: str  # the new index score; '' to leave the index alone
+    handle: str
+    keep_empty: bool = flag()  # store an anonymous record this request left empty
+    set_pairs: Sequence[str] = pairs()  # field/value pairs to set
+    deleted: Sequence[str] = rest()  # fields to delete
+
+    @staticmethod
+    def reply(reply: Any) -> WriteReply:
+        try:
+            if isinstance(reply, (list, tuple)):
+                return WriteReply(int(reply[0]), int(reply[1]))
+            return WriteReply(int(reply))
+        except (TypeError, ValueError, IndexError):
+            raise StoreUnavailable("unexpected reply to a session write") from None
+
+
+# Log in (see LoginCall). Returns {the epoch stamped, what was replaced, the handles of the
+# sessions the cap ended...}, or nil, writing nothing, when an 'expect' found the epoch
+# moved (or not a string) or the old record gone (revoked, deleted): a session ended in
+# flight stays ended. A key of the wrong type at the epoch ('ensure') or the index is
+# corrupt: it is replaced, and named in the reply ('epoch', 'index', or both,
+# comma-separated; ''). The cap ends the sessions soonest to expire; of those that expire
+# in the same ms, the first in handle order (ZRANGE's order for equal scores).
 LOGIN = (
     _ENSURE
     + _CHUNKED
@@ -192,36 +285,83 @@ end
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('session id in use') end
 if KEYS[4] then
   redis.call('DEL', KEYS[4])
-  redis.call('ZREM', KEYS[3], ARGV[11])
+  redis.call('ZREM', KEYS[3], ARGV[10])
 end
-in_chunks('HSET', KEYS[1], ARGV, 12, #ARGV)
+in_chunks('HSET', KEYS[1], ARGV, 11, #ARGV)
 redis.call('HSET', KEYS[1], 'e', e)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[7])
 redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
 local ended = {e, table.concat(replaced, ',')}
-local cap = tonumber(ARGV[9])
+local cap = tonumber(ARGV[8])
 if cap > 0 then
   local over = redis.call('ZCARD', KEYS[3]) - cap
   if over > 0 then
     for _, handle in ipairs(redis.call('ZRANGE', KEYS[3], 0, over - 1)) do
       if handle ~= ARGV[5] then
-        redis.call('DEL', ARGV[10] .. handle)
+        redis.call('DEL', ARGV[9] .. handle)
         redis.call('ZREM', KEYS[3], handle)
         table.insert(ended, handle)
       end
     end
   end
 end
-redis.call('PEXPIRE', KEYS[3], ARGV[8])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
 return ended
 """
 )
 
+# How the login script comes by the epoch it stamps: 'ensure' reads or creates the epoch
+# (`epoch` the candidate); 'given' stamps `epoch`, which the provider returned, and leaves
+# the epoch key alone; 'expect' (rotating a logged-in session, or one whose request
+# changed the epoch with a compare-and-set) stamps `epoch` only if it is still the user's.
+LoginMode = Literal["ensure", "given", "expect"]
+
+
+@dataclass(frozen=True, slots=True)
+class LoginReply:
+    """LOGIN's reply: the epoch stamped, the keys of the wrong type it replaced ('epoch',
+    'index', comma-separated, or ''), and the handles of the sessions the cap ended."""
+
+    epoch: str | None
+    replaced: str | None
+    ended: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoginCall(ScriptCall):
+    """LOGIN: a new record of `fields` for a user, stamped with the user's epoch."""
+
+    SCRIPT: ClassVar[str] = LOGIN
+    record: str = key()
+    epoch_key: str = key()
+    index: str = key()
+    # The session this login rotates, under the same tag: it must still exist, and is
+    # deleted by the script.
+    old_record: str | None = optional_key()
+    mode: LoginMode
+    epoch: str
+    epoch_ttl_ms: int  # the epoch's TTL when the script sets it; the index's too
+    record_ttl_ms: int
+    handle: str
+    score: int  # the record's expiry (unix ms), its score in the index
+    now_ms: int
+    max_sessions: int  # the most sessions the user may have (0: no limit)
+    record_key_base: str  # the key of a record of this user, less its handle
+    old_handle: str  # the old record's handle ('' for none)
+    fields: Sequence[str] = rest()
+
+    @staticmethod
+    def reply(reply: Any) -> LoginReply | None:
+        """None when the login was refused (see LOGIN)."""
+        if reply is None:
+            return None
+        epoch, replaced, *ended = (text(item) for item in reply)
+        return LoginReply(epoch, replaced, tuple(handle for handle in ended if handle))
+
+
 # Move a session out of an older signing key's tag, for a login that rotates it under the
-# current key: delete it only if it still exists and (KEYS[3], when given) its user's epoch
-# under that tag is still ARGV[1]. KEYS: 1 the record, 2 the index, 3 (optional) the epoch
-# key; ARGV: 1 the carried epoch, 2 the handle. Returns 1 when moved out, 0 when refused.
+# current key (see RotateOutCall). Returns 1 when moved out, 0 when refused.
 ROTATE_OUT = """
 if KEYS[3] and redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
 if redis.call('DEL', KEYS[1]) == 0 then return 0 end
@@ -229,11 +369,24 @@ redis.call('ZREM', KEYS[2], ARGV[2])
 return 1
 """
 
-# Set the epoch to ARGV[2] only if it is still ARGV[1] and, given KEYS[2] (the session
-# that asks), that session is still stored, stamped ARGV[4]. KEYS[1] the epoch key; ARGV[3]
-# TTL ms. Returns 1 when set, 0 when the epoch had moved (or was gone) or the session was
-# ended. Safe to send again (a durable write is, see replication.py): an epoch already
-# ARGV[2], a random value only this caller knows, was set by this very compare-and-set.
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RotateOutCall(ScriptCall):
+    """ROTATE_OUT: delete `record` only if it still exists and (given `epoch_key`) its
+    user's epoch under that tag is still `carried`."""
+
+    SCRIPT: ClassVar[str] = ROTATE_OUT
+    record: str = key()
+    index: str = key()
+    epoch_key: str | None = optional_key()
+    carried: str  # '' without an epoch key
+    handle: str
+
+
+# A compare-and-set on the epoch (see BumpIfCall). Returns 1 when set, 0 when the epoch had
+# moved (or was gone) or the session was ended. Safe to send again (a durable write is, see
+# _transport/replication.py): an epoch already the new one, a random value only this caller
+# knows, was set by this very compare-and-set.
 BUMP_IF = """
 local e = redis.pcall('GET', KEYS[1])
 if type(e) == 'table' then return 0 end  -- not a string: corrupt, no session can match it
@@ -244,8 +397,23 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
-# Revoke one session of a user. KEYS: 1 the user's index, 2 the record. ARGV: 1 handle.
-# Only a handle listed in this user's index is deleted: another user's handle is refused.
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BumpIfCall(ScriptCall):
+    """BUMP_IF: set the epoch to `epoch` only if it is still `expected` and, given
+    `session` (the session that asks), that session is still stored, stamped `stamp`."""
+
+    SCRIPT: ClassVar[str] = BUMP_IF
+    epoch_key: str = key()
+    session: str | None = optional_key()
+    expected: str
+    epoch: str
+    epoch_ttl_ms: int
+    stamp: str | None = None  # with `session` only
+
+
+# Revoke one session of a user (see RevokeCall): 1 when revoked. Only a handle listed in
+# this user's index is deleted: another user's handle is refused.
 REVOKE = """
 if redis.pcall('ZREM', KEYS[1], ARGV[1]) == 1 then
   redis.call('DEL', KEYS[2])
@@ -254,8 +422,19 @@ end
 return 0
 """
 
-# A user's index, from score ARGV[1] ('-inf' for all) up: the handles listed, or the string
-# 'WRONGTYPE' when KEYS[1] holds something that is not a sorted set (corrupt: deleted).
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RevokeCall(ScriptCall):
+    """REVOKE: delete `record` if `handle` is listed in the user's `index`."""
+
+    SCRIPT: ClassVar[str] = REVOKE
+    index: str = key()
+    record: str = key()
+    handle: str
+
+
+# A user's index from a score up: the handles listed, or the string 'WRONGTYPE' when the
+# key holds something that is not a sorted set (corrupt: deleted).
 READ_INDEX = """
 local r = redis.pcall('ZRANGE', KEYS[1], ARGV[1], '+inf', 'BYSCORE')
 if type(r) == 'table' and r.err then
@@ -265,9 +444,27 @@ end
 return r
 """
 
-# A user's epoch as the read script takes it: nil when KEYS[1] holds no string.
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadIndexCall(ScriptCall):
+    """READ_INDEX: the handles in a user's `index` scored from `since` ('-inf': all)."""
+
+    SCRIPT: ClassVar[str] = READ_INDEX
+    index: str = key()
+    since: str
+
+
+# A user's epoch as the read script takes it: nil when the key holds no string.
 READ_EPOCH = """
 local e = redis.pcall('GET', KEYS[1])
 if type(e) == 'table' then return false end
 return e
 """
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadEpochCall(ScriptCall):
+    """READ_EPOCH: the user's epoch at `epoch_key`."""
+
+    SCRIPT: ClassVar[str] = READ_EPOCH
+    epoch_key: str = key()

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from ..errors import SessionTooLarge
 from .cookies import CookieRef
 from .key_layout import KeySpace, session_handle
-from .lua_scripts import CREATE, ENSURE_EPOCH, LOGIN, READ, ROTATE_OUT, WRITE
+from .lua_scripts import (
+    CreateCall,
+    EnsureEpochCall,
+    EpochGuard,
+    LoginCall,
+    LoginMode,
+    ReadCall,
+    RotateOutCall,
+    WriteCall,
+)
 from .records import FieldCodec, Record, fields_size
 from .timing import Timing, ms
 from .wire import Command
-
-# Where a user's epoch lives, as a write's guard sees it (see lua_scripts.WRITE).
-EpochGuard = Literal["redis", "cache", "none"]
-LoginMode = Literal["ensure", "given", "expect"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,19 +44,17 @@ class Writes:
         self.max_bytes = max_bytes
         self.codec = codec
 
-    def read(self, tag: str, handle: str, epoch_key: str | None) -> Command:
-        """The read script for the record `handle` (see key_layout.session_handle)."""
-        record = self.keys.record_key(tag, handle)
-        if epoch_key is None:
-            return ("EVAL", READ, 1, record)
-        return ("EVAL", READ, 2, record, epoch_key)
+    def read_with_epoch(self, tag: str, handle: str, epoch_key: str | None) -> Command:
+        """The read of the record `handle` (see key_layout.session_handle) and, given
+        `epoch_key`, of its user's epoch, in one command."""
+        return ReadCall(record=self.keys.record_key(tag, handle), epoch_key=epoch_key).command()
 
     def create(self, ref: CookieRef, record: Record) -> Command:
         """A new anonymous record; an id is never reused."""
         pairs = self._checked(self.codec.fields(record))
         expire, when = self.timing.record_expiry(record, record.created)
-        return ("EVAL", CREATE, 1, self.keys.session_key(ref.tag, ref.session_id), expire, when,
-                *pairs)  # fmt: skip
+        record_key = self.keys.session_key(ref.tag, ref.session_id)
+        return CreateCall(record=record_key, expire=expire, expire_at=when, fields=pairs).command()
 
     def write(
         self,
@@ -68,34 +70,29 @@ class Writes:
         """Apply `pairs` (fields to set) and `deleted` (fields to remove) to the record as
         it is stored, refreshed at `now`, if `guard` holds (see lua_scripts.WRITE); with
         `keep_empty`, an anonymous record left empty is stored, not deleted."""
-        keys = [self.keys.session_key(ref.tag, ref.session_id)]
-        if guard.mode != "none":
-            keys.append(self.keys.epoch_key(ref.tag))
-        score = ""
+        index, score = None, ""
         if self.timing.sliding and record.user_id is not None:
             # The expiry moves with every write: re-score the user's index with it.
-            keys.append(self.keys.index_key(ref.tag))
+            index = self.keys.index_key(ref.tag)
             score = str(self.timing.index_score(record, now))
         expire, when = self.timing.record_expiry(record, now)
-        return (
-            "EVAL",
-            WRITE,
-            len(keys),
-            *keys,
-            guard.mode,
-            guard.carried,
-            guard.wanted,
-            guard.stamp,
-            self.max_bytes,
-            expire,
-            when,
-            score,
-            session_handle(ref.session_id),
-            "1" if keep_empty else "0",
-            len(pairs) // 2,
-            *pairs,
-            *deleted,
-        )
+        return WriteCall(
+            record=self.keys.session_key(ref.tag, ref.session_id),
+            epoch_key=None if guard.mode == "none" else self.keys.epoch_key(ref.tag),
+            index=index,
+            mode=guard.mode,
+            carried=guard.carried,
+            wanted=guard.wanted,
+            stamp=guard.stamp,
+            max_bytes=self.max_bytes,
+            expire=expire,
+            expire_at=when,
+            score=score,
+            handle=session_handle(ref.session_id),
+            keep_empty=keep_empty,
+            set_pairs=pairs,
+            deleted=deleted,
+        ).command()
 
     def login(
         self,
@@ -113,48 +110,43 @@ class Writes:
         pairs = self.codec.fields(record)
         if fields_size(pairs) + 1 + len(epoch) > self.max_bytes:
             raise SessionTooLarge("the session would take", fields_size(pairs), self.max_bytes)
-        ttl = self.timing.record_ttl(record, now)
-        keys = [
-            self.keys.session_key(ref.tag, ref.session_id),
-            self.keys.epoch_key(ref.tag),
-            self.keys.index_key(ref.tag),
-        ]
-        old_handle = ""
-        if rotating is not None:
-            keys.append(self.keys.session_key(rotating.tag, rotating.session_id))
-            old_handle = session_handle(rotating.session_id)
-        return (
-            "EVAL",
-            LOGIN,
-            len(keys),
-            *keys,
-            mode,
-            epoch,
-            self.timing.epoch_ttl_ms,
-            ms(ttl),
-            session_handle(ref.session_id),
-            self.timing.index_score(record, now),
-            ms(now),
-            self.timing.epoch_ttl_ms,
-            max_sessions,
-            self.keys.record_key_base(ref.tag),
-            old_handle,
-            *pairs,
-        )
+        return LoginCall(
+            record=self.keys.session_key(ref.tag, ref.session_id),
+            epoch_key=self.keys.epoch_key(ref.tag),
+            index=self.keys.index_key(ref.tag),
+            old_record=None if rotating is None else self._record_key(rotating),
+            mode=mode,
+            epoch=epoch,
+            epoch_ttl_ms=self.timing.epoch_ttl_ms,
+            record_ttl_ms=ms(self.timing.record_ttl(record, now)),
+            handle=session_handle(ref.session_id),
+            score=self.timing.index_score(record, now),
+            now_ms=ms(now),
+            max_sessions=max_sessions,
+            record_key_base=self.keys.record_key_base(ref.tag),
+            old_handle="" if rotating is None else session_handle(rotating.session_id),
+            fields=pairs,
+        ).command()
 
     def rotate_out(self, ref: CookieRef, carried: str | None) -> Command:
         """Delete a session under an older signing key's tag if it still exists and, with
         `carried`, its user's epoch under that tag is still `carried`
         (lua_scripts.ROTATE_OUT)."""
-        keys = [self.keys.session_key(ref.tag, ref.session_id), self.keys.index_key(ref.tag)]
-        if carried is not None:
-            keys.append(self.keys.epoch_key(ref.tag))
-        return ("EVAL", ROTATE_OUT, len(keys), *keys, carried or "", session_handle(ref.session_id))
+        return RotateOutCall(
+            record=self.keys.session_key(ref.tag, ref.session_id),
+            index=self.keys.index_key(ref.tag),
+            epoch_key=None if carried is None else self.keys.epoch_key(ref.tag),
+            carried=carried or "",
+            handle=session_handle(ref.session_id),
+        ).command()
 
     def ensure_epoch(self, tag: str, candidate: str) -> Command:
         """The user's epoch under `tag`, created as `candidate` if there is none."""
-        key = self.keys.epoch_key(tag)
-        return ("EVAL", ENSURE_EPOCH, 1, key, candidate, self.timing.epoch_ttl_ms)
+        return EnsureEpochCall(
+            epoch_key=self.keys.epoch_key(tag),
+            candidate=candidate,
+            epoch_ttl_ms=self.timing.epoch_ttl_ms,
+        ).command()
 
     def forget(self, ref: CookieRef, listed: bool) -> list[Command]:
         """Delete a record, and its entry in the user's index if it may have one."""
@@ -162,6 +154,9 @@ class Writes:
         if listed:
             commands.append(("ZREM", self.keys.index_key(ref.tag), session_handle(ref.session_id)))
         return commands
+
+    def _record_key(self, ref: CookieRef) -> str:
+        return self.keys.session_key(ref.tag, ref.session_id)
 
     def _checked(self, pairs: list[str]) -> list[str]:
         size = fields_size(pairs)

@@ -81,7 +81,7 @@ def _value(reply: Any) -> Any:
 
 def session_read(commands: Sequence[Command]) -> list[str] | None:
     """The one place that knows what the core's session read looks like: one EVAL of
-    scripts.READ with KEYS = [record, epoch key (optional)], whose reply is [record
+    lua_scripts.READ with KEYS = [record, epoch key (optional)], whose reply is [record
     fields, epoch]. Its keys, if `commands` is that read; they are read by plain commands
     instead (tracked_reads), which client-side tracking follows on every Redis version."""
     if len(commands) != 1:
@@ -414,6 +414,9 @@ def _tracking_connection(
     lost: Callable[[int, object], None],
 ) -> type:
     class TrackingConnection(redis.asyncio.Connection):
+        """A pooled connection whose reads Redis tracks: invalidations of the keys it
+        reads go to the listener's connection."""
+
         async def on_connect_check_health(self, check_health: bool = True) -> None:
             await super().on_connect_check_health(check_health)
             await self.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", listener_id, "NOLOOP")

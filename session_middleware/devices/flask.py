@@ -4,7 +4,8 @@
 
     app.register_blueprint(devices_blueprint(), url_prefix="/account/sessions")
 
-It serves the SessionConfig given to ``init_app`` (or the `config` passed to it). When the
+It serves the SessionConfig given to ``init_app`` (or the `config` passed to it, which an
+app wrapped with ``app.wsgi_app = config(app.wsgi_app)`` instead of ``init_app`` needs). When the
 app has Flask-WTF's CSRFProtect, that protects the POSTs (a missing or wrong token is
 answered 403 here); otherwise a POST must pass the same-origin check (``Sec-Fetch-Site``
 or ``Origin``; see session_middleware.devices.same_origin).
@@ -20,6 +21,7 @@ from flask import Blueprint, Response, current_app
 
 from .. import devices as shared
 from .._fail_closed import FAILURES
+from .._request_session import get_session
 from ..config import SessionConfig
 from ..session import Session
 
@@ -35,53 +37,17 @@ def devices_blueprint(
     """A blueprint with ``GET /``, ``POST /<handle>/revoke`` and ``POST /others/revoke``."""
     blueprint = Blueprint(name, __name__)
 
-    def configuration() -> SessionConfig:
-        found = config or getattr(current_app.session_interface, "config", None)
-        if not isinstance(found, SessionConfig):
-            raise RuntimeError(
-                "devices_blueprint() needs init_app(app, config) or a config of its own"
-            )
-        return found
-
     @blueprint.get("/")
     def list_devices() -> Response:
-        session = _session()
-        if session is None or session.user_id is None:
-            return _refused(shared.ANONYMOUS)
-        try:
-            infos = configuration().list_sessions(session.user_id)
-        except FAILURES as error:
-            return _refused(shared.unavailable(configuration(), error))
-        response = flask.jsonify(shared.listing(infos, session.handle))
-        response.headers.update(shared.NO_STORE)
-        return response
+        return _list_devices(config)
 
     @blueprint.post("/<handle>/revoke")
     def revoke(handle: str) -> Response:
-        session = _session()
-        refusal = _refusal(session, trusted_origins)
-        if refusal is not None:
-            return _refused(refusal)
-        assert session is not None and session.user_id is not None
-        try:
-            ended = shared.end_if_current(session, handle) or configuration().revoke_session(
-                session.user_id, handle
-            )
-        except FAILURES as error:
-            return _refused(shared.unavailable(configuration(), error))
-        if not ended:
-            return _refused(shared.NOT_YOURS)
-        return flask.jsonify({"revoked": handle})
+        return _revoke(config, handle, trusted_origins)
 
     @blueprint.post("/others/revoke")
     def revoke_others() -> Response:
-        session = _session()
-        refusal = _refusal(session, trusted_origins)
-        if refusal is not None:
-            return _refused(refusal)
-        assert session is not None
-        session.logout_others()
-        return flask.jsonify({"revoked": "others"})
+        return _revoke_others(trusted_origins)
 
     try:
         from flask_wtf.csrf import CSRFError
@@ -92,9 +58,63 @@ def devices_blueprint(
     return blueprint
 
 
+def _configuration(config: SessionConfig | None) -> SessionConfig:
+    found = config or getattr(current_app.session_interface, "config", None)
+    if not isinstance(found, SessionConfig):
+        raise RuntimeError("devices_blueprint() needs init_app(app, config) or a config of its own")
+    return found
+
+
+def _list_devices(config: SessionConfig | None) -> Response:
+    session = _session()
+    if session is None or session.user_id is None:
+        return _refused(shared.ANONYMOUS)
+    try:
+        infos = _configuration(config).list_sessions(session.user_id)
+    except FAILURES as error:
+        return _refused(shared.unavailable(_configuration(config), error))
+    response = flask.jsonify(shared.listing(infos, session.handle))
+    response.headers.update(shared.NO_STORE)
+    return response
+
+
+def _revoke(
+    config: SessionConfig | None, handle: str, trusted_origins: Collection[str]
+) -> Response:
+    session = _session()
+    refusal = _refusal(session, trusted_origins)
+    if refusal is not None:
+        return _refused(refusal)
+    assert session is not None and session.user_id is not None
+    try:
+        ended = shared.end_if_current(session, handle) or _configuration(config).revoke_session(
+            session.user_id, handle
+        )
+    except FAILURES as error:
+        return _refused(shared.unavailable(_configuration(config), error))
+    if not ended:
+        return _refused(shared.NOT_YOURS)
+    return flask.jsonify({"revoked": handle})
+
+
+def _revoke_others(trusted_origins: Collection[str]) -> Response:
+    session = _session()
+    refusal = _refusal(session, trusted_origins)
+    if refusal is not None:
+        return _refused(refusal)
+    assert session is not None
+    session.logout_others()
+    return flask.jsonify({"revoked": "others"})
+
+
 def _session() -> Session | None:
     session: Any = flask.session
-    return session if isinstance(session, Session) else None
+    if isinstance(session, Session):
+        return session
+    try:  # an app wrapped with app.wsgi_app = config(app.wsgi_app) keeps Flask's own flask.session
+        return get_session(flask.request)
+    except LookupError:
+        return None
 
 
 def _refusal(session: Session | None, trusted_origins: Collection[str]) -> shared.Refusal | None:

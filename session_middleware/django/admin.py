@@ -1,8 +1,9 @@
 """A user's sessions in Django's admin, for the user admin you opt into.
 
-UserSessionsAdminMixin adds a read-only "Sessions" section to a user's change page (device,
-IP, created, last seen) with a button to end each session and one to end them all
-(invalidate_user). Nothing is registered here: mix it into your own user admin::
+UserSessionsAdminMixin adds a read-only "Sessions" section to a user's change page (device
+label with the user agent as its tooltip, IP, created, last seen) with a button to end each
+session and one to end them all (invalidate_user). Nothing is registered here: mix it into
+your own user admin::
 
     from django.contrib import admin
     from django.contrib.auth.admin import UserAdmin
@@ -75,7 +76,8 @@ class UserSessionsAdminMixin:
     @staticmethod
     def _listing_row(info: SessionInfo, revoke_url: str) -> tuple[str, ...]:
         return (
-            info.user_agent or "-",
+            info.user_agent or "",
+            info.device,
             info.ip or "-",
             info.created_at.strftime("%Y-%m-%d %H:%M UTC"),
             info.last_seen.strftime("%Y-%m-%d %H:%M UTC"),
@@ -92,7 +94,7 @@ class UserSessionsAdminMixin:
             return "No active sessions."
         rows = format_html_join(
             "",
-            '<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><button type="submit" '
+            '<tr><td title="{}">{}</td><td>{}</td><td>{}</td><td>{}</td><td><button type="submit" '
             'formaction="{}" formmethod="post" formnovalidate>Revoke</button></td></tr>',
             (self._listing_row(info, self._action_url(obj, info.handle)) for info in listed),
         )

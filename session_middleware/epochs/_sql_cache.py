@@ -9,12 +9,15 @@ before a bump committed can never overwrite the bump's value.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 from .._protocol.key_layout import KeySpace, UserId
+from .._protocol.script_call import ScriptCall, key
 from .._protocol.wire import Command
 
-# KEYS[1] the cache key. ARGV: 1 the value expected there ('' for none), 2 the value to
-# store, 3 TTL ms. Stores only if the key holds what was expected; returns what it holds.
-# A key that is not a string is corrupt: it counts as empty (and is overwritten).
+# Stores only if the key holds what was expected (see FillCall); returns what it holds. A
+# key that is not a string is corrupt: it counts as empty (and is overwritten).
 FILL = """
 local current = redis.pcall('GET', KEYS[1])
 if type(current) == 'table' then current = false end
@@ -24,6 +27,17 @@ if (current == false and ARGV[1] == '') or current == ARGV[1] then
 end
 return current
 """
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FillCall(ScriptCall):
+    """FILL: store `epoch` at `cache_key` if it holds `expected` ('' for none)."""
+
+    SCRIPT: ClassVar[str] = FILL
+    cache_key: str = key()
+    expected: str
+    epoch: str
+    ttl_ms: int
 
 
 class EpochCache:
@@ -42,7 +56,9 @@ class EpochCache:
 
     def fill(self, key: str, expected: str | None, epoch: str) -> Command:
         """Store `epoch` at `key` if the key holds `expected` (None: if it is empty)."""
-        return ("EVAL", FILL, 1, key, expected or "", epoch, self.ttl_ms)
+        return FillCall(
+            cache_key=key, expected=expected or "", epoch=epoch, ttl_ms=self.ttl_ms
+        ).command()
 
     def publish(self, user_id: UserId, epoch: str) -> list[Command]:
         """Overwrite the cache under every tag of the user: a committed bump."""

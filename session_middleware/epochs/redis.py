@@ -7,17 +7,18 @@ from typing import Any, Literal
 from .._core.epoch_provider import (
     EpochContext,
     Interface,
-    ProviderFaces,
+    SessionRedis,
     StampedRecord,
     new_epoch,
     still_stamped,
 )
 from .._core.steps import RedisIO, RedisSource, Step
+from .._protocol.durability import Replication
 from .._protocol.key_layout import UserId
-from .._protocol.lua_scripts import BUMP_IF, ENSURE_EPOCH
+from .._protocol.lua_scripts import BumpIfCall, EnsureEpochCall
 from .._protocol.wire import Command, text
 from .._transport.clients import RedisClients
-from .._transport.replication import Replication
+from ._faces import ProviderFaces
 
 
 class RedisEpochs(ProviderFaces):
@@ -33,7 +34,7 @@ class RedisEpochs(ProviderFaces):
         self._own_url = redis_url
         self._own_client = redis
         self._context: EpochContext | None = None
-        self._clients: RedisClients | None = None
+        self._clients: SessionRedis | None = None
 
     @property
     def colocated(self) -> bool:
@@ -58,7 +59,7 @@ class RedisEpochs(ProviderFaces):
         return self._context
 
     @property
-    def clients(self) -> RedisClients:
+    def clients(self) -> SessionRedis:
         if self._clients is None:
             raise RuntimeError("RedisEpochs is not attached to a configuration yet")
         return self._clients
@@ -139,11 +140,14 @@ class RedisEpochs(ProviderFaces):
         """The compare-and-set under `tag` (and of `session`, stored under the same tag),
         then the plain writes under the user's other tags."""
         key = self.context.keys.epoch_key(tag)
-        ttl = self.context.epoch_ttl_ms
-        if session is None:
-            check: Command = ("EVAL", BUMP_IF, 1, key, expected, epoch, ttl)
-        else:
-            check = ("EVAL", BUMP_IF, 2, key, session[0], expected, epoch, ttl, session[1])
+        check = BumpIfCall(
+            epoch_key=key,
+            session=None if session is None else session[0],
+            expected=expected,
+            epoch=epoch,
+            epoch_ttl_ms=self.context.epoch_ttl_ms,
+            stamp=None if session is None else session[1],
+        ).command()
         others = [c for c in self._set_commands(user_id, epoch) if c[1] != key]
         return check, others
 
@@ -154,4 +158,6 @@ class RedisEpochs(ProviderFaces):
     def _ensure_command(self, user_id: UserId) -> Command:
         keys = self.context.keys
         key = keys.epoch_key(keys.user_tag(user_id))
-        return ("EVAL", ENSURE_EPOCH, 1, key, new_epoch(), self.context.epoch_ttl_ms)
+        return EnsureEpochCall(
+            epoch_key=key, candidate=new_epoch(), epoch_ttl_ms=self.context.epoch_ttl_ms
+        ).command()

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, scoped_session
 from .._core.epoch_provider import (
     EpochContext,
     Interface,
-    ProviderFaces,
+    SessionRedis,
     StampedRecord,
     new_epoch,
     still_stamped,
@@ -29,11 +29,11 @@ from .._core.steps import RedisIO, RedisSource, SqlIO, Step
 from .._protocol.key_layout import UserId
 from .._protocol.timing import cache_ttl_ms
 from .._protocol.wire import Command, text
-from .._transport.clients import RedisClients
 from .._transport.round_trip import AsyncRedisClient, run_async, run_sync
 from .._transport.sql_errors import EpochStoreUnavailable, UnknownUser
 from ..errors import ConfigurationError
 from ..events import Listeners
+from ._faces import ProviderFaces
 from ._sql_cache import EpochCache
 from ._sql_engine import ASYNC_HINT, SYNC_HINT, EngineHandle, engine_handle
 from ._sql_schema import EpochTable, TableSpec
@@ -360,7 +360,7 @@ class SQLEpochs(ProviderFaces):
         self._redis()
         return [] if self._cache is None else self._cache.publish(user_id, epoch)
 
-    def _redis(self) -> RedisClients:
+    def _redis(self) -> SessionRedis:
         if self._context is None:
             raise RuntimeError(
                 "SQLEpochs is not attached to a configuration yet: pass it to sessions(epochs=...)"

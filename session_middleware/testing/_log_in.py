@@ -9,9 +9,10 @@ from collections.abc import Mapping
 from http.cookies import SimpleCookie
 from typing import Any
 
-from .._configuration import Configuration, ConfiguredMiddleware
+from .._configuration import Configuration
 from .._core.lifecycle import Core
 from .._core.steps import Step
+from .._middleware import ConfiguredMiddleware
 from .._protocol.key_layout import UserId, session_handle
 
 USER_AGENT = "session_middleware.testing"

@@ -15,6 +15,7 @@ from session_middleware._protocol.lua_scripts import (
     ENSURE_EPOCH,
     LOGIN,
     READ,
+    ROTATE_OUT,
     WRITE,
 )
 from session_middleware.epochs._sql_cache import FILL
@@ -25,6 +26,7 @@ NAMES = {
     CREATE: "CREATE",
     LOGIN: "LOGIN",
     BUMP_IF: "BUMP_IF",
+    ROTATE_OUT: "ROTATE_OUT",
     ENSURE_EPOCH: "ENSURE_EPOCH",
     FILL: "FILL",
 }

@@ -20,7 +20,17 @@ from session_middleware import SessionTooLarge, sessions
 from session_middleware._core.lifecycle import Opened
 from session_middleware._protocol.cookies import CookieRef
 from session_middleware._protocol.key_layout import new_session_id
-from session_middleware._protocol.lua_scripts import EPOCH_MOVED, GONE, READ, TOO_LARGE, WRITTEN
+from session_middleware._protocol.lua_scripts import (
+    EPOCH_MOVED,
+    GONE,
+    TOO_LARGE,
+    WRITTEN,
+    BumpIfCall,
+    LoginCall,
+    ReadCall,
+    RotateOutCall,
+    WriteCall,
+)
 from session_middleware._protocol.records import Record
 from session_middleware.config import SessionConfig
 
@@ -72,8 +82,10 @@ def stored(
     epoch: str = EPOCH,
     created: float = NOW - 60,
     refreshed: float = NOW - 60,
+    tag: str | None = None,
 ) -> Stored:
-    tag = config.keys.user_tag(user) if user is not None else "a" * 24
+    if tag is None:
+        tag = config.keys.user_tag(user) if user is not None else "a" * 24
     ref = CookieRef(tag, new_session_id())
     record = Record(data, created, created + 3600, refreshed, user, epoch if user else None)
     fields = config.core.fields.fields(record)
@@ -120,7 +132,7 @@ def test_a_logged_in_read_is_one_command_with_the_epoch_key(
     session = stored(config, {"cart": [1, 2]}, "alice")
     run = drive(config.core.open(session.header, NOW), [[encode([session.fields, EPOCH])]])
     (read,) = run.commands
-    assert read[:3] == ("EVAL", READ, 2) and read[4].endswith(":e")
+    assert ReadCall.of(read).epoch_key.endswith(":e")
     assert run.result.session.user_id == "alice" and run.result.session["cart"] == [1, 2]
 
 
@@ -183,8 +195,8 @@ def test_a_metadata_field_of_a_later_release_is_kept_and_ignored(
     state = drive(config.core.open(later.header, NOW), [[encode([later.fields, EPOCH])]]).result
     state.session.login("alice")
     (login,) = commit(config, state, [[[EPOCH, ""]]]).commands
-    arguments = list(login)
-    assert arguments[arguments.index("z") + 1] == '{"later":true}', "a rotation carries it"
+    fields = dict(zip(*[iter(LoginCall.of(login).fields)] * 2, strict=True))
+    assert fields["z"] == '{"later":true}', "a rotation carries it"
 
 
 def test_a_record_under_another_users_tag_is_dropped(
@@ -236,17 +248,13 @@ def test_a_first_value_creates_a_session_and_issues_a_cookie(config: SessionConf
     assert "httponly" in run.result.set_cookie
 
 
-def write_of(run: Run) -> tuple[Any, ...]:
+def write_of(run: Run) -> WriteCall:
     (write,) = [c for c in run.commands if name_of(c) == "WRITE"]
-    return write
+    return WriteCall.of(write)
 
 
-def changed_fields(write: tuple[Any, ...]) -> tuple[list[str], list[str]]:
-    keys = int(write[2])
-    args = list(write[3 + keys :])
-    count = int(args[10])
-    pairs = args[11 : 11 + 2 * count]
-    return pairs[0::2], args[11 + 2 * count :]
+def changed_fields(write: WriteCall) -> tuple[list[str], list[str]]:
+    return list(write.set_pairs[0::2]), list(write.deleted)
 
 
 def test_a_change_writes_only_that_key(config: SessionConfig, encode: Callable[[Any], Any]) -> None:
@@ -282,7 +290,8 @@ def test_a_write_carries_the_loaded_epoch_as_its_guard(
     state = opened(config, encode, stored(config, {"a": 1}, "alice"), EPOCH)
     state.session["a"] = 2
     write = write_of(commit(config, state, [[WRITTEN]]))
-    assert write[2] == 2 and write[5:9] == ("redis", EPOCH, EPOCH, "")
+    assert write.epoch_key is not None
+    assert (write.mode, write.carried, write.wanted, write.stamp) == ("redis", EPOCH, EPOCH, "")
 
 
 def test_an_anonymous_write_has_no_epoch_guard(
@@ -291,7 +300,7 @@ def test_an_anonymous_write_has_no_epoch_guard(
     state = opened(config, encode, stored(config, {"a": 1}), None)
     state.session["a"] = 2
     write = write_of(commit(config, state, [[WRITTEN]]))
-    assert write[2] == 1 and write[4:6] == ("none", "")
+    assert write.epoch_key is None and (write.mode, write.carried) == ("none", "")
 
 
 def test_a_refresh_due_writes_only_the_refresh_time(encode: Callable[[Any], Any]) -> None:
@@ -351,8 +360,8 @@ def test_a_login_reads_or_creates_the_epoch_in_its_script(config: SessionConfig)
     state = drive(config.core.open(None, NOW), []).result
     state.session.login("alice")
     run = commit(config, state, [[[EPOCH, ""]]])
-    (login,) = run.commands
-    assert name_of(login) == "LOGIN" and login[2] == 3 and login[6] == "ensure"
+    login = LoginCall.of(run.commands[0])
+    assert login.old_record is None and login.mode == "ensure"
     assert run.result.cookie.value is not None
     assert [(e.kind, e.user_id) for e in run.events] == [("login", "alice")]
 
@@ -369,12 +378,38 @@ def test_a_login_from_another_users_session_forgets_it(
 def test_a_rotation_expects_the_carried_epoch_and_the_old_record(
     config: SessionConfig, encode: Callable[[Any], Any]
 ) -> None:
-    state = opened(config, encode, stored(config, {"a": 1}, "alice"), EPOCH)
+    session = stored(config, {"a": 1}, "alice")
+    state = opened(config, encode, session, EPOCH)
     state.session.login("alice")
     run = commit(config, state, [[[EPOCH, ""]]])
-    (login,) = run.commands
-    assert login[2] == 4, "the old record is a key of the script: checked and deleted there"
-    assert login[7:9] == ("expect", EPOCH)
+    login = LoginCall.of(run.commands[0])
+    old_record = config.keys.session_key(session.ref.tag, session.ref.session_id)
+    assert login.old_record == old_record, "a key of the script: checked and deleted there"
+    assert (login.mode, login.epoch) == ("expect", EPOCH)
+    assert [e.kind for e in run.events] == ["rotation"]
+
+
+@pytest.mark.parametrize("moved", [True, False])
+def test_a_rotation_under_an_older_keys_tag_moves_the_session_out_first(
+    encode: Callable[[Any], Any], moved: bool
+) -> None:
+    config = sessions(secret_key=[SECRET, "an-older-key-0123456789abcdefghijklmnopq"],
+                      redis_url="redis://127.0.0.1:1/0")  # fmt: skip
+    older_tag = config.keys.user_tags("alice")[1]
+    state = opened(config, encode, stored(config, {"a": 1}, "alice", tag=older_tag), EPOCH)
+    state.session.login("alice")
+    replies: list[Any] = [[1 if moved else 0, encode(EPOCH)]]
+    run = commit(config, state, [*replies, [[EPOCH, ""]]] if moved else replies)
+    move_out = RotateOutCall.of(run.commands[0])
+    assert move_out.carried == EPOCH, "only while its epoch there is the one it carries"
+    if not moved:
+        assert run.steps == [("ROTATE_OUT", "ENSURE_EPOCH")], "ended in flight: no login"
+        assert run.result.rejected == "epoch"
+        return
+    assert run.steps == [("ROTATE_OUT", "ENSURE_EPOCH"), ("LOGIN",)]
+    login = LoginCall.of(run.commands[-1])
+    assert (login.mode, login.epoch, login.old_record) == ("expect", EPOCH, None)
+    assert login.record.startswith(config.keys.record_key_base(config.keys.user_tag("alice")))
     assert [e.kind for e in run.events] == ["rotation"]
 
 
@@ -396,11 +431,10 @@ def test_logout_others_is_a_durable_compare_and_set_then_a_restamp(
     run = commit(config, state, [[1], [WRITTEN]])
     assert run.steps == [("BUMP_IF",), ("WRITE",)]
     assert run.waits == [1, 0], "the bump waits for a replica, as invalidate_user does"
-    bump, write = run.commands[0], write_of(run)
-    assert (bump[2], bump[4]) == (2, write[3]), "the compare-and-set checks this session too"
-    assert bump[5] == bump[8] == EPOCH, "a compare-and-set from the epoch the session carried"
-    carried, wanted, stamp = write[6:9]
-    assert (carried, wanted, stamp) == (EPOCH, bump[6], bump[6])
+    bump, write = BumpIfCall.of(run.commands[0]), write_of(run)
+    assert bump.session == write.record, "the compare-and-set checks this session too"
+    assert bump.expected == bump.stamp == EPOCH, "from the epoch the session carried"
+    assert (write.carried, write.wanted, write.stamp) == (EPOCH, bump.epoch, bump.epoch)
     assert [e.kind for e in run.events] == ["logout_others"]
 
 
@@ -425,7 +459,8 @@ def test_a_login_that_logs_the_others_out_bumps_durably_first(config: SessionCon
     state.session.logout_others()
     run = commit(config, state, [["OK"], [["n" * 32, ""]]])
     assert run.steps == [("SET",), ("LOGIN",)] and run.waits == [1, 0]
-    assert run.commands[-1][6:8] == ("ensure", run.commands[0][2])
+    login = LoginCall.of(run.commands[-1])
+    assert (login.mode, login.epoch) == ("ensure", run.commands[0][2])
 
 
 def test_a_rotation_that_logs_the_others_out_is_a_compare_and_set(
@@ -435,7 +470,7 @@ def test_a_rotation_that_logs_the_others_out_is_a_compare_and_set(
     state.session.login("alice")
     state.session.logout_others()
     run = commit(config, state, [[0]])
-    assert run.steps == [("BUMP_IF",)] and run.commands[0][5] == EPOCH
+    assert run.steps == [("BUMP_IF",)] and BumpIfCall.of(run.commands[0]).expected == EPOCH
     assert run.result.rejected == "epoch", "the epoch had moved: refused, nothing written"
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from session_middleware import RedisEpochs, sessions
 from session_middleware._core.lifecycle import Opened
+from session_middleware._protocol.lua_scripts import BumpIfCall, LoginCall
 from session_middleware.config import SessionConfig
 from session_middleware.session import Session
 
@@ -21,6 +22,7 @@ from .scripted import drive
 
 pytest.importorskip("sqlalchemy")
 
+from session_middleware.epochs._sql_cache import FillCall
 from session_middleware.epochs.sql import SQLEpochs
 
 SECRETS = ["spec-secret-key-0123456789abcdefghijklmnop", "older-secret-key-0123456789abcdefghijkl"]
@@ -62,7 +64,8 @@ def test_colocated_bump_if_refused_writes_nothing_else() -> None:
     tag = config.keys.user_tag("alice")
     run = drive(config.epochs.bump_if("alice", tag, EPOCH), [[0]])
     assert run.steps == [("BUMP_IF",)] and run.result is None
-    assert run.commands[0][3:5] == (config.keys.epoch_key(tag), EPOCH)
+    bump = BumpIfCall.of(run.commands[0])
+    assert (bump.epoch_key, bump.expected) == (config.keys.epoch_key(tag), EPOCH)
 
 
 def test_colocated_bump_if_then_sets_the_other_tags() -> None:
@@ -71,7 +74,7 @@ def test_colocated_bump_if_then_sets_the_other_tags() -> None:
     run = drive(config.epochs.bump_if("alice", tag, EPOCH), [[1], ["OK"]])
     assert run.steps == [("BUMP_IF",), ("SET",)]
     assert run.commands[1][1] == config.keys.epoch_key(config.keys.user_tags("alice")[1])
-    assert run.result == run.commands[0][5] == run.commands[1][2]
+    assert run.result == BumpIfCall.of(run.commands[0]).epoch == run.commands[1][2]
     assert run.waits == [1, 1], "a request's own bump waits for replicas as invalidate_user"
 
 
@@ -100,7 +103,7 @@ def test_sql_resolve_reads_the_database_then_fills_the_cache() -> None:
     run = drive(epochs.resolve("alice", "t", None), [EPOCH, [EPOCH]])
     assert run.steps == [("SQL",), ("FILL",)] and run.result == EPOCH
     assert run.targets == [None], "the cache lives on the session Redis"
-    assert run.commands[0][3] == config.keys.epoch_key("t")
+    assert FillCall.of(run.commands[0]).cache_key == config.keys.epoch_key("t")
 
 
 def test_sql_resolve_of_an_unknown_user_writes_no_cache() -> None:
@@ -130,7 +133,8 @@ def test_sql_login_epoch_settles_a_disagreement_with_a_locking_read() -> None:
     run = drive(epochs.login_epoch("alice"), [EPOCH, [OTHER], THIRD, [THIRD]])
     assert run.steps == [("SQL",), ("FILL",), ("SQL",), ("FILL",)]
     assert run.result == THIRD
-    assert run.commands[1][4:6] == (OTHER, THIRD), "replaces only the value it saw"
+    fill = FillCall.of(run.commands[1])
+    assert (fill.expected, fill.epoch) == (OTHER, THIRD), "replaces only the value it saw"
 
 
 def test_sql_login_epoch_keeps_a_cache_the_locking_read_confirms() -> None:
@@ -189,7 +193,8 @@ def test_a_login_with_sql_epochs_reads_the_epoch_then_writes_the_session() -> No
         config.core.commit(Opened(session), time.time()), [EPOCH, [EPOCH], [[EPOCH.encode(), b""]]]
     )
     assert run.steps == [("SQL",), ("FILL",), ("LOGIN",)]
-    assert run.commands[-1][6:8] == ("given", EPOCH)
+    login = LoginCall.of(run.commands[-1])
+    assert (login.mode, login.epoch) == ("given", EPOCH)
     assert [e.kind for e in run.events] == ["login"]
 
 
@@ -203,4 +208,5 @@ def test_a_login_with_log_out_others_bumps_in_the_database_first() -> None:
     run = drive(config.core.commit(Opened(session), time.time()), replies)
     assert run.steps == [("SQL",), ("SET", "SET"), ("LOGIN",)]
     bumped = run.commands[0][2]
-    assert run.commands[-1][6:8] == ("given", bumped)
+    login = LoginCall.of(run.commands[-1])
+    assert (login.mode, login.epoch) == ("given", bumped)

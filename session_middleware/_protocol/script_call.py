@@ -1,0 +1,100 @@
+"""A Lua script's KEYS and ARGV by name: each script's call is a frozen dataclass whose
+fields are its keys, then its arguments, in the order the script reads them (see
+lua_scripts.py). The one place that knows the positions: the call builds its EVAL command,
+and reads one back by name.
+
+A key or a trailing argument that is None is left out of the command; a field declared
+with `pairs()` is sent as its count, then its items; one declared with `rest()` takes the
+remaining arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import field, fields
+from typing import Any, ClassVar, TypeVar
+
+_ROLE = "script_role"
+_PRESENT = "script_present"
+
+Call = TypeVar("Call", bound="ScriptCall")
+
+
+def key(*, present: Callable[[Mapping[str, Any]], bool] | None = None) -> Any:
+    """A key (KEYS). An optional one defaults to None (left out); `present` says, from the
+    arguments, whether a command read back has it (needed only when an optional key is not
+    the last one)."""
+    return field(metadata={_ROLE: "key", _PRESENT: present})
+
+
+def optional_key(*, present: Callable[[Mapping[str, Any]], bool] | None = None) -> Any:
+    return field(default=None, metadata={_ROLE: "key", _PRESENT: present})
+
+
+def flag() -> Any:
+    """A boolean argument, sent as '1' or '0'."""
+    return field(default=False, metadata={_ROLE: "flag"})
+
+
+def pairs() -> Any:
+    """Field/value pairs sent as their count, then the pairs."""
+    return field(default=(), metadata={_ROLE: "pairs"})
+
+
+def rest() -> Any:
+    """The arguments that remain, last."""
+    return field(default=(), metadata={_ROLE: "rest"})
+
+
+class ScriptCall:
+    """One call of a script, by name (subclasses are frozen keyword-only dataclasses)."""
+
+    __slots__ = ()
+    SCRIPT: ClassVar[str]
+
+    def command(self) -> tuple[Any, ...]:
+        """The EVAL command for Redis."""
+        keys: list[Any] = []
+        argv: list[Any] = []
+        for spec in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, spec.name)
+            role = spec.metadata.get(_ROLE, "arg")
+            if role == "key":
+                if value is not None:
+                    keys.append(value)
+            elif role == "flag":
+                argv.append("1" if value else "0")
+            elif role == "pairs":
+                argv += [len(value) // 2, *value]
+            elif role == "rest":
+                argv += value
+            elif value is not None:
+                argv.append(value)
+        return ("EVAL", self.SCRIPT, len(keys), *keys, *argv)
+
+    @classmethod
+    def of(cls: type[Call], command: tuple[Any, ...]) -> Call:
+        """The call that `command` makes, read back by name (ValueError: another script)."""
+        if command[:1] != ("EVAL",) or command[1] != cls.SCRIPT:
+            raise ValueError(f"not a call of {cls.__name__}")
+        count = int(command[2])
+        keys, argv = list(command[3 : 3 + count]), list(command[3 + count :])
+        specs = fields(cls)  # type: ignore[arg-type]
+        named: dict[str, Any] = {}
+        for spec in specs:
+            role = spec.metadata.get(_ROLE, "arg")
+            if role == "flag":
+                named[spec.name] = argv.pop(0) == "1"
+            elif role == "pairs":
+                size = 2 * int(argv.pop(0))
+                named[spec.name], argv = tuple(argv[:size]), argv[size:]
+            elif role == "rest":
+                named[spec.name], argv = tuple(argv), []
+            elif role == "arg" and argv:
+                named[spec.name] = argv.pop(0)
+        for spec in specs:
+            if spec.metadata.get(_ROLE) != "key":
+                continue
+            present = spec.metadata.get(_PRESENT)
+            if present is None or present(named):
+                named[spec.name] = keys.pop(0) if keys else None
+        return cls(**named)
