@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-import session_middleware.asgi as asgi_integration
+import session_middleware._request_cycle as request_cycle
 from session_middleware import SessionConfig, SessionEvent, sessions
 
 from .support import CLOSED_PORT_URL, REDIS_URL, SECRET, keys_under
@@ -26,7 +26,7 @@ async def test_every_kind_is_reported_with_its_user_and_handle(
 ) -> None:
     # The cap ends the session that ends soonest: each login a second after the one before,
     # so that no two end in the same millisecond (a tie would end either).
-    later = clock_of(monkeypatch, asgi_integration)
+    later = clock_of(monkeypatch, request_cycle)
     config = sessions(
         secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, max_sessions_per_user=2
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-import session_middleware.asgi as asgi_integration
+import session_middleware._request_cycle as request_cycle
 from session_middleware import sessions
 
 from .support import REDIS_URL, SECRET, keys_under
@@ -45,7 +45,7 @@ async def test_idle_timeout_expires_an_unused_session(key_prefix: str) -> None:
 async def test_the_server_ends_an_idle_session_whose_key_is_still_there(
     key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    later = clock_of(monkeypatch, asgi_integration)
+    later = clock_of(monkeypatch, request_cycle)
     config = sessions(
         secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, idle_timeout=60
     )
@@ -59,7 +59,7 @@ async def test_the_server_ends_an_idle_session_whose_key_is_still_there(
 async def test_sliding_refresh_writes_at_most_once_per_interval(
     key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    later = clock_of(monkeypatch, asgi_integration)
+    later = clock_of(monkeypatch, request_cycle)
     config = sessions(
         secret_key=SECRET,
         redis_url=REDIS_URL,

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import redis
 
-import session_middleware.asgi as asgi_integration
+import session_middleware._request_cycle as request_cycle
 from session_middleware import SessionConfig, sessions
 
 from .support import REDIS_URL, SECRET, keys_under
@@ -198,7 +198,7 @@ async def test_the_index_costs_no_extra_round_trip(key_prefix: str) -> None:
 async def test_a_login_past_the_cap_ends_the_oldest_sessions(
     key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    later = clock_of(monkeypatch, asgi_integration)
+    later = clock_of(monkeypatch, request_cycle)
     config = sessions(
         secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, max_sessions_per_user=3
     )
