@@ -1,4 +1,18 @@
-"""End-to-end requests per second: each variant under uvicorn (one worker), wrk on loopback."""
+"""End to end: each variant under uvicorn on 127.0.0.1, `wrk -t1` on loopback.
+
+Cells, all interleaved round by round (the order rotates each round):
+
+- every variant and request scenario on uvloop, one worker (``e2e/<scenario>/<variant>/uvloop/1w``);
+- the read and the write on asyncio (``.../asyncio/1w``) and with two workers (``.../uvloop/2w``);
+- ``read-many``: reads rotating over more sessions than the decoded-record memo holds;
+- ``contention``: every connection (1 to 32) writing one session, a key each or one shared
+  key, starsessions against ours; afterwards the session's counters say how many of the
+  answered increments it kept.
+
+Logged-in scenarios rotate over a pool of sessions so that concurrent requests rarely share
+one, as with real users. A figure is seconds per request (1 ÷ wrk's rate); any non-2xx
+answer or socket error fails a run, except in contention, where they are counted.
+"""
 
 from __future__ import annotations
 
@@ -13,230 +27,201 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
-from .scenarios import FLOOR_COOKIE, REQUESTS, Scenario
-from .serve import CACHE_STATS_PATH
-from .settings import Mode
-from .variants import COOKIE
+from .common import COOKIE, ROOT, free_port
+from .results import Results
+from .scenarios import CONTENTION_LEVELS, E2E, FLOOR_COOKIE, MANY_SESSIONS, READ, REQUESTS, WRITE
 
-ROOT = Path(__file__).resolve().parent.parent
-_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
-_TOTAL = re.compile(r"(\d+) requests in ")
-_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
-_SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
-_P50 = re.compile(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
-_UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-WARM_UP_SECONDS = 1
-
-
-@dataclass
-class EndToEnd:
-    rps: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # variant -> scenario
-    p50_ms: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    # local_cache variants: per run, wrk's completed requests and the cache's counts over it
-    cache: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
-    skipped: str | None = None
+RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
+TOTAL = re.compile(r"(\d+) requests in ")
+NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+CONNECTIONS = 32
+POOL = 4 * CONNECTIONS
+SIDE = ("starlette", "ours-redis", "ours-cache")  # the variants of the asyncio, 2w cells
 
 
 @dataclass
 class Server:
     key: str
-    port: int
-    process: subprocess.Popen[bytes]
-    cookies: list[str] = field(default_factory=list)  # a pool of logged-in sessions
-    cached: bool = False  # serves CACHE_STATS_PATH (local_cache)
+    loop: str
+    workers: int
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
 
+    def start(self, prefix: str) -> None:
+        command = [sys.executable, "-m", "benchmarks.variants", self.key, str(self.port)]
+        command += [prefix, self.loop, str(self.workers)]
+        self.process = subprocess.Popen(command, cwd=ROOT)
 
-def wrk_path() -> str | None:
-    return shutil.which("wrk")
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.key}: the server exited")
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.key}: the server did not start within {timeout} s")
 
+    def request(self, method: str, path: str, cookie: str | None = None) -> tuple[int, bytes, str]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request(method, path, headers={"Cookie": cookie} if cookie else {})
+            response = connection.getresponse()
+            set_cookie = (response.getheader("set-cookie") or "").split(";", 1)[0]
+            return response.status, response.read(), set_cookie
+        finally:
+            connection.close()
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start(key: str, prefix: str) -> Server:
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.serve", key, str(port), prefix], cwd=ROOT, env=env
-    )
-    return Server(key, port, process, cached=key == "ours-cache")
-
-
-def _wait_ready(server: Server, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"{server.key}: the server exited with {server.process.returncode}")
-        with (
-            contextlib.suppress(OSError),
-            socket.create_connection(("127.0.0.1", server.port), 0.2),
-        ):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{server.key}: the server did not start within {timeout} s")
-
-
-def _request(
-    server: Server, method: str, path: str, cookie: str | None
-) -> tuple[int, bytes, list[str]]:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    try:
-        connection.request(method, path, headers={"Cookie": cookie} if cookie else {})
-        response = connection.getresponse()
-        return response.status, response.read(), response.headers.get_all("set-cookie") or []
-    finally:
-        connection.close()
-
-
-def _log_in(server: Server, pool: int) -> None:
-    """Log `pool` sessions in over HTTP (the floor gets fake cookies of the same size)."""
-    if server.key == "floor":
-        server.cookies = [FLOOR_COOKIE] * pool
-        return
-    for _ in range(pool):
-        status, _, cookies = _request(server, "POST", "/login", None)
-        values = [c.split(";", 1)[0] for c in cookies if c.startswith(f"{COOKIE}=")]
-        if status != 200 or not values:
-            raise RuntimeError(f"{server.key}: login over HTTP failed ({status}, {cookies})")
-        status, body, _ = _request(server, "GET", "/read", values[0])
-        if status != 200 or not body.startswith(b"user-"):
-            raise RuntimeError(f"{server.key}: logged-in read over HTTP answered {status} {body!r}")
-        server.cookies.append(values[0])
-
-
-def _script(server: Server, scenario: Scenario, directory: str) -> str:
-    """A wrk script sending `scenario`, each request with the next cookie of the pool, so
-    concurrent requests rarely share a session (as with real users)."""
-    cookies = server.cookies if scenario.logged_in else [""]
-    requests = []
-    for cookie in cookies:
-        headers = f'{{["Cookie"] = "{cookie}"}}' if cookie else "{}"
-        requests.append(f'wrk.format("{scenario.method}", nil, {headers})')
-    return round_robin_script(os.path.join(directory, f"{server.key}-{scenario.key}.lua"), requests)
-
-
-def round_robin_script(path: str, requests: list[str]) -> str:
-    """Write a wrk script at `path` that sends `requests` (wrk.format expressions) in turn,
-    one per request; returns the path."""
-    lines = ["local requests = {}", "local count = 0", "init = function(args)"]
-    lines += [f"  requests[{n}] = {request}" for n, request in enumerate(requests, start=1)]
-    lines += [
-        "end",
-        "request = function()",
-        "  count = count + 1",
-        "  return requests[(count % #requests) + 1]",
-        "end",
-    ]
-    with open(path, "w") as script:
-        script.write("\n".join(lines) + "\n")
-    return path
+    def log_in(self) -> str:
+        if self.key == "floor":
+            return FLOOR_COOKIE
+        status, _, cookie = self.request("POST", "/login")
+        if status != 200 or not cookie.startswith(f"{COOKIE}="):
+            raise RuntimeError(f"{self.key}: login over HTTP failed ({status})")
+        return cookie
 
 
 @contextlib.contextmanager
-def servers(keys: list[str], prefix: str, pool: int) -> Iterator[list[Server]]:
-    started: list[Server] = []
+def servers(wanted: list[tuple[str, str, int]], prefix: str) -> Iterator[dict[tuple, Server]]:
+    started = {spec: Server(*spec) for spec in wanted}
     try:
-        for key in keys:
-            started.append(_start(key, prefix))
-        for server in started:
-            _wait_ready(server)
-            _log_in(server, pool)
+        for server in started.values():
+            server.start(prefix)
+        for server in started.values():
+            server.wait_ready()
         yield started
     finally:
-        for server in started:
-            server.process.terminate()
-        for server in started:
-            try:
-                server.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.process.kill()
-                server.process.wait()
+        for server in started.values():
+            if server.process is not None:
+                server.process.terminate()
+        for server in started.values():
+            if server.process is not None:
+                server.process.wait(timeout=15)
 
 
-def _cache_stats(server: Server) -> dict[str, Any]:
-    status, body, _ = _request(server, "GET", CACHE_STATS_PATH, None)
-    if status != 200:
-        raise RuntimeError(f"{server.key}: cache stats answered {status}")
-    stats: dict[str, Any] = json.loads(body)
-    return stats
+def script(path: str, requests: list[tuple[str, str, str]]) -> str:
+    """A wrk script sending (method, path, cookie) in turn, one per request."""
+    lines = ["local requests = {}", "local count = 0", "init = function(args)"]
+    for number, (method, target, cookie) in enumerate(requests, start=1):
+        headers = f'{{["Cookie"] = "{cookie}"}}' if cookie else "{}"
+        lines.append(f'  requests[{number}] = wrk.format("{method}", "{target}", {headers})')
+    lines += ["end", "request = function()", "  count = count + 1"]
+    lines += ["  return requests[(count % #requests) + 1]", "end"]
+    with open(path, "w") as file:
+        file.write("\n".join(lines) + "\n")
+    return path
 
 
-def _wrk(server: Server, scenario: Scenario, mode: Mode, script: str) -> tuple[float, float, int]:
-    command = ["wrk", "-t1", f"-c{mode.e2e_connections}", f"-d{mode.e2e_seconds}s", "--latency"]
-    command += ["-s", script, f"http://127.0.0.1:{server.port}{scenario.path}"]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    rps, non_2xx, errors = (
-        _RPS.search(output),
-        _NON_2XX.search(output),
-        _SOCKET_ERRORS.search(output),
+def wrk(port: int, connections: int, seconds: float, lua: str, strict: bool) -> dict[str, float]:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", lua]
+    output = subprocess.run(
+        [*command, f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True
+    ).stdout
+    rate, total = RATE.search(output), TOTAL.search(output)
+    non_2xx, errors = NON_2XX.search(output), SOCKET_ERRORS.search(output)
+    failed = (int(non_2xx.group(1)) if non_2xx else 0) + (
+        sum(int(n) for n in errors.groups()) if errors else 0
     )
-    if rps is None:
-        raise RuntimeError(f"{server.key} {scenario.key}: no figure in wrk's output:\n{output}")
-    if non_2xx is not None or (errors is not None and any(int(n) for n in errors.groups())):
-        raise RuntimeError(f"{server.key} {scenario.key}: failed requests under load:\n{output}")
-    p50 = _P50.search(output)
-    total = _TOTAL.search(output)
-    return (
-        float(rps.group(1)),
-        float(p50.group(1)) * _UNIT[p50.group(2)] if p50 else float("nan"),
-        int(total.group(1)) if total else 0,
-    )
+    if rate is None or total is None or (strict and failed):
+        raise RuntimeError(f"wrk on port {port}: failed requests or no figure:\n{output}")
+    return {"rate": float(rate.group(1)), "requests": int(total.group(1)), "failed": failed}
 
 
-def _run(server: Server, scenario: Scenario, mode: Mode, script: str, result: EndToEnd) -> None:
-    """One timed wrk run; for a local_cache server, what its cache counted meanwhile."""
-    before = _cache_stats(server) if server.cached else None
-    rps, p50, requests = _wrk(server, scenario, mode, script)
-    result.rps[server.key][scenario.key].append(rps)
-    result.p50_ms[server.key][scenario.key].append(p50)
-    if before is not None:
-        after = _cache_stats(server)
-        result.cache.setdefault(server.key, {}).setdefault(scenario.key, []).append(
-            {
-                "requests": requests,
-                "hits": after["hits"] - before["hits"],
-                "entries": after["entries"],
-                "healthy": after["healthy"],
-                "listener_changes": after["generation"] - before["generation"],
-            }
-        )
+@dataclass
+class Cell:
+    name: str
+    server: Server
+    lua: str
+    connections: int = CONNECTIONS
+    contention: str = ""  # the session's cookie, for a contention cell
 
 
-def measure(mode: Mode, keys: list[str], prefix: str, log: Callable[[str], None]) -> EndToEnd:
-    result = EndToEnd()
-    if wrk_path() is None:
-        result.skipped = "skipped: wrk is not installed (Debian: apt-get install wrk)"
-        return result
-    pool = 4 * mode.e2e_connections
-    with tempfile.TemporaryDirectory() as directory, servers(keys, prefix, pool) as started:
-        scripts = {
-            (server.key, scenario.key): _script(server, scenario, directory)
-            for server in started
-            for scenario in REQUESTS
-        }
-        for server in started:
-            result.rps[server.key] = {s.key: [] for s in REQUESTS}
-            result.p50_ms[server.key] = {s.key: [] for s in REQUESTS}
-        warm_up = replace(mode, e2e_seconds=WARM_UP_SECONDS)
-        for server in started:
-            for scenario in REQUESTS:
-                _wrk(server, scenario, warm_up, scripts[(server.key, scenario.key)])
-        log("  end-to-end warm-up done")
-        for repeat in range(mode.e2e_repeats):
-            order = started[repeat % len(started) :] + started[: repeat % len(started)]
-            for scenario in REQUESTS:
-                for server in order:
-                    _run(server, scenario, mode, scripts[(server.key, scenario.key)], result)
-            log(f"  end-to-end repeat {repeat + 1}/{mode.e2e_repeats} done")
-    return result
+def _cells(started: dict[tuple, Server], keys: list[str], directory: str) -> list[Cell]:
+    cells = []
+
+    def add(name: str, server: Server, requests: list[tuple[str, str, str]]) -> None:
+        lua = script(os.path.join(directory, f"{len(cells)}.lua"), requests)
+        cells.append(Cell(name, server, lua))
+
+    for (key, loop, workers), server in started.items():
+        qualifier = f"{loop}/{workers}w"
+        pool = [server.log_in() for _ in range(POOL)]
+        many = qualifier == E2E and key in ("starlette", "ours-redis")
+        scenarios = REQUESTS if qualifier == E2E else (READ, WRITE)
+        for s in scenarios:
+            cookies = pool if s.logged_in else [""]
+            add(f"e2e/{s.key}/{key}/{qualifier}", server, [(s.method, s.path, c) for c in cookies])
+        if many:
+            cookies = pool + [server.log_in() for _ in range(MANY_SESSIONS - POOL)]
+            add(f"e2e/read-many/{key}/{qualifier}", server, [("GET", "/read", c) for c in cookies])
+    for key in ("starsessions", "ours-redis"):
+        if key not in keys:
+            continue
+        server = started[(key, "uvloop", 1)]
+        for level in CONTENTION_LEVELS:
+            for kind in ("own", "shared"):
+                slots = [str(n) for n in range(level)] if kind == "own" else ["shared"]
+                lua = os.path.join(directory, f"{len(cells)}.lua")
+                name = f"contention/{kind}-{level}/{key}"
+                cells.append(Cell(name, server, lua, level, ",".join(slots)))
+    return cells
+
+
+def _contention(cell: Cell, seconds: float, results: Results) -> float:
+    """A new session, every connection incrementing counters in it; its rate."""
+    cookie = cell.server.log_in()
+    slots = cell.contention.split(",")
+    script(cell.lua, [("POST", f"/count/{slot}", cookie) for slot in slots])
+    found = wrk(cell.server.port, cell.connections, seconds, cell.lua, strict=False)
+    status, body, _ = cell.server.request("GET", "/counters", cookie)
+    kept = sum(json.loads(body).values()) if status == 200 else 0
+    facts = results.facts.setdefault(cell.name, {"requests": 0, "failed": 0, "kept": 0})
+    for what, value in (("requests", found["requests"]), ("failed", found["failed"])):
+        facts[what] += value
+    facts["kept"] += kept
+    return found["rate"]
+
+
+def measure(
+    results: Results,
+    keys: list[str],
+    prefix: str,
+    rounds: int,
+    seconds: float,
+    contention: bool,
+    main: bool,
+) -> None:
+    if shutil.which("wrk") is None:
+        results.facts["e2e/skipped"] = "wrk is not installed (Debian: apt-get install wrk)"
+        return
+    wanted = [(key, "uvloop", 1) for key in keys]
+    wanted += [(key, "asyncio", 1) for key in SIDE if key in keys and main]
+    wanted += [(key, "uvloop", 2) for key in SIDE[:2] if key in keys and main]
+    if not main:
+        wanted = [(key, "uvloop", 1) for key in ("starsessions", "ours-redis") if key in keys]
+    with tempfile.TemporaryDirectory() as directory, servers(wanted, prefix) as started:
+        cells = [
+            cell
+            for cell in _cells(started, keys if contention else [], directory)
+            if main or cell.contention
+        ]
+        for cell in cells:  # warm-up
+            _run(cell, 1.0, Results(results.metadata))
+        for number in range(rounds if cells else 0):
+            for cell in cells[number % len(cells) :] + cells[: number % len(cells)]:
+                _run(cell, seconds, results)
+            print(f"  end-to-end round {number + 1}/{rounds} done", file=sys.stderr)
+
+
+def _run(cell: Cell, seconds: float, results: Results) -> None:
+    if cell.contention:
+        rate = _contention(cell, seconds, results)
+    else:
+        rate = wrk(cell.server.port, cell.connections, seconds, cell.lua, strict=True)["rate"]
+    results.add(cell.name, [1 / rate])

@@ -12,8 +12,8 @@ import io
 import pstats
 from pathlib import Path
 
+from .common import delete_prefix, new_prefix
 from .inprocess import prepare
-from .settings import delete_prefix, new_prefix
 from .variants import build
 
 GROUPS = (
@@ -57,7 +57,7 @@ async def _run(variant_key: str, scenario: str, requests: int) -> str:
     prefix = new_prefix()
     variant = build(variant_key, prefix)
     try:
-        actions, _ = await prepare(variant)
+        actions = await prepare(variant)
         action = actions[scenario]
         for _ in range(500):
             await action()
@@ -80,7 +80,7 @@ async def _run(variant_key: str, scenario: str, requests: int) -> str:
         await variant.close()
         delete_prefix(prefix)
     return (
-        f"# {variant.label}, scenario {scenario}, {requests} requests in-process\n\n"
+        f"# {variant.key}, scenario {scenario}, {requests} requests in-process\n\n"
         "## cProfile own time by package (deterministic; inflates many small calls)\n\n"
         f"{grouped}\n\n## pyinstrument (sampling every 0.1 ms)\n\n{tree}\n"
         f"## cProfile, top 30 functions by own time\n\n{buffer.getvalue()}"

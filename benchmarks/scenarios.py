@@ -1,4 +1,7 @@
-"""The scenarios: what one request does to the session."""
+"""The scenarios, and beside them the targets they are judged by: one table.
+
+A benchmark's name is ``part/scenario/variant[/qualifier]``; the targets name them.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +11,129 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Scenario:
     key: str
-    label: str
     method: str
     path: str
     logged_in: bool  # the request carries a logged-in session cookie
 
 
-ANONYMOUS = Scenario("anonymous", "anonymous, session untouched", "GET", "/anonymous", False)
-READ = Scenario("read", "logged-in read", "GET", "/read", True)
-WRITE = Scenario("write", "logged-in write", "POST", "/write", True)
-LOGIN = Scenario("login", "login", "POST", "/login", False)
+ANONYMOUS = Scenario("anonymous", "GET", "/anonymous", False)  # the session is never touched
+READ = Scenario("read", "GET", "/read", True)
+WRITE = Scenario("write", "POST", "/write", True)  # a counter in the session
+LOGIN = Scenario("login", "POST", "/login", False)  # a new session bound to a user
 REQUESTS = (ANONYMOUS, READ, WRITE, LOGIN)
-
-INVALIDATE = "invalidate"  # not a request: config.ainvalidate_user(user_id)
-INVALIDATE_LABEL = "invalidate_user (one call)"
-INVALIDATED_USER = "user-invalidated"
+INVALIDATE = "invalidate"  # not a request: one call of config.ainvalidate_user(user_id)
 
 # The floor carries a cookie of a logged-in cookie's size, so requests are the same size.
 FLOOR_COOKIE = "session=" + "x" * 120
+
+# Session sizes (keys, bytes of JSON; 0: tiny values) and "many": more sessions than the
+# decoded-record memo holds (512), read in turn.
+SIZES = {"1key": (1, 0), "10keys": (10, 0), "100keys": (100, 0), "10KB": (10, 10_000)}
+SIZES["100KB"] = (10, 100_000)
+MANY_SESSIONS = 600
+CONTENTION_LEVELS = (1, 2, 4, 8, 32)  # wrk connections writing one session
+LOOPS = ("uvloop", "asyncio")
+WORKERS = (1, 2)
+E2E = "uvloop/1w"  # the qualifier of the main end-to-end table
+
+
+@dataclass(frozen=True)
+class Target:
+    """`kind`: speed (median over rounds of b's time ÷ a's, at least `bound`), cost (a ÷ b,
+    at most `bound`), at_most (a's median, in its unit), or count (a counted fact, equal)."""
+
+    text: str
+    kind: str
+    a: str
+    b: str = ""
+    bound: float = 1.0
+
+
+def _e2e(scenario: str, variant: str, qualifier: str = E2E) -> str:
+    return f"e2e/{scenario}/{variant}/{qualifier}"
+
+
+TARGETS = (
+    Target("logged-in read: 1 round trip", "count", "counts/read/ours-redis/round_trips", "", 1),
+    Target("logged-in read: 1 command", "count", "counts/read/ours-redis/commands", "", 1),
+    Target("logged-in read: no write", "count", "counts/read/ours-redis/writes", "", 0),
+    Target("logged-in write: 2 round trips", "count", "counts/write/ours-redis/round_trips", "", 2),
+    *(
+        Target(
+            f"logged-in read end to end ≥ 0.9x Starlette cookie sessions ({loop})",
+            "speed",
+            _e2e("read", "ours-redis", f"{loop}/1w"),
+            _e2e("read", "starlette", f"{loop}/1w"),
+            0.9,
+        )
+        for loop in LOOPS
+    ),
+    *(
+        Target(
+            f"read with local_cache end to end ≥ 1.0x cookie sessions ({loop})",
+            "speed",
+            _e2e("read", "ours-cache", f"{loop}/1w"),
+            _e2e("read", "starlette", f"{loop}/1w"),
+            1.0,
+        )
+        for loop in LOOPS
+    ),
+    Target(
+        "write with local_cache ≥ 1.0x the write without it",
+        "speed",
+        _e2e("write", "ours-cache"),
+        _e2e("write", "ours-redis"),
+    ),
+    Target(
+        "logged-in write end to end ≥ 0.7x cookie sessions",
+        "speed",
+        _e2e("write", "ours-redis"),
+        _e2e("write", "starlette"),
+        0.7,
+    ),
+    Target(
+        "logged-in read end to end ≥ 1.5x starsessions",
+        "speed",
+        _e2e("read", "ours-redis"),
+        _e2e("read", "starsessions"),
+        1.5,
+    ),
+    *(
+        Target(
+            f"{level} connections writing one session (a key each) ≥ 0.9x starsessions",
+            "speed",
+            f"contention/own-{level}/ours-redis",
+            f"contention/own-{level}/starsessions",
+            0.9,
+        )
+        for level in CONTENTION_LEVELS
+    ),
+    Target(
+        "logged-in write, instructions ≤ starsessions'",
+        "cost",
+        "instructions/write/ours-redis",
+        "instructions/write/starsessions",
+    ),
+    Target(
+        "read of a 100 KB session ≤ 2x a 1-key read (instructions)",
+        "cost",
+        "instructions/read-size/100KB",
+        "instructions/read-size/1key",
+        2.0,
+    ),
+    Target(
+        "read missing the decoded-record memo ≤ 1.1x a hit (instructions)",
+        "cost",
+        "instructions/read-size/many",
+        "instructions/read-size/1key",
+        1.1,
+    ),
+    Target("Redis CPU per logged-in read ≤ 2 µs", "at_most", "redis-cpu/read", "", 2e-6),
+    Target(
+        "invalidate_user among the most sessions ≤ 1.5x its cost among 10",
+        "cost",
+        "scale/epoch/largest",
+        "scale/epoch/10",
+        1.5,
+    ),
+)

@@ -1,15 +1,26 @@
-"""The variants: the same app with no sessions, with each peer, and with ours."""
+"""The variants: one tiny Starlette app with no sessions, with each peer, and with ours.
+
+What differs between variants is only how a route reaches the session, so the app, its
+routing and its responses cost the same everywhere, the floor included.
+``python -m benchmarks.variants KEY PORT PREFIX LOOP WORKERS`` serves one under uvicorn.
+"""
 
 from __future__ import annotations
 
+import itertools
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio
+from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware as CookieSessionMiddleware
 from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
 from starsessions import SessionMiddleware as StarSessionMiddleware
 from starsessions import load_session, regenerate_session_id
 from starsessions.stores.redis import RedisStore
@@ -17,18 +28,8 @@ from starsessions.stores.redis import RedisStore
 from session_middleware import get_session, sessions
 
 from . import sql
-from .app import CART, COUNTER, THEME, build_app
-from .settings import REDIS_URL, SECRET, SESSION_LIFETIME
+from .common import COOKIE, REDIS_URL, SECRET, SESSION_LIFETIME
 
-ORDER = (
-    "floor",
-    "starlette",
-    "starsessions",
-    "ours-redis",
-    "ours-redispy",
-    "ours-sql",
-    "ours-cache",
-)
 LABELS = {
     "floor": "no session (floor)",
     "starlette": "Starlette cookie SessionMiddleware",
@@ -38,226 +39,199 @@ LABELS = {
     "ours-sql": "session_middleware, SQL epochs",
     "ours-cache": "session_middleware, Redis epochs + local_cache",
 }
-CACHE_ENTRIES = 10_000  # local_cache= of the ours-cache variant
-COOKIE = "session"
+ORDER = tuple(LABELS)
+COUNTER = "n:"  # the session keys of /count/{slot}: n:shared, n:0, n:1...
+MAX_SESSION_BYTES = 256 * 1024  # room for the 100 KB session (the default is 64 KB)
 
 
-@dataclass
-class Variant:
-    key: str
-    app: Any
-    uses_redis: bool
-    invalidate: Callable[[str], Awaitable[None]] | None = None
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    config: Any = None
-    cached: bool = False  # reads go through local_cache: config.redis.async_().cache
-    sql_engine: Any = None  # the SQLAlchemy engine of SQL epochs, to count queries
-
-    @property
-    def label(self) -> str:
-        return LABELS[self.key]
-
-    def cache(self) -> Any:
-        """The local cache of this event loop (ours-cache only): .entries, .hits, .healthy."""
-        if not self.cached:
-            raise ValueError(f"{self.key} has no local cache")
-        return self.config.redis.async_().cache
-
-    async def close(self) -> None:
-        for closer in self.closers:
-            await closer()
+def _sized(size: int) -> list[dict[str, object]]:
+    """About `size` bytes of JSON: a list of small objects, as a cart or a form would hold."""
+    return [{"id": n, "name": f"item {n}", "qty": 2, "price": 9.5} for n in range(size // 50)]
 
 
-class Unavailable(RuntimeError):
-    """This variant cannot run here; the message says why."""
+class Access:
+    """Starlette's cookie sessions (request.session, a plain dict); the base of the others."""
 
-
-# -- how each variant's routes reach the session ------------------------------------
-
-
-class NoSession:
-    async def read(self, request: Request) -> str:
-        return "None:None"
-
-    async def write(self, request: Request) -> str:
-        return "0"
+    async def session(self, request: Request) -> Any:
+        return request.session
 
     async def login(self, request: Request, user_id: str) -> None:
-        return None
+        session = await self.session(request)
+        session.clear()
+        session.update(user_id=user_id, theme="dark", cart=[101, 202, 303])
 
-    async def increment(self, request: Request, key: str) -> str:
-        return "0"
+    async def user(self, request: Request) -> Any:
+        return (await self.session(request)).get("user_id")
 
-    async def counters(self, request: Request) -> dict[str, int]:
+
+class NoSession(Access):
+    async def session(self, request: Request) -> Any:
         return {}
 
 
-class StarletteAccess:
-    """Starlette's cookie sessions: request.session, a plain dict."""
+class StarsessionsAccess(Access):
+    """starsessions: load_session() first (its docs' way); login regenerates the id."""
 
-    async def read(self, request: Request) -> str:
-        session = request.session
-        return f"{session.get('user_id')}:{session.get('theme')}"
-
-    async def write(self, request: Request) -> str:
-        session = request.session
-        session["visits"] = session.get("visits", 0) + 1
-        return str(session["visits"])
-
-    async def login(self, request: Request, user_id: str) -> None:
-        session = request.session
-        session.clear()
-        session.update(user_id=user_id, theme=THEME, cart=CART)
-
-    async def increment(self, request: Request, key: str) -> str:
-        session = request.session
-        session[key] = session.get(key, 0) + 1
-        return str(session[key])
-
-    async def counters(self, request: Request) -> dict[str, int]:
-        return {k: v for k, v in request.session.items() if k.startswith(COUNTER)}
-
-
-class StarsessionsAccess(StarletteAccess):
-    """starsessions: load_session() first (its docs' way), then request.session."""
-
-    async def read(self, request: Request) -> str:
+    async def session(self, request: Request) -> Any:
         await load_session(request)
-        return await super().read(request)
-
-    async def write(self, request: Request) -> str:
-        await load_session(request)
-        return await super().write(request)
+        return request.session
 
     async def login(self, request: Request, user_id: str) -> None:
         await load_session(request)
         regenerate_session_id(request)
         await super().login(request, user_id)
 
-    async def increment(self, request: Request, key: str) -> str:
-        await load_session(request)
-        return await super().increment(request, key)
 
-    async def counters(self, request: Request) -> dict[str, int]:
-        await load_session(request)
-        return await super().counters(request)
-
-
-class OurAccess:
-    """session_middleware: get_session(request), login() binds the user."""
-
-    async def read(self, request: Request) -> str:
-        session = get_session(request)
-        return f"{session.user_id}:{session.get('theme')}"
-
-    async def write(self, request: Request) -> str:
-        session = get_session(request)
-        session["visits"] = session.get("visits", 0) + 1
-        return str(session["visits"])
+class OurAccess(Access):
+    async def session(self, request: Request) -> Any:
+        return get_session(request)
 
     async def login(self, request: Request, user_id: str) -> None:
         session = get_session(request)
         session.login(user_id)
-        session["theme"] = THEME
-        session["cart"] = CART
+        session.update(theme="dark", cart=[101, 202, 303])
 
-    async def increment(self, request: Request, key: str) -> str:
-        session = get_session(request)
+    async def user(self, request: Request) -> Any:
+        return get_session(request).user_id
+
+
+def build_app(access: Access, middleware: list[Middleware]) -> Starlette:
+    users = itertools.count()
+
+    async def anonymous(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    async def read(request: Request) -> PlainTextResponse:
+        session = await access.session(request)
+        return PlainTextResponse(f"{await access.user(request)}:{session.get('theme')}")
+
+    async def write(request: Request) -> PlainTextResponse:
+        session = await access.session(request)
+        session["visits"] = session.get("visits", 0) + 1
+        return PlainTextResponse(str(session["visits"]))
+
+    async def login(request: Request) -> PlainTextResponse:
+        user_id = request.query_params.get("user") or f"user-{next(users) % 1000}"
+        await access.login(request, user_id)
+        return PlainTextResponse(user_id)
+
+    async def count(request: Request) -> PlainTextResponse:
+        session, key = await access.session(request), COUNTER + request.path_params["slot"]
         session[key] = session.get(key, 0) + 1
-        return str(session[key])
+        return PlainTextResponse(str(session[key]))
 
-    async def counters(self, request: Request) -> dict[str, int]:
-        session = get_session(request)
-        return {k: v for k, v in session.items() if k.startswith(COUNTER)}
+    async def counters(request: Request) -> JSONResponse:
+        session = await access.session(request)
+        return JSONResponse({k: v for k, v in session.items() if k.startswith(COUNTER)})
+
+    async def fill(request: Request) -> PlainTextResponse:
+        """The session becomes `theme` and keys-1 more keys holding `size` bytes in all."""
+        keys, size = int(request.path_params["keys"]), int(request.path_params["size"])
+        session = await access.session(request)
+        session.pop("cart", None)
+        for number in range(1, keys):
+            session[f"k{number}"] = _sized(size // keys) if size else number
+        return PlainTextResponse("ok")
+
+    routes = [
+        Route("/anonymous", anonymous),
+        Route("/read", read),
+        Route("/write", write, methods=["POST"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/count/{slot}", count, methods=["POST"]),
+        Route("/counters", counters),
+        Route("/fill/{keys}/{size}", fill),
+    ]
+    return Starlette(routes=routes, middleware=middleware)
 
 
-# -- building them ----------------------------------------------------------------
+@dataclass
+class Variant:
+    key: str
+    app: Any
+    config: Any = None  # ours: the SessionConfig
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @property
+    def uses_redis(self) -> bool:
+        return self.key not in ("floor", "starlette")
+
+    async def close(self) -> None:
+        for closer in self.closers:
+            await closer()
 
 
-def build(key: str, prefix: str, client: redis.asyncio.Redis | None = None) -> Variant:
-    """The variant `key`, its Redis keys under `prefix`.
-
-    `client` replaces the Redis client the variant would build from REDIS_URL (to count
-    commands); the variant then does not close it. ours-cache takes none: local_cache opens
-    connections of its own from the URL (counting.counting_connections counts those).
-    """
+def build(key: str, prefix: str, redis_url: str = REDIS_URL, **extra: Any) -> Variant:
+    """The variant `key`, its Redis keys under `prefix` (`extra`: more of our options)."""
     if key == "floor":
-        return Variant(key, build_app(NoSession()), uses_redis=False)
+        return Variant(key, build_app(NoSession(), []))
     if key == "starlette":
-        middleware = Middleware(
+        cookie = Middleware(
             CookieSessionMiddleware,
             secret_key=SECRET,
             session_cookie=COOKIE,
             max_age=SESSION_LIFETIME,
             https_only=False,
         )
-        return Variant(key, build_app(StarletteAccess(), [middleware]), uses_redis=False)
+        return Variant(key, build_app(Access(), [cookie]))
     if key == "starsessions":
-        return _starsessions(prefix, client)
-    if key == "ours-redis":
-        return _ours(key, prefix, client, epochs=None)
-    if key == "ours-redispy":  # redis-py's pool instead of the multiplexed connection
-        return _ours(key, prefix, client, epochs=None, redis_multiplex=False)
-    if key == "ours-sql":
-        return _ours(key, prefix, client, epochs=sql.provider(prefix))
-    if key == "ours-cache":
-        if client is not None:
-            raise ValueError("ours-cache opens its own tracking connections: it takes no client")
-        return _ours(key, prefix, None, epochs=None, local_cache=CACHE_ENTRIES)
-    raise ValueError(f"unknown variant {key!r}")
-
-
-def _starsessions(prefix: str, client: redis.asyncio.Redis | None) -> Variant:
-    connection = redis.asyncio.Redis.from_url(REDIS_URL) if client is None else client
-    store = RedisStore(connection=connection, prefix=f"{prefix}starsessions:")
-    middleware = Middleware(
-        StarSessionMiddleware,
-        store=store,
-        lifetime=SESSION_LIFETIME,
-        cookie_name=COOKIE,
-        cookie_https_only=False,
-    )
-    variant = Variant("starsessions", build_app(StarsessionsAccess(), [middleware]), True)
-    if client is None:
-        variant.closers.append(connection.aclose)
-    return variant
-
-
-def _ours(
-    key: str,
-    prefix: str,
-    client: redis.asyncio.Redis | None,
-    epochs: Any,
-    local_cache: int | None = None,
-    redis_multiplex: bool = True,
-) -> Variant:
-    where: dict[str, Any] = {"redis_url": REDIS_URL} if client is None else {"redis": client}
-    where["redis_multiplex"] = redis_multiplex
-    if local_cache is not None:
-        where["local_cache"] = local_cache
+        connection = redis.asyncio.Redis.from_url(redis_url)
+        store = RedisStore(connection=connection, prefix=f"{prefix}starsessions:")
+        middleware = Middleware(
+            StarSessionMiddleware,
+            store=store,
+            lifetime=SESSION_LIFETIME,
+            cookie_name=COOKIE,
+            cookie_https_only=False,
+        )
+        return Variant(
+            key, build_app(StarsessionsAccess(), [middleware]), None, [connection.aclose]
+        )
+    options: dict[str, Any] = {
+        "ours-redis": {},
+        "ours-redispy": {"redis_multiplex": False},
+        "ours-sql": {"epochs": sql.provider(prefix) if key == "ours-sql" else None},
+        "ours-cache": {"local_cache": 10_000},
+    }[key]
     config = sessions(
         secret_key=SECRET,
-        key_prefix=f"{prefix}{key}:",
+        redis_url=redis_url,
+        key_prefix=extra.pop("key_prefix", f"{prefix}{key}:"),
         session_cookie=COOKIE,
         max_age=SESSION_LIFETIME,
-        epochs=epochs,
-        **where,
+        max_session_bytes=MAX_SESSION_BYTES,
+        **options,
+        **extra,
     )
-    variant = Variant(key, config(build_app(OurAccess())), True, config.ainvalidate_user)
-    variant.config = config
-    variant.cached = local_cache is not None
-    if variant.cached:
-        variant.closers.append(config.aclose)  # the cache: its listener and tracking pool
-    elif client is None:
-        variant.closers.append(config.redis.aclose)
-    if epochs is not None:
-        variant.sql_engine = epochs.engine
-        variant.closers.append(lambda: sql.close(epochs))
+    variant = Variant(key, config(build_app(OurAccess(), [])), config, [config.aclose])
+    if "epochs" in options:
+        variant.closers.append(lambda: sql.close(options["epochs"]))
     return variant
 
 
 def available(key: str) -> str | None:
     """None if the variant can run here, else why not."""
-    if key == "ours-sql":
-        return sql.unavailable()
-    return None
+    return sql.unavailable() if key == "ours-sql" else None
+
+
+def served() -> Any:
+    """The uvicorn app factory: the variant the environment names (one per worker)."""
+    return build(os.environ["SMBENCH_VARIANT"], os.environ["SMBENCH_PREFIX"]).app
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    key, port, prefix, loop, workers = sys.argv[1:6]
+    os.environ.update(SMBENCH_VARIANT=key, SMBENCH_PREFIX=prefix)
+    uvicorn.run(
+        "benchmarks.variants:served",
+        factory=True,
+        host="127.0.0.1",
+        port=int(port),
+        loop=loop,
+        workers=int(workers),
+        access_log=False,
+        log_level="warning",
+        lifespan="off",
+    )

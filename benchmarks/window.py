@@ -23,21 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import multiprocessing
+import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import urlsplit
 
 from session_middleware import SessionConfig, get_session, sessions
-from tests.support.freezing_proxy import FreezingProxy
 
-from .driver import Request
-from .report import percentile
-from .settings import REDIS_URL, SECRET, Mode
-from .variants import CACHE_ENTRIES, COOKIE
+from .common import COOKIE, REDIS_URL, SECRET, FreezingProxy, Request
 
 USER = "window-user"
 IDLE_SECONDS = 0.01  # between the workers' reads and the call: workers wait in their loop
@@ -67,7 +64,7 @@ def _config(prefix: str, url: str = REDIS_URL) -> SessionConfig:
         redis_url=url,
         key_prefix=f"{prefix}window:",
         session_cookie=COOKIE,
-        local_cache=CACHE_ENTRIES,
+        local_cache=10_000,
     )
 
 
@@ -190,10 +187,10 @@ def _receive(pipe: Connection, expected: str) -> tuple[Any, ...]:
 
 async def _log_in(app: Any) -> str:
     response = await Request("POST", "/").fetch(app)
-    value = response.set_cookie(COOKIE)
-    if response.status != 200 or not value:
+    cookie = response.cookie()
+    if response.status != 200 or cookie is None:
         raise RuntimeError(f"window: login failed ({response.status})")
-    return f"{COOKIE}={value}"
+    return cookie
 
 
 class Workers:
@@ -274,6 +271,12 @@ async def _partition_rounds(
             result.partition_answers[answer] = result.partition_answers.get(answer, 0) + 1
 
 
+def percentile(values: list[float], share: float) -> float:
+    """Nearest rank: the smallest value with `share` of the values at or below it."""
+    ordered = sorted(values)
+    return ordered[max(math.ceil(share * len(ordered)) - 1, 0)]
+
+
 def _summary(label: str, values: list[float]) -> str:
     return (
         f"  window, {label}: {len(values)} rounds, median {percentile(values, 0.5):.0f} µs, "
@@ -281,24 +284,27 @@ def _summary(label: str, values: list[float]) -> str:
     )
 
 
-async def measure(mode: Mode, prefix: str, log: Callable[[str], None]) -> Window:
-    result = Window(workers=mode.window_workers, rounds=mode.window_rounds)
-    workers = Workers(mode.window_workers, prefix, REDIS_URL)
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+async def measure(results: Any, prefix: str, rounds: int, count: int) -> None:
+    result = Window(workers=count, rounds=rounds)
+    workers = Workers(count, prefix, REDIS_URL)
     try:
-        await _drop_rounds(workers, "idle", mode.window_rounds, result)
-        log(_summary(f"{mode.window_workers} idle workers", result.windows_us))
-        await _drop_rounds(workers, "busy", mode.window_rounds, result)
+        await _drop_rounds(workers, "idle", rounds, result)
+        log(_summary(f"{count} idle workers", result.windows_us))
+        await _drop_rounds(workers, "busy", rounds, result)
         log(_summary("handlers burning 20 ms of CPU", result.busy_windows_us))
     finally:
         await workers.close()
     target = urlsplit(REDIS_URL)
     proxy = FreezingProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
-    workers = Workers(mode.window_workers, prefix, proxy.url)
+    workers = Workers(count, prefix, proxy.url)
     try:
-        await _partition_rounds(workers, proxy, max(3, mode.window_rounds // 20), result)
+        await _partition_rounds(workers, proxy, max(3, rounds // 20), result)
         log(_summary("silent partition", result.partition_windows_us))
-        log(f"  under the partition, the first read refused got: {result.partition_answers}")
     finally:
         await workers.close()
         proxy.stop()
-    return result
+    results.facts["window"] = asdict(result)

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ._request_session import get_session
     from .asgi import SessionMiddleware
     from .config import SessionConfig, sessions
-    from .epochs import EpochProvider, RedisEpochs
+    from .epochs import RedisEpochs
     from .epochs.sql import SQLEpochs
     from .errors import (
         ConfigurationError,
@@ -38,7 +38,6 @@ _HOMES = {
     "SessionMiddleware": ".asgi",
     "SessionConfig": ".config",
     "sessions": ".config",
-    "EpochProvider": ".epochs",
     "RedisEpochs": ".epochs",
     "ConfigurationError": ".errors",
     "CorruptRecord": ".errors",
@@ -56,7 +55,6 @@ _HOMES = {
 __all__ = [
     "ConfigurationError",
     "CorruptRecord",
-    "EpochProvider",
     "EpochStoreUnavailable",
     "InvalidationUncertain",
     "NotReplicated",

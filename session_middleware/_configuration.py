@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
-from typing import Any, Concatenate, Literal, ParamSpec, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeAlias, TypeVar
 
 import redis as redis_py
 import redis.asyncio
@@ -40,6 +40,9 @@ from ._protocol.timing import DEFAULT_MAX_AGE, Timing
 from ._transport.clients import DEFAULT_MAX_CONNECTIONS, RedisClients
 from ._transport.local_cache import CachingClients
 from .epochs.redis import RedisEpochs
+
+if TYPE_CHECKING:
+    from .epochs.sql import SQLEpochs
 from .errors import ConfigurationError, InvalidationUncertain, StoreUnavailable
 from .events import Listener, Listeners
 from .expiry import ExpiryListener, listen
@@ -76,7 +79,7 @@ class Settings:
     secret_key: SecretKey | None = dataclasses.field(default=None, repr=False)
     redis_url: str | None = dataclasses.field(default=None, repr=False)
     redis: RedisClient | None = None
-    epochs: EpochProvider | None = None
+    epochs: RedisEpochs | SQLEpochs | None = None
     session_cookie: str = "session"
     max_age: int | timedelta | None = DEFAULT_MAX_AGE
     idle_timeout: int | timedelta | None = None

@@ -37,6 +37,8 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class _Unsafe(NamedTuple):
+    """A cookie attribute's value that browsers mishandle, and what to say about it."""
+
     pattern: re.Pattern[str]
     problem: str
 

@@ -1,12 +1,13 @@
-"""What the ASGI and WSGI middleware share: a configuration checked for their kind."""
+"""What the ASGI and WSGI middleware share: a configuration checked for their kind, and the
+request cycle on it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import _fail_closed as unavailable
 from ._configuration import Configuration
 from ._core.epoch_provider import Interface
+from ._request_cycle import RequestCycle
 from .errors import ConfigurationError
 
 
@@ -43,8 +44,7 @@ class ConfiguredMiddleware:
         config.check_interface(self.interface)
         self.app = app
         self.config = config
-        self._core = config.core
-        self._fail_open = not unavailable.answers_503(config.on_redis_error)
+        self._cycle = RequestCycle.of(config)
         self._excluded_paths = config.exclude_paths
 
     def _excluded(self, path: str) -> bool:

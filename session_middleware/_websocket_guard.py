@@ -62,7 +62,8 @@ class WebSocketGuard:
             return
         cache = client.cache
         loop = asyncio.get_running_loop()
-        core, ref, handle = self._middleware._core, self._opened.ref, self._opened.session.handle
+        core = self._middleware._cycle.core
+        ref, handle = self._opened.ref, self._opened.session.handle
         assert ref is not None and handle is not None
         keys = [core.keys.record_key(ref.tag, handle), core.provider.cached_key(ref.tag)]
 
@@ -130,12 +131,8 @@ class WebSocketGuard:
 
     async def _verify(self) -> None:
         middleware = self._middleware
-        step = middleware._core.open(self._cookie, time.time(), self._client_info)
-        try:
-            now = await middleware.config.run_async(step)
-        except unavailable.FAILURES:
-            if middleware._fail_open:
-                raise
+        now = await middleware._cycle.aopen(self._cookie, self._client_info)
+        if now is None:
             await self._close(unavailable.WEBSOCKET_CLOSE_CODE)
             return
         if now.record is not None and now.session.user_id == self._opened.session.user_id:

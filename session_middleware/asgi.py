@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 
 from . import _fail_closed as unavailable
 from ._asgi_types import ASGIApp, Message, Receive, Scope, Send
 from ._core.lifecycle import Opened
-from ._core.runners import drive_async
 from ._middleware import ConfiguredMiddleware
-from ._response_headers import session_headers
+from ._request_cycle import client_of_scope, publish, response_headers
 from ._transport.clients import ready_cluster, running_asyncio_loop
 from ._websocket_guard import SESSION_ENDED_CLOSE_CODE as SESSION_ENDED_CLOSE_CODE
 from ._websocket_guard import WebSocketClosed as WebSocketClosed
@@ -20,7 +18,6 @@ from .errors import StoreUnavailable
 
 logger = logging.getLogger("session_middleware")
 
-_STARTED = "the response has started: session changes can no longer be saved"
 _WEBSOCKET = "the session is read-only in a WebSocket handler"
 
 
@@ -45,24 +42,26 @@ class SessionMiddleware(ConfiguredMiddleware):
             await self.app(scope, receive, send)
             return
         running_asyncio_loop()  # on trio: its RuntimeError, never the 503 blaming Redis
-        try:
-            if not self._ready:
-                await self._get_ready()
-            config = self.config
-            step = self._core.open(_cookie_header(scope), time.time(), lambda: _client(scope))
-            opened = await drive_async(step, config.redis, config.listeners)
-        except unavailable.FAILURES:
-            if self._fail_open:
-                raise
+        opened = await self._open(scope)
+        if opened is None:
             await unavailable.send_asgi(kind, send)
             return
-        scope["session"] = opened.session
-        if opened.rejected is not None:
-            scope["session_rejected"] = opened.rejected
+        publish(opened, scope, "session", "session_rejected")
         if kind == "websocket":
             await self._websocket(opened, scope, receive, send)
         else:
             await self._http(opened, scope, receive, send)
+
+    async def _open(self, scope: Scope) -> Opened | None:
+        """The request's session, a cluster client being ready first; None: the 503."""
+        if not self._ready:
+            try:
+                await self._get_ready()
+            except StoreUnavailable:
+                if not self._cycle.fails_closed:
+                    raise
+                return None
+        return await self._cycle.aopen(_cookie_header(scope), client_of_scope(scope))
 
     async def _get_ready(self) -> None:
         """Have a cluster client read the cluster's layout before its first command (see
@@ -104,20 +103,13 @@ class SessionMiddleware(ConfiguredMiddleware):
             if refused:
                 return
             if message["type"] == "http.response.start":
-                opened.session.freeze(_STARTED)
-                try:
-                    now = time.time()
-                    committed = self._core.settled(opened, now) or await self.config.run_async(
-                        self._core.commit(opened, now)
-                    )
-                except unavailable.FAILURES:
-                    if self._fail_open:
-                        raise
+                committed = await self._cycle.acommit(opened)
+                if committed is None:
                     refused = True
                     await unavailable.send_asgi("http", send)
                     return
                 headers = message.get("headers", ())
-                added = session_headers(headers, committed.set_cookie, committed.depends_on_session)
+                added = response_headers(committed, headers)
                 if added:
                     encoded = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in added]
                     message = {**message, "headers": [*headers, *encoded]}
@@ -130,7 +122,7 @@ class SessionMiddleware(ConfiguredMiddleware):
         guard = (
             None
             if opened.record is None
-            else WebSocketGuard(self, opened, _cookie_header(scope), lambda: _client(scope), send)
+            else WebSocketGuard(self, opened, _cookie_header(scope), client_of_scope(scope), send)
         )
         try:
             if guard is None:
@@ -145,13 +137,7 @@ class SessionMiddleware(ConfiguredMiddleware):
         if opened.cleanup:
             # A stale record left behind here still expires by its own TTL.
             with contextlib.suppress(*unavailable.FAILURES):
-                await self.config.run_async(self._core.commit(opened, time.time()))
-
-
-def _client(scope: Scope) -> tuple[str | None, str | None]:
-    agents = [value for name, value in scope["headers"] if name == b"user-agent"]
-    client = scope.get("client")
-    return (agents[0].decode("latin-1") if agents else None, client[0] if client else None)
+                await self._cycle.acommit(opened, frozen=None)
 
 
 def _cookie_header(scope: Scope) -> str | None:

@@ -23,7 +23,6 @@ seen, if that comes before ``max_age`` after its login.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import time
@@ -43,9 +42,8 @@ from . import _fail_closed as unavailable
 from ._core.lifecycle import Core, Opened
 from ._flask_cookie import CookieResolver, CookieSettings
 from ._protocol.cookies import CookieUpdate
-from ._protocol.key_layout import UserId, user_id_text
-from ._protocol.record_commands import Writes
-from ._protocol.timing import Timing
+from ._protocol.key_layout import UserId
+from ._request_cycle import RequestCycle, client_of_environ, follow_login_key, publish
 from ._request_session import NO_SESSION_KEY, REJECTED_KEY, SESSION_KEY
 from .config import SessionConfig
 from .errors import ConfigurationError
@@ -121,21 +119,10 @@ class FlaskSession(Session, SessionMixin):
         """Follow the login key (Flask-Login's): set, it binds the session to that user;
         removed, it ends the logged-in session and carries what else it held into a new
         anonymous one."""
-        if self._user_key is None:
-            return
-        value = dict.get(self, self._user_key)
-        if isinstance(value, (str, int)) and not isinstance(value, bool):
-            bound = self.pending_login if self.pending_login is not None else self.user_id
-            if bound is None or user_id_text(bound) != user_id_text(value):
-                data = dict(dict.items(self))
-                self.login(value)
-                if not dict.__len__(self):  # login() empties a session that changes hands
-                    self.update(data)
-        elif self._was_followed and self.user_id is not None and not self.ended:
-            remaining = dict(dict.items(self))
-            self.logout()
-            if remaining.keys() - {PERMANENT_KEY}:  # a session holding nothing else ends
-                self.update(remaining)
+        if self._user_key is not None:
+            follow_login_key(
+                self, self._user_key, bound_by_key=self._was_followed, ignored={PERMANENT_KEY}
+            )
 
 
 class StoreUnavailable(ServiceUnavailable):
@@ -177,10 +164,9 @@ class RedisSessionInterface(SessionInterface):
         self.config = config
         self.user_key = user_key
         self.import_cookie_sessions = import_cookie_sessions
-        self._fail_open = not unavailable.answers_503(config.on_redis_error)
         self._warned_httponly = False
         self._cookies = CookieResolver(config.core.codec, config.given_settings)
-        self._timed: tuple[int, Core] | None = None
+        self._timed: tuple[int, RequestCycle] | None = None
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession | None:
         """The request's session; None (Flask's null session) when there is no key."""
@@ -189,17 +175,11 @@ class RedisSessionInterface(SessionInterface):
         if self.config.secret_keys.current() is None:
             environ[NO_SESSION_KEY] = _NO_SECRET_KEY
             return None
-        core = self.core(app)
-        try:
-            step = core.open(
-                _cookie_header(request, settings.name, core.codec.name),
-                time.time(),
-                lambda: (environ.get("HTTP_USER_AGENT"), environ.get("REMOTE_ADDR")),
-            )
-            opened = self.config.run_sync(step)
-        except unavailable.FAILURES:
-            if self._fail_open:
-                raise
+        cycle = self._cycle(app)
+        core = cycle.core
+        cookie_header = _cookie_header(request, settings.name, core.codec.name)
+        opened = cycle.open(cookie_header, client_of_environ(environ), time.time())
+        if opened is None:
             environ[UNAVAILABLE_KEY] = True
             session = FlaskSession()
             session.freeze(_UNAVAILABLE)
@@ -219,9 +199,7 @@ class RedisSessionInterface(SessionInterface):
         opened.session = session
         if opened.ref is None and self.import_cookie_sessions:
             self._import(app, request, session)
-        environ[SESSION_KEY] = session
-        if opened.rejected is not None:
-            environ[REJECTED_KEY] = opened.rejected
+        publish(opened, environ, SESSION_KEY, REJECTED_KEY)
         return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
@@ -238,7 +216,8 @@ class RedisSessionInterface(SessionInterface):
             and PERMANENT_KEY not in session._written
         ):  # only SESSION_PERMANENT's mark: nothing to store, as with Flask-Session
             dict.pop(session, PERMANENT_KEY, None)
-        core = self.core(app)
+        cycle = self._cycle(app)
+        core = cycle.core
         now = time.time()
         # A write that records activity moves the session's end on the server (when
         # PERMANENT_SESSION_LIFETIME sets one): the cookie then follows.
@@ -247,11 +226,8 @@ class RedisSessionInterface(SessionInterface):
             and core.timing.sliding
             and core.timing.refresh_due(opened.record, now)
         )
-        try:
-            committed = self.config.run_sync(core.commit(opened, now))
-        except unavailable.FAILURES:
-            if self._fail_open:
-                raise
+        committed = cycle.commit(opened, frozen=None, now=now)
+        if committed is None:
             _refuse(response)
             return
         session._opened = None  # saved: later changes are lost, as with Flask's own sessions
@@ -309,11 +285,16 @@ class RedisSessionInterface(SessionInterface):
     def core(self, app: Flask) -> Core:
         """The configuration's core, with a session also ending when its cookie would:
         ``PERMANENT_SESSION_LIFETIME`` after it was last seen (its Redis TTL too)."""
+        return self._cycle(app).core
+
+    def _cycle(self, app: Flask) -> RequestCycle:
+        """The request cycle on `core(app)`, made again when the app's lifetime changes."""
         seconds = int(app.permanent_session_lifetime.total_seconds())
         timed = self._timed
         if timed is None or timed[0] != seconds:
             base = self.config.core
-            timed = (seconds, _with_timing(base, base.timing.idle_within(seconds)))
+            core = base.with_timing(base.timing.idle_within(seconds))
+            timed = (seconds, RequestCycle.of(self.config, core))
             self._timed = timed
         return timed[1]
 
@@ -451,16 +432,6 @@ def _cookie_header(request: Request, name: str, codec_name: str) -> str | None:
     if name == codec_name or not header:
         return header
     return "; ".join(f"{codec_name}={value}" for value in request.cookies.getlist(name))
-
-
-def _with_timing(core: Core, timing: Timing) -> Core:
-    """`core`, with other lifetimes."""
-    if timing is core.timing:
-        return core
-    timed = copy.copy(core)
-    timed.timing = timing
-    timed.writes = Writes(core.keys, timing, core.max_bytes, core.fields)
-    return timed
 
 
 def _expires(app: Flask, session: SessionMixin) -> datetime | None:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import _fail_closed as unavailable
 from ._core.lifecycle import Committed
 from ._middleware import ConfiguredMiddleware
+from ._request_cycle import client_of_environ, publish, response_headers
 from ._request_session import REJECTED_KEY, SESSION_KEY
-from ._response_headers import session_headers
-
-_STARTED = "the response has started: session changes can no longer be saved"
 
 
 class WSGISessionMiddleware(ConfiguredMiddleware):
@@ -26,19 +23,12 @@ class WSGISessionMiddleware(ConfiguredMiddleware):
         if self._excluded(environ.get("PATH_INFO", "")):
             passed: Iterable[bytes] = self.app(environ, start_response)
             return passed
-        try:
-            step = self._core.open(
-                environ.get("HTTP_COOKIE"), time.time(), lambda: _client(environ)
-            )
-            opened = self.config.run_sync(step)
-        except unavailable.FAILURES:
-            if self._fail_open:
-                raise
+        cycle = self._cycle
+        opened = cycle.open(environ.get("HTTP_COOKIE"), client_of_environ(environ))
+        if opened is None:
             start_response(unavailable.WSGI_STATUS, unavailable.HEADERS)
             return [unavailable.BODY]
-        environ[SESSION_KEY] = opened.session
-        if opened.rejected is not None:
-            environ[REJECTED_KEY] = opened.rejected
+        publish(opened, environ, SESSION_KEY, REJECTED_KEY)
         refused = started = False
         committed: Committed | None = None
 
@@ -47,19 +37,14 @@ class WSGISessionMiddleware(ConfiguredMiddleware):
         ) -> Any:
             nonlocal refused, started, committed
             started = True
-            opened.session.freeze(_STARTED)
             if committed is None and not refused:
                 # Once: an app may call start_response again (with exc_info) to replace
                 # the response by an error page; the session is not written twice.
-                try:
-                    committed = self.config.run_sync(self._core.commit(opened, time.time()))
-                except unavailable.FAILURES:
-                    if self._fail_open:
-                        raise
-                    refused = True
-            if refused or committed is None:
+                committed = cycle.commit(opened)
+                refused = committed is None
+            if committed is None:
                 return start_response(unavailable.WSGI_STATUS, unavailable.HEADERS, exc_info)
-            added = session_headers(headers, committed.set_cookie, committed.depends_on_session)
+            added = response_headers(committed, headers)
             if added:
                 headers = [*headers, *added]
             return start_response(status, headers, exc_info)
@@ -68,10 +53,6 @@ class WSGISessionMiddleware(ConfiguredMiddleware):
         if started and not refused:
             return body  # the common case: keeps the server's file_wrapper and the like
         return _Body(body, lambda: refused)
-
-
-def _client(environ: dict[str, Any]) -> tuple[str | None, str | None]:
-    return environ.get("HTTP_USER_AGENT"), environ.get("REMOTE_ADDR")
 
 
 class _Body:

@@ -22,9 +22,9 @@ import redis.cluster
 
 from session_middleware import ConfigurationError, SessionConfig, sessions
 from session_middleware._protocol import lua_scripts as scripts_module
+from session_middleware._protocol.durability import Replication
 from session_middleware._transport.clients import RedisClients, parse_redis_url
 from session_middleware._transport.replication import (
-    Replication,
     run_replicated_async,
     run_replicated_sync,
 )
@@ -195,6 +195,43 @@ async def test_a_write_waited_for_reached_the_replica_of_each_master(
 
 
 # -- outages ---------------------------------------------------------------------------
+
+
+# Counts its runs, then holds its node past the client's timeout: the reply comes too late,
+# after the script ran.
+COUNT_THEN_HOLD = """
+redis.call('INCR', KEYS[1])
+local t = redis.call('TIME')
+local hold_until = t[1] * 1000000 + t[2] + tonumber(ARGV[1]) * 1000
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= hold_until
+return 1
+"""
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("face", ["sync", "async"])
+async def test_a_command_that_timed_out_is_not_sent_again(
+    cluster: ClusterServers, face: str
+) -> None:
+    """It may have run, as here: sent again, a login's rotation would find the session it
+    replaces gone and be refused, while the app had already answered as logged in."""
+    config = _config(cluster.url)
+    key = f"{config.keys.prefix}runs"
+    # Held past redis_timeout, and not twice as long: a command sent again runs after it.
+    command = ("EVAL", COUNT_THEN_HOLD, 1, key, 700)
+    config.redis.sync().ping()
+    await config.redis.async_().ping()
+    with pytest.raises(redis.TimeoutError):
+        if face == "sync":
+            config.redis.sync().execute_command(*command)
+        else:
+            await config.redis.async_().execute_command(*command)
+    node = cluster.master_of_slot(_slot(cluster, key))
+    with node.client(socket_timeout=10) as client:
+        client.get(key)  # once the script has run; one sent again runs before the next GET
+        assert client.get(key) == b"1"
+    config.redis.close()
+    await config.redis.aclose()
 
 
 @pytest.mark.anyio

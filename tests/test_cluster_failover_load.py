@@ -76,7 +76,7 @@ async def test_a_master_failover_under_load_touches_only_its_own_users(
     devices = {user: browsers() for user in targets}
     for user, device in devices.items():
         await device.ok("POST", f"/login?user={user}")
-    await asyncio.sleep(0.5)
+    await load.signed_in()
     invalidations = invalidate_all(config, targets)
     victim.kill()
     await asyncio.to_thread(cluster.wait_healthy)

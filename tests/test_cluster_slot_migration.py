@@ -36,7 +36,7 @@ async def test_a_slot_migration_under_load_is_invisible(cluster: ClusterServers)
     config = load_config(cluster.url)
     users = [f"mover-{n}" for n in range(24)]
     load = Load(starlette_app(config), wsgi_app(config), users[:16], users[16:], login_every=3)
-    await asyncio.sleep(0.5)  # every user is logged in, with a few sessions
+    await load.signed_in(times=2)  # every user is logged in, with a few sessions
     slots = sorted({cluster.slot_of(config.keys.epoch_key(config.keys.user_tag(u))) for u in users})
     before = _refusals(cluster)
     moved = 0
@@ -50,7 +50,7 @@ async def test_a_slot_migration_under_load_is_invisible(cluster: ClusterServers)
     assert _refusals(cluster) > before  # the clients were refused mid-move...
     assert tally.statuses[200] > 0
     assert tally.failed() == 0, tally  # ...and no user saw it
-    assert sum(tally.wrong_users.values()) == 0
+    assert sum(tally.wrong_users.values()) == 0, tally
     assert tally.lost() == 0
     config.redis.close()
 

@@ -43,6 +43,7 @@ from session_middleware._protocol.cookies import CookieRef
 from session_middleware._protocol.key_layout import new_anonymous_tag, new_session_id
 
 from .support import OTHER_SECRET, REDIS_URL, SECRET
+from .support.clock import clock_of
 from .support.counting import Counter, counted_sync_client
 from .support.django_native.settings import FAST_HASHERS, configure
 from .support.stored import session_keys
@@ -58,6 +59,7 @@ needs_async_session_api = pytest.mark.skipif(
 configure()
 
 from session_middleware.django import SessionStore, invalidate_user  # noqa: E402
+from session_middleware.django import engine as django_engine  # noqa: E402
 from session_middleware.django._settings import get_config  # noqa: E402
 from session_middleware.django.engine import CLEAR_EXPIRED_REASON  # noqa: E402
 
@@ -579,13 +581,16 @@ def test_expiry(config: SessionConfig, key_prefix: str) -> None:
     assert session_keys(key_prefix) == []
 
 
-def test_expiry_after_inactivity(config: SessionConfig, key_prefix: str) -> None:
+def test_expiry_after_inactivity(
+    config: SessionConfig, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    later = clock_of(monkeypatch, django_engine)
     store = SessionStore()
     store["a"] = 1
     store.set_expiry(1)
     store.save()
     assert SessionStore(store.session_key).get("a") == 1
-    time.sleep(1.05)
+    later.advance(1.05)
     assert SessionStore(store.session_key).get("a") is None
     assert session_keys(key_prefix) == []
 

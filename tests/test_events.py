@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+import session_middleware._request_cycle as request_cycle
 from session_middleware import SessionConfig, SessionEvent, sessions
 
 from .support import CLOSED_PORT_URL, REDIS_URL, SECRET, keys_under
+from .support.clock import clock_of
 from .support.http import asgi_client
 
 pytestmark = pytest.mark.anyio
@@ -19,7 +21,12 @@ def recorder(config: SessionConfig) -> list[SessionEvent]:
     return seen
 
 
-async def test_every_kind_is_reported_with_its_user_and_handle(key_prefix: str) -> None:
+async def test_every_kind_is_reported_with_its_user_and_handle(
+    key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cap ends the session that ends soonest: each login a second after the one before,
+    # so that no two end in the same millisecond (a tie would end either).
+    later = clock_of(monkeypatch, request_cycle)
     config = sessions(
         secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, max_sessions_per_user=2
     )
@@ -32,10 +39,13 @@ async def test_every_kind_is_reported_with_its_user_and_handle(key_prefix: str) 
         await phone.get("/login?user=alice")
         handle = (await phone.get("/handle")).json()["handle"]
         assert seen == [SessionEvent("login", "alice", handle)]
+        later.advance(1)
         await phone.get("/login?user=alice")  # again: a rotation
         rotated = (await phone.get("/handle")).json()["handle"]
         assert seen[-1] == SessionEvent("rotation", "alice", rotated)
+        later.advance(1)
         await laptop.get("/login?user=alice")
+        later.advance(1)
         await tablet.get("/login?user=alice")  # a third: the cap ends the oldest (phone)
         assert seen[-2:] == [
             SessionEvent("login", "alice", seen[-2].handle),

@@ -12,7 +12,6 @@ import datetime
 import gc
 import time
 import weakref
-from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -27,6 +26,7 @@ from session_middleware.errors import ConfigurationError
 from session_middleware.flask import init_app
 
 from .support import REDIS_URL, SECRET
+from .support.clock import Clock, clock_of
 from .support.stored import record_key
 from .test_flask_native import FLASK_SECRET, browser, make_app, set_cookie
 
@@ -47,21 +47,10 @@ def warnings(caplog: pytest.LogCaptureFixture, words: str) -> int:
     return sum(1 for r in caplog.records if r.levelname == "WARNING" and words in r.getMessage())
 
 
-class Clock:
-    """The clock the Flask integration reads, moved forward by hand."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def time(self) -> float:
-        return time.time() + self.offset
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
-    fake = Clock()
-    monkeypatch.setattr(flask_integration, "time", fake)
-    yield fake
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The clock the Flask integration reads, moved forward by hand."""
+    return clock_of(monkeypatch, flask_integration)
 
 
 # -- where each cookie attribute comes from ----------------------------------------------------

@@ -5,6 +5,7 @@ loads the WSGI driver."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import session_middleware
 
 PACKAGE = Path(session_middleware.__file__).parent
+README = PACKAGE.parent / "README.md"
 
 
 def _module_name(path: Path) -> str:
@@ -140,11 +142,67 @@ def test_a_knot_of_layers_is_found() -> None:
     assert knots(graph) == [{"core", "protocol"}]
 
 
+def readme_rows() -> list[set[str]]:
+    """The README's drawing of the layers, top row first: the layers named on each row."""
+    text = README.read_text().split("\n## Architecture\n", 1)[1]
+    drawing = text.split("```text\n", 1)[1].split("```", 1)[0]
+    rows: list[set[str]] = []
+    for line in drawing.splitlines():
+        if line.startswith(" "):  # a row's names go on
+            rows[-1] |= set(line.split())
+        else:
+            rows.append(set(re.split(r"\s{2,}", line.strip())[1:]))
+    return rows
+
+
+def test_the_readme_draws_every_layer_once() -> None:
+    rows = readme_rows()
+    drawn = [name for row in rows for name in row]
+    assert sorted(drawn) == sorted(set(drawn)), "a layer is drawn twice"
+    assert set(drawn) == set(layer_graph()), "the README's drawing of the layers is stale"
+
+
+def test_each_layer_imports_only_its_row_and_the_rows_below_as_the_readme_draws() -> None:
+    rows = readme_rows()
+    row_of = {name: index for index, row in enumerate(rows) for name in row}
+    upward = sorted(
+        f"{layer} -> {imported}"
+        for layer, imports in layer_graph().items()
+        for imported in imports
+        if row_of.get(imported, -1) < row_of.get(layer, -1)
+    )
+    assert upward == []
+
+
 def test_the_protocol_and_the_transport_stay_below_the_core() -> None:
     graph = layer_graph()
     below = {"_protocol", "_transport"}
     for layer in below:
         assert _reachable(graph, layer) - {layer} <= below | {"errors"}, layer
+
+
+def test_the_decisions_and_the_protocol_load_no_io_library() -> None:
+    """Every module of the core but its runners, the protocol and the session import no
+    client library and none of the transport: they can be read and run on their own."""
+    pure = sorted(
+        _module_name(path)
+        for folder in ("_core", "_protocol")
+        for path in (PACKAGE / folder).glob("*.py")
+        if path.name != "runners.py"
+    )
+    io = ["redis", "hiredis", "sqlalchemy", "socket", "asyncio"]
+    script = (
+        "import sys\n"
+        f"for name in {[*pure, 'session_middleware.session']!r}:\n"
+        "    __import__(name)\n"
+        "print(sorted(m for m in sys.modules\n"
+        f"    if m.split('.')[0] in {io!r} or m.startswith('session_middleware._transport')))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert "session_middleware._core.lifecycle" in pure
+    assert loaded == "[]"
 
 
 def test_the_drivers_do_not_import_the_decorator() -> None:

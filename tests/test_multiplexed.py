@@ -42,6 +42,7 @@ from .support.redis_servers import (
     standalone,
     wait_until,
 )
+from .support.waiting import until
 
 __all__ = ["server"]  # the fixture
 
@@ -108,6 +109,16 @@ async def keep_writing(app: Any, devices: list[Device], stop: asyncio.Event) -> 
     await asyncio.gather(*(one(device) for device in devices))
 
 
+async def until_each_answered(devices: list[Device], status: int, what: str) -> None:
+    """Until every device's write got `status` since this call, from the load's writes."""
+    since = [len(device.statuses) for device in devices]
+    await until(
+        lambda: all(status in d.statuses[n:] for d, n in zip(devices, since, strict=True)),
+        what,
+        seconds=TEST_BOUND,
+    )
+
+
 async def until_all_served(app: Any, devices: list[Device]) -> None:
     """Every device answered 200 again, within RECOVERY_DEADLINE."""
     loop = asyncio.get_running_loop()
@@ -148,11 +159,11 @@ async def test_redis_killed_and_restarted_under_load_loses_no_acknowledged_write
     app, _client, devices = rig
     stop = asyncio.Event()
     load = asyncio.ensure_future(keep_writing(app, devices, stop))
-    await asyncio.sleep(0.2)
+    await until_each_answered(devices, 200, "every device writing")
     durable.kill()
-    await asyncio.sleep(0.3)  # the load meets a dead Redis
+    await until_each_answered(devices, 503, "the load to meet a dead Redis")
     await asyncio.to_thread(durable.start)
-    await asyncio.sleep(0.2)
+    await until_each_answered(devices, 200, "the load to meet the Redis restarted")
     stop.set()
     await asyncio.wait_for(load, TEST_BOUND)
     await asyncio.wait_for(until_all_served(app, devices), TEST_BOUND)
@@ -168,7 +179,7 @@ async def test_redis_frozen_under_load_gets_the_503_then_recovers(
     app, client, devices = rig
     stop = asyncio.Event()
     load = asyncio.ensure_future(keep_writing(app, devices, stop))
-    await asyncio.sleep(0.2)
+    await until_each_answered(devices, 200, "every device writing")
     opened = client.connections_opened
     durable.pause()
     try:

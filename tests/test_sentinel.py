@@ -20,9 +20,9 @@ import redis.asyncio.sentinel
 import redis.sentinel
 
 from session_middleware import ConfigurationError, NotReplicated, SessionConfig, sessions
+from session_middleware._protocol.durability import Replication
 from session_middleware._transport.clients import RedisClients, parse_redis_url
 from session_middleware._transport.replication import (
-    Replication,
     run_replicated_async,
     run_replicated_sync,
 )

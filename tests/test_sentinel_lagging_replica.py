@@ -28,6 +28,7 @@ from .support.cluster_load import Load, invalidate_all, load_config
 from .support.load_app import starlette_app, wsgi_app
 from .support.redis_servers import SentinelServers
 from .support.stories import Browser, browsers_for
+from .support.waiting import until
 
 INVALIDATED = 12
 PROMOTION_DEADLINE = 20.0
@@ -56,7 +57,7 @@ async def test_invalidations_survive_a_failover_onto_a_lagging_replica(
         await config.ainvalidate_user("someone")
     walkers = [f"walker-{n}" for n in range(12)]
     load = Load(starlette_app(config), wsgi_app(config), walkers[:8], walkers[8:])
-    await asyncio.sleep(0.3)  # the walkers signed in, and the replica has it all:
+    await load.signed_in()  # the walkers signed in, and the replica has it all:
     with group.master.client() as client, client.pipeline(transaction=False) as pipe:
         pipe.set(f"{config.keys.prefix}sync", "1", px=60_000).wait(1, 5000)
         assert pipe.execute()[-1] == 1
@@ -72,8 +73,14 @@ async def test_invalidations_survive_a_failover_onto_a_lagging_replica(
         invalidator = sessions(
             secret_key=SECRET, redis_url=group.url, key_prefix=config.keys.prefix, redis_timeout=1.0
         )
-    invalidations = invalidate_all(invalidator, targets)
-    await asyncio.sleep(0.3)  # the new epochs are on the master alone
+    epoch_keys = [config.keys.epoch_key(config.keys.user_tag(user)) for user in targets]
+    with old_master.client() as client:
+        before = client.mget(epoch_keys)
+        invalidations = invalidate_all(invalidator, targets)
+        await until(
+            lambda: all(a != b for a, b in zip(client.mget(epoch_keys), before, strict=True)),
+            "the new epochs on the master (alone)",
+        )
     old_master.kill()
     replica.resume()
     outcomes = await asyncio.gather(*invalidations, return_exceptions=True)

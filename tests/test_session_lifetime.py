@@ -3,17 +3,18 @@ the cookie says, and refreshes a sliding expiry at most once per interval."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import redis
 
+import session_middleware._request_cycle as request_cycle
 from session_middleware import sessions
 
 from .support import REDIS_URL, SECRET, keys_under
 from .support.apps import wsgi_app
+from .support.clock import clock_of
 from .support.http import logged_in_cookie, read_with, set_cookie_attributes, wsgi_call
 from .support.stored import session_keys
+from .support.waiting import until
 
 pytestmark = pytest.mark.anyio
 
@@ -31,15 +32,34 @@ async def test_absolute_lifetime_is_enforced_by_the_server(key_prefix: str) -> N
 
 
 async def test_idle_timeout_expires_an_unused_session(key_prefix: str) -> None:
+    """The real TTL: Redis drops the record once it has not been used for idle_timeout."""
     config = sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, idle_timeout=1)
     cookie = await logged_in_cookie(config)
     (key,) = session_keys(key_prefix)
-    assert 0 < redis.Redis.from_url(REDIS_URL).pttl(key) <= 1000
-    time.sleep(1.1)
+    plain = redis.Redis.from_url(REDIS_URL)
+    assert 0 < plain.pttl(key) <= 1000
+    await until(lambda: not plain.exists(key), "Redis to expire the idle session")
     assert (await read_with(config, f"session={cookie}")).json()["user"] is None
 
 
-async def test_sliding_refresh_writes_at_most_once_per_interval(key_prefix: str) -> None:
+async def test_the_server_ends_an_idle_session_whose_key_is_still_there(
+    key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    later = clock_of(monkeypatch, request_cycle)
+    config = sessions(
+        secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, idle_timeout=60
+    )
+    cookie = await logged_in_cookie(config)
+    assert (await read_with(config, f"session={cookie}")).json()["user"] == "alice"
+    later.advance(61)
+    assert session_keys(key_prefix) != []  # Redis has yet to expire it
+    assert (await read_with(config, f"session={cookie}")).json()["user"] is None
+
+
+async def test_sliding_refresh_writes_at_most_once_per_interval(
+    key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    later = clock_of(monkeypatch, request_cycle)
     config = sessions(
         secret_key=SECRET,
         redis_url=REDIS_URL,
@@ -54,7 +74,7 @@ async def test_sliding_refresh_writes_at_most_once_per_interval(key_prefix: str)
     for _ in range(3):
         await read_with(config, f"session={cookie}")
     assert plain.pttl(key) <= 100_000, "no refresh within the interval"
-    time.sleep(1.05)
+    later.advance(1.05)
     await read_with(config, f"session={cookie}")
     assert plain.pttl(key) > 3_000_000, "refreshed once the interval passed"
 

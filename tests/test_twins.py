@@ -16,8 +16,9 @@ import pytest
 import unasync
 
 import session_middleware._configuration
-import session_middleware._core.epoch_provider
+import session_middleware._request_cycle
 import session_middleware.django.auth
+import session_middleware.epochs._faces
 import session_middleware.epochs.sql
 from session_middleware._core import runners
 from session_middleware._transport import clients, replication, round_trip
@@ -62,9 +63,10 @@ DIFFERENT_BY_NATURE = {
 
 SCOPES: list[tuple[ModuleType, str | None]] = [
     (session_middleware._configuration, "Configuration"),
+    (session_middleware._request_cycle, "RequestCycle"),
     (session_middleware.django.engine, "SessionStore"),
     (session_middleware.django.auth, None),
-    (session_middleware._core.epoch_provider, "ProviderFaces"),
+    (session_middleware.epochs._faces, "ProviderFaces"),
     (session_middleware.epochs.sql, "SQLEpochs"),
     (clients, "RedisClients"),
     (runners, None),

@@ -15,7 +15,7 @@ from session_middleware._fail_closed import FAILURES
 
 from .support import SECRET, new_prefix
 from .support.cluster_load import invalidate_all
-from .support.redis_servers import RedisServer, server
+from .support.redis_servers import RedisServer, server, wait_until
 from .support.stories import browsers_for
 
 __all__ = ["server"]  # the fixture
@@ -41,9 +41,7 @@ def _epoch(server: RedisServer, config: SessionConfig) -> bytes | None:
 
 
 def _wait_for_change(server: RedisServer, config: SessionConfig, before: bytes | None) -> None:
-    deadline = time.monotonic() + 10
-    while _epoch(server, config) == before and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: _epoch(server, config) != before, 10.0, "the user's epoch to change")
 
 
 def _check_uncertain(error: BaseException, name: str) -> None:

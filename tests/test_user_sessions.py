@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -10,10 +9,12 @@ import httpx
 import pytest
 import redis
 
+import session_middleware._request_cycle as request_cycle
 from session_middleware import SessionConfig, sessions
 
 from .support import REDIS_URL, SECRET, keys_under
 from .support.apps import asgi_app
+from .support.clock import clock_of
 from .support.counting import Counter, counted_async_client
 from .support.redis_servers import wait_until
 
@@ -194,7 +195,10 @@ async def test_the_index_costs_no_extra_round_trip(key_prefix: str) -> None:
     await client.aclose()
 
 
-async def test_a_login_past_the_cap_ends_the_oldest_sessions(key_prefix: str) -> None:
+async def test_a_login_past_the_cap_ends_the_oldest_sessions(
+    key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    later = clock_of(monkeypatch, request_cycle)
     config = sessions(
         secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, max_sessions_per_user=3
     )
@@ -202,7 +206,7 @@ async def test_a_login_past_the_cap_ends_the_oldest_sessions(key_prefix: str) ->
     devices = [httpx.AsyncClient(transport=transport, base_url="http://t") for _ in range(5)]
     for device in devices:
         await device.get("/login?user=alice")
-        time.sleep(0.002)  # distinct expiries: the order of the logins
+        later.advance(1)  # distinct expiries: the order of the logins
     users = [(await device.get("/me")).json()["user"] for device in devices]
     assert users == [None, None, "alice", "alice", "alice"]
     assert len(await config.alist_sessions("alice")) == 3

@@ -1,24 +1,29 @@
-"""What an epoch provider is, and what every provider shares."""
+"""What an epoch provider is, and what every provider shares.
+
+The contract between the core and its two providers, RedisEpochs and SQLEpochs; not a
+published extension point: a provider must keep the epoch key that the read script reads
+beside the session record true, and take part in the login script's writes (see
+docs/sql-epochs.md, "Other stores")."""
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias, runtime_checkable
 
 from .._protocol.key_layout import KeySpace, UserId
 from .._protocol.wire import text
-from .._transport.clients import RedisClients
-from .._transport.local_cache import CachingClients
-from ..events import Listeners
-from .runners import drive_async, drive_sync
-from .steps import RedisIO, RedisSource, Step
+from .steps import RedisIO, Step
+
+if TYPE_CHECKING:
+    from .._transport.clients import RedisClients
+    from .._transport.local_cache import CachingClients
 
 Interface = Literal["asgi", "wsgi"]
 # A session record's key on the session Redis and the epoch it is stamped with.
 StampedRecord = tuple[str, str]
 
-SessionRedis: TypeAlias = RedisClients | CachingClients
+SessionRedis: TypeAlias = "RedisClients | CachingClients"
 """The session Redis of a configuration: a sync and an async client for it, read through
 the local cache when ``local_cache`` is on."""
 
@@ -107,41 +112,3 @@ def still_stamped(session: StampedRecord | None) -> Step[bool]:
     record_key, stamp = session
     (stored,) = yield RedisIO((("HGET", record_key, "e"),))
     return text(stored) == stamp
-
-
-class ProviderFaces:
-    """`get`, `bump` and their async twins `aget`, `abump`: a provider's own steps
-    (`read_epoch`, `bump_epoch`), run on the sync or the async face."""
-
-    def read_epoch(self, user_id: UserId) -> Step[str | None]:
-        raise NotImplementedError
-
-    def bump_epoch(self, user_id: UserId) -> Step[str]:
-        raise NotImplementedError
-
-    def _runner_redis(self, method: str, is_async: bool) -> RedisSource:
-        """The session Redis the steps of `method` run on, on the async face or the sync
-        one; raises if the provider cannot serve that face."""
-        raise NotImplementedError
-
-    def _sync_redis(self, method: str) -> RedisSource:
-        return self._runner_redis(method, is_async=False)
-
-    def _async_redis(self, method: str) -> RedisSource:
-        return self._runner_redis(method, is_async=True)
-
-    def get(self, user_id: UserId) -> str | None:
-        """The user's current epoch, or None if they have none."""
-        return drive_sync(self.read_epoch(user_id), self._sync_redis("get"), Listeners())
-
-    async def aget(self, user_id: UserId) -> str | None:
-        """The async twin of get."""
-        return await drive_async(self.read_epoch(user_id), self._async_redis("get"), Listeners())
-
-    def bump(self, user_id: UserId) -> str:
-        """Give the user a new epoch: every session stamped with an older one is rejected."""
-        return drive_sync(self.bump_epoch(user_id), self._sync_redis("bump"), Listeners())
-
-    async def abump(self, user_id: UserId) -> str:
-        """The async twin of bump."""
-        return await drive_async(self.bump_epoch(user_id), self._async_redis("bump"), Listeners())

@@ -138,6 +138,21 @@ class Core:
         self.writes = Writes(keys, timing, max_bytes, self.fields)
         self.records = RecordReader(cipher, max_bytes)
 
+    def with_timing(self, timing: Timing) -> Core:
+        """This core with other lifetimes (a framework's own, as Flask's)."""
+        if timing is self.timing:
+            return self
+        return Core(
+            self.keys,
+            self.codec,
+            self.provider,
+            timing,
+            track_devices=self.track_devices,
+            max_bytes=self.max_bytes,
+            cipher=self.cipher,
+            max_sessions_per_user=self.max_sessions_per_user,
+        )
+
     # -- reading --------------------------------------------------------------------
 
     def open(

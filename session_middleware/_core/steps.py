@@ -9,8 +9,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from .._protocol.durability import Replication
 from .._protocol.wire import Command
-from .._transport.replication import Replication
 from ..events import SessionEvent
 
 T = TypeVar("T")

@@ -385,8 +385,8 @@ class RotateOutCall(ScriptCall):
 
 # A compare-and-set on the epoch (see BumpIfCall). Returns 1 when set, 0 when the epoch had
 # moved (or was gone) or the session was ended. Safe to send again (a durable write is, see
-# replication.py): an epoch already the new one, a random value only this caller knows, was
-# set by this very compare-and-set.
+# _transport/replication.py): an epoch already the new one, a random value only this caller
+# knows, was set by this very compare-and-set.
 BUMP_IF = """
 local e = redis.pcall('GET', KEYS[1])
 if type(e) == 'table' then return 0 end  -- not a string: corrupt, no session can match it

@@ -43,6 +43,9 @@ _EPOCH_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQR
 
 @dataclass(slots=True)
 class Record:
+    """One session as stored: its data, when it was created, ends and was last refreshed
+    (epoch seconds), and the user and epoch it is bound to."""
+
     data: dict[str, Any]
     created: float
     expires: float
@@ -57,7 +60,7 @@ class Record:
 
 
 class Cipher(Protocol):
-    """Encryption at rest (see _encryption.py): bytes in, ASCII token out, and back."""
+    """Encryption at rest (see ../_encryption.py): bytes in, ASCII token out, and back."""
 
     def encrypt(self, data: bytes) -> bytes: ...
 
@@ -435,6 +438,9 @@ class RecordReader:
 
 
 class _Known(NamedTuple):
+    """A decoded record as RecordReader remembers it: data and extra marshalled, so that
+    each read gets copies of its own."""
+
     times: tuple[float, float, float]
     user_id: UserId | None
     epoch: str | None

@@ -4,6 +4,9 @@ migration and a master failover elsewhere in the cluster.
 - Every failure is a RedisError (redis-py raises RedisClusterException, which is not one,
   when no node answers or a slot has no master).
 - A script is routed by the keys it names, with no COMMAND GETKEYS round trip.
+- A command that timed out is not sent again: it may have run (a login sent twice finds
+  the session it replaces gone, and is refused after the app has answered). redis-py's
+  cluster clients send it again by default; the standalone clients here never do.
 - A command a migrating slot answers with ASK, MOVED or TRYAGAIN (or that exhausts
   redis-py's own redirections) was not run: it is sent again, after a short pause, until
   it runs or `retry_budget` seconds have passed since it was first sent. In a pipeline,
@@ -28,7 +31,14 @@ import redis.cluster
 from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePolicy
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.policies import BasePolicyResolver, PolicyResolver, StaticPolicyResolver
-from redis.exceptions import AskError, ClusterError, RedisClusterException, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ClusterError,
+    RedisClusterException,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 # How long a command may keep being sent again while its slot moves, when no
@@ -40,6 +50,10 @@ DEFAULT_RETRY_BUDGET = 2.0
 NOT_RUN: tuple[type[Exception], ...] = (AskError, TryAgainError, ClusterError)
 
 _PAUSES = ExponentialWithJitterBackoff(cap=0.1, base=0.005)
+
+# The failures after which redis-py's cluster clients send a command again: theirs
+# (RedisCluster.ERRORS_ALLOW_RETRY), less the timeout.
+SENT_AGAIN_AFTER = (RedisConnectionError, ClusterDownError, SlotNotCoveredError)
 
 
 class Attempts:
@@ -80,6 +94,8 @@ class _ScriptsByKeys(BasePolicyResolver):
 
 class SyncCluster(redis.cluster.RedisCluster):
     """redis.cluster.RedisCluster, as the module says."""
+
+    ERRORS_ALLOW_RETRY = SENT_AGAIN_AFTER  # type: ignore[assignment]  # a shorter tuple
 
     def __init__(self, *, retry_budget: float = DEFAULT_RETRY_BUDGET, **options: Any) -> None:
         self.retry_budget = retry_budget  # set first: the constructor sends commands
@@ -133,6 +149,8 @@ class _SyncClusterPipeline(redis.cluster.ClusterPipeline):
 
 class AsyncCluster(redis.asyncio.cluster.RedisCluster):
     """redis.asyncio.cluster.RedisCluster, as the module says."""
+
+    ERRORS_ALLOW_RETRY = SENT_AGAIN_AFTER  # type: ignore[assignment]  # a shorter tuple
 
     def __init__(self, *, retry_budget: float = DEFAULT_RETRY_BUDGET, **options: Any) -> None:
         self.retry_budget = retry_budget

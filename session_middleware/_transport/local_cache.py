@@ -71,7 +71,7 @@ class ListenerStalled(RedisError):
 
 def session_read(commands: Sequence[Command]) -> Sequence[str] | None:
     """The one place that knows what the core's session read looks like: one EVAL of
-    scripts.READ with KEYS = [record, epoch key (optional)], whose reply is [record
+    lua_scripts.READ with KEYS = [record, epoch key (optional)], whose reply is [record
     fields, epoch]. Its keys, if `commands` is that read.
 
     A miss sends that same script on the tracking connection: Redis tracks the keys a
@@ -425,6 +425,9 @@ def _tracking_connection(
     lost: Callable[[int, object], None],
 ) -> type:
     class TrackingConnection(redis.asyncio.Connection):
+        """A pooled connection whose reads Redis tracks: invalidations of the keys it
+        reads go to the listener's connection."""
+
         async def on_connect_check_health(self, check_health: bool = True) -> None:
             await super().on_connect_check_health(check_health)
             await self.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", listener_id, "NOLOOP")

@@ -38,6 +38,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .._protocol.durability import Replication
 from .._protocol.wire import Command, text
 from ..errors import NotReplicated
 from .clients import REDIS_ERRORS, is_cluster_client, ready_cluster
@@ -50,22 +51,6 @@ _FAILURES: tuple[type[Exception], ...] = (NotReplicated, *REDIS_ERRORS)
 REPLICATED_HISTORIES: set[str] = set()
 # How long the history key lives after the last write that saw a replica.
 HISTORY_TTL_MS = 30 * 24 * 3600 * 1000
-
-
-@dataclass(frozen=True)
-class Replication:
-    """How a write is made durable: `wanted` replicas (0: not waited for), each attempt
-    waiting at most `timeout_ms` for them, attempts made for at most `deadline` seconds;
-    `history_key` names the key on the master recording the replication history seen
-    with a replica (None: none kept; on a cluster it would live on one master only), and
-    `follows_failover` says whether a failover can move the master (Sentinel, Cluster),
-    so that retrying a timeout can help (see the module)."""
-
-    wanted: int
-    timeout_ms: int
-    deadline: float
-    history_key: str | None = None
-    follows_failover: bool = True
 
 
 class _Known:

@@ -10,6 +10,8 @@ from django.core import checks
 
 
 class SessionMiddlewareConfig(AppConfig):  # type: ignore[misc]
+    """The app that INSTALLED_APPS names: registers the checks of the session settings."""
+
     name = "session_middleware.django"
     label = "session_middleware"
     verbose_name = "Sessions in Redis"

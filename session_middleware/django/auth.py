@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models.signals import post_save
 
 from .._protocol.key_layout import UserId
+from .._request_cycle import client_of_environ
 from ._settings import SETTING, get_config
 from .engine import SessionStore, current_store
 
@@ -72,11 +73,11 @@ def _bump(user_id: UserId) -> None:
 
 
 def remember_device(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-    """user_logged_in receiver: the user agent and IP that list_sessions shows."""
+    """user_logged_in receiver: the user agent and IP that list_sessions shows, as the
+    request's ``META`` holds them once the middleware before the view has run."""
     session = getattr(request, "session", None)
     if isinstance(session, SessionStore):
-        meta = request.META
-        session.client_info = lambda: (meta.get("HTTP_USER_AGENT"), meta.get("REMOTE_ADDR"))
+        session.client_info = client_of_environ(request.META)
 
 
 def _in_use() -> bool:

@@ -30,6 +30,7 @@ from .._core.lifecycle import ClientInfo, Opened
 from .._core.steps import Step
 from .._protocol.key_layout import UserId, user_id_text
 from .._protocol.timing import custom_expiry_passed
+from .._request_cycle import follow_login_key
 from ..session import Session
 from ._settings import get_config
 
@@ -83,7 +84,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         self._modified = False
         self._legacy_key: str | None = None
         self.rejected: str | None = None
-        #: The user agent and IP of the request, recorded at login (see auth.py).
+        #: The user agent and IP of the request, recorded at a login: set by the
+        #: middleware for every request, and by django.contrib.auth's login (auth.py).
         self.client_info: ClientInfo | None = None
         self._own_epoch: tuple[str, str] | None = None
         self._saved_key: str | None = None  # the key this store last saved under
@@ -191,6 +193,14 @@ class SessionStore(SessionBase):  # type: ignore[misc]
             return
         await self._aget_session()
         await self._config.run_async(self._end_step(time.time()))
+
+    def is_empty(self) -> bool:
+        """As Django's, but a new session with a login to carry out is not empty: Django's
+        SessionMiddleware saves it, as the other integrations do, data or none."""
+        opened = self._opened
+        if opened is not None and opened.session.pending_login is not None:
+            return False
+        return bool(super().is_empty())
 
     def clear(self) -> None:
         self._get_session().clear()
@@ -428,17 +438,11 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
 
 def _follow_auth(session: Session) -> None:
-    """Bind the session to the user that django.contrib.auth.login() stored in it."""
-    value = session.data.get(SESSION_KEY)
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        return
-    bound = session.pending_login if session.pending_login is not None else session.user_id
-    if bound is not None and user_id_text(bound) == user_id_text(value):
-        return
-    data = dict(session.data)
-    session.login(value)
-    if not len(session):  # login() empties a session that changes hands; Django keeps it
-        session.update(data)
+    """Bind the session to the user that django.contrib.auth.login() stored in it. Read
+    through ``data``, which has every key compared with the stored one at the save: Django
+    saves what its ``modified = True`` marks, a value changed in place included."""
+    if session.data.get(SESSION_KEY) is not None:
+        follow_login_key(session, SESSION_KEY)
 
 
 def _expired_by_set_expiry(opened: Opened, now: float) -> bool:

@@ -1,4 +1,4 @@
-"""Where each user's epoch lives: the Protocol and its providers.
+"""Where each user's epoch lives: in Redis (RedisEpochs) or in an SQL database (SQLEpochs).
 
 SQLEpochs needs SQLAlchemy (the `sql` extra), so it is imported on first use: the rest
 of the package works without SQLAlchemy installed.
@@ -8,23 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._core.epoch_provider import EpochContext, EpochProvider, new_epoch
-from .._core.steps import RedisIO, SqlIO, Step
 from .redis import RedisEpochs
 
 if TYPE_CHECKING:
     from .sql import SQLEpochs
 
-__all__ = [
-    "EpochContext",
-    "EpochProvider",
-    "RedisEpochs",
-    "RedisIO",
-    "SQLEpochs",
-    "SqlIO",
-    "Step",
-    "new_epoch",
-]
+__all__ = ["RedisEpochs", "SQLEpochs"]
 
 
 def __getattr__(name: str) -> Any:

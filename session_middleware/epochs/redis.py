@@ -7,18 +7,18 @@ from typing import Any, Literal
 from .._core.epoch_provider import (
     EpochContext,
     Interface,
-    ProviderFaces,
     SessionRedis,
     StampedRecord,
     new_epoch,
     still_stamped,
 )
 from .._core.steps import RedisIO, RedisSource, Step
+from .._protocol.durability import Replication
 from .._protocol.key_layout import UserId
 from .._protocol.lua_scripts import BumpIfCall, EnsureEpochCall
 from .._protocol.wire import Command, text
 from .._transport.clients import RedisClients
-from .._transport.replication import Replication
+from ._faces import ProviderFaces
 
 
 class RedisEpochs(ProviderFaces):

@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session, scoped_session
 from .._core.epoch_provider import (
     EpochContext,
     Interface,
-    ProviderFaces,
     SessionRedis,
     StampedRecord,
     new_epoch,
@@ -34,6 +33,7 @@ from .._transport.round_trip import AsyncRedisClient, run_async, run_sync
 from .._transport.sql_errors import EpochStoreUnavailable, UnknownUser
 from ..errors import ConfigurationError
 from ..events import Listeners
+from ._faces import ProviderFaces
 from ._sql_cache import EpochCache
 from ._sql_engine import ASYNC_HINT, SYNC_HINT, EngineHandle, engine_handle
 from ._sql_schema import EpochTable, TableSpec

@@ -12,11 +12,11 @@ from redis.exceptions import NoPermissionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from session_middleware import NotReplicated
+from session_middleware._protocol.durability import Replication
 from session_middleware._transport.replication import (
     Masters,
     OnMaster,
     Pause,
-    Replication,
     replicated,
 )
 

@@ -17,6 +17,7 @@ from session_middleware import SessionConfig, sessions
 
 from . import SECRET, new_prefix
 from .stories import BASE
+from .waiting import until
 
 JSON = dict[str, Any]
 Answer = tuple[int, JSON | None]
@@ -33,6 +34,11 @@ class Tally:
     failures: collections.Counter[str] = field(default_factory=collections.Counter)
     wrong_users: collections.Counter[str] = field(default_factory=collections.Counter)
     lost_writes: collections.Counter[str] = field(default_factory=collections.Counter)
+    # Per user, the first answer that was not a 200 for them, and the one before it: where
+    # a session was lost names the request that lost it.
+    first_wrong: dict[str, str] = field(default_factory=dict)
+    sign_ins: collections.Counter[str] = field(default_factory=collections.Counter)
+    _last: dict[str, str] = field(default_factory=dict, repr=False)
 
     def failed(self, users: list[str] | None = None) -> int:
         """Answers other than 200, for `users` (everyone when None)."""
@@ -50,27 +56,31 @@ class Tally:
         while True:
             if count is None or (login_every and count == login_every):
                 status, body = yield "POST", f"/login?user={user}"
-                if self._ok(user, status, body):
+                if self._ok(user, status, body, "POST /login"):
+                    self.sign_ins[user] += 1
                     count = 0
                 continue
             status, body = yield "POST", "/hit"
-            if self._ok(user, status, body):
+            if self._ok(user, status, body, "POST /hit"):
                 assert body is not None
                 if body["count"] != count + 1:
                     self.lost_writes[user] += 1
                 count = body["count"]
             status, body = yield "GET", "/me"
-            self._ok(user, status, body)
+            self._ok(user, status, body, "GET /me")
 
-    def _ok(self, user: str, status: int, body: JSON | None) -> bool:
+    def _ok(self, user: str, status: int, body: JSON | None, request: str) -> bool:
         self.statuses[status] += 1
+        answer = f"{request}: {status} {body}"
+        before, self._last[user] = self._last.get(user), answer
         if status != 200:
             self.failures[user] += 1
-            return False
-        if body is None or body.get("user") != user:
+        elif body is None or body.get("user") != user:
             self.wrong_users[user] += 1
-            return False
-        return True
+        else:
+            return True
+        self.first_wrong.setdefault(user, f"{answer} (after {before})")
+        return False
 
 
 def _total(counts: collections.Counter[str], users: list[str] | None) -> int:
@@ -140,6 +150,7 @@ class Load:
         login_every: int = 0,
     ) -> None:
         self.tally = Tally()
+        self.users = [*async_users, *sync_users]
         self._stop = threading.Event()
         self._tasks = [
             asyncio.ensure_future(walk_async(asgi, self.tally.walk(u, login_every), self._stop))
@@ -162,6 +173,14 @@ class Load:
             walk_sync(app, walk, self._stop)
         except BaseException as error:  # reported by stop()
             self._crashes.append(error)
+
+    async def signed_in(self, times: int = 1) -> None:
+        """Until every user has signed in `times` times."""
+        await until(
+            lambda: all(self.tally.sign_ins[user] >= times for user in self.users),
+            f"every user to sign in {times} times",
+            seconds=30.0,
+        )
 
     async def stop(self) -> Tally:
         self._stop.set()

@@ -66,17 +66,25 @@ def spawn(
         )
 
 
+class NotYet(Exception):
+    """Raised by a check given to wait_until: its condition does not hold yet, and why."""
+
+
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `check` until it holds; fail with `what` after `timeout` seconds."""
+    """Poll `check` until it holds; after `timeout` seconds, fail naming `what` and why the
+    check last failed (the NotYet it raised, or the Redis or socket error)."""
     deadline = time.monotonic() + timeout
+    last = "the check returned false"
     while True:
         try:
             if check():
                 return
-        except (redis.RedisError, OSError):
-            pass
+        except NotYet as reason:
+            last = str(reason)
+        except (redis.RedisError, OSError) as error:
+            last = f"{type(error).__name__}: {error}"
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
+            raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}; last: {last}")
         time.sleep(0.05)
 
 
@@ -184,7 +192,11 @@ class RedisServer:
                 log = (self.directory / "server.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"redis-server on port {self.port} exited:\n{log}")
             with self.client(socket_timeout=0.5, socket_connect_timeout=0.5) as client:
-                return bool(client.ping())
+                pid = client.info("server").get("process_id")
+            if self.process is not None and pid != self.process.pid:
+                # Another process took the port between free_port() and this server's bind.
+                raise RuntimeError(f"port {self.port} is served by process {pid}, not ours")
+            return True
 
         wait_until(answers, START_TIMEOUT, f"redis-server on port {self.port}")
 
@@ -515,7 +527,9 @@ class SentinelServers(Servers):
             ids = [secrets.token_hex(20) for _ in self.sentinels]
             for sentinel, myid in zip(self.sentinels, ids, strict=True):
                 self._start_sentinel(sentinel, myid, ids)
-            wait_until(self._sentinels_agree, 20.0, "the sentinels to discover each other")
+            wait_until(
+                self._sentinels_agree, 20.0, "the sentinels to know each other and the replicas"
+            )
         except BaseException:
             self.stop()
             raise
@@ -567,14 +581,23 @@ class SentinelServers(Servers):
         return True
 
     def _sentinels_agree(self) -> bool:
+        """Every sentinel knows the others and every replica, none of them down; raises
+        NotYet naming the first sentinel that does not."""
         for sentinel in self.sentinels:
             with sentinel.client(decode_responses=True) as client:
                 others = client.execute_command("SENTINEL", "SENTINELS", self.service)
                 replicas = client.execute_command("SENTINEL", "REPLICAS", self.service)
-                if len(others) < len(self.sentinels) - 1 or len(replicas) < len(self.replicas):
-                    return False
-                if any("s_down" in _flags(replica) for replica in replicas):
-                    return False
+                master = client.execute_command("SENTINEL", "MASTER", self.service)
+            state = (
+                f"the sentinel on port {sentinel.port} knows {len(others)} of "
+                f"{len(self.sentinels) - 1} other sentinels, replicas flagged "
+                f"{[_flags(replica) for replica in replicas]} of {len(self.replicas)}, "
+                f"the master flagged {_flags(master)!r}"
+            )
+            if len(others) < len(self.sentinels) - 1 or len(replicas) < len(self.replicas):
+                raise NotYet(state)
+            if any("s_down" in _flags(replica) for replica in replicas):
+                raise NotYet(state)
         return True
 
     @property

@@ -12,6 +12,9 @@ from ...engine import CLEAR_EXPIRED_REASON, SessionStore
 
 
 class Command(clearsessions.Command):  # type: ignore[misc]
+    """Django's clearsessions, which with this engine explains that Redis expires
+    sessions itself."""
+
     def handle(self, **options: Any) -> None:
         store = import_module(settings.SESSION_ENGINE).SessionStore
         if not (isinstance(store, type) and issubclass(store, SessionStore)):

@@ -22,6 +22,8 @@ from ...auth import user_id_of
 
 
 class Command(BaseCommand):  # type: ignore[misc]
+    """``manage.py sessions``: the command line's list, revoke and invalidate."""
+
     help = "List, revoke or invalidate a user's sessions (USER: the user's primary key)."
 
     def add_arguments(self, parser: CommandParser) -> None:
