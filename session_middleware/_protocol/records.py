@@ -286,21 +286,23 @@ def decode(
 def _nests_too_deeply(values: Iterable[Any]) -> bool:
     """Whether a decoded value holds a list or dict MAX_NESTING levels down, which a write
     refuses (`_check`). Level by level, visiting lists and dicts only: what the JSON
-    decoder gives holds nothing else that `_check` could refuse."""
+    decoder gives holds nothing else that `_check` could refuse. A list or dict that holds
+    no list or dict (the leaves, most of them) is told in one pass in C."""
     level = [value for value in values if type(value) in _CONTAINERS]
     for _ in range(MAX_NESTING):
         if not level:
             return False
-        level = [
-            child
-            for node in level
-            for child in (node.values() if type(node) is dict else node)
-            if type(child) in _CONTAINERS
-        ]
+        deeper: list[Any] = []
+        for node in level:
+            children = node.values() if type(node) is dict else node
+            if not _CONTAINER_TYPES.isdisjoint(map(type, children)):
+                deeper += [child for child in children if type(child) in _CONTAINERS]
+        level = deeper
     return bool(level)
 
 
 _CONTAINERS = (list, dict)
+_CONTAINER_TYPES = frozenset(_CONTAINERS)
 
 
 def _size(item: Any) -> int:

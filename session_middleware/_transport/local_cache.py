@@ -45,7 +45,7 @@ from typing import Any
 
 import redis
 import redis.asyncio
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from .._protocol.lua_scripts import READ
 from .._protocol.wire import Command, text
@@ -69,33 +69,33 @@ class ListenerStalled(RedisError):
     """The listener's PING got no answer within the deadline."""
 
 
-def _value(reply: Any) -> Any:
-    """A read's reply as the cache keeps it: an empty hash is not kept (None), and a key of
-    another type reads as the read script reports it, for the core to refuse."""
-    if isinstance(reply, ResponseError):
-        if "WRONGTYPE" in str(reply):
-            return "WRONGTYPE"
-        raise reply
-    return reply or None
-
-
-def session_read(commands: Sequence[Command]) -> list[str] | None:
+def session_read(commands: Sequence[Command]) -> Sequence[str] | None:
     """The one place that knows what the core's session read looks like: one EVAL of
     lua_scripts.READ with KEYS = [record, epoch key (optional)], whose reply is [record
-    fields, epoch]. Its keys, if `commands` is that read; they are read by plain commands
-    instead (tracked_reads), which client-side tracking follows on every Redis version."""
+    fields, epoch]. Its keys, if `commands` is that read.
+
+    A miss sends that same script on the tracking connection: Redis tracks the keys a
+    script reads as if the connection had read them itself (the script's declared keys on
+    Redis 6.2, the keys of each read command it runs from 7.0 on), so a miss costs the
+    client and Redis what the read costs without the cache."""
     if len(commands) != 1:
         return None
     command = commands[0]
     if command[0] != "EVAL" or command[1] != READ:
         return None
-    return [str(key) for key in command[3 : 3 + int(command[2])]]
+    keys: Sequence[str] = command[3 : 3 + int(command[2])]
+    return keys
 
 
-def tracked_reads(keys: list[str]) -> list[Command]:
-    """The session read's keys, one tracked command each: HGETALL of the record, GET of
-    the epoch key."""
-    return [("HGETALL", keys[0]), *(("GET", key) for key in keys[1:])]
+def cached_values(reply: Any, count: int) -> list[Any]:
+    """The read script's reply -> one value per key, as the cache keeps them: a record
+    that is empty or of another type ('WRONGTYPE') and a missing epoch are not kept
+    (None)."""
+    record, epoch = reply
+    values = [record if type(record) is list and record else None]
+    if count > 1:
+        values.append(epoch)
+    return values
 
 
 def read_reply(values: list[Any]) -> list[Any]:
@@ -141,31 +141,35 @@ class TrackedCache:
 
     # -- the cache ------------------------------------------------------------------
 
-    def lookup(self, keys: Sequence[str]) -> list[Any] | None:
-        """All values, if every key is cached and the cache is trustworthy now."""
+    def lookup(self, keys: Sequence[str]) -> tuple[list[Any] | None, int]:
+        """All values, if every key is cached and the cache is trustworthy now; else None,
+        and the read from Redis is begun: the generation to hand to end_read."""
         with self._lock:
-            if not self.healthy:
-                return None
-            if time.monotonic() - self.proven_at >= self.max_lag:
-                if self.entries:  # in doubt: drop everything, read from Redis
+            if self.healthy:
+                if time.monotonic() - self.proven_at < self.max_lag:
+                    entries = self.entries
+                    values = []
+                    for key in keys:
+                        value = entries.get(key)
+                        if value is None:
+                            break
+                        values.append(value)
+                    else:
+                        for key in keys:
+                            entries.move_to_end(key)
+                        self.hits += 1
+                        return values, self.generation
+                elif self.entries:  # in doubt: drop everything, read from Redis
                     self.distrusted += 1
                     self._forget(None)
-                return None
-            values = []
+            reading = self._reading
             for key in keys:
-                value = self.entries.get(key)
-                if value is None:
-                    return None
-                self.entries.move_to_end(key)
-                values.append(value)
-            self.hits += 1
-            return values
-
-    def begin_read(self, keys: Sequence[str]) -> int:
-        with self._lock:
-            for key in keys:
-                self._reading.setdefault(key, [0, 0])[0] += 1
-            return self.generation
+                readers = reading.get(key)
+                if readers is None:
+                    reading[key] = [1, 0]
+                else:
+                    readers[0] += 1
+            return None, self.generation
 
     def end_read(self, keys: Sequence[str], values: Sequence[Any], generation: int) -> None:
         with self._lock:
@@ -190,12 +194,19 @@ class TrackedCache:
         watchers of those keys that they changed."""
         with self._lock:
             self._forget(keys)
+            if not self._watchers:
+                return
             if keys is None:
                 watchers = {w for found in self._watchers.values() for w in found}
             else:
                 watchers = {w for key in keys for w in self._watchers.get(key, ())}
         for watcher in watchers:
             watcher()
+
+    def forget(self, keys: Sequence[str]) -> None:
+        """Drop the keys, and any read of them in flight, telling no watcher."""
+        with self._lock:
+            self._forget(keys)
 
     def _forget(self, keys: Sequence[str] | None) -> None:
         if keys is None:
@@ -451,42 +462,41 @@ class CachedRedis:
     async def run(self, commands: Sequence[Command]) -> list[Any]:
         cache = self.cache
         keys = session_read(commands)
-        if keys is not None:
-            cached = cache.lookup(keys)
-            if cached is not None:
-                return [read_reply(cached)]
+        if keys is None:
+            return await self._write(commands)
+        cached, generation = cache.lookup(keys)
+        if cached is not None:
+            return [read_reply(cached)]
+        values: list[Any] = [None] * len(keys)
+        try:
+            client = cache.client()
+            if client is None:
+                return await run_async(self._uncached.async_(), commands)
+            replies = await run_async(client, commands)
+            values = cached_values(replies[0], len(keys))
+            return replies
+        finally:
+            cache.end_read(keys, values, generation)
+
+    async def _write(self, commands: Sequence[Command]) -> list[Any]:
+        cache = self.cache
         client = cache.client()
         if client is None:
             return await run_async(self._uncached.async_(), commands)
-        if keys is not None:
-            generation = cache.begin_read(keys)
-            values: list[Any] = [None] * len(keys)
-            try:
-                values = [_value(reply) for reply in await _read_tracked(client, keys)]
-            finally:
-                cache.end_read(keys, values, generation)
-            return [read_reply(values)]
-        written = [key for command in commands for key in _written_keys(command)]
-        cache.invalidate(written)
+        if len(commands) == 1:
+            written = _written_keys(commands[0])
+        else:
+            written = [key for command in commands for key in _written_keys(command)]
+        cache.forget(written)
         try:
             return await run_async(client, commands)
         finally:
             # Tracking is NOLOOP: Redis does not tell a connection about its own writes.
             # A read of these keys that ran on the writing connection just before the
-            # write may have been stored meanwhile: drop it now that the write is done.
+            # write may have been stored meanwhile: drop it now that the write is done,
+            # and tell the watchers of these keys (now, not before: what they read
+            # before the write was applied is already stale).
             cache.invalidate(written)
-
-
-async def _read_tracked(client: Any, keys: list[str]) -> list[Any]:
-    """Each key read by a command of its own, which Redis tracks for certain, in one MULTI
-    so that the record and the epoch are read at the same moment: one reply per key."""
-    if isinstance(client, MultiplexedRedis):
-        replies = await client.run([("MULTI",), *tracked_reads(keys), ("EXEC",)])
-        return list(replies[-1])
-    async with client.pipeline(transaction=True) as pipe:
-        for command in tracked_reads(keys):
-            pipe.execute_command(*command)
-        return list(await pipe.execute(raise_on_error=False))
 
 
 def _written_keys(command: Command) -> list[str]:
