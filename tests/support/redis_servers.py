@@ -35,11 +35,39 @@ START_TIMEOUT = 10.0
 _PR_SET_PDEATHSIG = 1
 
 
+CLUSTER_BUS_OFFSET = 10000  # before Redis 7.0, a node's cluster bus port is its port + this
+
+_handed_out: set[int] = set()
+
+
+@functools.cache
+def _listening_ports() -> range:
+    """Ports for the servers the tests start: below the range the kernel gives outgoing
+    connections their source ports (a client connecting elsewhere never takes one between
+    its choice and the server's bind), with room for a cluster node's bus port above each."""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    top = ephemeral_low - CLUSTER_BUS_OFFSET
+    return range(max(10000, top - 8000), top)
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now, on the loopback interface."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
+    """A TCP port nothing listens on right now, on the loopback interface, never handed out
+    before in this run."""
+    for _ in range(1000):
+        port = secrets.choice(_listening_ports())
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((HOST, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_listening_ports()}")
 
 
 def _die_with_parent() -> None:
@@ -88,9 +116,6 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-CLUSTER_BUS_OFFSET = 10000  # before Redis 7.0, a node's cluster bus port is its port + this
-
-
 @functools.cache
 def server_version() -> tuple[int, int]:
     """The (major, minor) version of the tests' redis-server."""
@@ -125,6 +150,7 @@ def free_port_with_bus() -> int:
                 probe.bind((HOST, port + CLUSTER_BUS_OFFSET))
             except OSError:
                 continue
+        _handed_out.add(port + CLUSTER_BUS_OFFSET)
         return port
     raise RuntimeError("no free pair of ports for a cluster node")
 
