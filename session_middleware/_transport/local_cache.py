@@ -184,21 +184,25 @@ class TrackedCache:
 
     def end_read(self, keys: Sequence[str], values: Sequence[Any], generation: int) -> None:
         with self._lock:
+            reading = self._reading
             fresh = self.healthy and generation == self.generation
             for key in keys:
-                readers = self._reading[key]
-                fresh = fresh and not readers[1]
-                readers[0] -= 1
-                if readers[0] == 0:
-                    del self._reading[key]
+                readers = reading[key]
+                if readers[1]:
+                    fresh = False
+                if readers[0] == 1:
+                    del reading[key]
+                else:
+                    readers[0] -= 1
             if not fresh:
                 return
+            entries = self.entries
             for key, value in zip(keys, values, strict=True):
                 if value is not None:
-                    self.entries[key] = value
-                    self.entries.move_to_end(key)
-            while len(self.entries) > self.max_entries:
-                self.entries.popitem(last=False)
+                    entries[key] = value
+                    entries.move_to_end(key)
+            while len(entries) > self.max_entries:
+                entries.popitem(last=False)
 
     def invalidate(self, keys: Sequence[str] | None) -> None:
         """Drop the keys (all of them for None, as Redis sends on FLUSHALL) and tell the
