@@ -178,7 +178,9 @@ class Core:
             return stale
         dead, _ = yield from self.liveness(record, ref.tag, cached, now)
         if dead is None:
-            session = Session(record.data, record.user_id, max_value_bytes=self.max_bytes)
+            session = Session(
+                None, record.user_id, max_value_bytes=self.max_bytes, stored=record.stored
+            )
             session.handle = handle
             return Opened(session, ref, record, client_info=client_info)
         stale = self._refused(ref, record, dead, handle, client_info)
@@ -647,7 +649,7 @@ class Core:
 
     def _new_record(self, session: Session, now: float, user_id: Any) -> Record:
         return Record(
-            data=session.snapshot(),
+            stored=session.texts(),
             created=now,
             expires=self.timing.new_expiry(now),
             refreshed=now,

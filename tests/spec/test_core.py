@@ -9,6 +9,7 @@ and with and without encryption at rest.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from session_middleware._protocol.lua_scripts import (
     RotateOutCall,
     WriteCall,
 )
-from session_middleware._protocol.records import Record
+from session_middleware._protocol.records import Record, to_json
 from session_middleware.config import SessionConfig
 
 from .scripted import Run, drive, name_of
@@ -87,7 +88,8 @@ def stored(
     if tag is None:
         tag = config.keys.user_tag(user) if user is not None else "a" * 24
     ref = CookieRef(tag, new_session_id())
-    record = Record(data, created, created + 3600, refreshed, user, epoch if user else None)
+    texts = {key: to_json(value) for key, value in data.items()}
+    record = Record(texts, created, created + 3600, refreshed, user, epoch if user else None)
     fields = config.core.fields.fields(record)
     return Stored(f"session={config.core.codec.encode(ref)}", ref, fields)
 
@@ -165,9 +167,7 @@ def test_another_or_no_epoch_rejects_and_deletes(
         ["c", "x", "x", "1", "r", "1"],
         ["c", "1", "x", "9e99", "r", "1"],
         ["c", "1", "x", "2", "r", "1", "u", "7"],
-        ["c", "1", "x", "2", "r", "1", "d:k", "{not json"],
-        ["c", "1", "x", "2", "r", "1", "d:k", '"\\ud800"'],
-        ["c", "1", "x", "2", "r", "1", "d:k", "[" * 70 + "]" * 70],
+        ["c", "1", "x", "2", "r", "1", "m", "[]"],
     ],
 )
 def test_a_record_we_could_not_have_written_is_dropped(
@@ -178,6 +178,48 @@ def test_a_record_we_could_not_have_written_is_dropped(
     assert run.result.record is None and run.result.cookie_is_stale
     assert [c[0] for c in run.result.cleanup] == ["DEL", "ZREM"]
     assert [(e.kind, e.reason) for e in run.events] == [("rejected", "corrupt")]
+
+
+@pytest.mark.parametrize("text", ["{not json", '"\\ud800"', "[" * 70 + "]" * 70, "NaN"])
+def test_a_value_we_could_not_have_written_reads_as_none(
+    config: SessionConfig,
+    encode: Callable[[Any], Any],
+    text: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The data stays JSON text until read: a value this package could not have written
+    reads as None, with a warning, and the session's next write stores None over it; the
+    session and its other values are kept."""
+    session = stored(config, {"a": 1, "b": 2}, "alice")
+    session.fields += ["d:k", config.core.fields.seal(text, "d:k")]
+    run = drive(config.core.open(session.header, NOW), [[encode([session.fields, EPOCH])]])
+    state = run.result
+    assert state.record is not None and run.events == [] and not state.cookie_is_stale
+    assert state.session.user_id == "alice" and "k" in state.session
+    with caplog.at_level(logging.WARNING, logger="session_middleware"):
+        assert state.session.get("k") is None
+    assert "could not be read" in caplog.text and text not in caplog.text
+    assert dict(state.session) == {"a": 1, "b": 2, "k": None}
+    state.session["a"] = 3
+    written = commit(config, state, [[WRITTEN]])
+    assert sorted(changed_fields(write_of(written))[0]) == ["d:a", "d:k", "r"]
+
+
+def test_values_stay_text_until_read(config: SessionConfig, encode: Callable[[Any], Any]) -> None:
+    """A request that reads one key of a large session decodes that key alone; a rotation
+    carries the values never read as they were stored."""
+    big = [{"id": n, "price": 9.5} for n in range(500)]
+    session = stored(config, {"theme": "dark", "cart": big}, "alice")
+    state = drive(config.core.open(session.header, NOW), [[encode([session.fields, EPOCH])]]).result
+    assert state.session["theme"] == "dark"
+    assert dict.__getitem__(state.session, "cart") is not big
+    assert repr(dict.__getitem__(state.session, "cart")).startswith("<a session value not")
+    assert commit(config, state, []).commands == [], "nothing to write"
+    state = drive(config.core.open(session.header, NOW), [[encode([session.fields, EPOCH])]]).result
+    state.session.login("alice")
+    (login,) = commit(config, state, [[[EPOCH, ""]]]).commands
+    fields = dict(zip(*[iter(LoginCall.of(login).fields)] * 2, strict=True))
+    assert config.core.fields.open(fields["d:cart"], "d:cart") == to_json(big)
 
 
 def test_a_metadata_field_of_a_later_release_is_kept_and_ignored(
