@@ -121,27 +121,30 @@ def test_this_sessions_own_logout_others_between_the_two_reads_keeps_it_signed_i
     assert user_of(config, laptop) is None
 
 
-def test_another_devices_logout_others_between_the_two_reads_rejects(
-    config: SessionConfig,
-) -> None:
-    phone, laptop = log_in(config), log_in(config)
-    opening = open_with(config, phone, logout_others_from(config, laptop))
+def signed_out_by_the_script(config: SessionConfig, opening: Opening, header: str) -> None:
+    """The pipeline's pair did not match, the read script rejected the session, and the
+    request's clean-up ended it."""
     assert opening.round_trips == [PIPELINE, SCRIPT]
     assert opening.user is None and opening.opened.rejected == "epoch"
     assert [(e.kind, e.reason) for e in opening.events] == [("rejected", "epoch")]
     config.run_sync(config.core.commit(opening.opened, time.time()))
-    assert user_of(config, phone) is None
+    assert user_of(config, header) is None
+
+
+def test_another_devices_logout_others_between_the_two_reads_rejects(
+    config: SessionConfig,
+) -> None:
+    phone, laptop = log_in(config), log_in(config)
+    signed_out_by_the_script(
+        config, open_with(config, phone, logout_others_from(config, laptop)), phone
+    )
     assert user_of(config, laptop) == "alice"
 
 
 def test_invalidate_user_between_the_two_reads_rejects(config: SessionConfig) -> None:
     phone = log_in(config)
     opening = open_with(config, phone, lambda: config.invalidate_user("alice"))
-    assert opening.round_trips == [PIPELINE, SCRIPT]
-    assert opening.user is None and opening.opened.rejected == "epoch"
-    assert [(e.kind, e.reason) for e in opening.events] == [("rejected", "epoch")]
-    config.run_sync(config.core.commit(opening.opened, time.time()))
-    assert user_of(config, phone) is None
+    signed_out_by_the_script(config, opening, phone)
 
 
 def test_a_matching_read_costs_one_round_trip_and_a_mismatching_one_two(key_prefix: str) -> None:
