@@ -46,7 +46,7 @@ def _serve_sync(
     try:
         if request.replication is not None:
             return run_replicated_sync(client, request.commands, request.replication)
-        return run_sync(client, request.commands)
+        return run_sync(client, request.commands, request.errors_as_replies)
     except SessionError:
         raise
     except Exception as error:
@@ -85,7 +85,7 @@ async def _serve_async(
     try:
         if request.replication is not None:
             return await run_replicated_async(client, request.commands, request.replication)
-        return await run_async(client, request.commands)
+        return await run_async(client, request.commands, request.errors_as_replies)
     except SessionError:
         raise
     except Exception as error:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from redis.exceptions import ResponseError
 
 from session_middleware import SessionTooLarge, sessions
 from session_middleware._core.lifecycle import Opened
@@ -42,6 +43,7 @@ FERNET = "ZmRzYWZkc2FmZHNhZmRzYWZkc2FmZHNhZmRzYWZkc2E="
 NOW = time.time()
 EPOCH = "e" * 32
 OTHER_EPOCH = "f" * 32
+READ_PIPELINE = ("HGETALL", "GET")
 
 
 @pytest.fixture(params=["bytes", "str"])
@@ -97,8 +99,8 @@ def stored(
 def opened(
     config: SessionConfig, encode: Callable[[Any], Any], session: Stored, epoch: str | None
 ) -> Opened:
-    run = drive(config.core.open(session.header, NOW), [[encode([session.fields, epoch])]])
-    assert run.steps == [("READ",)]
+    run = drive(config.core.open(session.header, NOW), [encode([session.fields, epoch])])
+    assert run.steps == [READ_PIPELINE]
     result: Opened = run.result
     return result
 
@@ -124,17 +126,18 @@ def test_an_unknown_id_reads_once_and_is_stale(
     config: SessionConfig, encode: Callable[[Any], Any]
 ) -> None:
     session = stored(config, {"a": 1}, "alice")
-    run = drive(config.core.open(session.header, NOW), [[encode([[], None])]])
-    assert run.steps == [("READ",)] and run.result.cookie_is_stale and run.events == []
+    run = drive(config.core.open(session.header, NOW), [encode([[], None])])
+    assert run.steps == [READ_PIPELINE] and run.result.cookie_is_stale and run.events == []
 
 
-def test_a_logged_in_read_is_one_command_with_the_epoch_key(
+def test_a_logged_in_read_is_one_round_trip_with_the_epoch_key(
     config: SessionConfig, encode: Callable[[Any], Any]
 ) -> None:
     session = stored(config, {"cart": [1, 2]}, "alice")
-    run = drive(config.core.open(session.header, NOW), [[encode([session.fields, EPOCH])]])
-    (read,) = run.commands
-    assert ReadCall.of(read).epoch_key.endswith(":e")
+    run = drive(config.core.open(session.header, NOW), [encode([session.fields, EPOCH])])
+    record, epoch = run.commands
+    assert record == ("HGETALL", config.keys.session_key(session.ref.tag, session.ref.session_id))
+    assert epoch == ("GET", config.keys.epoch_key(session.ref.tag)), "the same hash tag"
     assert run.result.session.user_id == "alice" and run.result.session["cart"] == [1, 2]
 
 
@@ -152,11 +155,86 @@ def test_another_or_no_epoch_rejects_and_deletes(
 ) -> None:
     session = stored(config, {"a": 1}, "alice")
     # No epoch at the key: the provider (RedisEpochs beside the sessions) has none.
-    replies = [[encode([session.fields, current])]]
+    replies = [encode([session.fields, current]), [encode([session.fields, current])]]
     run = drive(config.core.open(session.header, NOW), replies)
+    assert run.steps == [READ_PIPELINE, ("READ",)], "only the read script may reject"
     assert run.result.rejected == "epoch" and run.result.record is None
     assert [c[0] for c in run.result.cleanup] == ["DEL", "ZREM"]
     assert [(e.kind, e.reason) for e in run.events] == [("rejected", "epoch")]
+
+
+WRONGTYPE = ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+
+
+@dataclass(frozen=True)
+class ReadRow:
+    """One decision of the session read: the pipeline's replies (record, epoch), what READ
+    answers after them, if it is asked, and what the request gets."""
+
+    record: str  # "stamped": stamped EPOCH; "restamped": OTHER_EPOCH; "anonymous"; or a reply
+    epoch: Any
+    then: tuple[str, Any] | None  # READ's reply (record, epoch), if asked
+    outcome: str  # "alive", "stale", "epoch" (rejected) or "corrupt"
+
+
+READ_ROWS = {
+    "match": ReadRow("stamped", EPOCH, None, "alive"),
+    "anonymous, no epoch": ReadRow("anonymous", None, None, "alive"),
+    "record empty": ReadRow("empty", None, None, "stale"),
+    "mismatch, the script accepts": ReadRow(
+        "stamped", OTHER_EPOCH, ("restamped", OTHER_EPOCH), "alive"
+    ),
+    "mismatch, the script rejects": ReadRow(
+        "stamped", OTHER_EPOCH, ("stamped", OTHER_EPOCH), "epoch"
+    ),
+    "epoch missing, the script rejects": ReadRow("stamped", None, ("stamped", None), "epoch"),
+    "epoch missing, the script accepts": ReadRow(
+        "stamped", None, ("restamped", OTHER_EPOCH), "alive"
+    ),
+    "record WRONGTYPE": ReadRow("wrongtype", EPOCH, ("WRONGTYPE", EPOCH), "corrupt"),
+    "epoch WRONGTYPE": ReadRow("stamped", "wrongtype", ("stamped", None), "epoch"),
+}
+
+
+@pytest.mark.parametrize("row", READ_ROWS.values(), ids=READ_ROWS.keys())
+def test_the_session_read_decides(
+    config: SessionConfig, encode: Callable[[Any], Any], row: ReadRow
+) -> None:
+    """One pipeline (HGETALL, GET); READ, atomic, is asked only when the pair is not a
+    record and the epoch it is stamped with, and only its answer rejects for the epoch."""
+    stamped = stored(config, {"a": 1}, "alice", epoch=EPOCH)
+    restamped = Stored(
+        stamped.header, stamped.ref, stored(config, {"a": 1}, "alice", epoch=OTHER_EPOCH).fields
+    )
+    records: dict[str, Any] = {
+        "stamped": stamped.fields,
+        "restamped": restamped.fields,
+        "anonymous": stored(config, {"a": 1}).fields,
+        "empty": [],
+        "wrongtype": WRONGTYPE,
+        "WRONGTYPE": "WRONGTYPE",  # READ's own answer for a key that is not a hash
+    }
+
+    def reply(name: str, epoch: Any) -> list[Any]:
+        return [encode(records[name]), WRONGTYPE if epoch == "wrongtype" else encode(epoch)]
+
+    replies: list[Any] = [reply(row.record, row.epoch)]
+    if row.then is not None:
+        replies.append([reply(*row.then)])
+    run = drive(config.core.open(stamped.header, NOW), replies)
+    assert run.steps == [READ_PIPELINE] + ([("READ",)] if row.then else [])
+    if row.then is not None:
+        (read,) = run.commands[2:]
+        assert ReadCall.of(read).record == run.commands[0][1]
+        assert ReadCall.of(read).epoch_key == run.commands[1][1]
+    opened: Opened = run.result
+    outcome = "alive" if opened.record is not None else "stale"
+    if run.events:
+        outcome = str(run.events[0].reason)
+    assert outcome == row.outcome
+    assert (opened.rejected == "epoch") == (row.outcome == "epoch")
+    if row.outcome == "alive" and row.then is not None:
+        assert opened.record is not None and opened.record.epoch == OTHER_EPOCH
 
 
 @pytest.mark.parametrize(
@@ -174,7 +252,7 @@ def test_a_record_we_could_not_have_written_is_dropped(
     config: SessionConfig, encode: Callable[[Any], Any], fields: Any
 ) -> None:
     session = stored(config, {}, None)
-    run = drive(config.core.open(session.header, NOW), [[encode([fields, None])]])
+    run = drive(config.core.open(session.header, NOW), [encode([fields, None])])
     assert run.result.record is None and run.result.cookie_is_stale
     assert [c[0] for c in run.result.cleanup] == ["DEL", "ZREM"]
     assert [(e.kind, e.reason) for e in run.events] == [("rejected", "corrupt")]
@@ -227,14 +305,14 @@ def test_a_metadata_field_of_a_later_release_is_kept_and_ignored(
 ) -> None:
     later = stored(config, {"a": 1}, "alice")
     later.fields += ["z", '{"later":true}']
-    run = drive(config.core.open(later.header, NOW), [[encode([later.fields, EPOCH])]])
+    run = drive(config.core.open(later.header, NOW), [encode([later.fields, EPOCH])])
     state = run.result
     assert state.record is not None and run.events == [] and not state.cookie_is_stale
     assert state.session.user_id == "alice" and dict(state.session) == {"a": 1}
     state.session["a"] = 2
     written = commit(config, state, [[WRITTEN]])
     assert changed_fields(write_of(written)) == (["r", "d:a"], []), "the field is left alone"
-    state = drive(config.core.open(later.header, NOW), [[encode([later.fields, EPOCH])]]).result
+    state = drive(config.core.open(later.header, NOW), [encode([later.fields, EPOCH])]).result
     state.session.login("alice")
     (login,) = commit(config, state, [[[EPOCH, ""]]]).commands
     fields = dict(zip(*[iter(LoginCall.of(login).fields)] * 2, strict=True))
@@ -247,7 +325,7 @@ def test_a_record_under_another_users_tag_is_dropped(
     bob = stored(config, {"a": 1}, "bob")
     alice = stored(config, {}, "alice")
     header = f"session={config.core.codec.encode(CookieRef(alice.ref.tag, bob.ref.session_id))}"
-    run = drive(config.core.open(header, NOW), [[encode([bob.fields, EPOCH])]])
+    run = drive(config.core.open(header, NOW), [encode([bob.fields, EPOCH])])
     assert run.result.record is None and run.events[0].reason == "corrupt"
 
 
@@ -258,7 +336,7 @@ def test_an_expired_record_is_stale_and_deleted(encode: Callable[[Any], Any], ag
     )
     created = NOW - 4000 if age == "absolute" else NOW - 700
     session = stored(config, {"a": 1}, "alice", created=created, refreshed=created)
-    run = drive(config.core.open(session.header, NOW), [[encode([session.fields, EPOCH])]])
+    run = drive(config.core.open(session.header, NOW), [encode([session.fields, EPOCH])])
     assert run.result.record is None and run.events[0].reason == "expired"
 
 
