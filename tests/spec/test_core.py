@@ -270,7 +270,7 @@ def test_a_value_we_could_not_have_written_reads_as_none(
     session and its other values are kept."""
     session = stored(config, {"a": 1, "b": 2}, "alice")
     session.fields += ["d:k", config.core.fields.seal(text, "d:k")]
-    run = drive(config.core.open(session.header, NOW), [[encode([session.fields, EPOCH])]])
+    run = drive(config.core.open(session.header, NOW), [encode([session.fields, EPOCH])])
     state = run.result
     assert state.record is not None and run.events == [] and not state.cookie_is_stale
     assert state.session.user_id == "alice" and "k" in state.session
@@ -288,12 +288,12 @@ def test_values_stay_text_until_read(config: SessionConfig, encode: Callable[[An
     carries the values never read as they were stored."""
     big = [{"id": n, "price": 9.5} for n in range(500)]
     session = stored(config, {"theme": "dark", "cart": big}, "alice")
-    state = drive(config.core.open(session.header, NOW), [[encode([session.fields, EPOCH])]]).result
+    state = opened(config, encode, session, EPOCH)
     assert state.session["theme"] == "dark"
     assert dict.__getitem__(state.session, "cart") is not big
     assert repr(dict.__getitem__(state.session, "cart")).startswith("<a session value not")
     assert commit(config, state, []).commands == [], "nothing to write"
-    state = drive(config.core.open(session.header, NOW), [[encode([session.fields, EPOCH])]]).result
+    state = opened(config, encode, session, EPOCH)
     state.session.login("alice")
     (login,) = commit(config, state, [[[EPOCH, ""]]]).commands
     fields = dict(zip(*[iter(LoginCall.of(login).fields)] * 2, strict=True))

@@ -219,7 +219,7 @@ def _logged_in_record(config: SessionConfig, epoch: str) -> tuple[str, list[str]
     """A cookie header naming a session of alice's stamped `epoch`, and its stored fields."""
     now = time.time()
     ref = CookieRef(config.keys.user_tag("alice"), new_session_id())
-    record = Record({"a": 1}, now - 60, now + 3600, now - 60, "alice", epoch)
+    record = Record({"a": "1"}, now - 60, now + 3600, now - 60, "alice", epoch)
     return f"session={config.core.codec.encode(ref)}", config.core.fields.fields(record)
 
 
