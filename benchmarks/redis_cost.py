@@ -2,7 +2,7 @@
 own (a free loopback port, no persistence), so INFO commandstats holds nothing else.
 
 CPU: for each operation (login of a new user, logged-in read, write, invalidate_user; and
-the read as MULTI, HGETALL, GET, EXEC instead of the READ script), `operations` of them
+the read as MULTI, HGETALL, GET, EXEC for comparison), `operations` of them
 after CONFIG RESETSTAT. INFO commandstats also counts the commands a script runs, and a
 script's own `usec` already includes them, so only top-level commands are summed: the
 commands the client sent (counted on the client), each at its `usec_per_call`.

@@ -175,16 +175,16 @@ def follow_login_key(
     Removed from a session it bound (`bound_by_key`: the key was there when it was loaded),
     the logged-in session ends and what else it held, beyond the `ignored` keys, moves into
     a new anonymous one."""
-    value = dict.get(session, key)
+    value = session._peek(key)
     if isinstance(value, (str, int)) and not isinstance(value, bool):
         bound = session.pending_login if session.pending_login is not None else session.user_id
         if bound is None or user_id_text(bound) != user_id_text(value):
-            data = dict(dict.items(session))
+            data = session._decoded()
             session.login(value)
             if not dict.__len__(session):  # login() empties a session that changes hands
                 session.update(data)
     elif bound_by_key and session.user_id is not None and not session.ended:
-        remaining = dict(dict.items(session))
+        remaining = session._decoded()
         session.logout()
         if remaining.keys() - set(ignored):  # a session holding nothing else ends
             session.update(remaining)

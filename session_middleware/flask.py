@@ -23,11 +23,10 @@ seen, if that comes before ``max_age`` after its login.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -87,12 +86,13 @@ class FlaskSession(Session, SessionMixin):
         opened: Opened | None = None,
         user_key: str | None = None,
         max_value_bytes: int | None = None,
+        stored: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(data, user_id, max_value_bytes=max_value_bytes)
+        super().__init__(data, user_id, max_value_bytes=max_value_bytes, stored=stored)
         self._opened = opened
         self._user_key = user_key
         self._imported = False
-        self._was_permanent = bool(dict.get(self, PERMANENT_KEY, False))
+        self._was_permanent = bool(self._peek(PERMANENT_KEY, False))
         self._was_followed = (
             user_id is not None and user_key is not None and dict.__contains__(self, user_key)
         )
@@ -114,6 +114,10 @@ class FlaskSession(Session, SessionMixin):
         if value is None or type(value) in (str, int, float, bool):
             return value
         return _TAGS.tag(value)
+
+    def _loaded(self, value: Any, text: str) -> Any:
+        # A tagged object is a dict of one key: Flask's serializer turns it back.
+        return _TAGS.loads(text) if isinstance(value, (dict, list)) else value
 
     def _follow(self) -> None:
         """Follow the login key (Flask-Login's): set, it binds the session to that user;
@@ -184,13 +188,13 @@ class RedisSessionInterface(SessionInterface):
             session = FlaskSession()
             session.freeze(_UNAVAILABLE)
             return session
-        if opened.record is not None:
-            data = _untagged(opened.record.data)
-        else:  # a new session: permanent or not as SESSION_PERMANENT says
-            data = {PERMANENT_KEY: True} if _permanent_by_default(app) else {}
+        stored = None if opened.record is None else opened.record.stored
+        # A new session: permanent or not as SESSION_PERMANENT says.
+        data = {PERMANENT_KEY: True} if stored is None and _permanent_by_default(app) else {}
         session = FlaskSession(
             data,
             opened.session.user_id,
+            stored=stored,
             opened=opened,
             user_key=self.user_key,
             max_value_bytes=core.max_bytes,
@@ -418,14 +422,6 @@ def _app_secret_keys() -> Sequence[str | bytes] | None:
     return [app.secret_key, *(key for key in fallbacks if key)]
 
 
-def _untagged(data: dict[str, Any]) -> dict[str, Any]:
-    """Values as Flask's tags made them: a tagged object is a dict of one key."""
-    return {
-        key: _TAGS.loads(json.dumps(value)) if isinstance(value, (dict, list)) else value
-        for key, value in data.items()
-    }
-
-
 def _cookie_header(request: Request, name: str, codec_name: str) -> str | None:
     """The Cookie header, as the codec reads it: only the cookies named `name`."""
     header: str | None = request.environ.get("HTTP_COOKIE")
@@ -453,6 +449,8 @@ def _permanent_by_default(app: Flask) -> bool:
 
 def _permanent(session: SessionMixin) -> bool:
     """Whether the session is permanent, read without marking it accessed."""
+    if isinstance(session, FlaskSession):
+        return bool(session._peek(PERMANENT_KEY, False))
     return bool(dict.get(session, PERMANENT_KEY, False))  # type: ignore[call-overload]
 
 

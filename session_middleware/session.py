@@ -1,6 +1,9 @@
 """The Session that handlers see: a dict of JSON values that tracks what changed. It never
 does I/O.
 
+A stored session's values stay JSON text until they are read: a request that reads two
+keys of a large session decodes two values.
+
 ``login``, ``logout``, ``logout_others`` and ``regenerate_id`` record an intent; the driver
 carries it out when the response starts, the same way under ASGI and WSGI.
 """
@@ -8,15 +11,33 @@ carries it out when the response starts, the same way under ASGI and WSGI.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
 from ._protocol.key_layout import UserId, user_id_text
-from ._protocol.records import check_json_value, checked_json
+from ._protocol.records import check_json_value, checked_json, decode_value
+from .errors import CorruptRecord
 
 _MISSING: Any = object()
 T = TypeVar("T")
+logger = logging.getLogger("session_middleware")
+
+
+class _Undecoded:
+    """What a Session's dict holds for a stored value not read yet. Every way of reading a
+    dict in Python reaches the value through the Session's methods, which decode it first;
+    only a C library that reads a dict's storage directly (``orjson.dumps(session)``) meets
+    this: give it ``dict(session)``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<a session value not decoded yet: read it through the session, or dict(session)>"
+
+
+_UNDECODED: Any = _Undecoded()
 
 
 def json_key(key: object) -> str:
@@ -56,6 +77,8 @@ class Session(dict[str, Any]):
         "_frozen",
         "_handed_out",
         "_nested_out",
+        "_stored",
+        "_undecoded",
         "_user_id",
         "_written",
         "accessed",
@@ -71,8 +94,16 @@ class Session(dict[str, Any]):
         user_id: UserId | None = None,
         *,
         max_value_bytes: int | None = None,
+        stored: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(data or ())
+        """`stored`: the session's values as a record stores them (each key's JSON), in
+        place of `data`: each is decoded when first read."""
+        if stored:
+            super().__init__(dict.fromkeys(stored, _UNDECODED))
+        else:
+            super().__init__(data or ())
+        self._stored: Mapping[str, str] = stored or {}
+        self._undecoded = bool(stored)  # some values may still be JSON text
         self.max_value_bytes = max_value_bytes
         self._user_id = user_id
         self._frozen: str | None = None
@@ -92,6 +123,8 @@ class Session(dict[str, Any]):
     def __getitem__(self, key: str) -> Any:
         self.accessed = True
         value = dict.__getitem__(self, key)
+        if value is _UNDECODED:
+            value = self._decode(key)
         if isinstance(value, (list, dict)):
             self._hand_out(key)
         return value
@@ -101,6 +134,8 @@ class Session(dict[str, Any]):
         value = dict.get(self, key, _MISSING)
         if value is _MISSING:
             return default
+        if value is _UNDECODED:
+            value = self._decode(key)
         if isinstance(value, (list, dict)):
             self._hand_out(key)
         return value
@@ -146,6 +181,7 @@ class Session(dict[str, Any]):
 
     def __eq__(self, other: object) -> bool:
         self.accessed = True
+        self._decode_all()
         return dict.__eq__(self, other)
 
     def __repr__(self) -> str:
@@ -168,10 +204,14 @@ class Session(dict[str, Any]):
 
     def pop(self, key: str, default: Any = _MISSING) -> Any:
         self._check_writable()
-        if dict.__contains__(self, key):
+        value = dict.get(self, key, _MISSING)
+        if value is _UNDECODED:
+            value = self._decode(key)
+        if value is not _MISSING:
+            dict.__delitem__(self, key)
             self._written.add(key)
             self.modified = self.accessed = True
-            return dict.pop(self, key)
+            return value
         if default is _MISSING:
             raise KeyError(key)
         return default
@@ -179,14 +219,16 @@ class Session(dict[str, Any]):
     def popitem(self) -> tuple[str, Any]:
         """Remove and return the last pair inserted, as dict does."""
         self._check_writable()
+        self._decode_all()
         key, value = dict.popitem(self)
         self._written.add(key)
         self.modified = self.accessed = True
         return key, value
 
     def setdefault(self, key: str, default: Any = None) -> Any:
-        if dict.__contains__(self, key):
-            return self[key]
+        value = self.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
         self[key] = default
         return default
 
@@ -239,9 +281,10 @@ class Session(dict[str, Any]):
         set and the keys to delete. TypeError, naming the key, for a value JSON cannot hold
         (one changed in place after it was handed out)."""
         touched = self.touched()
-        if touched is None:
-            current = self.snapshot()
-            keys: set[str] = current.keys() | stored.keys()
+        if touched is None:  # every key but those never decoded, which are as loaded
+            current = self._decoded_snapshot()
+            unread = {json_key(key) for key, value in dict.items(self) if value is _UNDECODED}
+            keys: set[str] = current.keys() | (stored.keys() - unread)
         else:  # encode only what may have changed
             present = [key for key in touched if dict.__contains__(self, key)]
             current = {
@@ -261,11 +304,70 @@ class Session(dict[str, Any]):
 
     def snapshot(self) -> dict[str, Any]:
         """The data as stored: a plain dict with JSON's keys and values (tracks nothing)."""
-        return {json_key(key): self._storable(value) for key, value in dict.items(self)}
+        self._decode_all()
+        return self._decoded_snapshot()
+
+    def texts(self) -> dict[str, str]:
+        """Each key's JSON as it is to be stored (a value never read: as it was loaded);
+        TypeError, naming the key, for a value JSON cannot hold."""
+        texts: dict[str, str] = {}
+        for key, value in dict.items(self):
+            name = json_key(key)
+            if value is _UNDECODED:
+                texts[name] = self._stored[key]
+            else:
+                texts[name] = checked_json(name, self._storable(value))
+        return texts
+
+    def _decoded_snapshot(self) -> dict[str, Any]:
+        return {
+            json_key(key): self._storable(value)
+            for key, value in dict.items(self)
+            if value is not _UNDECODED
+        }
 
     def _storable(self, value: Any) -> Any:
         """The value as JSON is to hold it (a subclass may tag types JSON lacks)."""
         return value
+
+    def _loaded(self, value: Any, text: str) -> Any:
+        """A stored value as the session gives it, from its decoded JSON and its text (a
+        subclass may untag what `_storable` tagged)."""
+        return value
+
+    def _decode(self, key: Any) -> Any:
+        """Decode the stored value of `key` in place. A value this package could not have
+        written reads as None, with a warning, and the next write stores None over it."""
+        text = self._stored[key]
+        try:
+            value = self._loaded(decode_value(text), text)
+        except CorruptRecord as error:
+            logger.warning(
+                "a stored session value could not be read (%s); it reads as None: "
+                "session %s, key %r",
+                error, self.handle, key,
+            )  # fmt: skip
+            value = None
+            self._written.add(key)
+        dict.__setitem__(self, key, value)
+        return value
+
+    def _peek(self, key: Any, default: Any = None) -> Any:
+        """The value of `key`, as get() gives it, without marking the session accessed or
+        handing the value out."""
+        value = dict.get(self, key, default)
+        return self._decode(key) if value is _UNDECODED else value
+
+    def _decoded(self) -> dict[str, Any]:
+        """A plain copy of the data, every value decoded (tracks nothing)."""
+        self._decode_all()
+        return dict(dict.items(self))
+
+    def _decode_all(self) -> None:
+        if self._undecoded:
+            for key in [key for key, value in dict.items(self) if value is _UNDECODED]:
+                self._decode(key)
+            self._undecoded = False
 
     def mark_accessed(self) -> None:
         """The response depends on the session (it varies with the Cookie header)."""
@@ -282,6 +384,12 @@ class Session(dict[str, Any]):
             self._handed_out.add(key)
 
     def _hand_out_all(self) -> None:
+        self._decode_all()
+        self._compare_all()
+
+    def _compare_all(self) -> None:
+        """At the commit, compare every value read with what was loaded (any may have been
+        changed in place); a value never read is as it was loaded."""
         self.accessed = self._nested_out = True
         self._handed_out = None
 
@@ -332,7 +440,7 @@ class Session(dict[str, Any]):
         if self._user_id is not None:
             self.login(self._user_id)
             return
-        data = dict(dict.items(self))
+        data = self._decoded()
         self.logout()
         for key, value in data.items():
             self[key] = value

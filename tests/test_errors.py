@@ -81,7 +81,8 @@ def test_scripts_run_by_sha_and_are_reloaded_after_a_flush(server: RedisServer) 
             client.get("/login?user=alice")  # a pipeline: the old record's DEL, then LOGIN
             admin.script_flush()
             client.get("/set?key=b&value=2")
-            assert client.get("/read").json()["data"] == {"a": "1", "b": "2"}
+            client.get("/set?key=c&value=3")  # the write script, loaded again: by its SHA
+            assert client.get("/read").json()["data"] == {"a": "1", "b": "2", "c": "3"}
             calls = admin.info("commandstats")
         assert calls["cmdstat_evalsha"]["calls"] > calls["cmdstat_eval"]["calls"]
     config.close()

@@ -196,11 +196,11 @@ async def test_a_write_on_its_way_to_redis_leaves_no_stale_copy_once_acknowledge
         arrived, applied = asyncio.Event(), asyncio.Event()
         sent = tracking.run
 
-        async def run_holding_writes(commands):  # type: ignore[no-untyped-def]
+        async def run_holding_writes(commands, *options):  # type: ignore[no-untyped-def]
             if session_read(commands) is None:
                 arrived.set()
                 await applied.wait()
-            return await sent(commands)
+            return await sent(commands, *options)
 
         monkeypatch.setattr(tracking, "run", run_holding_writes)
         loop = asyncio.get_running_loop()

@@ -106,7 +106,6 @@ def test_a_record_of_an_adjacent_release_is_read_written_rotated_and_listed(
         pytest.param({"e": "not an epoch"}, (), id="bad-epoch"),
         pytest.param({"c": "yesterday"}, (), id="not-a-timestamp"),
         pytest.param({"u": "{not json"}, (), id="user-not-json"),
-        pytest.param({"d:cart": "{not json"}, (), id="value-not-json"),
         pytest.param({"m": "[1]"}, (), id="device-info-not-an-object"),
         pytest.param({}, ("x",), id="a-timestamp-missing"),
     ],

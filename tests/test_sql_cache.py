@@ -69,12 +69,16 @@ def test_request_costs_wsgi(backend: Backend, key_prefix: str, tmp_path: Path) -
             counter.reset()
             sql.statements.clear()
             assert device.get("/me").json()["user"] == 1
-            assert (counter.round_trips, counter.commands, sql.statements) == (1, ["READ"], [])
+            assert (counter.round_trips, counter.commands, sql.statements) == (
+                1,
+                ["HGETALL", "GET"],
+                [],
+            )
 
             client.delete(config.keys.epoch_key(config.keys.user_tag(1)))
             counter.reset()
             assert device.get("/me").json()["user"] == 1
-            assert (counter.round_trips, counter.commands) == (2, ["READ", "FILL"])
+            assert (counter.round_trips, counter.commands) == (2, ["HGETALL", "GET", "FILL"])
             assert [s.split()[0] for s in sql.statements] == ["SELECT"]
 
             counter.reset()
@@ -99,7 +103,11 @@ async def test_request_costs_asgi(backend: Backend, key_prefix: str, tmp_path: P
             counter.reset()
             sql.statements.clear()
             assert (await device.get("/me")).json()["user"] == 1
-            assert (counter.round_trips, counter.commands, sql.statements) == (1, ["READ"], [])
+            assert (counter.round_trips, counter.commands, sql.statements) == (
+                1,
+                ["HGETALL", "GET"],
+                [],
+            )
 
             await client.delete(config.keys.epoch_key(config.keys.user_tag(1)))
             counter.reset()
@@ -171,7 +179,7 @@ async def test_without_a_cache_every_request_reads_the_database(
             sql.statements.clear()
             assert (await device.get("/me")).json()["user"] == 1
             assert (counter.commands, [s.split()[0] for s in sql.statements]) == (
-                ["READ"],
+                ["HGETALL"],
                 ["SELECT"],
             )
             assert await client.exists(config.keys.epoch_key(config.keys.user_tag(1))) == 0

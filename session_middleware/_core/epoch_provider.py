@@ -1,7 +1,7 @@
 """What an epoch provider is, and what every provider shares.
 
 The contract between the core and its two providers, RedisEpochs and SQLEpochs; not a
-published extension point: a provider must keep the epoch key that the read script reads
+published extension point: a provider must keep the epoch key that the session read reads
 beside the session record true, and take part in the login script's writes (see
 docs/sql-epochs.md, "Other stores")."""
 
@@ -52,7 +52,7 @@ class EpochContext:
 class EpochProvider(Protocol):
     """Where each user's epoch lives.
 
-    The request path reads the epoch beside the session record in one Redis command:
+    The request path reads the epoch beside the session record in one Redis round trip:
     `cached_key` names that key (the epoch itself for RedisEpochs, a cache of the
     database's value for SQLEpochs) and `resolve` turns what it held into the user's
     current epoch.

@@ -38,10 +38,11 @@ from .._protocol.lua_scripts import (
     EpochGuard,
     LoginCall,
     ReadCall,
+    ReadReply,
     WriteCall,
     WriteReply,
 )
-from .._protocol.record_commands import Guard, Writes
+from .._protocol.record_commands import Guard, Writes, pipelined_read
 from .._protocol.records import (
     Cipher,
     FieldCodec,
@@ -158,14 +159,40 @@ class Core:
     def open(
         self, cookie_header: str | None, now: float, client_info: ClientInfo | None = None
     ) -> Step[Opened]:
-        """The request's session; a refused one is reported as a "rejected" event."""
+        """The request's session; a refused one is reported as a "rejected" event.
+
+        One round trip: the record and its user's epoch, read by a pipeline. An epoch that
+        is the record's stamp is as good as the atomic read's (record_commands.
+        pipelined_read says why); any other answer costs a second round trip, READ, and only
+        READ's answer may reject the session for its epoch."""
         ref = self.codec.find(cookie_header)
         if ref is None:
             return Opened(self._session(), client_info=client_info)
         epoch_key = self.provider.cached_key(ref.tag)
         handle = session_handle(ref.session_id)
+        commands = self.writes.read_pipelined(ref.tag, handle, epoch_key)
+        read = pipelined_read((yield RedisIO(commands, errors_as_replies=True)))
+        if read is not None:
+            opened = yield from self._opened(ref, handle, read, now, client_info, final=False)
+            if opened is not None:
+                return opened
         (reply,) = yield RedisIO((self.writes.read_with_epoch(ref.tag, handle, epoch_key),))
         read = ReadCall.reply(reply)
+        opened = yield from self._opened(ref, handle, read, now, client_info, final=True)
+        assert opened is not None
+        return opened
+
+    def _opened(
+        self,
+        ref: CookieRef,
+        handle: str,
+        read: ReadReply,
+        now: float,
+        client_info: ClientInfo | None,
+        final: bool,
+    ) -> Step[Opened | None]:
+        """The session that `read` found; None, unless `final`, when the record's epoch was
+        not the one read beside it."""
         fields, cached = read.fields, read.epoch
         if not fields:
             return self._stale(ref, client_info)
@@ -178,9 +205,13 @@ class Core:
             return stale
         dead, _ = yield from self.liveness(record, ref.tag, cached, now)
         if dead is None:
-            session = Session(record.data, record.user_id, max_value_bytes=self.max_bytes)
+            session = Session(
+                None, record.user_id, max_value_bytes=self.max_bytes, stored=record.stored
+            )
             session.handle = handle
             return Opened(session, ref, record, client_info=client_info)
+        if dead == "epoch" and not final:
+            return None
         stale = self._refused(ref, record, dead, handle, client_info)
         yield Emit(tuple(stale.events))
         return stale
@@ -647,7 +678,7 @@ class Core:
 
     def _new_record(self, session: Session, now: float, user_id: Any) -> Record:
         return Record(
-            data=session.snapshot(),
+            stored=session.texts(),
             created=now,
             expires=self.timing.new_expiry(now),
             refreshed=now,

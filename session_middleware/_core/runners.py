@@ -46,7 +46,7 @@ def _serve_sync(
     try:
         if request.replication is not None:
             return run_replicated_sync(client, request.commands, request.replication)
-        return run_sync(client, request.commands)
+        return run_sync(client, request.commands, request.errors_as_replies)
     except SessionError:
         raise
     except Exception as error:
@@ -81,7 +81,7 @@ def _redis_async(request: RedisIO, redis: RedisSource) -> Awaitable[Any]:
     """The replies to the request's commands, to await."""
     source = redis if request.redis is None else request.redis
     if request.replication is None:
-        return run_async(source.async_(), request.commands)
+        return run_async(source.async_(), request.commands, request.errors_as_replies)
     # WAIT holds its connection: never the one the requests share.
     waits = request.replication.wanted > 0
     client = source.async_blocking() if waits else source.async_()

@@ -34,11 +34,14 @@ class RedisIO:
     redis: the Redis to run them on; None for the session Redis.
     replication: when given, the writes are made durable as it says (see
         _transport/replication.py): retried through a failover, and acknowledged by replicas.
+    errors_as_replies: a command's error reply (a key of the wrong type) is sent back in
+        its place, as the exception, instead of failing the round trip.
     """
 
     commands: tuple[Command, ...]
     redis: RedisSource | None = None
     replication: Replication | None = None
+    errors_as_replies: bool = False
 
 
 @dataclass(frozen=True, slots=True)

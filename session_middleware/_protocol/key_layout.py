@@ -1,8 +1,9 @@
 """The Redis key layout, in one place.
 
 Every key of one user lives under the same Redis Cluster hash tag ``{tag}``, so the
-session record and the user's epoch can be read with one command (lua_scripts.READ),
-even on a cluster::
+session record and the user's epoch can be read in one round trip to one node (a
+pipeline, or one script: record_commands.Writes.read_pipelined, lua_scripts.READ), even
+on a cluster::
 
     {prefix}v2:{<tag>}:s:<hash of session id>   the session record (a HASH, see records.py)
     {prefix}v2:{<tag>}:e                        the user's epoch (or its cache)

@@ -78,7 +78,8 @@ class EnsureEpochCall(ScriptCall):
     epoch_ttl_ms: int
 
 
-# Read a session and its user's epoch in one command (see ReadCall).
+# Read a session and its user's epoch in one command, atomically (see ReadCall): the
+# request's read when the pipelined read cannot decide (record_commands.pipelined_read).
 READ = """
 local r = redis.pcall('HGETALL', KEYS[1])
 if type(r) == 'table' and r.err then r = 'WRONGTYPE' end

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import SessionTooLarge
 from .cookies import CookieRef
@@ -16,6 +17,7 @@ from .lua_scripts import (
     LoginCall,
     LoginMode,
     ReadCall,
+    ReadReply,
     RotateOutCall,
     WriteCall,
 )
@@ -46,8 +48,14 @@ class Writes:
 
     def read_with_epoch(self, tag: str, handle: str, epoch_key: str | None) -> Command:
         """The read of the record `handle` (see key_layout.session_handle) and, given
-        `epoch_key`, of its user's epoch, in one command."""
+        `epoch_key`, of its user's epoch, in one command: atomically (lua_scripts.READ)."""
         return ReadCall(record=self.keys.record_key(tag, handle), epoch_key=epoch_key).command()
+
+    def read_pipelined(self, tag: str, handle: str, epoch_key: str | None) -> tuple[Command, ...]:
+        """The same read as plain commands, in one pipeline: HGETALL of the record, then
+        (given `epoch_key`) GET of the epoch. Not atomic: see pipelined_read."""
+        record = ("HGETALL", self.keys.record_key(tag, handle))
+        return (record,) if epoch_key is None else (record, ("GET", epoch_key))
 
     def create(self, ref: CookieRef, record: Record) -> Command:
         """A new anonymous record; an id is never reused."""
@@ -163,3 +171,22 @@ class Writes:
         if size > self.max_bytes:
             raise SessionTooLarge("the session would take", size, self.max_bytes)
         return pairs
+
+
+def pipelined_read(replies: Sequence[Any]) -> ReadReply | None:
+    """Writes.read_pipelined's replies as READ's reply; None when one was an error (a key
+    of the wrong type), which only READ tells apart.
+
+    The two commands run one after the other, not atomically, and the user's epoch may
+    change between them. A logged-in record read at t1, stamped s, and the epoch s read at
+    t2 > t1 are still as good as READ's answer: every epoch is a fresh random value that
+    never comes back (new_epoch(), for the SQL column too), and a record is stamped only
+    with an epoch its user has had (LOGIN reads or checks the epoch key atomically, or
+    stamps what the provider gave; WRITE re-stamps only with the epoch at the key), so the
+    user had s before t1 and still has it at t2: at t1 too. Any other pair proves nothing:
+    between the two commands this very session may have logged the others out (a new epoch,
+    this record re-stamped with it), so only READ's answer may reject (see Core.open)."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            return None
+    return ReadReply(replies[0], replies[1] if len(replies) > 1 else None)

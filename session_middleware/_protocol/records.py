@@ -19,44 +19,52 @@ release) reads as before.
 
 from __future__ import annotations
 
+import functools
 import json
-import marshal
 import math
 import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from types import MappingProxyType
+from typing import Any, Protocol
 
 from ..errors import CorruptRecord, SessionTooLarge
 from .key_layout import UserId, valid_user_id
 
 DATA_PREFIX = "d:"
 CREATED, EXPIRES, REFRESHED, USER, EPOCH, EXTRA = "c", "x", "r", "u", "e", "m"
-_META = frozenset((CREATED, EXPIRES, REFRESHED, USER, EPOCH, EXTRA))
+_DATA_START = len(DATA_PREFIX)
+_NO_INFO: Mapping[str, Any] = MappingProxyType({})
 MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can hold
 MAX_NESTING = 64
-# Before version 3, marshal writes no back-references: equal data gives equal bytes.
-MARSHAL_VERSION = 2
-_EPOCH_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
+_EPOCH = re.compile(r"[0-9a-zA-Z_-]{1,64}")
 
 
 @dataclass(slots=True)
 class Record:
-    """One session as stored: its data, when it was created, ends and was last refreshed
-    (epoch seconds), and the user and epoch it is bound to."""
+    """One session as stored: each data key's JSON, when it was created, ends and was last
+    refreshed (epoch seconds), and the user and epoch it is bound to.
 
-    data: dict[str, Any]
+    The data stays JSON text until a value is asked for (`value`): a request that reads two
+    keys of a large session decodes two values.
+    """
+
+    stored: Mapping[str, str]  # each data key's JSON (decrypted), as stored
     created: float
     expires: float
     refreshed: float
     user_id: UserId | None = None
     epoch: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    # Each data key's JSON as stored (decrypted): what a write compares against.
-    stored: Mapping[str, str] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # read-only when decoded
     # Metadata fields of a later release, as stored: kept, never read.
     unknown: Mapping[str, str] = field(default_factory=dict)
+
+    def value(self, key: str, default: Any = None) -> Any:
+        """The decoded value of data key `key` (`default` if absent); CorruptRecord for a
+        value this package could not have written."""
+        text = self.stored.get(key)
+        return default if text is None else decode_value(text)
 
 
 class Cipher(Protocol):
@@ -153,7 +161,7 @@ def checked_json(key: str, value: object) -> str:
 
 
 def valid_epoch(epoch: object) -> bool:
-    return isinstance(epoch, str) and 0 < len(epoch) <= 64 and set(epoch) <= _EPOCH_CHARS
+    return isinstance(epoch, str) and _EPOCH.fullmatch(epoch) is not None
 
 
 # -- encoding ---------------------------------------------------------------------------------
@@ -199,14 +207,14 @@ class FieldCodec:
         if record.user_id is not None:
             pairs += (USER, self.seal(to_json(record.user_id), USER))
         if record.extra:
-            pairs += (EXTRA, self.seal(to_json(record.extra), EXTRA))
+            pairs += (EXTRA, self.seal(to_json(dict(record.extra)), EXTRA))
         if record.epoch is not None:
             if not valid_epoch(record.epoch):
                 raise ValueError("invalid epoch value")
             pairs += (EPOCH, record.epoch)
-        for key, value in record.data.items():
+        for key, text in record.stored.items():
             field = DATA_PREFIX + key
-            pairs += (field, self.seal(checked_json(key, value), field))
+            pairs += (field, self.seal(text, field))
         for name, value in record.unknown.items():
             pairs += (name, value)
         return pairs
@@ -238,49 +246,44 @@ def flat_fields(reply: Any) -> list[Any]:
     raise CorruptRecord("not a hash")
 
 
-def decode(
-    flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None = None
-) -> tuple[Record, bool]:
-    """The record that HGETALL's flat field/value pairs hold, and whether any value may nest
-    deeply; CorruptRecord for anything this package could not have written (or larger than
-    `max_bytes`)."""
-    if len(flat) % 2:
-        raise CorruptRecord("not a record")
-    meta: dict[str, str] = {}
-    unknown: dict[str, str] = {}
-    stored: dict[str, str] = {}
-    data: dict[str, Any] = {}
-    size = 0
-    deep = False
-    for index in range(0, len(flat), 2):
-        size += _size(flat[index]) + _size(flat[index + 1])
-        name, value = _text(flat[index]), _text(flat[index + 1])
-        if name.startswith(DATA_PREFIX):
-            key, text = name[len(DATA_PREFIX) :], codec.open(value, name)
-            stored[key] = text
-            data[key] = _json(text)
-            deep = deep or text.count("[") + text.count("{") >= MAX_NESTING
-        elif name in _META:
-            meta[name] = value
-        else:  # a later release's metadata: kept as it is
-            unknown[name] = value
+def decode(flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None = None) -> Record:
+    """The record that HGETALL's flat field/value pairs hold, its data left as JSON text;
+    CorruptRecord for metadata this package could not have written, a value that does not
+    open with the cipher, or a record larger than `max_bytes`. A data value is checked when
+    it is decoded (`decode_value`)."""
+    fields, size = _fields(flat)
     if max_bytes is not None and size > max_bytes:
         raise CorruptRecord(f"larger than max_session_bytes ({size} bytes)")
-    if deep and _nests_too_deeply(data.values()):
-        raise CorruptRecord("nested too deeply")
-    created, expires = _timestamp(meta.get(CREATED)), _timestamp(meta.get(EXPIRES))
-    refreshed = _timestamp(meta.get(REFRESHED))
-    user_id = _json(codec.open(meta[USER], USER)) if USER in meta else None
+    user = fields.pop(USER, None)
+    epoch = fields.pop(EPOCH, None)
+    extra_text = fields.pop(EXTRA, None)
+    created, expires, refreshed = _timestamps(
+        fields.pop(CREATED, None), fields.pop(EXPIRES, None), fields.pop(REFRESHED, None)
+    )
+    user_id = None if user is None else _json(codec.open(user, USER))
     if user_id is not None and not valid_user_id(user_id):
         raise CorruptRecord("bad user id")
-    extra = _json(codec.open(meta[EXTRA], EXTRA)) if EXTRA in meta else {}
-    if type(extra) is not dict:
-        raise CorruptRecord("device info is not an object")
-    epoch = meta.get(EPOCH)
     if (user_id is not None or epoch is not None) and not valid_epoch(epoch):
         raise CorruptRecord("bad epoch")
-    record = Record(data, created, expires, refreshed, user_id, epoch, extra, stored, unknown)
-    return record, deep
+    extra = _NO_INFO if extra_text is None else _device_info(codec.open(extra_text, EXTRA))
+    stored = {
+        name[_DATA_START:]: codec.open(value, name)
+        for name, value in fields.items()
+        if name.startswith(DATA_PREFIX)
+    }
+    # Whatever else is a later release's metadata: kept as it is.
+    unknown = _NO_INFO if len(stored) == len(fields) else _without_data(fields)
+    return Record(stored, created, expires, refreshed, user_id, epoch, extra, unknown)
+
+
+def decode_value(text: str) -> Any:
+    """A data value from its stored JSON; CorruptRecord unless this package could have
+    written it: JSON with no NaN, Infinity or lone surrogate, nested less than MAX_NESTING
+    levels (what a write refuses)."""
+    value = _json(text)
+    if text.count("[") + text.count("{") >= MAX_NESTING and _nests_too_deeply((value,)):
+        raise CorruptRecord("nested too deeply")
+    return value
 
 
 def _nests_too_deeply(values: Iterable[Any]) -> bool:
@@ -303,6 +306,26 @@ def _nests_too_deeply(values: Iterable[Any]) -> bool:
 
 _CONTAINERS = (list, dict)
 _CONTAINER_TYPES = frozenset(_CONTAINERS)
+
+
+def _without_data(fields: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in fields.items() if not name.startswith(DATA_PREFIX)}
+
+
+def _fields(flat: Sequence[Any]) -> tuple[dict[str, str], int]:
+    """HGETALL's flat field/value pairs as a dict of text, and their size in bytes as Redis
+    (and the write script's size check) count them; CorruptRecord for an odd number of
+    items, or an item that is not UTF-8 text."""
+    if len(flat) % 2:
+        raise CorruptRecord("not a record")
+    try:  # what the clients give: bytes
+        texts = map(bytes.decode, flat)
+        return dict(zip(texts, texts, strict=True)), sum(map(len, flat))
+    except TypeError:  # not all of them bytes
+        texts = map(_text, flat)
+        return dict(zip(texts, texts, strict=True)), sum(map(_size, flat))
+    except UnicodeDecodeError as error:
+        raise CorruptRecord("not UTF-8") from error
 
 
 def _size(item: Any) -> int:
@@ -367,25 +390,36 @@ def _finite_float(text: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
 
 
-def _timestamp(value: str | None) -> float:
-    if value is None:
-        raise CorruptRecord("missing timestamps")
+def _timestamps(*texts: str | None) -> tuple[float, float, float]:
     try:
-        number = float(value)
-    except ValueError as error:
-        raise CorruptRecord("bad timestamps") from error
-    if not 0 <= number <= MAX_TIMESTAMP:  # NaN fails this too
+        created, expires, refreshed = map(float, texts)  # type: ignore[arg-type]
+    except TypeError:
+        raise CorruptRecord("missing timestamps") from None
+    except ValueError:
+        raise CorruptRecord("bad timestamps") from None
+    in_range = 0 <= created <= MAX_TIMESTAMP and 0 <= expires <= MAX_TIMESTAMP
+    if not (in_range and 0 <= refreshed <= MAX_TIMESTAMP):  # NaN fails this too
         raise CorruptRecord("a timestamp out of range")
-    return number
+    return created, expires, refreshed
+
+
+@functools.lru_cache(maxsize=1024)
+def _device_info(text: str) -> Mapping[str, Any]:
+    """The device info (a JSON object) of `text`, read-only: a session's stays the same
+    from one read to the next, so it is decoded once."""
+    info = _json(text)
+    if type(info) is not dict:
+        raise CorruptRecord("device info is not an object")
+    return MappingProxyType(info)
 
 
 class RecordReader:
     """Decodes records, remembering the most recently read ones.
 
     A session read again is usually field for field what was read before (it changes on a
-    write, or at the refresh interval), so its JSON is parsed and validated once. Every
-    read gets a Record of its own, with its own copy of the data (from marshal, fast for
-    JSON's types) that a handler may change freely.
+    write, or at the refresh interval), so its metadata is parsed and checked once. Every
+    read gets a Record of its own; the data it shares is JSON text, which the Session
+    decodes into values of its own.
     """
 
     def __init__(
@@ -399,52 +433,31 @@ class RecordReader:
         self.max_bytes = max_bytes
         self.max_entries = max_entries
         self.max_length = max_length  # larger records are decoded every time
-        self._known: OrderedDict[tuple[Any, ...], _Known] = OrderedDict()
+        self._known: OrderedDict[tuple[Any, ...], Record] = OrderedDict()
 
     def read(self, flat: Sequence[Any]) -> Record:
         """A new Record for a HGETALL reply; CorruptRecord as decode."""
+        try:
+            length = sum(map(len, flat))
+        except TypeError:  # not a reply of strings: decode says what is wrong
+            length = self.max_length + 1
+        if length > self.max_length:
+            return decode(flat, self.codec, self.max_bytes)
         key = tuple(flat)
         known = self._known.get(key)
         if known is None:
-            record, deep = decode(flat, self.codec, self.max_bytes)
-            if not deep and sum(map(len, key)) <= self.max_length:
-                self._known[key] = _Known(
-                    (record.created, record.expires, record.refreshed),
-                    record.user_id,
-                    record.epoch,
-                    marshal.dumps(record.data, MARSHAL_VERSION),
-                    marshal.dumps(record.extra, MARSHAL_VERSION),
-                    record.stored,
-                    record.unknown,
-                )
-                if len(self._known) > self.max_entries:
-                    self._known.popitem(last=False)
-            return record
-        self._known.move_to_end(key)
-        # Bytes this process marshalled from records it decoded: never read from outside.
-        data, extra = marshal.loads(known.data), marshal.loads(known.extra)  # noqa: S302
-        created, expires, refreshed = known.times
+            known = self._known[key] = decode(flat, self.codec, self.max_bytes)
+            if len(self._known) > self.max_entries:
+                self._known.popitem(last=False)
+        else:
+            self._known.move_to_end(key)
         return Record(
-            data,
-            created,
-            expires,
-            refreshed,
+            known.stored,  # never changed after decoding: shared by every read
+            known.created,
+            known.expires,
+            known.refreshed,
             known.user_id,
             known.epoch,
-            extra,
-            known.stored,
+            known.extra,
             known.unknown,
         )
-
-
-class _Known(NamedTuple):
-    """A decoded record as RecordReader remembers it: data and extra marshalled, so that
-    each read gets copies of its own."""
-
-    times: tuple[float, float, float]
-    user_id: UserId | None
-    epoch: str | None
-    data: bytes  # marshalled
-    extra: bytes  # marshalled
-    stored: Mapping[str, str]  # never changed after decoding: shared by every read
-    unknown: Mapping[str, str]  # the same

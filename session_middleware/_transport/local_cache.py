@@ -48,7 +48,7 @@ import redis
 import redis.asyncio
 from redis.exceptions import RedisError
 
-from .._protocol.lua_scripts import READ
+from .._protocol.lua_scripts import READ, ReadCall
 from .._protocol.wire import Command, text
 from .multiplexed import MultiplexedRedis
 from .round_trip import run_async
@@ -68,7 +68,9 @@ Watcher = Callable[[], None]
 class TrackingClient(Protocol):
     """The tracking connection (MultiplexedRedis), or pool of them (_PooledRun)."""
 
-    def run(self, commands: Sequence[Command]) -> Awaitable[list[Any]]: ...
+    def run(
+        self, commands: Sequence[Command], errors_as_replies: bool = False
+    ) -> Awaitable[list[Any]]: ...
 
     async def execute_command(self, *args: Any, **options: Any) -> Any: ...
 
@@ -80,21 +82,45 @@ class ListenerStalled(RedisError):
 
 
 def session_read(commands: Sequence[Command]) -> Sequence[str] | None:
-    """The one place that knows what the core's session read looks like: one EVAL of
-    lua_scripts.READ with KEYS = [record, epoch key (optional)], whose reply is [record
-    fields, epoch]. Its keys, if `commands` is that read.
+    """The one place that knows what the core's session read looks like: HGETALL of the
+    record, then GET of the epoch key (optional), in one pipeline
+    (record_commands.Writes.read_pipelined); or one EVAL of lua_scripts.READ with KEYS =
+    [record, epoch key (optional)], whose reply is [record fields, epoch]. Its keys, if
+    `commands` is either.
 
-    A miss sends that same script on the tracking connection: Redis tracks the keys a
-    script reads as if the connection had read them itself (the script's declared keys on
-    Redis 6.2, the keys of each read command it runs from 7.0 on), so a miss costs the
-    client and Redis what the read costs without the cache."""
-    if len(commands) != 1:
+    A miss sends the read script on the tracking connection, whichever way the read came:
+    Redis tracks the keys a script reads as if the connection had read them itself (the
+    script's declared keys on Redis 6.2, the keys of each read command it runs from 7.0
+    on), and what the cache keeps of a record and its epoch was read at one instant."""
+    if not commands:
         return None
-    command = commands[0]
-    if command[0] != "EVAL" or command[1] != READ:
+    first = commands[0]
+    if first[0] == "HGETALL":
+        if len(commands) == 1:
+            return first[1:2]
+        if len(commands) == 2 and commands[1][0] == "GET":
+            return (first[1], commands[1][1])
         return None
-    keys: Sequence[str] = command[3 : 3 + int(command[2])]
+    if len(commands) != 1 or first[0] != "EVAL" or first[1] != READ:
+        return None
+    keys: Sequence[str] = first[3 : 3 + int(first[2])]
     return keys
+
+
+def atomic_read(commands: Sequence[Command], keys: Sequence[str]) -> Command:
+    """The read script for the session read `commands` of `keys` (see session_read)."""
+    if commands[0][0] == "EVAL":
+        return commands[0]
+    epoch_key = keys[1] if len(keys) > 1 else None
+    return ReadCall(record=keys[0], epoch_key=epoch_key).command()
+
+
+def as_replies(commands: Sequence[Command], reply: list[Any]) -> list[Any]:
+    """The read script's reply as the replies of the session read `commands`: one per
+    command of the pipeline, or the script's own."""
+    if commands[0][0] == "EVAL":
+        return [reply]
+    return reply[: len(commands)]
 
 
 def cached_values(reply: Any, count: int) -> list[Any]:
@@ -480,39 +506,43 @@ class CachedRedis:
         (reply,) = await self.run([args])
         return reply
 
-    def run(self, commands: Sequence[Command]) -> Awaitable[list[Any]]:
+    def run(
+        self, commands: Sequence[Command], errors_as_replies: bool = False
+    ) -> Awaitable[list[Any]]:
         keys = session_read(commands)
         if keys is None:
-            return self._write(commands)
-        return self._read(keys, commands)
+            return self._write(commands, errors_as_replies)
+        return self._read(keys, commands, errors_as_replies)
 
-    async def _read(self, keys: Sequence[str], commands: Sequence[Command]) -> list[Any]:
+    async def _read(
+        self, keys: Sequence[str], commands: Sequence[Command], errors_as_replies: bool
+    ) -> list[Any]:
         cache = self.cache
         cached, generation = cache.lookup(keys)
         if cached is not None:
-            return [read_reply(cached)]
+            return as_replies(commands, read_reply(cached))
         values: list[Any] = [None] * len(keys)
         try:
             client = cache.client()
             if client is None:
-                return await run_async(self._uncached.async_(), commands)
-            replies = await client.run(commands)
-            values = cached_values(replies[0], len(keys))
-            return replies
+                return await run_async(self._uncached.async_(), commands, errors_as_replies)
+            (reply,) = await client.run([atomic_read(commands, keys)])
+            values = cached_values(reply, len(keys))
+            return as_replies(commands, reply)
         finally:
             cache.end_read(keys, values, generation)
 
-    async def _write(self, commands: Sequence[Command]) -> list[Any]:
+    async def _write(self, commands: Sequence[Command], errors_as_replies: bool) -> list[Any]:
         cache = self.cache
         client = cache.client()
         if client is None:
-            return await run_async(self._uncached.async_(), commands)
+            return await run_async(self._uncached.async_(), commands, errors_as_replies)
         if len(commands) == 1:
             written = _written_keys(commands[0])
         else:
             written = [key for command in commands for key in _written_keys(command)]
         try:
-            return await client.run(commands)
+            return await client.run(commands, errors_as_replies)
         finally:
             # Tracking is NOLOOP: Redis does not tell a connection about its own writes.
             # Drop the keys now that the write is done, with any read of them still in
@@ -542,8 +572,10 @@ class _PooledRun:
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    def run(self, commands: Sequence[Command]) -> Awaitable[list[Any]]:
-        return run_async(self.client, commands)
+    def run(
+        self, commands: Sequence[Command], errors_as_replies: bool = False
+    ) -> Awaitable[list[Any]]:
+        return run_async(self.client, commands, errors_as_replies)
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         return await self.client.execute_command(*args, **options)

@@ -49,7 +49,8 @@ from .._protocol.lua_scripts import READ
 from .._protocol.wire import Command
 from .round_trip import by_sha, raised
 
-MAX_IN_FLIGHT = 16_384  # commands issued and not answered yet, per connection
+# Commands issued and not answered yet, per connection: 16,384 session reads (two each).
+MAX_IN_FLIGHT = 32_768
 RECONNECT_FLOOR = 0.05  # seconds between connection attempts, at least
 POLL_GRACE = 0.001  # a deadline is judged after the loop has read the socket once more
 
@@ -59,6 +60,9 @@ _CALLBACKS: dict[Any, Any] = {
     name.upper(): call for name, call in get_response_callbacks(2, True).items()
 }
 _CALLBACKS.update(EVAL=None, EVALSHA=None)  # the hot path's commands: found at once
+# The session read's record as it comes: a flat list in RESP2, a map in RESP3 (redis-py's
+# connection may have agreed on either), both of which the core reads (records.flat_fields).
+_CALLBACKS.update(HGETALL=None)
 _UNKNOWN = object()
 # Commands that change nothing: sent again on a new connection when theirs dies.
 _READ_ONLY = frozenset(("GET", "MGET", "HGETALL", "EXISTS", "PING"))
@@ -349,9 +353,10 @@ class MultiplexedRedis:
         """Commands issued on the current connection and not answered yet."""
         return 0 if self._wire is None else self._wire.in_flight
 
-    async def run(self, commands: Sequence[Command]) -> list[Any]:
+    async def run(self, commands: Sequence[Command], errors_as_replies: bool = False) -> list[Any]:
         """Run the commands in one round trip (EVAL by its SHA, NOSCRIPT sent again as
-        EVAL) and return their replies, raising the first error among them."""
+        EVAL) and return their replies, raising the first error among them (with
+        `errors_as_replies`, returning it in its place)."""
         if not commands:
             return []
         sent = [by_sha(command) for command in commands]
@@ -363,15 +368,18 @@ class MultiplexedRedis:
             replies = await self._send(sent)  # once more, on a new connection
         for reply in replies:
             if isinstance(reply, Exception):
-                return await self._after_errors(commands, replies)
+                return await self._after_errors(commands, replies, errors_as_replies)
         return replies
 
-    async def _after_errors(self, commands: Sequence[Command], replies: list[Any]) -> list[Any]:
-        """Scripts Redis did not know sent again as EVAL; then the first error raised."""
+    async def _after_errors(
+        self, commands: Sequence[Command], replies: list[Any], errors_as_replies: bool
+    ) -> list[Any]:
+        """Scripts Redis did not know sent again as EVAL; then the first error raised, or
+        with `errors_as_replies` left in its place."""
         for index, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):
                 (replies[index],) = await self._send([commands[index]])
-        return raised(replies)
+        return replies if errors_as_replies else raised(replies)
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         """One command; `options` (redis-py's per-command keywords) are not used."""

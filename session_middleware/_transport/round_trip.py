@@ -27,9 +27,12 @@ class AsyncRedisClient(Protocol):
     async def aclose(self) -> None: ...
 
 
-def run_sync(client: Any, commands: Sequence[Command]) -> list[Any]:
-    """Run the commands in one round trip and return their replies in order."""
-    if len(commands) == 1:
+def run_sync(
+    client: Any, commands: Sequence[Command], errors_as_replies: bool = False
+) -> list[Any]:
+    """Run the commands in one round trip and return their replies in order; the first
+    error among them is raised, or with `errors_as_replies` returned in its place."""
+    if len(commands) == 1 and not errors_as_replies:
         try:
             return [client.execute_command(*by_sha(commands[0]))]
         except NoScriptError:
@@ -41,20 +44,24 @@ def run_sync(client: Any, commands: Sequence[Command]) -> list[Any]:
     for index, reply in enumerate(replies):
         if isinstance(reply, NoScriptError):
             replies[index] = client.execute_command(*commands[index])
-    return raised(replies)
+    return replies if errors_as_replies else raised(replies)
 
 
-def run_async(client: AsyncRedisClient, commands: Sequence[Command]) -> Awaitable[list[Any]]:
+def run_async(
+    client: AsyncRedisClient, commands: Sequence[Command], errors_as_replies: bool = False
+) -> Awaitable[list[Any]]:
     """The async twin of run_sync: the replies, to await."""
     run = getattr(client, "run", None)
     if run is not None:  # the multiplexed connection, the local cache
-        replies: Awaitable[list[Any]] = run(commands)
+        replies: Awaitable[list[Any]] = run(commands, errors_as_replies)
         return replies
-    return _run_redis_py(client, commands)
+    return _run_redis_py(client, commands, errors_as_replies)
 
 
-async def _run_redis_py(client: Any, commands: Sequence[Command]) -> list[Any]:
-    if len(commands) == 1:
+async def _run_redis_py(
+    client: Any, commands: Sequence[Command], errors_as_replies: bool
+) -> list[Any]:
+    if len(commands) == 1 and not errors_as_replies:
         try:
             return [await client.execute_command(*by_sha(commands[0]))]
         except NoScriptError:
@@ -66,7 +73,7 @@ async def _run_redis_py(client: Any, commands: Sequence[Command]) -> list[Any]:
     for index, reply in enumerate(replies):
         if isinstance(reply, NoScriptError):
             replies[index] = await client.execute_command(*commands[index])
-    return raised(replies)
+    return replies if errors_as_replies else raised(replies)
 
 
 def by_sha(command: Command) -> Command:

@@ -438,10 +438,11 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
 
 def _follow_auth(session: Session) -> None:
-    """Bind the session to the user that django.contrib.auth.login() stored in it. Read
-    through ``data``, which has every key compared with the stored one at the save: Django
-    saves what its ``modified = True`` marks, a value changed in place included."""
-    if session.data.get(SESSION_KEY) is not None:
+    """Bind the session to the user that django.contrib.auth.login() stored in it. Every
+    value read is compared with the stored one at the save: Django saves what its
+    ``modified = True`` marks, a value changed in place included."""
+    session._compare_all()
+    if session._peek(SESSION_KEY) is not None:
         follow_login_key(session, SESSION_KEY)
 
 
@@ -449,4 +450,4 @@ def _expired_by_set_expiry(opened: Opened, now: float) -> bool:
     """Whether a custom expiry (``set_expiry``) has passed, as Django's backends decide."""
     record = opened.record
     assert record is not None
-    return custom_expiry_passed(record.data.get(EXPIRY_KEY), record.refreshed, now)
+    return custom_expiry_passed(opened.session._peek(EXPIRY_KEY), record.refreshed, now)

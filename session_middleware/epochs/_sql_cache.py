@@ -1,7 +1,7 @@
 """The Redis copy of each user's SQL epoch: a cache with a TTL, filled without races.
 
 The cache lives at the key RedisEpochs would use for the epoch, so the request path
-reads it beside the session record in one command (lua_scripts.READ). A bump through
+reads it beside the session record in one round trip (Core.open). A bump through
 SQLEpochs overwrites it once the new epoch is committed; a fill after a cache miss
 writes only if the key is still what the filler saw, so a fill that read the database
 before a bump committed can never overwrite the bump's value.

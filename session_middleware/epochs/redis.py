@@ -25,7 +25,7 @@ class RedisEpochs(ProviderFaces):
     """Epochs in Redis.
 
     With no arguments, the epoch lives on the session Redis under the user's hash tag, so
-    the request path reads session and epoch with one command (lua_scripts.READ). Given
+    the request path reads session and epoch in one round trip (Core.open). Given
     another Redis (``redis_url=`` or ``redis=``), a logged-in request costs one more round
     trip there.
     """

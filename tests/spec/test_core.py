@@ -9,12 +9,14 @@ and with and without encryption at rest.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from redis.exceptions import ResponseError
 
 from session_middleware import SessionTooLarge, sessions
 from session_middleware._core.lifecycle import Opened
@@ -31,7 +33,7 @@ from session_middleware._protocol.lua_scripts import (
     RotateOutCall,
     WriteCall,
 )
-from session_middleware._protocol.records import Record
+from session_middleware._protocol.records import Record, to_json
 from session_middleware.config import SessionConfig
 
 from .scripted import Run, drive, name_of
@@ -41,6 +43,7 @@ FERNET = "ZmRzYWZkc2FmZHNhZmRzYWZkc2FmZHNhZmRzYWZkc2E="
 NOW = time.time()
 EPOCH = "e" * 32
 OTHER_EPOCH = "f" * 32
+READ_PIPELINE = ("HGETALL", "GET")
 
 
 @pytest.fixture(params=["bytes", "str"])
@@ -87,7 +90,8 @@ def stored(
     if tag is None:
         tag = config.keys.user_tag(user) if user is not None else "a" * 24
     ref = CookieRef(tag, new_session_id())
-    record = Record(data, created, created + 3600, refreshed, user, epoch if user else None)
+    texts = {key: to_json(value) for key, value in data.items()}
+    record = Record(texts, created, created + 3600, refreshed, user, epoch if user else None)
     fields = config.core.fields.fields(record)
     return Stored(f"session={config.core.codec.encode(ref)}", ref, fields)
 
@@ -95,8 +99,8 @@ def stored(
 def opened(
     config: SessionConfig, encode: Callable[[Any], Any], session: Stored, epoch: str | None
 ) -> Opened:
-    run = drive(config.core.open(session.header, NOW), [[encode([session.fields, epoch])]])
-    assert run.steps == [("READ",)]
+    run = drive(config.core.open(session.header, NOW), [encode([session.fields, epoch])])
+    assert run.steps == [READ_PIPELINE]
     result: Opened = run.result
     return result
 
@@ -122,17 +126,18 @@ def test_an_unknown_id_reads_once_and_is_stale(
     config: SessionConfig, encode: Callable[[Any], Any]
 ) -> None:
     session = stored(config, {"a": 1}, "alice")
-    run = drive(config.core.open(session.header, NOW), [[encode([[], None])]])
-    assert run.steps == [("READ",)] and run.result.cookie_is_stale and run.events == []
+    run = drive(config.core.open(session.header, NOW), [encode([[], None])])
+    assert run.steps == [READ_PIPELINE] and run.result.cookie_is_stale and run.events == []
 
 
-def test_a_logged_in_read_is_one_command_with_the_epoch_key(
+def test_a_logged_in_read_is_one_round_trip_with_the_epoch_key(
     config: SessionConfig, encode: Callable[[Any], Any]
 ) -> None:
     session = stored(config, {"cart": [1, 2]}, "alice")
-    run = drive(config.core.open(session.header, NOW), [[encode([session.fields, EPOCH])]])
-    (read,) = run.commands
-    assert ReadCall.of(read).epoch_key.endswith(":e")
+    run = drive(config.core.open(session.header, NOW), [encode([session.fields, EPOCH])])
+    record, epoch = run.commands
+    assert record == ("HGETALL", config.keys.session_key(session.ref.tag, session.ref.session_id))
+    assert epoch == ("GET", config.keys.epoch_key(session.ref.tag)), "the same hash tag"
     assert run.result.session.user_id == "alice" and run.result.session["cart"] == [1, 2]
 
 
@@ -150,11 +155,86 @@ def test_another_or_no_epoch_rejects_and_deletes(
 ) -> None:
     session = stored(config, {"a": 1}, "alice")
     # No epoch at the key: the provider (RedisEpochs beside the sessions) has none.
-    replies = [[encode([session.fields, current])]]
+    replies = [encode([session.fields, current]), [encode([session.fields, current])]]
     run = drive(config.core.open(session.header, NOW), replies)
+    assert run.steps == [READ_PIPELINE, ("READ",)], "only the read script may reject"
     assert run.result.rejected == "epoch" and run.result.record is None
     assert [c[0] for c in run.result.cleanup] == ["DEL", "ZREM"]
     assert [(e.kind, e.reason) for e in run.events] == [("rejected", "epoch")]
+
+
+WRONGTYPE = ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+
+
+@dataclass(frozen=True)
+class ReadRow:
+    """One decision of the session read: the pipeline's replies (record, epoch), what READ
+    answers after them, if it is asked, and what the request gets."""
+
+    record: str  # "stamped": stamped EPOCH; "restamped": OTHER_EPOCH; "anonymous"; or a reply
+    epoch: Any
+    then: tuple[str, Any] | None  # READ's reply (record, epoch), if asked
+    outcome: str  # "alive", "stale", "epoch" (rejected) or "corrupt"
+
+
+READ_ROWS = {
+    "match": ReadRow("stamped", EPOCH, None, "alive"),
+    "anonymous, no epoch": ReadRow("anonymous", None, None, "alive"),
+    "record empty": ReadRow("empty", None, None, "stale"),
+    "mismatch, the script accepts": ReadRow(
+        "stamped", OTHER_EPOCH, ("restamped", OTHER_EPOCH), "alive"
+    ),
+    "mismatch, the script rejects": ReadRow(
+        "stamped", OTHER_EPOCH, ("stamped", OTHER_EPOCH), "epoch"
+    ),
+    "epoch missing, the script rejects": ReadRow("stamped", None, ("stamped", None), "epoch"),
+    "epoch missing, the script accepts": ReadRow(
+        "stamped", None, ("restamped", OTHER_EPOCH), "alive"
+    ),
+    "record WRONGTYPE": ReadRow("wrongtype", EPOCH, ("WRONGTYPE", EPOCH), "corrupt"),
+    "epoch WRONGTYPE": ReadRow("stamped", "wrongtype", ("stamped", None), "epoch"),
+}
+
+
+@pytest.mark.parametrize("row", READ_ROWS.values(), ids=READ_ROWS.keys())
+def test_the_session_read_decides(
+    config: SessionConfig, encode: Callable[[Any], Any], row: ReadRow
+) -> None:
+    """One pipeline (HGETALL, GET); READ, atomic, is asked only when the pair is not a
+    record and the epoch it is stamped with, and only its answer rejects for the epoch."""
+    stamped = stored(config, {"a": 1}, "alice", epoch=EPOCH)
+    restamped = Stored(
+        stamped.header, stamped.ref, stored(config, {"a": 1}, "alice", epoch=OTHER_EPOCH).fields
+    )
+    records: dict[str, Any] = {
+        "stamped": stamped.fields,
+        "restamped": restamped.fields,
+        "anonymous": stored(config, {"a": 1}).fields,
+        "empty": [],
+        "wrongtype": WRONGTYPE,
+        "WRONGTYPE": "WRONGTYPE",  # READ's own answer for a key that is not a hash
+    }
+
+    def reply(name: str, epoch: Any) -> list[Any]:
+        return [encode(records[name]), WRONGTYPE if epoch == "wrongtype" else encode(epoch)]
+
+    replies: list[Any] = [reply(row.record, row.epoch)]
+    if row.then is not None:
+        replies.append([reply(*row.then)])
+    run = drive(config.core.open(stamped.header, NOW), replies)
+    assert run.steps == [READ_PIPELINE] + ([("READ",)] if row.then else [])
+    if row.then is not None:
+        (read,) = run.commands[2:]
+        assert ReadCall.of(read).record == run.commands[0][1]
+        assert ReadCall.of(read).epoch_key == run.commands[1][1]
+    opened: Opened = run.result
+    outcome = "alive" if opened.record is not None else "stale"
+    if run.events:
+        outcome = str(run.events[0].reason)
+    assert outcome == row.outcome
+    assert (opened.rejected == "epoch") == (row.outcome == "epoch")
+    if row.outcome == "alive" and row.then is not None:
+        assert opened.record is not None and opened.record.epoch == OTHER_EPOCH
 
 
 @pytest.mark.parametrize(
@@ -165,19 +245,59 @@ def test_another_or_no_epoch_rejects_and_deletes(
         ["c", "x", "x", "1", "r", "1"],
         ["c", "1", "x", "9e99", "r", "1"],
         ["c", "1", "x", "2", "r", "1", "u", "7"],
-        ["c", "1", "x", "2", "r", "1", "d:k", "{not json"],
-        ["c", "1", "x", "2", "r", "1", "d:k", '"\\ud800"'],
-        ["c", "1", "x", "2", "r", "1", "d:k", "[" * 70 + "]" * 70],
+        ["c", "1", "x", "2", "r", "1", "m", "[]"],
     ],
 )
 def test_a_record_we_could_not_have_written_is_dropped(
     config: SessionConfig, encode: Callable[[Any], Any], fields: Any
 ) -> None:
     session = stored(config, {}, None)
-    run = drive(config.core.open(session.header, NOW), [[encode([fields, None])]])
+    run = drive(config.core.open(session.header, NOW), [encode([fields, None])])
     assert run.result.record is None and run.result.cookie_is_stale
     assert [c[0] for c in run.result.cleanup] == ["DEL", "ZREM"]
     assert [(e.kind, e.reason) for e in run.events] == [("rejected", "corrupt")]
+
+
+@pytest.mark.parametrize("text", ["{not json", '"\\ud800"', "[" * 70 + "]" * 70, "NaN"])
+def test_a_value_we_could_not_have_written_reads_as_none(
+    config: SessionConfig,
+    encode: Callable[[Any], Any],
+    text: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The data stays JSON text until read: a value this package could not have written
+    reads as None, with a warning, and the session's next write stores None over it; the
+    session and its other values are kept."""
+    session = stored(config, {"a": 1, "b": 2}, "alice")
+    session.fields += ["d:k", config.core.fields.seal(text, "d:k")]
+    run = drive(config.core.open(session.header, NOW), [encode([session.fields, EPOCH])])
+    state = run.result
+    assert state.record is not None and run.events == [] and not state.cookie_is_stale
+    assert state.session.user_id == "alice" and "k" in state.session
+    with caplog.at_level(logging.WARNING, logger="session_middleware"):
+        assert state.session.get("k") is None
+    assert "could not be read" in caplog.text and text not in caplog.text
+    assert dict(state.session) == {"a": 1, "b": 2, "k": None}
+    state.session["a"] = 3
+    written = commit(config, state, [[WRITTEN]])
+    assert sorted(changed_fields(write_of(written))[0]) == ["d:a", "d:k", "r"]
+
+
+def test_values_stay_text_until_read(config: SessionConfig, encode: Callable[[Any], Any]) -> None:
+    """A request that reads one key of a large session decodes that key alone; a rotation
+    carries the values never read as they were stored."""
+    big = [{"id": n, "price": 9.5} for n in range(500)]
+    session = stored(config, {"theme": "dark", "cart": big}, "alice")
+    state = opened(config, encode, session, EPOCH)
+    assert state.session["theme"] == "dark"
+    assert dict.__getitem__(state.session, "cart") is not big
+    assert repr(dict.__getitem__(state.session, "cart")).startswith("<a session value not")
+    assert commit(config, state, []).commands == [], "nothing to write"
+    state = opened(config, encode, session, EPOCH)
+    state.session.login("alice")
+    (login,) = commit(config, state, [[[EPOCH, ""]]]).commands
+    fields = dict(zip(*[iter(LoginCall.of(login).fields)] * 2, strict=True))
+    assert config.core.fields.open(fields["d:cart"], "d:cart") == to_json(big)
 
 
 def test_a_metadata_field_of_a_later_release_is_kept_and_ignored(
@@ -185,14 +305,14 @@ def test_a_metadata_field_of_a_later_release_is_kept_and_ignored(
 ) -> None:
     later = stored(config, {"a": 1}, "alice")
     later.fields += ["z", '{"later":true}']
-    run = drive(config.core.open(later.header, NOW), [[encode([later.fields, EPOCH])]])
+    run = drive(config.core.open(later.header, NOW), [encode([later.fields, EPOCH])])
     state = run.result
     assert state.record is not None and run.events == [] and not state.cookie_is_stale
     assert state.session.user_id == "alice" and dict(state.session) == {"a": 1}
     state.session["a"] = 2
     written = commit(config, state, [[WRITTEN]])
     assert changed_fields(write_of(written)) == (["r", "d:a"], []), "the field is left alone"
-    state = drive(config.core.open(later.header, NOW), [[encode([later.fields, EPOCH])]]).result
+    state = drive(config.core.open(later.header, NOW), [encode([later.fields, EPOCH])]).result
     state.session.login("alice")
     (login,) = commit(config, state, [[[EPOCH, ""]]]).commands
     fields = dict(zip(*[iter(LoginCall.of(login).fields)] * 2, strict=True))
@@ -205,7 +325,7 @@ def test_a_record_under_another_users_tag_is_dropped(
     bob = stored(config, {"a": 1}, "bob")
     alice = stored(config, {}, "alice")
     header = f"session={config.core.codec.encode(CookieRef(alice.ref.tag, bob.ref.session_id))}"
-    run = drive(config.core.open(header, NOW), [[encode([bob.fields, EPOCH])]])
+    run = drive(config.core.open(header, NOW), [encode([bob.fields, EPOCH])])
     assert run.result.record is None and run.events[0].reason == "corrupt"
 
 
@@ -216,7 +336,7 @@ def test_an_expired_record_is_stale_and_deleted(encode: Callable[[Any], Any], ag
     )
     created = NOW - 4000 if age == "absolute" else NOW - 700
     session = stored(config, {"a": 1}, "alice", created=created, refreshed=created)
-    run = drive(config.core.open(session.header, NOW), [[encode([session.fields, EPOCH])]])
+    run = drive(config.core.open(session.header, NOW), [encode([session.fields, EPOCH])])
     assert run.result.record is None and run.events[0].reason == "expired"
 
 

@@ -14,7 +14,10 @@ import pytest
 
 from session_middleware import RedisEpochs, sessions
 from session_middleware._core.lifecycle import Opened
+from session_middleware._protocol.cookies import CookieRef
+from session_middleware._protocol.key_layout import new_session_id
 from session_middleware._protocol.lua_scripts import BumpIfCall, LoginCall
+from session_middleware._protocol.records import Record
 from session_middleware.config import SessionConfig
 from session_middleware.session import Session
 
@@ -210,3 +213,28 @@ def test_a_login_with_log_out_others_bumps_in_the_database_first() -> None:
     bumped = run.commands[0][2]
     login = LoginCall.of(run.commands[-1])
     assert (login.mode, login.epoch) == ("given", bumped)
+
+
+def _logged_in_record(config: SessionConfig, epoch: str) -> tuple[str, list[str]]:
+    """A cookie header naming a session of alice's stamped `epoch`, and its stored fields."""
+    now = time.time()
+    ref = CookieRef(config.keys.user_tag("alice"), new_session_id())
+    record = Record({"a": "1"}, now - 60, now + 3600, now - 60, "alice", epoch)
+    return f"session={config.core.codec.encode(ref)}", config.core.fields.fields(record)
+
+
+def test_a_read_missing_the_sql_copy_that_the_database_confirms_asks_no_script() -> None:
+    config = configured(sql_epochs())
+    header, fields = _logged_in_record(config, EPOCH)
+    run = drive(config.core.open(header, time.time()), [[fields, None], EPOCH, [EPOCH]])
+    assert run.steps == [("HGETALL", "GET"), ("SQL",), ("FILL",)]
+    assert run.result.record is not None and run.result.rejected is None
+
+
+def test_a_read_the_database_does_not_confirm_asks_the_read_script() -> None:
+    config = configured(sql_epochs())
+    header, fields = _logged_in_record(config, EPOCH)
+    replies: list[Any] = [[fields, None], OTHER, [OTHER], [[fields, OTHER]]]
+    run = drive(config.core.open(header, time.time()), replies)
+    assert run.steps == [("HGETALL", "GET"), ("SQL",), ("FILL",), ("READ",)]
+    assert run.result.rejected == "epoch"
