@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from session_middleware import ConfigurationError, SessionConfig, sessions
+from session_middleware._transport.local_cache import session_read
 
 from .support import REDIS_URL, SECRET, keys_under
 from .support.http import asgi_client
@@ -176,3 +177,54 @@ async def test_a_key_of_another_type_is_refused_not_a_503(key_prefix: str) -> No
         assert response.status_code == 200 and response.json()["user"] is None
     assert [k for k in keys_under(key_prefix) if ":s:" in k] == []
     await cache_of(config).aclose()
+
+
+async def test_a_write_on_its_way_to_redis_leaves_no_stale_copy_once_acknowledged(  # type: ignore[no-untyped-def]
+    workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write is held between the cache and Redis while a watcher of its keys is ready
+    to read them again the moment it is told: it is told only once Redis applied the
+    write, and no read after the acknowledgement is served what the write replaced."""
+    config, _ = workers
+    async with asgi_client(config) as writer, asgi_client(config) as reader:
+        await writer.get("/set?key=n&value=1")
+        reader.cookies = writer.cookies
+        assert (await reader.get("/read")).json()["data"]["n"] == "1"
+        cache = cache_of(config)
+        record_key = next(k for k in cache.entries if ":s:" in k)
+        tracking = cache.client()
+        arrived, applied = asyncio.Event(), asyncio.Event()
+        sent = tracking.run
+
+        async def run_holding_writes(commands, *options):  # type: ignore[no-untyped-def]
+            if session_read(commands) is None:
+                arrived.set()
+                await applied.wait()
+            return await sent(commands, *options)
+
+        monkeypatch.setattr(tracking, "run", run_holding_writes)
+        loop = asyncio.get_running_loop()
+        told_while_held: list[bool] = []
+        rereads: list[asyncio.Future[httpx.Response]] = []
+
+        def reread() -> None:
+            rereads.append(asyncio.ensure_future(reader.get("/read")))
+
+        def told() -> None:  # from the event loop or the listener's thread
+            told_while_held.append(not applied.is_set())
+            loop.call_soon_threadsafe(reread)
+
+        unwatch = cache.watch([record_key], told)
+        try:
+            write = asyncio.ensure_future(writer.get("/set?key=n&value=2"))
+            await asyncio.wait_for(arrived.wait(), 5)
+            # Meanwhile a read may still be served what the write replaces: it is not done.
+            assert (await reader.get("/read")).json()["data"]["n"] == "1"
+            applied.set()
+            assert (await write).status_code == 200
+            assert told_while_held and not any(told_while_held)
+            assert (await reader.get("/read")).json()["data"]["n"] == "2"
+            await wait_until(lambda: all(read.done() for read in rereads))
+            assert [read.result().json()["data"]["n"] for read in rereads] == ["2"] * len(rereads)
+        finally:
+            unwatch()

@@ -43,16 +43,16 @@ DIFFERENT_BY_NATURE = {
     "RedisClients.close": "closes the one sync client, or the running loop's async one",
     "SQLEpochs.bump_in": "hooks a Connection's or an AsyncConnection's commit event",
     "SQLEpochs.dispose": "an async engine cannot be disposed of without awaiting",
+    "session_middleware._core.runners.drive_sync": (
+        "the async face awaits a Redis request's replies from the client itself, with no"
+        " coroutine between, and a replicated write's WAIT holds its connection: the async"
+        " face takes it off the shared multiplexed one, which the sync face does not have"
+    ),
     "session_middleware._core.runners._serve_sync": (
-        "a replicated write's WAIT holds its connection: the async face takes it off the"
-        " shared multiplexed one, which the sync face does not have"
+        "the async face serves only the requests that are not Redis's (see drive_sync)"
     ),
     "session_middleware._core.runners._run_sql_sync": (
         "a Connection runs the request itself; an AsyncConnection runs it through run_sync"
-    ),
-    "session_middleware._transport.round_trip.run_sync": (
-        "the multiplexed connection and the local cache, which run a command list"
-        " themselves, exist on the async face only"
     ),
     "session_middleware._transport.replication._serve_sync": (
         "redis-py's async cluster client reads its layout only once awaited and reaches a"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any, TypeVar
 
 from .._transport.replication import run_replicated_async, run_replicated_sync
@@ -60,36 +60,40 @@ async def drive_async(step: Step[T], redis: RedisSource, listeners: Listeners) -
         request = next(step)
         while True:
             try:
-                result = await _serve_async(request, redis, listeners, operation)
+                if isinstance(request, RedisIO):
+                    result = await _redis_async(request, redis)
+                else:
+                    result = await _serve_async(request, listeners)
             except SessionError as error:
                 request = step.throw(error)
+                continue
+            except Exception as error:
+                if not isinstance(request, RedisIO):
+                    raise
+                request = step.throw(unavailable(operation, error, listeners))
                 continue
             request = step.send(result)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
 
-async def _serve_async(
-    request: RedisIO | SqlIO | Emit, redis: RedisSource, listeners: Listeners, operation: str
-) -> Any:
+def _redis_async(request: RedisIO, redis: RedisSource) -> Awaitable[Any]:
+    """The replies to the request's commands, to await."""
+    source = redis if request.redis is None else request.redis
+    if request.replication is None:
+        return run_async(source.async_(), request.commands, request.errors_as_replies)
+    # WAIT holds its connection: never the one the requests share.
+    waits = request.replication.wanted > 0
+    client = source.async_blocking() if waits else source.async_()
+    return run_replicated_async(client, request.commands, request.replication)
+
+
+async def _serve_async(request: SqlIO | Emit, listeners: Listeners) -> Any:
     if isinstance(request, Emit):
         listeners.emit(request.events)
         return None
-    if isinstance(request, SqlIO):
-        with _reported(listeners):
-            return await _run_sql_async(request)
-    source = redis if request.redis is None else request.redis
-    # WAIT holds its connection: never the one the requests share.
-    waits = request.replication is not None and request.replication.wanted > 0
-    client = source.async_blocking() if waits else source.async_()
-    try:
-        if request.replication is not None:
-            return await run_replicated_async(client, request.commands, request.replication)
-        return await run_async(client, request.commands, request.errors_as_replies)
-    except SessionError:
-        raise
-    except Exception as error:
-        raise unavailable(operation, error, listeners) from error
+    with _reported(listeners):
+        return await _run_sql_async(request)
 
 
 def _run_sql_sync(request: SqlIO) -> Any:

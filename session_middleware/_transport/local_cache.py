@@ -36,12 +36,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 import redis
 import redis.asyncio
@@ -59,10 +60,21 @@ RETIRED_POOL_GRACE_SECONDS = 5.0
 RECONNECT_DELAY_SECONDS = 0.5
 PING_INTERVAL_SECONDS = 0.5  # at most; shorter when max_lag is under twice this
 PING_DEADLINE_SECONDS = 2.0  # when redis_timeout is None
-STOP_POLL_SECONDS = 0.1  # the listener thread notices aclose() within this
 STOP_JOIN_SECONDS = 3.0
 
 Watcher = Callable[[], None]
+
+
+class TrackingClient(Protocol):
+    """The tracking connection (MultiplexedRedis), or pool of them (_PooledRun)."""
+
+    def run(
+        self, commands: Sequence[Command], errors_as_replies: bool = False
+    ) -> Awaitable[list[Any]]: ...
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any: ...
+
+    async def aclose(self) -> None: ...
 
 
 class ListenerStalled(RedisError):
@@ -158,10 +170,11 @@ class TrackedCache:
         self._subscription = 0  # bumped by each drop: a late install of an old listener is void
         self._pool = 0  # bumped by each install: the number of the current tracking pool
         self._tracking: dict[int, int] = {}  # its open connections: id(connection) -> client id
-        self._client: Any | None = None
+        self._client: TrackingClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._listening: Any | None = None  # the listener thread's subscribed connection
 
     # -- the cache ------------------------------------------------------------------
 
@@ -197,21 +210,25 @@ class TrackedCache:
 
     def end_read(self, keys: Sequence[str], values: Sequence[Any], generation: int) -> None:
         with self._lock:
+            reading = self._reading
             fresh = self.healthy and generation == self.generation
             for key in keys:
-                readers = self._reading[key]
-                fresh = fresh and not readers[1]
-                readers[0] -= 1
-                if readers[0] == 0:
-                    del self._reading[key]
+                readers = reading[key]
+                if readers[1]:
+                    fresh = False
+                if readers[0] == 1:
+                    del reading[key]
+                else:
+                    readers[0] -= 1
             if not fresh:
                 return
+            entries = self.entries
             for key, value in zip(keys, values, strict=True):
                 if value is not None:
-                    self.entries[key] = value
-                    self.entries.move_to_end(key)
-            while len(self.entries) > self.max_entries:
-                self.entries.popitem(last=False)
+                    entries[key] = value
+                    entries.move_to_end(key)
+            while len(entries) > self.max_entries:
+                entries.popitem(last=False)
 
     def invalidate(self, keys: Sequence[str] | None) -> None:
         """Drop the keys (all of them for None, as Redis sends on FLUSHALL) and tell the
@@ -226,11 +243,6 @@ class TrackedCache:
                 watchers = {w for key in keys for w in self._watchers.get(key, ())}
         for watcher in watchers:
             watcher()
-
-    def forget(self, keys: Sequence[str]) -> None:
-        """Drop the keys, and any read of them in flight, telling no watcher."""
-        with self._lock:
-            self._forget(keys)
 
     def _forget(self, keys: Sequence[str] | None) -> None:
         if keys is None:
@@ -318,7 +330,7 @@ class TrackedCache:
 
     # -- the connections ----------------------------------------------------------------
 
-    def client(self) -> Any | None:
+    def client(self) -> TrackingClient | None:
         """The current tracking client, or None while no listener is subscribed for it
         (then read from Redis uncached: never wait for the listener)."""
         if self._thread is None:
@@ -358,6 +370,7 @@ class TrackedCache:
         side: Any = pool.make_connection()  # checks that the tracking connections are alive
         try:
             connection.connect()
+            self._listening = connection
             connection.send_command("CLIENT", "ID")
             listener_id = int(connection.read_response())
             connection.send_command("SUBSCRIBE", INVALIDATE_CHANNEL)
@@ -368,6 +381,7 @@ class TrackedCache:
             self._loop.call_soon_threadsafe(self._install_client, listener_id, subscription)
             self._read_and_prove(connection, side, listener_id)
         finally:
+            self._listening = None
             for opened in (connection, side):
                 with contextlib.suppress(Exception):
                     opened.disconnect()
@@ -387,7 +401,7 @@ class TrackedCache:
             if pings and now - pings[0][0] > self.deadline:
                 raise ListenerStalled("no answer to the listener's PING")
             wake = min(next_ping, pings[0][0] + self.deadline) if pings else next_ping
-            if not connection.can_read(timeout=min(max(wake - now, 0.0), STOP_POLL_SECONDS)):
+            if not connection.can_read(timeout=max(wake - now, 0.0)):
                 continue
             message = connection.read_response()
             if not isinstance(message, list) or not message:
@@ -400,6 +414,14 @@ class TrackedCache:
                 proof = pings.popleft()[1]
                 if proof is not None:
                     self.proven_at = proof
+
+    def _wake_listener(self) -> None:
+        """End the listener thread's wait for a message, so that it sees the stop now: its
+        connection reads the end of the stream."""
+        sock = getattr(self._listening, "_sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def _install_client(self, listener_id: int, subscription: int) -> None:
         """A new pool whose every connection tracks for `listener_id`; the old one retires."""
@@ -415,12 +437,12 @@ class TrackedCache:
         pool = redis.asyncio.ConnectionPool.from_url(
             self.url, connection_class=connection_class, **self.options, protocol=2
         )
-        client: Any
+        client: TrackingClient
         if self.multiplexed:
             timeout = self.options.get("socket_timeout")
             client = MultiplexedRedis(pool.make_connection, timeout=timeout)
         else:
-            client = redis.asyncio.Redis(connection_pool=pool)
+            client = _PooledRun(redis.asyncio.Redis(connection_pool=pool))
         with self._lock:
             if subscription != self._subscription:
                 return
@@ -435,6 +457,7 @@ class TrackedCache:
 
     async def aclose(self) -> None:
         self._stop.set()
+        self._wake_listener()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, STOP_JOIN_SECONDS)
         self.drop_all()
@@ -483,11 +506,18 @@ class CachedRedis:
         (reply,) = await self.run([args])
         return reply
 
-    async def run(self, commands: Sequence[Command], errors_as_replies: bool = False) -> list[Any]:
-        cache = self.cache
+    def run(
+        self, commands: Sequence[Command], errors_as_replies: bool = False
+    ) -> Awaitable[list[Any]]:
         keys = session_read(commands)
         if keys is None:
-            return await self._write(commands, errors_as_replies)
+            return self._write(commands, errors_as_replies)
+        return self._read(keys, commands, errors_as_replies)
+
+    async def _read(
+        self, keys: Sequence[str], commands: Sequence[Command], errors_as_replies: bool
+    ) -> list[Any]:
+        cache = self.cache
         cached, generation = cache.lookup(keys)
         if cached is not None:
             return as_replies(commands, read_reply(cached))
@@ -496,7 +526,7 @@ class CachedRedis:
             client = cache.client()
             if client is None:
                 return await run_async(self._uncached.async_(), commands, errors_as_replies)
-            (reply,) = await run_async(client, [atomic_read(commands, keys)])
+            (reply,) = await client.run([atomic_read(commands, keys)])
             values = cached_values(reply, len(keys))
             return as_replies(commands, reply)
         finally:
@@ -511,26 +541,47 @@ class CachedRedis:
             written = _written_keys(commands[0])
         else:
             written = [key for command in commands for key in _written_keys(command)]
-        cache.forget(written)
         try:
-            return await run_async(client, commands, errors_as_replies)
+            return await client.run(commands, errors_as_replies)
         finally:
             # Tracking is NOLOOP: Redis does not tell a connection about its own writes.
-            # A read of these keys that ran on the writing connection just before the
-            # write may have been stored meanwhile: drop it now that the write is done,
-            # and tell the watchers of these keys (now, not before: what they read
-            # before the write was applied is already stale).
+            # Drop the keys now that the write is done, with any read of them still in
+            # flight, which may have read them before the write, and tell the watchers of
+            # these keys (now, not before: what they read before the write was applied is
+            # already stale). Until then a read may still be served what the write
+            # replaces: the write is not done yet.
             cache.invalidate(written)
 
 
-def _written_keys(command: Command) -> list[str]:
-    name = str(command[0]).upper()
+def _written_keys(command: Command) -> Sequence[str]:
+    name = command[0]
+    if name != "EVAL" and name != "EVALSHA":
+        name = str(name).upper()
     if name in ("EVAL", "EVALSHA"):
-        count = int(command[2])
-        return [str(k) for k in command[3 : 3 + count]]
+        keys: Sequence[str] = command[3 : 3 + int(command[2])]
+        return keys
     if name == "DEL":
         return [str(k) for k in command[1:]]
     return [str(command[1])] if len(command) > 1 else []
+
+
+class _PooledRun:
+    """A redis.asyncio client (a pool of tracking connections) with the multiplexed
+    connection's `run(commands)`."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def run(
+        self, commands: Sequence[Command], errors_as_replies: bool = False
+    ) -> Awaitable[list[Any]]:
+        return run_async(self.client, commands, errors_as_replies)
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        return await self.client.execute_command(*args, **options)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
 
 class CachingClients:

@@ -366,6 +366,16 @@ class MultiplexedRedis:
             if error.written and not all(map(_read_only, commands)):
                 raise  # a write Redis may have applied: not sent twice
             replies = await self._send(sent)  # once more, on a new connection
+        for reply in replies:
+            if isinstance(reply, Exception):
+                return await self._after_errors(commands, replies, errors_as_replies)
+        return replies
+
+    async def _after_errors(
+        self, commands: Sequence[Command], replies: list[Any], errors_as_replies: bool
+    ) -> list[Any]:
+        """Scripts Redis did not know sent again as EVAL; then the first error raised, or
+        with `errors_as_replies` left in its place."""
         for index, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):
                 (replies[index],) = await self._send([commands[index]])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol
 
 from redis.exceptions import NoScriptError
@@ -19,8 +19,8 @@ from .._protocol.wire import Command
 class AsyncRedisClient(Protocol):
     """What the async runners use of a client: a redis.asyncio client (plain, Sentinel or
     Cluster), the multiplexed connection, or the local cache. A client that also has
-    ``run(commands)`` runs a command list itself; a redis.asyncio client's pipeline runs it
-    otherwise."""
+    ``run(commands)``, an awaitable of the replies (a list), runs a command list itself; a
+    redis.asyncio client's pipeline runs it otherwise."""
 
     async def execute_command(self, *args: Any, **options: Any) -> Any: ...
 
@@ -47,20 +47,26 @@ def run_sync(
     return replies if errors_as_replies else raised(replies)
 
 
-async def run_async(
+def run_async(
     client: AsyncRedisClient, commands: Sequence[Command], errors_as_replies: bool = False
-) -> list[Any]:
-    """The async twin of run_sync."""
+) -> Awaitable[list[Any]]:
+    """The async twin of run_sync: the replies, to await."""
     run = getattr(client, "run", None)
     if run is not None:  # the multiplexed connection, the local cache
-        return list(await run(commands, errors_as_replies))
+        replies: Awaitable[list[Any]] = run(commands, errors_as_replies)
+        return replies
+    return _run_redis_py(client, commands, errors_as_replies)
+
+
+async def _run_redis_py(
+    client: Any, commands: Sequence[Command], errors_as_replies: bool
+) -> list[Any]:
     if len(commands) == 1 and not errors_as_replies:
         try:
             return [await client.execute_command(*by_sha(commands[0]))]
         except NoScriptError:
             return [await client.execute_command(*commands[0])]
-    redis_py: Any = client
-    async with redis_py.pipeline(transaction=False) as pipe:
+    async with client.pipeline(transaction=False) as pipe:
         for command in commands:
             pipe.execute_command(*by_sha(command))
         replies = list(await pipe.execute(raise_on_error=False))
