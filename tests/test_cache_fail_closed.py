@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from session_middleware import ConfigurationError, SessionConfig, sessions
+from session_middleware.testing import FreezingProxy
 
 from .support import SECRET
-from .support.freezing_proxy import FreezingProxy
 from .support.http import asgi_client
 from .support.local_cache import cache_of, ready
 from .support.redis_servers import HOST, RedisServer, free_port, server
