@@ -30,11 +30,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
-from urllib.parse import urlsplit
 
 from session_middleware import SessionConfig, get_session, sessions
+from session_middleware.testing import FreezingProxy
 
-from .common import COOKIE, REDIS_URL, SECRET, FreezingProxy, Request
+from .common import COOKIE, REDIS_URL, SECRET, Request
 
 USER = "window-user"
 IDLE_SECONDS = 0.01  # between the workers' reads and the call: workers wait in their loop
@@ -298,8 +298,7 @@ async def measure(results: Any, prefix: str, rounds: int, count: int) -> None:
         log(_summary("handlers burning 20 ms of CPU", result.busy_windows_us))
     finally:
         await workers.close()
-    target = urlsplit(REDIS_URL)
-    proxy = FreezingProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    proxy = FreezingProxy.in_front_of(REDIS_URL).start()
     workers = Workers(count, prefix, proxy.url)
     try:
         await _partition_rounds(workers, proxy, max(3, rounds // 20), result)

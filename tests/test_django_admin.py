@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,8 +27,13 @@ configure()
 
 from django.contrib.auth.models import Permission, User  # noqa: E402
 
+from session_middleware.django import admin as admin_module  # noqa: E402
 from session_middleware.django._settings import get_config  # noqa: E402
-from session_middleware.django.admin import UserSessionsAdminMixin  # noqa: E402
+from session_middleware.django.admin import (  # noqa: E402
+    FIELD,
+    STYLESHEET,
+    UserSessionsAdminMixin,
+)
 
 PASSWORD = "correct horse battery"
 PHONE = 'Mozilla/5.0 (iPhone) <script>alert("ua")</script>'
@@ -162,6 +168,15 @@ def test_the_change_page_lists_the_users_sessions(config: SessionConfig) -> None
     for info in config.list_sessions(str(member.pk)):
         assert f"/admin/auth/user/{member.pk}/sessions/{info.handle}/revoke/" in html
     assert f"/admin/auth/user/{member.pk}/sessions/end-all/" in html
+
+
+def test_the_section_heading_is_not_repeated_as_the_fields_label(config: SessionConfig) -> None:
+    member = new_user()
+    signed_in(member, PHONE)
+    html = staff().get(change_page(member)).content.decode()
+    assert any(f'{STYLESHEET}" media="all"' in link for link in re.findall(r"<link[^>]*>", html))
+    stylesheet = Path(admin_module.__file__).parent / "static" / STYLESHEET
+    assert re.search(rf"\.field-{FIELD} label \{{\s*display: none;", stylesheet.read_text())
 
 
 def test_revoke_ends_one_session(config: SessionConfig) -> None:

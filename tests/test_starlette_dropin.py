@@ -199,6 +199,10 @@ async def test_excluded_paths_pass_through_without_a_redis_read(key_prefix: str,
             sync_browser.get("/set?key=a&value=1")
             counter.reset()
             response = sync_browser.get("/static/app.css")
+    if face == "asgi":
+        await client.aclose()
+    else:
+        client.close()
     assert response.status_code == 200 and counter.round_trips == 0
     assert "set-cookie" not in response.headers and "vary" not in response.headers
     with pytest.raises(ConfigurationError):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -37,7 +38,8 @@ from ._settings import get_config
 from .auth import user_id_of
 
 SECTION = "Sessions"
-FIELD = "sessions_listing"
+FIELD = "sessions_listing"  # the CSS below hides its label, which would repeat SECTION
+STYLESHEET = "session_middleware/admin.css"
 UNAVAILABLE = "The sessions cannot be listed now: the session store is unavailable."
 REVOKED = "The session was ended."
 NOT_FOUND = "That session had already ended."
@@ -47,6 +49,10 @@ NOT_DONE = "The session store did not answer: try again (doing it twice is safe)
 
 class UserSessionsAdminMixin:
     """Shows a user's sessions on their change page, with revoke and "end all" buttons."""
+
+    @property
+    def media(self) -> forms.Media:
+        return super().media + forms.Media(css={"all": [STYLESHEET]})  # type: ignore[misc]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = tuple(super().get_readonly_fields(request, obj))  # type: ignore[misc]

@@ -5,7 +5,6 @@ talks to, the secrets, and a key prefix of each test's own.
     busy            processes spinning on the CPU, for a worker on a busy machine
     counting        Redis clients that count round trips and commands
     django_native   the Django app, user model and settings of the Django tests
-    freezing_proxy  a TCP proxy that freezes traffic without closing it
     http            in-process requests and httpx clients over the apps
     load_app        an example-like app with the same routes under ASGI and WSGI
     local_cache     workers with local_cache, and waiting for their listeners

@@ -81,7 +81,7 @@ def _counting_async(counter: Counter) -> type:
 def counted_sync_client(counter: Counter) -> redis.Redis:
     connection_class = _counting_sync(counter)
     pool = redis.ConnectionPool.from_url(REDIS_URL, connection_class=connection_class)
-    client = redis.Redis(connection_pool=pool)
+    client = redis.Redis.from_pool(pool)  # close() closes the pool too
     client.ping()
     for body in SCRIPT_NAMES:  # loaded: a count never includes a first NOSCRIPT and its EVAL
         if len(body) > 40:
@@ -93,7 +93,7 @@ def counted_sync_client(counter: Counter) -> redis.Redis:
 async def counted_async_client(counter: Counter) -> redis.asyncio.Redis:
     connection_class = _counting_async(counter)
     pool = redis.asyncio.ConnectionPool.from_url(REDIS_URL, connection_class=connection_class)
-    client = redis.asyncio.Redis(connection_pool=pool)
+    client = redis.asyncio.Redis.from_pool(pool)  # aclose() closes the pool too
     await client.ping()
     for body in SCRIPT_NAMES:  # loaded: a count never includes a first NOSCRIPT and its EVAL
         if len(body) > 40:
