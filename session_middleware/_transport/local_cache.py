@@ -442,7 +442,7 @@ class TrackedCache:
             timeout = self.options.get("socket_timeout")
             client = MultiplexedRedis(pool.make_connection, timeout=timeout)
         else:
-            client = _PooledRun(redis.asyncio.Redis(connection_pool=pool))
+            client = _PooledRun(redis.asyncio.Redis.from_pool(pool))
         with self._lock:
             if subscription != self._subscription:
                 return
