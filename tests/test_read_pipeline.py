@@ -201,3 +201,47 @@ async def test_the_local_cache_answers_the_pipeline_and_fills_itself_from_the_sc
     assert cache_of(config).hits == 2
     await cache_of(config).aclose()
     admin.close()
+
+
+def commit_pausing_after_bump(
+    config: SessionConfig, opened: Any, between: Callable[[], None]
+) -> Any:
+    """Core.commit on the real Redis, `between` run right after the round trip that bumps
+    the epoch and before the next one."""
+    step = config.core.commit(opened, time.time())
+    client = config.redis.sync()
+    bumped = False
+    try:
+        request = next(step)
+        while True:
+            if isinstance(request, Emit):
+                request = step.send(None)
+                continue
+            assert isinstance(request, RedisIO)  # one Redis here: the epochs are on it too
+            if bumped:
+                between()
+                bumped = False
+            names = [command_name(command) for command in request.commands]
+            replies = run_sync(client, list(request.commands), request.errors_as_replies)
+            bumped = "BUMP_IF" in names
+            request = step.send(replies)
+    except StopIteration as done:
+        return done.value
+
+
+def test_a_read_of_the_same_session_between_bump_and_restamp_keeps_it_signed_in(
+    config: SessionConfig,
+) -> None:
+    phone, laptop, tablet = log_in(config), log_in(config), log_in(config)
+    opened = config.run_sync(config.core.open(phone, time.time()))
+    opened.session.logout_others()
+    seen: list[Any] = []
+    between = lambda: seen.append(user_of(config, phone))  # noqa: E731
+    committed = commit_pausing_after_bump(config, opened, between)
+    assert seen == ["alice"], "the concurrent read of the asking session is served"
+    assert committed.interrupted is None and committed.rejected is None
+    header = phone
+    if committed.set_cookie:
+        header = f"session={cookie_of({'set-cookie': committed.set_cookie})}"
+    assert user_of(config, header) == "alice", "the device that logged the others out stays"
+    assert user_of(config, laptop) is None and user_of(config, tablet) is None

@@ -89,13 +89,19 @@ class EpochProvider(Protocol):
         with the record; 'given': `login_epoch` returned it and the write leaves the key be."""
 
     def bump_if(
-        self, user_id: UserId, tag: str, expected: str, session: StampedRecord | None = None
+        self,
+        user_id: UserId,
+        tag: str,
+        expected: str,
+        session: StampedRecord | None = None,
+        restamp: bool = False,
     ) -> Step[str | None]:
         """Give the user a new epoch only if their epoch is still `expected` (a request's
         log-out-others, rotation or password change, made from a session of tag `tag`
         that carries it) and, given `session`, that session is still stored with its
         stamp: the new epoch, or None when the epoch had moved or the session was ended,
-        which nothing may undo. Made durable as invalidate_user's bump is."""
+        which nothing may undo. Made durable as invalidate_user's bump is. With `restamp`, a
+        provider that can stamps `session` with the new epoch in the same atomic step."""
 
     def read_epoch(self, user_id: UserId) -> Step[str | None]:
         """The user's current epoch, or None if they have none."""

@@ -438,11 +438,14 @@ class Core:
     def _end_others(self, opened: Opened, current: str) -> Step[str | None]:
         """A new epoch for the session's user, by a compare-and-set from `current` (the
         epoch it carries, or one this request set itself) that also checks the session
-        is still stored as loaded: the new epoch, or None when the compare failed."""
+        is still stored as loaded: the new epoch, or None when the compare failed. The
+        session is re-stamped by the same atomic step where the provider can (see BUMP_IF):
+        no other request of it finds the epoch new and its stamp old."""
         record, ref = opened.record, opened.ref
         assert record is not None and record.user_id is not None and ref is not None
         stamped = self._stamped(ref, record.epoch or "")
-        return (yield from self.provider.bump_if(record.user_id, ref.tag, current, stamped))
+        bump = self.provider.bump_if(record.user_id, ref.tag, current, stamped, restamp=True)
+        return (yield from bump)
 
     def _apply(
         self, opened: Opened, now: float, guard: Guard, commands: list[Command]

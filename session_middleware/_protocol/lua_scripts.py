@@ -167,7 +167,10 @@ if mode ~= 'none' then epoch_key = KEYS[k]; k = k + 1 end
 local index = KEYS[k]
 if redis.call('EXISTS', record) == 0 then return {GONE} end
 if carried ~= '' then
-  if redis.call('HGET', record, 'e') ~= carried then return {EPOCH_MOVED} end
+  local e = redis.call('HGET', record, 'e')
+  -- `stamp` is an epoch only this request knows: a record stamped with it was re-stamped
+  -- by this request's own compare-and-set (BUMP_IF)
+  if e ~= carried and (stamp == '' or e ~= stamp) then return {EPOCH_MOVED} end
   if epoch_key then
     local current = redis.pcall('GET', epoch_key)
     if type(current) == 'table' then return {EPOCH_MOVED} end  -- not a string: corrupt
@@ -385,9 +388,10 @@ class RotateOutCall(ScriptCall):
 
 
 # A compare-and-set on the epoch (see BumpIfCall). Returns 1 when set, 0 when the epoch had
-# moved (or was gone) or the session was ended. Safe to send again (a durable write is, see
-# _transport/replication.py): an epoch already the new one, a random value only this caller
-# knows, was set by this very compare-and-set.
+# moved (or was gone) or the session was ended. Given the asking session and `restamp`,
+# that session is stamped with the new epoch by the same script. Safe to send again (a
+# durable write is, see _transport/replication.py): an epoch already the new one, a random
+# value only this caller knows, was set by this very compare-and-set.
 BUMP_IF = """
 local e = redis.pcall('GET', KEYS[1])
 if type(e) == 'table' then return 0 end  -- not a string: corrupt, no session can match it
@@ -395,6 +399,8 @@ if e == ARGV[2] then return 1 end
 if e ~= ARGV[1] then return 0 end
 if KEYS[2] and redis.pcall('HGET', KEYS[2], 'e') ~= ARGV[4] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+-- re-stamped in the same step: no request of the session finds the epoch new, its stamp old
+if KEYS[2] and ARGV[5] == '1' then redis.call('HSET', KEYS[2], 'e', ARGV[2]) end
 return 1
 """
 
@@ -402,7 +408,8 @@ return 1
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BumpIfCall(ScriptCall):
     """BUMP_IF: set the epoch to `epoch` only if it is still `expected` and, given
-    `session` (the session that asks), that session is still stored, stamped `stamp`."""
+    `session` (the session that asks), that session is still stored, stamped `stamp`;
+    with `restamp` '1', that session is then stamped with `epoch`."""
 
     SCRIPT: ClassVar[str] = BUMP_IF
     epoch_key: str = key()
@@ -411,6 +418,7 @@ class BumpIfCall(ScriptCall):
     epoch: str
     epoch_ttl_ms: int
     stamp: str | None = None  # with `session` only
+    restamp: str | None = None  # '1': with `session` only
 
 
 # Revoke one session of a user (see RevokeCall): 1 when revoked. Only a handle listed in

@@ -85,14 +85,19 @@ class RedisEpochs(ProviderFaces):
         return text(reply)
 
     def bump_if(
-        self, user_id: UserId, tag: str, expected: str, session: StampedRecord | None = None
+        self,
+        user_id: UserId,
+        tag: str,
+        expected: str,
+        session: StampedRecord | None = None,
+        restamp: bool = False,
     ) -> Step[str | None]:
         """Durable like bump_epoch: a request's own epoch change is not undone by a failover."""
         epoch = new_epoch()
         if not self.colocated and not (yield from still_stamped(session)):
             return None
         check, others = self._bump_if_commands(
-            user_id, tag, expected, epoch, session if self.colocated else None
+            user_id, tag, expected, epoch, session if self.colocated else None, restamp
         )
         (moved,) = yield self._durable(check)
         if not moved:
@@ -135,7 +140,13 @@ class RedisEpochs(ProviderFaces):
         return RedisIO(commands, self.clients)
 
     def _bump_if_commands(
-        self, user_id: UserId, tag: str, expected: str, epoch: str, session: StampedRecord | None
+        self,
+        user_id: UserId,
+        tag: str,
+        expected: str,
+        epoch: str,
+        session: StampedRecord | None,
+        restamp: bool = False,
     ) -> tuple[Command, list[Command]]:
         """The compare-and-set under `tag` (and of `session`, stored under the same tag),
         then the plain writes under the user's other tags."""
@@ -147,6 +158,7 @@ class RedisEpochs(ProviderFaces):
             epoch=epoch,
             epoch_ttl_ms=self.context.epoch_ttl_ms,
             stamp=None if session is None else session[1],
+            restamp="1" if restamp and session is not None else None,
         ).command()
         others = [c for c in self._set_commands(user_id, epoch) if c[1] != key]
         return check, others

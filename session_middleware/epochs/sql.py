@@ -190,7 +190,12 @@ class SQLEpochs(ProviderFaces):
         return fresh
 
     def bump_if(
-        self, user_id: UserId, tag: str, expected: str, session: StampedRecord | None = None
+        self,
+        user_id: UserId,
+        tag: str,
+        expected: str,
+        session: StampedRecord | None = None,
+        restamp: bool = False,
     ) -> Step[str | None]:
         epoch = new_epoch()
         commands = self._publish_commands(user_id, epoch)

@@ -554,6 +554,7 @@ def test_logout_others_is_a_durable_compare_and_set_then_a_restamp(
     bump, write = BumpIfCall.of(run.commands[0]), write_of(run)
     assert bump.session == write.record, "the compare-and-set checks this session too"
     assert bump.expected == bump.stamp == EPOCH, "from the epoch the session carried"
+    assert bump.restamp == "1", "the session takes the new epoch in the bump's own step"
     assert (write.carried, write.wanted, write.stamp) == (EPOCH, bump.epoch, bump.epoch)
     assert [e.kind for e in run.events] == ["logout_others"]
 

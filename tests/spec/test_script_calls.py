@@ -3,6 +3,8 @@ KEYS and ARGV positions are known in one place (lua_scripts.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from session_middleware._protocol.lua_scripts import (
@@ -47,6 +49,16 @@ LOGIN_ARGUMENTS = {
 }
 
 
+BUMP_ARGUMENTS: dict[str, Any] = {
+    "epoch_key": "p:{t}:e",
+    "session": "p:{t}:s:h",
+    "expected": "e1",
+    "epoch": "e2",
+    "epoch_ttl_ms": 90_000,
+    "stamp": "e1",
+}
+
+
 @pytest.mark.parametrize(
     "call",
     [
@@ -70,14 +82,8 @@ LOGIN_ARGUMENTS = {
             record="p:{t}:s:h", index="p:{t}:i", epoch_key="p:{t}:e", carried="e1", handle="h"
         ),
         BumpIfCall(epoch_key="p:{t}:e", expected="e1", epoch="e2", epoch_ttl_ms=90_000),
-        BumpIfCall(
-            epoch_key="p:{t}:e",
-            session="p:{t}:s:h",
-            expected="e1",
-            epoch="e2",
-            epoch_ttl_ms=90_000,
-            stamp="e1",
-        ),
+        BumpIfCall(**BUMP_ARGUMENTS),
+        BumpIfCall(**BUMP_ARGUMENTS, restamp="1"),
         FillCall(cache_key="p:{t}:e", expected="", epoch="e1", ttl_ms=300_000),
     ],
     ids=lambda call: type(call).__name__,
