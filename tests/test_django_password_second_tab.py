@@ -19,34 +19,32 @@ import asyncio
 import itertools
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from django.contrib.auth import authenticate, get_user_model, login, update_session_auth_hash
+from django.contrib.auth import get_user_model, update_session_auth_hash
 from django.core.handlers.asgi import ASGIHandler
-from django.core.handlers.wsgi import WSGIHandler
-from django.core.management import call_command
 from django.http import HttpRequest, JsonResponse
-from django.test.utils import override_settings
 from django.urls import path
 
-from session_middleware import SessionConfig, sessions
-from session_middleware.epochs.sql import SQLEpochs
+from session_middleware import SessionConfig
 
-from .support import REDIS_URL, SECRET
+from .support.django_native.engine_tests import (
+    COOKIE,
+    HOLD,
+    PASSWORD,
+    Device,
+    engine_fixtures,
+    sign_in,
+    whoami,
+)
 from .support.django_native.settings import configure, engine_project
 
 configure()
 
-from session_middleware.django._settings import get_config  # noqa: E402
 
-COOKIE = "sessionid"
-PASSWORD = "correct horse battery"
 PROJECT = engine_project(__name__)
-HOLD = 10.0  # the longest a held view waits for its release
 _names = itertools.count()
 
 
@@ -64,23 +62,10 @@ _gate = Gate()
 # -- the project's views -------------------------------------------------------------
 
 
-def whoami(request: HttpRequest) -> JsonResponse:
-    """A page that checks who is signed in: Django's auth verifies the session's hash."""
-    user = request.user
-    return JsonResponse({"user": user.get_username() if user.is_authenticated else None})
-
-
-def cart(request: HttpRequest) -> JsonResponse:
-    """A request that reads the session alone (an API call, a prefetch of data)."""
-    return JsonResponse({"cart": request.session.get("cart")})
-
-
-def sign_in(request: HttpRequest) -> JsonResponse:
-    user = authenticate(request, username=request.POST["username"], password=PASSWORD)
-    assert user is not None
-    login(request, user)
-    request.session["cart"] = [1]
-    return JsonResponse({"user": user.get_username()})
+def bound(request: HttpRequest) -> JsonResponse:
+    """A request that reads the session alone (an API call, a prefetch of data): the user
+    it is bound to."""
+    return JsonResponse({"bound": request.session.user_id})
 
 
 def held_change(request: HttpRequest) -> JsonResponse:
@@ -106,7 +91,7 @@ def change_and_end_others(request: HttpRequest) -> JsonResponse:
 
 urlpatterns = [
     path("whoami", whoami),
-    path("cart", cart),
+    path("bound", bound),
     path("login", sign_in),
     path("held", held_change),
     path("change-and-end-others", change_and_end_others),
@@ -116,31 +101,7 @@ urlpatterns = [
 # -- fixtures ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def project() -> Iterator[None]:
-    with override_settings(**PROJECT):
-        call_command("migrate", verbosity=0)
-        yield
-
-
-@pytest.fixture(params=["redis", "sql"])
-def config(
-    request: pytest.FixtureRequest, project: None, key_prefix: str, tmp_path: Path
-) -> Iterator[SessionConfig]:
-    """The engine's configuration with the epochs in Redis or in SQLite."""
-    epochs = None
-    if request.param == "sql":
-        epochs = SQLEpochs.managed(f"sqlite:///{tmp_path}/epochs.db")
-    configured = sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix,
-                          epochs=epochs)  # fmt: skip
-    if epochs is not None:
-        epochs.create_table()
-    with override_settings(SESSION_MIDDLEWARE=configured):
-        assert get_config() is configured
-        yield configured
-    configured.close()
-    if epochs is not None:
-        epochs.dispose()
+project, config = engine_fixtures(PROJECT)
 
 
 @pytest.fixture
@@ -148,28 +109,6 @@ def gate() -> Gate:
     _gate.bumped.clear()
     _gate.release.clear()
     return _gate
-
-
-class Device:
-    """One browser over WSGI: httpx on Django's WSGI handler."""
-
-    def __init__(self, cookie: str | None = None) -> None:
-        transport = httpx.WSGITransport(app=WSGIHandler())
-        self.client = httpx.Client(transport=transport, base_url="http://testserver")
-        if cookie is not None:
-            self.client.cookies[COOKIE] = cookie
-
-    @property
-    def cookie(self) -> str | None:
-        return self.client.cookies.get(COOKIE)  # type: ignore[no-any-return]
-
-    def get(self, where: str) -> Any:
-        response = self.client.get(where)
-        assert response.status_code == 200, response.content
-        return response.json()
-
-    def who(self) -> str | None:
-        return self.get("/whoami")["user"]  # type: ignore[no-any-return]
 
 
 def signed_in_devices(count: int) -> tuple[Any, list[Device]]:
@@ -192,7 +131,7 @@ def after_response(device: Device, response: httpx.Response) -> None:
 
 
 SECOND_TABS = [
-    "/cart",
+    "/bound",
     pytest.param(
         "/whoami",
         marks=pytest.mark.xfail(
@@ -266,8 +205,8 @@ async def test_asgi_a_second_tab_between_bump_and_restamp(
 def test_a_password_change_then_logout_others_in_one_request_is_saved(
     config: SessionConfig,
 ) -> None:
-    _, (here, elsewhere) = signed_in_devices(2)
+    user, (here, elsewhere) = signed_in_devices(2)
     response = here.client.post("/change-and-end-others", data={"password": "a new one"})
     assert response.status_code == 200, response.content  # not SessionInterrupted
     assert elsewhere.who() is None
-    assert here.get("/cart") == {"cart": [1]}, "saved, stamped with the user's epoch"
+    assert here.get("/bound") == {"bound": str(user.pk)}, "saved, with the user's epoch"
