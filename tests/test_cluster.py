@@ -12,6 +12,7 @@ import inspect
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,8 +32,10 @@ from session_middleware._transport.replication import (
 
 from .support import SECRET, new_prefix
 from .support.counting import SCRIPT_NAMES
+from .support.http import wsgi_client_of
 from .support.load_app import starlette_app
 from .support.redis_servers import HOST, ClusterServers, free_port
+from .support.sql import SYNC_BACKENDS, flask_app, sync_users
 from .support.stories import BASE, Browser, browsers_for, full_story
 
 ONE_REPLICA = Replication(wanted=1, timeout_ms=2000, deadline=5.0)
@@ -173,6 +176,29 @@ async def test_every_key_of_a_user_lives_in_one_slot(cluster: ClusterServers) ->
     for device in devices:
         await device.close()
     await config.redis.aclose()
+
+
+def test_logout_others_with_sql_epochs_restamps_on_a_cluster(
+    cluster: ClusterServers, tmp_path: Path
+) -> None:
+    """COPY_AND_RESTAMP touches the copy and the record under one hash tag; the copies
+    under an older secret key's tag, in another slot, go in the same round trip."""
+    with sync_users(SYNC_BACKENDS[0], tmp_path) as (epochs, table):
+        secret_keys = [SECRET, "an-older-key-0123456789abcdefghijklmnopq"]
+        config = sessions(secret_key=secret_keys, redis_url=cluster.url,
+                          key_prefix=new_prefix(), epochs=epochs)  # fmt: skip
+        app = flask_app(config, epochs, table, "session")
+        with wsgi_client_of(app) as phone, wsgi_client_of(app) as laptop:
+            for device in (phone, laptop):
+                assert device.post("/login/1").status_code == 200
+            assert phone.post("/others").status_code == 200
+            assert phone.get("/me").json() == {"user": 1, "rejected": None}
+            assert laptop.get("/me").json() == {"user": None, "rejected": "epoch"}
+            tags = config.keys.user_tags(1)
+            copies = [config.redis.sync().get(config.keys.epoch_key(tag)) for tag in tags]
+            assert len({_slot(cluster, config.keys.epoch_key(tag)) for tag in tags}) == 2
+            assert copies == [epochs.get(1).encode()] * 2
+        config.redis.close()
 
 
 @pytest.mark.anyio

@@ -16,30 +16,32 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import django
 import httpx
 import pytest
 from django.contrib.auth import (
-    authenticate,
     get_user_model,
-    login,
     update_session_auth_hash,
 )
 from django.core.handlers.asgi import ASGIHandler
-from django.core.handlers.wsgi import WSGIHandler
-from django.core.management import call_command
 from django.http import HttpRequest, JsonResponse
 from django.test.utils import override_settings
 from django.urls import path
 
-from session_middleware import SessionConfig, SessionEvent, sessions
+from session_middleware import SessionConfig, SessionEvent
 from session_middleware.epochs.sql import SQLEpochs
 
-from .support import REDIS_URL, SECRET
+from .support.django_native.engine_tests import (
+    COOKIE,
+    HOLD,
+    PASSWORD,
+    Device,
+    engine_fixtures,
+    sign_in,
+    whoami,
+)
 from .support.django_native.settings import configure, engine_project
 from .support.redis_servers import ReplicatedServers
 
@@ -51,12 +53,8 @@ if ASYNC_AUTH_API:
 configure()
 
 from session_middleware.django import SessionStore  # noqa: E402
-from session_middleware.django._settings import get_config  # noqa: E402
 
-COOKIE = "sessionid"
-PASSWORD = "correct horse battery"
 PROJECT = engine_project(__name__)
-HOLD = 10.0  # the longest a held view waits for its release
 _names = itertools.count()
 
 
@@ -72,18 +70,6 @@ _gate = Gate()
 
 
 # -- the project's views -------------------------------------------------------------
-
-
-def whoami(request: HttpRequest) -> JsonResponse:
-    user = request.user
-    return JsonResponse({"user": user.get_username() if user.is_authenticated else None})
-
-
-def sign_in(request: HttpRequest) -> JsonResponse:
-    user = authenticate(request, username=request.POST["username"], password=PASSWORD)
-    assert user is not None
-    login(request, user)
-    return JsonResponse({"user": user.get_username()})
 
 
 def change_password(request: HttpRequest) -> JsonResponse:
@@ -128,31 +114,7 @@ urlpatterns = [
 # -- fixtures ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def project() -> Iterator[None]:
-    with override_settings(**PROJECT):
-        call_command("migrate", verbosity=0)
-        yield
-
-
-@pytest.fixture(params=["redis", "sql"])
-def config(
-    request: pytest.FixtureRequest, project: None, key_prefix: str, tmp_path: Path
-) -> Iterator[SessionConfig]:
-    """The engine's configuration with the epochs in Redis or in SQLite."""
-    epochs = None
-    if request.param == "sql":
-        epochs = SQLEpochs.managed(f"sqlite:///{tmp_path}/epochs.db")
-    configured = sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix,
-                          epochs=epochs)  # fmt: skip
-    if epochs is not None:
-        epochs.create_table()
-    with override_settings(SESSION_MIDDLEWARE=configured):
-        assert get_config() is configured
-        yield configured
-    configured.close()
-    if epochs is not None:
-        epochs.dispose()
+project, config = engine_fixtures(PROJECT)
 
 
 @pytest.fixture
@@ -166,28 +128,6 @@ def new_user() -> Any:
     return get_user_model().objects.create_user(
         f"inflight{next(_names)}-{time.time_ns()}", password=PASSWORD
     )
-
-
-class Device:
-    """One browser over WSGI: httpx on Django's WSGI handler."""
-
-    def __init__(self, cookie: str | None = None) -> None:
-        transport = httpx.WSGITransport(app=WSGIHandler())
-        self.client = httpx.Client(transport=transport, base_url="http://testserver")
-        if cookie is not None:
-            self.client.cookies[COOKIE] = cookie
-
-    @property
-    def cookie(self) -> str | None:
-        return self.client.cookies.get(COOKIE)  # type: ignore[no-any-return]
-
-    def who(self) -> str | None:
-        response = self.client.get("/whoami")
-        assert response.status_code == 200, response.content
-        return response.json()["user"]  # type: ignore[no-any-return]
-
-    def post(self, where: str, **data: str) -> httpx.Response:
-        return self.client.post(where, data=data)
 
 
 ENDINGS = ["invalidate_user", "password_elsewhere", "revoke_session"]

@@ -101,7 +101,13 @@ class EpochProvider(Protocol):
         that carries it) and, given `session`, that session is still stored with its
         stamp: the new epoch, or None when the epoch had moved or the session was ended,
         which nothing may undo. Made durable as invalidate_user's bump is. With `restamp`, a
-        provider that can stamps `session` with the new epoch in the same atomic step."""
+        provider that can (see `restamps`) stamps `session` with the new epoch in the same
+        atomic step: no request of that session finds the epoch new and its stamp old."""
+
+    @property
+    def restamps(self) -> bool:
+        """Whether `bump_if` with `restamp` stamps the session with the new epoch in the
+        bump's own atomic step (the epoch, or its copy, lives beside the session)."""
 
     def read_epoch(self, user_id: UserId) -> Step[str | None]:
         """The user's current epoch, or None if they have none."""

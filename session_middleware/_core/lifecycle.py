@@ -274,7 +274,9 @@ class Core:
         """Give `user_id` a new epoch from a request (a password change) whose session,
         `ref`, stored stamped `stamp`, carries `carried`, an epoch of that user's (None:
         not a session of theirs; `carried` differs from `stamp` once the request bumped
-        before, and has yet to re-stamp). Every other session ends.
+        before and its provider did not re-stamp). Every other session ends; this one is
+        re-stamped by the bump's own step where the provider can (see _end_others), so a
+        request of it in between (a second tab) is not refused for its epoch.
 
         Returns the new epoch when this session may be re-stamped with it: a
         compare-and-set from `carried` made it. None when the compare failed (the sessions
@@ -284,7 +286,8 @@ class Core:
         try:
             if ref is not None and stamp is not None and carried is not None:
                 stamped = self._stamped(ref, stamp)
-                epoch = yield from self.provider.bump_if(user_id, ref.tag, carried, stamped)
+                bump = self.provider.bump_if(user_id, ref.tag, carried, stamped, restamp=True)
+                epoch = yield from bump
                 if epoch is not None:
                     return epoch
             yield from self.provider.bump_epoch(user_id)
@@ -297,6 +300,14 @@ class Core:
             yield RedisIO(tuple(self.writes.forget(ref, listed=True)))
             yield Emit((SessionEvent("rejected", user_id, handle, "unreplicated"),))
             return None
+
+    def stored_stamp(self, loaded: str | None, own_epoch: str | None) -> str | None:
+        """The stamp that a session loaded stamped `loaded` is stored with now, once this
+        request gave its user `own_epoch` (None: it did not) by a bump from it, which
+        re-stamped it where the provider could (`restamps`)."""
+        if own_epoch is not None and self.provider.restamps:
+            return own_epoch
+        return loaded
 
     def liveness(
         self, record: Record, tag: str, cached: Any, now: float
@@ -448,7 +459,7 @@ class Core:
         no other request of it finds the epoch new and its stamp old."""
         record, ref = opened.record, opened.ref
         assert record is not None and record.user_id is not None and ref is not None
-        stamped = self._stamped(ref, record.epoch or "")
+        stamped = self._stamped(ref, self.stored_stamp(record.epoch, opened.own_epoch) or "")
         bump = self.provider.bump_if(record.user_id, ref.tag, current, stamped, restamp=True)
         return (yield from bump)
 
@@ -574,8 +585,9 @@ class Core:
         old, record = opened.ref, opened.record
         assert old is not None and record is not None and carried is not None
         stamped = None
-        if plan.old == "replace" and record.epoch:
-            stamped = self._stamped(old, record.epoch)  # the bump checks this session too
+        stamp = self.stored_stamp(record.epoch, opened.own_epoch)
+        if plan.old == "replace" and stamp:
+            stamped = self._stamped(old, stamp)  # the bump checks this session too
         return (yield from self.provider.bump_if(user_id, old.tag, carried, stamped))
 
     def _login_command(

@@ -421,6 +421,33 @@ class BumpIfCall(ScriptCall):
     restamp: str | None = None  # '1': with `session` only
 
 
+# The Redis copy of an epoch that the database has just moved to a new value by a
+# compare-and-set from a request (SQLEpochs), and the session that asked re-stamped with
+# it, in one step (see CopyAndRestampCall): no request of that session finds the copy new
+# and its stamp old. The copy is overwritten as every bump overwrites it; the session is
+# re-stamped only if it is still stored stamped as loaded, never re-created. Returns 1 when
+# re-stamped. Safe to send again: the second time it re-stamps nothing.
+COPY_AND_RESTAMP = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if redis.pcall('HGET', KEYS[2], 'e') ~= ARGV[3] then return 0 end
+redis.call('HSET', KEYS[2], 'e', ARGV[1])
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CopyAndRestampCall(ScriptCall):
+    """COPY_AND_RESTAMP: store `epoch` at `copy_key` and, if `session` (under the same
+    hash tag) is still stamped `stamp`, stamp it with `epoch`."""
+
+    SCRIPT: ClassVar[str] = COPY_AND_RESTAMP
+    copy_key: str = key()
+    session: str = key()
+    epoch: str
+    ttl_ms: int
+    stamp: str
+
+
 # Revoke one session of a user (see RevokeCall): 1 when revoked. Only a handle listed in
 # this user's index is deleted: another user's handle is refused.
 REVOKE = """

@@ -304,6 +304,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
             carried = stamp
             if self._own_epoch is not None and self._own_epoch[0] == user_id_text(user_id):
                 carried = self._own_epoch[1]  # bumped before in this request, not saved yet
+                stamp = self._core.stored_stamp(stamp, carried)
         bump = self._core.bump_from_request(user_id, ref, stamp, carried)
         epoch = self._config.run_sync(bump)
         if epoch is None:

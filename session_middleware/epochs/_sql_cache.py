@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from .._core.epoch_provider import StampedRecord
 from .._protocol.key_layout import KeySpace, UserId
+from .._protocol.lua_scripts import CopyAndRestampCall
 from .._protocol.script_call import ScriptCall, key
 from .._protocol.wire import Command
 
@@ -66,3 +68,17 @@ class EpochCache:
             ("SET", self.keys.epoch_key(tag), epoch, "PX", self.ttl_ms)
             for tag in self.keys.user_tags(user_id)
         ]
+
+    def publish_restamping(
+        self, user_id: UserId, tag: str, epoch: str, session: StampedRecord
+    ) -> list[Command]:
+        """`publish`, the copy under `tag` written by one script with the re-stamp of
+        `session`, stored under that tag: a bump that a request of `session` made."""
+        restamp = CopyAndRestampCall(
+            copy_key=self.key(tag),
+            session=session[0],
+            epoch=epoch,
+            ttl_ms=self.ttl_ms,
+            stamp=session[1],
+        ).command()
+        return [restamp, *(c for c in self.publish(user_id, epoch) if c[1] != self.key(tag))]

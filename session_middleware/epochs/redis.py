@@ -40,6 +40,10 @@ class RedisEpochs(ProviderFaces):
     def colocated(self) -> bool:
         return self._own_url is None and self._own_client is None
 
+    @property
+    def restamps(self) -> bool:
+        return self.colocated  # BUMP_IF stamps the session beside the epoch
+
     def attach(self, context: EpochContext) -> None:
         self._context = context
         if self.colocated:

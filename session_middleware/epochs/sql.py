@@ -31,7 +31,7 @@ from .._protocol.timing import cache_ttl_ms
 from .._protocol.wire import Command, text
 from .._transport.round_trip import AsyncRedisClient, run_async, run_sync
 from .._transport.sql_errors import EpochStoreUnavailable, UnknownUser
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, StoreUnavailable
 from ..events import Listeners
 from ._faces import ProviderFaces
 from ._sql_cache import EpochCache
@@ -153,6 +153,10 @@ class SQLEpochs(ProviderFaces):
 
     # -- the provider protocol: the request path ------------------------------------------
 
+    @property
+    def restamps(self) -> bool:
+        return self._cache is not None  # with the copy: COPY_AND_RESTAMP
+
     def cached_key(self, tag: str) -> str | None:
         return None if self._cache is None else self._cache.key(tag)
 
@@ -197,6 +201,12 @@ class SQLEpochs(ProviderFaces):
         session: StampedRecord | None = None,
         restamp: bool = False,
     ) -> Step[str | None]:
+        """The compare-and-set runs in the database; then, given `session` and `restamp`,
+        one script writes the copy under `tag` and re-stamps `session` (see
+        EpochCache.publish_restamping), so no request of it finds the copy new and its
+        stamp old. Once the database has committed, the copy must follow: a round trip
+        that fails is sent once more (its commands are safe to repeat), and a second
+        failure is raised, for the request to end its session (Core._write)."""
         epoch = new_epoch()
         commands = self._publish_commands(user_id, epoch)
         if not (yield from still_stamped(session)):
@@ -204,8 +214,13 @@ class SQLEpochs(ProviderFaces):
         moved = yield self._sql(lambda c: self._table(c).write_if(c, user_id, expected, epoch))
         if not moved:
             return None
+        if self._cache is not None and session is not None and restamp:
+            commands = self._cache.publish_restamping(user_id, tag, epoch, session)
         if commands:
-            yield RedisIO(tuple(commands))
+            try:
+                yield RedisIO(tuple(commands))
+            except StoreUnavailable:
+                yield RedisIO(tuple(commands))
         return epoch
 
     # -- the provider protocol: the public API ------------------------------------------

@@ -11,6 +11,7 @@ from session_middleware import SessionEvent
 from session_middleware._core.steps import Emit, RedisIO, SqlIO
 from session_middleware._protocol.lua_scripts import (
     BUMP_IF,
+    COPY_AND_RESTAMP,
     CREATE,
     ENSURE_EPOCH,
     LOGIN,
@@ -26,6 +27,7 @@ NAMES = {
     CREATE: "CREATE",
     LOGIN: "LOGIN",
     BUMP_IF: "BUMP_IF",
+    COPY_AND_RESTAMP: "COPY_AND_RESTAMP",
     ROTATE_OUT: "ROTATE_OUT",
     ENSURE_EPOCH: "ENSURE_EPOCH",
     FILL: "FILL",

@@ -559,6 +559,27 @@ def test_logout_others_is_a_durable_compare_and_set_then_a_restamp(
     assert [e.kind for e in run.events] == ["logout_others"]
 
 
+def test_a_password_change_re_stamps_its_session_in_the_bump(config: SessionConfig) -> None:
+    session = stored(config, {"a": 1}, "alice")
+    run = drive(config.core.bump_from_request("alice", session.ref, EPOCH, EPOCH), [[1]])
+    bump = BumpIfCall.of(run.commands[0])
+    assert (bump.expected, bump.stamp, bump.restamp) == (EPOCH, EPOCH, "1")
+    assert run.result == bump.epoch
+
+
+def test_logout_others_after_a_password_change_checks_the_stamp_the_bump_gave(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    state = opened(config, encode, stored(config, {"a": 1}, "alice"), EPOCH)
+    state.own_epoch = OTHER_EPOCH  # this request changed the password: the record is stamped so
+    state.session.logout_others()
+    run = commit(config, state, [[1], [WRITTEN]])
+    bump = BumpIfCall.of(run.commands[0])
+    assert (bump.expected, bump.stamp) == (OTHER_EPOCH, OTHER_EPOCH)
+    write = write_of(run)
+    assert (write.carried, write.wanted, write.stamp) == (EPOCH, bump.epoch, bump.epoch)
+
+
 @pytest.mark.parametrize("failure", ["not replicated", "unavailable"])
 def test_logout_others_that_cannot_be_made_durable_ends_the_session(
     config: SessionConfig, encode: Callable[[Any], Any], failure: str

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from session_middleware import RedisEpochs, sessions
+from session_middleware import RedisEpochs, StoreUnavailable, sessions
 from session_middleware._core.lifecycle import Opened
 from session_middleware._protocol.cookies import CookieRef
 from session_middleware._protocol.key_layout import new_session_id
-from session_middleware._protocol.lua_scripts import BumpIfCall, LoginCall
+from session_middleware._protocol.lua_scripts import BumpIfCall, CopyAndRestampCall, LoginCall
 from session_middleware._protocol.records import Record
 from session_middleware.config import SessionConfig
 from session_middleware.session import Session
@@ -167,6 +167,42 @@ def test_sql_bump_if_refused_publishes_nothing() -> None:
     assert run.steps == [("SQL",), ("SET", "SET")] and run.result is not None
 
 
+def _asked_from_a_session(config: SessionConfig) -> tuple[str, tuple[str, str]]:
+    """The tag of a session of alice's under the signing key, and that session stamped EPOCH."""
+    tag = config.keys.user_tag("alice")
+    return tag, (config.keys.session_key(tag, new_session_id()), EPOCH)
+
+
+def test_sql_bump_if_from_a_session_writes_the_copy_and_restamps_it_in_one_script() -> None:
+    epochs = sql_epochs()
+    config = configured(epochs)
+    tag, session = _asked_from_a_session(config)
+    run = drive(epochs.bump_if("alice", tag, EPOCH, session, restamp=True),
+                [[EPOCH.encode()], True, [1, "OK"]])  # fmt: skip
+    assert run.steps == [("HGET",), ("SQL",), ("COPY_AND_RESTAMP", "SET")]
+    restamp = CopyAndRestampCall.of(run.commands[1])
+    assert (restamp.copy_key, restamp.session) == (config.keys.epoch_key(tag), session[0])
+    assert (restamp.epoch, restamp.stamp) == (run.result, EPOCH), "only if still as loaded"
+    older_tag = config.keys.user_tags("alice")[1]
+    assert run.commands[2][:3] == ("SET", config.keys.epoch_key(older_tag), run.result)
+    assert epochs.restamps and not sql_epochs(cache_ttl=0).restamps
+
+
+def test_sql_bump_if_sends_the_copy_again_when_redis_fails_after_the_commit() -> None:
+    epochs = sql_epochs()
+    config = configured(epochs)
+    tag, session = _asked_from_a_session(config)
+    dropped = StoreUnavailable("connection dropped")
+    run = drive(epochs.bump_if("alice", tag, EPOCH, session, restamp=True),
+                [[EPOCH.encode()], True, dropped, [1, "OK"]])  # fmt: skip
+    assert run.steps == [("HGET",), ("SQL",), *[("COPY_AND_RESTAMP", "SET")] * 2]
+    assert run.commands[1] == run.commands[3], "the same script: safe to send again"
+    assert run.result == CopyAndRestampCall.of(run.commands[1]).epoch
+    with pytest.raises(StoreUnavailable):
+        drive(epochs.bump_if("alice", tag, EPOCH, session, restamp=True),
+              [[EPOCH.encode()], True, dropped, dropped])  # fmt: skip
+
+
 def test_sql_without_a_cache_touches_no_redis() -> None:
     epochs = sql_epochs(cache_ttl=0)
     configured(epochs)
@@ -221,6 +257,19 @@ def _logged_in_record(config: SessionConfig, epoch: str) -> tuple[str, list[str]
     ref = CookieRef(config.keys.user_tag("alice"), new_session_id())
     record = Record({"a": "1"}, now - 60, now + 3600, now - 60, "alice", epoch)
     return f"session={config.core.codec.encode(ref)}", config.core.fields.fields(record)
+
+
+def test_sql_logout_others_that_redis_fails_twice_after_the_commit_ends_the_session() -> None:
+    config = configured(sql_epochs())
+    header, fields = _logged_in_record(config, EPOCH)
+    state = drive(config.core.open(header, time.time()), [[fields, EPOCH]]).result
+    state.session.logout_others()
+    dropped = StoreUnavailable("connection dropped")
+    replies: list[Any] = [[EPOCH.encode()], True, dropped, dropped, [1, 1]]
+    run = drive(config.core.commit(state, time.time()), replies)
+    assert run.steps == [("HGET",), ("SQL",), *[("COPY_AND_RESTAMP", "SET")] * 2, ("DEL", "ZREM")]
+    assert run.result.rejected == "epoch" and run.result.cookie.value is None
+    assert [(e.kind, e.reason) for e in run.events] == [("rejected", "unreplicated")]
 
 
 def test_a_read_missing_the_sql_copy_that_the_database_confirms_asks_no_script() -> None:

@@ -11,6 +11,7 @@ from session_middleware._protocol.lua_scripts import (
     LOGIN,
     WRITE,
     BumpIfCall,
+    CopyAndRestampCall,
     LoginCall,
     ReadCall,
     RotateOutCall,
@@ -85,6 +86,9 @@ BUMP_ARGUMENTS: dict[str, Any] = {
         BumpIfCall(**BUMP_ARGUMENTS),
         BumpIfCall(**BUMP_ARGUMENTS, restamp="1"),
         FillCall(cache_key="p:{t}:e", expected="", epoch="e1", ttl_ms=300_000),
+        CopyAndRestampCall(
+            copy_key="p:{t}:e", session="p:{t}:s:h", epoch="e2", ttl_ms=300_000, stamp="e1"
+        ),
     ],
     ids=lambda call: type(call).__name__,
 )
