@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import field, fields
+from functools import cache
 from typing import Any, ClassVar, TypeVar
 
 _ROLE = "script_role"
@@ -55,16 +56,16 @@ class ScriptCall:
         """The EVAL command for Redis."""
         keys: list[Any] = []
         argv: list[Any] = []
-        for spec in fields(self):  # type: ignore[arg-type]
-            value = getattr(self, spec.name)
-            role = spec.metadata.get(_ROLE, "arg")
+        for name, role in _roles(type(self)):
+            value = getattr(self, name)
             if role == "key":
                 if value is not None:
                     keys.append(value)
             elif role == "flag":
                 argv.append("1" if value else "0")
             elif role == "pairs":
-                argv += [len(value) // 2, *value]
+                argv.append(len(value) // 2)
+                argv += value
             elif role == "rest":
                 argv += value
             elif value is not None:
@@ -98,3 +99,13 @@ class ScriptCall:
             if present is None or present(named):
                 named[spec.name] = keys.pop(0) if keys else None
         return cls(**named)
+
+
+@cache
+def _roles(call: type[ScriptCall]) -> tuple[tuple[str, str], ...]:
+    """Each field of a call's class with its role, in order: read once per class (looking
+    the fields up is most of the cost of building a command)."""
+    return tuple(
+        (spec.name, spec.metadata.get(_ROLE, "arg"))
+        for spec in fields(call)  # type: ignore[arg-type]
+    )
