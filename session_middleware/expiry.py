@@ -74,7 +74,8 @@ class ExpiryListener:
         return self
 
     def wait_subscribed(self, timeout: float) -> bool:
-        """True once the listener is subscribed (expiries from then on are heard)."""
+        """True once Redis confirmed the listener's subscriptions (expiries from then on
+        are heard)."""
         return self._subscribed.wait(timeout)
 
     @property
@@ -95,15 +96,18 @@ class ExpiryListener:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._client.pubsub()
             try:
                 pubsub.psubscribe(self._pattern)
                 pubsub.subscribe(self._event_channel)
-                self._subscribed.set()
                 while not self._stopping.is_set():
                     message = pubsub.get_message(timeout=POLL_SECONDS)
-                    if message is not None:
-                        self._hear(message)
+                    if message is None:
+                        continue
+                    if message.get("type") == "subscribe":
+                        # Sent last, so answered last: Redis runs both from now on.
+                        self._subscribed.set()
+                    self._hear(message)
             except REDIS_ERRORS as error:
                 self._subscribed.clear()
                 logger.warning("expiry events: Redis cannot be reached (%s); retrying", error)

@@ -14,6 +14,7 @@ import redis
 
 from session_middleware import SessionConfig, SessionEvent, sessions
 from session_middleware.errors import ConfigurationError
+from session_middleware.expiry import keyevent_channel
 
 from .support import SECRET
 from .support.http import wsgi_client
@@ -102,6 +103,28 @@ def test_stop_ends_the_thread_and_its_subscription(key_prefix: str) -> None:
         assert not listener.running
         wait_for(lambda: observer.pubsub_numpat() == 0, "the subscription to end")
         observer.close()
+    finally:
+        group.stop()
+
+
+def test_subscribed_means_redis_has_run_the_subscriptions(key_prefix: str) -> None:
+    group, server = standalone(["--notify-keyspace-events", "Kx"])
+    try:
+        config = sessions(secret_key=SECRET, redis_url=server.url, key_prefix=key_prefix)
+        assert config.redis.sync().ping()  # a connection left idle in the pool, for the listener
+        server.pause()  # the subscriptions reach a Redis that does not run them yet
+        listener = config.listen_for_expiry()
+        try:
+            assert not listener.wait_subscribed(1.0)
+        finally:
+            server.resume()
+        assert listener.wait_subscribed(DEADLINE)
+        with server.client() as observer:
+            assert observer.pubsub_numpat() == 1
+            assert observer.pubsub_numsub(keyevent_channel(0)) == [
+                (keyevent_channel(0).encode(), 1)
+            ]
+        listener.stop()
     finally:
         group.stop()
 
