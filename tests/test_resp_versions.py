@@ -270,7 +270,17 @@ def prefixes() -> Iterator[Callable[[], str]]:
         delete_prefix(prefix)
 
 
-def assert_same_as_resp2(results: dict[int | None, tuple[list[Any], Replies]]) -> None:
+def assert_same_under_each_protocol(
+    run: Callable[[int | None, str], list[Any]],
+    prefixes: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`run` (the operations under a protocol, with a key prefix of their own) gives RESP2's
+    outcome under each protocol, from replies of the same shapes."""
+    results: dict[int | None, tuple[list[Any], Replies]] = {}
+    for protocol in PROTOCOLS:
+        with recording(monkeypatch) as replies:
+            results[protocol] = (run(protocol, prefixes()), replies)
     outcome, replies = results[2]
     for protocol in PROTOCOLS[1:]:
         other_outcome, other_replies = results[protocol]
@@ -283,11 +293,10 @@ def assert_same_as_resp2(results: dict[int | None, tuple[list[Any], Replies]]) -
 def test_the_sync_face_gives_the_same_under_resp2_and_resp3(
     way: str, prefixes: Callable[[], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    results = {}
-    for protocol in PROTOCOLS:
-        with recording(monkeypatch) as replies:
-            results[protocol] = (run_sync_way(way, protocol, prefixes()), replies)
-    assert_same_as_resp2(results)
+    def run(protocol: int | None, prefix: str) -> list[Any]:
+        return run_sync_way(way, protocol, prefix)
+
+    assert_same_under_each_protocol(run, prefixes, monkeypatch)
 
 
 @pytest.mark.parametrize(
@@ -303,12 +312,10 @@ def test_the_sync_face_gives_the_same_under_resp2_and_resp3(
 def test_the_async_face_gives_the_same_under_resp2_and_resp3(
     way: str, prefixes: Callable[[], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    results = {}
-    for protocol in PROTOCOLS:
-        with recording(monkeypatch) as replies:
-            outcome = asyncio.run(run_async_way(way, protocol, prefixes()))
-            results[protocol] = (outcome, replies)
-    assert_same_as_resp2(results)
+    def run(protocol: int | None, prefix: str) -> list[Any]:
+        return asyncio.run(run_async_way(way, protocol, prefix))
+
+    assert_same_under_each_protocol(run, prefixes, monkeypatch)
 
 
 def cli(capsys: pytest.CaptureFixture[str], url: str, prefix: str, *args: str) -> Any:
