@@ -13,7 +13,9 @@ too, and are reported alike.
 
 Delivery is at most once: Redis keeps no notification for a listener that was not
 connected (a restart, a network break), and reports an expiry when it notices it (on
-access, or in its background sweep), which can be later than the TTL.
+access, or in its background sweep), which can be later than the TTL. Each time the
+connection is lost a warning is logged, whether the listener or redis-py's retry makes it
+again, so that a gap in the events shows in the log.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ logger = logging.getLogger("session_middleware")
 POLL_SECONDS = 0.5  # how long one wait for a message lasts: the bound of stop()'s wait
 RETRY_SECONDS = 1.0  # the pause before reconnecting after Redis could not be reached
 RECENT_HANDLES = 1024  # handles remembered to report an expiry once when heard twice
+RECONNECTED = (
+    "expiry events: the connection to Redis was lost and made again; "
+    "expiries in between are not reported"
+)
 
 
 def keyspace_pattern(keys: KeySpace, db: int) -> str:
@@ -97,6 +103,7 @@ class ExpiryListener:
     def _run(self) -> None:
         while not self._stopping.is_set():
             pubsub = self._client.pubsub()
+            confirmed = False
             try:
                 pubsub.psubscribe(self._pattern)
                 pubsub.subscribe(self._event_channel)
@@ -105,7 +112,11 @@ class ExpiryListener:
                     if message is None:
                         continue
                     if message.get("type") == "subscribe":
-                        # Sent last, so answered last: Redis runs both from now on.
+                        # Sent last, so answered last: Redis runs both from now on. Answered
+                        # again: redis-py reconnected (its retry) and subscribed again.
+                        if confirmed:
+                            logger.warning(RECONNECTED)
+                        confirmed = True
                         self._subscribed.set()
                     self._hear(message)
             except REDIS_ERRORS as error:
