@@ -13,7 +13,9 @@ too, and are reported alike.
 
 Delivery is at most once: Redis keeps no notification for a listener that was not
 connected (a restart, a network break), and reports an expiry when it notices it (on
-access, or in its background sweep), which can be later than the TTL.
+access, or in its background sweep), which can be later than the TTL. Each time the
+connection is lost a warning is logged, whether the listener or redis-py's retry makes it
+again, so that a gap in the events shows in the log.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ logger = logging.getLogger("session_middleware")
 POLL_SECONDS = 0.5  # how long one wait for a message lasts: the bound of stop()'s wait
 RETRY_SECONDS = 1.0  # the pause before reconnecting after Redis could not be reached
 RECENT_HANDLES = 1024  # handles remembered to report an expiry once when heard twice
+RECONNECTED = (
+    "expiry events: the connection to Redis was lost and made again; "
+    "expiries in between are not reported"
+)
 
 
 def keyspace_pattern(keys: KeySpace, db: int) -> str:
@@ -74,7 +80,8 @@ class ExpiryListener:
         return self
 
     def wait_subscribed(self, timeout: float) -> bool:
-        """True once the listener is subscribed (expiries from then on are heard)."""
+        """True once Redis confirmed the listener's subscriptions (expiries from then on
+        are heard)."""
         return self._subscribed.wait(timeout)
 
     @property
@@ -95,15 +102,23 @@ class ExpiryListener:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._client.pubsub()
+            confirmed = False
             try:
                 pubsub.psubscribe(self._pattern)
                 pubsub.subscribe(self._event_channel)
-                self._subscribed.set()
                 while not self._stopping.is_set():
                     message = pubsub.get_message(timeout=POLL_SECONDS)
-                    if message is not None:
-                        self._hear(message)
+                    if message is None:
+                        continue
+                    if message.get("type") == "subscribe":
+                        # Sent last, so answered last: Redis runs both from now on. Answered
+                        # again: redis-py reconnected (its retry) and subscribed again.
+                        if confirmed:
+                            logger.warning(RECONNECTED)
+                        confirmed = True
+                        self._subscribed.set()
+                    self._hear(message)
             except REDIS_ERRORS as error:
                 self._subscribed.clear()
                 logger.warning("expiry events: Redis cannot be reached (%s); retrying", error)

@@ -14,6 +14,7 @@ import redis
 
 from session_middleware import SessionConfig, SessionEvent, sessions
 from session_middleware.errors import ConfigurationError
+from session_middleware.expiry import RECONNECTED, keyevent_channel
 
 from .support import SECRET
 from .support.http import wsgi_client
@@ -102,6 +103,50 @@ def test_stop_ends_the_thread_and_its_subscription(key_prefix: str) -> None:
         assert not listener.running
         wait_for(lambda: observer.pubsub_numpat() == 0, "the subscription to end")
         observer.close()
+    finally:
+        group.stop()
+
+
+def test_subscribed_means_redis_has_run_the_subscriptions(key_prefix: str) -> None:
+    group, server = standalone(["--notify-keyspace-events", "Kx"])
+    try:
+        config = sessions(secret_key=SECRET, redis_url=server.url, key_prefix=key_prefix)
+        assert config.redis.sync().ping()  # a connection left idle in the pool, for the listener
+        server.pause()  # the subscriptions reach a Redis that does not run them yet
+        listener = config.listen_for_expiry()
+        try:
+            assert not listener.wait_subscribed(1.0)
+        finally:
+            server.resume()
+        assert listener.wait_subscribed(DEADLINE)
+        with server.client() as observer:
+            assert observer.pubsub_numpat() == 1
+            assert observer.pubsub_numsub(keyevent_channel(0)) == [
+                (keyevent_channel(0).encode(), 1)
+            ]
+        listener.stop()
+    finally:
+        group.stop()
+
+
+def test_a_connection_made_again_at_once_is_logged(
+    key_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """redis-py's retry connects the listener again within its wait for a message, and
+    subscribes again: what Redis published meanwhile is lost, and the log says so."""
+    group, server = standalone(["--notify-keyspace-events", "Kx"])
+    try:
+        config = sessions(secret_key=SECRET, redis_url=server.url, key_prefix=key_prefix)
+        with config.listen_for_expiry() as listener, server.client() as admin:
+            assert listener.wait_subscribed(DEADLINE)
+            assert admin.client_kill_filter(_type="pubsub") == 1
+            wait_for(lambda: RECONNECTED in caplog.messages, "the warning")
+            wait_for(lambda: admin.pubsub_numpat() == 1, "the listener to subscribe again")
+            handle = logged_in_handle(config, "grace")
+            seen: list[SessionEvent] = []
+            config.listeners.add(seen.append)
+            expire_now(server, config, handle)
+            wait_for(lambda: bool(expired(seen)), "the expired event after the reconnection")
     finally:
         group.stop()
 

@@ -21,7 +21,6 @@ import redis.asyncio.cluster
 import redis.asyncio.retry
 import redis.asyncio.sentinel
 import redis.cluster
-import redis.connection
 import redis.retry
 import redis.sentinel
 from redis.backoff import NoBackoff
@@ -52,14 +51,6 @@ DEFAULT_MAX_CONNECTIONS = 100
 # clients raise RedisClusterException, which is not a RedisError, when no node answers
 # or a slot has no master; clients built here turn it into a ConnectionError.
 REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
-
-
-def _protocol(target: RedisURL) -> int:
-    """The RESP version a URL asks for (the multiplexed connection speaks RESP2 only)."""
-    options = target.options
-    if target.topology == "standalone":
-        options = redis.connection.parse_url(target.url)  # type: ignore[no-untyped-call]
-    return int(options.get("protocol") or 2)
 
 
 def is_async_client(client: Any) -> bool:
@@ -148,11 +139,10 @@ class RedisClients:
         self.target = parse_redis_url(url) if url is not None else None
         self._timeout = timeout
         self._max_connections = max_connections
+        # The multiplexed connection speaks RESP2 whatever the URL's `protocol`, which
+        # applies to the redis-py clients built beside it.
         self.multiplexed = (
-            multiplex
-            and self.target is not None
-            and self.target.topology != "cluster"
-            and _protocol(self.target) != 3
+            multiplex and self.target is not None and self.target.topology != "cluster"
         )
         self._sync: Any | None = None
         self._given_async: AsyncRedisClient | None = None

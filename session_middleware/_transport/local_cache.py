@@ -42,7 +42,7 @@ import time
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import redis
 import redis.asyncio
@@ -365,7 +365,7 @@ class TrackedCache:
             "socket_timeout": self.deadline,
             "socket_connect_timeout": self.deadline,
         }
-        pool = redis.ConnectionPool.from_url(self.url, **options, protocol=2)
+        pool = speaking_resp2(redis.ConnectionPool.from_url(self.url, **options))
         connection: Any = pool.make_connection()  # subscribed: the listener
         side: Any = pool.make_connection()  # checks that the tracking connections are alive
         try:
@@ -434,8 +434,10 @@ class TrackedCache:
             connection_class = _tracking_connection(
                 listener_id, self._pool, self._connection_opened, self._connection_lost
             )
-        pool = redis.asyncio.ConnectionPool.from_url(
-            self.url, connection_class=connection_class, **self.options, protocol=2
+        pool = speaking_resp2(
+            redis.asyncio.ConnectionPool.from_url(
+                self.url, connection_class=connection_class, **self.options
+            )
         )
         client: TrackingClient
         if self.multiplexed:
@@ -463,6 +465,19 @@ class TrackedCache:
         self.drop_all()
         if self._client is not None:
             await self._client.aclose()
+
+
+Pool = TypeVar("Pool", redis.ConnectionPool, redis.asyncio.ConnectionPool)
+
+
+def speaking_resp2(pool: Pool) -> Pool:
+    """`pool`, whose connections speak RESP2 even when the URL asks for ``protocol=3``
+    (from_url lets the URL's options win over its keywords): Redis sends invalidations to
+    the listener as messages of ``__redis__:invalidate``, and answers its PING with a
+    ``pong`` message, only in RESP2; in RESP3 both are other shapes, and the cache would
+    never be trusted."""
+    pool.connection_kwargs["protocol"] = 2
+    return pool
 
 
 def _tracking_connection(

@@ -6,6 +6,11 @@ their callers in FIFO order. A redis-py connection does the handshake (TLS, a un
 AUTH with an ACL user, SELECT, Sentinel's master discovery), then its transport is handed
 to `_Wire`, an asyncio.Protocol with no per-command coroutine, lock or timer.
 
+The connection speaks RESP2, whatever the URL or redis-py's default asks for (redis-py 8
+says HELLO 3 unless told otherwise): the replies are turned into what redis-py's client
+gives with RESP2's converters, and RESP3's push messages, which answer no command, have no
+place in a FIFO of replies.
+
 Failures (each the fail-closed 503 of its own caller):
 
 - Deadlines are judged on what Redis said, not on how late the event loop is: when a
@@ -54,14 +59,15 @@ MAX_IN_FLIGHT = 32_768
 RECONNECT_FLOOR = 0.05  # seconds between connection attempts, at least
 POLL_GRACE = 0.001  # a deadline is judged after the loop has read the socket once more
 
+PROTOCOL = 2  # the RESP version the connection speaks, whatever its URL says
 # What redis-py's client makes of a command's raw reply (SET -> True, PEXPIRE -> bool...),
-# so that both clients hand the core the same values.
+# so that both clients hand the core the same values: RESP2's converters, for RESP2 replies.
 _CALLBACKS: dict[Any, Any] = {
-    name.upper(): call for name, call in get_response_callbacks(2, True).items()
+    name.upper(): call for name, call in get_response_callbacks(PROTOCOL, True).items()
 }
 _CALLBACKS.update(EVAL=None, EVALSHA=None)  # the hot path's commands: found at once
-# The session read's record as it comes: a flat list in RESP2, a map in RESP3 (redis-py's
-# connection may have agreed on either), both of which the core reads (records.flat_fields).
+# The session read's record as it comes, a flat list (records.flat_fields reads it, and
+# redis-py's dict too), not turned into a dict on the hot path.
 _CALLBACKS.update(HGETALL=None)
 _UNKNOWN = object()
 # Commands that change nothing: sent again on a new connection when theirs dies.
@@ -426,6 +432,7 @@ class MultiplexedRedis:
     async def _connect(self, done: asyncio.Future[_Wire]) -> None:
         loop = asyncio.get_running_loop()
         connection = self._connector()
+        connection.protocol = PROTOCOL  # its handshake says no HELLO 3
         try:
             await asyncio.wait_for(connection.connect(), self._timeout)
             transport = connection._writer.transport
