@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import field, fields
-from functools import cache
 from typing import Any, ClassVar, TypeVar
 
 _ROLE = "script_role"
@@ -101,11 +100,14 @@ class ScriptCall:
         return cls(**named)
 
 
-@cache
+_ROLES: dict[type[ScriptCall], tuple[tuple[str, str], ...]] = {}
+
+
 def _roles(call: type[ScriptCall]) -> tuple[tuple[str, str], ...]:
     """Each field of a call's class with its role, in order: read once per class (looking
     the fields up is most of the cost of building a command)."""
-    return tuple(
-        (spec.name, spec.metadata.get(_ROLE, "arg"))
-        for spec in fields(call)  # type: ignore[arg-type]
-    )
+    roles = _ROLES.get(call)
+    if roles is None:
+        specs = fields(call)  # type: ignore[arg-type]
+        roles = _ROLES[call] = tuple((spec.name, spec.metadata.get(_ROLE, "arg")) for spec in specs)
+    return roles
