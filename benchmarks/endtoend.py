@@ -32,7 +32,16 @@ from dataclasses import dataclass, field
 
 from .common import COOKIE, ROOT, free_port
 from .results import Results
-from .scenarios import CONTENTION_LEVELS, E2E, FLOOR_COOKIE, MANY_SESSIONS, READ, REQUESTS, WRITE
+from .scenarios import (
+    CONTENTION_LEVELS,
+    E2E,
+    FLOOR_COOKIE,
+    MANY_SESSIONS,
+    NO_SESSION,
+    READ,
+    REQUESTS,
+    WRITE,
+)
 
 RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
 TOTAL = re.compile(r"(\d+) requests in ")
@@ -79,7 +88,7 @@ class Server:
             connection.close()
 
     def log_in(self) -> str:
-        if self.key == "floor":
+        if self.key in NO_SESSION:
             return FLOOR_COOKIE
         status, _, cookie = self.request("POST", "/login")
         if status != 200 or not cookie.startswith(f"{COOKIE}="):
