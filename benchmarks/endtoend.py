@@ -50,6 +50,7 @@ SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d
 CONNECTIONS = 32
 POOL = 4 * CONNECTIONS
 SIDE = ("starlette", "ours-redis", "ours-cache")  # the variants of the asyncio, 2w cells
+START_TIMEOUT = 120.0  # every server starts at once: on 2 busy vCPUs 30 s were too few
 
 
 @dataclass
@@ -65,7 +66,7 @@ class Server:
         command += [prefix, self.loop, str(self.workers)]
         self.process = subprocess.Popen(command, cwd=ROOT)
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process is not None
