@@ -46,15 +46,16 @@ class Mode:
     e2e_rounds: int  # interleaved rounds, end to end
     seconds: float  # one wrk run
     requests: int  # callgrind: requests per case
-    operations: int  # Redis's CPU: operations per round
+    operations: int  # Redis's CPU: operations per phase and round
+    redis_rounds: int  # Redis's CPU: interleaved rounds
     sizes: tuple[int, ...]  # scale: sessions in Redis
     window: int  # local_cache window: invalidations timed
     kills: int  # faults: CLIENT KILLs under load
 
 
 MODES = {
-    "quick": Mode(3, 200, 3, 2.0, 200, 1_000, (10, 10_000), 30, 20),
-    "full": Mode(15, 600, 3, 5.0, 300, 2_000, (10, 10_000, 1_000_000), 200, 80),
+    "quick": Mode(3, 200, 3, 2.0, 200, 500, 5, (10, 10_000), 30, 20),
+    "full": Mode(15, 600, 3, 5.0, 300, 1_000, 9, (10, 10_000, 1_000_000), 200, 80),
 }
 
 
@@ -76,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, argv: list[str], out: Path) -> Results:
     mode = MODES["quick" if args.quick else "full"]
     if args.rounds:
-        mode = replace(mode, rounds=args.rounds, e2e_rounds=args.rounds)
+        mode = replace(mode, rounds=args.rounds, e2e_rounds=args.rounds, redis_rounds=args.rounds)
     if args.seconds:
         mode = replace(mode, seconds=args.seconds)
     variants = [key for key in args.variants if available(key) is None]
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace, argv: list[str], out: Path) -> Results:
                     main=part == "endtoend",
                 )
             elif part == "redis":
-                redis_cost.measure(results, mode.operations, 3)
+                redis_cost.measure(results, mode.operations, mode.redis_rounds)
             elif part == "window":
                 asyncio.run(window.measure(results, prefix, mode.window, 3))
             elif part == "scale":

@@ -32,7 +32,16 @@ from dataclasses import dataclass, field
 
 from .common import COOKIE, ROOT, free_port
 from .results import Results
-from .scenarios import CONTENTION_LEVELS, E2E, FLOOR_COOKIE, MANY_SESSIONS, READ, REQUESTS, WRITE
+from .scenarios import (
+    CONTENTION_LEVELS,
+    E2E,
+    FLOOR_COOKIE,
+    MANY_SESSIONS,
+    NO_SESSION,
+    READ,
+    REQUESTS,
+    WRITE,
+)
 
 RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
 TOTAL = re.compile(r"(\d+) requests in ")
@@ -41,6 +50,7 @@ SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d
 CONNECTIONS = 32
 POOL = 4 * CONNECTIONS
 SIDE = ("starlette", "ours-redis", "ours-cache")  # the variants of the asyncio, 2w cells
+START_TIMEOUT = 120.0  # every server starts at once: on 2 busy vCPUs 30 s were too few
 
 
 @dataclass
@@ -56,7 +66,7 @@ class Server:
         command += [prefix, self.loop, str(self.workers)]
         self.process = subprocess.Popen(command, cwd=ROOT)
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process is not None
@@ -79,7 +89,7 @@ class Server:
             connection.close()
 
     def log_in(self) -> str:
-        if self.key == "floor":
+        if self.key in NO_SESSION:
             return FLOOR_COOKIE
         status, _, cookie = self.request("POST", "/login")
         if status != 200 or not cookie.startswith(f"{COOKIE}="):

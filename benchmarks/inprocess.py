@@ -15,7 +15,7 @@ from session_middleware._protocol import lua_scripts
 
 from .common import REDIS_URL, Counter, Request, counting
 from .results import Results
-from .scenarios import FLOOR_COOKIE, INVALIDATE, REQUESTS
+from .scenarios import FLOOR_COOKIE, INVALIDATE, NO_SESSION, REQUESTS
 from .variants import Variant, build
 
 Action = Callable[[], Awaitable[object]]
@@ -38,7 +38,7 @@ async def login_cookie(variant: Variant, user: str = "") -> str:
 
 async def prepare(variant: Variant) -> dict[str, Action]:
     """Each scenario of the variant as a no-argument coroutine, checked once."""
-    cookie = FLOOR_COOKIE if variant.key == "floor" else await login_cookie(variant)
+    cookie = FLOOR_COOKIE if variant.key in NO_SESSION else await login_cookie(variant)
     actions: dict[str, Action] = {}
     for scenario in REQUESTS:
         request = Request(scenario.method, scenario.path, cookie if scenario.logged_in else None)

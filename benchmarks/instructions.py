@@ -29,7 +29,7 @@ from functools import partial
 from .common import ROOT, Request, free_port
 from .inprocess import login_cookie, prepare, references
 from .results import Results
-from .scenarios import FLOOR_COOKIE, MANY_SESSIONS, SIZES
+from .scenarios import FLOOR_COOKIE, MANY_SESSIONS, NO_SESSION, SIZES
 from .variants import build
 
 COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
@@ -115,7 +115,7 @@ def _served(case: str, requests: int, prefix: str) -> int:
                 time.sleep(0.5)
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         cookie = FLOOR_COOKIE
-        if key != "floor":
+        if key not in NO_SESSION:
             connection.request("POST", "/login")
             response = connection.getresponse()
             response.read()

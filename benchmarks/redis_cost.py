@@ -1,11 +1,24 @@
 """Redis's own cost: CPU per operation and memory per key, on a redis-server of this part's
 own (a free loopback port, no persistence), so INFO commandstats holds nothing else.
 
-CPU: for each operation (login of a new user, logged-in read, write, invalidate_user; and
-the read as MULTI, HGETALL, GET, EXEC for comparison), `operations` of them
-after CONFIG RESETSTAT. INFO commandstats also counts the commands a script runs, and a
-script's own `usec` already includes them, so only top-level commands are summed: the
-commands the client sent (counted on the client), each at its `usec_per_call`.
+CPU, in interleaved rounds (the phases' order rotates each round; a figure is the median
+over the rounds, so a round in which the machine took the CPU away from redis-server in
+the middle of a command does not move it). A phase: `WARM_UP` operations (every session
+of its pool read or written once, connections open, scripts loaded), CONFIG RESETSTAT,
+then `operations` operations with every command counted on the client. Phases: ours
+(login of a new user, logged-in read, write, invalidate_user), starsessions' (login,
+read, write), the read as MULTI, HGETALL, GET, EXEC, and the read beside its floor: each
+read followed by a request of the same app with no session middleware whose read is one
+bare GETEX (GET's twin, counted apart) of a string as long as a record's fields and
+values, so that the floor (``floor-get``) comes to Redis as the read's commands do, in
+the same second. The ``-batched`` phases send `BATCH` reads' commands (or GETs of that
+string) in one pipeline, as a busy server receives them: no idle wake-up in between.
+
+INFO commandstats also counts the commands a script runs, and a script's own `usec`
+already includes them, so only top-level commands are summed: the commands the client
+sent, each at its `usec_per_call`. Where no script was sent, the calls Redis counted must
+be the calls the client sent, or the phase fails. Each command's own `usec_per_call` is
+kept beside the sum (``redis-cpu-command/PHASE/COMMAND``).
 Memory: MEMORY USAGE of the keys one login writes (record, epoch, index), and of what a
 second session of the same user adds.
 """
@@ -15,107 +28,222 @@ from __future__ import annotations
 import asyncio
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable
-from functools import partial
+from typing import Any
 
+import redis
 import redis.asyncio
 
 from .common import Counter, RedisServer, Request, counting
-from .inprocess import EPOCH, RECORD, login_cookie
+from .inprocess import login_cookie
 from .results import Results
-from .variants import build
+from .scenarios import FLOOR_COOKIE
+from .variants import OneRedisGet, Variant, build, build_app
 
 Operation = Callable[[int], Awaitable[object]]
+POOL = 64  # sessions read (and, apart, written) in turn by a phase
+WARM_UP = POOL
+BATCH = 32
+FLOOR, FLOOR_COMMAND = "cost:floor", "GETEX"  # the floor's GET, counted apart
+ADMIN = Tally({"INFO": 1})  # what the phase itself sends after CONFIG RESETSTAT
 
 
-def _cpu_per_operation(server: RedisServer, counter: Counter, operations: int) -> float:
-    """Microseconds of Redis CPU per operation, from the top-level commands counted."""
-    stats = server.client().info("commandstats")
-    sent = Tally(name.split(":")[0] for name in counter.commands)
-    usec = 0.0
-    scripts = [stats.get(f"cmdstat_{name}", {}) for name in ("eval", "evalsha")]
+def _top_level(commands: list[str]) -> Tally[str]:
+    """The commands Redis times on their own, by name: scripts as EVAL, and none of those
+    queued between MULTI and EXEC (EXEC's `usec` includes them, as a script's does)."""
+    found: Tally[str] = Tally()
+    queued = False
+    for command in commands:
+        name = command.split(":")[0]
+        if queued and name != "EXEC":
+            continue
+        queued = name == "MULTI"
+        found[name] += 1
+    return found
+
+
+def _top_level_usec(name: str, stats: dict[str, Any], sent: Tally[str]) -> dict[str, float]:
+    """Microseconds of Redis CPU per top-level command sent: its calls at their
+    `usec_per_call` (EVAL: every script call's `usec`, EVALSHA's and EVAL's alike).
+    `stats` were reset before the phase's first INFO cpu, which they count (`ADMIN`)."""
+    scripts = [stats.get(f"cmdstat_{command}", {}) for command in ("eval", "evalsha")]
     script_calls = sum(s.get("calls", 0) for s in scripts)
-    for name, count in sent.items():
-        if name == "EVAL":  # EVALSHA, or EVAL on a NOSCRIPT: all script calls are top-level
-            usec += sum(s.get("usec", 0) for s in scripts) * count / max(script_calls, 1)
-        else:
-            usec += stats.get(f"cmdstat_{name.lower()}", {}).get("usec_per_call", 0.0) * count
-    return usec / operations
+    nested = script_calls or "EXEC" in sent  # commands run inside count in commandstats too
+    usec: dict[str, float] = {}
+    for command, count in sent.items():
+        if command == "EVAL":
+            usec[command] = sum(s.get("usec", 0) for s in scripts) * count / max(script_calls, 1)
+            continue
+        found = stats.get(f"cmdstat_{command.lower()}", {})
+        calls = found.get("calls", 0) - ADMIN[command]
+        if not nested and calls != count:
+            raise RuntimeError(
+                f"redis-cpu/{name}: Redis counted {calls} {command}, "
+                f"the client sent {count}: something else reached this redis-server"
+            )
+        usec[command] = found.get("usec_per_call", 0.0) * count
+    return usec
 
 
-async def _operations(key: str, server: RedisServer, prefix: str) -> dict[str, Operation]:
-    variant = build(key, prefix, server.url)
-    users: list[str] = []
-    cookies: list[str] = []
-
-    async def login(number: int) -> None:
-        users.append(f"user-{number}-{len(users)}")
-        cookies.append(await login_cookie(variant, users[-1]))
-
-    async def request(method: str, path: str, number: int) -> None:
-        response = await Request(method, path, cookies[number % len(cookies)]).fetch(variant.app)
-        if response.status != 200:
-            raise RuntimeError(f"{key}: {method} {path} answered {response.status}")
-
-    operations: dict[str, Operation] = {
-        "login": login,
-        "read": partial(request, "GET", "/read"),
-        "write": partial(request, "POST", "/write"),
-    }
-    if variant.config is not None:
-        operations["invalidate"] = lambda n: variant.config.ainvalidate_user(users[n % len(users)])
-    operations["close"] = lambda n: variant.close()
-    return operations
-
-
-async def _read_as_multi(server: RedisServer) -> Operation:
-    """The logged-in read as MULTI, HGETALL, GET, EXEC on a record HASH and its epoch."""
-    client = server.client()
-    client.hset("{u}:s:record", mapping=RECORD)
-    client.set("{u}:e", EPOCH)
-    connection = redis.asyncio.Redis(port=server.port)
-
-    async def read(number: int) -> object:
-        return (
-            await connection.pipeline(transaction=True)
-            .hgetall("{u}:s:record")
-            .get("{u}:e")
-            .execute()
-        )
-
-    return read
-
-
-def _process_cpu(server: RedisServer) -> float:
+def _process_cpu(admin: redis.Redis) -> float:
     """Seconds of CPU the redis-server process has used (user + system, from getrusage):
     not inflated when a loaded machine takes the CPU away mid-command, as `usec` is."""
-    found = server.client().info("cpu")
+    found = admin.info("cpu")
     return float(found["used_cpu_user"]) + float(found["used_cpu_sys"])
 
 
+async def _sessions(variant: Variant, kind: str) -> list[str]:
+    return [await login_cookie(variant, f"{kind}-{number}") for number in range(POOL)]
+
+
+async def _operations(key: str, server: RedisServer) -> tuple[dict[str, Operation], Variant]:
+    """The variant's operations; reads and writes each on a pool of sessions of their own,
+    so that a write never changes what a read reads."""
+    variant = build(key, f"cost:{key}:", server.url)
+    readers, writers = await _sessions(variant, "reader"), await _sessions(variant, "writer")
+    users = [f"victim-{number}" for number in range(POOL)]
+    for user in users:
+        await login_cookie(variant, user)
+
+    async def login(number: int) -> None:
+        users.append(f"user-{len(users)}")
+        await login_cookie(variant, users[-1])
+
+    def request(method: str, path: str, cookies: list[str]) -> Operation:
+        sent = [Request(method, path, cookie) for cookie in cookies]
+
+        async def operation(number: int) -> None:
+            response = await sent[number % len(sent)].fetch(variant.app)
+            if response.status != 200:
+                raise RuntimeError(f"{key}: {method} {path} answered {response.status}")
+
+        return operation
+
+    operations: dict[str, Operation] = {
+        "login": login,
+        "read": request("GET", "/read", readers),
+        "write": request("POST", "/write", writers),
+    }
+    if variant.config is not None:
+        config = variant.config
+        operations["invalidate"] = lambda n: config.ainvalidate_user(users[n % len(users)])
+    return operations, variant
+
+
+def _record(admin: redis.Redis, prefix: str) -> tuple[str, str]:
+    """A reader's record key and its user's epoch key (``...{tag}:s:id``, ``...{tag}:e``)."""
+    for record in admin.scan_iter(match=f"{prefix}*:s:*", count=10_000):
+        if str(admin.hget(record, "u")).startswith('"reader-'):
+            return record, record.rsplit(":s:", 1)[0] + ":e"
+    raise RuntimeError("no reader's record")
+
+
+async def _comparisons(
+    server: RedisServer, admin: redis.Redis
+) -> tuple[dict[str, Operation], redis.asyncio.Redis]:
+    """On a reader's record and epoch: the read as MULTI/HGETALL/GET/EXEC, and its two
+    commands `BATCH` reads at a time in one pipeline; the batched floor: `BATCH` GETs of a
+    string as long as the record's fields and values in one pipeline."""
+    record, epoch = _record(admin, "cost:ours-redis:")
+    size = sum(len(field) + len(value) for field, value in admin.hgetall(record).items())
+    admin.set(FLOOR, "x" * size, ex=admin.ttl(record))
+    connection = redis.asyncio.Redis(port=server.port)
+
+    def read(pipeline: Any, reads: int) -> Any:
+        for _ in range(reads):
+            pipeline.hgetall(record)
+            pipeline.get(epoch)
+        return pipeline.execute()
+
+    async def multi(number: int) -> object:
+        return await read(connection.pipeline(transaction=True), 1)
+
+    async def reads_batched(number: int) -> object:
+        return await read(connection.pipeline(transaction=False), BATCH)
+
+    async def gets_batched(number: int) -> object:
+        pipeline = connection.pipeline(transaction=False)
+        for _ in range(BATCH):
+            pipeline.get(FLOOR)
+        return await pipeline.execute()
+
+    operations: dict[str, Operation] = {
+        "read-as-multi": multi,
+        "read-commands-batched": reads_batched,
+        "floor-get-batched": gets_batched,
+    }
+    return operations, connection
+
+
+async def _beside_floor(server: RedisServer, read: Operation) -> tuple[Operation, Variant]:
+    """Each read followed by the floor: a request of the same app with no session
+    middleware whose read is one bare GETEX (GET under a name of its own in commandstats)
+    of a string as long as a record, so that both come to Redis alike, side by side."""
+    connection = redis.asyncio.Redis(port=server.port)
+    variant = Variant("floor-redis", build_app(OneRedisGet(connection, FLOOR, getex=True), []))
+    variant.closers.append(connection.aclose)
+    sent = Request("GET", "/read", FLOOR_COOKIE)
+
+    async def both(number: int) -> None:
+        await read(number)
+        response = await sent.fetch(variant.app)
+        if response.status != 200:
+            raise RuntimeError(f"floor-redis: GET /read answered {response.status}")
+
+    return both, variant
+
+
 async def _phase(
-    results: Results, server: RedisServer, name: str, operation: Operation, operations: int
+    results: Results, admin: redis.Redis, name: str, operation: Operation, operations: int
 ) -> None:
-    await operation(operations)  # warm-up: scripts loaded, connections open
+    per_call = BATCH if name.endswith("-batched") else 1
+    for number in range(max(WARM_UP // per_call, 2)):
+        await operation(number)
+    calls = max(operations // per_call, 1)
     counter = Counter()
-    server.client().config_resetstat()
-    before = _process_cpu(server)
+    admin.config_resetstat()
+    before = _process_cpu(admin)
     with counting(counter):
-        for number in range(operations):
+        for number in range(calls):
             await operation(number)
-    used = (_process_cpu(server) - before) / operations
-    results.add(f"redis-cpu/{name}", [_cpu_per_operation(server, counter, operations) * 1e-6])
-    results.add(f"redis-process-cpu/{name}", [max(used, 1e-9)])
+    stats = admin.info("commandstats")
+    used = _process_cpu(admin) - before
+    done = calls * per_call
+    sent = _top_level(counter.commands)
+    usec = _top_level_usec(name, stats, sent)
+    if FLOOR_COMMAND in usec:
+        results.add("redis-cpu/floor-get", [usec.pop(FLOOR_COMMAND) / done * 1e-6])
+    results.add(f"redis-cpu/{name}", [sum(usec.values()) / done * 1e-6])
+    results.add(f"redis-process-cpu/{name}", [max(used / done, 1e-9)])
+    for command, spent in usec.items():
+        results.add(f"redis-cpu-command/{name}/{command}", [spent / sent[command] * 1e-6])
+    sequence = Tally(counter.commands)
+    results.facts[f"redis-cpu/{name}/per_operation"] = {
+        "round_trips": counter.round_trips / done,
+        **{command: count / done for command, count in sorted(sequence.items())},
+    }
 
 
-async def _cpu(results: Results, server: RedisServer, operations: int, round: int) -> None:
-    for key in ("ours-redis", "starsessions"):
-        ops = await _operations(key, server, f"cost{round}:{key}:")
-        for name in ("login", "read", "write", "invalidate"):
-            if name in ops:
-                suffix = "" if key == "ours-redis" else f"/{key}"
-                await _phase(results, server, name + suffix, ops[name], operations)
-        await ops["close"](0)
-    await _phase(results, server, "read-as-multi", await _read_as_multi(server), operations)
+async def _cpu(results: Results, server: RedisServer, operations: int, rounds: int) -> None:
+    admin = server.client()
+    ours, ours_variant = await _operations("ours-redis", server)
+    theirs, their_variant = await _operations("starsessions", server)
+    compared, connection = await _comparisons(server, admin)
+    beside, floor_variant = await _beside_floor(server, ours["read"])
+    phases: dict[str, Operation] = {name: ours[name] for name in ours}
+    phases |= {f"{name}/starsessions": theirs[name] for name in theirs}
+    phases |= {"read-beside-floor": beside, **compared}
+    order = list(phases)
+    try:
+        for number in range(rounds):
+            turn = number % len(order)
+            for name in order[turn:] + order[:turn]:
+                await _phase(results, admin, name, phases[name], operations)
+    finally:
+        await ours_variant.close()
+        await their_variant.close()
+        await floor_variant.close()
+        await connection.aclose()
+        admin.close()
 
 
 async def _memory(results: Results, server: RedisServer) -> None:
@@ -138,6 +266,6 @@ async def _memory(results: Results, server: RedisServer) -> None:
 
 def measure(results: Results, operations: int, rounds: int) -> None:
     with RedisServer() as server:
-        for number in range(rounds):
-            asyncio.run(_cpu(results, server, operations, number))
+        asyncio.run(_cpu(results, server, operations, rounds))
+    with RedisServer() as server:
         asyncio.run(_memory(results, server))

@@ -31,8 +31,11 @@ def judge(results: Results, target: Target) -> tuple[str, str]:
     if a not in results.runs or (b and b not in results.runs):
         return "not measured", ""
     if target.kind == "at_most":
-        value = results.median(a)
-        return f"{value * 1e6:.2f} µs", _verdict(value <= target.bound)
+        value, rounds = results.median(a), results.rounds(a)
+        spread = f" ({min(rounds) * 1e6:.2f}-{max(rounds) * 1e6:.2f}, {len(rounds)} rounds)"
+        return f"{value * 1e6:.2f} µs{spread if len(rounds) > 1 else ''}", _verdict(
+            value <= target.bound
+        )
     if target.kind == "speed":
         median, low, high = results.ratio(b, a)  # time per request: b ÷ a is a's speed-up
     else:
@@ -58,10 +61,11 @@ def _value(results: Results, name: str) -> str:
         return f"{median:,.0f}"
     if unit == "byte":
         return f"{median:,.0f} B"
-    text = f"{median * 1e6:,.1f} µs" if median < 0.1 else f"{median:,.2f} s"
-    return text + (
-        f" ({min(rounds) * 1e6:,.0f}-{max(rounds) * 1e6:,.0f})" if len(rounds) > 1 else ""
-    )
+    if median >= 0.1:
+        return f"{median:,.2f} s"
+    digits = 2 if median < 1e-5 else 1 if median < 1e-4 else 0  # µs under 10: 2 decimals
+    spread = f" ({min(rounds) * 1e6:,.{digits}f}-{max(rounds) * 1e6:,.{digits}f})"
+    return f"{median * 1e6:,.{max(digits, 1)}f} µs" + (spread if len(rounds) > 1 else "")
 
 
 def _matrix(results: Results, part: str, qualifier: str, rate: bool) -> list[str]:
@@ -86,6 +90,24 @@ def _matrix(results: Results, part: str, qualifier: str, rate: bool) -> list[str
             row.append(cell)
         rows.append(row)
     return _table(["variant", *scenarios], rows) if rows else []
+
+
+def _redis_cpu(results: Results) -> list[str]:
+    """Redis CPU per operation, and ÷ the floor (a bare GET of a string as long as the
+    record, sent the same way: one at a time, or batched) round by round."""
+    names = results.names("redis-cpu/")
+    if not names:
+        return []
+    rows = []
+    for name in names:
+        floor = "redis-cpu/floor-get" + ("-batched" if name.endswith("-batched") else "")
+        ratio = ""
+        if floor in results.runs and name != floor:
+            median, low, high = results.ratio(name, floor)
+            ratio = f"{median:.1f}x ({low:.1f}-{high:.1f})"
+        rows.append([name, _value(results, name), ratio])
+    title = "Redis CPU per operation (INFO commandstats, top-level commands)"
+    return [f"## {title}", "", *_table(["benchmark", "median", "÷ floor GET"], rows)]
 
 
 def render(results: Results) -> str:
@@ -146,9 +168,10 @@ def render(results: Results) -> str:
                 for n in contention
             ],
         )
+    out += _redis_cpu(results)
     for part, title in (
         ("instructions/", "CPU instructions per request (callgrind)"),
-        ("redis-cpu/", "Redis CPU per operation (INFO commandstats, top-level commands)"),
+        ("redis-cpu-command/", "Redis CPU per call of each top-level command (commandstats)"),
         ("redis-process-cpu/", "Redis process CPU per operation (INFO cpu, network included)"),
         ("memory/", "Redis memory (MEMORY USAGE)"),
         ("scale/", "Invalidating one user among many sessions"),

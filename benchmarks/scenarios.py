@@ -23,6 +23,8 @@ LOGIN = Scenario("login", "POST", "/login", False)  # a new session bound to a u
 REQUESTS = (ANONYMOUS, READ, WRITE, LOGIN)
 INVALIDATE = "invalidate"  # not a request: one call of config.ainvalidate_user(user_id)
 
+# The variants with no session middleware: no login, they carry FLOOR_COOKIE.
+NO_SESSION = ("floor", "floor-redis")
 # The floor carries a cookie of a logged-in cookie's size, so requests are the same size.
 FLOOR_COOKIE = "session=" + "x" * 120
 
@@ -129,6 +131,22 @@ TARGETS = (
         1.1,
     ),
     Target("Redis CPU per logged-in read ≤ 2 µs", "at_most", "redis-cpu/read", "", 2e-6),
+    # The floor of any request served with one Redis round trip through redis-py: the app
+    # with no session middleware doing one bare redis.asyncio GET (variant floor-redis).
+    Target(
+        "logged-in read ≤ 1.2x a bare redis.asyncio GET served (instructions, in-process)",
+        "cost",
+        "instructions/read/ours-redis",
+        "instructions/read/floor-redis",
+        1.2,
+    ),
+    Target(
+        "logged-in read ≤ 1.2x a bare redis.asyncio GET served (instructions, uvicorn)",
+        "cost",
+        "instructions/served-read/ours-redis",
+        "instructions/served-read/floor-redis",
+        1.2,
+    ),
     Target(
         "invalidate_user among the most sessions ≤ 1.5x its cost among 10",
         "cost",

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 import redis.asyncio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -32,6 +33,7 @@ from .common import COOKIE, REDIS_URL, SECRET, SESSION_LIFETIME
 
 LABELS = {
     "floor": "no session (floor)",
+    "floor-redis": "no session, one bare redis.asyncio GET per request that reads one",
     "starlette": "Starlette cookie SessionMiddleware",
     "starsessions": "starsessions 2.2.1 + RedisStore",
     "ours-redis": "session_middleware, Redis epochs",
@@ -42,6 +44,7 @@ LABELS = {
 ORDER = tuple(LABELS)
 COUNTER = "n:"  # the session keys of /count/{slot}: n:shared, n:0, n:1...
 MAX_SESSION_BYTES = 256 * 1024  # room for the 100 KB session (the default is 64 KB)
+RECORD_BYTES = 160  # a logged-in record's fields and values
 
 
 def _sized(size: int) -> list[dict[str, object]]:
@@ -67,6 +70,24 @@ class Access:
 class NoSession(Access):
     async def session(self, request: Request) -> Any:
         return {}
+
+
+class OneRedisGet(Access):
+    """No session middleware: reaching the session is one bare `redis.asyncio` GET of a
+    string as long as a logged-in record, and a dict of the read's theme (the floor of a
+    request served with one Redis round trip). `getex`: GETEX instead, GET's twin under a
+    name of its own in INFO commandstats."""
+
+    def __init__(self, connection: redis.asyncio.Redis, key: str, getex: bool = False) -> None:
+        self.read = connection.getex if getex else connection.get
+        self.key = key
+
+    async def session(self, request: Request) -> Any:
+        await self.read(self.key)
+        return {"theme": "dark"}
+
+    async def user(self, request: Request) -> Any:
+        return "floor-redis"
 
 
 class StarsessionsAccess(Access):
@@ -165,6 +186,13 @@ def build(key: str, prefix: str, redis_url: str = REDIS_URL, **extra: Any) -> Va
     """The variant `key`, its Redis keys under `prefix` (`extra`: more of our options)."""
     if key == "floor":
         return Variant(key, build_app(NoSession(), []))
+    if key == "floor-redis":
+        stored, setup = f"{prefix}floor-redis", redis.Redis.from_url(redis_url)
+        setup.set(stored, "x" * RECORD_BYTES, ex=SESSION_LIFETIME)
+        setup.close()
+        connection = redis.asyncio.Redis.from_url(redis_url)
+        access = OneRedisGet(connection, stored)
+        return Variant(key, build_app(access, []), None, [connection.aclose])
     if key == "starlette":
         cookie = Middleware(
             CookieSessionMiddleware,
