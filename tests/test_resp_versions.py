@@ -22,6 +22,7 @@ import redis.asyncio
 
 from session_middleware import SessionConfig, SessionEvent, sessions
 from session_middleware._core import runners
+from session_middleware._transport.clients import RedisClients
 from session_middleware.cli import main
 from session_middleware.devices import listing
 
@@ -410,8 +411,6 @@ async def redis_py_replies(commands: list[tuple[Any, ...]], protocol: int) -> li
 
 
 async def multiplexed_replies(commands: list[tuple[Any, ...]], url: str) -> list[Any]:
-    from session_middleware._transport.clients import RedisClients
-
     clients = RedisClients(url=url, client=None, timeout=5.0)
     try:
         multiplexed = clients.async_()
@@ -444,3 +443,31 @@ def test_the_multiplexed_connection_replies_as_redis_py_does_with_resp2(
             assert isinstance(reply, list)
             reply = dict(zip(reply[::2], reply[1::2], strict=True))
         assert comparable(reply) == comparable(wanted), command
+
+
+@pytest.mark.parametrize(("protocol", "spoken"), [(None, "2"), (2, "2"), (3, "3")])
+def test_clients_built_from_a_url_speak_resp2_unless_it_asks_for_resp3(
+    protocol: int | None, spoken: str
+) -> None:
+    """redis-py 8 would agree on RESP3, where a session's HGETALL comes as a map that
+    hiredis builds field by field; the URL's own `protocol` still wins."""
+    clients = RedisClients(
+        url=with_protocol(REDIS_URL, protocol), client=None, timeout=2.0, multiplex=False
+    )
+
+    def resp(info: Any) -> str:
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        return dict(part.split("=", 1) for part in text.split() if "=" in part)["resp"]
+
+    async def spoken_async() -> str:
+        client = clients.async_()
+        try:
+            return resp(await client.execute_command("CLIENT", "INFO"))
+        finally:
+            await clients.aclose()
+
+    try:
+        assert resp(clients.sync().execute_command("CLIENT", "INFO")) == spoken
+        assert asyncio.run(spoken_async()) == spoken
+    finally:
+        clients.close()
