@@ -336,10 +336,7 @@ class Configuration:
             self.listeners.add(settings.on_event)
         self.epochs = settings.epochs if settings.epochs is not None else RedisEpochs()
         self.epochs.attach(_epoch_context(settings, self.keys, self.redis))
-        # A Cluster reads with the script: redis-py's cluster pipeline fails a node's
-        # commands while another node fails over (tests/test_cluster_failover_load.py).
-        pipelined_read = self.redis.topology != "cluster"
-        self.core = _core(settings, self.keys, self.secret_keys, self.epochs, pipelined_read)
+        self.core = _core(settings, self.keys, self.secret_keys, self.epochs)
         self._users = UserSessions(self.core)
         self._frozen = True
 
@@ -518,11 +515,7 @@ def _epoch_context(settings: Settings, keys: KeySpace, redis: SessionRedis) -> E
 
 
 def _core(
-    settings: Settings,
-    keys: KeySpace,
-    secret_keys: SecretKeys,
-    epochs: EpochProvider,
-    pipelined_read: bool,
+    settings: Settings, keys: KeySpace, secret_keys: SecretKeys, epochs: EpochProvider
 ) -> Core:
     timing = settings.timing
     codec = CookieCodec(
@@ -545,7 +538,6 @@ def _core(
         max_bytes=settings.max_session_bytes,
         cipher=None if encryption_key is None else fernet_cipher(encryption_key),
         max_sessions_per_user=settings.max_sessions_per_user or 0,
-        pipelined_read=pipelined_read,
     )
 
 

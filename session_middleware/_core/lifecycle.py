@@ -126,7 +126,6 @@ class Core:
         max_bytes: int = 64 * 1024,
         cipher: Cipher | None = None,
         max_sessions_per_user: int = 0,
-        pipelined_read: bool = True,
     ) -> None:
         self.keys = keys
         self.codec = codec
@@ -136,7 +135,6 @@ class Core:
         self.max_bytes = max_bytes
         self.cipher = cipher
         self.max_sessions_per_user = max_sessions_per_user
-        self.pipelined_read = pipelined_read  # False: the READ script alone (a Cluster)
         self.fields = FieldCodec(cipher)
         self.writes = Writes(keys, timing, max_bytes, self.fields)
         self.records = RecordReader(cipher, max_bytes)
@@ -154,7 +152,6 @@ class Core:
             max_bytes=self.max_bytes,
             cipher=self.cipher,
             max_sessions_per_user=self.max_sessions_per_user,
-            pipelined_read=self.pipelined_read,
         )
 
     # -- reading --------------------------------------------------------------------
@@ -173,10 +170,8 @@ class Core:
             return Opened(self._session(), client_info=client_info)
         epoch_key = self.provider.cached_key(ref.tag)
         handle = session_handle(ref.session_id)
-        read = None
-        if self.pipelined_read:
-            commands = self.writes.read_pipelined(ref.tag, handle, epoch_key)
-            read = pipelined_read((yield RedisIO(commands, errors_as_replies=True)))
+        commands = self.writes.read_pipelined(ref.tag, handle, epoch_key)
+        read = pipelined_read((yield RedisIO(commands, errors_as_replies=True)))
         if read is not None:
             opened = yield from self._opened(ref, handle, read, now, client_info, final=False)
             if opened is not None:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from redis.exceptions import NoScriptError
 
 from .._protocol.wire import Command
+from .cluster_reads import cluster_reads, read_async, read_sync
 
 
 class AsyncRedisClient(Protocol):
@@ -37,6 +38,9 @@ def run_sync(
             return [client.execute_command(*by_sha(commands[0]))]
         except NoScriptError:
             return [client.execute_command(*commands[0])]
+    if cluster_reads(client, commands):
+        replies = read_sync(client, commands)
+        return replies if errors_as_replies else raised(replies)
     with client.pipeline(transaction=False) as pipe:
         for command in commands:
             pipe.execute_command(*by_sha(command))
@@ -66,6 +70,9 @@ async def _run_redis_py(
             return [await client.execute_command(*by_sha(commands[0]))]
         except NoScriptError:
             return [await client.execute_command(*commands[0])]
+    if cluster_reads(client, commands):
+        replies = await read_async(client, commands)
+        return replies if errors_as_replies else raised(replies)
     async with client.pipeline(transaction=False) as pipe:
         for command in commands:
             pipe.execute_command(*by_sha(command))
