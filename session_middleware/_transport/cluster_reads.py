@@ -9,7 +9,9 @@ error its async pipeline closes every connection of the client, failing the requ
 flight to the healthy masters, and its sync pipeline reads the layout again at once, from
 the node that just failed if it was the first one given. So a pipeline of reads makes one
 attempt, with redis-py's own retries turned off, and whatever that attempt could not read
-is read again alone. Reads may be sent twice: they change nothing.
+is read again alone, and so is every command after it: the commands are still read in
+their order (the session read's check needs its record read before its epoch, see
+record_commands.pipelined_read). Reads may be sent twice: they change nothing.
 """
 
 from __future__ import annotations
@@ -54,10 +56,8 @@ def read_sync(client: Any, commands: Sequence[Command]) -> list[Any]:
         replies = list(pipe.execute(raise_on_error=False))
     except READ_AGAIN_AFTER:
         replies = [_UNREAD] * len(commands)
-    return [
-        _alone_sync(client, command) if _unread(reply) else reply
-        for command, reply in zip(commands, replies, strict=True)
-    ]
+    kept = _answered(replies)
+    return replies[:kept] + [_alone_sync(client, command) for command in commands[kept:]]
 
 
 async def read_async(client: Any, commands: Sequence[Command]) -> list[Any]:
@@ -70,10 +70,8 @@ async def read_async(client: Any, commands: Sequence[Command]) -> list[Any]:
         replies = list(await pipe.execute(raise_on_error=False))
     except READ_AGAIN_AFTER:
         replies = [_UNREAD] * len(commands)
-    return [
-        await _alone_async(client, command) if _unread(reply) else reply
-        for command, reply in zip(commands, replies, strict=True)
-    ]
+    kept = _answered(replies)
+    return replies[:kept] + [await _alone_async(client, command) for command in commands[kept:]]
 
 
 class _SentOnce(redis.asyncio.cluster.PipelineStrategy):
@@ -94,8 +92,12 @@ class _SentOnce(redis.asyncio.cluster.PipelineStrategy):
             await self.reset()  # type: ignore[no-untyped-call]
 
 
-def _unread(reply: Any) -> bool:
-    return reply is _UNREAD or isinstance(reply, READ_AGAIN_AFTER)
+def _answered(replies: Sequence[Any]) -> int:
+    """How many replies, from the first, the pipeline's attempt read."""
+    for index, reply in enumerate(replies):
+        if reply is _UNREAD or isinstance(reply, READ_AGAIN_AFTER):
+            return index
+    return len(replies)
 
 
 def _alone_sync(client: Any, command: Command) -> Any:
