@@ -129,3 +129,12 @@ def test_the_oldest_remembered_payload_is_forgotten_first(
     assert list(remembered) == [f"{each.tag}.{each.session_id}" for each in refs[1:]]
     for each in refs:
         assert codec.find(f"session={_signed(each, CURRENT)}") == each
+
+
+def test_a_verified_cookie_is_signed_again_from_the_remembered_signatures(
+    ref: CookieRef, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    codec = _codec([CURRENT, OLDER])
+    assert codec.find(f"session={_signed(ref, OLDER)}") == ref
+    monkeypatch.setattr(cookies, "_signature", None)  # no HMAC computed from here on
+    assert codec.encode(ref) == _signed(ref, CURRENT)

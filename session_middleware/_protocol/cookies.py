@@ -102,9 +102,13 @@ class _Verifier:
             self._verified[payload] = entry
         return ref
 
-    def sign(self, payload: bytes) -> bytes:
-        """The signature itsdangerous's Signer gives `payload`: it signs with its last key."""
-        return _signature(self._states[-1], payload)
+    def sign(self, payload: str) -> str:
+        """The signature itsdangerous's Signer gives `payload`: it signs with its last key
+        (remembered, when the payload verified before)."""
+        entry = self._verified.get(payload)
+        if entry is not None:
+            return entry[0][-1]
+        return _signature(self._states[-1], payload.encode("ascii")).decode("ascii")
 
 
 def _signature(state: Any, payload: bytes) -> bytes:
@@ -272,8 +276,7 @@ class CookieCodec:
 
     def encode(self, ref: CookieRef) -> str:
         payload = f"{ref.tag}.{ref.session_id}"
-        signature = self._keys.signing().verifier.sign(payload.encode("ascii"))
-        return f"{payload}.{signature.decode('ascii')}"
+        return f"{payload}.{self._keys.signing().verifier.sign(payload)}"
 
     def decode(self, value: str) -> CookieRef | None:
         """The reference a cookie value holds, or None unless we issued it."""
