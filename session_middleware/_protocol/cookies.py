@@ -71,6 +71,8 @@ class _Verifier:
     def known(self, value: str) -> CookieRef | None:
         """The reference of a cookie value whose payload verified before, if its signature
         is the one computed then; None otherwise (then verify it)."""
+        if len(value) > MAX_COOKIE_VALUE_LENGTH:
+            return None
         entry = self._verified.get(value[:-_SIGNED_SUFFIX])
         if entry is None or value[-_SIGNED_SUFFIX] != ".":
             return None
@@ -298,10 +300,15 @@ class CookieCodec:
         if not cookie_header or self.name not in cookie_header:
             return None
         verifier = self._keys.signing().verifier
-        if cookie_header.startswith(self._alone) and ";" not in cookie_header:
+        alone = self._alone
+        if (
+            len(cookie_header) <= len(alone) + MAX_COOKIE_VALUE_LENGTH
+            and cookie_header.startswith(alone)
+            and ";" not in cookie_header
+        ):
             # The header holds this one cookie (what the pattern below would find):
             # one seen before needs no search.
-            known = verifier.known(cookie_header[len(self._alone) :])
+            known = verifier.known(cookie_header[len(alone) :])
             if known is not None:
                 return known
         verified = 0
