@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import logging
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -37,6 +38,8 @@ _SESSION_ID = rf"[A-Za-z0-9_-]{{{-(-SESSION_ID_BYTES * 4 // 3)}}}"
 _SIGNATURE = r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]"
 _VALUE = re.compile(rf"({_TAG})\.({_SESSION_ID})\.{_SIGNATURE}")
 MAX_CANDIDATES = 4
+VERIFIED_ENTRIES = 4096  # payloads whose signatures a verifier remembers
+_SIGNED_SUFFIX = 44  # "." and the signature
 _EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
 MIN_SECRET_LENGTH = 32
 _PLACEHOLDER_SECRETS = {"secret", "changeme", "change-me", "secret_key", "your-secret-key"}
@@ -50,22 +53,64 @@ class _Verifier:
 
     The value's shape is checked first (_VALUE), so its signature is the canonical
     spelling: comparing the text is comparing the HMAC.
+
+    The signatures of the payloads that verified are remembered (at most
+    VERIFIED_ENTRIES, the oldest forgotten first): a cookie seen again is compared, in
+    constant time and against every key as before, with the signatures computed then,
+    instead of computing them again. A payload that did not verify is never remembered.
     """
 
     def __init__(self, signer: Signer) -> None:
         self._states = [
             hmac.new(signer.derive_key(key), digestmod=hashlib.sha256) for key in signer.secret_keys
         ]
+        # payload -> (its signature under each key, its reference)
+        self._verified: dict[str, tuple[tuple[str, ...], CookieRef]] = {}
+        self._remembering = threading.Lock()
 
-    def valid(self, payload: bytes, signature: bytes) -> bool:
+    def known(self, value: str) -> CookieRef | None:
+        """The reference of a cookie value whose payload verified before, if its signature
+        is the one computed then; None otherwise (then verify it)."""
+        if len(value) > MAX_COOKIE_VALUE_LENGTH:
+            return None
+        entry = self._verified.get(value[:-_SIGNED_SUFFIX])
+        if entry is None or value[-_SIGNED_SUFFIX] != ".":
+            return None
+        signature = value[1 - _SIGNED_SUFFIX :]
+        if not signature.isascii():  # compare_digest takes ASCII text only
+            return None
+        signatures, ref = entry
         matched = False
-        for state in self._states:
-            matched |= hmac.compare_digest(_signature(state, payload), signature)
-        return matched
+        for expected in signatures:
+            matched |= hmac.compare_digest(expected, signature)
+        return ref if matched else None
 
-    def sign(self, payload: bytes) -> bytes:
-        """The signature itsdangerous's Signer gives `payload`: it signs with its last key."""
-        return _signature(self._states[-1], payload)
+    def verified(self, match: re.Match[str]) -> CookieRef | None:
+        """The reference a well-formed cookie value (a _VALUE match) holds, if one of the
+        keys signed it."""
+        payload, _, signature = match.group(0).rpartition(".")
+        data, presented = payload.encode("ascii"), signature.encode("ascii")
+        signatures = [_signature(state, data) for state in self._states]
+        matched = False
+        for expected in signatures:
+            matched |= hmac.compare_digest(expected, presented)
+        if not matched:
+            return None
+        ref = CookieRef(tag=match.group(1), session_id=match.group(2))
+        entry = (tuple(computed.decode("ascii") for computed in signatures), ref)
+        with self._remembering:
+            if len(self._verified) >= VERIFIED_ENTRIES:
+                del self._verified[next(iter(self._verified))]
+            self._verified[payload] = entry
+        return ref
+
+    def sign(self, payload: str) -> str:
+        """The signature itsdangerous's Signer gives `payload`: it signs with its last key
+        (remembered, when the payload verified before)."""
+        entry = self._verified.get(payload)
+        if entry is not None:
+            return entry[0][-1]
+        return _signature(self._states[-1], payload.encode("ascii")).decode("ascii")
 
 
 def _signature(state: Any, payload: bytes) -> bytes:
@@ -217,6 +262,7 @@ class CookieCodec:
         self.secure, self.partitioned = secure, partitioned
         value = rf"([^;]{{0,{MAX_COOKIE_VALUE_LENGTH}}})(?=;|[ \t]*$)"
         self._pairs = re.compile(rf"(?:^|;)[ \t]*{re.escape(name)}[ \t]*=[ \t]*{value}")
+        self._alone = f"{name}="
         # Spelt as Starlette's SessionMiddleware spells them, in its order, so that code
         # and tests written against it read our cookie the same way.
         self._path = f"path={path}"
@@ -232,15 +278,18 @@ class CookieCodec:
 
     def encode(self, ref: CookieRef) -> str:
         payload = f"{ref.tag}.{ref.session_id}"
-        signature = self._keys.signing().verifier.sign(payload.encode("ascii"))
-        return f"{payload}.{signature.decode('ascii')}"
+        return f"{payload}.{self._keys.signing().verifier.sign(payload)}"
 
     def decode(self, value: str) -> CookieRef | None:
         """The reference a cookie value holds, or None unless we issued it."""
         if len(value) > MAX_COOKIE_VALUE_LENGTH:
             return None
+        verifier = self._keys.signing().verifier
+        known = verifier.known(value)
+        if known is not None:
+            return known
         match = _VALUE.fullmatch(value)
-        return None if match is None else _verified(match, self._keys.signing().verifier)
+        return None if match is None else verifier.verified(match)
 
     def find(self, cookie_header: str | None) -> CookieRef | None:
         """The first valid session cookie in a Cookie header (duplicates are allowed).
@@ -251,12 +300,27 @@ class CookieCodec:
         if not cookie_header or self.name not in cookie_header:
             return None
         verifier = self._keys.signing().verifier
+        alone = self._alone
+        if (
+            len(cookie_header) <= len(alone) + MAX_COOKIE_VALUE_LENGTH
+            and cookie_header.startswith(alone)
+            and ";" not in cookie_header
+        ):
+            # The header holds this one cookie (what the pattern below would find):
+            # one seen before needs no search.
+            known = verifier.known(cookie_header[len(alone) :])
+            if known is not None:
+                return known
         verified = 0
         for match in self._pairs.finditer(cookie_header):
-            well_formed = _VALUE.fullmatch(match.group(1).strip('"'))
+            value = match.group(1).strip('"')
+            known = verifier.known(value)
+            if known is not None:
+                return known
+            well_formed = _VALUE.fullmatch(value)
             if well_formed is None:
                 continue
-            ref = _verified(well_formed, verifier)
+            ref = verifier.verified(well_formed)
             if ref is not None:
                 return ref
             verified += 1
@@ -281,10 +345,3 @@ class CookieCodec:
             return f"{self.name}=; {self._path}; Max-Age=0; expires={_EXPIRED}; {self._attributes}"
         age = "" if update.max_age is None else f"Max-Age={update.max_age}; "
         return f"{self.name}={update.value}; {self._path}; {age}{self._attributes}"
-
-
-def _verified(match: re.Match[str], verifier: _Verifier) -> CookieRef | None:
-    payload, _, signature = match.group(0).rpartition(".")
-    if not verifier.valid(payload.encode("ascii"), signature.encode("ascii")):
-        return None
-    return CookieRef(tag=match.group(1), session_id=match.group(2))
