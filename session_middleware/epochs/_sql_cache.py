@@ -69,11 +69,12 @@ class EpochCache:
             for tag in self.keys.user_tags(user_id)
         ]
 
-    def publish_restamping(
-        self, user_id: UserId, tag: str, epoch: str, session: StampedRecord
+    def restamping(
+        self, published: list[Command], tag: str, epoch: str, session: StampedRecord
     ) -> list[Command]:
-        """`publish`, the copy under `tag` written by one script with the re-stamp of
-        `session`, stored under that tag: a bump that a request of `session` made."""
+        """`published` (see publish), its write of the copy under `tag` made by one script
+        with the re-stamp of `session`, stored under that tag: a bump that a request of
+        `session` made."""
         restamp = CopyAndRestampCall(
             copy_key=self.key(tag),
             session=session[0],
@@ -81,4 +82,4 @@ class EpochCache:
             ttl_ms=self.ttl_ms,
             stamp=session[1],
         ).command()
-        return [restamp, *(c for c in self.publish(user_id, epoch) if c[1] != self.key(tag))]
+        return [restamp, *(command for command in published if command[1] != self.key(tag))]

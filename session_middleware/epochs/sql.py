@@ -203,7 +203,7 @@ class SQLEpochs(ProviderFaces):
     ) -> Step[str | None]:
         """The compare-and-set runs in the database; then, given `session` and `restamp`,
         one script writes the copy under `tag` and re-stamps `session` (see
-        EpochCache.publish_restamping), so no request of it finds the copy new and its
+        EpochCache.restamping), so no request of it finds the copy new and its
         stamp old. Once the database has committed, the copy must follow: a round trip
         that fails is sent once more (its commands are safe to repeat), and a second
         failure is raised, for the request to end its session (Core._write)."""
@@ -215,7 +215,7 @@ class SQLEpochs(ProviderFaces):
         if not moved:
             return None
         if self._cache is not None and session is not None and restamp:
-            commands = self._cache.publish_restamping(user_id, tag, epoch, session)
+            commands = self._cache.restamping(commands, tag, epoch, session)
         if commands:
             try:
                 yield RedisIO(tuple(commands))
