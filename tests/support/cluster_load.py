@@ -113,14 +113,16 @@ def _answer(response: httpx.Response) -> Answer:
     return response.status_code, response.json()
 
 
-def load_config(redis_url: str | None = None, client: Any = None) -> SessionConfig:
+def load_config(
+    redis_url: str | None = None, client: Any = None, redis_timeout: float = 1.0
+) -> SessionConfig:
     """The configuration of these tests: its own key prefix, redis_timeout 1 s."""
     return sessions(
         secret_key=SECRET,
         redis_url=redis_url,
         redis=client,
         key_prefix=new_prefix(),
-        redis_timeout=1.0,
+        redis_timeout=redis_timeout,
     )
 
 

@@ -340,6 +340,9 @@ class ClusterServers(Servers):
                     # While a master fails over, the other masters keep serving their slots.
                     "--cluster-require-full-coverage",
                     "no",
+                    # Events of 100 ms and more are kept, for a test to show when it fails.
+                    "--latency-monitor-threshold",
+                    "100",
                 ],
                 port=None if bus_port_option else free_port_with_bus(),
             )
@@ -447,6 +450,15 @@ class ClusterServers(Servers):
     def master_of(self, key: str) -> RedisServer:
         """The server that currently serves `key`'s slot as master."""
         return self.master_of_slot(self.slot_of(key))
+
+    def slow_events(self) -> dict[int, list[Any]]:
+        """Per live node's port, the latest event of each kind (a command, a fork, a write
+        of the cluster's configuration...) that took 100 ms or more (LATENCY LATEST)."""
+        events = {}
+        for server in self.live():
+            with server.client(decode_responses=True) as client:
+                events[server.port] = client.execute_command("LATENCY", "LATEST")
+        return events
 
     def node_id(self, server: RedisServer) -> str:
         with server.client(decode_responses=True) as client:
