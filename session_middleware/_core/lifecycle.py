@@ -24,7 +24,6 @@ from .._protocol.key_layout import (
     KeySpace,
     new_anonymous_tag,
     new_session_id,
-    session_handle,
     user_id_text,
 )
 from .._protocol.lua_scripts import (
@@ -169,7 +168,7 @@ class Core:
         if ref is None:
             return Opened(self._session(), client_info=client_info)
         epoch_key = self.provider.cached_key(ref.tag)
-        handle = session_handle(ref.session_id)
+        handle = ref.handle
         commands = self.writes.read_pipelined(ref.tag, handle, epoch_key)
         read = pipelined_read((yield RedisIO(commands, errors_as_replies=True)))
         if read is not None:
@@ -248,7 +247,7 @@ class Core:
         ref = self.codec.find(cookie_header)
         if ref is None:
             return False
-        read = self.writes.read_with_epoch(ref.tag, session_handle(ref.session_id), None)
+        read = self.writes.read_with_epoch(ref.tag, ref.handle, None)
         (reply,) = yield RedisIO((read,))
         fields = ReadCall.reply(reply).fields
         try:
@@ -291,7 +290,7 @@ class Core:
             if ref is None or carried is None:
                 raise  # no session here to end: the caller hears it, as from invalidate_user
             _log_not_durable("a password change", error)
-            handle = session_handle(ref.session_id)
+            handle = ref.handle
             yield RedisIO(tuple(self.writes.forget(ref, listed=True)))
             yield Emit((SessionEvent("rejected", user_id, handle, "unreplicated"),))
             return None
@@ -627,7 +626,7 @@ class Core:
             # drops them too.
             ended = (self.keys.record_key(ref.tag, handle) for handle in logged_in.ended)
             yield RedisIO((("DEL", *ended),))
-        handle = session_handle(ref.session_id)
+        handle = ref.handle
         events = [SessionEvent("rotation" if plan.rotation else "login", user_id, handle)]
         events += [SessionEvent("evicted", user_id, item) for item in logged_in.ended]
         cookie = self.codec.issue(ref, self.timing.lifetime)
@@ -647,7 +646,7 @@ class Core:
 
     @staticmethod
     def _handle(opened: Opened) -> str | None:
-        return None if opened.ref is None else session_handle(opened.ref.session_id)
+        return None if opened.ref is None else opened.ref.handle
 
     def _refuse(
         self, commands: list[Command], depends: bool, opened: Opened, reason: Reason = "epoch"
@@ -671,7 +670,7 @@ class Core:
 
     def _stamped(self, ref: CookieRef, stamp: str) -> tuple[str, str]:
         """The session of `ref` as a bump from it checks it: still stored, stamped `stamp`."""
-        return self.keys.session_key(ref.tag, ref.session_id), stamp
+        return self.keys.record_key(ref.tag, ref.handle), stamp
 
     def _guard_mode(self, tag: str) -> EpochGuard:
         if self.provider.cached_key(tag) is None:
