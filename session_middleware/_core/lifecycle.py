@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .._protocol.cookies import CookieCodec, CookieRef, CookieUpdate
@@ -591,10 +591,12 @@ class Core:
         session, record = opened.session, opened.record
         new_record = self._new_record(session, now, session.intent.user_id)
         if plan.rotation and record is not None:
-            new_record.unknown = record.unknown  # a later release's metadata moves with it
+            # A later release's metadata moves with it.
+            new_record = replace(new_record, unknown=record.unknown)
         if self.track_devices and opened.client_info is not None:
             user_agent, ip = opened.client_info()
-            new_record.extra = {"ua": (user_agent or "")[:MAX_USER_AGENT] or None, "ip": ip}
+            extra = {"ua": (user_agent or "")[:MAX_USER_AGENT] or None, "ip": ip}
+            new_record = replace(new_record, extra=extra)
         return self.writes.login(
             ref,
             new_record,
