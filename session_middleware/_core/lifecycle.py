@@ -95,7 +95,7 @@ class Opened:
     events: list[SessionEvent] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made for every request, and frozen costs more
 class Committed:
     """What committing a request's session came to: the cookie change, and whether and why
     the request's changes were not saved."""
@@ -342,7 +342,7 @@ class Core:
     def settled(self, opened: Opened, now: float) -> Committed | None:
         """What commit would give when it has nothing to write (most reads), else None."""
         session = opened.session
-        if opened.cleanup or session.intent != KEEP:
+        if opened.cleanup or session.intent is not KEEP:  # every other intent differs
             return None
         if opened.record is None:
             if opened.cookie_is_stale or session.may_have_changed or opened.store_empty:

@@ -92,7 +92,7 @@ return {r, e}
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made for every request, and frozen costs more
 class ReadReply:
     """READ's reply: the record's fields as HGETALL gives them (the string 'WRONGTYPE' when
     the key holds something that is not a hash), and the epoch (None without one)."""
