@@ -619,7 +619,7 @@ class CachingClients:
             weakref.WeakKeyDictionary()
         )
         # The last loop's client, found again without a lookup (its cache holds that loop
-        # already: this keeps it no longer).
+        # from its first read on: this keeps it hardly longer).
         self._current: tuple[asyncio.AbstractEventLoop, CachedRedis] | None = None
 
     @property
