@@ -17,7 +17,7 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeAlias, TypeVar
 
@@ -470,8 +470,9 @@ class Configuration:
     def run_sync(self, step: Any) -> Any:
         return drive_sync(step, self.redis, self.listeners)
 
-    async def run_async(self, step: Any) -> Any:
-        return await drive_async(step, self.redis, self.listeners)
+    def run_async(self, step: Any) -> Awaitable[Any]:
+        """The step's result, to await (the runner's own coroutine: no layer of this one)."""
+        return drive_async(step, self.redis, self.listeners)
 
 
 # -- what the settings build ------------------------------------------------------------

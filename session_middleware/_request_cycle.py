@@ -26,7 +26,7 @@ return None and the integration answers with its 503 (see _fail_closed.py), unle
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Collection, Iterable, Mapping, MutableMapping
 from typing import Any, Protocol, TypeVar
 
 from . import _fail_closed as unavailable
@@ -46,7 +46,7 @@ class StepRunner(Protocol):
 
     def run_sync(self, step: Step[T]) -> T: ...
 
-    async def run_async(self, step: Step[T]) -> T: ...
+    def run_async(self, step: Step[T]) -> Awaitable[T]: ...
 
 
 class Configured(StepRunner, Protocol):

@@ -17,6 +17,14 @@ NO_SESSION_KEY = "session_middleware.no_session"
 def get_session(request: Any) -> Session:
     """The session of a Starlette/FastAPI Request, Django HttpRequest, Flask request,
     ASGI scope or WSGI environ."""
+    try:
+        scope = request if type(request) is dict else getattr(request, "scope", None)
+    except RuntimeError:  # a Flask proxy outside a request context
+        scope = None
+    if type(scope) is dict and "type" in scope:  # an ASGI scope, or a Starlette Request's
+        session = scope.get("session")
+        if isinstance(session, Session):
+            return session
     for holder in _holders(request):
         session = holder.get("session") if "type" in holder else holder.get(SESSION_KEY)
         if isinstance(session, Session):

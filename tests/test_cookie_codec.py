@@ -11,7 +11,11 @@ from itsdangerous import Signer
 from session_middleware import sessions
 from session_middleware._protocol import cookies
 from session_middleware._protocol.cookies import CookieCodec, CookieRef, SecretKeys
-from session_middleware._protocol.key_layout import new_anonymous_tag, new_session_id
+from session_middleware._protocol.key_layout import (
+    new_anonymous_tag,
+    new_session_id,
+    session_handle,
+)
 
 CURRENT, OLDER = "c" * 40, "o" * 40
 SALT = "session_middleware.cookie"
@@ -33,6 +37,22 @@ def test_every_key_verifies_and_the_first_signs(ref: CookieRef) -> None:
     assert codec.decode(_signed(ref, CURRENT)) == ref
     assert codec.decode(_signed(ref, OLDER)) == ref
     assert codec.find(f"other=1; session={_signed(ref, OLDER)}") == ref
+
+
+def test_a_reference_carries_its_handle_hashed_once(
+    ref: CookieRef, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    codec = sessions(secret_key=CURRENT, redis_url="redis://127.0.0.1:1").core.codec
+    value = _signed(ref, CURRENT)
+    found = codec.decode(value)
+    assert found is not None and found.handle == session_handle(ref.session_id) == ref.handle
+    hashed: list[str] = []
+    monkeypatch.setattr(
+        cookies, "session_handle", lambda session_id: hashed.append(session_id) or "h"
+    )
+    again = codec.find(f"session={value}")  # a cookie seen again: the same reference
+    assert again is found and again.handle == ref.handle and hashed == []
+    assert CookieRef(ref.tag, ref.session_id) == ref and "handle" not in repr(ref)
 
 
 @pytest.mark.parametrize(

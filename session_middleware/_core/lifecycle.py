@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .._protocol.cookies import CookieCodec, CookieRef, CookieUpdate
@@ -24,7 +24,6 @@ from .._protocol.key_layout import (
     KeySpace,
     new_anonymous_tag,
     new_session_id,
-    session_handle,
     user_id_text,
 )
 from .._protocol.lua_scripts import (
@@ -96,7 +95,7 @@ class Opened:
     events: list[SessionEvent] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made for every request, and frozen costs more
 class Committed:
     """What committing a request's session came to: the cookie change, and whether and why
     the request's changes were not saved."""
@@ -169,7 +168,7 @@ class Core:
         if ref is None:
             return Opened(self._session(), client_info=client_info)
         epoch_key = self.provider.cached_key(ref.tag)
-        handle = session_handle(ref.session_id)
+        handle = ref.handle
         commands = self.writes.read_pipelined(ref.tag, handle, epoch_key)
         read = pipelined_read((yield RedisIO(commands, errors_as_replies=True)))
         if read is not None:
@@ -248,7 +247,7 @@ class Core:
         ref = self.codec.find(cookie_header)
         if ref is None:
             return False
-        read = self.writes.read_with_epoch(ref.tag, session_handle(ref.session_id), None)
+        read = self.writes.read_with_epoch(ref.tag, ref.handle, None)
         (reply,) = yield RedisIO((read,))
         fields = ReadCall.reply(reply).fields
         try:
@@ -291,7 +290,7 @@ class Core:
             if ref is None or carried is None:
                 raise  # no session here to end: the caller hears it, as from invalidate_user
             _log_not_durable("a password change", error)
-            handle = session_handle(ref.session_id)
+            handle = ref.handle
             yield RedisIO(tuple(self.writes.forget(ref, listed=True)))
             yield Emit((SessionEvent("rejected", user_id, handle, "unreplicated"),))
             return None
@@ -343,7 +342,7 @@ class Core:
     def settled(self, opened: Opened, now: float) -> Committed | None:
         """What commit would give when it has nothing to write (most reads), else None."""
         session = opened.session
-        if opened.cleanup or session.intent != KEEP:
+        if opened.cleanup or session.intent is not KEEP:  # every other intent differs
             return None
         if opened.record is None:
             if opened.cookie_is_stale or session.may_have_changed or opened.store_empty:
@@ -592,10 +591,12 @@ class Core:
         session, record = opened.session, opened.record
         new_record = self._new_record(session, now, session.intent.user_id)
         if plan.rotation and record is not None:
-            new_record.unknown = record.unknown  # a later release's metadata moves with it
+            # A later release's metadata moves with it.
+            new_record = replace(new_record, unknown=record.unknown)
         if self.track_devices and opened.client_info is not None:
             user_agent, ip = opened.client_info()
-            new_record.extra = {"ua": (user_agent or "")[:MAX_USER_AGENT] or None, "ip": ip}
+            extra = {"ua": (user_agent or "")[:MAX_USER_AGENT] or None, "ip": ip}
+            new_record = replace(new_record, extra=extra)
         return self.writes.login(
             ref,
             new_record,
@@ -627,7 +628,7 @@ class Core:
             # drops them too.
             ended = (self.keys.record_key(ref.tag, handle) for handle in logged_in.ended)
             yield RedisIO((("DEL", *ended),))
-        handle = session_handle(ref.session_id)
+        handle = ref.handle
         events = [SessionEvent("rotation" if plan.rotation else "login", user_id, handle)]
         events += [SessionEvent("evicted", user_id, item) for item in logged_in.ended]
         cookie = self.codec.issue(ref, self.timing.lifetime)
@@ -647,7 +648,7 @@ class Core:
 
     @staticmethod
     def _handle(opened: Opened) -> str | None:
-        return None if opened.ref is None else session_handle(opened.ref.session_id)
+        return None if opened.ref is None else opened.ref.handle
 
     def _refuse(
         self, commands: list[Command], depends: bool, opened: Opened, reason: Reason = "epoch"
@@ -671,7 +672,7 @@ class Core:
 
     def _stamped(self, ref: CookieRef, stamp: str) -> tuple[str, str]:
         """The session of `ref` as a bump from it checks it: still stored, stamped `stamp`."""
-        return self.keys.session_key(ref.tag, ref.session_id), stamp
+        return self.keys.record_key(ref.tag, ref.handle), stamp
 
     def _guard_mode(self, tag: str) -> EpochGuard:
         if self.provider.cached_key(tag) is None:

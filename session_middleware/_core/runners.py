@@ -19,12 +19,11 @@ def drive_sync(step: Step[T], redis: RedisSource, listeners: Listeners) -> T:
     """Run `step` on the sync face. A failure of a request is thrown into the step, which
     may handle it (a request's own epoch change that could not be made durable); one it
     does not handle propagates from here as it is."""
-    operation = _operation(step)
     try:
         request = next(step)
         while True:
             try:
-                result = _serve_sync(request, redis, listeners, operation)
+                result = _serve_sync(request, redis, listeners, step)
             except SessionError as error:
                 request = step.throw(error)
                 continue
@@ -34,7 +33,7 @@ def drive_sync(step: Step[T], redis: RedisSource, listeners: Listeners) -> T:
 
 
 def _serve_sync(
-    request: RedisIO | SqlIO | Emit, redis: RedisSource, listeners: Listeners, operation: str
+    request: RedisIO | SqlIO | Emit, redis: RedisSource, listeners: Listeners, step: Step[Any]
 ) -> Any:
     if isinstance(request, Emit):
         listeners.emit(request.events)
@@ -50,12 +49,11 @@ def _serve_sync(
     except SessionError:
         raise
     except Exception as error:
-        raise unavailable(operation, error, listeners) from error
+        raise unavailable(_operation(step), error, listeners) from error
 
 
 async def drive_async(step: Step[T], redis: RedisSource, listeners: Listeners) -> T:
     """The async twin of drive_sync."""
-    operation = _operation(step)
     try:
         request = next(step)
         while True:
@@ -70,7 +68,7 @@ async def drive_async(step: Step[T], redis: RedisSource, listeners: Listeners) -
             except Exception as error:
                 if not isinstance(request, RedisIO):
                     raise
-                request = step.throw(unavailable(operation, error, listeners))
+                request = step.throw(unavailable(_operation(step), error, listeners))
                 continue
             request = step.send(result)
     except StopIteration as done:

@@ -27,7 +27,7 @@ class RedisSource(Protocol):
         """For commands that hold their connection until answered (WAIT)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made for every round trip, and frozen costs more
 class RedisIO:
     """Run these commands in one round trip; send back the replies.
 

@@ -18,13 +18,13 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from itsdangerous import Signer
 
 from ..errors import ConfigurationError
-from .key_layout import SESSION_ID_BYTES, TAG_BYTES
+from .key_layout import SESSION_ID_BYTES, TAG_BYTES, session_handle
 
 logger = logging.getLogger("session_middleware")
 
@@ -233,10 +233,16 @@ class CookieUpdate:
 
 @dataclass(frozen=True, slots=True)
 class CookieRef:
-    """A verified cookie: the tag and session id we issued."""
+    """A verified cookie: the tag and session id we issued, and the session's handle (the
+    hash of its id that keys its record), computed once: a cookie seen again (see
+    _Verifier.known) brings the same reference, handle included."""
 
     tag: str
     session_id: str
+    handle: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "handle", session_handle(self.session_id))
 
 
 class CookieCodec:

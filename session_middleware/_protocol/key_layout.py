@@ -95,13 +95,13 @@ class KeySpace:
         self.prefix = prefix
         self._tag_keys = tag_keys
 
-    def user_tags(self, user_id: UserId) -> list[str]:
+    def user_tags(self, user_id: UserId) -> tuple[str, ...]:
         """The user's tag under each secret key, the current (signing) key's first.
 
         While keys rotate, sessions issued under an older key keep the tag of that key;
         an invalidation therefore bumps the epoch under every tag.
         """
-        return list(_user_tags(self._tag_keys(), user_id_text(user_id)))
+        return _user_tags(self._tag_keys(), user_id_text(user_id))
 
     def user_tag(self, user_id: UserId) -> str:
         return self.user_tags(user_id)[0]

@@ -68,7 +68,7 @@ end
 ENSURE_EPOCH = _ENSURE + "return ensure(KEYS[1], ARGV[1], ARGV[2])\n"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class EnsureEpochCall(ScriptCall):
     """ENSURE_EPOCH: the user's epoch, created as `candidate` if there is none."""
 
@@ -92,7 +92,7 @@ return {r, e}
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made for every request, and frozen costs more
 class ReadReply:
     """READ's reply: the record's fields as HGETALL gives them (the string 'WRONGTYPE' when
     the key holds something that is not a hash), and the epoch (None without one)."""
@@ -101,7 +101,7 @@ class ReadReply:
     epoch: Any
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class ReadCall(ScriptCall):
     """READ: a session record and, with `epoch_key`, its user's epoch."""
 
@@ -129,7 +129,7 @@ return 1
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class CreateCall(ScriptCall):
     """CREATE: a new anonymous record of `fields`, expiring by `expire` at `expire_at`."""
 
@@ -225,7 +225,7 @@ class WriteReply:
     size: int = 0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class WriteCall(ScriptCall):
     """WRITE: set `set_pairs` and delete `deleted` on the record as stored, if the guard
     (`mode`, `carried`, `wanted`) holds."""
@@ -332,7 +332,7 @@ class LoginReply:
     ended: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class LoginCall(ScriptCall):
     """LOGIN: a new record of `fields` for a user, stamped with the user's epoch."""
 
@@ -374,7 +374,7 @@ return 1
 """
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class RotateOutCall(ScriptCall):
     """ROTATE_OUT: delete `record` only if it still exists and (given `epoch_key`) its
     user's epoch under that tag is still `carried`."""
@@ -405,7 +405,7 @@ return 1
 """
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class BumpIfCall(ScriptCall):
     """BUMP_IF: set the epoch to `epoch` only if it is still `expected` and, given
     `session` (the session that asks), that session is still stored, stamped `stamp`;
@@ -435,7 +435,7 @@ return 1
 """
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class CopyAndRestampCall(ScriptCall):
     """COPY_AND_RESTAMP: store `epoch` at `copy_key` and, if `session` (under the same
     hash tag) is still stamped `stamp`, stamp it with `epoch`."""
@@ -459,7 +459,7 @@ return 0
 """
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class RevokeCall(ScriptCall):
     """REVOKE: delete `record` if `handle` is listed in the user's `index`."""
 
@@ -481,7 +481,7 @@ return r
 """
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class ReadIndexCall(ScriptCall):
     """READ_INDEX: the handles in a user's `index` scored from `since` ('-inf': all)."""
 
@@ -498,7 +498,7 @@ return e
 """
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class ReadEpochCall(ScriptCall):
     """READ_EPOCH: the user's epoch at `epoch_key`."""
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import SessionTooLarge
 from .cookies import CookieRef
-from .key_layout import KeySpace, session_handle
+from .key_layout import KeySpace
 from .lua_scripts import (
     CreateCall,
     EnsureEpochCall,
@@ -61,7 +61,7 @@ class Writes:
         """A new anonymous record; an id is never reused."""
         pairs = self._checked(self.codec.fields(record))
         expire, when = self.timing.record_expiry(record, record.created)
-        record_key = self.keys.session_key(ref.tag, ref.session_id)
+        record_key = self._record_key(ref)
         return CreateCall(record=record_key, expire=expire, expire_at=when, fields=pairs).command()
 
     def write(
@@ -85,7 +85,7 @@ class Writes:
             score = str(self.timing.index_score(record, now))
         expire, when = self.timing.record_expiry(record, now)
         return WriteCall(
-            record=self.keys.session_key(ref.tag, ref.session_id),
+            record=self._record_key(ref),
             epoch_key=None if guard.mode == "none" else self.keys.epoch_key(ref.tag),
             index=index,
             mode=guard.mode,
@@ -96,7 +96,7 @@ class Writes:
             expire=expire,
             expire_at=when,
             score=score,
-            handle=session_handle(ref.session_id),
+            handle=ref.handle,
             keep_empty=keep_empty,
             set_pairs=pairs,
             deleted=deleted,
@@ -119,7 +119,7 @@ class Writes:
         if fields_size(pairs) + 1 + len(epoch) > self.max_bytes:
             raise SessionTooLarge("the session would take", fields_size(pairs), self.max_bytes)
         return LoginCall(
-            record=self.keys.session_key(ref.tag, ref.session_id),
+            record=self._record_key(ref),
             epoch_key=self.keys.epoch_key(ref.tag),
             index=self.keys.index_key(ref.tag),
             old_record=None if rotating is None else self._record_key(rotating),
@@ -127,12 +127,12 @@ class Writes:
             epoch=epoch,
             epoch_ttl_ms=self.timing.epoch_ttl_ms,
             record_ttl_ms=ms(self.timing.record_ttl(record, now)),
-            handle=session_handle(ref.session_id),
+            handle=ref.handle,
             score=self.timing.index_score(record, now),
             now_ms=ms(now),
             max_sessions=max_sessions,
             record_key_base=self.keys.record_key_base(ref.tag),
-            old_handle="" if rotating is None else session_handle(rotating.session_id),
+            old_handle="" if rotating is None else rotating.handle,
             fields=pairs,
         ).command()
 
@@ -141,11 +141,11 @@ class Writes:
         `carried`, its user's epoch under that tag is still `carried`
         (lua_scripts.ROTATE_OUT)."""
         return RotateOutCall(
-            record=self.keys.session_key(ref.tag, ref.session_id),
+            record=self._record_key(ref),
             index=self.keys.index_key(ref.tag),
             epoch_key=None if carried is None else self.keys.epoch_key(ref.tag),
             carried=carried or "",
-            handle=session_handle(ref.session_id),
+            handle=ref.handle,
         ).command()
 
     def ensure_epoch(self, tag: str, candidate: str) -> Command:
@@ -158,13 +158,13 @@ class Writes:
 
     def forget(self, ref: CookieRef, listed: bool) -> list[Command]:
         """Delete a record, and its entry in the user's index if it may have one."""
-        commands: list[Command] = [("DEL", self.keys.session_key(ref.tag, ref.session_id))]
+        commands: list[Command] = [("DEL", self._record_key(ref))]
         if listed:
-            commands.append(("ZREM", self.keys.index_key(ref.tag), session_handle(ref.session_id)))
+            commands.append(("ZREM", self.keys.index_key(ref.tag), ref.handle))
         return commands
 
     def _record_key(self, ref: CookieRef) -> str:
-        return self.keys.session_key(ref.tag, ref.session_id)
+        return self.keys.record_key(ref.tag, ref.handle)
 
     def _checked(self, pairs: list[str]) -> list[str]:
         size = fields_size(pairs)

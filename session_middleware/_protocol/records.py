@@ -41,7 +41,7 @@ MAX_NESTING = 64
 _EPOCH = re.compile(r"[0-9a-zA-Z_-]{1,64}")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Record:
     """One session as stored: each data key's JSON, when it was created, ends and was last
     refreshed (epoch seconds), and the user and epoch it is bound to.
@@ -417,9 +417,9 @@ class RecordReader:
     """Decodes records, remembering the most recently read ones.
 
     A session read again is usually field for field what was read before (it changes on a
-    write, or at the refresh interval), so its metadata is parsed and checked once. Every
-    read gets a Record of its own; the data it shares is JSON text, which the Session
-    decodes into values of its own.
+    write, or at the refresh interval), so its metadata is parsed and checked once, and
+    the reads of the same fields share one Record, which cannot be changed (frozen); its
+    data is JSON text, which each Session decodes into values of its own.
     """
 
     def __init__(
@@ -451,13 +451,4 @@ class RecordReader:
                 self._known.popitem(last=False)
         else:
             self._known.move_to_end(key)
-        return Record(
-            known.stored,  # never changed after decoding: shared by every read
-            known.created,
-            known.expires,
-            known.refreshed,
-            known.user_id,
-            known.epoch,
-            known.extra,
-            known.unknown,
-        )
+        return known

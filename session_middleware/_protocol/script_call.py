@@ -1,4 +1,4 @@
-"""A Lua script's KEYS and ARGV by name: each script's call is a frozen dataclass whose
+"""A Lua script's KEYS and ARGV by name: each script's call is a dataclass whose
 fields are its keys, then its arguments, in the order the script reads them (see
 lua_scripts.py). The one place that knows the positions: the call builds its EVAL command,
 and reads one back by name.
@@ -46,7 +46,8 @@ def rest() -> Any:
 
 
 class ScriptCall:
-    """One call of a script, by name (subclasses are frozen keyword-only dataclasses)."""
+    """One call of a script, by name (subclasses are keyword-only dataclasses; not frozen:
+    one is built for nearly every request, and a frozen one costs more to build)."""
 
     __slots__ = ()
     SCRIPT: ClassVar[str]

@@ -618,6 +618,9 @@ class CachingClients:
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CachedRedis] = (
             weakref.WeakKeyDictionary()
         )
+        # The last loop's client, found again without a lookup (its cache holds that loop
+        # from its first read on: this keeps it hardly longer).
+        self._current: tuple[asyncio.AbstractEventLoop, CachedRedis] | None = None
 
     @property
     def can_sync(self) -> bool:
@@ -639,12 +642,18 @@ class CachingClients:
 
     async def aclose(self) -> None:
         """Close the cache and connections of the running event loop."""
-        client = self._by_loop.pop(asyncio.get_running_loop(), None)
+        loop = asyncio.get_running_loop()
+        if self._current is not None and self._current[0] is loop:
+            self._current = None
+        client = self._by_loop.pop(loop, None)
         if client is not None:
             await client.aclose()
 
     def async_(self) -> CachedRedis:
         loop = asyncio.get_running_loop()
+        current = self._current
+        if current is not None and current[0] is loop:
+            return current[1]
         client = self._by_loop.get(loop)
         if client is None:
             cache = TrackedCache(
@@ -655,4 +664,5 @@ class CachingClients:
                 multiplexed=bool(getattr(self.inner, "multiplexed", False)),
             )
             client = self._by_loop[loop] = CachedRedis(cache, self.inner)
+        self._current = (loop, client)
         return client

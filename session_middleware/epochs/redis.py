@@ -33,12 +33,10 @@ class RedisEpochs(ProviderFaces):
     def __init__(self, *, redis_url: str | None = None, redis: Any | None = None) -> None:
         self._own_url = redis_url
         self._own_client = redis
+        # Whether the epochs live in the session Redis, beside the records.
+        self.colocated = redis_url is None and redis is None
         self._context: EpochContext | None = None
         self._clients: SessionRedis | None = None
-
-    @property
-    def colocated(self) -> bool:
-        return self._own_url is None and self._own_client is None
 
     @property
     def restamps(self) -> bool:

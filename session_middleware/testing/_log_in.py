@@ -13,7 +13,7 @@ from .._configuration import Configuration
 from .._core.lifecycle import Core
 from .._core.steps import Step
 from .._middleware import ConfiguredMiddleware
-from .._protocol.key_layout import UserId, session_handle
+from .._protocol.key_layout import UserId
 
 USER_AGENT = "session_middleware.testing"
 CLIENT_IP = "127.0.0.1"
@@ -102,7 +102,7 @@ def _flask_log_in(app: Any, user_id: UserId, data: Mapping[str, Any]) -> tuple[s
         for header in response.headers.getlist("Set-Cookie"):
             ref = codec.find(header.split(";", 1)[0])
             if ref is not None:
-                return header, session_handle(ref.session_id)
+                return header, ref.handle
     raise RuntimeError(f"the login of {user_id!r} was refused")
 
 
