@@ -185,9 +185,9 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     seen: list[tuple[Any, ...]] = []
     real = records.decode
 
-    def counting(flat: Any, codec: FieldCodec, max_bytes: int | None = None) -> Record:
+    def counting(flat: Any, codec: FieldCodec, *options: Any) -> Record:
         seen.append(tuple(flat))
-        return real(flat, codec, max_bytes)
+        return real(flat, codec, *options)
 
     monkeypatch.setattr(records, "decode", counting)
     return seen

@@ -247,12 +247,15 @@ def flat_fields(reply: Any) -> list[Any]:
     raise CorruptRecord("not a hash")
 
 
-def decode(flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None = None) -> Record:
+def decode(
+    flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None = None, length: int = -1
+) -> Record:
     """The record that HGETALL's flat field/value pairs hold, its data left as JSON text;
     CorruptRecord for metadata this package could not have written, a value that does not
     open with the cipher, or a record larger than `max_bytes`. A data value is checked when
-    it is decoded (`decode_value`)."""
-    fields, size = _fields(flat)
+    it is decoded (`decode_value`). `length`: the items' total length, if the caller has
+    it already."""
+    fields, size = _fields(flat, length)
     if max_bytes is not None and size > max_bytes:
         raise CorruptRecord(f"larger than max_session_bytes ({size} bytes)")
     user = fields.pop(USER, None)
@@ -272,6 +275,8 @@ def decode(flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None = None)
     }
     if size > LAZY_FROM:  # each value as received, decoded only if it is read
         stored: Mapping[str, str] = ReceivedTexts(data, codec)
+    elif codec.cipher is None:
+        stored = data
     else:
         stored = {key: codec.open(value, DATA_PREFIX + key) for key, value in data.items()}
     # Whatever else is a later release's metadata: kept as it is.
@@ -315,13 +320,22 @@ def _without_data(fields: dict[str, str]) -> dict[str, str]:
     return {name: value for name, value in fields.items() if not name.startswith(DATA_PREFIX)}
 
 
-def _fields(flat: Sequence[Any]) -> tuple[dict[str, Any], int]:
+def _fields(flat: Sequence[Any], length: int = -1) -> tuple[dict[str, Any], int]:
     """HGETALL's flat field/value pairs as a dict of text, and their size in bytes as Redis
-    (and the write script's size check) count them; CorruptRecord for an odd number of
-    items, or an item that is not UTF-8 text. In a record over LAZY_FROM bytes, the data
-    values are left as bytes: ReceivedTexts decodes those that are read."""
+    (and the write script's size check) count them (`length`, the items' total length, if
+    it is known and they are bytes); CorruptRecord for an odd number of items, or an item
+    that is not UTF-8 text. In a record over LAZY_FROM bytes, the data values are left as
+    bytes: ReceivedTexts decodes those that are read."""
     if len(flat) % 2:
         raise CorruptRecord("not a record")
+    try:  # what the clients give: bytes, and short records
+        if 0 <= length <= LAZY_FROM:
+            texts = map(bytes.decode, flat)
+            return dict(zip(texts, texts, strict=True)), length
+    except TypeError:  # not all of them bytes: the length is not their size
+        pass
+    except UnicodeDecodeError as error:
+        raise CorruptRecord("not UTF-8") from error
     if not _BYTES.issuperset(map(type, flat)):  # text from a client that decodes replies
         flat = list(map(_as_bytes, flat))
     size = sum(map(len, flat))
@@ -486,7 +500,7 @@ class RecordReader:
         key = tuple(flat)
         known = self._known.get(key)
         if known is None:
-            known = self._known[key] = decode(flat, self.codec, self.max_bytes)
+            known = self._known[key] = decode(flat, self.codec, self.max_bytes, length)
             if len(self._known) > self.max_entries:
                 self._known.popitem(last=False)
         else:
