@@ -183,13 +183,13 @@ def test_nesting_is_checked_when_a_value_is_read() -> None:
 def decodes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     """The records RecordReader decodes (rather than finds in its memo)."""
     seen: list[tuple[Any, ...]] = []
-    real = records.decode
+    real = records.decode_parts
 
-    def counting(flat: Any, codec: FieldCodec, *options: Any) -> Record:
+    def counting(flat: Any, codec: FieldCodec, *options: Any) -> records.Parts:
         seen.append(tuple(flat))
         return real(flat, codec, *options)
 
-    monkeypatch.setattr(records, "decode", counting)
+    monkeypatch.setattr(records, "decode_parts", counting)
     return seen
 
 

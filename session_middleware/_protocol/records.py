@@ -247,14 +247,32 @@ def flat_fields(reply: Any) -> list[Any]:
     raise CorruptRecord("not a hash")
 
 
-def decode(
-    flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None = None, length: int = -1
-) -> Record:
+def decode(flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None = None) -> Record:
     """The record that HGETALL's flat field/value pairs hold, its data left as JSON text;
     CorruptRecord for metadata this package could not have written, a value that does not
     open with the cipher, or a record larger than `max_bytes`. A data value is checked when
-    it is decoded (`decode_value`). `length`: the items' total length, if the caller has
-    it already."""
+    it is decoded (`decode_value`)."""
+    return Record(*decode_parts(flat, codec, max_bytes))
+
+
+# A Record's fields, in order: what RecordReader remembers.
+Parts = tuple[
+    Mapping[str, str],
+    float,
+    float,
+    float,
+    UserId | None,
+    str | None,
+    Mapping[str, Any],
+    Mapping[str, str],
+]
+
+
+def decode_parts(
+    flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None = None, length: int = -1
+) -> Parts:
+    """`decode`, as the fields of a Record; `length`: the items' total length, if the caller
+    has it already."""
     fields, size = _fields(flat, length)
     if max_bytes is not None and size > max_bytes:
         raise CorruptRecord(f"larger than max_session_bytes ({size} bytes)")
@@ -264,24 +282,27 @@ def decode(
     created, expires, refreshed = _timestamps(
         fields.pop(CREATED, None), fields.pop(EXPIRES, None), fields.pop(REFRESHED, None)
     )
-    user_id = None if user is None else _json(codec.open(user, USER))
-    if user_id is not None and not valid_user_id(user_id):
-        raise CorruptRecord("bad user id")
-    if (user_id is not None or epoch is not None) and not valid_epoch(epoch):
-        raise CorruptRecord("bad epoch")
-    extra = _NO_INFO if extra_text is None else _device_info(codec.open(extra_text, EXTRA))
     data = {
         name[_DATA_START:]: value for name, value in fields.items() if name.startswith(DATA_PREFIX)
     }
-    if size > LAZY_FROM:  # each value as received, decoded only if it is read
+    if size > LAZY_FROM:  # each value as received, decoded (and opened) only if it is read
         stored: Mapping[str, str] = ReceivedTexts(data, codec)
     elif codec.cipher is None:
         stored = data
     else:
         stored = {key: codec.open(value, DATA_PREFIX + key) for key, value in data.items()}
+    if codec.cipher is not None:
+        user = None if user is None else codec.open(user, USER)
+        extra_text = None if extra_text is None else codec.open(extra_text, EXTRA)
+    user_id = None if user is None else _json(user)
+    if user_id is not None and not valid_user_id(user_id):
+        raise CorruptRecord("bad user id")
+    if (user_id is not None or epoch is not None) and not valid_epoch(epoch):
+        raise CorruptRecord("bad epoch")
+    extra = _NO_INFO if extra_text is None else _device_info(extra_text)
     # Whatever else is a later release's metadata: kept as it is.
     unknown = _NO_INFO if len(stored) == len(fields) else _without_data(fields)
-    return Record(stored, created, expires, refreshed, user_id, epoch, extra, unknown)
+    return stored, created, expires, refreshed, user_id, epoch, extra, unknown
 
 
 def decode_value(text: str) -> Any:
@@ -487,7 +508,7 @@ class RecordReader:
         self.max_bytes = max_bytes
         self.max_entries = max_entries
         self.max_length = max_length  # larger records are decoded every time
-        self._known: OrderedDict[tuple[Any, ...], Record] = OrderedDict()
+        self._known: OrderedDict[tuple[Any, ...], Parts] = OrderedDict()
 
     def read(self, flat: Sequence[Any]) -> Record:
         """A new Record for a HGETALL reply; CorruptRecord as decode."""
@@ -500,18 +521,10 @@ class RecordReader:
         key = tuple(flat)
         known = self._known.get(key)
         if known is None:
-            known = self._known[key] = decode(flat, self.codec, self.max_bytes, length)
+            known = self._known[key] = decode_parts(flat, self.codec, self.max_bytes, length)
             if len(self._known) > self.max_entries:
                 self._known.popitem(last=False)
         else:
             self._known.move_to_end(key)
-        return Record(
-            known.stored,  # never changed after decoding: shared by every read
-            known.created,
-            known.expires,
-            known.refreshed,
-            known.user_id,
-            known.epoch,
-            known.extra,
-            known.unknown,
-        )
+        # The data texts are never changed after decoding: shared by every read.
+        return Record(*known)
