@@ -50,6 +50,16 @@ def json_key(key: object) -> str:
     raise TypeError(f"session keys must be str, not {type(key).__name__} ({key!r})")
 
 
+def _loaded_text(stored: Mapping[str, str], key: str) -> str | None:
+    """The JSON `key` was loaded with; None if it had none, or one that does not read (not
+    UTF-8, or not opening with the cipher: see records.ReceivedTexts), which a write
+    replaces."""
+    try:
+        return stored.get(key)
+    except CorruptRecord:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Intent:
     """What a handler asked to happen to its session, carried out when the response starts:
@@ -296,7 +306,7 @@ class Session(dict[str, Any]):
         for key in keys:
             if key in current:
                 text = checked_json(key, current[key])
-                if stored.get(key) != text:
+                if _loaded_text(stored, key) != text:
                     changed.append((key, text))
             elif key in stored:
                 removed.append(key)
@@ -314,9 +324,12 @@ class Session(dict[str, Any]):
         for key, value in dict.items(self):
             name = json_key(key)
             if value is _UNDECODED:
-                texts[name] = self._stored[key]
-            else:
-                texts[name] = checked_json(name, self._storable(value))
+                loaded = _loaded_text(self._stored, key)
+                if loaded is not None:
+                    texts[name] = loaded
+                    continue
+                value = self._decode(key)  # a value that does not read: None, logged
+            texts[name] = checked_json(name, self._storable(value))
         return texts
 
     def _decoded_snapshot(self) -> dict[str, Any]:
@@ -338,8 +351,8 @@ class Session(dict[str, Any]):
     def _decode(self, key: Any) -> Any:
         """Decode the stored value of `key` in place. A value this package could not have
         written reads as None, with a warning, and the next write stores None over it."""
-        text = self._stored[key]
         try:
+            text = self._stored[key]
             value = self._loaded(decode_value(text), text)
         except CorruptRecord as error:
             logger.warning(

@@ -184,13 +184,13 @@ def test_nesting_is_checked_when_a_value_is_read() -> None:
 def decodes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     """The records RecordReader decodes (rather than finds in its memo)."""
     seen: list[tuple[Any, ...]] = []
-    real = records.decode
+    real = records.decode_parts
 
-    def counting(flat: Any, codec: FieldCodec, max_bytes: int | None = None) -> Record:
+    def counting(flat: Any, codec: FieldCodec, *options: Any) -> records.Parts:
         seen.append(tuple(flat))
-        return real(flat, codec, max_bytes)
+        return real(flat, codec, *options)
 
-    monkeypatch.setattr(records, "decode", counting)
+    monkeypatch.setattr(records, "decode_parts", counting)
     return seen
 
 
@@ -232,3 +232,22 @@ def test_a_corrupt_record_is_refused_every_time(decodes: list[tuple[Any, ...]]) 
         with pytest.raises(CorruptRecord):
             reader.read(flat)
     assert len(decodes) == 3
+
+
+@pytest.mark.parametrize("cipher", [None, CIPHER], ids=["plain", "encrypted"])
+def test_a_large_records_values_are_made_text_only_when_read(cipher: Any) -> None:
+    """Over LAZY_FROM bytes, a value is UTF-8 decoded (and opened) when it is read: one
+    that is not UTF-8 refuses that value, not the record, and the others read."""
+    flat = _flat(cipher, theme="dark", big="x" * records.LAZY_FROM)
+    flat += [b"d:broken", b"\xff" + b"x" * 10]
+    record = RecordReader(cipher).read(flat)
+    assert record.user_id == "alice" and record.value("theme") == "dark"
+    assert sorted(record.stored) == ["big", "broken", "theme"]
+    with pytest.raises(CorruptRecord, match="not UTF-8"):
+        record.value("broken")
+    session = _session(record)
+    assert session["theme"] == "dark" and session["broken"] is None
+    session["more"] = 1
+    changed, removed = session.changes(record.stored)
+    assert sorted(changed) == [("broken", "null"), ("more", "1")] and removed == []
+    assert session.texts()["big"] == to_json("x" * records.LAZY_FROM)

@@ -738,3 +738,22 @@ async def test_a_corrupt_record_is_dropped_logged_and_deleted(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert cookie.split(".")[1] not in warnings[0].getMessage()
+
+
+def test_a_large_sessions_value_that_is_not_utf8_reads_as_none_the_session_kept(
+    key_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A large record's values are decoded one by one, when read: one that is not UTF-8
+    reads as None, with a warning, as a value that is not JSON does."""
+    config = sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix)
+    app = config(wsgi_app)
+    cookie = cookie_of(wsgi_call(app, "/set?key=a&value=" + "x" * 5000)[1])
+    key = record_key(config, cookie)
+    redis_edit(key, {"d:n": b'"\xff"'}, ())
+    caplog.set_level(logging.WARNING, logger="session_middleware")
+    status, _, body = wsgi_call(app, "/set?key=b&value=2", f"session={cookie}")
+    assert status == "200 OK"
+    assert body["data"] == {"a": "x" * 5000, "b": "2", "n": None}
+    assert redis_hash(key)["d:n"] == "null"
+    assert any("could not be read" in r.getMessage() for r in caplog.records)
+    config.redis.close()

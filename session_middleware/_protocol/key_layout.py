@@ -36,6 +36,7 @@ _HEX = frozenset("0123456789abcdef")
 _KINDS = {"s": "session", "e": "epoch", "i": "index"}
 _GLOB_SPECIAL = frozenset("*?[]\\")
 LAYOUT = "v2"
+MAX_USER_ID = 256  # characters of a user id's text
 USER_TAGS_CACHED = 4096  # users whose tags are remembered (one keyed hash per secret key)
 
 
@@ -44,12 +45,14 @@ def user_id_text(user_id: UserId) -> str:
     if isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
         raise TypeError(f"user_id must be a str or an int, not {type(user_id).__name__}")
     text = str(user_id)
-    if not text or len(text) > 256:
-        raise ValueError("user_id must be between 1 and 256 characters long")
+    if not text or len(text) > MAX_USER_ID:
+        raise ValueError(f"user_id must be between 1 and {MAX_USER_ID} characters long")
     return text
 
 
 def valid_user_id(user_id: object) -> bool:
+    if type(user_id) is str:  # the common case, told at once
+        return 0 < len(user_id) <= MAX_USER_ID
     try:
         user_id_text(user_id)  # type: ignore[arg-type]
     except (TypeError, ValueError):

@@ -24,7 +24,7 @@ import json
 import math
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -38,6 +38,7 @@ _DATA_START = len(DATA_PREFIX)
 _NO_INFO: Mapping[str, Any] = MappingProxyType({})
 MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can hold
 MAX_NESTING = 64
+LAZY_FROM = 2048  # bytes: a larger record's values are decoded one by one, when read
 _EPOCH = re.compile(r"[0-9a-zA-Z_-]{1,64}")
 
 
@@ -251,7 +252,28 @@ def decode(flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None = None)
     CorruptRecord for metadata this package could not have written, a value that does not
     open with the cipher, or a record larger than `max_bytes`. A data value is checked when
     it is decoded (`decode_value`)."""
-    fields, size = _fields(flat)
+    return Record(*decode_parts(flat, codec, max_bytes))
+
+
+# A Record's fields, in order.
+Parts = tuple[
+    Mapping[str, str],
+    float,
+    float,
+    float,
+    UserId | None,
+    str | None,
+    Mapping[str, Any],
+    Mapping[str, str],
+]
+
+
+def decode_parts(
+    flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None = None, length: int = -1
+) -> Parts:
+    """`decode`, as the fields of a Record; `length`: the items' total length, if the caller
+    has it already."""
+    fields, size = _fields(flat, length)
     if max_bytes is not None and size > max_bytes:
         raise CorruptRecord(f"larger than max_session_bytes ({size} bytes)")
     user = fields.pop(USER, None)
@@ -260,20 +282,27 @@ def decode(flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None = None)
     created, expires, refreshed = _timestamps(
         fields.pop(CREATED, None), fields.pop(EXPIRES, None), fields.pop(REFRESHED, None)
     )
-    user_id = None if user is None else _json(codec.open(user, USER))
+    data = {
+        name[_DATA_START:]: value for name, value in fields.items() if name.startswith(DATA_PREFIX)
+    }
+    if size > LAZY_FROM:  # each value as received, decoded (and opened) only if it is read
+        stored: Mapping[str, str] = ReceivedTexts(data, codec)
+    elif codec.cipher is None:
+        stored = data
+    else:
+        stored = {key: codec.open(value, DATA_PREFIX + key) for key, value in data.items()}
+    if codec.cipher is not None:
+        user = None if user is None else codec.open(user, USER)
+        extra_text = None if extra_text is None else codec.open(extra_text, EXTRA)
+    user_id = None if user is None else _json(user)
     if user_id is not None and not valid_user_id(user_id):
         raise CorruptRecord("bad user id")
     if (user_id is not None or epoch is not None) and not valid_epoch(epoch):
         raise CorruptRecord("bad epoch")
-    extra = _NO_INFO if extra_text is None else _device_info(codec.open(extra_text, EXTRA))
-    stored = {
-        name[_DATA_START:]: codec.open(value, name)
-        for name, value in fields.items()
-        if name.startswith(DATA_PREFIX)
-    }
+    extra = _NO_INFO if extra_text is None else _device_info(extra_text)
     # Whatever else is a later release's metadata: kept as it is.
     unknown = _NO_INFO if len(stored) == len(fields) else _without_data(fields)
-    return Record(stored, created, expires, refreshed, user_id, epoch, extra, unknown)
+    return stored, created, expires, refreshed, user_id, epoch, extra, unknown
 
 
 def decode_value(text: str) -> Any:
@@ -312,45 +341,57 @@ def _without_data(fields: dict[str, str]) -> dict[str, str]:
     return {name: value for name, value in fields.items() if not name.startswith(DATA_PREFIX)}
 
 
-def _fields(flat: Sequence[Any]) -> tuple[dict[str, str], int]:
+def _fields(flat: Sequence[Any], length: int = -1) -> tuple[dict[str, Any], int]:
     """HGETALL's flat field/value pairs as a dict of text, and their size in bytes as Redis
-    (and the write script's size check) count them; CorruptRecord for an odd number of
-    items, or an item that is not UTF-8 text."""
+    (and the write script's size check) count them (`length`, the items' total length, if
+    it is known and they are bytes); CorruptRecord for an odd number of items, or an item
+    that is not UTF-8 text. In a record over LAZY_FROM bytes, the data values are left as
+    bytes: ReceivedTexts decodes those that are read."""
     if len(flat) % 2:
         raise CorruptRecord("not a record")
-    try:  # what the clients give: bytes
-        texts = map(bytes.decode, flat)
-        return dict(zip(texts, texts, strict=True)), sum(map(len, flat))
-    except TypeError:  # not all of them bytes
-        texts = map(_text, flat)
-        return dict(zip(texts, texts, strict=True)), sum(map(_size, flat))
+    try:  # what the clients give: bytes, and short records
+        if 0 <= length <= LAZY_FROM:
+            texts = map(bytes.decode, flat)
+            return dict(zip(texts, texts, strict=True)), length
+    except TypeError:  # not all of them bytes: the length is not their size
+        pass
     except UnicodeDecodeError as error:
         raise CorruptRecord("not UTF-8") from error
+    if not _BYTES.issuperset(map(type, flat)):  # text from a client that decodes replies
+        flat = list(map(_as_bytes, flat))
+    size = sum(map(len, flat))
+    try:
+        if size <= LAZY_FROM:
+            texts = map(bytes.decode, flat)
+            return dict(zip(texts, texts, strict=True)), size
+        names = list(map(bytes.decode, flat[::2]))
+        values = [
+            value if name.startswith(DATA_PREFIX) else value.decode()
+            for name, value in zip(names, flat[1::2], strict=True)
+        ]
+    except UnicodeDecodeError as error:
+        raise CorruptRecord("not UTF-8") from error
+    return dict(zip(names, values, strict=True)), size
 
 
-def _size(item: Any) -> int:
-    """Bytes, as Redis (and the write script's size check) count them."""
-    if type(item) is bytes:  # what the clients give: checked first, and at once
-        return len(item)
-    if isinstance(item, (bytes, bytearray, memoryview)):
-        return len(item)
-    return len(str(item).encode("utf-8", "surrogatepass"))
+_BYTES = frozenset((bytes,))
 
 
-def _text(item: Any) -> str:
-    if type(item) is bytes:  # what the clients give: decoded without a copy
-        try:
-            return item.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise CorruptRecord("not UTF-8") from error
+def _as_bytes(item: Any) -> bytes:
+    """An item of a reply as the bytes Redis holds (and counts, for the size limit); a lone
+    surrogate in text stays in them, as invalid UTF-8."""
     if isinstance(item, str):
-        return item
+        return item.encode("utf-8", "surrogatepass")
     if isinstance(item, (bytes, bytearray, memoryview)):
-        try:
-            return bytes(item).decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise CorruptRecord("not UTF-8") from error
+        return bytes(item)
     raise CorruptRecord("not a string")
+
+
+def _text(item: bytes) -> str:
+    try:
+        return item.decode()
+    except UnicodeDecodeError as error:
+        raise CorruptRecord("not UTF-8") from error
 
 
 def _json(text: str) -> Any:
@@ -413,6 +454,40 @@ def _device_info(text: str) -> Mapping[str, Any]:
     return MappingProxyType(info)
 
 
+class ReceivedTexts(Mapping[str, str]):
+    """The data of a large record: each value kept as Redis sent it (bytes, as a rule) and
+    made text (UTF-8, opened with the cipher) the first time it is asked for, so a request
+    that reads one key of a 100 KB session does not decode the other 99 KB. Asking for a
+    value that is not UTF-8, or does not open, raises CorruptRecord, as a value that is
+    not JSON does when it is decoded (`decode_value`)."""
+
+    __slots__ = ("_codec", "_received", "_texts")
+
+    def __init__(self, received: dict[str, Any], codec: FieldCodec) -> None:
+        self._received = received  # data key -> its field's value, as received
+        self._codec = codec
+        self._texts: dict[str, str] = {}
+
+    def __getitem__(self, key: str) -> str:
+        text = self._texts.get(key)
+        if text is None:
+            received = self._received[key]
+            text = self._texts[key] = self._codec.open(_text(received), DATA_PREFIX + key)
+        return text
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._received
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._received)
+
+    def __len__(self) -> int:
+        return len(self._received)
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} session values, each decoded when read>"
+
+
 class RecordReader:
     """Decodes records, remembering the most recently read ones.
 
@@ -436,7 +511,8 @@ class RecordReader:
         self._known: OrderedDict[tuple[Any, ...], Record] = OrderedDict()
 
     def read(self, flat: Sequence[Any]) -> Record:
-        """A new Record for a HGETALL reply; CorruptRecord as decode."""
+        """The Record of a HGETALL reply (the remembered one, if the reply is); CorruptRecord
+        as decode."""
         try:
             length = sum(map(len, flat))
         except TypeError:  # not a reply of strings: decode says what is wrong
@@ -446,7 +522,8 @@ class RecordReader:
         key = tuple(flat)
         known = self._known.get(key)
         if known is None:
-            known = self._known[key] = decode(flat, self.codec, self.max_bytes)
+            parts = decode_parts(flat, self.codec, self.max_bytes, length)
+            known = self._known[key] = Record(*parts)
             if len(self._known) > self.max_entries:
                 self._known.popitem(last=False)
         else:
