@@ -377,23 +377,27 @@ def test_a_write_that_does_not_grow_the_record_reads_only_what_it_replaces(
 
 
 @pytest.mark.parametrize("expected_to_grow", [False, True])
+@pytest.mark.parametrize("padding", [0, 300])
 def test_a_record_at_the_limit_takes_a_write_that_does_not_grow_it(
-    key_prefix: str, expected_to_grow: bool
+    key_prefix: str, expected_to_grow: bool, padding: int
 ) -> None:
     """The write script's size check at the limit, with a field set twice and one
-    deleted: counted as the record will be stored, whatever the caller expected."""
+    deleted: counted as the record will be stored, whatever the caller expected, and
+    with `padding` more fields rewritten at the same size by every write."""
     from redis import Redis
 
     from session_middleware._protocol.lua_scripts import TOO_LARGE, WRITTEN, WriteCall, WriteReply
 
     record = f"{key_prefix}{{t}}:s:1"
-    stored = {"c": "1", "r": "2", "d:a": "x" * 10, "d:b": "y" * 5}
+    padded = {f"d:p{number}": "p" for number in range(padding)}
+    stored = {"c": "1", "r": "2", "d:a": "x" * 10, "d:b": "y" * 5, **padded}
     limit = sum(len(name) + len(value) for name, value in stored.items())
+    rewritten = [item for name in padded for item in (name, "q")]
 
     def write(pairs: list[str], deleted: tuple[str, ...] = ()) -> WriteReply:
         call = WriteCall(record=record, mode="none", carried="", wanted="", stamp="",
                          max_bytes=limit, expire="PEXPIRE", expire_at=60_000, score="",
-                         handle="1", grows=expected_to_grow, set_pairs=pairs,
+                         handle="1", grows=expected_to_grow, set_pairs=[*rewritten, *pairs],
                          deleted=deleted)  # fmt: skip
         return WriteCall.reply(client.execute_command(*call.command()))
 
@@ -404,7 +408,8 @@ def test_a_record_at_the_limit_takes_a_write_that_does_not_grow_it(
         assert write(["d:a", "z" * 11, "d:a", "z" * 9]).outcome == TOO_LARGE
         assert write(["d:a", "z" * 15], ("d:b",)).outcome == WRITTEN
         assert write(["d:c", "1"], ("d:c",)) == WriteReply(TOO_LARGE, limit + 1)
-        assert client.hgetall(record) == {"c": "1", "r": "2", "d:a": "z" * 15}
+        rest = {name: "q" for name in padded}
+        assert client.hgetall(record) == {"c": "1", "r": "2", "d:a": "z" * 15, **rest}
 
 
 async def commit_with(config: SessionConfig, state: Any, after_first: bool) -> Any:

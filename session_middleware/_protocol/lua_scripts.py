@@ -187,7 +187,8 @@ if not whole then
   local names = {{'e', 'u'}}
   for name in pairs(changing) do names[#names + 1] = name end
   local found = {{}}
-  for i = 1, #names, 200 do
+  if #names <= 200 then found = redis.call('HMGET', record, unpack(names)) end
+  for i = #found + 1, #names, 200 do
     local part = redis.call('HMGET', record, unpack(names, i, math.min(i + 199, #names)))
     for j = 1, #part do found[i + j - 1] = part[j] end
   end
