@@ -21,6 +21,10 @@ import pytest
 from session_middleware import SessionConfig, SessionTooLarge, get_session, sessions
 
 from .support import REDIS_URL, SECRET, keys_under
+from .support.http import wsgi_client
+from .support.redis_servers import RedisServer, server
+
+__all__ = ["server"]  # the fixture
 
 pytestmark = pytest.mark.anyio
 
@@ -343,6 +347,69 @@ async def test_a_write_past_the_size_limit_saves_nothing(key_prefix: str) -> Non
         await commit_all(config, [second])
     final = await config.run_async(config.core.open(header, time.time()))
     assert set(final.session) == {"a"}
+
+
+def test_a_write_that_does_not_grow_the_record_reads_only_what_it_replaces(
+    server: RedisServer,
+) -> None:
+    """Redis's CPU per write: the write script reads the stamp, the user and the fields it
+    replaces (HMGET), and the whole record (HGETALL) only to size a write that grows it:
+    then at once, for every check."""
+    config = sessions(secret_key=SECRET, redis_url=server.url, key_prefix="grow:")
+    with wsgi_client(config) as client:
+        client.get("/login?user=alice")
+        client.get("/set?key=a&value=1")
+        with server.client() as admin:
+            admin.config_resetstat()
+            for value in "2345":
+                client.get(f"/set?key=a&value={value}")
+            same_size = admin.info("commandstats")
+            admin.config_resetstat()
+            client.get("/set?key=b&value=1")
+            grown = admin.info("commandstats")
+        assert client.get("/read").json()["data"] == {"a": "5", "b": "1"}
+    config.close()
+    # Each request's own read is one HGETALL; the write adds one only when it grows.
+    assert same_size["cmdstat_hgetall"]["calls"] == 4
+    assert "cmdstat_exists" not in same_size  # a field found proves the record exists
+    assert grown["cmdstat_hgetall"]["calls"] == 2
+    assert "cmdstat_hmget" not in grown
+
+
+@pytest.mark.parametrize("expected_to_grow", [False, True])
+@pytest.mark.parametrize("padding", [0, 300])
+def test_a_record_at_the_limit_takes_a_write_that_does_not_grow_it(
+    key_prefix: str, expected_to_grow: bool, padding: int
+) -> None:
+    """The write script's size check at the limit, with a field set twice and one
+    deleted: counted as the record will be stored, whatever the caller expected, and
+    with `padding` more fields rewritten at the same size by every write."""
+    from redis import Redis
+
+    from session_middleware._protocol.lua_scripts import TOO_LARGE, WRITTEN, WriteCall, WriteReply
+
+    record = f"{key_prefix}{{t}}:s:1"
+    padded = {f"d:p{number}": "p" for number in range(padding)}
+    stored = {"c": "1", "r": "2", "d:a": "x" * 10, "d:b": "y" * 5, **padded}
+    limit = sum(len(name) + len(value) for name, value in stored.items())
+    rewritten = [item for name in padded for item in (name, "q")]
+
+    def write(pairs: list[str], deleted: tuple[str, ...] = ()) -> WriteReply:
+        call = WriteCall(record=record, mode="none", carried="", wanted="", stamp="",
+                         max_bytes=limit, expire="PEXPIRE", expire_at=60_000, score="",
+                         handle="1", grows=expected_to_grow, set_pairs=[*rewritten, *pairs],
+                         deleted=deleted)  # fmt: skip
+        return WriteCall.reply(client.execute_command(*call.command()))
+
+    with Redis.from_url(REDIS_URL, decode_responses=True) as client:
+        client.hset(record, mapping=stored)
+        assert write(["d:a", "z" * 10]).outcome == WRITTEN
+        assert write(["d:a", "z" * 11]) == WriteReply(TOO_LARGE, limit + 1)
+        assert write(["d:a", "z" * 11, "d:a", "z" * 9]).outcome == TOO_LARGE
+        assert write(["d:a", "z" * 15], ("d:b",)).outcome == WRITTEN
+        assert write(["d:c", "1"], ("d:c",)) == WriteReply(TOO_LARGE, limit + 1)
+        rest = {name: "q" for name in padded}
+        assert client.hgetall(record) == {"c": "1", "r": "2", "d:a": "z" * 15, **rest}
 
 
 async def commit_with(config: SessionConfig, state: Any, after_first: bool) -> Any:

@@ -48,6 +48,7 @@ from .._protocol.records import (
     Record,
     RecordReader,
     flat_fields,
+    grows,
     refreshed_field,
 )
 from .._protocol.timing import Timing
@@ -467,8 +468,11 @@ class Core:
         changed, removed = self._changes(opened)
         pairs = [*refreshed_field(now), *self.fields.data_fields(changed)]
         deleted = [f"d:{key}" for key in removed]
+        expected = grows(record.stored, changed, removed)
         keep_empty = opened.store_empty
-        command = self.writes.write(ref, record, guard, pairs, deleted, now, keep_empty=keep_empty)
+        command = self.writes.write(
+            ref, record, guard, pairs, deleted, now, keep_empty=keep_empty, grows=expected
+        )
         replies = yield RedisIO((*commands, command))
         outcome = self._write_outcome(WriteCall.reply(replies[-1]))
         if outcome != "unknown":

@@ -156,6 +156,16 @@ class CreateCall(ScriptCall):
 # Nothing is written unless WRITTEN, or EMPTIED: an anonymous record left with no data by
 # this request's deletions (and no key a concurrent request added) is deleted, unless
 # `keep_empty`.
+#
+# Redis's CPU per write is most of what a session costs it, so the script reads no more
+# of the record than the checks need: one HMGET of the stamp, the user and the fields this
+# write replaces. Any of them found proves the record exists. A write that does not grow
+# the record cannot take it over the limit, as it was within it: every write that grows a
+# record is checked (by this script, as by the releases before it, which read the whole
+# record), and a reader refuses a record over the limit, so none is written to (see
+# records.decode). Only a write that grows the record reads all of it, to size it: at once
+# (one HGETALL for every check) when the caller expects it to grow (`grows`), after the
+# HMGET when a concurrent request made it grow.
 WRITE = (
     _CHUNKED
     + f"""
@@ -165,9 +175,44 @@ local k = 2
 local epoch_key = nil
 if mode ~= 'none' then epoch_key = KEYS[k]; k = k + 1 end
 local index = KEYS[k]
-if redis.call('EXISTS', record) == 0 then return {GONE} end
+local first, last = 13, 12 + 2 * tonumber(ARGV[12])
+local changing = {{}}
+for i = first, last, 2 do changing[ARGV[i]] = true end
+for i = last + 1, #ARGV do changing[ARGV[i]] = true end
+-- What the checks need: the record's stamp, whether it has a user, and (when the write
+-- grows it) its size after this write.
+local e, user, size = false, false, nil
+local whole = ARGV[11] == '1'
+if not whole then
+  local names = {{'e', 'u'}}
+  for name in pairs(changing) do names[#names + 1] = name end
+  local found = {{}}
+  if #names <= 200 then found = redis.call('HMGET', record, unpack(names)) end
+  for i = #found + 1, #names, 200 do
+    local part = redis.call('HMGET', record, unpack(names, i, math.min(i + 199, #names)))
+    for j = 1, #part do found[i + j - 1] = part[j] end
+  end
+  e, user = found[1], found[2]
+  local exists, grows = e or user, 0
+  for i = first, last do grows = grows + #ARGV[i] end
+  for i = 3, #names do
+    if found[i] then exists = true; grows = grows - #names[i] - #found[i] end
+  end
+  if not exists and redis.call('EXISTS', record) == 0 then return {GONE} end
+  whole = grows > 0
+end
+if whole then
+  local fields = redis.call('HGETALL', record)
+  if #fields == 0 then return {GONE} end
+  size = 0
+  for i = 1, #fields, 2 do
+    local name = fields[i]
+    if not changing[name] then size = size + #name + #fields[i + 1] end
+    if name == 'e' then e = fields[i + 1] elseif name == 'u' then user = true end
+  end
+  for i = first, last do size = size + #ARGV[i] end
+end
 if carried ~= '' then
-  local e = redis.call('HGET', record, 'e')
   -- `stamp` is an epoch only this request knows: a record stamped with it was re-stamped
   -- by this request's own compare-and-set (BUMP_IF)
   if e ~= carried and (stamp == '' or e ~= stamp) then return {EPOCH_MOVED} end
@@ -181,20 +226,10 @@ if carried ~= '' then
     if current ~= wanted then return {EPOCH_MOVED} end
   end
 end
-local first, last = 12, 11 + 2 * tonumber(ARGV[11])
-local changing = {{}}
-for i = first, last, 2 do changing[ARGV[i]] = true end
-for i = last + 1, #ARGV do changing[ARGV[i]] = true end
-local size = 0
-local current = redis.call('HGETALL', record)
-for i = 1, #current, 2 do
-  if not changing[current[i]] then size = size + #current[i] + #current[i + 1] end
-end
-for i = first, last do size = size + #ARGV[i] end
-if size > tonumber(ARGV[5]) then return {{{TOO_LARGE}, size}} end
+if size and size > tonumber(ARGV[5]) then return {{{TOO_LARGE}, size}} end
 in_chunks('HSET', record, ARGV, first, last)
 in_chunks('HDEL', record, ARGV, last + 1, #ARGV)
-if #ARGV > last and ARGV[10] ~= '1' and redis.call('HEXISTS', record, 'u') == 0 then
+if #ARGV > last and ARGV[10] ~= '1' and not user then
   local empty = true
   for _, name in ipairs(redis.call('HKEYS', record)) do
     if string.sub(name, 1, 2) == 'd:' then empty = false; break end
@@ -244,6 +279,7 @@ class WriteCall(ScriptCall):
     score: str  # the new index score; '' to leave the index alone
     handle: str
     keep_empty: bool = flag()  # store an anonymous record this request left empty
+    grows: bool = flag()  # the changes are expected to grow the record (see WRITE)
     set_pairs: Sequence[str] = pairs()  # field/value pairs to set
     deleted: Sequence[str] = rest()  # fields to delete
 

@@ -74,10 +74,12 @@ class Writes:
         now: float,
         *,
         keep_empty: bool = False,
+        grows: bool = False,
     ) -> Command:
         """Apply `pairs` (fields to set) and `deleted` (fields to remove) to the record as
         it is stored, refreshed at `now`, if `guard` holds (see lua_scripts.WRITE); with
-        `keep_empty`, an anonymous record left empty is stored, not deleted."""
+        `keep_empty`, an anonymous record left empty is stored, not deleted; `grows`: the
+        changes are expected to make the record larger (records.grows)."""
         index, score = None, ""
         if self.timing.sliding and record.user_id is not None:
             # The expiry moves with every write: re-score the user's index with it.
@@ -98,6 +100,7 @@ class Writes:
             score=score,
             handle=ref.handle,
             keep_empty=keep_empty,
+            grows=grows,
             set_pairs=pairs,
             deleted=deleted,
         ).command()

@@ -225,6 +225,24 @@ def refreshed_field(now: float) -> list[str]:
     return [REFRESHED, _number(now)]
 
 
+def grows(
+    stored: Mapping[str, str], changed: Iterable[tuple[str, str]], removed: Iterable[str]
+) -> bool:
+    """Whether setting `changed` (data keys and their JSON) and deleting `removed` make the
+    record as loaded (`stored`) larger: a guess for the write script (lua_scripts.WRITE),
+    which reads all of a record that grows. Counted on the JSON, not on what is stored
+    (ciphertext, bytes): the script checks."""
+    added = 0
+    for key, text in changed:
+        old = stored.get(key)
+        added += len(text) - (len(old) if old is not None else -_DATA_START - len(key))
+    for key in removed:
+        old = stored.get(key)
+        if old is not None:
+            added -= _DATA_START + len(key) + len(old)
+    return added > 0
+
+
 def fields_size(pairs: Sequence[str]) -> int:
     return sum(len(item.encode()) for item in pairs)
 

@@ -111,3 +111,15 @@ def test_a_login_sends_the_epoch_ttl_once() -> None:
 def test_a_command_of_another_script_is_not_read_as_this_one() -> None:
     with pytest.raises(ValueError, match="not a call of WriteCall"):
         WriteCall.of(ReadCall(record="p:{t}:s:h").command())
+
+
+def test_a_write_is_expected_to_grow_a_record_when_its_changes_add_more_than_they_remove() -> None:
+    from session_middleware._protocol.records import grows
+
+    stored = {"a": '"xx"', "b": "1"}
+    assert not grows(stored, [("a", '"yy"')], [])
+    assert grows(stored, [("a", '"yyy"')], [])
+    assert grows(stored, [("c", "1")], [])
+    assert not grows(stored, [("c", "1")], ["b"])  # "d:c" and its value take b's place
+    assert not grows(stored, [("a", '"xxxxxx"')], ["b"])
+    assert grows(stored, [("a", '"xxxxxxx"')], ["b"])
