@@ -234,13 +234,22 @@ def grows(
     (ciphertext, bytes): the script checks."""
     added = 0
     for key, text in changed:
-        old = stored.get(key)
-        added += len(text) - (len(old) if old is not None else -_DATA_START - len(key))
+        old = _stored_length(stored, key)
+        added += len(text) - (old if old is not None else -_DATA_START - len(key))
     for key in removed:
-        old = stored.get(key)
+        old = _stored_length(stored, key)
         if old is not None:
-            added -= _DATA_START + len(key) + len(old)
+            added -= _DATA_START + len(key) + old
     return added > 0
+
+
+def _stored_length(stored: Mapping[str, str], key: str) -> int | None:
+    """The length of `key`'s value as loaded, None if it has none; a large record's value
+    is not decoded for it (nor refused if it would not decode)."""
+    if isinstance(stored, ReceivedTexts):
+        return stored.received_length(key)
+    old = stored.get(key)
+    return None if old is None else len(old)
 
 
 def fields_size(pairs: Sequence[str]) -> int:
@@ -492,6 +501,11 @@ class ReceivedTexts(Mapping[str, str]):
             received = self._received[key]
             text = self._texts[key] = self._codec.open(_text(received), DATA_PREFIX + key)
         return text
+
+    def received_length(self, key: str) -> int | None:
+        """The length of `key`'s value as received, None if there is none."""
+        received = self._received.get(key)
+        return None if received is None else len(received)
 
     def __contains__(self, key: object) -> bool:
         return key in self._received
