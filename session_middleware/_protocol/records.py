@@ -39,6 +39,7 @@ _NO_INFO: Mapping[str, Any] = MappingProxyType({})
 MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can hold
 MAX_NESTING = 64
 LAZY_FROM = 2048  # bytes: a larger record's values are decoded one by one, when read
+# (without encryption: with it, every value is authenticated when the record is read)
 _EPOCH = re.compile(r"[0-9a-zA-Z_-]{1,64}")
 
 
@@ -312,12 +313,14 @@ def decode_parts(
     data = {
         name[_DATA_START:]: value for name, value in fields.items() if name.startswith(DATA_PREFIX)
     }
-    if size > LAZY_FROM:  # each value as received, decoded (and opened) only if it is read
-        stored: Mapping[str, str] = ReceivedTexts(data, codec)
-    elif codec.cipher is None:
-        stored = data
+    if codec.cipher is not None:  # every value authenticated now: one altered drops the record
+        stored: Mapping[str, str] = {
+            key: codec.open(_received_text(value), DATA_PREFIX + key) for key, value in data.items()
+        }
+    elif size > LAZY_FROM:  # each value as received, decoded only if it is read
+        stored = ReceivedTexts(data, codec)
     else:
-        stored = {key: codec.open(value, DATA_PREFIX + key) for key, value in data.items()}
+        stored = data
     if codec.cipher is not None:
         user = None if user is None else codec.open(user, USER)
         extra_text = None if extra_text is None else codec.open(extra_text, EXTRA)
@@ -412,6 +415,10 @@ def _as_bytes(item: Any) -> bytes:
     if isinstance(item, (bytes, bytearray, memoryview)):
         return bytes(item)
     raise CorruptRecord("not a string")
+
+
+def _received_text(item: str | bytes) -> str:
+    return _text(item) if isinstance(item, bytes) else item
 
 
 def _text(item: bytes) -> str:
