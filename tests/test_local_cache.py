@@ -10,7 +10,8 @@ import pytest
 import redis
 
 from session_middleware import ConfigurationError, SessionConfig, sessions
-from session_middleware._transport.local_cache import session_read
+from session_middleware._protocol.lua_scripts import ReadCall
+from session_middleware._transport.local_cache import atomic_read, session_read
 
 from .support import REDIS_URL, SECRET, keys_under
 from .support.http import asgi_client
@@ -110,6 +111,17 @@ async def test_losing_the_listener_drops_the_cache_until_it_is_back(workers) -> 
         await client.get("/read")
         tracking = await cache.client().execute_command("CLIENT", "TRACKINGINFO")
         assert tracking[3] == cache.listener_id
+
+
+@pytest.mark.parametrize("epoch_key", [None, "p:{t}:e"])
+def test_a_miss_sends_the_read_script_the_core_would(epoch_key: str | None) -> None:
+    """The cache spells the READ call out: it must be the call ReadCall builds."""
+    call = ReadCall(record="p:{t}:s:h", epoch_key=epoch_key)
+    pipelined = [("HGETALL", "p:{t}:s:h")] + ([("GET", epoch_key)] if epoch_key else [])
+    keys = session_read(pipelined)
+    assert keys is not None
+    assert atomic_read(pipelined, keys) == call.command()
+    assert atomic_read([call.command()], keys) == call.command()
 
 
 def test_the_local_cache_needs_a_url() -> None:
