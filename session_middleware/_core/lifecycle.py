@@ -492,13 +492,7 @@ class Core:
         if reply.outcome == TOO_LARGE:
             raise SessionTooLarge("with this request's changes the session would take",
                                   reply.size, self.max_bytes)  # fmt: skip
-        outcomes: dict[int, WriteOutcome | Literal["unknown"]] = {
-            GONE: "gone",
-            EMPTIED: "emptied",
-            EPOCH_MOVED: "epoch",
-            EPOCH_UNKNOWN: "unknown",
-        }
-        return outcomes.get(reply.outcome, "written")
+        return _OUTCOMES.get(reply.outcome, "written")
 
     def _login(self, opened: Opened, now: float, depends: bool) -> Step[Committed]:
         """Log in under a new session id, as the login plan says (see login_plan.py)."""
@@ -704,6 +698,15 @@ class Core:
             refreshed=now,
             user_id=user_id,
         )
+
+
+# What each WRITE reply but WRITTEN and TOO_LARGE means (see Core._write_outcome).
+_OUTCOMES: dict[int, WriteOutcome | Literal["unknown"]] = {
+    GONE: "gone",
+    EMPTIED: "emptied",
+    EPOCH_MOVED: "epoch",
+    EPOCH_UNKNOWN: "unknown",
+}
 
 
 def same_epoch(current: str | None, stamped: str | None) -> bool:

@@ -146,10 +146,16 @@ def _explain(value: object, where: str, depth: int) -> None:
     )
 
 
+# json.dumps with these options builds an encoder on every call: built once here.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 def to_json(value: object) -> str:
     """The one JSON spelling of a value: a value unchanged since it was read encodes to
     the text it was read from, which is how a write tells what changed."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if type(value) is int:
+        return int.__repr__(value)  # what the encoder writes for an int, without its set-up
+    return _ENCODE(value)
 
 
 def checked_json(key: str, value: object) -> str:
