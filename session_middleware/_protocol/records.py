@@ -199,9 +199,16 @@ class FieldCodec:
             raise CorruptRecord("a value sealed for another field")
         return text
 
-    def data_fields(self, changes: Iterable[tuple[str, str]]) -> list[str]:
-        """Flat field/value pairs for data keys and their JSON text."""
-        pairs: list[str] = []
+    def data_fields(
+        self, changes: Iterable[tuple[str, str]], pairs: list[str] | None = None
+    ) -> list[str]:
+        """Flat field/value pairs for data keys and their JSON text (added to `pairs`)."""
+        if pairs is None:
+            pairs = []
+        if self.cipher is None:
+            for key, text in changes:
+                pairs += (DATA_PREFIX + key, text)
+            return pairs
         for key, text in changes:
             pairs += (DATA_PREFIX + key, self.seal(text, DATA_PREFIX + key))
         return pairs
