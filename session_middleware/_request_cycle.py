@@ -105,7 +105,10 @@ class RequestCycle:
         if frozen is not None:
             opened.session.freeze(frozen)
         now = time.time() if now is None else now
-        return self.core.settled(opened, now) or self._sync(self.core.commit(opened, now))
+        settled = self.core.settled(opened, now)
+        if settled is not None:
+            return settled
+        return self._sync(self.core.commit(opened, now, unsettled=True))
 
     async def acommit(
         self, opened: Opened, frozen: str | None = STARTED, now: float | None = None
@@ -113,7 +116,10 @@ class RequestCycle:
         if frozen is not None:
             opened.session.freeze(frozen)
         now = time.time() if now is None else now
-        return self.core.settled(opened, now) or await self._async(self.core.commit(opened, now))
+        settled = self.core.settled(opened, now)
+        if settled is not None:
+            return settled
+        return await self._async(self.core.commit(opened, now, unsettled=True))
 
     def _sync(self, step: Step[T]) -> T | None:
         try:

@@ -290,25 +290,28 @@ class Session(dict[str, Any]):
         """What differs from `stored` (each key's JSON as loaded): the (key, JSON) pairs to
         set and the keys to delete. TypeError, naming the key, for a value JSON cannot hold
         (one changed in place after it was handed out)."""
-        touched = self.touched()
-        if touched is None:  # every key but those never decoded, which are as loaded
+        handed_out = self._handed_out
+        if handed_out is None:  # every key but those never decoded, which are as loaded
             current = self._decoded_snapshot()
             unread = {json_key(key) for key, value in dict.items(self) if value is _UNDECODED}
-            keys: set[str] = current.keys() | (stored.keys() - unread)
+            absent = (stored.keys() - unread) - current.keys()
         else:  # encode only what may have changed
-            present = [key for key in touched if dict.__contains__(self, key)]
-            current = {
-                json_key(key): self._storable(dict.__getitem__(self, key)) for key in present
-            }
-            keys = {json_key(key) for key in touched}
+            current = {}
+            absent = set()
+            for key in (self._written | handed_out) if handed_out else self._written:
+                value = dict.get(self, key, _MISSING)
+                if value is _MISSING:
+                    absent.add(json_key(key))
+                else:
+                    current[json_key(key)] = self._storable(value)
         changed: list[tuple[str, str]] = []
         removed: list[str] = []
-        for key in keys:
-            if key in current:
-                text = checked_json(key, current[key])
-                if _loaded_text(stored, key) != text:
-                    changed.append((key, text))
-            elif key in stored:
+        for key, value in current.items():
+            text = checked_json(key, value)
+            if _loaded_text(stored, key) != text:
+                changed.append((key, text))
+        for key in absent:
+            if key in stored and key not in current:
                 removed.append(key)
         return changed, removed
 

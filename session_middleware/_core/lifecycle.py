@@ -39,7 +39,6 @@ from .._protocol.lua_scripts import (
     ReadCall,
     ReadReply,
     WriteCall,
-    WriteReply,
 )
 from .._protocol.record_commands import Guard, Writes, pipelined_read
 from .._protocol.records import (
@@ -352,17 +351,18 @@ class Core:
             return None
         return Committed(None, None, session.accessed)
 
-    def commit(self, opened: Opened, now: float) -> Step[Committed]:
-        """Carry out what the handler did (see _commit), then report its events."""
-        committed = yield from self._commit(opened, now)
+    def commit(self, opened: Opened, now: float, *, unsettled: bool = False) -> Step[Committed]:
+        """Carry out what the handler did (see _commit), then report its events.
+        `unsettled`: the caller found `settled` None already, at the same `now`."""
+        committed = yield from self._commit(opened, now, unsettled)
         if committed.events:
             yield Emit(committed.events)
         return committed
 
-    def _commit(self, opened: Opened, now: float) -> Step[Committed]:
+    def _commit(self, opened: Opened, now: float, unsettled: bool) -> Step[Committed]:
         """Carry out the session's intent, in one round trip (a second one only while
         signing keys rotate, or to look up an epoch the cache no longer holds)."""
-        settled = self.settled(opened, now)
+        settled = None if unsettled else self.settled(opened, now)
         if settled is not None:
             return settled
         depends = opened.session.accessed  # before the commit reads the session itself
@@ -466,7 +466,7 @@ class Core:
         record, ref = opened.record, opened.ref
         assert record is not None and ref is not None
         changed, removed = self._changes(opened)
-        pairs = [*refreshed_field(now), *self.fields.data_fields(changed)]
+        pairs = self.fields.data_fields(changed, refreshed_field(now))
         deleted = [f"d:{key}" for key in removed]
         expected = grows(record.stored, changed, removed)
         keep_empty = opened.store_empty
@@ -474,7 +474,7 @@ class Core:
             ref, record, guard, pairs, deleted, now, keep_empty=keep_empty, grows=expected
         )
         replies = yield RedisIO((*commands, command))
-        outcome = self._write_outcome(WriteCall.reply(replies[-1]))
+        outcome = self._write_outcome(replies[-1])
         if outcome != "unknown":
             return outcome
         # The cached copy of the epoch expired: look it up (which refills it), then try
@@ -484,21 +484,18 @@ class Core:
         if not same_epoch(resolved, guard.wanted):
             return "epoch"
         (reply,) = yield RedisIO((command,))
-        outcome = self._write_outcome(WriteCall.reply(reply))
+        outcome = self._write_outcome(reply)
         return "epoch" if outcome == "unknown" else outcome
 
-    def _write_outcome(self, reply: WriteReply) -> WriteOutcome | Literal["unknown"]:
+    def _write_outcome(self, raw: Any) -> WriteOutcome | Literal["unknown"]:
         """What a WRITE reply means ('unknown': the cached epoch was missing)."""
+        if raw.__class__ is int and raw == WRITTEN:  # most writes: nothing more to read
+            return "written"
+        reply = WriteCall.reply(raw)
         if reply.outcome == TOO_LARGE:
             raise SessionTooLarge("with this request's changes the session would take",
                                   reply.size, self.max_bytes)  # fmt: skip
-        outcomes: dict[int, WriteOutcome | Literal["unknown"]] = {
-            GONE: "gone",
-            EMPTIED: "emptied",
-            EPOCH_MOVED: "epoch",
-            EPOCH_UNKNOWN: "unknown",
-        }
-        return outcomes.get(reply.outcome, "written")
+        return _OUTCOMES.get(reply.outcome, "written")
 
     def _login(self, opened: Opened, now: float, depends: bool) -> Step[Committed]:
         """Log in under a new session id, as the login plan says (see login_plan.py)."""
@@ -704,6 +701,15 @@ class Core:
             refreshed=now,
             user_id=user_id,
         )
+
+
+# What each WRITE reply but WRITTEN and TOO_LARGE means (see Core._write_outcome).
+_OUTCOMES: dict[int, WriteOutcome | Literal["unknown"]] = {
+    GONE: "gone",
+    EMPTIED: "emptied",
+    EPOCH_MOVED: "epoch",
+    EPOCH_UNKNOWN: "unknown",
+}
 
 
 def same_epoch(current: str | None, stamped: str | None) -> bool:

@@ -252,7 +252,7 @@ return {WRITTEN}
 EpochGuard = Literal["redis", "cache", "none"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made for every write, and frozen costs more
 class WriteReply:
     """WRITE's reply: the outcome, and with TOO_LARGE the size the record would take."""
 

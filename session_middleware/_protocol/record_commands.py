@@ -26,7 +26,7 @@ from .timing import Timing, ms
 from .wire import Command
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made for every write, and frozen costs more
 class Guard:
     """What a write checks before it applies anything (see lua_scripts.WRITE)."""
 

@@ -163,10 +163,16 @@ def _explain(value: object, where: str, depth: int) -> None:
     )
 
 
+# json.dumps with these options builds an encoder on every call: built once here.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 def to_json(value: object) -> str:
     """The one JSON spelling of a value: a value unchanged since it was read encodes to
     the text it was read from, which is how a write tells what changed."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if type(value) is int:
+        return int.__repr__(value)  # what the encoder writes for an int, without its set-up
+    return _ENCODE(value)
 
 
 def checked_json(key: str, value: object) -> str:
@@ -212,9 +218,16 @@ class FieldCodec:
             raise CorruptRecord("a value sealed for another field")
         return text
 
-    def data_fields(self, changes: Iterable[tuple[str, str]]) -> list[str]:
-        """Flat field/value pairs for data keys and their JSON text."""
-        pairs: list[str] = []
+    def data_fields(
+        self, changes: Iterable[tuple[str, str]], pairs: list[str] | None = None
+    ) -> list[str]:
+        """Flat field/value pairs for data keys and their JSON text (added to `pairs`)."""
+        if pairs is None:
+            pairs = []
+        if self.cipher is None:
+            for key, text in changes:
+                pairs += (DATA_PREFIX + key, text)
+            return pairs
         for key, text in changes:
             pairs += (DATA_PREFIX + key, self.seal(text, DATA_PREFIX + key))
         return pairs

@@ -54,23 +54,10 @@ class ScriptCall:
 
     def command(self) -> tuple[Any, ...]:
         """The EVAL command for Redis."""
-        keys: list[Any] = []
-        argv: list[Any] = []
-        for name, role in _roles(type(self)):
-            value = getattr(self, name)
-            if role == "key":
-                if value is not None:
-                    keys.append(value)
-            elif role == "flag":
-                argv.append("1" if value else "0")
-            elif role == "pairs":
-                argv.append(len(value) // 2)
-                argv += value
-            elif role == "rest":
-                argv += value
-            elif value is not None:
-                argv.append(value)
-        return ("EVAL", self.SCRIPT, len(keys), *keys, *argv)
+        build = _BUILDERS.get(type(self))
+        if build is None:
+            build = _BUILDERS[type(self)] = _builder(type(self))
+        return build(self)
 
     @classmethod
     def of(cls: type[Call], command: tuple[Any, ...]) -> Call:
@@ -101,14 +88,43 @@ class ScriptCall:
         return cls(**named)
 
 
-_ROLES: dict[type[ScriptCall], tuple[tuple[str, str], ...]] = {}
+_BUILDERS: dict[type[ScriptCall], Callable[[Any], tuple[Any, ...]]] = {}
+
+
+def _builder(call: type[ScriptCall]) -> Callable[[Any], tuple[Any, ...]]:
+    """The function that builds a call's EVAL command, written out once per class from its
+    fields (a loop over the fields, looking each up by name and role, cost several times as
+    much on every call). A key or argument that may be None (an optional key, an argument
+    typed `| None`) is left out when it is."""
+    lines = ["def build(self):", "    keys = []"]
+    parts = ["'EVAL'", "script", "len(keys)", "*keys"]
+    for spec in fields(call):  # type: ignore[arg-type]
+        name, role = spec.name, spec.metadata.get(_ROLE, "arg")
+        value = f"self.{name}"
+        if role == "key":
+            if spec.default is not None:  # key(): always there
+                lines.append(f"    keys.append({value})")
+            else:
+                lines += [f"    if {value} is not None:", f"        keys.append({value})"]
+        elif role == "flag":
+            parts.append(f"'1' if {value} else '0'")
+        elif role == "pairs":
+            lines.append(f"    {name} = {value}")
+            parts += [f"len({name}) // 2", f"*{name}"]
+        elif role == "rest":
+            parts.append(f"*{value}")
+        elif "None" in str(spec.type):
+            parts.append(f"*(() if {value} is None else ({value},))")
+        else:
+            parts.append(value)
+    lines.append(f"    return ({', '.join(parts)})")
+    namespace: dict[str, Any] = {"script": call.SCRIPT}
+    exec("\n".join(lines), namespace)  # noqa: S102 - our own fields' names, as dataclasses do
+    built: Callable[[Any], tuple[Any, ...]] = namespace["build"]
+    return built
 
 
 def _roles(call: type[ScriptCall]) -> tuple[tuple[str, str], ...]:
-    """Each field of a call's class with its role, in order: read once per class (looking
-    the fields up is most of the cost of building a command)."""
-    roles = _ROLES.get(call)
-    if roles is None:
-        specs = fields(call)  # type: ignore[arg-type]
-        roles = _ROLES[call] = tuple((spec.name, spec.metadata.get(_ROLE, "arg")) for spec in specs)
-    return roles
+    """Each field of a call's class with its role, in order."""
+    specs = fields(call)  # type: ignore[arg-type]
+    return tuple((spec.name, spec.metadata.get(_ROLE, "arg")) for spec in specs)

@@ -6,7 +6,6 @@ I/O and the same commands run through the sync and the async client.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol
@@ -90,12 +89,26 @@ def by_sha(command: Command) -> Command:
     again with EVAL, which loads it."""
     if command[0] != "EVAL":
         return command
-    return ("EVALSHA", script_sha(command[1]), *command[2:])
+    script = command[1]
+    sha = _SHAS.get(script)
+    if sha is None:
+        sha = script_sha(script)
+    return ("EVALSHA", sha, *command[2:])
 
 
-@functools.lru_cache(maxsize=64)
+# The scripts' SHA-1s: a plain dict, looked up on every script call, costs a fraction of
+# lru_cache's call (the scripts are the package's own few constants).
+_SHAS: dict[str, str] = {}
+
+
 def script_sha(script: str) -> str:
-    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+    sha = _SHAS.get(script)
+    if sha is None:
+        sha = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+        if len(_SHAS) >= 64:
+            _SHAS.clear()
+        _SHAS[script] = sha
+    return sha
 
 
 def raised(replies: list[Any]) -> list[Any]:
