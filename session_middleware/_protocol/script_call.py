@@ -94,8 +94,7 @@ _BUILDERS: dict[type[ScriptCall], Callable[[Any], tuple[Any, ...]]] = {}
 def _builder(call: type[ScriptCall]) -> Callable[[Any], tuple[Any, ...]]:
     """The function that builds a call's EVAL command, written out once per class from its
     fields (a loop over the fields, looking each up by name and role, cost several times as
-    much on every call). A key or argument that may be None (an optional key, an argument
-    typed `| None`) is left out when it is."""
+    much on every call). An optional key, or an argument, that is None is left out."""
     lines = ["def build(self):", "    keys = []"]
     parts = ["'EVAL'", "script", "len(keys)", "*keys"]
     for spec in fields(call):  # type: ignore[arg-type]
@@ -113,10 +112,8 @@ def _builder(call: type[ScriptCall]) -> Callable[[Any], tuple[Any, ...]]:
             parts += [f"len({name}) // 2", f"*{name}"]
         elif role == "rest":
             parts.append(f"*{value}")
-        elif "None" in str(spec.type):
-            parts.append(f"*(() if {value} is None else ({value},))")
         else:
-            parts.append(value)
+            parts.append(f"*(() if {value} is None else ({value},))")
     lines.append(f"    return ({', '.join(parts)})")
     namespace: dict[str, Any] = {"script": call.SCRIPT}
     exec("\n".join(lines), namespace)  # noqa: S102 - our own fields' names, as dataclasses do
