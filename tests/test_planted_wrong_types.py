@@ -9,7 +9,7 @@ and a read never serves a session whose user's epoch key is of the wrong type.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -39,15 +39,17 @@ def planted_at(config: SessionConfig, user: str, where: str) -> str:
 
 
 @pytest.fixture(params=["redis", "sql"])
-def config(
+async def config(
     request: pytest.FixtureRequest, key_prefix: str, tmp_path: Path
-) -> Iterator[SessionConfig]:
+) -> AsyncIterator[SessionConfig]:
     epochs = None
     if request.param == "sql":
         epochs = SQLEpochs.managed(f"sqlite+aiosqlite:///{tmp_path}/epochs.db")
     configured = sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix,
                           epochs=epochs)  # fmt: skip
     yield configured
+    if epochs is not None:  # on the test's event loop, before it closes
+        await epochs.adispose()
 
 
 async def prepared(config: SessionConfig) -> None:
