@@ -52,8 +52,7 @@ def json_key(key: object) -> str:
 
 def _loaded_text(stored: Mapping[str, str], key: str) -> str | None:
     """The JSON `key` was loaded with; None if it had none, or one that does not read (not
-    UTF-8, or not opening with the cipher: see records.ReceivedTexts), which a write
-    replaces."""
+    UTF-8: see records.ReceivedTexts), which a write replaces."""
     try:
         return stored.get(key)
     except CorruptRecord:
@@ -311,7 +310,7 @@ class Session(dict[str, Any]):
             if _loaded_text(stored, key) != text:
                 changed.append((key, text))
         for key in absent:
-            if key in stored and key not in current:
+            if key in stored:
                 removed.append(key)
         return changed, removed
 

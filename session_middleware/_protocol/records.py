@@ -348,13 +348,12 @@ def decode_parts(
         stored: Mapping[str, str] = {
             key: codec.open(_received_text(value), DATA_PREFIX + key) for key, value in data.items()
         }
-    elif size > LAZY_FROM:  # each value as received, decoded only if it is read
-        stored = ReceivedTexts(data, codec)
-    else:
-        stored = data
-    if codec.cipher is not None:
         user = None if user is None else codec.open(user, USER)
         extra_text = None if extra_text is None else codec.open(extra_text, EXTRA)
+    elif size > LAZY_FROM:  # each value as received, decoded only if it is read
+        stored = ReceivedTexts(data)
+    else:
+        stored = data
     user_id = None if user is None else _json(user)
     if user_id is not None and not valid_user_id(user_id):
         raise CorruptRecord("bad user id")
@@ -527,24 +526,22 @@ def _device_info(text: str) -> Mapping[str, Any]:
 
 
 class ReceivedTexts(Mapping[str, str]):
-    """The data of a large record: each value kept as Redis sent it (bytes, as a rule) and
-    made text (UTF-8, opened with the cipher) the first time it is asked for, so a request
+    """The data of a large record without encryption: each value kept as Redis sent it
+    (bytes, as a rule) and made text (UTF-8) the first time it is asked for, so a request
     that reads one key of a 100 KB session does not decode the other 99 KB. Asking for a
-    value that is not UTF-8, or does not open, raises CorruptRecord, as a value that is
-    not JSON does when it is decoded (`decode_value`)."""
+    value that is not UTF-8 raises CorruptRecord, as a value that is not JSON does when it
+    is decoded (`decode_value`)."""
 
-    __slots__ = ("_codec", "_received", "_texts")
+    __slots__ = ("_received", "_texts")
 
-    def __init__(self, received: dict[str, Any], codec: FieldCodec) -> None:
+    def __init__(self, received: dict[str, Any]) -> None:
         self._received = received  # data key -> its field's value, as received
-        self._codec = codec
         self._texts: dict[str, str] = {}
 
     def __getitem__(self, key: str) -> str:
         text = self._texts.get(key)
         if text is None:
-            received = self._received[key]
-            text = self._texts[key] = self._codec.open(_text(received), DATA_PREFIX + key)
+            text = self._texts[key] = _received_text(self._received[key])
         return text
 
     def received_length(self, key: str) -> int | None:

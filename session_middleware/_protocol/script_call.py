@@ -119,9 +119,3 @@ def _builder(call: type[ScriptCall]) -> Callable[[Any], tuple[Any, ...]]:
     exec("\n".join(lines), namespace)  # noqa: S102 - our own fields' names, as dataclasses do
     built: Callable[[Any], tuple[Any, ...]] = namespace["build"]
     return built
-
-
-def _roles(call: type[ScriptCall]) -> tuple[tuple[str, str], ...]:
-    """Each field of a call's class with its role, in order."""
-    specs = fields(call)  # type: ignore[arg-type]
-    return tuple((spec.name, spec.metadata.get(_ROLE, "arg")) for spec in specs)

@@ -48,7 +48,7 @@ import redis
 import redis.asyncio
 from redis.exceptions import RedisError
 
-from .._protocol.lua_scripts import READ
+from .._protocol.lua_scripts import READ, ReadCall
 from .._protocol.wire import Command, text
 from .multiplexed import MultiplexedRedis
 from .round_trip import run_async
@@ -108,13 +108,11 @@ def session_read(commands: Sequence[Command]) -> Sequence[str] | None:
 
 
 def atomic_read(commands: Sequence[Command], keys: Sequence[str]) -> Command:
-    """The read script for the session read `commands` of `keys` (see session_read): the
-    EVAL that ReadCall(record=keys[0], epoch_key=keys[1] if any).command() builds, spelt
-    out (READ has KEYS only; a call built field by field costs several times more, on
-    every write's read)."""
+    """The read script for the session read `commands` of `keys` (see session_read)."""
     if commands[0][0] == "EVAL":
         return commands[0]
-    return ("EVAL", READ, len(keys), *keys)
+    epoch_key = keys[1] if len(keys) > 1 else None
+    return ReadCall(record=keys[0], epoch_key=epoch_key).command()
 
 
 def as_replies(commands: Sequence[Command], reply: list[Any]) -> list[Any]:
