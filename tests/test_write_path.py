@@ -23,6 +23,7 @@ from session_middleware import SessionConfig, SessionTooLarge, get_session, sess
 from .support import REDIS_URL, SECRET, keys_under
 from .support.http import wsgi_client
 from .support.redis_servers import RedisServer, server
+from .support.stored import redis_hash
 
 __all__ = ["server"]  # the fixture
 
@@ -410,6 +411,31 @@ def test_a_record_at_the_limit_takes_a_write_that_does_not_grow_it(
         assert write(["d:c", "1"], ("d:c",)) == WriteReply(TOO_LARGE, limit + 1)
         rest = {name: "q" for name in padded}
         assert client.hgetall(record) == {"c": "1", "r": "2", "d:a": "z" * 15, **rest}
+
+
+async def test_a_held_write_that_shrinks_what_it_loaded_is_sized_on_what_is_stored(
+    key_prefix: str,
+) -> None:
+    """The request expects no growth (its value is shorter than the one it loaded), but
+    another request meanwhile shortened that value and added a key: the write does grow
+    the record as stored, past the limit, and is refused; the other request's write stays."""
+    config = sessions(
+        secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix, max_session_bytes=1000
+    )
+    gate = AsyncGate()
+    async with async_client(config, gate.app) as browser:
+        await browser.get(f"/set?key=a&value={'x' * 600}")
+        held = asyncio.create_task(browser.get(f"/held/write?key=a&value={'y' * 500}"))
+        await gate.loaded.wait()
+        await browser.get("/set?key=a&value=s")
+        await browser.get(f"/set?key=b&value={'z' * 600}")
+        gate.release.set()
+        with pytest.raises(SessionTooLarge):
+            await held
+        (record,) = records(config)
+        stored = redis_hash(record)
+        assert (stored["d:a"], stored["d:b"]) == ('"s"', json.dumps("z" * 600))
+    await config.redis.aclose()
 
 
 async def commit_with(config: SessionConfig, state: Any, after_first: bool) -> Any:
