@@ -44,6 +44,22 @@ async def test_records_are_encrypted_at_rest_and_keys_rotate(key_prefix: str) ->
         assert (await client.get("/read")).json()["rejected"] == "epoch"
 
 
+async def test_a_session_key_holding_a_nul_reads_back_encrypted(key_prefix: str) -> None:
+    """A value is sealed with its field's name, NUL, its JSON: a key may hold a NUL too."""
+    config = sessions(
+        secret_key=SECRET,
+        redis_url=REDIS_URL,
+        key_prefix=key_prefix,
+        encryption_key=Fernet.generate_key(),
+    )
+    async with asgi_client_of(config(asgi_app)) as client:
+        await client.get("/login?user=alice")
+        await client.get("/set?key=%00a%00&value=v")
+        await client.get("/set?key=b&value=w")
+        body = (await client.get("/read")).json()
+        assert body["user"] == "alice" and body["data"] == {"\x00a\x00": "v", "b": "w"}
+
+
 async def test_a_record_that_cannot_be_decrypted_is_dropped(key_prefix: str) -> None:
     writer = sessions(
         secret_key=SECRET,

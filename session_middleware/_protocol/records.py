@@ -213,7 +213,8 @@ class FieldCodec:
             plain = self.cipher.decrypt(value.encode("ascii")).decode()
         except Exception as error:  # the cipher's own error types: a wrong key or tampering
             raise CorruptRecord("cannot decrypt") from error
-        sealed_for, separator, text = plain.partition("\x00")
+        # The last NUL: a session key may hold one, JSON text never does (it escapes it).
+        sealed_for, separator, text = plain.rpartition("\x00")
         if not separator or sealed_for != field:
             raise CorruptRecord("a value sealed for another field")
         return text
