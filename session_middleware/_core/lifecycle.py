@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -93,6 +93,7 @@ class Opened:
     # Store the session even while it is empty (Django's save() and create() do).
     store_empty: bool = False
     events: list[SessionEvent] = field(default_factory=list)
+    loaded: Sequence[Any] | None = None  # the record's fields as read: see RecordReader.written
 
 
 @dataclass(slots=True)  # not frozen: made for every request, and frozen costs more
@@ -196,7 +197,8 @@ class Core:
         if not fields:
             return self._stale(ref, client_info)
         try:
-            record = self.records.read(flat_fields(fields))
+            flat = flat_fields(fields)
+            record = self.records.read(flat)
         except CorruptRecord as error:
             stale = self._stale(ref, client_info)
             self._drop(stale, f"a session record that is not ours ({error})", handle)
@@ -208,7 +210,7 @@ class Core:
                 None, record.user_id, max_value_bytes=self.max_bytes, stored=record.stored
             )
             session.handle = handle
-            return Opened(session, ref, record, client_info=client_info)
+            return Opened(session, ref, record, client_info=client_info, loaded=flat)
         if dead == "epoch" and not final:
             return None
         stale = self._refused(ref, record, dead, handle, client_info)
@@ -475,6 +477,8 @@ class Core:
         )
         replies = yield RedisIO((*commands, command))
         outcome = self._write_outcome(replies[-1])
+        if outcome == "written" and opened.loaded is not None and not deleted and not guard.stamp:
+            self.records.written(opened.loaded, record, pairs, changed)
         if outcome != "unknown":
             return outcome
         # The cached copy of the epoch expired: look it up (which refills it), then try

@@ -569,7 +569,8 @@ class RecordReader:
     A session read again is usually field for field what was read before (it changes on a
     write, or at the refresh interval), so its metadata is parsed and checked once, and
     the reads of the same fields share one Record, which cannot be changed (frozen); its
-    data is JSON text, which each Session decodes into values of its own.
+    data is JSON text, which each Session decodes into values of its own. A write that
+    replaced values tells it the record it left (`written`): the read after it is found too.
     """
 
     def __init__(
@@ -597,10 +598,62 @@ class RecordReader:
         key = tuple(flat)
         known = self._known.get(key)
         if known is None:
-            parts = decode_parts(flat, self.codec, self.max_bytes, length)
-            known = self._known[key] = _record(parts)
-            if len(self._known) > self.max_entries:
-                self._known.popitem(last=False)
-        else:
+            known = _record(decode_parts(flat, self.codec, self.max_bytes, length))
+            self._remember(key, known)
+            return known
+        try:  # noqa: SIM105 (contextlib.suppress would cost a with block on every hit)
             self._known.move_to_end(key)
+        except KeyError:  # another thread's read pushed it out just now
+            pass
         return known
+
+    def _remember(self, key: tuple[Any, ...], record: Record) -> None:
+        known = self._known
+        known[key] = record
+        if len(known) > self.max_entries:
+            known.popitem(last=False)
+
+    def written(
+        self,
+        flat: Sequence[Any],
+        record: Record,
+        pairs: Sequence[str],
+        changed: Iterable[tuple[str, str]],
+    ) -> None:
+        """Remember what Redis holds after a write: `record` (read as `flat`) was written
+        with the field/value `pairs` (as sent: the refresh and the `changed` data keys'
+        JSON, encrypted or not) and nothing else, no field deleted and no new stamp.
+
+        A write that only replaces values leaves every field where it was, so the next read
+        of the session gets `flat` with the new values, the record below, and finds it here
+        instead of decoding it. When it gets anything else (a field added, another request's
+        write, a hash Redis re-encoded), it finds no match and decodes what it got."""
+        if type(record.stored) is not dict:  # a large record's, decoded value by value
+            return
+        updated = list(flat)
+        names = updated[::2]
+        refreshed = record.refreshed
+        try:
+            for i in range(0, len(pairs), 2):
+                name, value = pairs[i].encode(), pairs[i + 1].encode()
+                updated[2 * names.index(name) + 1] = value
+                if name == _REFRESHED:
+                    refreshed = float(value)
+        except ValueError:  # a field added (its place is Redis's), or a refresh not a number
+            return
+        if not 0 <= refreshed <= MAX_TIMESTAMP:
+            return
+        # A record is looked up here only if it is at most max_length long: one that is,
+        # and is over max_bytes, is refused when it is decoded, so it must not be found.
+        if self.max_bytes is not None and self.max_bytes < self.max_length:
+            length = sum(map(len, updated))
+            if self.max_bytes < length <= self.max_length:
+                return
+        stored = record.stored.copy()
+        stored.update(changed)
+        parts: Parts = (stored, record.created, record.expires, refreshed, record.user_id,
+                        record.epoch, record.extra, record.unknown)  # fmt: skip
+        self._remember(tuple(updated), _record(parts))
+
+
+_REFRESHED = REFRESHED.encode()
