@@ -3,12 +3,14 @@ run of the same code, however busy the machine, where microseconds move by tens 
 
 Each case runs in a process of its own under callgrind twice, with its set-up alone and
 with `requests` requests more; the difference over the requests is the figure. Only that
-process is counted, not Redis. Cases: a variant's scenario in-process (``ours-redis:read``),
-a bare command (``ref:ref-get``), a logged-in read of a session of a given size or of more
-sessions than the decoded-record memo holds, read in turn (``size:100KB``, ``size:many``),
-and a logged-in read served by uvicorn over one keep-alive connection (``served:ours-redis``).
+process is counted, not Redis. Cases: a variant's scenario in-process, on asyncio
+(``ours-redis:read``) and on uvloop (``ours-redis:read@uvloop``, reported as
+``instructions/read/ours-redis/uvloop``), a bare command (``ref:ref-get``), a logged-in
+read of a session of a given size or of more sessions than the decoded-record memo holds,
+read in turn (``size:100KB``, ``size:many``), and a logged-in read served by uvicorn over
+one keep-alive connection (``served:ours-redis``).
 
-``python -m benchmarks.instructions CASE REQUESTS PREFIX`` is the counted process.
+``python -m benchmarks.instructions CASE [uvloop] REQUESTS PREFIX`` is the counted process.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def measure(
         results.facts["instructions/skipped"] = "valgrind is not installed"
         return
     cases = [f"{key}:{scenario}" for key in variants for scenario in scenarios]
+    cases += [f"{key}:{scenario}@uvloop" for key in variants for scenario in scenarios]
     cases += ["ref:ref-get", "ref:ref-read-script", "ref:ref-pipeline"]
     cases += [f"size:{size}" for size in [*SIZES, "many"]]
     if served:
@@ -66,12 +69,15 @@ def measure(
 
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         for case, figure in zip(cases, pool.map(count, cases), strict=True):
-            kind, _, what = case.partition(":")
+            case_name, _, loop = case.partition("@")
+            kind, _, what = case_name.partition(":")
             name = {
                 "ref": f"instructions/{what}",
                 "size": f"instructions/read-size/{what}",
                 "served": f"instructions/served-read/{what}",
             }.get(kind, f"instructions/{what}/{kind}")
+            if loop:
+                name += f"/{loop}"
             results.add(name, [round(figure)], unit="integer")
             print(f"  {name}: {figure:,.0f} instructions per request", file=sys.stderr)
 
@@ -79,7 +85,7 @@ def measure(
 def _collected(case: str, requests: int, prefix: str) -> int:
     command = [*CALLGRIND, sys.executable, "-m", "benchmarks.instructions"]
     done = subprocess.run(
-        [*command, case, str(requests), prefix],
+        [*command, *case.split("@"), str(requests), prefix],
         capture_output=True,
         text=True,
         env=ENVIRONMENT,
@@ -170,5 +176,17 @@ async def _run(case: str, requests: int, prefix: str) -> None:
         await close()
 
 
+def main(argv: list[str]) -> None:
+    """CASE [LOOP] REQUESTS PREFIX: run them, on asyncio or LOOP (uvloop)."""
+    case, *loop, requests, prefix = argv
+    running = _run(case, int(requests), prefix)
+    if loop == ["uvloop"]:
+        import uvloop
+
+        uvloop.run(running)
+    else:
+        asyncio.run(running)
+
+
 if __name__ == "__main__":
-    asyncio.run(_run(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
+    main(sys.argv[1:])
