@@ -590,12 +590,9 @@ class RecordReader:
         """The Record of a HGETALL reply (the remembered one, if the reply is); CorruptRecord
         as decode."""
         try:
-            length = len(b"".join(flat))  # half the cost of summing the lengths
-        except TypeError:  # text (a client that decodes replies), or not strings at all
-            try:
-                length = sum(map(len, flat))
-            except TypeError:  # not a reply of strings: decode says what is wrong
-                length = self.max_length + 1
+            length = sum(map(len, flat))
+        except TypeError:  # not a reply of strings: decode says what is wrong
+            length = self.max_length + 1
         if length > self.max_length:
             return decode(flat, self.codec, self.max_bytes)
         key = tuple(flat)
