@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from session_middleware import SessionConfig, sessions
 from session_middleware._protocol import records
 from session_middleware._protocol.records import (
-    FieldCodec,
     Record,
     RecordReader,
     decode,
@@ -165,22 +164,12 @@ values = st.recursive(
     max_leaves=6,
 )
 keys = st.text(min_size=1, max_size=6)
+CIPHER = Fernet(CIPHER_KEY.encode())
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    data=st.dictionaries(keys, values, min_size=1, max_size=6),
-    changes=st.dictionaries(keys, values, max_size=4),
-    encrypted=st.booleans(),
-    user=st.sampled_from([None, "alice", 42]),
-)
-def test_what_a_write_teaches_is_what_decoding_gives(
-    data: dict[str, Any], changes: dict[str, Any], encrypted: bool, user: Any
-) -> None:
-    cipher = Fernet(CIPHER_KEY.encode()) if encrypted else None
-    codec = FieldCodec(cipher)
+def loaded_record(data: dict[str, Any], user: Any, unknown: dict[str, str]) -> Record:
     now = time.time()
-    loaded = Record(
+    return Record(
         stored={key: to_json(value) for key, value in data.items()},
         created=now - 100,
         expires=now + 100,
@@ -188,24 +177,108 @@ def test_what_a_write_teaches_is_what_decoding_gives(
         user_id=user,
         epoch=None if user is None else "e" * 32,
         extra={"ua": "a browser"},
+        unknown=unknown,  # a later release's metadata
     )
+
+
+def learn(
+    reader: RecordReader, loaded: Record, changes: dict[str, Any]
+) -> tuple[list[bytes], list[str], dict[tuple[Any, ...], Record]]:
+    """Read `loaded` as Redis would send it, write `changes` to it: the reply read, the
+    pairs the write sent, and what the memo learned."""
+    codec = reader.codec
     flat = [item.encode() for item in codec.fields(loaded)]
-    reader = RecordReader(cipher)
     record = reader.read(flat)
     changed = [(key, to_json(value)) for key, value in changes.items()]
-    pairs = codec.data_fields(changed, refreshed_field(now))
+    pairs = codec.data_fields(changed, refreshed_field(time.time()))
     before = dict(reader._known)
     reader.written(flat, record, pairs, changed)
-    learned = {key: found for key, found in reader._known.items() if key not in before}
+    return flat, pairs, {key: found for key, found in reader._known.items() if key not in before}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.dictionaries(keys, values, min_size=1, max_size=6),
+    picked=st.data(),
+    added=st.dictionaries(keys, values, max_size=1),
+    encrypted=st.booleans(),
+    user=st.sampled_from([None, "alice", 42]),
+    unknown=st.dictionaries(st.sampled_from(["z", "y9"]), st.text(max_size=5), max_size=2),
+)
+def test_what_a_write_teaches_is_what_decoding_gives(
+    data: dict[str, Any],
+    picked: st.DataObject,
+    added: dict[str, Any],
+    encrypted: bool,
+    user: Any,
+    unknown: dict[str, str],
+) -> None:
+    reader = RecordReader(CIPHER if encrypted else None)
+    replaced = {
+        key: picked.draw(values.filter(lambda new, old=old: to_json(new) != to_json(old)))
+        for key, old in data.items()
+        if picked.draw(st.booleans())
+    }
+    changes = {**replaced, **added}
+    loaded = loaded_record(data, user, unknown)
+    flat, pairs, learned = learn(reader, loaded, changes)
     if not set(changes) <= set(data):
-        assert learned == {}, "a field added: its place is Redis's to choose"
+        assert learned == {}, "a field added: where it goes is Redis's to choose"
         return
     ((key, found),) = learned.items()
-    named = dict(zip(pairs[::2], pairs[1::2], strict=True))
+    sent = dict(zip(pairs[::2], pairs[1::2], strict=True))
     as_stored = [
-        item if i % 2 == 0 else named.get(flat[i - 1].decode(), item.decode()).encode()
+        item if i % 2 == 0 else sent.get(flat[i - 1].decode(), item.decode()).encode()
         for i, item in enumerate(flat)
     ]
-    assert list(key) == as_stored, "the record as sent, every field where it was"
-    assert found == decode(as_stored, codec)
-    assert dict(found.stored) == {**loaded.stored, **dict(changed)}
+    assert list(key) == as_stored, "the reply as Redis holds it after the write"
+    assert found == decode(as_stored, reader.codec)
+    assert found.unknown == unknown and found.value("z") is None
+    assert {k: found.value(k) for k in found.stored} == {**data, **changes}
+
+
+def test_a_record_the_read_does_not_keep_teaches_nothing() -> None:
+    """A read looks up only records of at most max_length bytes that decoded within
+    max_bytes: a write learns no other, and a small record read often stays found."""
+    reader = RecordReader(CIPHER, max_bytes=64 * 1024)
+    small = loaded_record({"theme": "dark"}, "alice", {})
+    small_flat, _, learned = learn(reader, small, {"theme": "light"})
+    assert len(learned) == 1
+    for n in range(reader.max_entries + 10):  # large encrypted records, value by value
+        large = loaded_record({f"k{i}": "x" * 100 for i in range(12)}, "alice", {})
+        _, _, learned = learn(reader, large, {"k0": f"y{n}"})
+        assert learned == {}
+    assert tuple(small_flat) in reader._known
+
+
+@pytest.mark.parametrize("limit", ["max_length", "max_bytes"])
+def test_a_write_that_grows_a_record_past_a_limit_teaches_nothing(limit: str) -> None:
+    reader = RecordReader(None, max_bytes=400 if limit == "max_bytes" else None)
+    loaded = loaded_record({"note": "x" * 10}, "alice", {})
+    _, _, learned = learn(reader, loaded, {"note": "x" * (2048 if limit == "max_length" else 500)})
+    assert learned == {}
+    _, _, learned = learn(reader, loaded, {"note": "y" * 10})
+    assert len(learned) == 1, "the same write within the limits is learned"
+
+
+async def test_a_large_session_written_value_by_value_reads_back(
+    config: SessionConfig, key_prefix: str, encryption_key: str | None
+) -> None:
+    """A session over 2 KB (its values decoded one by one when not encrypted): a write that
+    only replaces a value answers, and the next read has it."""
+    async with asgi_client(config) as client:
+        await client.get("/login?user=alice")
+        for n in range(4):
+            await client.get(f"/set?key=k{n}&value={'x' * 700}")
+        assert (await client.get("/set?key=k0&value=short")).status_code == 200
+        data = await data_of(client, "/read")
+        assert data["k0"] == "short" and data["k3"] == "x" * 700
+
+
+def test_a_memo_of_longer_records_learns_no_lazily_decoded_one() -> None:
+    """A record over 2 KB keeps its values as received (decoded when read): a memo that
+    holds such records (a max_length above 2 KB) does not follow their writes."""
+    reader = RecordReader(None, max_length=8192)
+    loaded = loaded_record({f"k{i}": "x" * 1000 for i in range(3)}, "alice", {})
+    _, _, learned = learn(reader, loaded, {"k0": "y" * 1000})
+    assert learned == {}

@@ -627,27 +627,31 @@ class RecordReader:
         A write that only replaces values leaves every field where it was, so the next read
         of the session gets `flat` with the new values, the record below, and finds it here
         instead of decoding it. When it gets anything else (a field added, another request's
-        write, a hash Redis re-encoded), it finds no match and decodes what it got."""
-        if type(record.stored) is not dict:  # a large record's, decoded value by value
-            return
+        write, a hash Redis re-encoded), it finds no match and decodes what it got.
+
+        Only a record the memo holds is followed: one short enough to be looked up, which
+        decoded within max_bytes; a write that does not grow it keeps it so."""
+        if type(record.stored) is not dict or tuple(flat) not in self._known:
+            return  # not a record the memo holds: too long to be looked up, or pushed out
         updated = list(flat)
         names = updated[::2]
         refreshed = record.refreshed
+        grown = 0
         try:
             for i in range(0, len(pairs), 2):
                 name, value = pairs[i].encode(), pairs[i + 1].encode()
-                updated[2 * names.index(name) + 1] = value
+                where = 2 * names.index(name) + 1
+                grown += len(value) - len(updated[where])
+                updated[where] = value
                 if name == _REFRESHED:
                     refreshed = float(value)
         except ValueError:  # a field added (its place is Redis's), or a refresh not a number
             return
         if not 0 <= refreshed <= MAX_TIMESTAMP:
             return
-        # A record is looked up here only if it is at most max_length long: one that is,
-        # and is over max_bytes, is refused when it is decoded, so it must not be found.
-        if self.max_bytes is not None and self.max_bytes < self.max_length:
+        if grown > 0:  # still short enough to be looked up, and within max_bytes?
             length = sum(map(len, updated))
-            if self.max_bytes < length <= self.max_length:
+            if length > self.max_length or (self.max_bytes is not None and length > self.max_bytes):
                 return
         stored = record.stored.copy()
         stored.update(changed)
