@@ -6,7 +6,7 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 
-from session_middleware import ConfigurationError, sessions
+from session_middleware import ConfigurationError, SessionConfig, sessions
 
 from .support import REDIS_URL, SECRET, keys_under
 from .support.apps import asgi_app
@@ -44,15 +44,19 @@ async def test_records_are_encrypted_at_rest_and_keys_rotate(key_prefix: str) ->
         assert (await client.get("/read")).json()["rejected"] == "epoch"
 
 
-async def test_a_session_key_holding_a_nul_reads_back_encrypted(key_prefix: str) -> None:
-    """A value is sealed with its field's name, NUL, its JSON: a key may hold a NUL too."""
-    config = sessions(
+def with_new_key(key_prefix: str) -> SessionConfig:
+    """A configuration encrypting with a key of its own."""
+    return sessions(
         secret_key=SECRET,
         redis_url=REDIS_URL,
         key_prefix=key_prefix,
         encryption_key=Fernet.generate_key(),
     )
-    async with asgi_client_of(config(asgi_app)) as client:
+
+
+async def test_a_session_key_holding_a_nul_reads_back_encrypted(key_prefix: str) -> None:
+    """A value is sealed with its field's name, NUL, its JSON: a key may hold a NUL too."""
+    async with asgi_client_of(with_new_key(key_prefix)(asgi_app)) as client:
         await client.get("/login?user=alice")
         await client.get("/set?key=%00a%00&value=v")
         await client.get("/set?key=b&value=w")
@@ -61,22 +65,11 @@ async def test_a_session_key_holding_a_nul_reads_back_encrypted(key_prefix: str)
 
 
 async def test_a_record_that_cannot_be_decrypted_is_dropped(key_prefix: str) -> None:
-    writer = sessions(
-        secret_key=SECRET,
-        redis_url=REDIS_URL,
-        key_prefix=key_prefix,
-        encryption_key=Fernet.generate_key(),
-    )
-    async with asgi_client_of(writer(asgi_app)) as client:
+    async with asgi_client_of(with_new_key(key_prefix)(asgi_app)) as client:
         await client.get("/login?user=alice")
         cookie = client.cookies["session"]
     for reader in (
-        sessions(
-            secret_key=SECRET,
-            redis_url=REDIS_URL,
-            key_prefix=key_prefix,
-            encryption_key=Fernet.generate_key(),
-        ),
+        with_new_key(key_prefix),
         sessions(secret_key=SECRET, redis_url=REDIS_URL, key_prefix=key_prefix),
     ):
         async with asgi_client_of(reader(asgi_app)) as client:
