@@ -279,12 +279,6 @@ class Session(dict[str, Any]):
 
     # -- what changed -------------------------------------------------------------------
 
-    def touched(self) -> set[Any] | None:
-        """The keys that may differ from what was loaded (None: any of them)."""
-        if self._handed_out is None:
-            return None
-        return self._written | self._handed_out
-
     def changes(self, stored: Mapping[str, str]) -> tuple[list[tuple[str, str]], list[str]]:
         """What differs from `stored` (each key's JSON as loaded): the (key, JSON) pairs to
         set and the keys to delete. TypeError, naming the key, for a value JSON cannot hold

@@ -90,10 +90,7 @@ def by_sha(command: Command) -> Command:
     if command[0] != "EVAL":
         return command
     script = command[1]
-    sha = _SHAS.get(script)
-    if sha is None:
-        sha = script_sha(script)
-    return ("EVALSHA", sha, *command[2:])
+    return ("EVALSHA", _SHAS.get(script) or script_sha(script), *command[2:])
 
 
 # The scripts' SHA-1s: a plain dict, looked up on every script call, costs a fraction of
