@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from session_middleware import SessionConfig, sessions
+from session_middleware._core.steps import RedisIO
 from session_middleware._protocol import records
 from session_middleware._protocol.records import (
     Record,
@@ -28,6 +29,7 @@ from session_middleware._protocol.records import (
     refreshed_field,
     to_json,
 )
+from session_middleware._transport.round_trip import run_sync
 
 from .support import REDIS_URL, SECRET, keys_under
 from .support.http import asgi_client
@@ -282,3 +284,43 @@ def test_a_memo_of_longer_records_learns_no_lazily_decoded_one() -> None:
     loaded = loaded_record({f"k{i}": "x" * 1000 for i in range(3)}, "alice", {})
     _, _, learned = learn(reader, loaded, {"k0": "y" * 1000})
     assert learned == {}
+
+
+def drive(config: SessionConfig, step: Any) -> Any:
+    """Run one of the core's steps on the real Redis (the core is sans-IO)."""
+    client = config.redis.sync()
+    try:
+        request = next(step)
+        while True:
+            if isinstance(request, RedisIO):
+                request = step.send(run_sync(client, request.commands, request.errors_as_replies))
+            else:
+                request = step.send(None)
+    except StopIteration as done:
+        return done.value
+
+
+async def test_a_write_held_while_another_changes_the_session_learns_nothing_stale(
+    config: SessionConfig, key_prefix: str, encryption_key: str | None, decodes: list[int]
+) -> None:
+    """Worker one loads the session and holds; worker two changes a key; worker one then
+    writes another key. The reply worker one predicts is not what Redis holds: its next
+    read decodes the record as stored, with both writes in it."""
+    other = worker(key_prefix, encryption_key)
+    try:
+        async with asgi_client(config) as one:
+            await one.get("/login?user=alice")
+            await one.get("/set?key=theme&value=dark")
+            await one.get("/set?key=count&value=1")
+            header = f"session={one.cookies['session']}"
+            opened = drive(config, config.core.open(header, time.time()))
+            async with asgi_client(other, one.cookies["session"]) as two:
+                await two.get("/set?key=theme&value=light")
+            opened.session["count"] = "2"
+            committed = drive(config, config.core.commit(opened, time.time()))
+            assert committed.interrupted is None
+            decodes[0] = 0
+            assert await data_of(one, "/read") == {"theme": "light", "count": "2"}
+            assert decodes[0] == 1, "decoded: what worker one had learned did not match"
+    finally:
+        other.redis.close()
