@@ -60,6 +60,21 @@ def config(key_prefix: str, encryption_key: str | None) -> Iterator[SessionConfi
 
 
 @pytest.fixture
+def other(key_prefix: str, encryption_key: str | None) -> Iterator[SessionConfig]:
+    """A second worker serving the same sessions."""
+    config = worker(key_prefix, encryption_key)
+    yield config
+    config.redis.close()
+
+
+async def dark_with_a_count(client: httpx.AsyncClient) -> None:
+    """Alice signed in, her session holding a theme and a count."""
+    await client.get("/login?user=alice")
+    await client.get("/set?key=theme&value=dark")
+    await client.get("/set?key=count&value=1")
+
+
+@pytest.fixture
 def decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many records were decoded (a memo miss each)."""
     count = [0]
@@ -133,27 +148,21 @@ async def test_a_write_that_adds_or_deletes_a_key_is_decoded_on_the_next_read(
 
 
 async def test_another_workers_write_in_between_is_read(
-    config: SessionConfig, key_prefix: str, encryption_key: str | None
+    config: SessionConfig, other: SessionConfig, key_prefix: str
 ) -> None:
     """Worker one learns the record its write left; worker two (a memo of its own) then
     changes it; worker one's next read gets worker two's record, not what it learned."""
-    other = worker(key_prefix, encryption_key)
-    try:
-        async with asgi_client(config) as one:
-            await one.get("/login?user=alice")
-            await one.get("/set?key=theme&value=dark")
-            await one.get("/set?key=count&value=1")
-            await one.get("/set?key=count&value=2")
-            learned = stored_record(key_prefix)[0]
-            assert tuple(learned) in config.core.records._known
-            async with asgi_client(other, one.cookies["session"]) as two:
-                assert await data_of(two, "/set?key=theme&value=light") == {
-                    "theme": "light",
-                    "count": "2",
-                }
-            assert await data_of(one, "/read") == {"theme": "light", "count": "2"}
-    finally:
-        other.redis.close()
+    async with asgi_client(config) as one:
+        await dark_with_a_count(one)
+        await one.get("/set?key=count&value=2")
+        learned = stored_record(key_prefix)[0]
+        assert tuple(learned) in config.core.records._known
+        async with asgi_client(other, one.cookies["session"]) as two:
+            assert await data_of(two, "/set?key=theme&value=light") == {
+                "theme": "light",
+                "count": "2",
+            }
+        assert await data_of(one, "/read") == {"theme": "light", "count": "2"}
 
 
 # -- what the memo learns is what decoding would give ------------------------------------
@@ -301,26 +310,20 @@ def drive(config: SessionConfig, step: Any) -> Any:
 
 
 async def test_a_write_held_while_another_changes_the_session_learns_nothing_stale(
-    config: SessionConfig, key_prefix: str, encryption_key: str | None, decodes: list[int]
+    config: SessionConfig, other: SessionConfig, decodes: list[int]
 ) -> None:
     """Worker one loads the session and holds; worker two changes a key; worker one then
     writes another key. The reply worker one predicts is not what Redis holds: its next
     read decodes the record as stored, with both writes in it."""
-    other = worker(key_prefix, encryption_key)
-    try:
-        async with asgi_client(config) as one:
-            await one.get("/login?user=alice")
-            await one.get("/set?key=theme&value=dark")
-            await one.get("/set?key=count&value=1")
-            header = f"session={one.cookies['session']}"
-            opened = drive(config, config.core.open(header, time.time()))
-            async with asgi_client(other, one.cookies["session"]) as two:
-                await two.get("/set?key=theme&value=light")
-            opened.session["count"] = "2"
-            committed = drive(config, config.core.commit(opened, time.time()))
-            assert committed.interrupted is None
-            decodes[0] = 0
-            assert await data_of(one, "/read") == {"theme": "light", "count": "2"}
-            assert decodes[0] == 1, "decoded: what worker one had learned did not match"
-    finally:
-        other.redis.close()
+    async with asgi_client(config) as one:
+        await dark_with_a_count(one)
+        header = f"session={one.cookies['session']}"
+        opened = drive(config, config.core.open(header, time.time()))
+        async with asgi_client(other, one.cookies["session"]) as two:
+            await two.get("/set?key=theme&value=light")
+        opened.session["count"] = "2"
+        committed = drive(config, config.core.commit(opened, time.time()))
+        assert committed.interrupted is None
+        decodes[0] = 0
+        assert await data_of(one, "/read") == {"theme": "light", "count": "2"}
+        assert decodes[0] == 1, "decoded: what worker one had learned did not match"
