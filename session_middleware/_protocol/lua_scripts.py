@@ -80,16 +80,19 @@ class EnsureEpochCall(ScriptCall):
 
 # Read a session and its user's epoch in one command, atomically (see ReadCall): the
 # request's read when the pipelined read cannot decide (record_commands.pipelined_read).
-READ = """
-local r = redis.pcall('HGETALL', KEYS[1])
-if type(r) == 'table' and r.err then r = 'WRONGTYPE' end
-local e = false
-if KEYS[2] then
-  e = redis.pcall('GET', KEYS[2])
-  if type(e) == 'table' and e.err then e = false end
+_READ = """
+local function read(record, epoch_key)
+  local r = redis.pcall('HGETALL', record)
+  if type(r) == 'table' and r.err then r = 'WRONGTYPE' end
+  local e = false
+  if epoch_key then
+    e = redis.pcall('GET', epoch_key)
+    if type(e) == 'table' and e.err then e = false end
+  end
+  return r, e
 end
-return {r, e}
 """
+READ = _READ + "local r, e = read(KEYS[1], KEYS[2])\nreturn {r, e}\n"
 
 
 @dataclass(slots=True)  # not frozen: made for every request, and frozen costs more
@@ -166,9 +169,7 @@ class CreateCall(ScriptCall):
 # records.decode). Only a write that grows the record reads all of it, to size it: at once
 # (one HGETALL for every check) when the caller expects it to grow (`grows`), after the
 # HMGET when a concurrent request made it grow.
-WRITE = (
-    _CHUNKED
-    + f"""
+_WRITE = f"""
 local record = KEYS[1]
 local mode, carried, wanted, stamp = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local k = 2
@@ -244,7 +245,21 @@ expire(record, ARGV[6], ARGV[7])
 if index and ARGV[8] ~= '' then redis.pcall('ZADD', index, 'XX', ARGV[8], ARGV[9]) end
 return {WRITTEN}
 """
-)
+WRITE = _CHUNKED + _WRITE
+
+# WRITE (the same keys and arguments), then READ of the session it wrote, in one call:
+# {WRITE's reply, the record's fields, the epoch}. Run by the local cache (local_cache.py),
+# which keeps what the read gives; as one script, nothing comes between the two.
+WRITE_THEN_READ = f"""{_CHUNKED}{_READ}
+local function write()
+{_WRITE}
+end
+local outcome = write()
+local epoch_key = nil
+if ARGV[1] ~= 'none' then epoch_key = KEYS[2] end
+local r, e = read(KEYS[1], epoch_key)
+return {{outcome, r, e}}
+"""
 
 # Where a user's epoch lives, as a write's guard sees it: 'redis' (the epoch key is the
 # truth), 'cache' (it is a copy: when absent, the caller must look the epoch up and try
@@ -282,6 +297,19 @@ class WriteCall(ScriptCall):
     grows: bool = flag()  # the changes are expected to grow the record (see WRITE)
     set_pairs: Sequence[str] = pairs()  # field/value pairs to set
     deleted: Sequence[str] = rest()  # fields to delete
+
+    @staticmethod
+    def session_keys(command: Sequence[Any]) -> tuple[str, ...] | None:
+        """The record and, when the guard has one, the epoch key of a WRITE `command`: what
+        a READ of that session reads (None: `command` is not a WRITE). Read from their
+        places (the record first, the epoch key next unless `mode` is 'none') without
+        building the whole call back (`of`): this is asked on every write."""
+        if len(command) < 5 or command[0] != "EVAL" or command[1] != WRITE:
+            return None
+        count = int(command[2])
+        if count >= 2 and command[3 + count] != "none":
+            return (command[3], command[4])
+        return (command[3],)
 
     @staticmethod
     def reply(reply: Any) -> WriteReply:

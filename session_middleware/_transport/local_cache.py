@@ -7,7 +7,10 @@ connection that is subscribed to ``__redis__:invalidate``. Redis then sends the 
 the name of every key this process has read, as soon as anyone changes, deletes, expires
 or evicts it, and the entry is dropped. A read is stored only if no invalidation for its
 keys arrived while it was in flight, and only from a connection that tracks for the
-current listener.
+current listener. A session's write is sent as WRITE_THEN_READ, which reads the session
+back in the same script: its own write untracks the keys (unreported, NOLOOP), the read
+tracks them again, and what it read is kept as a miss's read is; so the request after a
+write is served from the cache.
 
 The listener runs in a thread of its own, on a sync connection, so a busy event loop does
 not delay an invalidation. It proves it is alive: it sends a PING at least every
@@ -41,14 +44,14 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, Protocol, TypeVar
 
 import redis
 import redis.asyncio
 from redis.exceptions import RedisError
 
-from .._protocol.lua_scripts import READ, ReadCall
+from .._protocol.lua_scripts import READ, WRITE_THEN_READ, ReadCall, WriteCall
 from .._protocol.wire import Command, text
 from .multiplexed import MultiplexedRedis
 from .round_trip import run_async
@@ -134,9 +137,12 @@ def cached_values(reply: Any, count: int) -> list[Any]:
     return values
 
 
-def read_reply(values: list[Any]) -> list[Any]:
-    """One value per key of the session read -> the read script's reply."""
-    return [values[0] or [], values[1] if len(values) > 1 else None]
+def cached_replies(commands: Sequence[Command], values: list[Any]) -> list[Any]:
+    """A value for every key of the session read `commands` (a hit) -> its replies: the read
+    script's, or one per command of the pipeline (HGETALL, GET: the values themselves)."""
+    if commands[0][0] == "EVAL":
+        return [[values[0], values[1] if len(values) > 1 else None]]
+    return values
 
 
 class TrackedCache:
@@ -199,16 +205,43 @@ class TrackedCache:
                 elif self.entries:  # in doubt: drop everything, read from Redis
                     self.distrusted += 1
                     self._forget(None)
-            reading = self._reading
-            for key in keys:
-                readers = reading.get(key)
-                if readers is None:
-                    reading[key] = [1, 0]
-                else:
-                    readers[0] += 1
+            self._begin_reading(keys)
             return None, self.generation
 
+    def begin_read(self, keys: Sequence[str]) -> int:
+        """A read from Redis of `keys` begins, whatever the cache holds: the generation to
+        hand to end_read or end_write."""
+        with self._lock:
+            self._begin_reading(keys)
+            return self.generation
+
+    def _begin_reading(self, keys: Sequence[str]) -> None:
+        reading = self._reading
+        for key in keys:
+            readers = reading.get(key)
+            if readers is None:
+                reading[key] = [1, 0]
+            else:
+                readers[0] += 1
+
     def end_read(self, keys: Sequence[str], values: Sequence[Any], generation: int) -> None:
+        """A read of `keys` (begun by lookup or begin_read) gave `values` (None: nothing to
+        keep): they are kept if no invalidation came for their keys, and the cache was not
+        dropped, while the read was in flight."""
+        self.end_write((), keys, values, generation)
+
+    def end_write(
+        self,
+        written: Sequence[str],
+        keys: Sequence[str],
+        values: Sequence[Any],
+        generation: int,
+    ) -> None:
+        """A write of `written` is done, and the read of `keys` that followed it in the same
+        script gave `values`: the written keys are dropped as by invalidate (reads of them
+        still in flight will not be kept), then the read ends as by end_read. In one step,
+        so that the write's own invalidation does not void the read that followed it, and
+        nothing comes between. (One function, not three: this runs on every write.)"""
         with self._lock:
             reading = self._reading
             fresh = self.healthy and generation == self.generation
@@ -220,29 +253,40 @@ class TrackedCache:
                     del reading[key]
                 else:
                     readers[0] -= 1
-            if not fresh:
-                return
             entries = self.entries
-            for key, value in zip(keys, values, strict=True):
-                if value is not None:
-                    entries[key] = value
-                    entries.move_to_end(key)
-            while len(entries) > self.max_entries:
-                entries.popitem(last=False)
+            for key in written:
+                entries.pop(key, None)
+                others = reading.get(key)
+                if others is not None:
+                    others[1] = 1
+            if fresh:
+                for key, value in zip(keys, values, strict=True):
+                    if value is not None:
+                        entries[key] = value
+                        entries.move_to_end(key)
+                while len(entries) > self.max_entries:
+                    entries.popitem(last=False)
+            if not written or not self._watchers:
+                return
+            watchers = self._watchers_of(written)
+        for watcher in watchers:
+            watcher()
 
     def invalidate(self, keys: Sequence[str] | None) -> None:
         """Drop the keys (all of them for None, as Redis sends on FLUSHALL) and tell the
         watchers of those keys that they changed."""
         with self._lock:
             self._forget(keys)
-            if not self._watchers:
-                return
-            if keys is None:
-                watchers = {w for found in self._watchers.values() for w in found}
-            else:
-                watchers = {w for key in keys for w in self._watchers.get(key, ())}
+            watchers = self._watchers_of(keys)
         for watcher in watchers:
             watcher()
+
+    def _watchers_of(self, keys: Sequence[str] | None) -> Collection[Watcher]:
+        if not self._watchers:
+            return ()
+        if keys is None:
+            return {w for found in self._watchers.values() for w in found}
+        return {w for key in keys for w in self._watchers.get(key, ())}
 
     def _forget(self, keys: Sequence[str] | None) -> None:
         if keys is None:
@@ -525,9 +569,13 @@ class CachedRedis:
         self, commands: Sequence[Command], errors_as_replies: bool = False
     ) -> Awaitable[list[Any]]:
         keys = session_read(commands)
-        if keys is None:
-            return self._write(commands, errors_as_replies)
-        return self._read(keys, commands, errors_as_replies)
+        if keys is not None:
+            return self._read(keys, commands, errors_as_replies)
+        if len(commands) == 1:
+            keys = WriteCall.session_keys(commands[0])
+            if keys is not None:
+                return self._write_and_read(commands[0], keys, errors_as_replies)
+        return self._write(commands, errors_as_replies)
 
     async def _read(
         self, keys: Sequence[str], commands: Sequence[Command], errors_as_replies: bool
@@ -535,7 +583,7 @@ class CachedRedis:
         cache = self.cache
         cached, generation = cache.lookup(keys)
         if cached is not None:
-            return as_replies(commands, read_reply(cached))
+            return cached_replies(commands, cached)
         values: list[Any] = [None] * len(keys)
         try:
             client = cache.client()
@@ -566,6 +614,35 @@ class CachedRedis:
             # already stale). Until then a read may still be served what the write
             # replaces: the write is not done yet.
             cache.invalidate(written)
+
+    async def _write_and_read(
+        self, command: Command, keys: Sequence[str], errors_as_replies: bool
+    ) -> list[Any]:
+        """A session's write (WRITE) sent as WRITE_THEN_READ: the write, then a read of that
+        session in the same script, so the request after a write (which drops what the
+        cache held of the record) finds the record here instead of missing and reading it
+        from Redis. The read sees the write, and tracks the keys again (a connection's own
+        write untracks them, with NOLOOP unreported); what it read is kept as a miss's read
+        is, unless an invalidation of its keys came while it was in flight. The reply is
+        WRITE's."""
+        cache = self.cache
+        client = cache.client()
+        if client is None:
+            return await run_async(self._uncached.async_(), [command], errors_as_replies)
+        values: list[Any] = [None] * len(keys)
+        generation = cache.begin_read(keys)
+        try:
+            (reply,) = await client.run([("EVAL", WRITE_THEN_READ, *command[2:])], True)
+            if type(reply) is list and len(reply) == 3:
+                reply, record, epoch = reply
+                values[0] = record if type(record) is list and record else None  # as cached_values
+                if len(values) > 1:
+                    values[1] = epoch
+        finally:
+            cache.end_write(command[3 : 3 + int(command[2])], keys, values, generation)
+        if isinstance(reply, Exception) and not errors_as_replies:
+            raise reply
+        return [reply]
 
 
 def _written_keys(command: Command) -> Sequence[str]:

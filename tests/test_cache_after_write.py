@@ -1,0 +1,144 @@
+"""With local_cache, a session's write reads the session back in the same script
+(WRITE_THEN_READ): the request after a write is served from the cache, and the cache stays
+correct when another worker writes or invalidates around it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+import redis
+
+from session_middleware import SessionConfig
+from session_middleware._protocol.lua_scripts import WRITE_THEN_READ
+from session_middleware._transport.local_cache import TrackedCache
+
+from .support import REDIS_URL
+from .support.http import asgi_client
+from .support.local_cache import cache_of, wait_until
+from .test_local_cache import workers  # noqa: F401 (the fixture)
+
+pytestmark = pytest.mark.anyio
+
+
+def record_key_of(cache: TrackedCache) -> str:
+    return next(str(key) for key in cache.entries if ":s:" in key)
+
+
+async def written_once(
+    config: SessionConfig, phone: httpx.AsyncClient, elsewhere: httpx.AsyncClient | None = None
+) -> tuple[TrackedCache, str]:
+    """Alice logged in on `phone` (and `elsewhere`, another worker's client), her session
+    written once through `config`'s worker: its cache, and the session's record key."""
+    await phone.get("/login?user=alice")
+    await phone.get("/set?key=n&value=1")
+    if elsewhere is not None:
+        elsewhere.cookies = phone.cookies
+    cache = cache_of(config)
+    return cache, record_key_of(cache)
+
+
+async def test_the_read_after_a_write_is_served_from_the_cache(workers) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    config, _ = workers
+    cache = cache_of(config)
+    async with asgi_client(config) as client:
+        await client.get("/login?user=alice")
+        for value in ("1", "2", "3"):
+            await client.get(f"/set?key=n&value={value}")
+            hits = cache.hits
+            read = (await client.get("/read")).json()
+            assert (read["user"], read["data"]["n"]) == ("alice", value)
+            assert cache.hits == hits + 1, "the read after the write went to Redis"
+
+
+async def test_a_write_elsewhere_after_this_workers_write_reaches_it(workers) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The read in this worker's write tracks the record again (its own write untracked
+    it): a later write on another worker is reported, and never read stale."""
+    here, there = workers
+    async with asgi_client(here) as phone, asgi_client(there) as elsewhere:
+        cache, record_key = await written_once(here, phone, elsewhere)
+        assert (await elsewhere.get("/set?key=n&value=2")).status_code == 200
+        await wait_until(lambda: record_key not in cache.entries)
+        assert (await phone.get("/read")).json()["data"]["n"] == "2"
+
+
+async def test_a_write_elsewhere_while_the_read_back_is_in_flight_is_not_lost(  # type: ignore[no-untyped-def]
+    workers,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """This worker's write has its reply (the record as it left it) but has not kept it
+    yet; another worker writes meanwhile, and its invalidation arrives: what the write read
+    back is not kept, and the next read has the other worker's value."""
+    here, there = workers
+    async with asgi_client(here) as phone, asgi_client(there) as elsewhere:
+        cache, record_key = await written_once(here, phone, elsewhere)
+        tracking = cache.client()
+        assert tracking is not None
+        sent = tracking.run
+        held: list[bool] = []
+
+        async def run_then_write_elsewhere(commands, *options):  # type: ignore[no-untyped-def]
+            replies = await sent(commands, *options)
+            if commands[0][1] == WRITE_THEN_READ and not held:
+                held.append(True)
+                assert (await elsewhere.get("/set?key=n&value=3")).status_code == 200
+                await wait_until(lambda: cache._reading[record_key][1] == 1)
+            return replies
+
+        monkeypatch.setattr(tracking, "run", run_then_write_elsewhere)
+        assert (await phone.get("/set?key=m&value=2")).status_code == 200
+        assert held
+        assert record_key not in cache.entries
+        data = (await phone.get("/read")).json()["data"]
+        assert (data["n"], data["m"]) == ("3", "2")
+
+
+async def test_a_write_refused_in_flight_for_a_moved_epoch_keeps_the_session_ended(  # type: ignore[no-untyped-def]
+    workers,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The request has loaded the session (from the cache) and is about to write it when
+    another worker logs the user out everywhere: the write is refused, and what it read
+    back (the record as it was, the new epoch) keeps the session rejected from then on."""
+    here, there = workers
+    async with asgi_client(here) as phone:
+        cache, record_key = await written_once(here, phone)
+        epoch_key = here.keys.epoch_key(here.keys.user_tag("alice"))
+        assert epoch_key in cache.entries
+        tracking = cache.client()
+        assert tracking is not None
+        sent = tracking.run
+
+        async def run_after_logout_elsewhere(commands, *options):  # type: ignore[no-untyped-def]
+            if commands[0][1] == WRITE_THEN_READ:
+                await there.ainvalidate_user("alice")
+                await wait_until(lambda: cache._reading[epoch_key][1] == 1)
+            return await sent(commands, *options)
+
+        monkeypatch.setattr(tracking, "run", run_after_logout_elsewhere)
+        await phone.get("/set?key=n&value=2")
+        monkeypatch.undo()
+        assert epoch_key not in cache.entries
+        with redis.Redis.from_url(REDIS_URL) as admin:
+            assert admin.hget(record_key, "d:n") in (b'"1"', None)
+        for _ in range(3):
+            read = (await phone.get("/read")).json()
+            assert read["user"] is None
+            assert read["data"].get("n") != "2"
+
+
+async def test_concurrent_writes_to_one_session_leave_the_cache_as_redis_holds_it(workers) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    here, there = workers
+    async with asgi_client(here) as phone, asgi_client(there) as elsewhere:
+        await phone.get("/login?user=alice")
+        elsewhere.cookies = phone.cookies
+        writes = [phone.get(f"/set?key=here{i}&value={i}") for i in range(8)]
+        writes += [elsewhere.get(f"/set?key=there{i}&value={i}") for i in range(8)]
+        assert {r.status_code for r in await asyncio.gather(*writes)} == {200}
+        expected = {f"{side}{i}": str(i) for side in ("here", "there") for i in range(8)}
+        cache = cache_of(here)
+        await wait_until(lambda: not cache._reading)
+        for client in (phone, elsewhere):
+            data = (await client.get("/read")).json()["data"]
+            assert {k: v for k, v in data.items() if k in expected} == expected
