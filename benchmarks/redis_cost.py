@@ -6,7 +6,9 @@ over the rounds, so a round in which the machine took the CPU away from redis-se
 the middle of a command does not move it). A phase: `WARM_UP` operations (every session
 of its pool read or written once, connections open, scripts loaded), CONFIG RESETSTAT,
 then `operations` operations with every command counted on the client. Phases: ours
-(login of a new user, logged-in read, write, invalidate_user), starsessions' (login,
+(login of a new user, logged-in read, write, invalidate_user, and a write with
+`local_cache`, whose read is a hit and whose write reads the session back: the Redis CPU
+of a write request with the cache), starsessions' (login,
 read, write), the read as MULTI, HGETALL, GET, EXEC, and the read beside its floor: each
 read followed by a request of the same app with no session middleware whose read is one
 bare GETEX (GET's twin, counted apart) of a string as long as a record's fields and
@@ -226,10 +228,12 @@ async def _phase(
 async def _cpu(results: Results, server: RedisServer, operations: int, rounds: int) -> None:
     admin = server.client()
     ours, ours_variant = await _operations("ours-redis", server)
+    cached, cached_variant = await _operations("ours-cache", server)
     theirs, their_variant = await _operations("starsessions", server)
     compared, connection = await _comparisons(server, admin)
     beside, floor_variant = await _beside_floor(server, ours["read"])
     phases: dict[str, Operation] = {name: ours[name] for name in ours}
+    phases["write-cached"] = cached["write"]
     phases |= {f"{name}/starsessions": theirs[name] for name in theirs}
     phases |= {"read-beside-floor": beside, **compared}
     order = list(phases)
@@ -240,6 +244,7 @@ async def _cpu(results: Results, server: RedisServer, operations: int, rounds: i
                 await _phase(results, admin, name, phases[name], operations)
     finally:
         await ours_variant.close()
+        await cached_variant.close()
         await their_variant.close()
         await floor_variant.close()
         await connection.aclose()
