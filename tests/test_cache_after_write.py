@@ -11,7 +11,15 @@ import pytest
 import redis
 
 from session_middleware import SessionConfig
-from session_middleware._protocol.lua_scripts import WRITE_THEN_READ
+from session_middleware._protocol.lua_scripts import (
+    EMPTIED,
+    EPOCH_MOVED,
+    GONE,
+    TOO_LARGE,
+    WRITE_THEN_READ,
+    WRITTEN,
+    WriteCall,
+)
 from session_middleware._transport.local_cache import TrackedCache
 
 from .support import REDIS_URL
@@ -142,3 +150,57 @@ async def test_concurrent_writes_to_one_session_leave_the_cache_as_redis_holds_i
         for client in (phone, elsewhere):
             data = (await client.get("/read")).json()["data"]
             assert {k: v for k, v in data.items() if k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("stored", "pairs", "deleted", "outcome"),
+    [
+        ({"c": "1", "d:a": '"x"'}, ["d:a", '"y"'], (), WRITTEN),
+        ({"c": "1", "d:a": '"x"'}, ["d:a", '"' + "y" * 40 + '"'], (), TOO_LARGE),
+        ({}, ["d:a", '"y"'], (), GONE),
+        ({"c": "1", "d:a": '"x"'}, [], ("d:a",), EMPTIED),
+        ({"c": "1", "e": "old", "u": '"alice"', "d:a": '"x"'}, ["d:a", '"y"'], (), EPOCH_MOVED),
+    ],
+    ids=["written", "too-large", "gone", "emptied", "epoch-moved"],
+)
+async def test_every_outcome_of_a_write_reads_as_without_the_cache(  # type: ignore[no-untyped-def]
+    workers,  # noqa: F811
+    key_prefix: str,
+    stored: dict[str, str],
+    pairs: list[str],
+    deleted: tuple[str, ...],
+    outcome: int,
+) -> None:
+    """WRITE_THEN_READ answers as WRITE would (the outcome, and TOO_LARGE's size), leaves
+    the record as WRITE would, and the cache keeps the record as Redis holds it after.
+    The user's epoch is 'new' by then; a record of hers was loaded with 'old'."""
+    config, _ = workers
+    record, epoch_key = f"{key_prefix}{{t}}:s:1", f"{key_prefix}{{t}}:e"
+    call = WriteCall(record=record, epoch_key=epoch_key, mode="redis", carried="old",
+                     wanted="old", stamp="", max_bytes=30, expire="PEXPIRE",
+                     expire_at=60_000, score="", handle="1", set_pairs=pairs,
+                     deleted=deleted)  # fmt: skip
+    if "u" not in stored:
+        call.carried = ""
+    results = []
+    with redis.Redis.from_url(REDIS_URL, decode_responses=True) as admin:
+        for through_cache in (False, True):
+            admin.delete(record, epoch_key)
+            if stored:
+                admin.hset(record, mapping=stored)
+            admin.set(epoch_key, "new")
+            if through_cache:
+                (reply,) = await config.redis.async_().run([call.command()])
+            else:
+                reply = admin.execute_command(*call.command())
+            results.append((WriteCall.reply(reply), admin.hgetall(record)))
+        cache = cache_of(config)
+        cached = cache.entries.get(record)
+        held = admin.hgetall(record)
+        admin.delete(record, epoch_key)
+    assert results[0] == results[1]
+    assert results[1][0].outcome == outcome
+    if held:
+        assert dict(zip(*[iter(x.decode() for x in cached)] * 2, strict=True)) == held
+    else:
+        assert cached is None
