@@ -200,7 +200,9 @@ async def test_every_outcome_of_a_write_reads_as_without_the_cache(  # type: ign
         admin.delete(record, epoch_key)
     assert results[0] == results[1]
     assert results[1][0].outcome == outcome
-    if held:
-        assert dict(zip(*[iter(x.decode() for x in cached)] * 2, strict=True)) == held
-    else:
+    if not held:
         assert cached is None
+        return
+    assert cached is not None
+    texts = iter([item.decode() for item in cached])
+    assert dict(zip(texts, texts, strict=True)) == held
