@@ -244,7 +244,7 @@ def test_what_a_write_teaches_is_what_decoding_gives(
     ]
     assert list(key) == as_stored, "the reply as Redis holds it after the write"
     assert found == decode(as_stored, reader.codec)
-    assert found.unknown == unknown and found.value("z") is None
+    assert found.unknown == unknown  # a later release's field 'z' is not a data key 'z'
     assert {k: found.value(k) for k in found.stored} == {**data, **changes}
 
 
