@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
@@ -10,8 +11,8 @@ import pytest
 import redis
 
 from session_middleware import ConfigurationError, SessionConfig, sessions
-from session_middleware._protocol.lua_scripts import ReadCall
-from session_middleware._transport.local_cache import atomic_read, session_read
+from session_middleware._protocol.lua_scripts import LOGIN, ReadCall
+from session_middleware._transport.local_cache import TrackedCache, atomic_read, session_read
 
 from .support import REDIS_URL, SECRET, keys_under
 from .support.http import asgi_client
@@ -174,6 +175,7 @@ async def test_a_session_ended_by_the_cap_is_not_served_from_the_cache(key_prefi
         assert (await first.get("/read")).json()["user"] == "alice"
         assert cache_of(config).hits == hits + 1, "served from the cache"
         await second.get("/login?user=alice")  # the cap ends the first session
+        await second.get("/read")  # her epoch, cached again: the ended record must not be
         assert (await first.get("/read")).json()["user"] is None
     await cache_of(config).aclose()
 
@@ -240,3 +242,69 @@ async def test_a_write_on_its_way_to_redis_leaves_no_stale_copy_once_acknowledge
             assert [read.result().json()["data"]["n"] for read in rereads] == ["2"] * len(rereads)
         finally:
             unwatch()
+
+
+@pytest.mark.parametrize("last", ["write", "read"])
+@pytest.mark.parametrize("multiplex", [True, False], ids=["multiplexed", "pooled"])
+async def test_a_login_cancelled_on_its_way_leaves_no_session_its_cap_ended(
+    key_prefix: str, multiplex: bool, last: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A login whose cap ends another session of the user on this worker is cancelled
+    (the client gone) once sent: Redis runs it, and deletes the ended record on this
+    worker's own connection, which it does not report (NOLOOP). With no reply, what it
+    deleted is unknown, so the whole cache goes: the ended session is never served."""
+    config = sessions(
+        secret_key=SECRET,
+        redis_url=REDIS_URL,
+        key_prefix=key_prefix,
+        local_cache=1000,
+        redis_multiplex=multiplex,
+        max_sessions_per_user=2,
+    )
+    cache = await ready(config)
+    async with (
+        asgi_client(config) as phone,
+        asgi_client(config) as laptop,
+        asgi_client(config) as tablet,
+    ):
+        await phone.get("/login?user=alice")
+        (record_key,) = [k for k in keys_under(key_prefix) if ":s:" in k]
+        await tablet.get("/login?user=alice")
+        await phone.get("/set?key=n&value=1")
+        if last == "read":
+            await phone.get("/read")
+        assert record_key in cache.entries
+        tracking = cache.client()
+        assert tracking is not None
+        sent, login_sent = tracking.run, asyncio.Event()
+
+        async def run_then_cancel(commands, *options):  # type: ignore[no-untyped-def]
+            running = asyncio.ensure_future(sent(commands, *options))
+            if any(command[1] == LOGIN for command in commands if command[0] == "EVAL"):
+                await asyncio.sleep(0)  # written to Redis
+                login_sent.set()
+            return await running
+
+        monkeypatch.setattr(tracking, "run", run_then_cancel)
+        login = asyncio.ensure_future(laptop.get("/login?user=alice"))
+        await asyncio.wait_for(login_sent.wait(), 5)
+        login.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await login
+        monkeypatch.undo()
+        with redis.Redis.from_url(REDIS_URL) as admin:
+            await wait_until(lambda: admin.exists(record_key) == 0)  # the cap ended it
+        await tablet.get("/read")  # her epoch, cached again
+        assert (await phone.get("/read")).json()["user"] is None
+    await cache.aclose()
+
+
+def test_a_read_that_finds_a_key_gone_forgets_the_copy() -> None:
+    """A key that expired as this worker's own connection read it is deleted unreported
+    (NOLOOP): the read finding nothing is what tells the cache."""
+    cache = TrackedCache("redis://127.0.0.1:1", {}, max_entries=10)
+    cache.healthy = True
+    cache.entries["epoch"] = "e1"
+    generation = cache.begin_read(["record", "epoch"])
+    cache.end_read(["record", "epoch"], [[b"c", b"1"], None], generation)
+    assert dict(cache.entries) == {"record": [b"c", b"1"]}

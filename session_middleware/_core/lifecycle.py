@@ -627,12 +627,6 @@ class Core:
         if logged_in is None:
             return (yield from self._refuse([], depends, opened))
         self._log_replaced(ref.tag, logged_in.replaced)
-        if logged_in.ended:
-            # Deleted by the script already; deleted again from here so that this worker's
-            # local cache, which Redis does not tell about its own connection's writes,
-            # drops them too.
-            ended = (self.keys.record_key(ref.tag, handle) for handle in logged_in.ended)
-            yield RedisIO((("DEL", *ended),))
         handle = ref.handle
         events = [SessionEvent("rotation" if plan.rotation else "login", user_id, handle)]
         events += [SessionEvent("evicted", user_id, item) for item in logged_in.ended]

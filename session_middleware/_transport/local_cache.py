@@ -10,7 +10,10 @@ keys arrived while it was in flight, and only from a connection that tracks for 
 current listener. A session's write is sent as WRITE_THEN_READ, which reads the session
 back in the same script: its own write untracks the keys (unreported, NOLOOP), the read
 tracks them again, and what it read is kept as a miss's read is; so the request after a
-write is served from the cache.
+write is served from the cache. What this process's own connection deletes without naming
+the key is never reported either: the sessions a login's cap ends (dropped by the names in
+the login's reply, and the whole cache when the reply never comes), and a key that expired
+as this connection read it (a read that finds a key gone drops its copy).
 
 The listener runs in a thread of its own, on a sync connection, so a busy event loop does
 not delay an invalidation. It proves it is alive: it sends a PING at least every
@@ -51,7 +54,7 @@ import redis
 import redis.asyncio
 from redis.exceptions import RedisError
 
-from .._protocol.lua_scripts import READ, WRITE_THEN_READ, ReadCall, WriteCall
+from .._protocol.lua_scripts import READ, WRITE_THEN_READ, LoginCall, ReadCall, WriteCall
 from .._protocol.wire import Command, text
 from .multiplexed import MultiplexedRedis
 from .round_trip import run_async
@@ -92,9 +95,9 @@ def session_read(commands: Sequence[Command]) -> Sequence[str] | None:
     `commands` is either.
 
     A miss sends the read script on the tracking connection, whichever way the read came:
-    Redis tracks the keys a script reads as if the connection had read them itself (the
-    script's declared keys on Redis 6.2, the keys of each read command it runs from 7.0
-    on), and what the cache keeps of a record and its epoch was read at one instant."""
+    Redis tracks the keys a script declares as if the connection had read them itself
+    (every declared key, read or not, on 6.2 and 7.0 alike), and what the cache keeps of a
+    record and its epoch was read at one instant."""
     if not commands:
         return None
     first = commands[0]
@@ -264,6 +267,8 @@ class TrackedCache:
                     if value is not None:
                         entries[key] = value
                         entries.move_to_end(key)
+                    else:  # gone: perhaps expired as this connection read it, unreported
+                        entries.pop(key, None)
                 while len(entries) > self.max_entries:
                     entries.popitem(last=False)
             if not written or not self._watchers:
@@ -573,7 +578,11 @@ class CachedRedis:
             return self._read(keys, commands, errors_as_replies)
         if len(commands) == 1:
             keys = WriteCall.session_keys(commands[0])
-            if keys is not None:
+            # Without an epoch key (an anonymous session's write, or no epoch copy in
+            # Redis) the read after it could not be served from here: an anonymous
+            # session's read names an epoch key that never holds one, and only a value is
+            # kept. Such a write is sent alone.
+            if keys is not None and len(keys) == 2:
                 return self._write_and_read(commands[0], keys, errors_as_replies)
         return self._write(commands, errors_as_replies)
 
@@ -604,8 +613,11 @@ class CachedRedis:
             written = _written_keys(commands[0])
         else:
             written = [key for command in commands for key in _written_keys(command)]
+        capped = _capped_logins(commands)
+        replies: list[Any] | None = None
         try:
-            return await client.run(commands, errors_as_replies)
+            replies = await client.run(commands, errors_as_replies)
+            return replies
         finally:
             # Tracking is NOLOOP: Redis does not tell a connection about its own writes.
             # Drop the keys now that the write is done, with any read of them still in
@@ -613,7 +625,11 @@ class CachedRedis:
             # these keys (now, not before: what they read before the write was applied is
             # already stale). Until then a read may still be served what the write
             # replaces: the write is not done yet.
-            cache.invalidate(written)
+            if capped:
+                ended = _ended_by_caps(capped, replies)
+                cache.invalidate(None if ended is None else [*written, *ended])
+            else:
+                cache.invalidate(written)
 
     async def _write_and_read(
         self, command: Command, keys: Sequence[str], errors_as_replies: bool
@@ -643,6 +659,33 @@ class CachedRedis:
         if isinstance(reply, Exception) and not errors_as_replies:
             raise reply
         return [reply]
+
+
+def _capped_logins(commands: Sequence[Command]) -> list[tuple[int, str]]:
+    """Where `commands` hold a login with a cap, and its record key base (see
+    LoginCall.capped_key_base)."""
+    found = []
+    for index, command in enumerate(commands):
+        base = LoginCall.capped_key_base(command)
+        if base is not None:
+            found.append((index, base))
+    return found
+
+
+def _ended_by_caps(capped: list[tuple[int, str]], replies: list[Any] | None) -> list[str] | None:
+    """The records that logins with a cap deleted (keys they do not declare, which Redis
+    does not report to the connection that deleted them), from their replies; None when a
+    reply is missing (the request cancelled, or timed out, on its way) or an error: what
+    the login deleted is unknown, and everything must go."""
+    ended: list[str] = []
+    for index, base in capped:
+        reply = None if replies is None else replies[index]
+        if replies is None or isinstance(reply, Exception):
+            return None
+        logged_in = LoginCall.reply(reply)
+        if logged_in is not None:
+            ended += [base + handle for handle in logged_in.ended]
+    return ended
 
 
 def _written_keys(command: Command) -> Sequence[str]:
