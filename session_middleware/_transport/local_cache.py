@@ -244,7 +244,7 @@ class TrackedCache:
         script gave `values`: the written keys are dropped as by invalidate (reads of them
         still in flight will not be kept), then the read ends as by end_read. In one step,
         so that the write's own invalidation does not void the read that followed it, and
-        nothing comes between. (One function, not three: this runs on every write.)"""
+        nothing comes between."""
         with self._lock:
             reading = self._reading
             fresh = self.healthy and generation == self.generation
@@ -256,12 +256,8 @@ class TrackedCache:
                     del reading[key]
                 else:
                     readers[0] -= 1
+            self._forget(written)
             entries = self.entries
-            for key in written:
-                entries.pop(key, None)
-                others = reading.get(key)
-                if others is not None:
-                    others[1] = 1
             if fresh:
                 for key, value in zip(keys, values, strict=True):
                     if value is not None:
@@ -650,12 +646,10 @@ class CachedRedis:
         try:
             (reply,) = await client.run([("EVAL", WRITE_THEN_READ, *command[2:])], True)
             if type(reply) is list and len(reply) == 3:
-                reply, record, epoch = reply
-                values[0] = record if type(record) is list and record else None  # as cached_values
-                if len(values) > 1:
-                    values[1] = epoch
+                values = cached_values(reply[1:], len(keys))
+                reply = reply[0]
         finally:
-            cache.end_write(command[3 : 3 + int(command[2])], keys, values, generation)
+            cache.end_write(_written_keys(command), keys, values, generation)
         if isinstance(reply, Exception) and not errors_as_replies:
             raise reply
         return [reply]
@@ -677,12 +671,13 @@ def _ended_by_caps(capped: list[tuple[int, str]], replies: list[Any] | None) -> 
     does not report to the connection that deleted them), from their replies; None when a
     reply is missing (the request cancelled, or timed out, on its way) or an error: what
     the login deleted is unknown, and everything must go."""
+    if replies is None:
+        return None
     ended: list[str] = []
     for index, base in capped:
-        reply = None if replies is None else replies[index]
-        if replies is None or isinstance(reply, Exception):
+        if isinstance(replies[index], Exception):
             return None
-        logged_in = LoginCall.reply(reply)
+        logged_in = LoginCall.reply(replies[index])
         if logged_in is not None:
             ended += [base + handle for handle in logged_in.ended]
     return ended
