@@ -5,6 +5,7 @@ correct when another worker writes or invalidates around it."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
@@ -47,6 +48,35 @@ async def written_once(
     return cache, record_key_of(cache)
 
 
+def at_the_first_write(
+    monkeypatch: pytest.MonkeyPatch,
+    cache: TrackedCache,
+    action: Callable[[], Awaitable[None]],
+    *,
+    answered: bool,
+) -> list[bool]:
+    """Run `action` at this worker's next WRITE_THEN_READ: before it is sent, or once
+    Redis `answered` it and before the cache keeps what it read. The list holds True once
+    it ran."""
+    tracking = cache.client()
+    assert tracking is not None
+    sent, done = tracking.run, list[bool]()
+
+    async def run(commands, *options):  # type: ignore[no-untyped-def]
+        first = commands[0][1] == WRITE_THEN_READ and not done
+        if first and not answered:
+            done.append(True)
+            await action()
+        replies = await sent(commands, *options)
+        if first and answered:
+            done.append(True)
+            await action()
+        return replies
+
+    monkeypatch.setattr(tracking, "run", run)
+    return done
+
+
 async def test_the_read_after_a_write_is_served_from_the_cache(workers) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     config, _ = workers
     cache = cache_of(config)
@@ -81,20 +111,12 @@ async def test_a_write_elsewhere_while_the_read_back_is_in_flight_is_not_lost(  
     here, there = workers
     async with asgi_client(here) as phone, asgi_client(there) as elsewhere:
         cache, record_key = await written_once(here, phone, elsewhere)
-        tracking = cache.client()
-        assert tracking is not None
-        sent = tracking.run
-        held: list[bool] = []
 
-        async def run_then_write_elsewhere(commands, *options):  # type: ignore[no-untyped-def]
-            replies = await sent(commands, *options)
-            if commands[0][1] == WRITE_THEN_READ and not held:
-                held.append(True)
-                assert (await elsewhere.get("/set?key=n&value=3")).status_code == 200
-                await wait_until(lambda: cache._reading[record_key][1] == 1)
-            return replies
+        async def write_elsewhere() -> None:
+            assert (await elsewhere.get("/set?key=n&value=3")).status_code == 200
+            await wait_until(lambda: cache._reading[record_key][1] == 1)
 
-        monkeypatch.setattr(tracking, "run", run_then_write_elsewhere)
+        held = at_the_first_write(monkeypatch, cache, write_elsewhere, answered=True)
         assert (await phone.get("/set?key=m&value=2")).status_code == 200
         assert held
         assert record_key not in cache.entries
@@ -114,17 +136,12 @@ async def test_a_write_refused_in_flight_for_a_moved_epoch_keeps_the_session_end
         cache, record_key = await written_once(here, phone)
         epoch_key = here.keys.epoch_key(here.keys.user_tag("alice"))
         assert epoch_key in cache.entries
-        tracking = cache.client()
-        assert tracking is not None
-        sent = tracking.run
 
-        async def run_after_logout_elsewhere(commands, *options):  # type: ignore[no-untyped-def]
-            if commands[0][1] == WRITE_THEN_READ:
-                await there.ainvalidate_user("alice")
-                await wait_until(lambda: cache._reading[epoch_key][1] == 1)
-            return await sent(commands, *options)
+        async def logout_elsewhere() -> None:
+            await there.ainvalidate_user("alice")
+            await wait_until(lambda: cache._reading[epoch_key][1] == 1)
 
-        monkeypatch.setattr(tracking, "run", run_after_logout_elsewhere)
+        at_the_first_write(monkeypatch, cache, logout_elsewhere, answered=False)
         await phone.get("/set?key=n&value=2")
         monkeypatch.undo()
         assert epoch_key not in cache.entries
@@ -206,3 +223,34 @@ async def test_every_outcome_of_a_write_reads_as_without_the_cache(  # type: ign
     assert cached is not None
     texts = iter([item.decode() for item in cached])
     assert dict(zip(texts, texts, strict=True)) == held
+
+
+async def test_a_tracking_connection_killed_under_a_write_leaves_nothing_stale(  # type: ignore[no-untyped-def]
+    workers,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Redis closes this worker's tracking connection (CLIENT KILL, a proxy) while a write
+    is on its way: Redis no longer reports what that connection read, so nothing read
+    before the new connection is kept; the write is answered or refused, and the next
+    reads give what Redis holds, while another worker keeps writing."""
+    here, there = workers
+    async with asgi_client(here) as phone, asgi_client(there) as elsewhere:
+        cache, record_key = await written_once(here, phone, elsewhere)
+
+        async def kill_the_tracking_connection() -> None:
+            with redis.Redis.from_url(REDIS_URL) as admin:
+                for client_id in set(cache._tracking.values()):
+                    admin.client_kill_filter(_id=client_id)
+
+        killed = at_the_first_write(
+            monkeypatch, cache, kill_the_tracking_connection, answered=False
+        )
+        written = await phone.get("/set?key=n&value=2")
+        monkeypatch.undo()
+        assert killed and written.status_code in (200, 503)
+        assert (await elsewhere.get("/set?key=n&value=3")).status_code == 200
+        with redis.Redis.from_url(REDIS_URL) as admin:
+            assert admin.hget(record_key, "d:n") == b'"3"'
+        await wait_until(lambda: record_key not in cache.entries)
+        for _ in range(3):
+            assert (await phone.get("/read")).json()["data"]["n"] == "3"
