@@ -254,3 +254,19 @@ async def test_a_tracking_connection_killed_under_a_write_leaves_nothing_stale( 
         await wait_until(lambda: record_key not in cache.entries)
         for _ in range(3):
             assert (await phone.get("/read")).json()["data"]["n"] == "3"
+
+
+async def test_a_write_while_the_listener_is_lost_goes_to_redis_uncached(workers) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """No listener subscribed (lost, reconnecting, or not yet up after a cold start): the
+    write is the plain WRITE on the uncached clients, and nothing is kept."""
+    here, _ = workers
+    async with asgi_client(here) as phone:
+        cache, record_key = await written_once(here, phone)
+        cache.drop_all()
+        assert cache.client() is None
+        assert (await phone.get("/set?key=n&value=2")).status_code == 200
+        assert not cache.entries
+        with redis.Redis.from_url(REDIS_URL) as admin:
+            assert admin.hget(record_key, "d:n") == b'"2"'
+        assert (await phone.get("/read")).json()["data"]["n"] == "2"
+        assert not cache.entries
