@@ -22,10 +22,12 @@ from hypothesis import strategies as st
 from session_middleware import SessionConfig, sessions
 from session_middleware._protocol.key_layout import valid_user_id
 from session_middleware._protocol.records import (
+    LAZY_FROM,
     MAX_TIMESTAMP,
     Cipher,
     CorruptRecord,
     FieldCodec,
+    ReceivedTexts,
     Record,
     check_json_value,
     decode,
@@ -202,7 +204,9 @@ def check_decode(
         record = decode(fields, FieldCodec(cipher), max_bytes)
     except CorruptRecord:
         return None
-    assert isinstance(record.stored, dict) and isinstance(record.extra, Mapping)
+    assert isinstance(record.stored, (dict, ReceivedTexts))
+    assert isinstance(record.extra, Mapping)
+    assert all(type(value) is str for value in record.unknown.values())
     for stamp in (record.created, record.expires, record.refreshed):
         assert 0 <= stamp <= MAX_TIMESTAMP, "a timestamp datetime and PXAT can take"
     assert record.epoch is None or valid_epoch(record.epoch)
@@ -396,6 +400,21 @@ def test_record_shaped_hashes_are_refused_or_safe(
 ) -> None:
     cipher = cipher_for(encrypted)
     check_decode(flat(sealed(fields, cipher) if seal else fields), cipher)
+
+
+@fuzz(300)
+@given(fields=record_shaped)
+@example(fields={"c": "0", "x": "1", "r": "0", "u": '"a"', "e": "\udc80"})
+@example(fields={"c": "\udcff", "x": "1", "r": "0"})
+@example(fields={"c": "0", "x": "1", "r": "0", "\udcff": "1"})
+@example(fields={"c": "0", "x": "1", "r": "0", "z": "\udcff"})
+@example(fields={"c": "0", "x": "1", "r": "0", "z": "1"})
+def test_large_record_shaped_hashes_are_refused_or_safe(fields: dict[str, str]) -> None:
+    """Over LAZY_FROM bytes, where values are decoded as they are read, the same holds."""
+    padding = {"d:padding": to_json("x" * LAZY_FROM)}
+    record = check_decode(flat({**fields, **padding}), None)
+    if record is not None:
+        assert type(record.stored) is ReceivedTexts
 
 
 @fuzz(200)

@@ -307,12 +307,14 @@ def flat_fields(reply: Any) -> list[Any]:
     raise CorruptRecord("not a hash")
 
 
-def decode(flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None = None) -> Record:
+def decode(
+    flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None = None, length: int = -1
+) -> Record:
     """The record that HGETALL's flat field/value pairs hold, its data left as JSON text;
     CorruptRecord for metadata this package could not have written, a value that does not
     open with the cipher, or a record larger than `max_bytes`. A data value is checked when
     it is decoded (`decode_value`)."""
-    return _record(decode_parts(flat, codec, max_bytes))
+    return _record(decode_parts(flat, codec, max_bytes, length))
 
 
 # A Record's fields, in order.
@@ -333,15 +335,17 @@ def decode_parts(
 ) -> Parts:
     """`decode`, as the fields of a Record; `length`: the items' total length, if the caller
     has it already."""
-    fields, size = _fields(flat, length)
+    fields, size, received = _fields(flat, length)
     if max_bytes is not None and size > max_bytes:
         raise CorruptRecord(f"larger than max_session_bytes ({size} bytes)")
-    user = fields.pop(USER, None)
-    epoch = fields.pop(EPOCH, None)
-    extra_text = fields.pop(EXTRA, None)
-    created, expires, refreshed = _timestamps(
-        fields.pop(CREATED, None), fields.pop(EXPIRES, None), fields.pop(REFRESHED, None)
-    )
+    pop = fields.pop
+    user, epoch, extra_text = pop(USER, None), pop(EPOCH, None), pop(EXTRA, None)
+    created, expires, refreshed = pop(CREATED, None), pop(EXPIRES, None), pop(REFRESHED, None)
+    if received:  # a large record: every value still as received
+        user, epoch, extra_text, created, expires, refreshed = map(
+            _optional_text, (user, epoch, extra_text, created, expires, refreshed)
+        )
+    times = _timestamps(created, expires, refreshed)
     data = {
         name[_DATA_START:]: value for name, value in fields.items() if name.startswith(DATA_PREFIX)
     }
@@ -351,7 +355,7 @@ def decode_parts(
         }
         user = None if user is None else codec.open(user, USER)
         extra_text = None if extra_text is None else codec.open(extra_text, EXTRA)
-    elif size > LAZY_FROM:  # each value as received, decoded only if it is read
+    elif received:  # each value as received, decoded only if it is read
         stored = ReceivedTexts(data)
     else:
         stored = data
@@ -362,8 +366,8 @@ def decode_parts(
         raise CorruptRecord("bad epoch")
     extra = _NO_INFO if extra_text is None else _device_info(extra_text)
     # Whatever else is a later release's metadata: kept as it is.
-    unknown = _NO_INFO if len(stored) == len(fields) else _without_data(fields)
-    return stored, created, expires, refreshed, user_id, epoch, extra, unknown
+    unknown = _NO_INFO if len(data) == len(fields) else _without_data(fields)
+    return stored, *times, user_id, epoch, extra, unknown
 
 
 def decode_value(text: str) -> Any:
@@ -398,41 +402,43 @@ _CONTAINERS = (list, dict)
 _CONTAINER_TYPES = frozenset(_CONTAINERS)
 
 
-def _without_data(fields: dict[str, str]) -> dict[str, str]:
-    return {name: value for name, value in fields.items() if not name.startswith(DATA_PREFIX)}
+def _without_data(fields: dict[str, Any]) -> dict[str, str]:
+    return {
+        name: _received_text(value)
+        for name, value in fields.items()
+        if not name.startswith(DATA_PREFIX)
+    }
 
 
-def _fields(flat: Sequence[Any], length: int = -1) -> tuple[dict[str, Any], int]:
-    """HGETALL's flat field/value pairs as a dict of text, and their size in bytes as Redis
-    (and the write script's size check) count them (`length`, the items' total length, if
-    it is known and they are bytes); CorruptRecord for an odd number of items, or an item
-    that is not UTF-8 text. In a record over LAZY_FROM bytes, the data values are left as
-    bytes: ReceivedTexts decodes those that are read."""
+def _fields(flat: Sequence[Any], length: int = -1) -> tuple[dict[str, Any], int, bool]:
+    """HGETALL's flat field/value pairs as a dict, their size in bytes as Redis (and the
+    write script's size check) count them (`length`, the items' total length, if it is
+    known), and whether the values are left as received; CorruptRecord for an odd number
+    of items, or a name or short record that is not UTF-8 text. The values of a record over
+    LAZY_FROM bytes are left as bytes: metadata is decoded when it is read (decode_parts),
+    data when it is asked for (ReceivedTexts)."""
     if len(flat) % 2:
         raise CorruptRecord("not a record")
     try:  # what the clients give: bytes, and short records
         if 0 <= length <= LAZY_FROM:
             texts = map(bytes.decode, flat)
-            return dict(zip(texts, texts, strict=True)), length
+            return dict(zip(texts, texts, strict=True)), length, False
     except TypeError:  # not all of them bytes: the length is not their size
-        pass
+        length = -1
     except UnicodeDecodeError as error:
         raise CorruptRecord("not UTF-8") from error
     if not _BYTES.issuperset(map(type, flat)):  # text from a client that decodes replies
         flat = list(map(_as_bytes, flat))
-    size = sum(map(len, flat))
+        length = -1
+    if length < 0:
+        length = sum(map(len, flat))
     try:
-        if size <= LAZY_FROM:
+        if length <= LAZY_FROM:
             texts = map(bytes.decode, flat)
-            return dict(zip(texts, texts, strict=True)), size
-        names = list(map(bytes.decode, flat[::2]))
-        values = [
-            value if name.startswith(DATA_PREFIX) else value.decode()
-            for name, value in zip(names, flat[1::2], strict=True)
-        ]
+            return dict(zip(texts, texts, strict=True)), length, False
+        return dict(zip(map(bytes.decode, flat[::2]), flat[1::2], strict=True)), length, True
     except UnicodeDecodeError as error:
         raise CorruptRecord("not UTF-8") from error
-    return dict(zip(names, values, strict=True)), size
 
 
 _BYTES = frozenset((bytes,))
@@ -450,6 +456,10 @@ def _as_bytes(item: Any) -> bytes:
 
 def _received_text(item: str | bytes) -> str:
     return _text(item) if isinstance(item, bytes) else item
+
+
+def _optional_text(item: bytes | None) -> str | None:
+    return None if item is None else _text(item)
 
 
 def _text(item: bytes) -> str:
@@ -592,9 +602,9 @@ class RecordReader:
         try:
             length = sum(map(len, flat))
         except TypeError:  # not a reply of strings: decode says what is wrong
-            length = self.max_length + 1
-        if length > self.max_length:
             return decode(flat, self.codec, self.max_bytes)
+        if length > self.max_length:
+            return decode(flat, self.codec, self.max_bytes, length)
         key = tuple(flat)
         known = self._known.get(key)
         if known is None:
