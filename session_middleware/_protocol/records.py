@@ -39,6 +39,7 @@ _DATA_START = len(DATA_PREFIX)
 _NO_INFO: Mapping[str, Any] = MappingProxyType({})
 MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can hold
 MAX_NESTING = 64
+OWNERS_CACHED = 4096  # users whose id and epoch, as stored, are remembered decoded
 LAZY_FROM = 2048  # bytes: a larger record's values are decoded one by one, when read
 # (without encryption: with it, every value is authenticated when the record is read)
 _EPOCH = re.compile(r"[0-9a-zA-Z_-]{1,64}")
@@ -359,11 +360,7 @@ def decode_parts(
         stored = ReceivedTexts(data)
     else:
         stored = data
-    user_id = None if user is None else _json(user)
-    if user_id is not None and not valid_user_id(user_id):
-        raise CorruptRecord("bad user id")
-    if (user_id is not None or epoch is not None) and not valid_epoch(epoch):
-        raise CorruptRecord("bad epoch")
+    user_id = _owner(user, epoch) if user is not None or epoch is not None else None
     extra = _NO_INFO if extra_text is None else _device_info(extra_text)
     # Whatever else is a later release's metadata: kept as it is.
     unknown = _NO_INFO if len(data) == len(fields) else _without_data(fields)
@@ -524,6 +521,19 @@ def _timestamps(
     if not (in_range and 0 <= refreshed <= MAX_TIMESTAMP):  # NaN fails this too
         raise CorruptRecord("a timestamp out of range")
     return created, expires, refreshed
+
+
+@functools.lru_cache(maxsize=OWNERS_CACHED)
+def _owner(user: str | None, epoch: str | None) -> UserId | None:
+    """The user id that `user` (JSON) holds, the record's `epoch` checked with it: the same
+    for every session of a user, so decoded once. Only immutable ids are valid (str, int),
+    so the one remembered can be shared."""
+    user_id = None if user is None else _json(user)
+    if user_id is not None and not valid_user_id(user_id):
+        raise CorruptRecord("bad user id")
+    if (user_id is not None or epoch is not None) and not valid_epoch(epoch):
+        raise CorruptRecord("bad epoch")
+    return user_id
 
 
 @functools.lru_cache(maxsize=1024)
