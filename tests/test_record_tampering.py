@@ -20,7 +20,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from session_middleware import SessionConfig, sessions
-from session_middleware._protocol.key_layout import valid_user_id
+from session_middleware._protocol.key_layout import MAX_USER_ID, valid_user_id
 from session_middleware._protocol.records import (
     LAZY_FROM,
     MAX_TIMESTAMP,
@@ -481,6 +481,17 @@ def test_decoded_records_hold_only_values_we_could_have_written(
         record = check_decode(flat(fields), None)
         if record is not None:
             json.dumps(decoded_values(record), allow_nan=False)
+
+
+def test_a_user_id_padded_past_any_user_ids_json_is_refused() -> None:
+    """A user id's JSON is at most 6 characters a character and its quotes: longer text
+    (here spaces around a valid id) is refused, so the decoded ids remembered stay small."""
+    base = {"c": "1", "x": "2", "r": "1", "e": "e" * 32}
+    longest = to_json("\x00" * MAX_USER_ID)
+    assert check_decode(flat({**base, "u": longest}), None) is not None
+    assert check_decode(flat({**base, "u": ' "alice"'}), None) is not None
+    padded = " " * (len(longest) - len('"alice"') + 1) + '"alice"'
+    assert check_decode(flat({**base, "u": padded}), None) is None
 
 
 def test_a_record_we_encode_decodes_to_itself() -> None:

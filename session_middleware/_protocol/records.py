@@ -31,7 +31,7 @@ from types import MappingProxyType
 from typing import Any, Protocol, cast
 
 from ..errors import CorruptRecord, SessionTooLarge
-from .key_layout import UserId, valid_user_id
+from .key_layout import MAX_USER_ID, UserId, valid_user_id
 
 DATA_PREFIX = "d:"
 CREATED, EXPIRES, REFRESHED, USER, EPOCH, EXTRA = "c", "x", "r", "u", "e", "m"
@@ -40,6 +40,7 @@ _NO_INFO: Mapping[str, Any] = MappingProxyType({})
 MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can hold
 MAX_NESTING = 64
 OWNERS_CACHED = 4096  # users whose id and epoch, as stored, are remembered decoded
+_MAX_USER_JSON = 6 * MAX_USER_ID + 2  # a user id's JSON: each character at most \uXXXX
 LAZY_FROM = 2048  # bytes: a larger record's values are decoded one by one, when read
 # (without encryption: with it, every value is authenticated when the record is read)
 _EPOCH = re.compile(r"[0-9a-zA-Z_-]{1,64}")
@@ -527,7 +528,10 @@ def _timestamps(
 def _owner(user: str | None, epoch: str | None) -> UserId | None:
     """The user id that `user` (JSON) holds, the record's `epoch` checked with it: the same
     for every session of a user, so decoded once. Only immutable ids are valid (str, int),
-    so the one remembered can be shared."""
+    so the one remembered can be shared. Text longer than any user id's JSON (which a
+    planted record could pad with spaces) is refused, so what is remembered stays small."""
+    if user is not None and len(user) > _MAX_USER_JSON:
+        raise CorruptRecord("bad user id")
     user_id = None if user is None else _json(user)
     if user_id is not None and not valid_user_id(user_id):
         raise CorruptRecord("bad user id")
