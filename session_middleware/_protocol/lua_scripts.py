@@ -419,19 +419,15 @@ class LoginCall(ScriptCall):
     old_handle: str  # the old record's handle ('' for none)
     fields: Sequence[str] = rest()
 
-    @staticmethod
-    def capped_key_base(command: Sequence[Any]) -> str | None:
+    @classmethod
+    def capped_key_base(cls, command: Sequence[Any]) -> str | None:
         """`record_key_base` of a LOGIN `command` that has a cap (`max_sessions`): the
         records the cap ends are deleted under keys the command does not declare, built
-        from it and the handles in the reply (`reply().ended`). None for any other command.
-        Read from its place without building the whole call back (`of`)."""
+        from it and the handles in the reply (`reply().ended`). None for any other command."""
         if command[0] != "EVAL" or command[1] != LOGIN:
             return None
-        argv = 3 + int(command[2])  # ARGV[1]
-        if int(command[argv + 7]) <= 0:  # ARGV[8], max_sessions
-            return None
-        base: str = command[argv + 8]  # ARGV[9], record_key_base
-        return base
+        call = cls.of(tuple(command))
+        return call.record_key_base if int(call.max_sessions) > 0 else None
 
     @staticmethod
     def reply(reply: Any) -> LoginReply | None:
