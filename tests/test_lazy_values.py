@@ -184,13 +184,13 @@ def test_nesting_is_checked_when_a_value_is_read() -> None:
 def decodes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     """The records RecordReader decodes (rather than finds in its memo)."""
     seen: list[tuple[Any, ...]] = []
-    real = records.decode_parts
+    real = records.decode
 
-    def counting(flat: Any, codec: FieldCodec, *options: Any) -> records.Parts:
+    def counting(flat: Any, codec: FieldCodec, *options: Any) -> records.Record:
         seen.append(tuple(flat))
         return real(flat, codec, *options)
 
-    monkeypatch.setattr(records, "decode_parts", counting)
+    monkeypatch.setattr(records, "decode", counting)
     return seen
 
 

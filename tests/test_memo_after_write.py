@@ -78,13 +78,13 @@ async def dark_with_a_count(client: httpx.AsyncClient) -> None:
 def decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many records were decoded (a memo miss each)."""
     count = [0]
-    real = records.decode_parts
+    real = records.decode
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         count[0] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(records, "decode_parts", counting)
+    monkeypatch.setattr(records, "decode", counting)
     return count
 
 

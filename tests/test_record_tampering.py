@@ -29,6 +29,7 @@ from session_middleware._protocol.records import (
     FieldCodec,
     ReceivedTexts,
     Record,
+    _known_layout,
     check_json_value,
     decode,
     decode_value,
@@ -415,6 +416,51 @@ def test_large_record_shaped_hashes_are_refused_or_safe(fields: dict[str, str]) 
     record = check_decode(flat({**fields, **padding}), None)
     if record is not None:
         assert type(record.stored) is ReceivedTexts
+
+
+def decoded_or_refused(fields: Sequence[bytes]) -> Record | None:
+    try:
+        return decode(fields, FieldCodec(None))
+    except CorruptRecord:
+        return None
+
+
+@fuzz(200)
+@given(fields=record_shaped, other=record_shaped, large=st.booleans())
+@example(
+    fields={"c": "0", "x": "1", "r": "0", "d:a": '"a"'},
+    other={"c": "\udcff", "x": "2", "r": "1", "d:b": "2"},
+    large=False,
+)
+@example(fields={"c": "0", "x": "1", "r": "0", "z": "1"}, other={"q": "\udcff"}, large=True)
+def test_records_of_the_same_field_names_decode_each_to_its_own_values(
+    fields: dict[str, str], other: dict[str, str], large: bool
+) -> None:
+    """Where each field is among a record's values is found once for its names (in their
+    order) and shared with every record of those names: each decodes as if it came first,
+    and the order of the fields changes nothing."""
+    padding = [("d:padding", to_json("x" * LAZY_FROM))] if large else []
+    names = list(fields)
+    values = [*other.values(), *fields.values()][: len(names)]
+    records = [
+        flat([*fields.items(), *padding]),
+        flat([*zip(names, values, strict=True), *padding]),
+        flat([*reversed(fields.items()), *padding]),
+    ]
+    alone = []
+    for each in records:
+        _known_layout.cache_clear()
+        alone.append(decoded_or_refused(each))
+    _known_layout.cache_clear()
+    assert [decoded_or_refused(each) for each in records] == alone
+    assert alone[2] == alone[0], "the order of the fields changes nothing"
+
+
+def test_a_field_named_twice_holds_its_last_value() -> None:
+    fields = [("c", "0"), ("x", "1"), ("d:k", '"first"'), ("r", "0"), ("d:k", '"last"')]
+    for _ in range(2):  # its layout found, then remembered
+        record = decode(flat(fields), FieldCodec(None))
+        assert record.value("k") == "last" and record.created == record.refreshed == 0.0
 
 
 @fuzz(200)

@@ -23,12 +23,13 @@ import dataclasses
 import functools
 import json
 import math
+import operator
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from ..errors import CorruptRecord, SessionTooLarge
 from .key_layout import MAX_USER_ID, UserId, valid_user_id
@@ -80,11 +81,24 @@ _Building = dataclasses.make_dataclass(
 )
 
 
+# A Record's fields, in order.
+Parts = tuple[
+    Mapping[str, str],
+    float,
+    float,
+    float,
+    UserId | None,
+    str | None,
+    Mapping[str, Any],
+    Mapping[str, str],
+]
+
+
 def _record(parts: Parts) -> Record:
     """Record(*parts), at a third of the cost."""
     record = _Building(*parts)
     record.__class__ = Record
-    return cast(Record, record)
+    return record  # type: ignore[no-any-return]
 
 
 class Cipher(Protocol):
@@ -315,59 +329,106 @@ def decode(
     flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None = None, length: int = -1
 ) -> Record:
     """The record that HGETALL's flat field/value pairs hold, its data left as JSON text;
-    CorruptRecord for metadata this package could not have written, a value that does not
-    open with the cipher, or a record larger than `max_bytes`. A data value is checked when
-    it is decoded (`decode_value`)."""
-    return _record(decode_parts(flat, codec, max_bytes, length))
+    CorruptRecord for metadata this package could not have written, a name or value that
+    is not UTF-8 text, a value that does not open with the cipher, or a record larger than
+    `max_bytes`. A data value is checked when it is decoded (`decode_value`); `length`: the
+    items' total length, if the caller has it already."""
+    if len(flat) % 2:
+        raise CorruptRecord("not a record")
+    try:
+        return _decoded(flat, codec, max_bytes, length)
+    except TypeError:  # not all bytes: text from a client that decodes replies, or garbage
+        flat = list(map(_as_bytes, flat))
+        return _decoded(flat, codec, max_bytes, sum(map(len, flat)))
 
 
-# A Record's fields, in order.
-Parts = tuple[
-    Mapping[str, str],
-    float,
-    float,
-    float,
-    UserId | None,
-    str | None,
-    Mapping[str, Any],
-    Mapping[str, str],
-]
-
-
-def decode_parts(
-    flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None = None, length: int = -1
-) -> Parts:
-    """`decode`, as the fields of a Record; `length`: the items' total length, if the caller
-    has it already."""
-    fields, size, received = _fields(flat, length)
-    if max_bytes is not None and size > max_bytes:
-        raise CorruptRecord(f"larger than max_session_bytes ({size} bytes)")
-    pop = fields.pop
-    user, epoch, extra_text = pop(USER, None), pop(EPOCH, None), pop(EXTRA, None)
-    created, expires, refreshed = pop(CREATED, None), pop(EXPIRES, None), pop(REFRESHED, None)
-    if received:  # a large record: every value still as received
-        user, epoch, extra_text, created, expires, refreshed = map(
-            _optional_text, (user, epoch, extra_text, created, expires, refreshed)
-        )
+def _decoded(flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None, length: int) -> Record:
+    """`decode` of a reply of bytes; TypeError if an item is not bytes (`decode` then reads
+    the reply as the bytes Redis holds)."""
+    if length < 0:
+        length = sum(map(len, flat))
+    names = tuple(flat[::2])
+    layout = _known_layout(names) if length <= LAZY_FROM else _layout(names)
+    received = flat[1::2]
+    # A large record's values are left as received (each decoded when it is read), unless
+    # every one is to be authenticated now.
+    lazy = length > LAZY_FROM and codec.cipher is None
+    if lazy:
+        if not _BYTES.issuperset(map(type, received)):
+            raise TypeError("not bytes")
+        values: list[Any] = [*received, None]
+    else:
+        try:
+            values = [*map(bytes.decode, received), None]  # None: the absent fields' value
+        except UnicodeDecodeError as error:
+            raise CorruptRecord("not UTF-8") from error
+    if max_bytes is not None and length > max_bytes:
+        raise CorruptRecord(f"larger than max_session_bytes ({length} bytes)")
+    metadata = layout.metadata(values)
+    if lazy:
+        metadata = tuple(map(_optional_text, metadata))
+    created, expires, refreshed, user, epoch, extra_text = metadata
     times = _timestamps(created, expires, refreshed)
-    data = {
-        name[_DATA_START:]: value for name, value in fields.items() if name.startswith(DATA_PREFIX)
-    }
+    stored: Mapping[str, str]
     if codec.cipher is not None:  # every value authenticated now: one altered drops the record
-        stored: Mapping[str, str] = {
-            key: codec.open(_received_text(value), DATA_PREFIX + key) for key, value in data.items()
-        }
+        stored = {key: codec.open(values[at], DATA_PREFIX + key) for key, at in layout.data}
         user = None if user is None else codec.open(user, USER)
         extra_text = None if extra_text is None else codec.open(extra_text, EXTRA)
-    elif received:  # each value as received, decoded only if it is read
-        stored = ReceivedTexts(data)
+    elif lazy:
+        stored = ReceivedTexts({key: values[at] for key, at in layout.data})
     else:
-        stored = data
+        stored = {key: values[at] for key, at in layout.data}
     user_id = _owner(user, epoch) if user is not None or epoch is not None else None
     extra = _NO_INFO if extra_text is None else _device_info(extra_text)
-    # Whatever else is a later release's metadata: kept as it is.
-    unknown = _NO_INFO if len(data) == len(fields) else _without_data(fields)
-    return stored, *times, user_id, epoch, extra, unknown
+    unknown = _NO_INFO
+    if layout.unknown:  # a later release's metadata: kept as it is
+        unknown = {name: _received_text(values[at]) for name, at in layout.unknown}
+    record = _Building(stored, *times, user_id, epoch, extra, unknown)
+    record.__class__ = Record
+    return record  # type: ignore[no-any-return]
+
+
+_METADATA = (CREATED, EXPIRES, REFRESHED, USER, EPOCH, EXTRA)
+LAYOUTS_KNOWN = 256  # the layouts of short records remembered
+
+
+@dataclass(slots=True)
+class _Layout:
+    """Where each field's value is in a HGETALL reply (its index among the values), for
+    every record whose fields have the same names in the same order: a session's from one
+    write to the next, and every session that holds the same keys. Found once for those
+    names, so a record read for the first time decodes only its values."""
+
+    metadata: Callable[[list[Any]], tuple[Any, ...]]  # c, x, r, u, e, m; None if absent
+    data: tuple[tuple[str, int], ...]  # each data key, and its value's index
+    unknown: tuple[tuple[str, int], ...]  # metadata fields of a later release
+
+
+def _layout(names: tuple[bytes, ...]) -> _Layout:
+    """The layout of a record whose fields are `names` (a name twice: its last value, as a
+    dict of the pairs would hold); TypeError if one is not bytes, CorruptRecord if one is
+    not UTF-8."""
+    if not _BYTES.issuperset(map(type, names)):
+        raise TypeError("not bytes")
+    try:
+        at = {name.decode(): index for index, name in enumerate(names)}
+    except UnicodeDecodeError as error:
+        raise CorruptRecord("not UTF-8") from error
+    data = tuple(
+        (name[_DATA_START:], index) for name, index in at.items() if name.startswith(DATA_PREFIX)
+    )
+    unknown = tuple(
+        (name, index)
+        for name, index in at.items()
+        if not name.startswith(DATA_PREFIX) and name not in _METADATA
+    )
+    absent = -1  # the index of the None after the values
+    metadata = operator.itemgetter(*(at.get(name, absent) for name in _METADATA))
+    return _Layout(metadata, data, unknown)
+
+
+# Short records only: what a planted record's names make it remember stays small.
+_known_layout = functools.lru_cache(maxsize=LAYOUTS_KNOWN)(_layout)
 
 
 def decode_value(text: str) -> Any:
@@ -400,45 +461,6 @@ def _nests_too_deeply(values: Iterable[Any]) -> bool:
 
 _CONTAINERS = (list, dict)
 _CONTAINER_TYPES = frozenset(_CONTAINERS)
-
-
-def _without_data(fields: dict[str, Any]) -> dict[str, str]:
-    return {
-        name: _received_text(value)
-        for name, value in fields.items()
-        if not name.startswith(DATA_PREFIX)
-    }
-
-
-def _fields(flat: Sequence[Any], length: int = -1) -> tuple[dict[str, Any], int, bool]:
-    """HGETALL's flat field/value pairs as a dict, their size in bytes as Redis (and the
-    write script's size check) count them (`length`, the items' total length, if it is
-    known), and whether the values are left as received; CorruptRecord for an odd number
-    of items, or a name or short record that is not UTF-8 text. The values of a record over
-    LAZY_FROM bytes are left as bytes: metadata is decoded when it is read (decode_parts),
-    data when it is asked for (ReceivedTexts)."""
-    if len(flat) % 2:
-        raise CorruptRecord("not a record")
-    try:  # what the clients give: bytes, and short records
-        if 0 <= length <= LAZY_FROM:
-            texts = map(bytes.decode, flat)
-            return dict(zip(texts, texts, strict=True)), length, False
-    except TypeError:  # not all of them bytes: the length is not their size
-        length = -1
-    except UnicodeDecodeError as error:
-        raise CorruptRecord("not UTF-8") from error
-    if not _BYTES.issuperset(map(type, flat)):  # text from a client that decodes replies
-        flat = list(map(_as_bytes, flat))
-        length = -1
-    if length < 0:
-        length = sum(map(len, flat))
-    try:
-        if length <= LAZY_FROM:
-            texts = map(bytes.decode, flat)
-            return dict(zip(texts, texts, strict=True)), length, False
-        return dict(zip(map(bytes.decode, flat[::2]), flat[1::2], strict=True)), length, True
-    except UnicodeDecodeError as error:
-        raise CorruptRecord("not UTF-8") from error
 
 
 _BYTES = frozenset((bytes,))
@@ -624,8 +646,9 @@ class RecordReader:
         key = tuple(flat)
         known = self._known.get(key)
         if known is None:
-            known = _record(decode_parts(flat, self.codec, self.max_bytes, length))
-            self._remember(key, known)
+            known = self._known[key] = decode(flat, self.codec, self.max_bytes, length)
+            if len(self._known) > self.max_entries:
+                self._known.popitem(last=False)
             return known
         try:  # noqa: SIM105 (contextlib.suppress would cost a with block on every hit)
             self._known.move_to_end(key)
