@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from session_middleware import SessionConfig, sessions
 from session_middleware._protocol.key_layout import MAX_USER_ID, valid_user_id
 from session_middleware._protocol.records import (
+    LAYOUT_FIELDS,
     LAZY_FROM,
     MAX_TIMESTAMP,
     Cipher,
@@ -454,6 +455,23 @@ def test_records_of_the_same_field_names_decode_each_to_its_own_values(
     _known_layout.cache_clear()
     assert [decoded_or_refused(each) for each in records] == alone
     assert alone[2] == alone[0], "the order of the fields changes nothing"
+
+
+def test_layouts_are_remembered_only_for_records_of_few_short_names() -> None:
+    """A large session's layout is remembered like a short one's; a record of more than
+    LAYOUT_FIELDS fields, or of names longer than LAZY_FROM bytes all told, is decoded
+    without it, so what planted records make a worker remember stays small."""
+    times = [("c", "0"), ("x", "1"), ("r", "0")]
+    large = [*times, ("d:a", to_json("x" * LAZY_FROM)), ("d:b", "1")]
+    many = [*times, *((f"d:{n}", "1") for n in range(LAYOUT_FIELDS))]
+    long_names = [*times, ("d:" + "k" * LAZY_FROM, "1")]
+    _known_layout.cache_clear()
+    for fields in (large, large):
+        assert decode(flat(fields), FieldCodec(None)).value("b") == 1
+    assert _known_layout.cache_info()[:2] == (1, 1), "found once, then remembered"
+    for fields in (many, many, long_names, long_names):
+        decode(flat(fields), FieldCodec(None))
+    assert _known_layout.cache_info().currsize == 1, "neither remembered"
 
 
 def test_a_field_named_twice_holds_its_last_value() -> None:

@@ -348,7 +348,10 @@ def _decoded(flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None, leng
     if length < 0:
         length = sum(map(len, flat))
     names = tuple(flat[::2])
-    layout = _known_layout(names) if length <= LAZY_FROM else _layout(names)
+    if len(names) <= LAYOUT_FIELDS and (length <= LAZY_FROM or sum(map(len, names)) <= LAZY_FROM):
+        layout = _known_layout(names)
+    else:
+        layout = _layout(names)
     received = flat[1::2]
     # A large record's values are left as received (each decoded when it is read), unless
     # every one is to be authenticated now.
@@ -389,7 +392,8 @@ def _decoded(flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None, leng
 
 
 _METADATA = (CREATED, EXPIRES, REFRESHED, USER, EPOCH, EXTRA)
-LAYOUTS_KNOWN = 256  # the layouts of short records remembered
+LAYOUTS_KNOWN = 256  # record layouts remembered (see _known_layout)
+LAYOUT_FIELDS = 64
 
 
 @dataclass(slots=True)
@@ -411,23 +415,34 @@ def _layout(names: tuple[bytes, ...]) -> _Layout:
     if not _BYTES.issuperset(map(type, names)):
         raise TypeError("not bytes")
     try:
-        at = {name.decode(): index for index, name in enumerate(names)}
+        texts = list(map(bytes.decode, names))
     except UnicodeDecodeError as error:
         raise CorruptRecord("not UTF-8") from error
+    at = dict(zip(texts, range(len(texts)), strict=True))
     data = tuple(
-        (name[_DATA_START:], index) for name, index in at.items() if name.startswith(DATA_PREFIX)
+        [
+            (name[_DATA_START:], index)
+            for name, index in at.items()
+            if name[:_DATA_START] == DATA_PREFIX
+        ]
     )
-    unknown = tuple(
-        (name, index)
-        for name, index in at.items()
-        if not name.startswith(DATA_PREFIX) and name not in _METADATA
-    )
-    absent = -1  # the index of the None after the values
-    metadata = operator.itemgetter(*(at.get(name, absent) for name in _METADATA))
+    metadata = operator.itemgetter(*map(at.get, _METADATA, _ABSENT))
+    unknown: tuple[tuple[str, int], ...] = ()
+    if len(data) + len(_METADATA_NAMES.intersection(at)) < len(at):
+        unknown = tuple(
+            [
+                (name, index)
+                for name, index in at.items()
+                if name[:_DATA_START] != DATA_PREFIX and name not in _METADATA_NAMES
+            ]
+        )
     return _Layout(metadata, data, unknown)
 
 
-# Short records only: what a planted record's names make it remember stays small.
+_METADATA_NAMES = frozenset(_METADATA)
+_ABSENT = (-1,) * len(_METADATA)  # the index of the None after the values
+# Remembered for records of at most LAYOUT_FIELDS fields, whose names take at most LAZY_FROM
+# bytes: what a planted record's names make it remember stays small (a few MB at most).
 _known_layout = functools.lru_cache(maxsize=LAYOUTS_KNOWN)(_layout)
 
 
