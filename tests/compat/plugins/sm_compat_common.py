@@ -1,6 +1,7 @@
-"""Shared by the compat plugins: every SessionConfig built in a compat run stores its
-keys under the run's own prefix (SM_COMPAT_PREFIX), so the harness can delete exactly
-those keys afterwards. Nothing else about the configuration is changed."""
+"""Shared by the compat plugins: every configuration built in a compat run (a SessionConfig
+from `sessions(...)`, or the one a drop-in SessionMiddleware builds from its keywords)
+stores its keys under the run's own prefix (SM_COMPAT_PREFIX), so the harness can delete
+exactly those keys afterwards. Nothing else about the configuration is changed."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ SECRET = "compat-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def isolate_key_prefix() -> None:
-    from session_middleware.config import SessionConfig
+    # The base of SessionConfig, which the drop-in middleware builds directly.
+    from session_middleware._configuration import Configuration
 
-    original = SessionConfig.__init__
+    original = Configuration.__init__
     if getattr(original, "_sm_compat", False):
         return
 
@@ -26,4 +28,4 @@ def isolate_key_prefix() -> None:
         original(self, *args, **kwargs)
 
     __init__._sm_compat = True  # type: ignore[attr-defined]
-    SessionConfig.__init__ = __init__  # type: ignore[method-assign]
+    Configuration.__init__ = __init__  # type: ignore[method-assign]
