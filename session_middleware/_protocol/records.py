@@ -393,7 +393,7 @@ def _decoded(flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None, leng
 
 _METADATA = (CREATED, EXPIRES, REFRESHED, USER, EPOCH, EXTRA)
 LAYOUTS_KNOWN = 256  # record layouts remembered (see _known_layout)
-LAYOUT_FIELDS = 64
+LAYOUT_FIELDS = 256
 
 
 @dataclass(slots=True)
@@ -442,7 +442,7 @@ def _layout(names: tuple[bytes, ...]) -> _Layout:
 _METADATA_NAMES = frozenset(_METADATA)
 _ABSENT = (-1,) * len(_METADATA)  # the index of the None after the values
 # Remembered for records of at most LAYOUT_FIELDS fields, whose names take at most LAZY_FROM
-# bytes: what a planted record's names make it remember stays small (a few MB at most).
+# bytes: what planted records make a worker remember stays bounded (some 12 MB at most).
 _known_layout = functools.lru_cache(maxsize=LAYOUTS_KNOWN)(_layout)
 
 
