@@ -386,9 +386,7 @@ def _decoded(flat: Sequence[Any], codec: FieldCodec, max_bytes: int | None, leng
     unknown = _NO_INFO
     if layout.unknown:  # a later release's metadata: kept as it is
         unknown = {name: _received_text(values[at]) for name, at in layout.unknown}
-    record = _Building(stored, *times, user_id, epoch, extra, unknown)
-    record.__class__ = Record
-    return record  # type: ignore[no-any-return]
+    return _record((stored, *times, user_id, epoch, extra, unknown))
 
 
 _METADATA = (CREATED, EXPIRES, REFRESHED, USER, EPOCH, EXTRA)
@@ -661,9 +659,8 @@ class RecordReader:
         key = tuple(flat)
         known = self._known.get(key)
         if known is None:
-            known = self._known[key] = decode(flat, self.codec, self.max_bytes, length)
-            if len(self._known) > self.max_entries:
-                self._known.popitem(last=False)
+            known = decode(flat, self.codec, self.max_bytes, length)
+            self._remember(key, known)
             return known
         try:  # noqa: SIM105 (contextlib.suppress would cost a with block on every hit)
             self._known.move_to_end(key)
