@@ -32,6 +32,9 @@ FLOOR_COOKIE = "session=" + "x" * 120
 # decoded-record memo holds (512), read in turn.
 SIZES = {"1key": (1, 0), "10keys": (10, 0), "100keys": (100, 0), "10KB": (10, 10_000)}
 SIZES["100KB"] = (10, 100_000)
+# Over 2 KB with more fields than record layouts are remembered for: the layout is found on
+# every read (records.LAYOUT_FIELDS).
+SIZES["300keys"] = (300, 0)
 MANY_SESSIONS = 600
 CONTENTION_LEVELS = (1, 2, 4, 8, 32)  # wrk connections writing one session
 LOOPS = ("uvloop", "asyncio")
