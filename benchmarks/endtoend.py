@@ -1,6 +1,9 @@
 """End to end: each variant under uvicorn on 127.0.0.1, `wrk -t1` on loopback.
 
-Cells, all interleaved round by round (the order rotates each round):
+Cells, grouped by what is compared (one scenario on one loop and number of workers, a cell
+a variant), interleaved round by round: each round runs every group, the groups' order and
+the variants' within a group rotating; a group runs side by side in mirrored order (A B B
+A), so the rates a ratio divides were taken seconds apart (see _run_side_by_side).
 
 - every variant and request scenario on uvloop, one worker (``e2e/<scenario>/<variant>/uvloop/1w``);
 - the read and the write on asyncio (``.../asyncio/1w``) and with two workers (``.../uvloop/2w``);
@@ -29,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .common import COOKIE, ROOT, free_port
 from .results import Results
@@ -50,6 +54,7 @@ SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d
 CONNECTIONS = 32
 POOL = 4 * CONNECTIONS
 SIDE = ("starlette", "ours-redis", "ours-cache")  # the variants of the asyncio, 2w cells
+T = TypeVar("T")
 START_TIMEOUT = 120.0  # every server starts at once: on 2 busy vCPUs 30 s were too few
 
 
@@ -222,16 +227,46 @@ def measure(
             if main or cell.contention
         ]
         for cell in cells:  # warm-up
-            _run(cell, 1.0, Results(results.metadata))
+            _rate(cell, 1.0, Results(results.metadata))
+        groups = compared(cells)
         for number in range(rounds if cells else 0):
-            for cell in cells[number % len(cells) :] + cells[: number % len(cells)]:
-                _run(cell, seconds, results)
+            for group in rotated(groups, number):
+                _run_side_by_side(rotated(group, number), seconds, results)
             print(f"  end-to-end round {number + 1}/{rounds} done", file=sys.stderr)
 
 
-def _run(cell: Cell, seconds: float, results: Results) -> None:
+def compared(cells: list[Cell]) -> list[list[Cell]]:
+    """The cells whose rates are compared (`Results.ratio`), grouped: the same scenario on
+    the same loop and workers, one cell a variant. A cell's name less its variant names
+    its group (``e2e/read/ours-redis/uvloop/1w``: ``e2e/read/uvloop/1w``)."""
+    groups: dict[str, list[Cell]] = {}
+    for cell in cells:
+        parts = cell.name.split("/")
+        variant = 2 if parts[0] == "e2e" else len(parts) - 1
+        groups.setdefault("/".join(parts[:variant] + parts[variant + 1 :]), []).append(cell)
+    return list(groups.values())
+
+
+def rotated(items: list[T], number: int) -> list[T]:
+    """`items` from its `number`-th on, round the end: each round starts one later."""
+    turn = number % len(items)
+    return items[turn:] + items[:turn]
+
+
+def _run_side_by_side(group: list[Cell], seconds: float, results: Results) -> None:
+    """One round of a group, in mirrored order (A B C C B A), each run half the round's
+    time: the variants compared are measured seconds apart, and a drift of the machine's
+    speed over the round (other processes, the host's neighbours) weighs on each alike.
+    A cell's figure is its two runs' requests over their time together."""
+    half = max(1.0, seconds / 2)
+    rates: dict[str, list[float]] = {}
+    for cell in group + group[::-1]:
+        rates.setdefault(cell.name, []).append(_rate(cell, half, results))
+    for cell in group:
+        results.add(cell.name, [len(rates[cell.name]) / sum(rates[cell.name])])
+
+
+def _rate(cell: Cell, seconds: float, results: Results) -> float:
     if cell.contention:
-        rate = _contention(cell, seconds, results)
-    else:
-        rate = wrk(cell.server.port, cell.connections, seconds, cell.lua, strict=True)["rate"]
-    results.add(cell.name, [1 / rate])
+        return _contention(cell, seconds, results)
+    return wrk(cell.server.port, cell.connections, seconds, cell.lua, strict=True)["rate"]
