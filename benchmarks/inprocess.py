@@ -1,9 +1,11 @@
 """In-process cost: each variant's app driven directly (no HTTP client in the loop), seconds
 per request in interleaved rounds, beside bare redis.asyncio commands; then the Redis round
-trips, commands and writes one request sends, counted."""
+trips, commands and writes one request sends, counted; and the garbage collections a request
+sets off when many are in flight at once (`collections_in_flight`)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from collections.abc import Awaitable, Callable
@@ -15,12 +17,14 @@ from session_middleware._protocol import lua_scripts
 
 from .common import REDIS_URL, Counter, Request, counting
 from .results import Results
-from .scenarios import FLOOR_COOKIE, INVALIDATE, NO_SESSION, REQUESTS
+from .scenarios import FLOOR_COOKIE, INVALIDATE, NO_SESSION, READ, REQUESTS, WRITE, Scenario
 from .variants import Variant, build
 
 Action = Callable[[], Awaitable[object]]
 WARMUP = 50
 COUNTED = 10
+IN_FLIGHT = 32  # requests at once, as wrk's connections in the end-to-end part
+IN_FLIGHT_BURSTS = 50
 EPOCH = "0123456789abcdef0123456789abcdef"
 # A logged-in record as session_middleware writes it: a HASH, one field per key.
 RECORD = {"c": "1795000000.0", "x": "1796209600.0", "r": "1795000000.0", "u": '"user-0"'}
@@ -108,6 +112,9 @@ async def measure(
         for variant in built:
             for scenario, action in prepared[variant.key].items():
                 await count(results, f"{scenario}/{variant.key}", action)
+            if variant.key not in NO_SESSION:
+                for in_flight in (READ, WRITE):
+                    await collections_in_flight(results, variant, in_flight)
             if variant.key == "ours-cache":  # the first read of a new session: a miss
                 fresh = Request("GET", "/read", await login_cookie(variant))
                 await count(results, "read-first/ours-cache", partial(fresh.send, variant.app), 1)
@@ -130,3 +137,38 @@ async def count(results: Results, name: str, action: Action, requests: int = COU
     results.facts[f"counts/{name}/sequence"] = " ".join(
         counter.commands[: len(counter.commands) // requests]
     )
+
+
+async def collections_in_flight(results: Results, variant: Variant, scenario: Scenario) -> None:
+    """Young-generation garbage collections per request, `IN_FLIGHT` requests of as many
+    sessions at once (`asyncio.gather`), `IN_FLIGHT_BURSTS` times. Python collects when the
+    container objects allocated and not yet freed pass a threshold (700 by default, 2,000
+    from 3.13): a request that awaits I/O while the app's whole stack of coroutines is
+    alive (a commit, sent when the response starts) holds them, and enough such requests at
+    once set off collections that find nothing to free, but cost the time to look, and
+    promote what they find until a full collection runs. A count, not a time: the same on
+    any machine."""
+    cookies = [await login_cookie(variant, f"in-flight-{n}") for n in range(IN_FLIGHT)]
+    requests = [Request(scenario.method, scenario.path, cookie) for cookie in cookies]
+
+    async def burst() -> None:
+        await asyncio.gather(*(request.send(variant.app) for request in requests))
+
+    for _ in range(5):
+        await burst()
+    started = [0, 0, 0]
+
+    def tally(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[info["generation"]] += 1
+
+    gc.collect()
+    gc.callbacks.append(tally)
+    try:
+        for _ in range(IN_FLIGHT_BURSTS):
+            await burst()
+    finally:
+        gc.callbacks.remove(tally)
+    done = IN_FLIGHT * IN_FLIGHT_BURSTS
+    for generation, collections in enumerate(started):
+        results.facts[f"gc/{scenario.key}/{variant.key}/gen{generation}"] = collections / done

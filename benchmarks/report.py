@@ -148,6 +148,19 @@ def render(results: Results) -> str:
             for n in counts
         ],
     )
+    collected = [n[3:-5] for n in facts if n.startswith("gc/") and n.endswith("/gen0")]
+    if collected:
+        out += [
+            "## Garbage collections per request, 32 requests in flight (in-process)",
+            "",
+            "Python's collections by generation (0: young objects; 2: a full collection), "
+            "per request, with 32 requests of as many sessions run at once.",
+            "",
+        ]
+        out += _table(
+            ["scenario/variant", "young", "middle", "full"],
+            [[n, *(f"{facts[f'gc/{n}/gen{g}']:.4f}" for g in range(3))] for n in collected],
+        )
     for qualifier in ("uvloop/1w", "asyncio/1w", "uvloop/2w"):
         matrix = _matrix(results, "e2e", "/" + qualifier, rate=True)
         if matrix:
