@@ -86,15 +86,24 @@ class RequestCycle:
     def open(
         self, cookie_header: str | None, client: ClientInfo | None, now: float | None = None
     ) -> Opened | None:
-        """The request's session as of `now`; None when the store cannot vouch for it."""
+        """The request's session as of `now`; None when the store cannot vouch for it. A
+        request with no session cookie of ours has nothing to read: its new session is
+        made at once, without running the core's open step (as `Core.settled` spares a
+        commit with nothing to write)."""
+        ref = self.core.codec.find(cookie_header)
+        if ref is None:
+            return self.core.fresh(client)
         now = time.time() if now is None else now
-        return self._sync(self.core.open(cookie_header, now, client))
+        return self._sync(self.core.open(cookie_header, now, client, ref))
 
     async def aopen(
         self, cookie_header: str | None, client: ClientInfo | None, now: float | None = None
     ) -> Opened | None:
+        ref = self.core.codec.find(cookie_header)
+        if ref is None:
+            return self.core.fresh(client)
         now = time.time() if now is None else now
-        return await self._async(self.core.open(cookie_header, now, client))
+        return await self._async(self.core.open(cookie_header, now, client, ref))
 
     def commit(
         self, opened: Opened, frozen: str | None = STARTED, now: float | None = None

@@ -157,17 +157,23 @@ class Core:
     # -- reading --------------------------------------------------------------------
 
     def open(
-        self, cookie_header: str | None, now: float, client_info: ClientInfo | None = None
+        self,
+        cookie_header: str | None,
+        now: float,
+        client_info: ClientInfo | None = None,
+        found: CookieRef | None = None,
     ) -> Step[Opened]:
-        """The request's session; a refused one is reported as a "rejected" event.
+        """The request's session; a refused one is reported as a "rejected" event. `found`:
+        the header's session cookie, when the caller looked it up already (RequestCycle
+        does, to give a request with none its session at once: see fresh).
 
         One round trip: the record and its user's epoch, read by a pipeline. An epoch that
         is the record's stamp is as good as the atomic read's (record_commands.
         pipelined_read says why); any other answer costs a second round trip, READ, and only
         READ's answer may reject the session for its epoch."""
-        ref = self.codec.find(cookie_header)
+        ref = self.codec.find(cookie_header) if found is None else found
         if ref is None:
-            return Opened(self._session(), client_info=client_info)
+            return self.fresh(client_info)
         epoch_key = self.provider.cached_key(ref.tag)
         handle = ref.handle
         commands = self.writes.read_pipelined(ref.tag, handle, epoch_key)
@@ -181,6 +187,11 @@ class Core:
         opened = yield from self._opened(ref, handle, read, now, client_info, final=True)
         assert opened is not None
         return opened
+
+    def fresh(self, client_info: ClientInfo | None = None) -> Opened:
+        """The session of a request that carries no session cookie of ours: a new, empty
+        one, with nothing to read (what `open` gives such a request, at once)."""
+        return Opened(self._session(), client_info=client_info)
 
     def _opened(
         self,
