@@ -237,13 +237,12 @@ def measure(
 
 def compared(cells: list[Cell]) -> list[list[Cell]]:
     """The cells whose rates are compared (`Results.ratio`), grouped: the same scenario on
-    the same loop and workers, one cell a variant. A cell's name less its variant names
-    its group (``e2e/read/ours-redis/uvloop/1w``: ``e2e/read/uvloop/1w``)."""
+    the same loop and workers, one cell a variant. A cell's name less its server's variant
+    names its group (``e2e/read/ours-redis/uvloop/1w``: ``e2e/read/uvloop/1w``)."""
     groups: dict[str, list[Cell]] = {}
     for cell in cells:
-        parts = cell.name.split("/")
-        variant = 2 if parts[0] == "e2e" else len(parts) - 1
-        groups.setdefault("/".join(parts[:variant] + parts[variant + 1 :]), []).append(cell)
+        group = "/".join(part for part in cell.name.split("/") if part != cell.server.key)
+        groups.setdefault(group, []).append(cell)
     return list(groups.values())
 
 
