@@ -64,6 +64,10 @@ class RequestCycle:
 
     fails_closed: a failure of the store is answered with the 503 (the integration is told
         by a None); False (``on_redis_error="raise"``) lets the error through to the app.
+
+    Each method hands its step to the runner itself, with no helper between: a write holds
+    its whole stack of frames alive while it awaits Redis, and each frame is one more
+    object for Python's garbage collector to count (see docs/performance.md).
     """
 
     __slots__ = ("_runner", "core", "fails_closed")
@@ -94,7 +98,12 @@ class RequestCycle:
         if ref is None:
             return self.core.fresh(client)
         now = time.time() if now is None else now
-        return self._sync(self.core.open(cookie_header, now, client, ref))
+        try:
+            return self._runner.run_sync(self.core.open(cookie_header, now, client, ref))
+        except unavailable.FAILURES:
+            if self.fails_closed:
+                return None
+            raise
 
     async def aopen(
         self, cookie_header: str | None, client: ClientInfo | None, now: float | None = None
@@ -103,7 +112,12 @@ class RequestCycle:
         if ref is None:
             return self.core.fresh(client)
         now = time.time() if now is None else now
-        return await self._async(self.core.open(cookie_header, now, client, ref))
+        try:
+            return await self._runner.run_async(self.core.open(cookie_header, now, client, ref))
+        except unavailable.FAILURES:
+            if self.fails_closed:
+                return None
+            raise
 
     def commit(
         self, opened: Opened, frozen: str | None = STARTED, now: float | None = None
@@ -117,7 +131,12 @@ class RequestCycle:
         settled = self.core.settled(opened, now)
         if settled is not None:
             return settled
-        return self._sync(self.core.commit(opened, now, unsettled=True))
+        try:
+            return self._runner.run_sync(self.core.commit(opened, now, unsettled=True))
+        except unavailable.FAILURES:
+            if self.fails_closed:
+                return None
+            raise
 
     async def acommit(
         self, opened: Opened, frozen: str | None = STARTED, now: float | None = None
@@ -128,19 +147,8 @@ class RequestCycle:
         settled = self.core.settled(opened, now)
         if settled is not None:
             return settled
-        return await self._async(self.core.commit(opened, now, unsettled=True))
-
-    def _sync(self, step: Step[T]) -> T | None:
         try:
-            return self._runner.run_sync(step)
-        except unavailable.FAILURES:
-            if self.fails_closed:
-                return None
-            raise
-
-    async def _async(self, step: Step[T]) -> T | None:
-        try:
-            return await self._runner.run_async(step)
+            return await self._runner.run_async(self.core.commit(opened, now, unsettled=True))
         except unavailable.FAILURES:
             if self.fails_closed:
                 return None
@@ -164,22 +172,32 @@ def response_headers(
     return session_headers(existing, committed.set_cookie, committed.depends_on_session)
 
 
-def client_of_environ(environ: Mapping[str, Any]) -> ClientInfo:
+class client_of_environ:
     """The user agent and IP of a WSGI request (or of Django's ``request.META``), read when
     a login records them."""
-    return lambda: (environ.get("HTTP_USER_AGENT"), environ.get("REMOTE_ADDR"))
+
+    __slots__ = ("environ",)
+
+    def __init__(self, environ: Mapping[str, Any]) -> None:
+        self.environ = environ
+
+    def __call__(self) -> tuple[str | None, str | None]:
+        return self.environ.get("HTTP_USER_AGENT"), self.environ.get("REMOTE_ADDR")
 
 
-def client_of_scope(scope: Mapping[str, Any]) -> ClientInfo:
+class client_of_scope:
     """The user agent and IP of an ASGI request, read when a login records them."""
 
-    def client() -> tuple[str | None, str | None]:
-        agents = [value for name, value in scope["headers"] if name == b"user-agent"]
-        address = scope.get("client")
+    __slots__ = ("scope",)
+
+    def __init__(self, scope: Mapping[str, Any]) -> None:
+        self.scope = scope
+
+    def __call__(self) -> tuple[str | None, str | None]:
+        agents = [value for name, value in self.scope["headers"] if name == b"user-agent"]
+        address = self.scope.get("client")
         user_agent = agents[0].decode("latin-1") if agents else None
         return user_agent, (address[0] if address else None)
-
-    return client
 
 
 def follow_login_key(

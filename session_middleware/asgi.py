@@ -9,7 +9,7 @@ from . import _fail_closed as unavailable
 from ._asgi_types import ASGIApp, Message, Receive, Scope, Send
 from ._core.lifecycle import Opened
 from ._middleware import ConfiguredMiddleware
-from ._request_cycle import client_of_scope, publish, response_headers
+from ._request_cycle import RequestCycle, client_of_scope, publish, response_headers
 from ._transport.clients import ready_cluster, running_asyncio_loop
 from ._websocket_guard import SESSION_ENDED_CLOSE_CODE as SESSION_ENDED_CLOSE_CODE
 from ._websocket_guard import WebSocketClosed as WebSocketClosed
@@ -42,7 +42,10 @@ class SessionMiddleware(ConfiguredMiddleware):
             await self.app(scope, receive, send)
             return
         running_asyncio_loop()  # on trio: its RuntimeError, never the 503 blaming Redis
-        opened = await self._open(scope)
+        if self._ready:
+            opened = await self._cycle.aopen(_cookie_header(scope), client_of_scope(scope))
+        else:
+            opened = await self._open_when_ready(scope)
         if opened is None:
             await unavailable.send_asgi(kind, send)
             return
@@ -50,17 +53,16 @@ class SessionMiddleware(ConfiguredMiddleware):
         if kind == "websocket":
             await self._websocket(opened, scope, receive, send)
         else:
-            await self._http(opened, scope, receive, send)
+            await self.app(scope, receive, _SendWithSession(self._cycle, opened, send))
 
-    async def _open(self, scope: Scope) -> Opened | None:
+    async def _open_when_ready(self, scope: Scope) -> Opened | None:
         """The request's session, a cluster client being ready first; None: the 503."""
-        if not self._ready:
-            try:
-                await self._get_ready()
-            except StoreUnavailable:
-                if not self._cycle.fails_closed:
-                    raise
-                return None
+        try:
+            await self._get_ready()
+        except StoreUnavailable:
+            if not self._cycle.fails_closed:
+                raise
+            return None
         return await self._cycle.aopen(_cookie_header(scope), client_of_scope(scope))
 
     async def _get_ready(self) -> None:
@@ -95,28 +97,6 @@ class SessionMiddleware(ConfiguredMiddleware):
 
         return receive_and_get_ready
 
-    async def _http(self, opened: Opened, scope: Scope, receive: Receive, send: Send) -> None:
-        refused = False
-
-        async def send_with_session(message: Message) -> None:
-            nonlocal refused
-            if refused:
-                return
-            if message["type"] == "http.response.start":
-                committed = await self._cycle.acommit(opened)
-                if committed is None:
-                    refused = True
-                    await unavailable.send_asgi("http", send)
-                    return
-                headers = message.get("headers", ())
-                added = response_headers(committed, headers)
-                if added:
-                    encoded = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in added]
-                    message = {**message, "headers": [*headers, *encoded]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_session)
-
     async def _websocket(self, opened: Opened, scope: Scope, receive: Receive, send: Send) -> None:
         opened.session.freeze(_WEBSOCKET)
         guard = (
@@ -138,6 +118,37 @@ class SessionMiddleware(ConfiguredMiddleware):
             # A stale record left behind here still expires by its own TTL.
             with contextlib.suppress(*unavailable.FAILURES):
                 await self._cycle.acommit(opened, frozen=None)
+
+
+class _SendWithSession:
+    """The app's `send`: the session is committed when the response starts, and the
+    response gains its headers, or is the 503 when the store could not save it. One
+    object, not a closure: it is alive, with the app's whole stack, while a write awaits
+    Redis (see docs/performance.md, the garbage collector)."""
+
+    __slots__ = ("cycle", "opened", "refused", "send")
+
+    def __init__(self, cycle: RequestCycle, opened: Opened, send: Send) -> None:
+        self.cycle = cycle
+        self.opened = opened
+        self.send = send
+        self.refused = False
+
+    async def __call__(self, message: Message) -> None:
+        if self.refused:
+            return
+        if message["type"] == "http.response.start":
+            committed = await self.cycle.acommit(self.opened)
+            if committed is None:
+                self.refused = True
+                await unavailable.send_asgi("http", self.send)
+                return
+            headers = message.get("headers", ())
+            added = response_headers(committed, headers)
+            if added:
+                encoded = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in added]
+                message = {**message, "headers": [*headers, *encoded]}
+        await self.send(message)
 
 
 def _cookie_header(scope: Scope) -> str | None:

@@ -21,6 +21,7 @@ from ._protocol.records import check_json_value, checked_json, decode_value
 from .errors import CorruptRecord
 
 _MISSING: Any = object()
+_NOTHING_HANDED_OUT: Any = frozenset()  # a Session's until a list or dict is handed out
 T = TypeVar("T")
 logger = logging.getLogger("session_middleware")
 
@@ -117,7 +118,9 @@ class Session(dict[str, Any]):
         self._user_id = user_id
         self._frozen: str | None = None
         self._written: set[Any] = set()  # keys assigned or deleted
-        self._handed_out: set[Any] | None = set()  # keys whose list or dict was handed out
+        self._handed_out: set[Any] | None = (
+            _NOTHING_HANDED_OUT  # keys whose list or dict was handed out
+        )
         self._nested_out = False  # a list or dict was handed out: it may be changed in place
         # As Starlette's Session: read or changed (the response depends on it: Vary), and
         # changed; Starlette's request.session calls mark_accessed().
@@ -389,8 +392,11 @@ class Session(dict[str, Any]):
 
     def _hand_out(self, key: Any) -> None:
         self._nested_out = True  # it may be changed in place: compared at the end
-        if self._handed_out is not None:
-            self._handed_out.add(key)
+        handed_out = self._handed_out
+        if handed_out is _NOTHING_HANDED_OUT:  # made at the first: most requests hand nothing out
+            self._handed_out = {key}
+        elif handed_out is not None:
+            handed_out.add(key)
 
     def _hand_out_all(self) -> None:
         self._decode_all()

@@ -115,7 +115,7 @@ def test_this_sessions_own_logout_others_between_the_two_reads_keeps_it_signed_i
     # the read script, asked again, finds the record re-stamped.
     assert opening.round_trips == [PIPELINE, SCRIPT]
     assert opening.user == "alice" and opening.opened.rejected is None
-    assert opening.events == [] and opening.opened.cleanup == []
+    assert opening.events == [] and not opening.opened.cleanup
     config.run_sync(config.core.commit(opening.opened, time.time()))
     assert user_of(config, phone) == "alice", "the device that logged the others out stays"
     assert user_of(config, laptop) is None

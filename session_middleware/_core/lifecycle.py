@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from .._protocol.cookies import CookieCodec, CookieRef, CookieUpdate
@@ -83,7 +83,9 @@ class Opened:
     record: Record | None = None
     rejected: str | None = None
     cookie_is_stale: bool = False
-    cleanup: list[Command] = field(default_factory=list)
+    # What to delete when the request commits (a dead record), and what to report: none
+    # for most requests, so empty tuples, not lists made for every one.
+    cleanup: Sequence[Command] = ()
     client_info: ClientInfo | None = None
     changes: tuple[list[tuple[str, str]], list[str]] | None = None  # see _changes
     # An epoch this very request gave the session's user (a password change made in it,
@@ -92,7 +94,7 @@ class Opened:
     own_epoch: str | None = None
     # Store the session even while it is empty (Django's save() and create() do).
     store_empty: bool = False
-    events: list[SessionEvent] = field(default_factory=list)
+    events: Sequence[SessionEvent] = ()
     loaded: Sequence[Any] | None = None  # the record's fields as read: see RecordReader.written
 
 
@@ -242,11 +244,11 @@ class Core:
             self._drop(stale, "a session record under another user's tag", handle)
         elif dead == "expired":
             stale.cleanup = self.writes.forget(ref, listed=record.user_id is not None)
-            stale.events.append(SessionEvent("rejected", record.user_id, handle, "expired"))
+            stale.events = (SessionEvent("rejected", record.user_id, handle, "expired"),)
         else:
             stale.rejected = "epoch"
             stale.cleanup = self.writes.forget(ref, listed=True)
-            stale.events.append(SessionEvent("rejected", record.user_id, handle, "epoch"))
+            stale.events = (SessionEvent("rejected", record.user_id, handle, "epoch"),)
         return stale
 
     def _stale(self, ref: CookieRef, client_info: ClientInfo | None) -> Opened:
@@ -345,7 +347,7 @@ class Core:
         key = self.keys.record_key(stale.ref.tag, handle)
         logger.warning("dropped %s: key %s", why, _fingerprint(key))
         stale.cleanup = self.writes.forget(stale.ref, listed=True)
-        stale.events.append(SessionEvent("rejected", None, handle, "corrupt"))
+        stale.events = (SessionEvent("rejected", None, handle, "corrupt"),)
 
     def _session(self, data: dict[str, Any] | None = None, user_id: Any = None) -> Session:
         return Session(data, user_id, max_value_bytes=self.max_bytes)
@@ -365,26 +367,32 @@ class Core:
         return Committed(None, None, session.accessed)
 
     def commit(self, opened: Opened, now: float, *, unsettled: bool = False) -> Step[Committed]:
-        """Carry out what the handler did (see _commit), then report its events.
-        `unsettled`: the caller found `settled` None already, at the same `now`."""
-        committed = yield from self._commit(opened, now, unsettled)
-        if committed.events:
-            yield Emit(committed.events)
-        return committed
-
-    def _commit(self, opened: Opened, now: float, unsettled: bool) -> Step[Committed]:
         """Carry out the session's intent, in one round trip (a second one only while
-        signing keys rotate, or to look up an epoch the cache no longer holds)."""
+        signing keys rotate, or to look up an epoch the cache no longer holds), then report
+        its events. `unsettled`: the caller found `settled` None already, at the same `now`.
+
+        The steps below it are as few generators as the decisions allow: a write holds
+        each of them alive while it awaits Redis (see docs/performance.md, the garbage
+        collector)."""
         settled = None if unsettled else self.settled(opened, now)
         if settled is not None:
             return settled
         depends = opened.session.accessed  # before the commit reads the session itself
         action = opened.session.intent.action
         if action == "login":
-            return (yield from self._login(opened, now, depends))
-        if action == "logout" or opened.record is None or opened.ref is None:
-            return (yield from self._replace(opened, now, depends))
-        return (yield from self._keep(opened, now, depends))
+            committed = yield from self._login(opened, now, depends)
+        elif action == "logout" or opened.record is None or opened.ref is None:
+            committed = yield from self._replace(opened, now, depends)
+        else:  # the stored record keeps the request's changes (see _kept)
+            commands, guard = list(opened.cleanup), self._guard(opened)
+            if opened.session.intent.end_others:
+                outcome = yield from self._write_ending_others(opened, now, commands, guard)
+            else:
+                outcome = yield from self._apply(opened, now, guard, commands)
+            committed = self._kept(opened, outcome, now, depends)
+        if committed.events:
+            yield Emit(committed.events)
+        return committed
 
     def _replace(self, opened: Opened, now: float, depends: bool) -> Step[Committed]:
         """A logout, or a session with no stored record: the stored one (if any) is
@@ -408,11 +416,11 @@ class Core:
             events = (SessionEvent("logout", record.user_id, self._handle(opened)),)
         return self._committed(cookie, depends, events=events)
 
-    def _keep(self, opened: Opened, now: float, depends: bool) -> Step[Committed]:
-        """Write the request's changes (and a log-out-others) to the stored record."""
+    def _kept(self, opened: Opened, outcome: WriteOutcome, now: float, depends: bool) -> Committed:
+        """What writing the request's changes (and a log-out-others) to the stored record
+        came to."""
         session, record, ref = opened.session, opened.record, opened.ref
         assert record is not None and ref is not None
-        outcome = yield from self._write(opened, now, list(opened.cleanup))
         handle = self._handle(opened)
         if outcome == "emptied":
             return self._committed(self.codec.cleared(), depends)
@@ -433,31 +441,38 @@ class Core:
             events = (SessionEvent("logout_others", record.user_id, handle),)
         return self._committed(cookie, depends, events=events)
 
-    def _write(self, opened: Opened, now: float, commands: list[Command]) -> Step[WriteOutcome]:
-        """Apply the request's changes (and a log-out-others) to the stored record:
-        written; emptied (an anonymous session left with no data, so deleted); or, the
-        changes dropped, gone or epoch (see Committed.interrupted); or unreplicated: the
-        log-out-others could not be made durable, and the session was ended."""
+    def _guard(self, opened: Opened) -> Guard:
+        """What a write of the request's changes checks: the session's user's epoch is
+        still the one it was loaded with, or the one this request gave them itself
+        (`own_epoch`, which the session is then stamped with)."""
         record, ref = opened.record, opened.ref
         assert record is not None and ref is not None
         mode = self._guard_mode(ref.tag) if record.user_id is not None else "none"
         carried = record.epoch or ""
-        guard = Guard(mode, carried, carried)
         if opened.own_epoch is not None and record.user_id is not None:
-            guard = Guard(mode, carried, opened.own_epoch, stamp=opened.own_epoch)
-        if opened.session.intent.end_others:
-            try:
-                bumped = yield from self._end_others(opened, guard.wanted)
-            except NOT_DURABLE as error:
-                _log_not_durable("log out the other sessions", error)
-                yield RedisIO((*commands, *self.writes.forget(ref, listed=True)))
-                return "unreplicated"
-            if bumped is None:
-                if commands:
-                    yield RedisIO(tuple(commands))
-                return "epoch"
-            guard = Guard(mode, carried, bumped, stamp=bumped)
-        return (yield from self._apply(opened, now, guard, commands))
+            return Guard(mode, carried, opened.own_epoch, stamp=opened.own_epoch)
+        return Guard(mode, carried, carried)
+
+    def _write_ending_others(
+        self, opened: Opened, now: float, commands: list[Command], guard: Guard
+    ) -> Step[WriteOutcome]:
+        """Apply the request's changes with a log-out-others: written; emptied; epoch (the
+        compare-and-set of the bump failed: the changes are dropped); or unreplicated: the
+        log-out-others could not be made durable, and the session was ended."""
+        ref = opened.ref
+        assert ref is not None
+        try:
+            bumped = yield from self._end_others(opened, guard.wanted)
+        except NOT_DURABLE as error:
+            _log_not_durable("log out the other sessions", error)
+            yield RedisIO((*commands, *self.writes.forget(ref, listed=True)))
+            return "unreplicated"
+        if bumped is None:
+            if commands:
+                yield RedisIO(tuple(commands))
+            return "epoch"
+        stamped = Guard(guard.mode, guard.carried, bumped, stamp=bumped)
+        return (yield from self._apply(opened, now, stamped, commands))
 
     def _end_others(self, opened: Opened, current: str) -> Step[str | None]:
         """A new epoch for the session's user, by a compare-and-set from `current` (the
@@ -475,7 +490,9 @@ class Core:
         self, opened: Opened, now: float, guard: Guard, commands: list[Command]
     ) -> Step[WriteOutcome]:
         """The write script with `guard`, sent after `commands`; once more if the cached
-        copy of the epoch had expired and a lookup finds it still the one wanted."""
+        copy of the epoch had expired and a lookup finds it still the one wanted. Written;
+        emptied (an anonymous session left with no data, so deleted); or, the changes
+        dropped, gone or epoch (see Committed.interrupted)."""
         record, ref = opened.record, opened.ref
         assert record is not None and ref is not None
         changed, removed = self._changes(opened)
