@@ -25,6 +25,7 @@ WARMUP = 50
 COUNTED = 10
 IN_FLIGHT = 32  # requests at once, as wrk's connections in the end-to-end part
 IN_FLIGHT_BURSTS = 50
+HELD_BURSTS = 9  # the median is taken
 EPOCH = "0123456789abcdef0123456789abcdef"
 # A logged-in record as session_middleware writes it: a HASH, one field per key.
 RECORD = {"c": "1795000000.0", "x": "1796209600.0", "r": "1795000000.0", "u": '"user-0"'}
@@ -172,3 +173,32 @@ async def collections_in_flight(results: Results, variant: Variant, scenario: Sc
     done = IN_FLIGHT * IN_FLIGHT_BURSTS
     for generation, collections in enumerate(started):
         results.facts[f"gc/{scenario.key}/{variant.key}/gen{generation}"] = collections / done
+    held = sorted([await held_at_peak(burst) for _ in range(HELD_BURSTS)])
+    results.facts[f"gc/{scenario.key}/{variant.key}/held"] = held[len(held) // 2] / IN_FLIGHT
+
+
+async def held_at_peak(burst: Callable[[], Awaitable[None]]) -> int:
+    """The most container objects alive at once during `burst` beyond those alive before
+    it: what its requests hold while they await I/O. The collector is off meanwhile, so its
+    count of objects allocated and not freed (`gc.get_count()[0]`, what sets off a young
+    collection) is sampled at every turn of the event loop and never reset. Unlike the
+    collections, which come in whole numbers a burst, it moves with every object."""
+    loop = asyncio.get_running_loop()
+    peak, sampling = 0, True
+
+    def sample() -> None:
+        nonlocal peak
+        peak = max(peak, gc.get_count()[0])
+        if sampling:
+            loop.call_soon(sample)
+
+    gc.collect()
+    gc.disable()
+    try:
+        loop.call_soon(sample)
+        await burst()
+    finally:
+        sampling = False
+        gc.enable()
+    await asyncio.sleep(0)  # the last sample runs, and stops
+    return peak
