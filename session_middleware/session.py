@@ -118,9 +118,8 @@ class Session(dict[str, Any]):
         self._user_id = user_id
         self._frozen: str | None = None
         self._written: set[Any] = set()  # keys assigned or deleted
-        self._handed_out: set[Any] | None = (
-            _NOTHING_HANDED_OUT  # keys whose list or dict was handed out
-        )
+        # Keys whose list or dict was handed out (None: every key is compared at the end).
+        self._handed_out: set[Any] | None = _NOTHING_HANDED_OUT
         self._nested_out = False  # a list or dict was handed out: it may be changed in place
         # As Starlette's Session: read or changed (the response depends on it: Vary), and
         # changed; Starlette's request.session calls mark_accessed().
