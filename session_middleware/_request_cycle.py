@@ -174,7 +174,8 @@ def response_headers(
 
 class client_of_environ:
     """The user agent and IP of a WSGI request (or of Django's ``request.META``), read when
-    a login records them."""
+    a login records them. Called as a function; a class, so that a request holds one object
+    for it, not a closure (see RequestCycle)."""
 
     __slots__ = ("environ",)
 
@@ -186,7 +187,8 @@ class client_of_environ:
 
 
 class client_of_scope:
-    """The user agent and IP of an ASGI request, read when a login records them."""
+    """The user agent and IP of an ASGI request, read when a login records them (one object,
+    as client_of_environ)."""
 
     __slots__ = ("scope",)
 

@@ -52,7 +52,7 @@ def suspended_generators_of_ours() -> list[str]:
     return sorted(
         named(found.gi_code)
         for found in gc.get_objects()
-        if isinstance(found, types.GeneratorType)
+        if type(found) is types.GeneratorType  # isinstance would wake a lazy object up
         and found.gi_frame is not None
         and found.gi_running is False
         and ours(found.gi_code)
