@@ -46,17 +46,17 @@ def stack_of_ours() -> list[str]:
     return names
 
 
-def suspended_generators_of_ours() -> list[str]:
-    """The package's generators alive and suspended: the core's steps that wait for the
-    round trip their driver is running."""
-    return sorted(
-        named(found.gi_code)
+def suspended_generators_of_ours() -> dict[int, str]:
+    """The package's generators alive and suspended, by id: while a round trip runs, the
+    core's steps that wait for it, and any other (a fixture's context manager)."""
+    return {
+        id(found): named(found.gi_code)
         for found in gc.get_objects()
         if type(found) is types.GeneratorType  # isinstance would wake a lazy object up
         and found.gi_frame is not None
         and found.gi_running is False
         and ours(found.gi_code)
-    )
+    }
 
 
 async def test_a_write_awaits_its_commit_with_few_frames_of_ours(
@@ -64,9 +64,12 @@ async def test_a_write_awaits_its_commit_with_few_frames_of_ours(
 ) -> None:
     seen: list[tuple[list[str], list[str]]] = []
     send = multiplexed._Wire.send
+    alive_before = suspended_generators_of_ours()
 
     def recorded(wire: Any, commands: Sequence[Any]) -> Any:
-        seen.append((stack_of_ours(), suspended_generators_of_ours()))
+        suspended = suspended_generators_of_ours().items()
+        new = sorted(name for key, name in suspended if key not in alive_before)
+        seen.append((stack_of_ours(), new))
         return send(wire, commands)
 
     transport = httpx.ASGITransport(app=config(asgi_app))
