@@ -100,10 +100,9 @@ class RequestCycle:
         now = time.time() if now is None else now
         try:
             return self._runner.run_sync(self.core.open(cookie_header, now, client, ref))
-        except unavailable.FAILURES:
-            if self.fails_closed:
-                return None
-            raise
+        except unavailable.FAILURES as error:
+            self._raise_unless_closed(error)
+        return None
 
     async def aopen(
         self, cookie_header: str | None, client: ClientInfo | None, now: float | None = None
@@ -114,10 +113,9 @@ class RequestCycle:
         now = time.time() if now is None else now
         try:
             return await self._runner.run_async(self.core.open(cookie_header, now, client, ref))
-        except unavailable.FAILURES:
-            if self.fails_closed:
-                return None
-            raise
+        except unavailable.FAILURES as error:
+            self._raise_unless_closed(error)
+        return None
 
     def commit(
         self, opened: Opened, frozen: str | None = STARTED, now: float | None = None
@@ -133,10 +131,9 @@ class RequestCycle:
             return settled
         try:
             return self._runner.run_sync(self.core.commit(opened, now, unsettled=True))
-        except unavailable.FAILURES:
-            if self.fails_closed:
-                return None
-            raise
+        except unavailable.FAILURES as error:
+            self._raise_unless_closed(error)
+        return None
 
     async def acommit(
         self, opened: Opened, frozen: str | None = STARTED, now: float | None = None
@@ -149,10 +146,15 @@ class RequestCycle:
             return settled
         try:
             return await self._runner.run_async(self.core.commit(opened, now, unsettled=True))
-        except unavailable.FAILURES:
-            if self.fails_closed:
-                return None
-            raise
+        except unavailable.FAILURES as error:
+            self._raise_unless_closed(error)
+        return None
+
+    def _raise_unless_closed(self, error: Exception) -> None:
+        """The store failed a step: the error reaches the app unless the cycle fails closed
+        (its methods then return None, the integration's 503)."""
+        if not self.fails_closed:
+            raise error
 
 
 def publish(

@@ -42,10 +42,9 @@ class SessionMiddleware(ConfiguredMiddleware):
             await self.app(scope, receive, send)
             return
         running_asyncio_loop()  # on trio: its RuntimeError, never the 503 blaming Redis
-        if self._ready:
+        opened = None
+        if self._ready or await self._got_ready():
             opened = await self._cycle.aopen(_cookie_header(scope), client_of_scope(scope))
-        else:
-            opened = await self._open_when_ready(scope)
         if opened is None:
             await unavailable.send_asgi(kind, send)
             return
@@ -55,15 +54,16 @@ class SessionMiddleware(ConfiguredMiddleware):
         else:
             await self.app(scope, receive, _SendWithSession(self._cycle, opened, send))
 
-    async def _open_when_ready(self, scope: Scope) -> Opened | None:
-        """The request's session, a cluster client being ready first; None: the 503."""
+    async def _got_ready(self) -> bool:
+        """Whether the store is ready for a request's session (see _get_ready); False: it
+        is not, and the request gets the 503."""
         try:
             await self._get_ready()
         except StoreUnavailable:
             if not self._cycle.fails_closed:
                 raise
-            return None
-        return await self._cycle.aopen(_cookie_header(scope), client_of_scope(scope))
+            return False
+        return True
 
     async def _get_ready(self) -> None:
         """Have a cluster client read the cluster's layout before its first command (see
