@@ -15,6 +15,11 @@ A), so the rates a ratio divides were taken seconds apart (see _run_side_by_side
 Logged-in scenarios rotate over a pool of sessions so that concurrent requests rarely share
 one, as with real users. A figure is seconds per request (1 ÷ wrk's rate); any non-2xx
 answer or socket error fails a run, except in contention, where they are counted.
+
+Beside each rate, the CPU time the server's processes (uvicorn and its workers, from
+/proc) spent per request answered (``e2e-cpu/...``): what a request costs the worker,
+whatever else the machine runs. wrk and Redis share the machine's CPUs with the worker
+here; where Redis runs on its own hosts, this is the figure that sizes the app's.
 """
 
 from __future__ import annotations
@@ -92,6 +97,21 @@ class Server:
             return response.status, response.read(), set_cookie
         finally:
             connection.close()
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user and system) of the server's process and its live children."""
+        assert self.process is not None
+        parent, total = self.process.pid, 0.0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{entry}/stat") as file:
+                    fields = file.read().rpartition(")")[2].split()
+                # after the name: state, ppid, ..., utime and stime (the 12th and 13th)
+                if int(entry) == parent or int(fields[1]) == parent:
+                    total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def log_in(self) -> str:
         if self.key in NO_SESSION:
@@ -256,13 +276,27 @@ def _run_side_by_side(group: list[Cell], seconds: float, results: Results) -> No
     """One round of a group, in mirrored order (A B C C B A), each run half the round's
     time: the variants compared are measured seconds apart, and a drift of the machine's
     speed over the round (other processes, the host's neighbours) weighs on each alike.
-    A cell's figure is its two runs' requests over their time together."""
+    A cell's figure is its two runs' requests over their time together; its CPU figure,
+    the server's CPU time over the requests answered in them."""
     half = max(1.0, seconds / 2)
     rates: dict[str, list[float]] = {}
+    cpu: dict[str, list[tuple[float, int]]] = {}
     for cell in group + group[::-1]:
-        rates.setdefault(cell.name, []).append(_rate(cell, half, results))
+        if cell.contention:
+            rate = _contention(cell, half, results)
+        else:
+            before = cell.server.cpu_seconds()
+            found = wrk(cell.server.port, cell.connections, half, cell.lua, strict=True)
+            spent = cell.server.cpu_seconds() - before
+            cpu.setdefault(cell.name, []).append((spent, int(found["requests"])))
+            rate = found["rate"]
+        rates.setdefault(cell.name, []).append(rate)
     for cell in group:
         results.add(cell.name, [len(rates[cell.name]) / sum(rates[cell.name])])
+        if cell.name in cpu:
+            spent = sum(seconds for seconds, _ in cpu[cell.name])
+            answered = sum(requests for _, requests in cpu[cell.name])
+            results.add("e2e-cpu/" + cell.name.removeprefix("e2e/"), [spent / answered])
 
 
 def _rate(cell: Cell, seconds: float, results: Results) -> float:

@@ -174,6 +174,10 @@ def render(results: Results) -> str:
         matrix = _matrix(results, "e2e", "/" + qualifier, rate=True)
         if matrix:
             out += [f"## End to end, uvicorn {qualifier} (requests/s; ÷ Starlette's)", "", *matrix]
+        cpu = _matrix(results, "e2e-cpu", "/" + qualifier, rate=False)
+        if cpu:
+            title = f"## The server's CPU per request, uvicorn {qualifier} (µs; ÷ Starlette's)"
+            out += [title, "", *cpu]
     contention = results.names("contention/")
     if contention:
         out += ["## Connections writing one session", ""]
