@@ -851,3 +851,10 @@ def test_a_large_sessions_value_that_is_not_utf8_reads_as_none_the_session_kept(
     assert redis_hash(key)["d:n"] == "null"
     assert any("could not be read" in r.getMessage() for r in caplog.records)
     config.redis.close()
+
+
+def test_a_record_is_sized_in_encoded_bytes_and_a_lone_surrogate_is_refused() -> None:
+    pairs = ["d:name", '"é€😀"', "c", "1"]
+    assert fields_size(pairs) == 6 + 11 + 1 + 1  # é: 2 bytes, €: 3, 😀: 4
+    with pytest.raises(UnicodeEncodeError):
+        fields_size(["d:a", '"\ud800', "d:b", '\udc00"'])  # two halves never make a pair

@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from .._protocol.cookies import CookieCodec, CookieRef, CookieUpdate
@@ -48,6 +48,7 @@ from .._protocol.records import (
     RecordReader,
     flat_fields,
     grows,
+    new_record,
     refreshed_field,
 )
 from .._protocol.timing import Timing
@@ -622,17 +623,15 @@ class Core:
     ) -> Command:
         """The login script for the new session `ref`, stamped `epoch`."""
         session, record = opened.session, opened.record
-        new_record = self._new_record(session, now, session.intent.user_id)
-        if plan.rotation and record is not None:
-            # A later release's metadata moves with it.
-            new_record = replace(new_record, unknown=record.unknown)
+        # A later release's metadata moves with a rotated session.
+        unknown = record.unknown if plan.rotation and record is not None else None
+        extra = None
         if self.track_devices and opened.client_info is not None:
             user_agent, ip = opened.client_info()
             extra = {"ua": (user_agent or "")[:MAX_USER_AGENT] or None, "ip": ip}
-            new_record = replace(new_record, extra=extra)
         return self.writes.login(
             ref,
-            new_record,
+            self._new_record(session, now, session.intent.user_id, extra, unknown),
             plan.mode,
             epoch,
             now,
@@ -719,14 +718,16 @@ class Core:
         changed, removed = self._changes(opened)
         return bool(changed or removed)
 
-    def _new_record(self, session: Session, now: float, user_id: Any) -> Record:
-        return Record(
-            stored=session.texts(),
-            created=now,
-            expires=self.timing.new_expiry(now),
-            refreshed=now,
-            user_id=user_id,
-        )
+    def _new_record(
+        self,
+        session: Session,
+        now: float,
+        user_id: Any,
+        extra: dict[str, Any] | None = None,
+        unknown: Mapping[str, str] | None = None,
+    ) -> Record:
+        expires = self.timing.new_expiry(now)
+        return new_record(session.texts(), now, expires, user_id, extra, unknown)
 
 
 # What each WRITE reply but WRITTEN and TOO_LARGE means (see Core._write_outcome).

@@ -101,6 +101,19 @@ def _record(parts: Parts) -> Record:
     return record  # type: ignore[no-any-return]
 
 
+def new_record(
+    stored: Mapping[str, str],
+    now: float,
+    expires: float,
+    user_id: UserId | None,
+    extra: Mapping[str, Any] | None = None,
+    unknown: Mapping[str, str] | None = None,
+) -> Record:
+    """The record of a session created or logged in at `now`, unstamped (a login stamps it
+    inside Redis), built once with all it holds."""
+    return _record((stored, now, expires, now, user_id, None, extra or {}, unknown or {}))
+
+
 class Cipher(Protocol):
     """Encryption at rest (see ../_encryption.py): bytes in, ASCII token out, and back."""
 
@@ -302,7 +315,8 @@ def _stored_length(stored: Mapping[str, str], key: str) -> int | None:
 
 
 def fields_size(pairs: Sequence[str]) -> int:
-    return sum(len(item.encode()) for item in pairs)
+    """The bytes the field/value pairs take once encoded (UTF-8)."""
+    return len("".join(pairs).encode())
 
 
 def _number(value: float) -> str:

@@ -65,7 +65,7 @@ PROTOCOL = 2  # the RESP version the connection speaks, whatever its URL says
 _CALLBACKS: dict[Any, Any] = {
     name.upper(): call for name, call in get_response_callbacks(PROTOCOL, True).items()
 }
-_CALLBACKS.update(EVAL=None, EVALSHA=None)  # the hot path's commands: found at once
+_CALLBACKS.update(EVAL=None, EVALSHA=None, GET=None)  # the hot path's: found at once
 # The session read's record as it comes, a flat list (records.flat_fields reads it, and
 # redis-py's dict too), not turned into a dict on the hot path.
 _CALLBACKS.update(HGETALL=None)
