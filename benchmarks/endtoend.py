@@ -282,24 +282,23 @@ def _run_side_by_side(group: list[Cell], seconds: float, results: Results) -> No
     rates: dict[str, list[float]] = {}
     cpu: dict[str, list[tuple[float, int]]] = {}
     for cell in group + group[::-1]:
-        if cell.contention:
-            rate = _contention(cell, half, results)
-        else:
-            before = cell.server.cpu_seconds()
-            found = wrk(cell.server.port, cell.connections, half, cell.lua, strict=True)
-            spent = cell.server.cpu_seconds() - before
-            cpu.setdefault(cell.name, []).append((spent, int(found["requests"])))
-            rate = found["rate"]
+        rate, sample = _rate(cell, half, results)
         rates.setdefault(cell.name, []).append(rate)
+        if sample is not None:
+            cpu.setdefault(cell.name, []).append(sample)
     for cell in group:
         results.add(cell.name, [len(rates[cell.name]) / sum(rates[cell.name])])
         if cell.name in cpu:
-            spent = sum(seconds for seconds, _ in cpu[cell.name])
+            spent = sum(used for used, _ in cpu[cell.name])
             answered = sum(requests for _, requests in cpu[cell.name])
             results.add("e2e-cpu/" + cell.name.removeprefix("e2e/"), [spent / answered])
 
 
-def _rate(cell: Cell, seconds: float, results: Results) -> float:
+def _rate(cell: Cell, seconds: float, results: Results) -> tuple[float, tuple[float, int] | None]:
+    """A run's rate and, but for contention (which logs in and reads the counters around
+    its run), the server's CPU seconds in it and the requests it answered."""
     if cell.contention:
-        return _contention(cell, seconds, results)
-    return wrk(cell.server.port, cell.connections, seconds, cell.lua, strict=True)["rate"]
+        return _contention(cell, seconds, results), None
+    before = cell.server.cpu_seconds()
+    found = wrk(cell.server.port, cell.connections, seconds, cell.lua, strict=True)
+    return found["rate"], (cell.server.cpu_seconds() - before, int(found["requests"]))
