@@ -14,7 +14,14 @@ read followed by a request of the same app with no session middleware whose read
 bare GETEX (GET's twin, counted apart) of a string as long as a record's fields and
 values, so that the floor (``floor-get``) comes to Redis as the read's commands do, in
 the same second. The ``-batched`` phases send `BATCH` reads' commands (or GETs of that
-string) in one pipeline, as a busy server receives them: no idle wake-up in between.
+string) in one pipeline; the ``-in-flight`` phases run `BATCH` requests of the app at once
+(`asyncio.gather`, each on a session of its own), whose commands the multiplexed connection
+sends together as they come in the same turn of the event loop: Redis receives them as a
+busy server does, with no idle wake-up between two requests
+(``read-8-connections-in-flight`` spreads them over 8 apps, each with its own connection,
+as 8 workers send them). A read coming alone wakes an idle Redis with its code and data
+out of the caches and costs it 2-3 times as much; an idle Redis has the CPU to spare, so
+the figure that sizes a Redis tier is the busy one.
 
 INFO commandstats also counts the commands a script runs, and a script's own `usec`
 already includes them, so only top-level commands are summed: the commands the client
@@ -44,7 +51,9 @@ from .variants import OneRedisGet, Variant, build, build_app
 Operation = Callable[[int], Awaitable[object]]
 POOL = 64  # sessions read (and, apart, written) in turn by a phase
 WARM_UP = POOL
-BATCH = 32
+BATCH = 32  # commands of as many reads in one pipeline; requests at once when in flight
+BATCHED, IN_FLIGHT = "-batched", "-in-flight"  # how a phase's operations come to Redis
+WORKERS = 8  # connections the spread reads in flight come over
 FLOOR, FLOOR_COMMAND = "cost:floor", "GETEX"  # the floor's GET, counted apart
 ADMIN = Tally({"INFO": 1})  # what the phase itself sends after CONFIG RESETSTAT
 
@@ -176,28 +185,68 @@ async def _comparisons(
     return operations, connection
 
 
-async def _beside_floor(server: RedisServer, read: Operation) -> tuple[Operation, Variant]:
-    """Each read followed by the floor: a request of the same app with no session
-    middleware whose read is one bare GETEX (GET under a name of its own in commandstats)
-    of a string as long as a record, so that both come to Redis alike, side by side."""
+def _in_flight(operation: Operation) -> Operation:
+    """`BATCH` of `operation` at once, numbered apart so that each has a session of its own."""
+
+    async def burst(number: int) -> None:
+        await asyncio.gather(*(operation(number * BATCH + each) for each in range(BATCH)))
+
+    return burst
+
+
+async def _spread_reads(server: RedisServer) -> tuple[Operation, list[Variant]]:
+    """Logged-in reads spread over `WORKERS` apps of their own, each with its multiplexed
+    connection, as a Redis serving that many workers receives them: with `_in_flight`, each
+    connection carries `BATCH // WORKERS` requests at once."""
+    variants = [build("ours-redis", f"cost:spread-{n}:", server.url) for n in range(WORKERS)]
+    per_worker = BATCH // WORKERS
+    sent = [
+        [
+            Request("GET", "/read", await login_cookie(variant, f"reader-{n}"))
+            for n in range(per_worker)
+        ]
+        for variant in variants
+    ]
+
+    async def read(number: int) -> None:
+        worker = number % WORKERS
+        response = await sent[worker][number // WORKERS % per_worker].fetch(variants[worker].app)
+        if response.status != 200:
+            raise RuntimeError(f"ours-redis: GET /read answered {response.status}")
+
+    return read, variants
+
+
+def _floor(server: RedisServer) -> tuple[Operation, Variant]:
+    """A request of the app with no session middleware whose read is one bare GETEX (GET
+    under a name of its own in commandstats) of a string as long as a record."""
     connection = redis.asyncio.Redis(port=server.port)
     variant = Variant("floor-redis", build_app(OneRedisGet(connection, FLOOR, getex=True), []))
     variant.closers.append(connection.aclose)
     sent = Request("GET", "/read", FLOOR_COOKIE)
 
-    async def both(number: int) -> None:
-        await read(number)
+    async def floor(number: int) -> None:
         response = await sent.fetch(variant.app)
         if response.status != 200:
             raise RuntimeError(f"floor-redis: GET /read answered {response.status}")
 
-    return both, variant
+    return floor, variant
+
+
+def _beside_floor(read: Operation, floor: Operation) -> Operation:
+    """Each read followed by the floor, so that both come to Redis alike, side by side."""
+
+    async def both(number: int) -> None:
+        await read(number)
+        await floor(number)
+
+    return both
 
 
 async def _phase(
     results: Results, admin: redis.Redis, name: str, operation: Operation, operations: int
 ) -> None:
-    per_call = BATCH if name.endswith("-batched") else 1
+    per_call = BATCH if name.endswith((BATCHED, IN_FLIGHT)) else 1
     for number in range(max(WARM_UP // per_call, 2)):
         await operation(number)
     calls = max(operations // per_call, 1)
@@ -213,8 +262,10 @@ async def _phase(
     sent = _top_level(counter.commands)
     usec = _top_level_usec(name, stats, sent)
     if FLOOR_COMMAND in usec:
-        results.add("redis-cpu/floor-get", [usec.pop(FLOOR_COMMAND) / done * 1e-6])
-    results.add(f"redis-cpu/{name}", [sum(usec.values()) / done * 1e-6])
+        floor = "floor-get" + (IN_FLIGHT if name.endswith(IN_FLIGHT) else "")
+        results.add(f"redis-cpu/{floor}", [usec.pop(FLOOR_COMMAND) / done * 1e-6])
+    if usec:  # else the phase was the floor's own
+        results.add(f"redis-cpu/{name}", [sum(usec.values()) / done * 1e-6])
     results.add(f"redis-process-cpu/{name}", [max(used / done, 1e-9)])
     for command, spent in usec.items():
         results.add(f"redis-cpu-command/{name}/{command}", [spent / sent[command] * 1e-6])
@@ -231,11 +282,15 @@ async def _cpu(results: Results, server: RedisServer, operations: int, rounds: i
     cached, cached_variant = await _operations("ours-cache", server)
     theirs, their_variant = await _operations("starsessions", server)
     compared, connection = await _comparisons(server, admin)
-    beside, floor_variant = await _beside_floor(server, ours["read"])
+    floor, floor_variant = _floor(server)
     phases: dict[str, Operation] = {name: ours[name] for name in ours}
     phases["write-cached"] = cached["write"]
     phases |= {f"{name}/starsessions": theirs[name] for name in theirs}
-    phases |= {"read-beside-floor": beside, **compared}
+    phases |= {"read-beside-floor": _beside_floor(ours["read"], floor), **compared}
+    phases |= {f"{name}{IN_FLIGHT}": _in_flight(ours[name]) for name in ("read", "write", "login")}
+    phases[f"floor-get{IN_FLIGHT}"] = _in_flight(floor)
+    spread, spread_variants = await _spread_reads(server)
+    phases[f"read-{WORKERS}-connections{IN_FLIGHT}"] = _in_flight(spread)
     order = list(phases)
     try:
         for number in range(rounds):
@@ -247,6 +302,8 @@ async def _cpu(results: Results, server: RedisServer, operations: int, rounds: i
         await cached_variant.close()
         await their_variant.close()
         await floor_variant.close()
+        for variant in spread_variants:
+            await variant.close()
         await connection.aclose()
         admin.close()
 

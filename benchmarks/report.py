@@ -94,13 +94,16 @@ def _matrix(results: Results, part: str, qualifier: str, rate: bool) -> list[str
 
 def _redis_cpu(results: Results) -> list[str]:
     """Redis CPU per operation, and ÷ the floor (a bare GET of a string as long as the
-    record, sent the same way: one at a time, or batched) round by round."""
+    record, sent the same way: one at a time, batched, or from requests in flight) round by
+    round."""
     names = results.names("redis-cpu/")
     if not names:
         return []
     rows = []
     for name in names:
-        floor = "redis-cpu/floor-get" + ("-batched" if name.endswith("-batched") else "")
+        floor = "redis-cpu/floor-get" + next(
+            (way for way in ("-batched", "-in-flight") if name.endswith(way)), ""
+        )
         ratio = ""
         if floor in results.runs and name != floor:
             median, low, high = results.ratio(name, floor)
