@@ -237,7 +237,7 @@ def measure(
         return
     wanted = [(key, "uvloop", 1) for key in keys]
     wanted += [(key, "asyncio", 1) for key in SIDE if key in keys and main]
-    wanted += [(key, "uvloop", 2) for key in SIDE[:2] if key in keys and main]
+    wanted += [(key, "uvloop", 2) for key in SIDE if key in keys and main]
     if not main:
         wanted = [(key, "uvloop", 1) for key in ("starsessions", "ours-redis") if key in keys]
     with tempfile.TemporaryDirectory() as directory, servers(wanted, prefix) as started:
