@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 
+from .redis_cost import BATCHED, IN_FLIGHT
 from .results import Results
 from .scenarios import TARGETS, Target
 from .variants import ORDER
@@ -102,7 +103,7 @@ def _redis_cpu(results: Results) -> list[str]:
     rows = []
     for name in names:
         floor = "redis-cpu/floor-get" + next(
-            (way for way in ("-batched", "-in-flight") if name.endswith(way)), ""
+            (way for way in (BATCHED, IN_FLIGHT) if name.endswith(way)), ""
         )
         ratio = ""
         if floor in results.runs and name != floor:
