@@ -45,15 +45,14 @@ import redis.asyncio
 from .common import Counter, RedisServer, Request, counting
 from .inprocess import login_cookie
 from .results import Results
-from .scenarios import FLOOR_COOKIE
+from .scenarios import BATCHED_SUFFIX, FLOOR_COOKIE, IN_FLIGHT_SUFFIX
 from .variants import OneRedisGet, Variant, build, build_app
 
 Operation = Callable[[int], Awaitable[object]]
 POOL = 64  # sessions read (and, apart, written) in turn by a phase
 WARM_UP = POOL
 BATCH = 32  # commands of as many reads in one pipeline; requests at once when in flight
-BATCHED, IN_FLIGHT = "-batched", "-in-flight"  # how a phase's operations come to Redis
-WORKERS = 8  # connections the spread reads in flight come over
+SPREAD_OVER = 8  # connections the spread reads in flight come over
 FLOOR, FLOOR_COMMAND = "cost:floor", "GETEX"  # the floor's GET, counted apart
 ADMIN = Tally({"INFO": 1})  # what the phase itself sends after CONFIG RESETSTAT
 
@@ -195,11 +194,11 @@ def _in_flight(operation: Operation) -> Operation:
 
 
 async def _spread_reads(server: RedisServer) -> tuple[Operation, list[Variant]]:
-    """Logged-in reads spread over `WORKERS` apps of their own, each with its multiplexed
+    """Logged-in reads spread over `SPREAD_OVER` apps of their own, each with its multiplexed
     connection, as a Redis serving that many workers receives them: with `_in_flight`, each
-    connection carries `BATCH // WORKERS` requests at once."""
-    variants = [build("ours-redis", f"cost:spread-{n}:", server.url) for n in range(WORKERS)]
-    per_worker = BATCH // WORKERS
+    connection carries `BATCH // SPREAD_OVER` requests at once."""
+    variants = [build("ours-redis", f"cost:spread-{n}:", server.url) for n in range(SPREAD_OVER)]
+    per_worker = BATCH // SPREAD_OVER
     sent = [
         [
             Request("GET", "/read", await login_cookie(variant, f"reader-{n}"))
@@ -209,8 +208,8 @@ async def _spread_reads(server: RedisServer) -> tuple[Operation, list[Variant]]:
     ]
 
     async def read(number: int) -> None:
-        worker = number % WORKERS
-        response = await sent[worker][number // WORKERS % per_worker].fetch(variants[worker].app)
+        worker, turn = number % SPREAD_OVER, number // SPREAD_OVER % per_worker
+        response = await sent[worker][turn].fetch(variants[worker].app)
         if response.status != 200:
             raise RuntimeError(f"ours-redis: GET /read answered {response.status}")
 
@@ -246,7 +245,7 @@ def _beside_floor(read: Operation, floor: Operation) -> Operation:
 async def _phase(
     results: Results, admin: redis.Redis, name: str, operation: Operation, operations: int
 ) -> None:
-    per_call = BATCH if name.endswith((BATCHED, IN_FLIGHT)) else 1
+    per_call = BATCH if name.endswith((BATCHED_SUFFIX, IN_FLIGHT_SUFFIX)) else 1
     for number in range(max(WARM_UP // per_call, 2)):
         await operation(number)
     calls = max(operations // per_call, 1)
@@ -262,7 +261,7 @@ async def _phase(
     sent = _top_level(counter.commands)
     usec = _top_level_usec(name, stats, sent)
     if FLOOR_COMMAND in usec:
-        floor = "floor-get" + (IN_FLIGHT if name.endswith(IN_FLIGHT) else "")
+        floor = "floor-get" + (IN_FLIGHT_SUFFIX if name.endswith(IN_FLIGHT_SUFFIX) else "")
         results.add(f"redis-cpu/{floor}", [usec.pop(FLOOR_COMMAND) / done * 1e-6])
     if usec:  # else the phase was the floor's own
         results.add(f"redis-cpu/{name}", [sum(usec.values()) / done * 1e-6])
@@ -287,10 +286,11 @@ async def _cpu(results: Results, server: RedisServer, operations: int, rounds: i
     phases["write-cached"] = cached["write"]
     phases |= {f"{name}/starsessions": theirs[name] for name in theirs}
     phases |= {"read-beside-floor": _beside_floor(ours["read"], floor), **compared}
-    phases |= {f"{name}{IN_FLIGHT}": _in_flight(ours[name]) for name in ("read", "write", "login")}
-    phases[f"floor-get{IN_FLIGHT}"] = _in_flight(floor)
+    for name in ("read", "write", "login"):
+        phases[f"{name}{IN_FLIGHT_SUFFIX}"] = _in_flight(ours[name])
+    phases[f"floor-get{IN_FLIGHT_SUFFIX}"] = _in_flight(floor)
     spread, spread_variants = await _spread_reads(server)
-    phases[f"read-{WORKERS}-connections{IN_FLIGHT}"] = _in_flight(spread)
+    phases[f"read-{SPREAD_OVER}-connections{IN_FLIGHT_SUFFIX}"] = _in_flight(spread)
     order = list(phases)
     try:
         for number in range(rounds):

@@ -6,9 +6,8 @@ from __future__ import annotations
 import math
 import statistics
 
-from .redis_cost import BATCHED, IN_FLIGHT
 from .results import Results
-from .scenarios import TARGETS, Target
+from .scenarios import BATCHED_SUFFIX, IN_FLIGHT_SUFFIX, TARGETS, Target
 from .variants import ORDER
 
 
@@ -103,7 +102,7 @@ def _redis_cpu(results: Results) -> list[str]:
     rows = []
     for name in names:
         floor = "redis-cpu/floor-get" + next(
-            (way for way in (BATCHED, IN_FLIGHT) if name.endswith(way)), ""
+            (way for way in (BATCHED_SUFFIX, IN_FLIGHT_SUFFIX) if name.endswith(way)), ""
         )
         ratio = ""
         if floor in results.runs and name != floor:

@@ -723,7 +723,7 @@ class Core:
         session: Session,
         now: float,
         user_id: Any,
-        extra: dict[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
         unknown: Mapping[str, str] | None = None,
     ) -> Record:
         expires = self.timing.new_expiry(now)
