@@ -1,7 +1,8 @@
 """A record's values stay JSON text until the request reads them: reading two keys of a
 large session decodes two values, every read gets values of its own, and the checks a
 decoded value gets (JSON, nesting, no lone surrogate) are the same whenever it is read.
-A record read again is parsed once (RecordReader's memo of recent short records)."""
+A record read again is parsed once (RecordReader's memo of recent short records), and so
+is a short immutable value (decode_value's)."""
 
 from __future__ import annotations
 
@@ -47,18 +48,23 @@ def _session(record: Record) -> Session:
     return Session(None, record.user_id, stored=record.stored)
 
 
-@pytest.fixture
-def decoded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The texts the session decodes, in order."""
+def _texts_given(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[str]:
+    """The texts given to `module.name`, in order, from now on."""
     seen: list[str] = []
-    real = session_module.decode_value
+    real = getattr(module, name)
 
     def counting(text: str) -> Any:
         seen.append(text)
         return real(text)
 
-    monkeypatch.setattr(session_module, "decode_value", counting)
+    monkeypatch.setattr(module, name, counting)
     return seen
+
+
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts the session decodes, in order."""
+    return _texts_given(monkeypatch, session_module, "decode_value")
 
 
 @pytest.mark.parametrize("cipher", [None, CIPHER], ids=["plain", "encrypted"])
@@ -260,3 +266,48 @@ def test_an_encrypted_large_record_with_a_value_altered_is_dropped_whole() -> No
     for altered in (b"\xff" + b"x" * 10, CIPHER.encrypt(b'"other"')[:-4] + b"AAA="):
         with pytest.raises(CorruptRecord):
             RecordReader(CIPHER).read([*flat, b"d:broken", altered])
+
+
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts decode_value parses (rather than finds among the values it remembers)."""
+    monkeypatch.setattr(records, "_SCALARS", {})
+    return _texts_given(monkeypatch, records, "_json")
+
+
+def test_a_short_immutable_value_is_parsed_once(parsed: list[str]) -> None:
+    texts = ['"dark"', "42", "1", "true", "null", "2.5", '"\\u00e9t\\u00e9"']
+    for _ in range(3):
+        values = [records.decode_value(text) for text in texts]
+        assert values == ["dark", 42, 1, True, None, 2.5, "été"]
+        assert [type(value) for value in values] == [str, int, int, bool, type(None), float, str]
+    assert parsed == texts
+
+
+def test_a_list_a_dict_or_a_long_text_is_parsed_every_time(parsed: list[str]) -> None:
+    long = to_json("x" * (records.SCALAR_TEXT_LENGTH + 1))
+    for text in ("[1,2]", '{"a":[]}', long):
+        first, second = records.decode_value(text), records.decode_value(text)
+        assert first == second == json.loads(text)
+        if not isinstance(first, str):
+            assert first is not second  # each read owns what it may change in place
+    assert parsed == ["[1,2]", "[1,2]", '{"a":[]}', '{"a":[]}', long, long]
+
+
+def test_a_value_that_does_not_read_is_refused_every_time(parsed: list[str]) -> None:
+    for _ in range(2):
+        with pytest.raises(CorruptRecord):
+            records.decode_value("NaN")
+    assert parsed == ["NaN", "NaN"]
+    assert records._SCALARS == {}
+
+
+def test_the_values_remembered_are_bounded(
+    parsed: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(records, "SCALARS_REMEMBERED", 3)
+    for number in range(10):
+        assert records.decode_value(str(number)) == number
+        assert len(records._SCALARS) <= 3
+    assert records.decode_value("9") == 9
+    assert len(parsed) == 10

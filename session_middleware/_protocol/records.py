@@ -461,11 +461,29 @@ _known_layout = functools.lru_cache(maxsize=LAYOUTS_KNOWN)(_layout)
 def decode_value(text: str) -> Any:
     """A data value from its stored JSON; CorruptRecord unless this package could have
     written it: JSON with no NaN, Infinity or lone surrogate, nested less than MAX_NESTING
-    levels (what a write refuses)."""
+    levels (what a write refuses).
+
+    A short text that decodes to an immutable value (a string, a number, true, false,
+    null) is remembered, and read again without decoding: the same values come back on
+    every request of a session (a user id, a theme, a flag)."""
+    value = _SCALARS.get(text, _UNSEEN)
+    if value is not _UNSEEN:
+        return value
     value = _json(text)
     if text.count("[") + text.count("{") >= MAX_NESTING and _nests_too_deeply((value,)):
         raise CorruptRecord("nested too deeply")
+    if type(value) in _SCALAR_TYPES and len(text) <= SCALAR_TEXT_LENGTH:
+        if len(_SCALARS) >= SCALARS_REMEMBERED:
+            _SCALARS.clear()
+        _SCALARS[text] = value
     return value
+
+
+SCALARS_REMEMBERED = 4096
+SCALAR_TEXT_LENGTH = 128  # characters: what is remembered stays under a few MB
+_SCALARS: dict[str, Any] = {}  # JSON text -> its immutable value
+_SCALAR_TYPES = frozenset((str, int, float, bool, type(None)))
+_UNSEEN = object()
 
 
 def _nests_too_deeply(values: Iterable[Any]) -> bool:
