@@ -72,7 +72,8 @@ class EpochProvider(Protocol):
         """The key read together with the session record, or None.
 
         A value found there is taken as the user's current epoch without calling
-        `resolve`; a provider must keep it true (or absent)."""
+        `resolve`; a provider must keep it true (or absent). The same tag must always
+        give the same key: the core remembers it with the session's read."""
 
     def resolve(self, user_id: UserId, tag: str, cached: str | None) -> Step[str | None]:
         """The user's current epoch given the value of `cached_key(tag)` (None when the key

@@ -73,6 +73,7 @@ Dead = Literal["foreign", "expired", "epoch"]
 # What a request's own epoch change may fail with: not on enough replicas (NotReplicated),
 # or not answered at all (StoreUnavailable). The request's session then ends.
 NOT_DURABLE: tuple[type[Exception], ...] = (NotReplicated, StoreUnavailable)
+READS_REMEMBERED = 4096  # sessions whose read commands a core keeps (as cookies.VERIFIED_ENTRIES)
 
 
 @dataclass(slots=True)
@@ -114,6 +115,11 @@ class Committed:
     events: tuple[SessionEvent, ...] = ()
 
 
+# What settled() gives a request that writes nothing (most reads): shared, never changed.
+_SETTLED = Committed(None, None, False)
+_SETTLED_ACCESSED = Committed(None, None, True)
+
+
 class Core:
     """The sans-I/O session lifecycle: opens a request's session from its cookie, and commits
     it (write, login, logout, rotation) as steps for a driver to run against Redis and SQL."""
@@ -141,6 +147,9 @@ class Core:
         self.fields = FieldCodec(cipher)
         self.writes = Writes(keys, timing, max_bytes, self.fields)
         self.records = RecordReader(cipher, max_bytes)
+        # handle -> (its tag, the read of its record and epoch, the epoch key): the same
+        # read for every request of a session, built once (see _read_of)
+        self._reads: dict[str, tuple[str, RedisIO, str | None]] = {}
 
     def with_timing(self, timing: Timing) -> Core:
         """This core with other lifetimes (a framework's own, as Flask's)."""
@@ -177,10 +186,12 @@ class Core:
         ref = self.codec.find(cookie_header) if found is None else found
         if ref is None:
             return self.fresh(client_info)
-        epoch_key = self.provider.cached_key(ref.tag)
         handle = ref.handle
-        commands = self.writes.read_pipelined(ref.tag, handle, epoch_key)
-        read = pipelined_read((yield RedisIO(commands, errors_as_replies=True)))
+        known = self._reads.get(handle)
+        if known is None or known[0] != ref.tag:
+            known = self._read_of(ref)
+        _, reading, epoch_key = known
+        read = pipelined_read((yield reading))
         if read is not None:
             opened = yield from self._opened(ref, handle, read, now, client_info, final=False)
             if opened is not None:
@@ -190,6 +201,17 @@ class Core:
         opened = yield from self._opened(ref, handle, read, now, client_info, final=True)
         assert opened is not None
         return opened
+
+    def _read_of(self, ref: CookieRef) -> tuple[str, RedisIO, str | None]:
+        """The read of a session's record and its user's epoch (Writes.read_pipelined), and
+        the epoch key, remembered for its next requests."""
+        epoch_key = self.provider.cached_key(ref.tag)
+        commands = self.writes.read_pipelined(ref.tag, ref.handle, epoch_key)
+        read = (ref.tag, RedisIO(commands, errors_as_replies=True), epoch_key)
+        if len(self._reads) >= READS_REMEMBERED:
+            self._reads.clear()
+        self._reads[ref.handle] = read
+        return read
 
     def fresh(self, client_info: ClientInfo | None = None) -> Opened:
         """The session of a request that carries no session cookie of ours: a new, empty
@@ -365,7 +387,7 @@ class Core:
                 return None  # a session to create, or a cookie to clear
         elif self._changed(opened) or self.timing.refresh_due(opened.record, now):
             return None
-        return Committed(None, None, session.accessed)
+        return _SETTLED_ACCESSED if session.accessed else _SETTLED
 
     def commit(self, opened: Opened, now: float, *, unsettled: bool = False) -> Step[Committed]:
         """Carry out the session's intent, in one round trip (a second one only while

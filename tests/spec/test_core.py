@@ -141,6 +141,20 @@ def test_a_logged_in_read_is_one_round_trip_with_the_epoch_key(
     assert run.result.session.user_id == "alice" and run.result.session["cart"] == [1, 2]
 
 
+def test_each_request_reads_the_keys_its_cookie_names(
+    config: SessionConfig, encode: Callable[[Any], Any]
+) -> None:
+    """The read is built once per session and found again: by its id and its tag."""
+    session = stored(config, {"a": 1}, "alice")
+    same_id_other_tag = CookieRef(config.keys.user_tag("bob"), session.ref.session_id)
+    for ref in (session.ref, session.ref, same_id_other_tag, session.ref):
+        header = f"session={config.core.codec.encode(ref)}"
+        run = drive(config.core.open(header, NOW), [encode([[], None])])
+        record, epoch = run.commands
+        assert record == ("HGETALL", config.keys.session_key(ref.tag, ref.session_id))
+        assert epoch == ("GET", config.keys.epoch_key(ref.tag))
+
+
 def test_an_anonymous_read_has_no_epoch_to_check(
     config: SessionConfig, encode: Callable[[Any], Any]
 ) -> None:
