@@ -214,6 +214,11 @@ class SecretKeys:
     def tag_keys(self) -> tuple[bytes, ...]:
         return self.signing().tag_keys
 
+    def verifier(self) -> _Verifier:
+        """The verifier of the keys in force now (see signing)."""
+        given = self._given
+        return self.signing().verifier if given is None else given.verifier
+
 
 @functools.lru_cache(maxsize=16)
 def _derived(keys: tuple[str | bytes, ...]) -> SigningKeys:
@@ -284,13 +289,13 @@ class CookieCodec:
 
     def encode(self, ref: CookieRef) -> str:
         payload = f"{ref.tag}.{ref.session_id}"
-        return f"{payload}.{self._keys.signing().verifier.sign(payload)}"
+        return f"{payload}.{self._keys.verifier().sign(payload)}"
 
     def decode(self, value: str) -> CookieRef | None:
         """The reference a cookie value holds, or None unless we issued it."""
         if len(value) > MAX_COOKIE_VALUE_LENGTH:
             return None
-        verifier = self._keys.signing().verifier
+        verifier = self._keys.verifier()
         known = verifier.known(value)
         if known is not None:
             return known
@@ -305,7 +310,7 @@ class CookieCodec:
         """
         if not cookie_header or self.name not in cookie_header:
             return None
-        verifier = self._keys.signing().verifier
+        verifier = self._keys.verifier()
         alone = self._alone
         if (
             len(cookie_header) <= len(alone) + MAX_COOKIE_VALUE_LENGTH

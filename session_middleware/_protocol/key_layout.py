@@ -42,6 +42,8 @@ USER_TAGS_CACHED = 4096  # users whose tags are remembered (one keyed hash per s
 
 def user_id_text(user_id: UserId) -> str:
     """The canonical text of a user id; only str and int are accepted."""
+    if type(user_id) is str and 0 < len(user_id) <= MAX_USER_ID:  # most ids, told at once
+        return user_id
     if isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
         raise TypeError(f"user_id must be a str or an int, not {type(user_id).__name__}")
     text = str(user_id)

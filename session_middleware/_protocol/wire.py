@@ -11,6 +11,8 @@ Command = tuple[Any, ...]
 
 def text(reply: Any) -> str | None:
     """A reply as str, whether the client decodes responses or not."""
+    if type(reply) is bytes:  # what the package's clients give
+        return reply.decode("utf-8", "replace")
     if reply is None or isinstance(reply, str):
         return reply
     if isinstance(reply, (bytes, bytearray, memoryview)):
