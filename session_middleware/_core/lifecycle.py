@@ -76,9 +76,12 @@ NOT_DURABLE: tuple[type[Exception], ...] = (NotReplicated, StoreUnavailable)
 READS_REMEMBERED = 4096  # sessions whose read commands a core keeps (as cookies.VERIFIED_ENTRIES)
 
 
-@dataclass(slots=True)
+@dataclass(init=False)
 class Opened:
-    """A request's session and what the core knows about where it came from."""
+    """A request's session and what the core knows about where it came from.
+
+    Made for every request: its __init__ sets what a request opens with, and every other
+    field reads as its default (a class attribute) until a request sets its own."""
 
     session: Session
     ref: CookieRef | None = None
@@ -99,8 +102,23 @@ class Opened:
     events: Sequence[SessionEvent] = ()
     loaded: Sequence[Any] | None = None  # the record's fields as read: see RecordReader.written
 
+    def __init__(
+        self,
+        session: Session,
+        ref: CookieRef | None = None,
+        record: Record | None = None,
+        *,
+        cookie_is_stale: bool = False,
+        client_info: ClientInfo | None = None,
+        loaded: Sequence[Any] | None = None,
+    ) -> None:
+        self.session, self.ref, self.record = session, ref, record
+        self.client_info, self.loaded = client_info, loaded
+        if cookie_is_stale:
+            self.cookie_is_stale = True
 
-@dataclass(slots=True)  # not frozen: made for every request, and frozen costs more
+
+@dataclass(slots=True)  # not frozen: made for every write, and frozen costs more
 class Committed:
     """What committing a request's session came to: the cookie change, and whether and why
     the request's changes were not saved."""
