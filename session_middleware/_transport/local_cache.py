@@ -194,13 +194,8 @@ class TrackedCache:
             if self.healthy:
                 if time.monotonic() - self.proven_at < self.max_lag:
                     entries = self.entries
-                    values = []
-                    for key in keys:
-                        value = entries.get(key)
-                        if value is None:
-                            break
-                        values.append(value)
-                    else:
+                    values = list(map(entries.get, keys))
+                    if None not in values:
                         for key in keys:
                             entries.move_to_end(key)
                         self.hits += 1
