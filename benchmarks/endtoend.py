@@ -8,6 +8,8 @@ A), so the rates a ratio divides were taken seconds apart (see _run_side_by_side
 - every variant and request scenario on uvloop, one worker (``e2e/<scenario>/<variant>/uvloop/1w``);
 - the read and the write on asyncio (``.../asyncio/1w``) and with two workers (``.../uvloop/2w``);
 - ``read-many``: reads rotating over more sessions than the decoded-record memo holds;
+- the write of ours with and without ``local_cache`` at 1 and 4 connections too
+  (``.../uvloop/1w/4c``);
 - ``contention``: every connection (1 to 32) writing one session, a key each or one shared
   key, starsessions against ours; afterwards the session's counters say how many of the
   answered increments it kept.
@@ -42,8 +44,10 @@ from typing import TypeVar
 from .common import COOKIE, ROOT, free_port
 from .results import Results
 from .scenarios import (
+    CONNECTIONS,
     CONTENTION_LEVELS,
     E2E,
+    FEW_CONNECTIONS,
     FLOOR_COOKIE,
     MANY_SESSIONS,
     NO_SESSION,
@@ -56,7 +60,6 @@ RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
 TOTAL = re.compile(r"(\d+) requests in ")
 NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
-CONNECTIONS = 32
 POOL = 4 * CONNECTIONS
 SIDE = ("starlette", "ours-redis", "ours-cache")  # the variants of the asyncio, 2w cells
 T = TypeVar("T")
@@ -180,9 +183,14 @@ class Cell:
 def _cells(started: dict[tuple, Server], keys: list[str], directory: str) -> list[Cell]:
     cells = []
 
-    def add(name: str, server: Server, requests: list[tuple[str, str, str]]) -> None:
+    def add(
+        name: str,
+        server: Server,
+        requests: list[tuple[str, str, str]],
+        connections: int = CONNECTIONS,
+    ) -> None:
         lua = script(os.path.join(directory, f"{len(cells)}.lua"), requests)
-        cells.append(Cell(name, server, lua))
+        cells.append(Cell(name, server, lua, connections))
 
     for (key, loop, workers), server in started.items():
         qualifier = f"{loop}/{workers}w"
@@ -195,6 +203,10 @@ def _cells(started: dict[tuple, Server], keys: list[str], directory: str) -> lis
         if many:
             cookies = pool + [server.log_in() for _ in range(MANY_SESSIONS - POOL)]
             add(f"e2e/read-many/{key}/{qualifier}", server, [("GET", "/read", c) for c in cookies])
+        if qualifier == E2E and key in ("ours-redis", "ours-cache"):
+            for connections in FEW_CONNECTIONS:
+                name = f"e2e/{WRITE.key}/{key}/{qualifier}/{connections}c"
+                add(name, server, [(WRITE.method, WRITE.path, c) for c in pool], connections)
     for key in ("starsessions", "ours-redis"):
         if key not in keys:
             continue

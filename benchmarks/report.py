@@ -7,7 +7,15 @@ import math
 import statistics
 
 from .results import Results
-from .scenarios import BATCHED_SUFFIX, IN_FLIGHT_SUFFIX, TARGETS, Target
+from .scenarios import (
+    BATCHED_SUFFIX,
+    CONNECTIONS,
+    E2E,
+    FEW_CONNECTIONS,
+    IN_FLIGHT_SUFFIX,
+    TARGETS,
+    Target,
+)
 from .variants import ORDER
 
 
@@ -113,6 +121,26 @@ def _redis_cpu(results: Results) -> list[str]:
     return [f"## {title}", "", *_table(["benchmark", "median", "÷ floor GET"], rows)]
 
 
+def _cached_write_by_connections(results: Results) -> list[str]:
+    """The write with local_cache ÷ without it, at each number of wrk connections."""
+    rows = []
+    for connections in (*FEW_CONNECTIONS, CONNECTIONS):
+        suffix = "" if connections == CONNECTIONS else f"/{connections}c"
+        cached, plain = (f"e2e/write/{key}/{E2E}{suffix}" for key in ("ours-cache", "ours-redis"))
+        if cached not in results.runs or plain not in results.runs:
+            continue
+        median, low, high = results.ratio(plain, cached)
+        cpu = [f"e2e-cpu/{name[4:]}" for name in (cached, plain)]
+        spent = [f"{results.median(n) * 1e6:,.0f} µs" if n in results.runs else "" for n in cpu]
+        rates = [f"{1 / results.median(name):,.0f}/s" for name in (cached, plain)]
+        rows.append([str(connections), *rates, f"{median:.2f}x ({low:.2f}-{high:.2f})", *spent])
+    if not rows:
+        return []
+    title = f"## The write with and without local_cache, by connections (uvicorn {E2E})"
+    header = ["connections", "with", "without", "with ÷ without", "CPU with", "CPU without"]
+    return [title, "", *_table(header, rows)]
+
+
 def render(results: Results) -> str:
     meta, facts = results.metadata, results.facts
     out = [
@@ -181,6 +209,7 @@ def render(results: Results) -> str:
         if cpu:
             title = f"## The server's CPU per request, uvicorn {qualifier} (µs; ÷ Starlette's)"
             out += [title, "", *cpu]
+    out += _cached_write_by_connections(results)
     contention = results.names("contention/")
     if contention:
         out += ["## Connections writing one session", ""]

@@ -43,6 +43,11 @@ BATCHED_SUFFIX, IN_FLIGHT_SUFFIX = "-batched", "-in-flight"
 LOOPS = ("uvloop", "asyncio")
 WORKERS = (1, 2)
 E2E = "uvloop/1w"  # the qualifier of the main end-to-end table
+CONNECTIONS = 32  # wrk's, end to end
+# The write with and without local_cache at fewer connections too (``.../uvloop/1w/4c``):
+# with fewer requests for the multiplexed connection to send in one write, a round trip
+# costs each request more, and a cache hit saves more.
+FEW_CONNECTIONS = (1, 4)
 
 
 @dataclass(frozen=True)
