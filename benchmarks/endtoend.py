@@ -54,6 +54,7 @@ from .scenarios import (
     READ,
     REQUESTS,
     WRITE,
+    e2e_name,
 )
 
 RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
@@ -199,13 +200,13 @@ def _cells(started: dict[tuple, Server], keys: list[str], directory: str) -> lis
         scenarios = REQUESTS if qualifier == E2E else (READ, WRITE)
         for s in scenarios:
             cookies = pool if s.logged_in else [""]
-            add(f"e2e/{s.key}/{key}/{qualifier}", server, [(s.method, s.path, c) for c in cookies])
+            add(e2e_name(s.key, key, qualifier), server, [(s.method, s.path, c) for c in cookies])
         if many:
             cookies = pool + [server.log_in() for _ in range(MANY_SESSIONS - POOL)]
             add(f"e2e/read-many/{key}/{qualifier}", server, [("GET", "/read", c) for c in cookies])
         if qualifier == E2E and key in ("ours-redis", "ours-cache"):
             for connections in FEW_CONNECTIONS:
-                name = f"e2e/{WRITE.key}/{key}/{qualifier}/{connections}c"
+                name = e2e_name(WRITE.key, key, qualifier, connections)
                 add(name, server, [(WRITE.method, WRITE.path, c) for c in pool], connections)
     for key in ("starsessions", "ours-redis"):
         if key not in keys:

@@ -15,6 +15,7 @@ from .scenarios import (
     IN_FLIGHT_SUFFIX,
     TARGETS,
     Target,
+    e2e_name,
 )
 from .variants import ORDER
 
@@ -125,8 +126,9 @@ def _cached_write_by_connections(results: Results) -> list[str]:
     """The write with local_cache ÷ without it, at each number of wrk connections."""
     rows = []
     for connections in (*FEW_CONNECTIONS, CONNECTIONS):
-        suffix = "" if connections == CONNECTIONS else f"/{connections}c"
-        cached, plain = (f"e2e/write/{key}/{E2E}{suffix}" for key in ("ours-cache", "ours-redis"))
+        cached, plain = (
+            e2e_name("write", key, connections=connections) for key in ("ours-cache", "ours-redis")
+        )
         if cached not in results.runs or plain not in results.runs:
             continue
         median, low, high = results.ratio(plain, cached)

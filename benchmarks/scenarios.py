@@ -62,8 +62,13 @@ class Target:
     bound: float = 1.0
 
 
-def _e2e(scenario: str, variant: str, qualifier: str = E2E) -> str:
-    return f"e2e/{scenario}/{variant}/{qualifier}"
+def e2e_name(
+    scenario: str, variant: str, qualifier: str = E2E, connections: int = CONNECTIONS
+) -> str:
+    """An end-to-end cell's name (``e2e/read/ours-redis/uvloop/1w``; ``.../4c`` at other
+    than CONNECTIONS connections)."""
+    name = f"e2e/{scenario}/{variant}/{qualifier}"
+    return name if connections == CONNECTIONS else f"{name}/{connections}c"
 
 
 TARGETS = (
@@ -75,8 +80,8 @@ TARGETS = (
         Target(
             f"logged-in read end to end ≥ 0.9x Starlette cookie sessions ({loop})",
             "speed",
-            _e2e("read", "ours-redis", f"{loop}/1w"),
-            _e2e("read", "starlette", f"{loop}/1w"),
+            e2e_name("read", "ours-redis", f"{loop}/1w"),
+            e2e_name("read", "starlette", f"{loop}/1w"),
             0.9,
         )
         for loop in LOOPS
@@ -85,8 +90,8 @@ TARGETS = (
         Target(
             f"read with local_cache end to end ≥ 1.0x cookie sessions ({loop})",
             "speed",
-            _e2e("read", "ours-cache", f"{loop}/1w"),
-            _e2e("read", "starlette", f"{loop}/1w"),
+            e2e_name("read", "ours-cache", f"{loop}/1w"),
+            e2e_name("read", "starlette", f"{loop}/1w"),
             1.0,
         )
         for loop in LOOPS
@@ -94,21 +99,21 @@ TARGETS = (
     Target(
         "write with local_cache ≥ 1.0x the write without it",
         "speed",
-        _e2e("write", "ours-cache"),
-        _e2e("write", "ours-redis"),
+        e2e_name("write", "ours-cache"),
+        e2e_name("write", "ours-redis"),
     ),
     Target(
         "logged-in write end to end ≥ 0.7x cookie sessions",
         "speed",
-        _e2e("write", "ours-redis"),
-        _e2e("write", "starlette"),
+        e2e_name("write", "ours-redis"),
+        e2e_name("write", "starlette"),
         0.7,
     ),
     Target(
         "logged-in read end to end ≥ 1.5x starsessions",
         "speed",
-        _e2e("read", "ours-redis"),
-        _e2e("read", "starsessions"),
+        e2e_name("read", "ours-redis"),
+        e2e_name("read", "starsessions"),
         1.5,
     ),
     *(

@@ -189,10 +189,7 @@ def pipelined_read(replies: Sequence[Any]) -> ReadReply | None:
     user had s before t1 and still has it at t2: at t1 too. Any other pair proves nothing:
     between the two commands this very session may have logged the others out (a new epoch,
     this record re-stamped with it), so only READ's answer may reject (see Core.open)."""
-    if len(replies) == 2:
-        fields, epoch = replies
-        if isinstance(fields, Exception) or isinstance(epoch, Exception):
-            return None
-        return ReadReply(fields, epoch)
-    (fields,) = replies
-    return None if isinstance(fields, Exception) else ReadReply(fields, None)
+    fields, epoch = replies if len(replies) == 2 else (replies[0], None)
+    if isinstance(fields, Exception) or isinstance(epoch, Exception):
+        return None
+    return ReadReply(fields, epoch)
