@@ -15,6 +15,16 @@ the key is never reported either: the sessions a login's cap ends (dropped by th
 the login's reply, and the whole cache when the reply never comes), and a key that expired
 as this connection read it (a read that finds a key gone drops its copy).
 
+An invalidation from the listener also voids the reads of its keys still in flight: they
+may have read the value it replaces. This process's own write, answered on the multiplexed
+connection, drops its keys' copies but lets such reads be kept: Redis runs one
+connection's commands in the order sent and answers them in that order, so a read still
+in flight when the write's reply arrives was sent after the write and saw it. On a pool
+of connections, on a connection replaced since the write was sent, or when the reply never
+came (a timeout, a cancelled request), the order is unknown, and the reads are voided
+too. So requests writing one session at once keep its copy current instead of leaving it
+uncached.
+
 The listener runs in a thread of its own, on a sync connection, so a busy event loop does
 not delay an invalidation. It proves it is alive: it sends a PING at least every
 `ping_interval` seconds, and Redis answers it on the same connection after every
@@ -234,12 +244,13 @@ class TrackedCache:
         keys: Sequence[str],
         values: Sequence[Any],
         generation: int,
+        answered: bool = False,
     ) -> None:
-        """A write of `written` is done, and the read of `keys` that followed it in the same
-        script gave `values`: the written keys are dropped as by invalidate (reads of them
-        still in flight will not be kept), then the read ends as by end_read. In one step,
-        so that the write's own invalidation does not void the read that followed it, and
-        nothing comes between."""
+        """A write of `written`, sent at `generation`, is done (`answered`: its reply
+        arrived), and the read of `keys` that followed it in the same script gave `values`:
+        the written keys are dropped as by wrote, then the read ends as by end_read. In one
+        step, so that the write's own invalidation does not void the read that followed it,
+        and nothing comes between."""
         with self._lock:
             reading = self._reading
             fresh = self.healthy and generation == self.generation
@@ -251,7 +262,7 @@ class TrackedCache:
                     del reading[key]
                 else:
                     readers[0] -= 1
-            self._forget(written)
+            self._forget(written, self._in_order(answered, generation))
             entries = self.entries
             if fresh:
                 for key, value in zip(keys, values, strict=True):
@@ -269,13 +280,26 @@ class TrackedCache:
             watcher()
 
     def invalidate(self, keys: Sequence[str] | None) -> None:
-        """Drop the keys (all of them for None, as Redis sends on FLUSHALL) and tell the
-        watchers of those keys that they changed."""
+        """Drop the keys (all of them for None, as Redis sends on FLUSHALL), void the
+        reads of them in flight, and tell the watchers of those keys that they changed."""
+        self.wrote(keys, answered=False, generation=-1)
+
+    def wrote(self, keys: Sequence[str] | None, answered: bool, generation: int) -> None:
+        """This process's own write of `keys` (None: unknown, so all), sent at `generation`,
+        is done; `answered`: its reply arrived. As invalidate, except that the reads in flight
+        may still be kept when they were sent after it on the same connection (_in_order)."""
         with self._lock:
-            self._forget(keys)
+            self._forget(keys, self._in_order(answered, generation))
             watchers = self._watchers_of(keys)
         for watcher in watchers:
             watcher()
+
+    def _in_order(self, answered: bool, generation: int) -> bool:
+        """Whether every read in flight that may still be kept was sent after a write that
+        was sent at `generation` and is done now (`answered`: its reply arrived). On the
+        multiplexed connection, one connection for as long as the generation holds, it was
+        (see the module's docstring)."""
+        return answered and self.multiplexed and generation == self.generation
 
     def _watchers_of(self, keys: Sequence[str] | None) -> Collection[Watcher]:
         if not self._watchers:
@@ -284,17 +308,21 @@ class TrackedCache:
             return {w for found in self._watchers.values() for w in found}
         return {w for key in keys for w in self._watchers.get(key, ())}
 
-    def _forget(self, keys: Sequence[str] | None) -> None:
+    def _forget(self, keys: Sequence[str] | None, in_order: bool = False) -> None:
+        """Drop the keys' copies, and void the reads of them in flight, unless they are
+        known to have been sent after the change (`in_order`)."""
         if keys is None:
             self.entries.clear()
             for readers in self._reading.values():
                 readers[1] = 1
             return
+        entries, reading = self.entries, self._reading
         for key in keys:
-            self.entries.pop(key, None)
-            reading = self._reading.get(key)
-            if reading is not None:
-                reading[1] = 1
+            entries.pop(key, None)
+            if not in_order:
+                found = reading.get(key)
+                if found is not None:
+                    found[1] = 1
 
     def watch(self, keys: Sequence[str], watcher: Watcher) -> Callable[[], None]:
         """Call `watcher` (from any thread) whenever one of `keys` is invalidated; returns
@@ -606,6 +634,7 @@ class CachedRedis:
             written = [key for command in commands for key in _written_keys(command)]
         capped = _capped_logins(commands)
         replies: list[Any] | None = None
+        generation = cache.generation
         try:
             replies = await client.run(commands, errors_as_replies)
             return replies
@@ -616,11 +645,12 @@ class CachedRedis:
             # these keys (now, not before: what they read before the write was applied is
             # already stale). Until then a read may still be served what the write
             # replaces: the write is not done yet.
+            answered = replies is not None
             if capped:
                 ended = _ended_by_caps(capped, replies)
-                cache.invalidate(None if ended is None else [*written, *ended])
+                cache.wrote(None if ended is None else [*written, *ended], answered, generation)
             else:
-                cache.invalidate(written)
+                cache.wrote(written, answered, generation)
 
     async def _write_and_read(
         self, command: Command, keys: Sequence[str], errors_as_replies: bool
@@ -638,13 +668,15 @@ class CachedRedis:
             return await run_async(self._uncached.async_(), [command], errors_as_replies)
         values: list[Any] = [None] * len(keys)
         generation = cache.begin_read(keys)
+        answered = False
         try:
             (reply,) = await client.run([("EVAL", WRITE_THEN_READ, *command[2:])], True)
+            answered = True
             if type(reply) is list and len(reply) == 3:
                 values = cached_values(reply[1:], len(keys))
                 reply = reply[0]
         finally:
-            cache.end_write(_written_keys(command), keys, values, generation)
+            cache.end_write(_written_keys(command), keys, values, generation, answered)
         if isinstance(reply, Exception) and not errors_as_replies:
             raise reply
         return [reply]
