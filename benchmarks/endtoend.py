@@ -63,6 +63,7 @@ NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 POOL = 4 * CONNECTIONS
 SIDE = ("starlette", "ours-redis", "ours-cache")  # the variants of the asyncio, 2w cells
+CONTENDING = ("starsessions", "ours-redis", "ours-cache")  # the variants of contention
 T = TypeVar("T")
 START_TIMEOUT = 120.0  # every server starts at once: on 2 busy vCPUs 30 s were too few
 
@@ -208,7 +209,7 @@ def _cells(started: dict[tuple, Server], keys: list[str], directory: str) -> lis
             for connections in FEW_CONNECTIONS:
                 name = e2e_name(WRITE.key, key, qualifier, connections)
                 add(name, server, [(WRITE.method, WRITE.path, c) for c in pool], connections)
-    for key in ("starsessions", "ours-redis"):
+    for key in CONTENDING:
         if key not in keys:
             continue
         server = started[(key, "uvloop", 1)]
@@ -252,7 +253,7 @@ def measure(
     wanted += [(key, "asyncio", 1) for key in SIDE if key in keys and main]
     wanted += [(key, "uvloop", 2) for key in SIDE if key in keys and main]
     if not main:
-        wanted = [(key, "uvloop", 1) for key in ("starsessions", "ours-redis") if key in keys]
+        wanted = [(key, "uvloop", 1) for key in CONTENDING if key in keys]
     with tempfile.TemporaryDirectory() as directory, servers(wanted, prefix) as started:
         cells = [
             cell

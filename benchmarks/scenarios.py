@@ -103,6 +103,12 @@ TARGETS = (
         e2e_name("write", "ours-redis"),
     ),
     Target(
+        f"{CONTENTION_LEVELS[-1]} connections writing one session: local_cache ≥ 1.0x without it",
+        "speed",
+        f"contention/own-{CONTENTION_LEVELS[-1]}/ours-cache",
+        f"contention/own-{CONTENTION_LEVELS[-1]}/ours-redis",
+    ),
+    Target(
         "logged-in write end to end ≥ 0.7x cookie sessions",
         "speed",
         e2e_name("write", "ours-redis"),
