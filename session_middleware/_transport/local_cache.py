@@ -262,7 +262,8 @@ class TrackedCache:
                     del reading[key]
                 else:
                     readers[0] -= 1
-            self._forget(written, self._in_order(answered, generation))
+            if written:
+                self._forget(written, self._in_order(answered, generation))
             entries = self.entries
             if fresh:
                 for key, value in zip(keys, values, strict=True):
