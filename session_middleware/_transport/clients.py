@@ -158,9 +158,6 @@ class RedisClients:
         self._pooled_by_loop: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, AsyncRedisClient
         ] = weakref.WeakKeyDictionary()
-        # The last loop's client of _by_loop, found again without a lookup (asked for on
-        # every round trip; a loop that is gone is held until another loop asks).
-        self._current: tuple[asyncio.AbstractEventLoop, AsyncRedisClient] | None = None
         self._building = threading.Lock()
         # Where a Sentinel service's master is, for every client built here.
         self._follower: MasterFollower | None = None
@@ -201,13 +198,7 @@ class RedisClients:
         return self._sync
 
     def async_(self) -> AsyncRedisClient:
-        current = self._current
-        if current is not None and current[0] is asyncio._get_running_loop():
-            return current[1]
-        client = self._async_client(self._by_loop, multiplexed=self.multiplexed)
-        if self._given_async is None:
-            self._current = (running_asyncio_loop(), client)
-        return client
+        return self._async_client(self._by_loop, multiplexed=self.multiplexed)
 
     def async_blocking(self) -> AsyncRedisClient:
         """The client for commands that hold their connection until they are answered
@@ -249,8 +240,6 @@ class RedisClients:
         if self.target is None:
             return
         loop = asyncio.get_running_loop()
-        if self._current is not None and self._current[0] is loop:
-            self._current = None
         for by_loop in (self._by_loop, self._pooled_by_loop):
             client = by_loop.pop(loop, None)
             if client is not None:
