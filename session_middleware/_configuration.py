@@ -450,20 +450,14 @@ class Configuration:
     # -- resources --------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the sync connection pool (e.g. at the end of a script)."""
-        if self.redis.can_sync:
-            client = self.redis.sync()
-            close = getattr(client, "close", None)
-            if close is not None:
-                close()
+        """Close the sync connection pool (e.g. at the end of a script). With a Sentinel
+        URL, the threads that follow the service's master end once the async connections
+        are closed too (`aclose`, in each event loop that used them)."""
+        self.redis.close()
 
     async def aclose(self) -> None:
-        """Close the async connection pool of the running event loop (e.g. at shutdown)."""
-        if self.redis.can_async:
-            client = self.redis.async_()
-            close = getattr(client, "aclose", None)
-            if close is not None:
-                await close()
+        """Close the async connections of the running event loop (e.g. at shutdown)."""
+        await self.redis.aclose()
 
     # -- running the core ---------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from session_middleware.errors import ConfigurationError
 from session_middleware.expiry import RECONNECTED, keyevent_channel
 
 from .support import SECRET
+from .support.following import ended_within, following_threads
 from .support.http import wsgi_client
 from .support.redis_servers import RedisServer, SentinelServers, Servers, standalone
 
@@ -292,5 +293,8 @@ def test_on_sentinel_the_listener_follows_a_failover(key_prefix: str) -> None:
             SessionEvent("expired", handle=before),
             SessionEvent("expired", handle=after),
         ]
+        threads = following_threads(config)
+        config.close()
+        assert ended_within(threads, DEADLINE)
     finally:
         group.stop()

@@ -26,9 +26,10 @@ from session_middleware._transport.replication import (
     run_replicated_async,
     run_replicated_sync,
 )
-from session_middleware._transport.sentinel_follow import MasterFollower, _event
+from session_middleware._transport.sentinel_follow import ASK_INTERVAL, MasterFollower, _event
 
 from .support import SECRET, new_prefix
+from .support.following import ended_within, following_threads
 from .support.redis_servers import SentinelServers
 from .support.stories import Browser, browsers_for, full_story
 
@@ -303,6 +304,38 @@ async def _served(browser: Browser) -> tuple[int, Any]:
     if status == 503:
         assert dict(browser.client.cookies) == before
     return status, body
+
+
+# -- closing -----------------------------------------------------------------------------
+
+
+def test_close_ends_the_threads_that_follow_the_master(group: SentinelServers) -> None:
+    config = _config(group.url)
+    assert config.list_sessions("nobody") == []  # a sync client, following the master
+    threads = following_threads(config)
+    config.close()
+    assert ended_within(threads, FOLLOW_DEADLINE)
+    # Still usable: the next command builds a client, and the following starts again.
+    assert config.list_sessions("nobody") == []
+    again = following_threads(config)
+    assert not set(again) & set(threads)
+    config.close()
+    assert ended_within(again, FOLLOW_DEADLINE)
+
+
+@pytest.mark.anyio
+async def test_the_master_is_followed_until_every_client_is_closed(
+    group: SentinelServers,
+) -> None:
+    config = _config(group.url)
+    assert await config.alist_sessions("nobody") == []
+    assert config.list_sessions("nobody") == []
+    threads = following_threads(config)
+    config.close()  # the event loop's connections are still open, and follow the master
+    assert not ended_within(threads, 2 * ASK_INTERVAL)
+    assert await config.alist_sessions("nobody") == []
+    await config.aclose()
+    assert ended_within(threads, FOLLOW_DEADLINE)
 
 
 # -- the follower's bookkeeping ------------------------------------------------------------

@@ -228,15 +228,21 @@ class RedisClients:
         return client
 
     def close(self) -> None:
-        """Close the sync client, if it was built here from the URL."""
-        if self.target is not None and self._sync is not None:
+        """Close the sync client: one built here from the URL is dropped (the next sync
+        command builds another), one given is closed and kept (redis-py opens its
+        connections again on its next command)."""
+        if self._sync is not None:
             self._sync.close()
-            self._sync = None
-            if self._follower is not None and not self._by_loop and not self._pooled_by_loop:
-                self._follower.close()
+            if self.target is not None:
+                self._sync = None
+        self._stop_following_when_closed()
 
     async def aclose(self) -> None:
-        """Close this event loop's async client, if it was built here from the URL."""
+        """Close this event loop's async clients: built here from the URL, dropped; given,
+        closed and kept."""
+        if self._given_async is not None:
+            await self._given_async.aclose()
+            return
         if self.target is None:
             return
         loop = asyncio.get_running_loop()
@@ -244,6 +250,15 @@ class RedisClients:
             client = by_loop.pop(loop, None)
             if client is not None:
                 await client.aclose()
+        self._stop_following_when_closed()
+
+    def _stop_following_when_closed(self) -> None:
+        """Once no client built here is open (no sync one, none of any event loop), the
+        threads following a Sentinel service's master end; a client built later starts
+        them again."""
+        still_open = self._sync is not None or self._by_loop or self._pooled_by_loop
+        if self._follower is not None and not still_open:
+            self._follower.close()
 
     # -- building -------------------------------------------------------------------
 

@@ -783,6 +783,9 @@ class CachingClients:
     def async_blocking(self) -> Any:
         return self.inner.async_blocking()
 
+    def close(self) -> None:
+        self.inner.close()
+
     async def aclose(self) -> None:
         """Close the cache and connections of the running event loop."""
         loop = asyncio.get_running_loop()
@@ -790,7 +793,9 @@ class CachingClients:
             self._current = None
         client = self._by_loop.pop(loop, None)
         if client is not None:
-            await client.aclose()
+            await client.aclose()  # its cache, and the loop's clients it reads through
+        else:
+            await self.inner.aclose()
 
     def async_(self) -> CachedRedis:
         loop = asyncio.get_running_loop()
