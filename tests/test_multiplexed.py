@@ -350,6 +350,10 @@ def _child_client_id(client: MultiplexedRedis, out: Any) -> None:
     out.put(asyncio.run(client.execute_command("CLIENT", "ID")))
 
 
+# Python 3.12 and later warn at any fork() of a process that runs threads: the modules run
+# before this one leave library threads running (asgiref's executor, from the Django
+# tests), which the forked child never uses.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_opens_a_connection_of_its_own(server: RedisServer) -> None:
     loop = asyncio.new_event_loop()
     try:
