@@ -793,9 +793,8 @@ class CachingClients:
             self._current = None
         client = self._by_loop.pop(loop, None)
         if client is not None:
-            await client.aclose()  # its cache, and the loop's clients it reads through
-        else:
-            await self.inner.aclose()
+            await client.cache.aclose()
+        await self.inner.aclose()
 
     def async_(self) -> CachedRedis:
         loop = asyncio.get_running_loop()
