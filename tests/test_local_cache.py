@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 import redis
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from session_middleware import ConfigurationError, SessionConfig, sessions
 from session_middleware._protocol.lua_scripts import LOGIN, ReadCall
@@ -17,6 +21,7 @@ from session_middleware._transport.local_cache import TrackedCache, atomic_read,
 from .support import REDIS_URL, SECRET, keys_under
 from .support.http import asgi_client
 from .support.local_cache import cache_of, ready, wait_until
+from .support.sql import ASYNC_BACKENDS, async_users, user_rows
 
 pytestmark = pytest.mark.anyio
 
@@ -66,6 +71,30 @@ async def test_an_invalidation_on_another_worker_reaches_this_one(workers) -> No
         window = await wait_until(lambda: epoch_key not in cache_of(here).entries)
         print(f"invalidation window: {window * 1000:.2f} ms")
         assert (await client.get("/read")).json()["rejected"] == "epoch"
+
+
+@pytest.mark.parametrize("call", ["async", "sync-in-a-thread"])
+async def test_an_invalidation_on_this_worker_is_honoured_here_at_once(workers, call: str) -> None:  # type: ignore[no-untyped-def]
+    """invalidate_user writes the epoch on a connection of its own (one that waits for a
+    replica, or the sync client of a view run in a thread), which Redis reports to this
+    worker's listener only later: the epoch's copy is dropped before the call returns, and
+    the next read here is rejected."""
+    config, _ = workers
+    cache = cache_of(config)
+    epoch_key = config.keys.epoch_key(config.keys.user_tag("alice"))
+    async with asgi_client(config) as client:
+        for _ in range(4):
+            await client.get("/login?user=alice")
+            settled = time.monotonic()  # the last bump's invalidation has come: a PING after
+            await wait_until(lambda: cache.proven_at > settled)  # noqa: B023
+            await client.get("/read")
+            assert epoch_key in cache.entries
+            if call == "async":
+                await config.ainvalidate_user("alice")
+            else:
+                await asyncio.to_thread(config.invalidate_user, "alice")
+            assert epoch_key not in cache.entries
+            assert (await client.get("/read")).json()["rejected"] == "epoch"
 
 
 async def test_this_workers_own_changes_are_never_read_stale(workers) -> None:  # type: ignore[no-untyped-def]
@@ -308,3 +337,44 @@ def test_a_read_that_finds_a_key_gone_forgets_the_copy() -> None:
     generation = cache.begin_read(["record", "epoch"])
     cache.end_read(["record", "epoch"], [[b"c", b"1"], None], generation)
     assert dict(cache.entries) == {"record": [b"c", b"1"]}
+
+
+async def test_a_bump_in_a_transaction_of_a_sync_view_is_honoured_here_at_once(
+    key_prefix: str, tmp_path: Path
+) -> None:
+    """The SQL provider's bump_in, committed in a thread (a sync view under ASGI, on a sync
+    engine of the same database), publishes the new epoch on the sync client: this
+    worker's cache drops its copy before the commit returns, and the next read here is
+    rejected."""
+    backend = ASYNC_BACKENDS[0]
+    async with async_users(backend, tmp_path, sa.String(20), user_rows(("alice",))) as (
+        epochs,
+        _,
+    ):
+        config = sessions(
+            secret_key=SECRET,
+            redis_url=REDIS_URL,
+            key_prefix=key_prefix,
+            epochs=epochs,
+            local_cache=1000,
+        )
+        cache = await ready(config)
+        epoch_key = config.keys.epoch_key(config.keys.user_tag("alice"))
+        views_engine = sa.create_engine(f"sqlite:///{tmp_path}/epochs.db")
+
+        def reset_password() -> None:
+            with Session(views_engine) as transaction:
+                epochs.bump_in(transaction, "alice")
+                transaction.commit()
+
+        try:
+            async with asgi_client(config) as client:
+                await client.get("/login?user=alice")
+                await client.get("/read")
+                assert epoch_key in cache.entries
+                await asyncio.to_thread(reset_password)
+                assert epoch_key not in cache.entries
+                assert (await client.get("/read")).json()["rejected"] == "epoch"
+        finally:
+            views_engine.dispose()
+            await cache.aclose()

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Iterator
 from typing import Any, TypeVar
 
 from .._transport.replication import run_replicated_async, run_replicated_sync
-from .._transport.round_trip import run_async, run_sync
+from .._transport.round_trip import run_async, run_sync, sync_ran
 from ..errors import ConfigurationError, SessionError, StoreUnavailable, store_failed
 from ..events import Listeners, SessionEvent
 from .steps import Emit, RedisIO, RedisSource, SqlIO, Step
@@ -41,7 +41,8 @@ def _serve_sync(
     if isinstance(request, SqlIO):
         with _reported(listeners):
             return _run_sql_sync(request)
-    client = (redis if request.redis is None else request.redis).sync()
+    source = redis if request.redis is None else request.redis
+    client = source.sync()
     try:
         if request.replication is not None:
             return run_replicated_sync(client, request.commands, request.replication)
@@ -50,6 +51,8 @@ def _serve_sync(
         raise
     except Exception as error:
         raise unavailable(_operation(step), error, listeners) from error
+    finally:
+        sync_ran(source, request.commands)
 
 
 async def drive_async(step: Step[T], redis: RedisSource, listeners: Listeners) -> T:

@@ -10,10 +10,13 @@ keys arrived while it was in flight, and only from a connection that tracks for 
 current listener. A session's write is sent as WRITE_THEN_READ, which reads the session
 back in the same script: its own write untracks the keys (unreported, NOLOOP), the read
 tracks them again, and what it read is kept as a miss's read is; so the request after a
-write is served from the cache. What this process's own connection deletes without naming
-the key is never reported either: the sessions a login's cap ends (dropped by the names in
-the login's reply, and the whole cache when the reply never comes), and a key that expired
-as this connection read it (a read that finds a key gone drops its copy).
+write is served from the cache. This process's writes on other connections (an epoch bump
+that waits for a replica, a sync call run in a thread) are reported to the listener only
+later: their keys' copies are dropped when they return, so that this process's own change
+is seen here at once. What this process's own connection deletes without naming the key is
+never reported either: the sessions a login's cap ends (dropped by the names in the
+login's reply, and the whole cache when the reply never comes), and a key that expired as
+this connection read it (a read that finds a key gone drops its copy).
 
 An invalidation from the listener also voids the reads of its keys still in flight: they
 may have read the value it replaces. This process's own write, answered on the multiplexed
@@ -624,9 +627,20 @@ class CachedRedis:
         finally:
             cache.end_read(keys, values, generation)
 
-    async def _write(self, commands: Sequence[Command], errors_as_replies: bool) -> list[Any]:
+    def blocking(self) -> BlockingRun:
+        """The uncached clients' client for commands that hold their connection (WAIT),
+        whose writes drop the copies of their keys here as this cache's own writes do."""
+        return BlockingRun(self, self._uncached.async_blocking())
+
+    async def _write(
+        self, commands: Sequence[Command], errors_as_replies: bool, blocking: Any = None
+    ) -> list[Any]:
+        """The writes `commands`, on the tracking connection, or on `blocking`: a
+        connection of another pool, which Redis does not answer in any order with the
+        tracking connection's reads, and whose writes it reports to the listener only
+        later (this process's own change must be seen here when its call returns)."""
         cache = self.cache
-        client = cache.client()
+        client = cache.client() if blocking is None else _PooledRun(blocking)
         if client is None:
             return await run_async(self._uncached.async_(), commands, errors_as_replies)
         if len(commands) == 1:
@@ -646,7 +660,7 @@ class CachedRedis:
             # these keys (now, not before: what they read before the write was applied is
             # already stale). Until then a read may still be served what the write
             # replaces: the write is not done yet.
-            answered = replies is not None
+            answered = replies is not None and blocking is None
             if capped:
                 ended = _ended_by_caps(capped, replies)
                 cache.wrote(None if ended is None else [*written, *ended], answered, generation)
@@ -723,6 +737,23 @@ def _written_keys(command: Command) -> Sequence[str]:
     return [str(command[1])] if len(command) > 1 else []
 
 
+class BlockingRun:
+    """CachedRedis.blocking: the runner's `run(commands)` on another pool's client."""
+
+    def __init__(self, cached: CachedRedis, client: Any) -> None:
+        self._cached = cached
+        self.client = client
+
+    def run(
+        self, commands: Sequence[Command], errors_as_replies: bool = False
+    ) -> Awaitable[list[Any]]:
+        return self._cached._write(commands, errors_as_replies, self.client)
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        (reply,) = await self.run([args])
+        return reply
+
+
 class _PooledRun:
     """A redis.asyncio client (a pool of tracking connections) with the multiplexed
     connection's `run(commands)`."""
@@ -761,6 +792,7 @@ class CachingClients:
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CachedRedis] = (
             weakref.WeakKeyDictionary()
         )
+        self._lock = threading.Lock()  # sync_wrote reads _by_loop from another thread
         # The last loop's client, found again without a lookup (its cache holds that loop
         # from its first read on: this keeps it hardly longer).
         self._current: tuple[asyncio.AbstractEventLoop, CachedRedis] | None = None
@@ -780,8 +812,19 @@ class CachingClients:
     def sync(self) -> Any:
         return self.inner.sync()
 
+    def sync_wrote(self, commands: Sequence[Command]) -> None:
+        """`commands` ran on the sync client (a sync view's call, run in a thread), outside
+        every event loop's cache, and Redis reports their writes to the loops' listeners
+        only later: each cache drops the copies of the keys they name now, so that this
+        process's own change (an epoch bump) is seen here when the call returns."""
+        keys = [key for command in commands for key in _written_keys(command)]
+        with self._lock:  # the event loops add their clients meanwhile
+            clients = list(self._by_loop.values())
+        for client in clients:
+            client.cache.invalidate(keys)
+
     def async_blocking(self) -> Any:
-        return self.inner.async_blocking()
+        return self.async_().blocking()
 
     def close(self) -> None:
         self.inner.close()
@@ -791,7 +834,8 @@ class CachingClients:
         loop = asyncio.get_running_loop()
         if self._current is not None and self._current[0] is loop:
             self._current = None
-        client = self._by_loop.pop(loop, None)
+        with self._lock:
+            client = self._by_loop.pop(loop, None)
         if client is not None:
             await client.cache.aclose()
         await self.inner.aclose()
@@ -810,6 +854,8 @@ class CachingClients:
                 self._max_lag,
                 multiplexed=bool(getattr(self.inner, "multiplexed", False)),
             )
-            client = self._by_loop[loop] = CachedRedis(cache, self.inner)
+            client = CachedRedis(cache, self.inner)
+            with self._lock:
+                self._by_loop[loop] = client
         self._current = (loop, client)
         return client

@@ -50,6 +50,14 @@ def run_sync(
     return replies if errors_as_replies else raised(replies)
 
 
+def sync_ran(source: Any, commands: Sequence[Command]) -> None:
+    """`commands` ran on the sync client of `source` (a RedisSource): one whose async face
+    reads through a local cache (CachingClients) drops what they may have changed."""
+    sync_wrote = getattr(source, "sync_wrote", None)
+    if sync_wrote is not None:
+        sync_wrote(commands)
+
+
 def run_async(
     client: AsyncRedisClient, commands: Sequence[Command], errors_as_replies: bool = False
 ) -> Awaitable[list[Any]]:

@@ -9,7 +9,7 @@ by `cache_ttl`; docs/sql-epochs.md tells the whole story.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
@@ -29,7 +29,7 @@ from .._core.steps import RedisIO, RedisSource, SqlIO, Step
 from .._protocol.key_layout import UserId
 from .._protocol.timing import cache_ttl_ms
 from .._protocol.wire import Command, text
-from .._transport.round_trip import AsyncRedisClient, run_async, run_sync
+from .._transport.round_trip import AsyncRedisClient, run_async, run_sync, sync_ran
 from .._transport.sql_errors import EpochStoreUnavailable, UnknownUser
 from ..errors import ConfigurationError, StoreUnavailable
 from ..events import Listeners
@@ -265,14 +265,15 @@ class SQLEpochs(ProviderFaces):
         _refuse_savepoint(transaction)
         epoch = new_epoch()
         commands = self._publish_commands(user_id, epoch)
-        client = self._redis().sync() if commands else None
+        redis = self._redis()
+        client = redis.sync() if commands else None
         if isinstance(transaction, Connection):
             connection = transaction
         else:
             connection = transaction.connection()
         self._table(connection).write(connection, user_id, epoch)
         if commands:
-            on_commit(transaction, lambda: run_sync(client, commands))
+            on_commit(transaction, lambda: _publish_sync(redis, client, commands))
         return epoch
 
     async def abump_in(
@@ -400,6 +401,13 @@ class SQLEpochs(ProviderFaces):
                 f"{self._handle.label}: call the async twin a{method}() instead"
             )
         return _AttachedRedis(self)
+
+
+def _publish_sync(redis: Any, client: Any, commands: Sequence[Command]) -> None:
+    try:
+        run_sync(client, commands)
+    finally:
+        sync_ran(redis, commands)
 
 
 class _AttachedRedis:
