@@ -1,6 +1,7 @@
-"""With local_cache, a session's write reads the session back in the same script
-(WRITE_THEN_READ): the request after a write is served from the cache, and the cache stays
-correct when another worker writes or invalidates around it."""
+"""With local_cache, a session's write (WRITE_AND_TRACK) tracks the record again in the
+same script, and the cache applies the write's changes to its copy: the request after a
+write is served from the cache, and the cache stays correct when another worker writes or
+invalidates around it."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from session_middleware._protocol.lua_scripts import (
     EPOCH_MOVED,
     GONE,
     TOO_LARGE,
-    WRITE_THEN_READ,
+    WRITE_AND_TRACK,
     WRITTEN,
+    ReadCall,
     WriteCall,
 )
 from session_middleware._transport.local_cache import TrackedCache
@@ -56,15 +58,15 @@ def at_the_first_write(
     *,
     answered: bool,
 ) -> list[bool]:
-    """Run `action` at this worker's next WRITE_THEN_READ: before it is sent, or once
-    Redis `answered` it and before the cache keeps what it read. The list holds True once
-    it ran."""
+    """Run `action` at this worker's next WRITE_AND_TRACK: before it is sent, or once
+    Redis `answered` it and before the cache applies it. The list holds True once it
+    ran."""
     tracking = cache.client()
     assert tracking is not None
     sent, done = tracking.run, list[bool]()
 
     async def run(commands, *options):  # type: ignore[no-untyped-def]
-        first = commands[0][1] == WRITE_THEN_READ and not done
+        first = commands[0][1] == WRITE_AND_TRACK and not done
         if first and not answered:
             done.append(True)
             await action()
@@ -92,8 +94,8 @@ async def test_the_read_after_a_write_is_served_from_the_cache(workers) -> None:
 
 
 async def test_a_write_elsewhere_after_this_workers_write_reaches_it(workers) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
-    """The read in this worker's write tracks the record again (its own write untracked
-    it): a later write on another worker is reported, and never read stale."""
+    """This worker's write tracks the record again (its own write untracked it): a later
+    write on another worker is reported, and never read stale."""
     here, there = workers
     async with asgi_client(here) as phone, asgi_client(there) as elsewhere:
         cache, record_key = await written_once(here, phone, elsewhere)
@@ -102,13 +104,13 @@ async def test_a_write_elsewhere_after_this_workers_write_reaches_it(workers) ->
         assert (await phone.get("/read")).json()["data"]["n"] == "2"
 
 
-async def test_a_write_elsewhere_while_the_read_back_is_in_flight_is_not_lost(  # type: ignore[no-untyped-def]
+async def test_a_write_elsewhere_while_this_write_is_in_flight_is_not_lost(  # type: ignore[no-untyped-def]
     workers,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """This worker's write has its reply (the record as it left it) but has not kept it
-    yet; another worker writes meanwhile, and its invalidation arrives: what the write read
-    back is not kept, and the next read has the other worker's value."""
+    """This worker's write has its reply but has not applied it to the cache yet; another
+    worker writes meanwhile, and its invalidation arrives: the copy with this write
+    applied is not kept, and the next read has both workers' values."""
     here, there = workers
     async with asgi_client(here) as phone, asgi_client(there) as elsewhere:
         cache, record_key = await written_once(here, phone, elsewhere)
@@ -130,8 +132,9 @@ async def test_a_write_refused_in_flight_for_a_moved_epoch_keeps_the_session_end
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The request has loaded the session (from the cache) and is about to write it when
-    another worker logs the user out everywhere: the write is refused, and what it read
-    back (the record as it was, the new epoch) keeps the session rejected from then on."""
+    another worker logs the user out everywhere: the write is refused, the epoch's copy is
+    dropped (by the refused write, and by the invalidation), and the session stays
+    rejected from then on."""
     here, there = workers
     async with asgi_client(here) as phone:
         cache, record_key = await written_once(here, phone)
@@ -163,7 +166,7 @@ async def test_concurrent_writes_to_one_session_leave_the_cache_as_redis_holds_i
         writes += [elsewhere.get(f"/set?key=there{i}&value={i}") for i in range(8)]
         assert {r.status_code for r in await asyncio.gather(*writes)} == {200}
         expected = {f"{side}{i}": str(i) for side in ("here", "there") for i in range(8)}
-        # Each worker keeps what its last write read back, and learns of the other's later
+        # Each worker keeps its copy with its own writes applied, and learns of the other's later
         # writes from its listener: until then it may serve that copy (the window the
         # cache allows). Once a PING sent after the writes has been answered, it has.
         done = time.monotonic()
@@ -193,9 +196,11 @@ async def test_every_outcome_of_a_write_reads_as_without_the_cache(  # type: ign
     deleted: tuple[str, ...],
     outcome: int,
 ) -> None:
-    """WRITE_THEN_READ answers as WRITE would (the outcome, and TOO_LARGE's size), leaves
-    the record as WRITE would, and the cache keeps the record as Redis holds it after.
-    The user's epoch is 'new' by then; a record of hers was loaded with 'old'."""
+    """WRITE_AND_TRACK answers as WRITE would (the outcome, and TOO_LARGE's size), leaves
+    the record as WRITE would, and the cache, which held the record and the epoch, holds
+    the record as Redis does after a write, and the epoch as it was; after any other
+    outcome, neither. The user's epoch is 'new' by then; a record of hers was loaded with
+    'old'."""
     config, _ = workers
     record, epoch_key = f"{key_prefix}{{t}}:s:1", f"{key_prefix}{{t}}:e"
     call = WriteCall(record=record, epoch_key=epoch_key, mode="redis", carried="old",
@@ -205,6 +210,7 @@ async def test_every_outcome_of_a_write_reads_as_without_the_cache(  # type: ign
     if "u" not in stored:
         call.carried = ""
     results = []
+    cache = cache_of(config)
     with redis.Redis.from_url(REDIS_URL, decode_responses=True) as admin:
         for through_cache in (False, True):
             admin.delete(record, epoch_key)
@@ -212,22 +218,82 @@ async def test_every_outcome_of_a_write_reads_as_without_the_cache(  # type: ign
                 admin.hset(record, mapping=stored)
             admin.set(epoch_key, "new")
             if through_cache:
+                await config.redis.async_().run([read_of(record, epoch_key)])
+                assert (record in cache.entries) == bool(stored)
                 (reply,) = await config.redis.async_().run([call.command()])
+                cached, epoch_kept = cache.entries.get(record), epoch_key in cache.entries
             else:
                 reply = admin.execute_command(*call.command())
             results.append((WriteCall.reply(reply), admin.hgetall(record)))
-        cache = cache_of(config)
-        cached = cache.entries.get(record)
-        held = admin.hgetall(record)
         admin.delete(record, epoch_key)
     assert results[0] == results[1]
     assert results[1][0].outcome == outcome
-    if not held:
+    assert epoch_kept == (outcome == WRITTEN), "only an applied write keeps the epoch's copy"
+    if outcome == WRITTEN:
+        assert cached is not None
+        texts = iter([item.decode() for item in cached])
+        assert dict(zip(texts, texts, strict=True)) == results[1][1]
+    else:
         assert cached is None
-        return
-    assert cached is not None
-    texts = iter([item.decode() for item in cached])
-    assert dict(zip(texts, texts, strict=True)) == held
+
+
+def read_of(record: str, epoch_key: str) -> tuple[object, ...]:
+    return ReadCall(record=record, epoch_key=epoch_key).command()
+
+
+@pytest.mark.parametrize(
+    ("pairs", "deleted", "stamp"),
+    [
+        (["d:a", '"y"'], (), ""),
+        (["r", "2.5", "d:new", "[1]"], (), ""),
+        ([], ("d:a",), ""),
+        (["d:b", "2", "d:c", "3"], ("d:a", "d:gone"), ""),
+        (["d:a", "null"], (), "stamped"),
+        (["d:new", "1"], ("d:a",), "stamped"),
+    ],
+    ids=["replaced", "added", "deleted", "all", "stamped", "added-deleted-stamped"],
+)
+@pytest.mark.parametrize("size", [4, 300], ids=["small", "large"])
+async def test_the_copy_after_a_write_is_what_redis_holds(  # type: ignore[no-untyped-def]
+    workers,  # noqa: F811
+    key_prefix: str,
+    pairs: list[str],
+    deleted: tuple[str, ...],
+    stamp: str,
+    size: int,
+) -> None:
+    """The cache applies a write's changes to its copy of the record: the copy is what
+    HGETALL gives after the write, field for field, and in the same order while the hash
+    is small (a large one's order is Redis's own). The next read is served from it."""
+    config, _ = workers
+    cache = cache_of(config)
+    record, epoch_key = f"{key_prefix}{{t}}:s:1", f"{key_prefix}{{t}}:e"
+    stored = {"c": "1", "r": "1.5", "e": "old", "u": '"alice"', "d:a": '"x"'}
+    stored |= {f"d:k{i}": str(i) for i in range(size)}
+    call = WriteCall(record=record, epoch_key=epoch_key, mode="redis", carried="old",
+                     wanted="old", stamp=stamp, max_bytes=100_000, expire="PEXPIRE",
+                     expire_at=60_000, score="", handle="1", set_pairs=pairs,
+                     deleted=deleted)  # fmt: skip
+    with redis.Redis.from_url(REDIS_URL) as admin:
+        admin.hset(record, mapping=stored)
+        admin.set(epoch_key, "old")
+        try:
+            await config.redis.async_().run([read_of(record, epoch_key)])
+            (reply,) = await config.redis.async_().run([call.command()])
+            assert WriteCall.reply(reply).outcome == WRITTEN
+            held = admin.eval("return redis.call('HGETALL', KEYS[1])", 1, record)  # a list
+            cached, epoch_kept = cache.entries[record], epoch_key in cache.entries
+        finally:
+            admin.delete(record, epoch_key)
+    if size < 100:
+        assert cached == held
+    else:
+        assert as_dict(cached) == as_dict(held)
+    assert epoch_kept, "the write dropped the epoch's copy"
+
+
+def as_dict(flat: list[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 async def test_a_tracking_connection_killed_under_a_write_leaves_nothing_stale(  # type: ignore[no-untyped-def]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -70,7 +72,7 @@ def test_a_read_in_flight_is_voided_when_the_order_is_unknown(moment: str) -> No
 async def test_one_session_written_by_requests_at_once_stays_cached(workers) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """Sixteen requests write one session at once, each a key of its own: every write is
     kept, and on the multiplexed connection the read after them is served from the cache
-    (each write's read-back used to void the others', leaving the session uncached)."""
+    (a write that voided the others' reads would leave the session uncached)."""
     config, _ = workers
     cache = cache_of(config)
     async with asgi_client(config) as phone:
@@ -108,7 +110,7 @@ async def test_a_read_sent_before_a_write_cancelled_on_its_way_is_not_kept(
             wire._transport.pause_reading()
             cache.entries.pop(record_key)
             reads.append(asyncio.ensure_future(reader.get("/read")))
-            # the write's own read-back is the first reader of the record, this one the second
+            # the write is the first reader of the record in flight, this one the second
             await wait_until(lambda: cache._reading.get(record_key, [0])[0] == 2)
 
         held = at_the_first_write(monkeypatch, cache, read_first, answered=False)
@@ -123,3 +125,57 @@ async def test_a_read_sent_before_a_write_cancelled_on_its_way_is_not_kept(
         assert record_key not in cache.entries
         assert (await reader.get("/read")).json()["data"]["n"] == "2"
     await cache.aclose()
+
+
+def apply_n(value: bytes) -> Callable[[list[Any]], list[Any]]:
+    """A write that sets the field n to `value` (as end_write gets it)."""
+    return lambda record: [*record[:1], value]
+
+
+@pytest.mark.parametrize("multiplexed", [True, False], ids=["multiplexed", "pooled"])
+def test_a_write_alone_in_flight_applies_its_change_to_the_copy(multiplexed: bool) -> None:
+    cache = TrackedCache("redis://127.0.0.1:1", {}, max_entries=10, multiplexed=multiplexed)
+    cache.healthy = True
+    cache.entries[RECORD] = [b"n", b"1"]
+    generation = cache.begin_read(READ_KEYS)
+    cache.end_write(READ_KEYS, [RECORD, INDEX], generation, True, apply_n(b"2"))
+    assert cache.entries[RECORD] == [b"n", b"2"]
+    assert not cache._reading
+
+
+@pytest.mark.parametrize("multiplexed", [True, False], ids=["multiplexed", "pooled"])
+def test_writes_answered_out_of_order_keep_no_copy(multiplexed: bool) -> None:
+    """Two writes of one record in flight; the second one's reply is handled first. On the
+    multiplexed connection that cannot be (Redis answers in the order it ran them, and
+    the copy would be right); on a pool the second may have run first or last, so neither
+    write's change is applied to the copy, and none is kept."""
+    cache = TrackedCache("redis://127.0.0.1:1", {}, max_entries=10, multiplexed=multiplexed)
+    cache.healthy = True
+    cache.entries[RECORD] = [b"n", b"1"]
+    first, second = cache.begin_read(READ_KEYS), cache.begin_read(READ_KEYS)
+    cache.end_write(READ_KEYS, [RECORD, INDEX], second, True, apply_n(b"3"))
+    cache.end_write(READ_KEYS, [RECORD, INDEX], first, True, apply_n(b"2"))
+    if multiplexed:
+        assert cache.entries[RECORD] == [b"n", b"2"]
+    else:
+        assert RECORD not in cache.entries
+
+
+@pytest.mark.parametrize("moment", ["unanswered", "refused", "invalidated", "not-cached"])
+def test_a_write_keeps_no_copy_it_cannot_know(moment: str) -> None:
+    """unanswered: the reply never came (whether the write ran is unknown). refused: it
+    ran but did not write (no change to apply). invalidated: another worker changed the
+    record meanwhile. not-cached: there was no copy to apply the change to."""
+    cache = TrackedCache("redis://127.0.0.1:1", {}, max_entries=10, multiplexed=True)
+    cache.healthy = True
+    if moment != "not-cached":
+        cache.entries[RECORD] = [b"n", b"1"]
+    cache.entries[EPOCH] = b"e1"
+    generation = cache.begin_read(READ_KEYS)
+    if moment == "invalidated":
+        cache.invalidate([RECORD])
+    answered = moment != "unanswered"
+    change = None if moment in ("unanswered", "refused") else apply_n(b"2")
+    cache.end_write(READ_KEYS, [RECORD, INDEX], generation, answered, change)
+    assert RECORD not in cache.entries
+    assert cache.entries[EPOCH] == b"e1", "the write dropped the epoch's copy"

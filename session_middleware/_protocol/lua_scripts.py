@@ -247,18 +247,18 @@ return {WRITTEN}
 """
 WRITE = _CHUNKED + _WRITE
 
-# WRITE (the same keys and arguments), then READ of the session it wrote, in one call:
-# {WRITE's reply, the record's fields, the epoch}. Run by the local cache (local_cache.py),
-# which keeps what the read gives; as one script, nothing comes between the two.
-WRITE_THEN_READ = f"""{_CHUNKED}{_READ}
+# WRITE (the same keys and arguments), then, when it wrote the record, a read of the
+# record's key that returns nothing: Redis tracks it again for the connection (the write's
+# own change untracked it, unreported with NOLOOP). Run by the local cache (local_cache.py),
+# which applies the write's changes to its copy of the record instead of reading it back;
+# as one script, no other client's write comes between the two.
+WRITE_AND_TRACK = f"""{_CHUNKED}
 local function write()
 {_WRITE}
 end
 local outcome = write()
-local epoch_key = nil
-if ARGV[1] ~= 'none' then epoch_key = KEYS[2] end
-local r, e = read(KEYS[1], epoch_key)
-return {{outcome, r, e}}
+if outcome == {WRITTEN} then redis.call('EXISTS', KEYS[1]) end
+return outcome
 """
 
 # Where a user's epoch lives, as a write's guard sees it: 'redis' (the epoch key is the
@@ -310,6 +310,16 @@ class WriteCall(ScriptCall):
         if count >= 2 and command[3 + count] != "none":
             return (command[3], command[4])
         return (command[3],)
+
+    @staticmethod
+    def changes(command: Sequence[Any]) -> tuple[Sequence[str], Sequence[str], str]:
+        """What a WRITE `command` does to the record when it is WRITTEN: the field/value
+        pairs it sets, the fields it deletes, and the stamp it sets as 'e' ('' for none);
+        read from their places, as session_keys reads the keys."""
+        argv = 3 + int(command[2])
+        first = argv + 12
+        last = first + 2 * int(command[argv + 11])
+        return command[first:last], command[last:], command[argv + 3]
 
     @staticmethod
     def reply(reply: Any) -> WriteReply:

@@ -7,16 +7,17 @@ connection that is subscribed to ``__redis__:invalidate``. Redis then sends the 
 the name of every key this process has read, as soon as anyone changes, deletes, expires
 or evicts it, and the entry is dropped. A read is stored only if no invalidation for its
 keys arrived while it was in flight, and only from a connection that tracks for the
-current listener. A session's write is sent as WRITE_THEN_READ, which reads the session
-back in the same script: its own write untracks the keys (unreported, NOLOOP), the read
-tracks them again, and what it read is kept as a miss's read is; so the request after a
-write is served from the cache. This process's writes on other connections (an epoch bump
-that waits for a replica, a sync call run in a thread) are reported to the listener only
-later: their keys' copies are dropped when they return, so that this process's own change
-is seen here at once. What this process's own connection deletes without naming the key is
-never reported either: the sessions a login's cap ends (dropped by the names in the
-login's reply, and the whole cache when the reply never comes), and a key that expired as
-this connection read it (a read that finds a key gone drops its copy).
+current listener. A session's write is sent as WRITE_AND_TRACK, which reads the record's
+key after writing it, in the same script: its own write untracks the key (unreported,
+NOLOOP), the read tracks it again; once the reply says the write was applied, the cache
+applies the same changes to its copy of the record, so the request after a write is served
+from the cache and Redis reads nothing back. This process's writes on other connections
+(an epoch bump that waits for a replica, a sync call run in a thread) are reported to the
+listener only later: their keys' copies are dropped when they return, so that this
+process's own change is seen here at once. What this process's own connection deletes
+without naming the key is never reported either: the sessions a login's cap ends (dropped
+by the names in the login's reply, and the whole cache when the reply never comes), and a
+key that expired as this connection read it (a read that finds a key gone drops its copy).
 
 An invalidation from the listener also voids the reads of its keys still in flight: they
 may have read the value it replaces. This process's own write, answered on the multiplexed
@@ -61,13 +62,21 @@ import time
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import redis
 import redis.asyncio
 from redis.exceptions import RedisError
 
-from .._protocol.lua_scripts import READ, WRITE_THEN_READ, LoginCall, ReadCall, WriteCall
+from .._protocol.lua_scripts import (
+    READ,
+    WRITE_AND_TRACK,
+    WRITTEN,
+    LoginCall,
+    ReadCall,
+    WriteCall,
+)
 from .._protocol.wire import Command, text
 from .multiplexed import MultiplexedRedis
 from .round_trip import run_async
@@ -239,49 +248,67 @@ class TrackedCache:
         """A read of `keys` (begun by lookup or begin_read) gave `values` (None: nothing to
         keep): they are kept if no invalidation came for their keys, and the cache was not
         dropped, while the read was in flight."""
-        self.end_write((), keys, values, generation)
+        with self._lock:
+            if not self._end_reading(keys, generation):
+                return
+            entries = self.entries
+            for key, value in zip(keys, values, strict=True):
+                if value is not None:
+                    entries[key] = value
+                    entries.move_to_end(key)
+                else:  # gone: perhaps expired as this connection read it, unreported
+                    entries.pop(key, None)
+            self._bound()
 
     def end_write(
         self,
-        written: Sequence[str],
         keys: Sequence[str],
-        values: Sequence[Any],
+        written: Sequence[str],
         generation: int,
-        answered: bool = False,
+        answered: bool,
+        change: Callable[[list[Any]], list[Any]] | None,
     ) -> None:
-        """A write of `written`, sent at `generation`, is done (`answered`: its reply
-        arrived), and the read of `keys` that followed it in the same script gave `values`:
-        the written keys are dropped as by wrote, then the read ends as by end_read. In one
-        step, so that the write's own invalidation does not void the read that followed it,
-        and nothing comes between."""
+        """A session's write, sent at `generation` and begun by begin_read of its `keys`
+        (the record, then the epoch key), is done (`answered`: its reply arrived), having
+        changed `written`: those keys are dropped as by wrote. With `change`, the write was
+        applied to the record, and the record Redis holds after it is change(the record
+        before it), which is kept, in one step with the drop, when the record was cached
+        and no invalidation of its keys came, nor was the cache dropped, while the write
+        was in flight. Another write of it from here is applied to the copy in the order
+        Redis ran them: on the multiplexed connection the replies come in that order, and
+        on a pool the first to end voids the other (see wrote)."""
         with self._lock:
-            reading = self._reading
-            fresh = self.healthy and generation == self.generation
-            for key in keys:
-                readers = reading[key]
-                if readers[1]:
-                    fresh = False
-                if readers[0] == 1:
-                    del reading[key]
-                else:
-                    readers[0] -= 1
-            if written:
-                self._forget(written, self._in_order(answered, generation))
-            entries = self.entries
-            if fresh:
-                for key, value in zip(keys, values, strict=True):
-                    if value is not None:
-                        entries[key] = value
-                        entries.move_to_end(key)
-                    else:  # gone: perhaps expired as this connection read it, unreported
-                        entries.pop(key, None)
-                while len(entries) > self.max_entries:
-                    entries.popitem(last=False)
-            if not written or not self._watchers:
+            fresh = self._end_reading(keys, generation)
+            before = self.entries.get(keys[0]) if fresh else None
+            self._forget(written, self._in_order(answered, generation))
+            if before is not None and change is not None:
+                self.entries[keys[0]] = change(before)
+                self._bound()
+            if not self._watchers:
                 return
             watchers = self._watchers_of(written)
         for watcher in watchers:
             watcher()
+
+    def _end_reading(self, keys: Sequence[str], generation: int) -> bool:
+        """A read of `keys` in flight ends: whether what it read may be kept (no invalidation
+        of its keys came, and the cache was not dropped)."""
+        reading = self._reading
+        fresh = self.healthy and generation == self.generation
+        for key in keys:
+            readers = reading[key]
+            if readers[1]:
+                fresh = False
+            if readers[0] == 1:
+                del reading[key]
+            else:
+                readers[0] -= 1
+        return fresh
+
+    def _bound(self) -> None:
+        entries = self.entries
+        while len(entries) > self.max_entries:
+            entries.popitem(last=False)
 
     def invalidate(self, keys: Sequence[str] | None) -> None:
         """Drop the keys (all of them for None, as Redis sends on FLUSHALL), void the
@@ -606,7 +633,7 @@ class CachedRedis:
             # session's read names an epoch key that never holds one, and only a value is
             # kept. Such a write is sent alone.
             if keys is not None and len(keys) == 2:
-                return self._write_and_read(commands[0], keys, errors_as_replies)
+                return self._write_and_track(commands[0], keys, errors_as_replies)
         return self._write(commands, errors_as_replies)
 
     async def _read(
@@ -667,34 +694,75 @@ class CachedRedis:
             else:
                 cache.wrote(written, answered, generation)
 
-    async def _write_and_read(
+    async def _write_and_track(
         self, command: Command, keys: Sequence[str], errors_as_replies: bool
     ) -> list[Any]:
-        """A session's write (WRITE) sent as WRITE_THEN_READ: the write, then a read of that
-        session in the same script, so the request after a write (which drops what the
-        cache held of the record) finds the record here instead of missing and reading it
-        from Redis. The read sees the write, and tracks the keys again (a connection's own
-        write untracks them, with NOLOOP unreported); what it read is kept as a miss's read
-        is, unless an invalidation of its keys came while it was in flight. The reply is
+        """A session's write (WRITE) sent as WRITE_AND_TRACK: the write, then, when it wrote
+        the record, a read of its key in the same script, which tracks it again (a
+        connection's own write untracks it, with NOLOOP unreported). Once the reply says
+        WRITTEN, the cache applies the write's changes to its copy of the record (see
+        end_write), so the request after a write (which drops what the cache held of the
+        record) finds the record here instead of missing and reading it from Redis, and
+        Redis does not read the record back. The epoch's copy stays when the write was
+        applied (the epoch was as the request expected, and a write does not change it);
+        any other outcome may mean the epoch moved, and it is dropped. The reply is
         WRITE's."""
         cache = self.cache
         client = cache.client()
         if client is None:
             return await run_async(self._uncached.async_(), [command], errors_as_replies)
-        values: list[Any] = [None] * len(keys)
+        change = None
         generation = cache.begin_read(keys)
         answered = False
         try:
-            (reply,) = await client.run([("EVAL", WRITE_THEN_READ, *command[2:])], True)
+            (reply,) = await client.run([("EVAL", WRITE_AND_TRACK, *command[2:])], True)
             answered = True
-            if type(reply) is list and len(reply) == 3:
-                values = cached_values(reply[1:], len(keys))
-                reply = reply[0]
+            if reply == WRITTEN:
+                change = partial(_written_record, command)
         finally:
-            cache.end_write(_written_keys(command), keys, values, generation, answered)
+            written = _written_keys(command)
+            if change is not None:  # it found the epoch as expected, and left it so
+                written = [key for key in written if key != keys[1]]
+            cache.end_write(keys, written, generation, answered, change)
         if isinstance(reply, Exception) and not errors_as_replies:
             raise reply
         return [reply]
+
+
+def _written_record(command: Command, record: list[Any]) -> list[Any]:
+    """`record` as HGETALL gives it (field, value, ...) once the WRITE `command` wrote it:
+    its field/value pairs set, then its deleted fields deleted, then its stamp, unless '',
+    set as the field 'e'. A field set keeps its place, and a new one goes last, as in a
+    small hash (a large one's order is Redis's own; the order does not change what a
+    record decodes to)."""
+    pairs, deleted, stamp = WriteCall.changes(command)
+    raw = type(record[0]) is bytes  # as hiredis gives them, unless asked to decode
+    updated = list(record)
+    names = updated[::2]
+    _set(updated, names, pairs, raw)
+    if deleted:
+        gone = {name.encode() for name in deleted} if raw else set(deleted)
+        kept = [place for place, name in enumerate(names) if name not in gone]
+        updated = [item for place in kept for item in updated[2 * place : 2 * place + 2]]
+        names = updated[::2]
+    if stamp:
+        _set(updated, names, ("e", stamp), raw)
+    return updated
+
+
+def _set(updated: list[Any], names: list[Any], pairs: Sequence[str], raw: bool) -> None:
+    for i in range(0, len(pairs), 2):
+        name: Any = pairs[i]
+        value: Any = pairs[i + 1]
+        if raw:
+            name, value = name.encode(), value.encode()
+        try:
+            place = names.index(name)
+        except ValueError:
+            names.append(name)
+            updated += (name, value)
+        else:
+            updated[2 * place + 1] = value
 
 
 def _capped_logins(commands: Sequence[Command]) -> list[tuple[int, str]]:
