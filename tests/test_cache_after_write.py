@@ -157,6 +157,33 @@ async def test_a_write_refused_in_flight_for_a_moved_epoch_keeps_the_session_end
             assert read["data"].get("n") != "2"
 
 
+async def test_a_logout_everywhere_after_a_write_ran_and_before_it_is_applied_holds(  # type: ignore[no-untyped-def]
+    workers,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """This worker's write ran in Redis (the epoch was still hers) and its reply is back,
+    but the cache has not applied it yet when another worker logs the user out
+    everywhere, and the invalidation of her epoch arrives: the copy with the write applied
+    is not kept, the epoch's copy is gone, and her session is rejected from then on."""
+    here, there = workers
+    async with asgi_client(here) as phone:
+        cache, record_key = await written_once(here, phone)
+        epoch_key = here.keys.epoch_key(here.keys.user_tag("alice"))
+
+        async def logout_elsewhere() -> None:
+            await there.ainvalidate_user("alice")
+            await wait_until(lambda: cache._reading[epoch_key][1] == 1)
+
+        held = at_the_first_write(monkeypatch, cache, logout_elsewhere, answered=True)
+        assert (await phone.get("/set?key=n&value=2")).status_code == 200
+        monkeypatch.undo()
+        assert held
+        assert record_key not in cache.entries
+        assert epoch_key not in cache.entries
+        for _ in range(3):
+            assert (await phone.get("/read")).json()["user"] is None
+
+
 async def test_concurrent_writes_to_one_session_leave_the_cache_as_redis_holds_it(workers) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     here, there = workers
     async with asgi_client(here) as phone, asgi_client(there) as elsewhere:
