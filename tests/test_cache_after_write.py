@@ -277,8 +277,23 @@ def read_of(record: str, epoch_key: str) -> tuple[object, ...]:
         (["d:b", "2", "d:c", "3"], ("d:a", "d:gone"), ""),
         (["d:a", "null"], (), "stamped"),
         (["d:new", "1"], ("d:a",), "stamped"),
+        (["d:a", '"z"', "d:b", "1"], ("d:a",), ""),
+        (["d:b", "1", "d:b", "2"], (), ""),
+        ([], ("e",), "stamped"),
+        (["d:ü", '"é ✓"'], (), ""),
     ],
-    ids=["replaced", "added", "deleted", "all", "stamped", "added-deleted-stamped"],
+    ids=[
+        "replaced",
+        "added",
+        "deleted",
+        "all",
+        "stamped",
+        "added-deleted-stamped",
+        "set-then-deleted",
+        "set-twice",
+        "stamp-deleted-then-set",
+        "not-ascii",
+    ],
 )
 @pytest.mark.parametrize("size", [4, 300], ids=["small", "large"])
 async def test_the_copy_after_a_write_is_what_redis_holds(  # type: ignore[no-untyped-def]
@@ -310,6 +325,9 @@ async def test_the_copy_after_a_write_is_what_redis_holds(  # type: ignore[no-un
             assert WriteCall.reply(reply).outcome == WRITTEN
             held = admin.eval("return redis.call('HGETALL', KEYS[1])", 1, record)  # a list
             cached, epoch_kept = cache.entries[record], epoch_key in cache.entries
+            hits = cache.hits
+            (read,) = await config.redis.async_().run([read_of(record, epoch_key)])
+            assert cache.hits == hits + 1, "the read after the write went to Redis"
         finally:
             admin.delete(record, epoch_key)
     if size < 100:
@@ -317,6 +335,34 @@ async def test_the_copy_after_a_write_is_what_redis_holds(  # type: ignore[no-un
     else:
         assert as_dict(cached) == as_dict(held)
     assert epoch_kept, "the write dropped the epoch's copy"
+    assert read[0] is cached
+
+
+async def test_a_write_that_ends_the_record_keeps_no_copy(workers, key_prefix: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A write whose expiry time has passed (a request that outlived its session's end by
+    Redis's clock) deletes the record it wrote, and answers WRITTEN: the cache keeps no
+    copy of a record no invalidation would ever drop (a session id is never reused)."""
+    config, _ = workers
+    cache = cache_of(config)
+    record, epoch_key = f"{key_prefix}{{t}}:s:1", f"{key_prefix}{{t}}:e"
+    call = WriteCall(record=record, epoch_key=epoch_key, mode="redis", carried="old",
+                     wanted="old", stamp="", max_bytes=100_000, expire="PEXPIREAT",
+                     expire_at=int(time.time() * 1000) - 1_000, score="", handle="1",
+                     set_pairs=["d:a", '"y"'])  # fmt: skip
+    with redis.Redis.from_url(REDIS_URL) as admin:
+        admin.hset(record, mapping={"c": "1", "e": "old", "u": '"alice"', "d:a": '"x"'})
+        admin.set(epoch_key, "old")
+        try:
+            await config.redis.async_().run([read_of(record, epoch_key)])
+            assert record in cache.entries
+            (reply,) = await config.redis.async_().run([call.command()])
+            assert WriteCall.reply(reply).outcome == WRITTEN
+            assert admin.exists(record) == 0
+            assert record not in cache.entries
+            (read,) = await config.redis.async_().run([read_of(record, epoch_key)])
+            assert read[0] == []
+        finally:
+            admin.delete(record, epoch_key)
 
 
 def as_dict(flat: list[bytes]) -> dict[bytes, bytes]:

@@ -247,18 +247,21 @@ return {WRITTEN}
 """
 WRITE = _CHUNKED + _WRITE
 
-# WRITE (the same keys and arguments), then, when it wrote the record, a read of the
-# record's key that returns nothing: Redis tracks it again for the connection (the write's
-# own change untracked it, unreported with NOLOOP). Run by the local cache (local_cache.py),
-# which applies the write's changes to its copy of the record instead of reading it back;
-# as one script, no other client's write comes between the two.
+# WRITE (the same keys and arguments), then, when it wrote the record, EXISTS of the
+# record's key: Redis tracks it again for the connection (the write's own change untracked
+# it, unreported with NOLOOP). Returns {WRITE's reply, 1 when the record was written and is
+# still there, else 0}: a write whose expiry time has passed deletes the record it wrote.
+# Run by the local cache (local_cache.py), which applies the write's changes to its copy of
+# the record instead of reading it back; as one script, no other client's write comes
+# between the two.
 WRITE_AND_TRACK = f"""{_CHUNKED}
 local function write()
 {_WRITE}
 end
 local outcome = write()
-if outcome == {WRITTEN} then redis.call('EXISTS', KEYS[1]) end
-return outcome
+local tracked = 0
+if outcome == {WRITTEN} then tracked = redis.call('EXISTS', KEYS[1]) end
+return {{outcome, tracked}}
 """
 
 # Where a user's epoch lives, as a write's guard sees it: 'redis' (the epoch key is the

@@ -662,14 +662,16 @@ class CachedRedis:
     async def _write(
         self, commands: Sequence[Command], errors_as_replies: bool, blocking: Any = None
     ) -> list[Any]:
-        """The writes `commands`, on the tracking connection, or on `blocking`: a
-        connection of another pool, which Redis does not answer in any order with the
-        tracking connection's reads, and whose writes it reports to the listener only
-        later (this process's own change must be seen here when its call returns)."""
+        """The writes `commands`, on the tracking connection, or on `blocking` (or on the
+        uncached clients while no listener is subscribed): a connection of another pool,
+        which Redis does not answer in any order with the tracking connection's reads, and
+        whose writes it reports to the listener only later, if at all (this process's own
+        change must be seen here when its call returns)."""
         cache = self.cache
         client = cache.client() if blocking is None else _PooledRun(blocking)
-        if client is None:
-            return await run_async(self._uncached.async_(), commands, errors_as_replies)
+        tracking = client is not None and blocking is None
+        if client is None:  # no listener subscribed: uncached, on a connection that does not
+            client = _PooledRun(self._uncached.async_())  # track; a read may come after it
         if len(commands) == 1:
             written = _written_keys(commands[0])
         else:
@@ -687,7 +689,7 @@ class CachedRedis:
             # these keys (now, not before: what they read before the write was applied is
             # already stale). Until then a read may still be served what the write
             # replaces: the write is not done yet.
-            answered = replies is not None and blocking is None
+            answered = replies is not None and tracking
             if capped:
                 ended = _ended_by_caps(capped, replies)
                 cache.wrote(None if ended is None else [*written, *ended], answered, generation)
@@ -710,15 +712,17 @@ class CachedRedis:
         cache = self.cache
         client = cache.client()
         if client is None:
-            return await run_async(self._uncached.async_(), [command], errors_as_replies)
+            return await self._write([command], errors_as_replies)
         change = None
         generation = cache.begin_read(keys)
         answered = False
         try:
             (reply,) = await client.run([("EVAL", WRITE_AND_TRACK, *command[2:])], True)
             answered = True
-            if reply == WRITTEN:
-                change = partial(_written_record, command)
+            if type(reply) is list and len(reply) == 2:  # else an error
+                reply, tracked = reply
+                if reply == WRITTEN and tracked == 1:
+                    change = partial(_written_record, command)
         finally:
             written = _written_keys(command)
             if change is not None:  # it found the epoch as expected, and left it so
@@ -885,6 +889,8 @@ class CachingClients:
         every event loop's cache, and Redis reports their writes to the loops' listeners
         only later: each cache drops the copies of the keys they name now, so that this
         process's own change (an epoch bump) is seen here when the call returns."""
+        if session_read(commands) is not None:  # a session's read: nothing written
+            return
         keys = [key for command in commands for key in _written_keys(command)]
         with self._lock:  # the event loops add their clients meanwhile
             clients = list(self._by_loop.values())

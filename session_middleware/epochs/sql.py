@@ -425,6 +425,9 @@ class _AttachedRedis:
     def async_blocking(self) -> Any:
         return self._epochs._redis().async_blocking()
 
+    def sync_wrote(self, commands: Sequence[Command]) -> None:
+        sync_ran(self._epochs._redis(), commands)
+
 
 def _refuse_savepoint(transaction: Any) -> None:
     if transaction.in_nested_transaction():

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from session_middleware import SessionConfig
 from session_middleware._transport.local_cache import TrackedCache
@@ -29,3 +32,26 @@ async def ready(config: SessionConfig) -> TrackedCache:
     cache.client()
     await wait_until(lambda: cache.healthy and time.monotonic() - cache.proven_at < cache.max_lag)
     return cache
+
+
+@contextlib.contextmanager
+def listener_late(cache: TrackedCache) -> Iterator[None]:
+    """The invalidations the listener thread receives are held until the block ends (a
+    listener that lags behind), then applied: what the cache drops meanwhile, it dropped
+    on its own."""
+    held: list[Any] = []
+    applied = cache.invalidate
+
+    def invalidate(keys: Any) -> None:
+        if threading.current_thread().name == "session-cache-listener":
+            held.append(keys)
+        else:
+            applied(keys)
+
+    cache.invalidate = invalidate  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del cache.invalidate
+        for keys in held:
+            applied(keys)
