@@ -657,10 +657,13 @@ class CachedRedis:
     def blocking(self) -> BlockingRun:
         """The uncached clients' client for commands that hold their connection (WAIT),
         whose writes drop the copies of their keys here as this cache's own writes do."""
-        return BlockingRun(self, self._uncached.async_blocking())
+        return BlockingRun(self, _PooledRun(self._uncached.async_blocking()))
 
     async def _write(
-        self, commands: Sequence[Command], errors_as_replies: bool, blocking: Any = None
+        self,
+        commands: Sequence[Command],
+        errors_as_replies: bool,
+        blocking: TrackingClient | None = None,
     ) -> list[Any]:
         """The writes `commands`, on the tracking connection, or on `blocking` (or on the
         uncached clients while no listener is subscribed): a connection of another pool,
@@ -668,7 +671,7 @@ class CachedRedis:
         whose writes it reports to the listener only later, if at all (this process's own
         change must be seen here when its call returns)."""
         cache = self.cache
-        client = cache.client() if blocking is None else _PooledRun(blocking)
+        client = cache.client() if blocking is None else blocking
         tracking = client is not None and blocking is None
         if client is None:  # no listener subscribed: uncached, on a connection that does not
             client = _PooledRun(self._uncached.async_())  # track; a read may come after it
@@ -812,7 +815,7 @@ def _written_keys(command: Command) -> Sequence[str]:
 class BlockingRun:
     """CachedRedis.blocking: the runner's `run(commands)` on another pool's client."""
 
-    def __init__(self, cached: CachedRedis, client: Any) -> None:
+    def __init__(self, cached: CachedRedis, client: _PooledRun) -> None:
         self._cached = cached
         self.client = client
 
