@@ -24,7 +24,7 @@ from . import (
 )
 from .common import delete_prefix, new_prefix
 from .results import Results
-from .variants import ORDER, available
+from .variants import COLLECTOR_SETTINGS, COLLECTOR_VARIABLE, ORDER, available
 
 PARTS = [
     "inprocess",
@@ -68,6 +68,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, help="interleaved rounds (in-process, end to end)")
     p.add_argument("--seconds", type=float, help="duration of one wrk run")
     p.add_argument("--out", type=Path, help="where latest.json, facts.json and latest.md go")
+    p.add_argument(
+        "--gc",
+        default="default",
+        choices=COLLECTOR_SETTINGS,
+        help="the collector's setting in every server the run starts (see docs/deployment.md)",
+    )
     p.add_argument("--variant", default="ours-redis", choices=ORDER, help="profile: variant")
     p.add_argument("--scenario", default="read", help="profile: scenario")
     p.add_argument("--requests", type=int, default=20_000, help="profile: requests")
@@ -83,6 +89,7 @@ def run(args: argparse.Namespace, argv: list[str], out: Path) -> Results:
     variants = [key for key in args.variants if available(key) is None]
     results = Results()
     results.facts["command"] = " ".join(["python -m benchmarks", *argv])
+    os.environ[COLLECTOR_VARIABLE] = args.gc  # read by every server the run starts
     prefix, started, load = new_prefix(), time.monotonic(), os.getloadavg()[0]
     if "ours-sql" in variants:
         sql.create(prefix)

@@ -36,7 +36,6 @@ from .variants import build
 
 COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
-ENVIRONMENT = {**os.environ, "PYTHONHASHSEED": "0"}  # the same hash layouts on every run
 PARALLEL = 2
 # Cases counted more than once, the median reported, and over more requests: the many-sessions
 # read's count moves from run to run (each run reads 600 new sessions: other ids and epochs),
@@ -94,13 +93,19 @@ def measure(
         print(f"  {name}: {shown} instructions per request", file=sys.stderr)
 
 
+def _environment() -> dict[str, str]:
+    """The run's environment (its collector setting included), with the same hash layouts
+    on every run."""
+    return {**os.environ, "PYTHONHASHSEED": "0"}
+
+
 def _collected(case: str, requests: int, prefix: str) -> int:
     command = [*CALLGRIND, sys.executable, "-m", "benchmarks.instructions"]
     done = subprocess.run(
         [*command, *case.split("@"), str(requests), prefix],
         capture_output=True,
         text=True,
-        env=ENVIRONMENT,
+        env=_environment(),
         cwd=ROOT,
         check=False,
     )
@@ -118,7 +123,7 @@ def _served(case: str, requests: int, prefix: str) -> int:
     process = subprocess.Popen(
         command,
         cwd=ROOT,
-        env=ENVIRONMENT,
+        env=_environment(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -7,6 +7,7 @@ routing and its responses cost the same everywhere, the floor included.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import sys
@@ -30,6 +31,9 @@ from session_middleware import get_session, sessions
 
 from . import sql
 from .common import COOKIE, REDIS_URL, SECRET, SESSION_LIFETIME
+
+COLLECTOR_VARIABLE = "SMBENCH_GC"
+COLLECTOR_SETTINGS = ("default", "freeze", "2000", "freeze-2000")
 
 LABELS = {
     "floor": "no session (floor)",
@@ -243,8 +247,25 @@ def available(key: str) -> str | None:
 
 
 def served() -> Any:
-    """The uvicorn app factory: the variant the environment names (one per worker)."""
-    return build(os.environ["SMBENCH_VARIANT"], os.environ["SMBENCH_PREFIX"]).app
+    """The uvicorn app factory: the variant the environment names (one per worker), the
+    collector set as the run asks once it is built (see tune_collector)."""
+    app = build(os.environ["SMBENCH_VARIANT"], os.environ["SMBENCH_PREFIX"]).app
+    tune_collector(os.environ.get(COLLECTOR_VARIABLE, "default"))
+    return app
+
+
+def tune_collector(setting: str) -> None:
+    """The settings of docs/deployment.md's checklist: `freeze` moves every object alive
+    once the app is built (modules, routes, clients) out of the collector's reach, so a
+    full collection looks at what requests made since; `2000` is Python 3.13's young
+    threshold on older versions."""
+    if setting not in COLLECTOR_SETTINGS:
+        raise ValueError(f"unknown collector setting {setting!r}")
+    if "2000" in setting:
+        gc.set_threshold(2000, 10, 10)
+    if "freeze" in setting:
+        gc.collect()
+        gc.freeze()
 
 
 if __name__ == "__main__":
