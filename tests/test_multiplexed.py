@@ -379,6 +379,44 @@ def test_a_forked_child_opens_a_connection_of_its_own(server: RedisServer) -> No
         loop.close()
 
 
+def test_each_event_loop_finds_its_own_connection_again(server: RedisServer) -> None:
+    """Two loops alive at once, used in turn: each is answered on the connection it
+    opened, never on the other's, and a loop that ended leaves its connection to none."""
+    clients = RedisClients(url=server.url, client=None, timeout=5.0)
+    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
+
+    async def connection_id() -> tuple[Any, int]:
+        client = clients.async_()
+        return client, await client.execute_command("CLIENT", "ID")
+
+    try:
+        (a, a_id), (b, b_id) = (
+            loop.run_until_complete(connection_id()) for loop in (first, second)
+        )
+        assert a is not b and a_id != b_id
+        for _ in range(2):
+            assert first.run_until_complete(connection_id()) == (a, a_id)
+            assert second.run_until_complete(connection_id()) == (b, b_id)
+        second.run_until_complete(clients.aclose())  # the loop last used
+        again, again_id = second.run_until_complete(connection_id())
+        assert again is not b and again_id not in (a_id, b_id)
+        first.run_until_complete(clients.aclose())
+        second.run_until_complete(clients.aclose())
+    finally:
+        first.close()
+        second.close()
+    later, _ = asyncio.run(connection_id_then_close(clients))
+    assert later not in (a, b, again)
+
+
+async def connection_id_then_close(clients: RedisClients) -> tuple[Any, int]:
+    client = clients.async_()
+    try:
+        return client, await client.execute_command("CLIENT", "ID")
+    finally:
+        await clients.aclose()
+
+
 # -- connection options --------------------------------------------------------------
 
 

@@ -158,6 +158,8 @@ class RedisClients:
         self._pooled_by_loop: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, AsyncRedisClient
         ] = weakref.WeakKeyDictionary()
+        # The last event loop's client, found again without a lookup in _by_loop.
+        self._current: tuple[weakref.ref[asyncio.AbstractEventLoop], AsyncRedisClient] | None = None
         self._building = threading.Lock()
         # Where a Sentinel service's master is, for every client built here.
         self._follower: MasterFollower | None = None
@@ -198,7 +200,14 @@ class RedisClients:
         return self._sync
 
     def async_(self) -> AsyncRedisClient:
-        return self._async_client(self._by_loop, multiplexed=self.multiplexed)
+        loop = running_asyncio_loop()
+        current = self._current
+        if current is not None and current[0]() is loop:
+            return current[1]
+        client = self._async_client(self._by_loop, multiplexed=self.multiplexed)
+        if self._given_async is None:
+            self._current = (weakref.ref(loop), client)
+        return client
 
     def async_blocking(self) -> AsyncRedisClient:
         """The client for commands that hold their connection until they are answered
@@ -246,6 +255,7 @@ class RedisClients:
         if self.target is None:
             return
         loop = asyncio.get_running_loop()
+        self._current = None
         for by_loop in (self._by_loop, self._pooled_by_loop):
             client = by_loop.pop(loop, None)
             if client is not None:
